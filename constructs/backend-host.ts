@@ -1,0 +1,107 @@
+import { Fn, TerraformResource, Token } from 'cdktf';
+import { Construct } from 'constructs';
+import {
+  BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson,
+} from '../model';
+import type { Backend } from './backend';
+import { emitHostResource } from './host-resource';
+import { SynthSchemas, defined, isUnresolved, parseCandidate, reportIssues } from './issues';
+import type { SshTarget } from './ssh-target';
+
+export interface BackendHostProps {
+  /** How to reach the host over SSH. */
+  readonly ssh: SshTarget;
+  /**
+   * The host's real IPv4 address: the default `ip` of Backends that name this host, and the local end of
+   * ipip0 for L3 VIPs.
+   * @default - ssh.host when it is an IPv4 address or a Terraform token
+   */
+  readonly address?: string;
+  /**
+   * Make the configuration survive a reboot: a file in /etc/sysctl.d and a systemd unit that restores the
+   * addresses, the tunnel and the MSS clamp.
+   * @default true
+   */
+  readonly persist?: boolean;
+}
+
+/**
+ * A real server that answers DSR traffic. Its configuration is derived from every Backend that names it,
+ * across VIPs and modes: each VIP on lo (and on ipip0 for L3), the ARP sysctls, rp_filter, the MSS clamp.
+ */
+export class BackendHost extends Construct {
+  readonly resource: TerraformResource;
+  /** The address Backends default to, if known at synth. */
+  readonly address?: string;
+  private readonly props: BackendHostProps;
+  private readonly backendList: Backend[] = [];
+
+  constructor(scope: Construct, id: string, props: BackendHostProps) {
+    super(scope, id);
+    this.props = props;
+    const sshHost = props?.ssh?.host;
+    this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
+    reportIssues(this, () => this.issues());
+    this.resource = emitHostResource(this, 'host', { triggers: () => this.triggers(), dependsOn: () => [] });
+  }
+
+  /** The backends this host serves. */
+  get backends(): readonly Backend[] {
+    return this.backendList;
+  }
+
+  /** @internal */
+  _register(backend: Backend): void {
+    this.backendList.push(backend);
+  }
+
+  private services(): ServiceSpec[] {
+    const seen = new Map<string, ServiceSpec>();
+    for (const backend of this.backendList) {
+      const vip = backend.vip._parse().value;
+      if (!vip) continue;
+      const service = defined({
+        path: vip.path, ip: vip.ip, port: vip.port, protocol: vip.protocol, mode: vip.mode,
+        mssClamp: vip.mode === 'l3' ? (vip.mssClamp ?? DEFAULTS.mssClamp) : undefined,
+      });
+      const key = `${vip.ip} ${vip.protocol} ${vip.port}`;
+      if (!seen.has(key)) seen.set(key, service);
+    }
+    return [...seen.values()];
+  }
+
+  private candidate(): Record<string, unknown> {
+    const { ssh, address: _address, ...rest } = this.props;
+    return defined({
+      ...rest,
+      kind: 'backend',
+      path: this.node.path,
+      name: this.node.id,
+      ssh: ssh && typeof ssh === 'object' ? defined({ ...ssh }) : ssh,
+      address: this.address,
+      services: this.services(),
+    });
+  }
+
+  private issues(): SpecIssue[] {
+    const parsed = parseCandidate(SynthSchemas.BackendHostSpecSchema, this.candidate(), this.node.path);
+    return parsed.value ? checkBackendHostSpec(parsed.value, { isUnresolved }) : parsed.issues;
+  }
+
+  /** The validated spec the agent receives. Throws SpecError listing every problem. */
+  toSpec(): BackendHostSpec {
+    const issues = this.issues();
+    if (issues.length) throw new SpecError(issues);
+    return SynthSchemas.BackendHostSpecSchema.parse(this.candidate());
+  }
+
+  private triggers(): Record<string, string> {
+    const spec = this.toSpec();
+    const specJson = stableJson(spec);
+    if (Token.isUnresolved(specJson)) {
+      const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
+      return { spec: specJson, hash: Fn.sha256(specJson), sysctl_file: pending, addresses: pending, mss_clamp: pending, boot_unit: pending };
+    }
+    return { spec: specJson, hash: sha256Hex(specJson), ...renderBackendHostReview(spec) };
+  }
+}

@@ -1,0 +1,70 @@
+import { Construct } from 'constructs';
+import { BackendSpec, SpecIssue } from '../model';
+import type { BackendHost } from './backend-host';
+import type { DsrVip } from './dsr-vip';
+import { SynthSchemas, defined, parseCandidate, reportIssues } from './issues';
+
+export interface BackendProps {
+  /**
+   * The backend's real IPv4 address; may be a Terraform token.
+   * @default - the address of `host`
+   */
+  readonly ip?: string;
+  /**
+   * Must equal the VIP port: DSR cannot translate ports, because replies bypass the balancer.
+   * @default - the VIP port
+   */
+  readonly port?: number;
+  /**
+   * Share of new flows, an integer from 0 to 1000. 0 drains: no new flows, established flows stay.
+   * @default 1
+   */
+  readonly weight?: number;
+  /**
+   * L2 only: the backend's MAC address.
+   * @default - resolved on the balancer at apply time (ping, then the neighbour table)
+   */
+  readonly mac?: string;
+  /**
+   * The host that serves this backend; tula-dsr then configures it (VIP on lo, ARP sysctls, tunnel).
+   * @default - none: the backend host is configured outside this stack
+   */
+  readonly host?: BackendHost;
+}
+
+/** One real server behind a DsrVip. */
+export class Backend extends Construct {
+  readonly vip: DsrVip;
+  readonly host?: BackendHost;
+  private readonly props: BackendProps;
+
+  constructor(scope: DsrVip, id: string, props: BackendProps = {}) {
+    super(scope, id);
+    if (typeof (scope as { _addBackend?: unknown })._addBackend !== 'function') {
+      throw new Error(`${this.node.path}: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))`);
+    }
+    this.vip = scope;
+    this.props = props ?? {};
+    this.host = this.props.host;
+    if (this.host && typeof (this.host as { _register?: unknown })._register !== 'function') {
+      throw new Error(`${this.node.path}: host: must be a BackendHost construct`);
+    }
+    this.host?._register(this);
+    scope._addBackend(this);
+    reportIssues(this, () => this._parse().issues);
+  }
+
+  /** @internal */
+  _parse(): { value?: BackendSpec; issues: SpecIssue[] } {
+    const { host, ip, ...rest } = this.props;
+    const address = ip ?? host?.address;
+    const candidate = defined({ ...rest, path: this.node.path, name: this.node.id, ip: address });
+    const parsed = parseCandidate(SynthSchemas.BackendSpecSchema, candidate, this.node.path);
+    if (address === undefined) {
+      const issues = parsed.issues.filter((i) => i.field !== 'ip');
+      issues.push({ path: this.node.path, field: 'ip', message: 'is required: set ip, or set host to a BackendHost whose address is known' });
+      return { issues };
+    }
+    return parsed;
+  }
+}

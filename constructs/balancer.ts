@@ -1,0 +1,123 @@
+import { Fn, TerraformResource, Token } from 'cdktf';
+import { Construct } from 'constructs';
+import {
+  BalancerSpec, SpecError, SpecIssue, VipSpec, checkBalancerSpec, parseIpv4, renderBalancerReview, sha256Hex, stableJson,
+} from '../model';
+import { emitHostResource } from './host-resource';
+import { SynthSchemas, defined, isUnresolved, parseCandidate, reportIssues } from './issues';
+import type { SshTarget } from './ssh-target';
+import type { DsrVip } from './dsr-vip';
+
+export interface BalancerProps {
+  /** How to reach the balancer over SSH. */
+  readonly ssh: SshTarget;
+  /** The interface that receives VIP traffic; the ingress hook and the L2 rewrite use it. */
+  readonly interface: string;
+  /**
+   * The balancer's own IPv4 address: the outer source of L3 (IPIP) tunnels, and an address no VIP or backend
+   * may reuse.
+   * @default - ssh.host when it is an IPv4 address or a Terraform token
+   */
+  readonly address?: string;
+  /**
+   * CIDR of the balancer's L2 segment. When set, L2 backends outside it are refused at synth.
+   * @default - no subnet check
+   */
+  readonly subnet?: string;
+  /**
+   * MAC address of `interface`, used as the source MAC of forwarded frames.
+   * @default - read from the interface at apply time
+   */
+  readonly mac?: string;
+}
+
+/**
+ * A Linux host that balances VIP traffic in DSR mode with one nftables table, applied over SSH. It becomes one
+ * Terraform resource whose triggers carry the whole ruleset, so a plan shows each rule that changes.
+ */
+export class Balancer extends Construct {
+  /** The Terraform resource that applies this balancer's configuration. */
+  readonly resource: TerraformResource;
+  private readonly props: BalancerProps;
+  private readonly vipList: DsrVip[] = [];
+  private cachedIssues?: SpecIssue[];
+
+  constructor(scope: Construct, id: string, props: BalancerProps) {
+    super(scope, id);
+    this.props = props;
+    reportIssues(this, () => this.allIssues());
+    this.resource = emitHostResource(this, 'host', {
+      triggers: () => this.triggers(),
+      dependsOn: () => [...new Set(this.vipList.flatMap((v) => v.backends.flatMap((b) => (b.host ? [b.host.resource] : []))))],
+    });
+  }
+
+  /** The VIPs bound to this balancer, in creation order. */
+  get vips(): readonly DsrVip[] {
+    return this.vipList;
+  }
+
+  /** @internal */
+  _addVip(vip: DsrVip): void {
+    this.vipList.push(vip);
+    this._invalidate();
+  }
+
+  /** @internal */
+  _invalidate(): void {
+    this.cachedIssues = undefined;
+  }
+
+  private candidate(vips: VipSpec[]): Record<string, unknown> {
+    const { ssh, interface: iface, address, subnet, mac, ...rest } = this.props;
+    const sshHost = ssh?.host;
+    const defaultAddress = typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined;
+    return defined({
+      ...rest,
+      kind: 'balancer',
+      path: this.node.path,
+      name: this.node.id,
+      ssh: ssh && typeof ssh === 'object' ? defined({ ...ssh }) : ssh,
+      interface: iface,
+      address: address ?? defaultAddress,
+      subnet,
+      mac,
+      vips,
+    });
+  }
+
+  /** Every problem in this balancer, its VIPs and their backends, collected at once. */
+  private allIssues(): SpecIssue[] {
+    if (this.cachedIssues) return this.cachedIssues;
+    const issues: SpecIssue[] = [];
+    const own = parseCandidate(SynthSchemas.BalancerSpecSchema, this.candidate([]), this.node.path);
+    issues.push(...own.issues);
+    const vips: VipSpec[] = [];
+    for (const vip of this.vipList) {
+      const parsed = vip._parse();
+      issues.push(...parsed.issues);
+      if (parsed.value) vips.push(parsed.value);
+    }
+    if (own.value) issues.push(...checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
+    this.cachedIssues = issues;
+    return issues;
+  }
+
+  /** The validated spec the agent receives. Throws SpecError listing every problem. */
+  toSpec(): BalancerSpec {
+    const issues = this.allIssues();
+    if (issues.length) throw new SpecError(issues);
+    const vips = this.vipList.map((v) => v._parse().value!);
+    return SynthSchemas.BalancerSpecSchema.parse(this.candidate(vips));
+  }
+
+  private triggers(): Record<string, string> {
+    const spec = this.toSpec();
+    const specJson = stableJson(spec);
+    if (Token.isUnresolved(specJson)) {
+      const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
+      return { spec: specJson, hash: Fn.sha256(specJson), ruleset: pending, addresses: pending, tunnels: pending };
+    }
+    return { spec: specJson, hash: sha256Hex(specJson), ...renderBalancerReview(spec) };
+  }
+}

@@ -1,0 +1,99 @@
+import { Construct } from 'constructs';
+import { Algorithm, Mode, Protocol, SpecIssue, VipSpec } from '../model';
+import { Backend, BackendProps } from './backend';
+import type { Balancer } from './balancer';
+import { SynthSchemas, defined, parseCandidate, reportIssues } from './issues';
+
+export interface DsrVipProps {
+  /** The balancer that owns this VIP. */
+  readonly balancer: Balancer;
+  /**
+   * Name used in nft counters (`vip_<name>`) and reports.
+   * @default - the construct id
+   */
+  readonly name?: string;
+  /** The virtual IPv4 address clients connect to; may be a Terraform token. */
+  readonly ip: string;
+  /** The port clients connect to, or '*' for every port. Backends serve on the same port. */
+  readonly port: number | '*';
+  /**
+   * @default 'tcp'
+   */
+  readonly protocol?: Protocol;
+  /**
+   * 'l2' rewrites the destination MAC (backends share the balancer's segment); 'l3' tunnels to the backend
+   * in IPIP (backends anywhere routable).
+   * @default 'l2'
+   */
+  readonly mode?: Mode;
+  /**
+   * How a new flow picks its backend. Every algorithm keeps a flow on one backend for its lifetime.
+   * 'round-robin' ignores weights (weight 0 still drains); 'weighted-round-robin' splits new flows exactly by
+   * weight; 'source-hash' keeps each client address on one backend; 'consistent-hash' is Maglev hashing, which
+   * moves about 1/N of the flows when one of N backends comes or goes.
+   * @default 'weighted-round-robin'
+   */
+  readonly algorithm?: Algorithm;
+  /**
+   * Idle seconds after which a flow's backend choice is forgotten.
+   * @default 300
+   */
+  readonly flowTimeoutSec?: number;
+  /**
+   * L3 only: the TCP MSS the backends advertise for this VIP, so requests fit the IPIP tunnel (20 bytes less).
+   * @default 1440 for L3 VIPs
+   */
+  readonly mssClamp?: number;
+}
+
+/** A Layer 4 virtual IP served in Direct Server Return mode: replies go from the backends straight to clients. */
+export class DsrVip extends Construct {
+  readonly balancer: Balancer;
+  private readonly props: DsrVipProps;
+  private readonly backendList: Backend[] = [];
+  private parsed?: { value?: VipSpec; issues: SpecIssue[] };
+
+  constructor(scope: Construct, id: string, props: DsrVipProps) {
+    super(scope, id);
+    if (!props || typeof props !== 'object' || !props.balancer || typeof (props.balancer as { _addVip?: unknown })._addVip !== 'function') {
+      throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
+    }
+    this.props = props;
+    this.balancer = props.balancer;
+    this.balancer._addVip(this);
+    reportIssues(this, () => this._parse().issues);
+  }
+
+  get backends(): readonly Backend[] {
+    return this.backendList;
+  }
+
+  /** Adds a backend to this VIP; `id` becomes the backend's name. */
+  addBackend(id: string, props: BackendProps): Backend {
+    return new Backend(this, id, props);
+  }
+
+  /** @internal */
+  _addBackend(backend: Backend): void {
+    this.backendList.push(backend);
+    this.parsed = undefined;
+    this.balancer._invalidate();
+  }
+
+  /** @internal The VIP's own fields and its backends, parsed with the synth-time schemas. */
+  _parse(): { value?: VipSpec; issues: SpecIssue[] } {
+    this.parsed ??= this.parseNow();
+    return this.parsed;
+  }
+
+  private parseNow(): { value?: VipSpec; issues: SpecIssue[] } {
+    const { balancer: _balancer, name, ...rest } = this.props;
+    const issues: SpecIssue[] = [];
+    const backends = this.backendList.map((b) => b._parse());
+    for (const b of backends) issues.push(...b.issues);
+    const own = parseCandidate(SynthSchemas.VipSpecSchema, defined({ ...rest, path: this.node.path, name: name ?? this.node.id, backends: [] }), this.node.path);
+    issues.push(...own.issues);
+    if (!own.value || issues.length) return { issues };
+    return { value: { ...own.value, backends: backends.map((b) => b.value!) }, issues };
+  }
+}

@@ -1,0 +1,91 @@
+import { dependable, Lazy, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
+import { NullProvider } from '@cdktf/provider-null/lib/provider';
+import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
+import { Construct } from 'constructs';
+
+/** Stack-wide construct context key that selects how host resources are emitted. */
+export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
+export const ENGINES = ['null_resource', 'terraform_data'] as const;
+export type Engine = (typeof ENGINES)[number];
+
+export function engineOf(scope: Construct): Engine {
+  const value = scope.node.tryGetContext(ENGINE_CONTEXT_KEY) ?? 'null_resource';
+  if (!(ENGINES as readonly string[]).includes(value)) {
+    throw new Error(`${scope.node.path}: context ${ENGINE_CONTEXT_KEY}: ${JSON.stringify(value)} is not supported; use 'null_resource' (default) or 'terraform_data'`);
+  }
+  return value as Engine;
+}
+
+/**
+ * Terraform's built-in `terraform_data`, emitted as a plain resource: cdktf's DataResource would add a
+ * `terraform version` validation per instance (about 45 ms each), which dominates synth at 1,000 resources.
+ */
+class TerraformDataResource extends TerraformResource {
+  constructor(scope: Construct, id: string, private readonly triggersReplace: Record<string, string>) {
+    super(scope, id, { terraformResourceType: 'terraform_data' });
+  }
+  protected override synthesizeAttributes(): Record<string, unknown> {
+    return { triggers_replace: hashMapper(stringToTerraform)(this.triggersReplace) };
+  }
+  protected override synthesizeHclAttributes(): Record<string, unknown> {
+    return {
+      triggers_replace: { value: hashMapperHcl(stringToHclTerraform)(this.triggersReplace), isBlock: false, type: 'map', storageClassType: 'stringMap' },
+    };
+  }
+}
+
+/** Chunk size for passing the spec through environment variables (Linux caps one variable at 128 KiB). */
+const ENV_CHUNK = 65536;
+
+/**
+ * The provisioner command. It resolves the agent from the directory Terraform runs in (the stack folder under
+ * the cdktf outdir), through the project's own node_modules, so the synthesized JSON holds no absolute path.
+ */
+export function agentCommand(verb: 'apply' | 'remove'): string {
+  return `node -e 'require("tula-dsr/agent").main(["${verb}"])'`;
+}
+
+/**
+ * The spec reaches the agent from `self` only (destroy-time provisioners may not reference anything else):
+ * gzipped, base64-encoded and split into numbered variables, so that a large balancer fits the kernel's limits.
+ */
+export function agentEnvironment(selfSpec: string): string {
+  const packed = `base64gzip(${selfSpec})`;
+  return `\${{ for i in range(ceil(length(${packed}) / ${ENV_CHUNK})) : "TULA_DSR_SPEC_GZ_\${i}" => substr(${packed}, i * ${ENV_CHUNK}, ${ENV_CHUNK}) }}`;
+}
+
+export interface HostResourceOptions {
+  /** All trigger values, produced at synth once every VIP and backend exists. */
+  readonly triggers: () => Record<string, string>;
+  /** Resources that must be applied first (backend hosts before the balancer that sends them traffic). */
+  readonly dependsOn: () => TerraformResource[];
+}
+
+function ensureNullProvider(scope: Construct): void {
+  const stack = TerraformStack.of(scope);
+  if (!stack.node.findAll().some((c) => c instanceof NullProvider)) new NullProvider(stack, 'tula-dsr-null');
+}
+
+/** One Terraform resource per host, replaced whenever its rendered configuration changes. */
+export function emitHostResource(scope: Construct, id: string, options: HostResourceOptions): TerraformResource {
+  const engine = engineOf(scope);
+  const triggers = Lazy.anyValue({ produce: () => options.triggers() }) as unknown as Record<string, string>;
+  let resource: TerraformResource;
+  let selfSpec: string;
+  if (engine === 'null_resource') {
+    ensureNullProvider(scope);
+    resource = new NullResource(scope, id, { triggers });
+    selfSpec = 'self.triggers.spec';
+  } else {
+    resource = new TerraformDataResource(scope, id, triggers);
+    selfSpec = 'self.triggers_replace.spec';
+  }
+  resource.lifecycle = { createBeforeDestroy: true };
+  resource.dependsOn = Lazy.listValue({ produce: () => options.dependsOn().map((r) => dependable(r)) }) as unknown as string[];
+  const environment = agentEnvironment(selfSpec);
+  resource.addOverride('provisioner', [
+    { 'local-exec': { command: agentCommand('apply'), environment } },
+    { 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } },
+  ]);
+  return resource;
+}

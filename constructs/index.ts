@@ -1,0 +1,15 @@
+export { Balancer } from './balancer';
+export type { BalancerProps } from './balancer';
+export { DsrVip } from './dsr-vip';
+export type { DsrVipProps } from './dsr-vip';
+export { Backend } from './backend';
+export type { BackendProps } from './backend';
+export { BackendHost } from './backend-host';
+export type { BackendHostProps } from './backend-host';
+export type { SshTarget } from './ssh-target';
+export { ENGINE_CONTEXT_KEY, ENGINES } from './host-resource';
+export type { Engine } from './host-resource';
+export { SpecError, formatIssues } from '../model/issues';
+export type { SpecIssue } from '../model/issues';
+export type { Algorithm, Mode, Protocol } from '../model/fields';
+export { explainAndExit } from "./explain";

@@ -1,0 +1,72 @@
+import { renderBootUnit, HostAddress, HostFile } from './backend-host';
+import { parseIpv4 } from './ipv4';
+import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balancer';
+import { renderNftDeclarative } from './nft/render';
+import { NftTable } from './nft/objects';
+import type { BalancerSpec } from './spec';
+
+export const BALANCER_RULESET_FILE = '/etc/tula-dsr/balancer.nft';
+export const BALANCER_BOOT_SCRIPT = '/etc/tula-dsr/balancer-up.sh';
+export const BALANCER_UNIT = 'tula-dsr-balancer.service';
+export const BALANCER_UNIT_FILE = `/etc/systemd/system/${BALANCER_UNIT}`;
+
+export interface Tunnel {
+  readonly name: string;
+  readonly local: string;
+  readonly remote: string;
+}
+
+export interface BalancerHostPlan {
+  readonly table: NftTable;
+  readonly tunnels: readonly Tunnel[];
+  /** The balancer owns each VIP on its interface, so that it answers ARP for it on the segment. */
+  readonly addresses: readonly HostAddress[];
+  readonly modules: readonly string[];
+  readonly files: readonly HostFile[];
+  readonly unit: string;
+}
+
+export function balancerHeader(spec: BalancerSpec): string[] {
+  return [`Managed by tula-dsr: DSR balancer ${spec.name} (${spec.path}) on ${spec.interface}. Do not edit.`];
+}
+
+export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
+  const vips = [...new Set(spec.vips.map((v) => v.ip))].sort((a, b) => (parseIpv4(a) ?? 0) - (parseIpv4(b) ?? 0));
+  return vips.map((ip) => ({ ip, prefix: 32, dev: spec.interface }));
+}
+
+/** The boot file starts with create-then-delete so that loading it again replaces the table in one transaction. */
+export function renderBalancerBootRuleset(table: NftTable): string {
+  const declarative = renderNftDeclarative(table);
+  const idempotent = `table ${table.family} ${table.name}\ndelete table ${table.family} ${table.name}\n`;
+  const at = declarative.indexOf(`table ${table.family} ${table.name} {`);
+  return declarative.slice(0, at) + idempotent + declarative.slice(at);
+}
+
+export function renderBalancerBootScript(spec: BalancerSpec, tunnels: readonly Tunnel[], addresses: readonly HostAddress[], modules: readonly string[]): string {
+  const lines = [
+    '#!/bin/sh',
+    `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`,
+    'set -eu',
+  ];
+  for (const m of modules) lines.push(`modprobe ${m}`);
+  for (const t of tunnels) {
+    lines.push(`ip link show ${t.name} >/dev/null 2>&1 || ip link add ${t.name} type ipip local ${t.local} remote ${t.remote}`, `ip link set ${t.name} up`);
+  }
+  for (const a of addresses) lines.push(`ip addr replace ${a.ip}/${a.prefix} dev ${a.dev}`);
+  lines.push(`nft -f ${BALANCER_RULESET_FILE}`);
+  return lines.join('\n') + '\n';
+}
+
+export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}): BalancerHostPlan {
+  const table = buildBalancerTable(spec, facts, balancerHeader(spec));
+  const tunnels = balancerTunnels(spec);
+  const addresses = balancerAddresses(spec);
+  const modules = tunnels.length ? ['ipip'] : [];
+  const files: HostFile[] = [
+    { path: BALANCER_RULESET_FILE, content: renderBalancerBootRuleset(table), mode: '0644' },
+    { path: BALANCER_BOOT_SCRIPT, content: renderBalancerBootScript(spec, tunnels, addresses, modules), mode: '0755' },
+    { path: BALANCER_UNIT_FILE, content: renderBootUnit(`tula-dsr DSR balancer ${spec.name}: VIPs, tunnels and nft table`, BALANCER_BOOT_SCRIPT), mode: '0644' },
+  ];
+  return { table, tunnels, addresses, modules, files, unit: BALANCER_UNIT };
+}

@@ -1,0 +1,132 @@
+import { SpecIssue, showValue } from './issues';
+import { cidrContains, cidrSize, parseCidr, parseIpv4 } from './ipv4';
+import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
+
+/**
+ * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
+ * value Terraform only knows at apply are skipped) and again in the agent (where every value is known).
+ */
+export interface CheckOptions {
+  readonly isUnresolved?: IsUnresolved;
+}
+
+const known = (opts: CheckOptions, ...values: unknown[]) => values.every((v) => v !== undefined && !(opts.isUnresolved?.(v) ?? false));
+
+export function checkSshTarget(ssh: SshTargetSpec, path: string): SpecIssue[] {
+  const count = Number(ssh.hostKey !== undefined) + Number(ssh.knownHostsFile !== undefined);
+  if (count === 1) return [];
+  return [{
+    path,
+    field: 'ssh.hostKey',
+    message: count === 0
+      ? "is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile"
+      : 'and ssh.knownHostsFile are both set; set exactly one of them',
+  }];
+}
+
+export function vipKey(vip: Pick<VipSpec, 'ip' | 'protocol' | 'port'>): string {
+  return `${vip.ip} ${vip.protocol}/${vip.port}`;
+}
+
+function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message });
+  const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
+  const edgeOfSubnet = (ip: string): string | null => {
+    const address = parseIpv4(ip);
+    if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= 31) return null;
+    if (address === subnet.network) return `the network address of the balancer's subnet ${balancer.subnet}`;
+    if (address === subnet.network + cidrSize(subnet) - 1) return `the broadcast address of the balancer's subnet ${balancer.subnet}`;
+    return null;
+  };
+
+  if (vip.backends.length === 0) {
+    add(vip.path, 'backends', [], 'a VIP needs at least one backend; add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })');
+  }
+  if (vip.mssClamp !== undefined && vip.mode === 'l2') {
+    add(vip.path, 'mssClamp', vip.mssClamp, "only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'");
+  }
+  if (known(opts, vip.ip, balancer.address) && vip.ip === balancer.address) {
+    add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
+  }
+  if (known(opts, vip.ip)) {
+    const edge = edgeOfSubnet(vip.ip);
+    if (edge) add(vip.path, 'ip', vip.ip, `is ${edge}; use a host address`);
+  }
+  const names = new Map<string, string>();
+  const ips = new Map<string, string>();
+  for (const backend of vip.backends) {
+    if (names.has(backend.name)) {
+      add(backend.path, 'name', backend.name, `is used twice in VIP ${vip.name} (also by ${names.get(backend.name)}); backend names must be unique in a VIP`);
+    } else names.set(backend.name, backend.path);
+    if (known(opts, backend.ip)) {
+      if (ips.has(backend.ip)) {
+        add(backend.path, 'ip', backend.ip, `is used twice in VIP ${vip.name} (also by ${ips.get(backend.ip)}); each backend needs its own address`);
+      } else ips.set(backend.ip, backend.path);
+    }
+    if (backend.port !== undefined && known(opts, backend.port, vip.port) && backend.port !== vip.port) {
+      add(backend.path, 'port', backend.port, vip.port === '*'
+        ? "is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset"
+        : `differs from the VIP port ${vip.port}; DSR cannot translate ports, so the backend must listen on ${vip.port} (leave port unset)`);
+    }
+    if (known(opts, backend.ip, vip.ip) && backend.ip === vip.ip) {
+      add(backend.path, 'ip', backend.ip, "is the VIP itself; use the backend's real address");
+    }
+    if (known(opts, backend.ip, balancer.address) && backend.ip === balancer.address) {
+      add(backend.path, 'ip', backend.ip, "is the balancer's own address; use the backend's real address");
+    }
+    if (backend.mac !== undefined && vip.mode === 'l3') {
+      add(backend.path, 'mac', backend.mac, "only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac");
+    }
+    if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
+      const address = parseIpv4(backend.ip);
+      if (address !== null && !cidrContains(subnet, address)) {
+        add(backend.path, 'ip', backend.ip, `is outside the balancer's subnet ${balancer.subnet}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`);
+      } else {
+        const edge = edgeOfSubnet(backend.ip);
+        if (edge) add(backend.path, 'ip', backend.ip, `is ${edge}; use a host address`);
+      }
+    }
+  }
+  return issues;
+}
+
+/** Two VIPs clash when they share ip and protocol and their ports overlap ('*' overlaps every port). */
+function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  vips.forEach((vip, i) => {
+    for (const other of vips.slice(0, i)) {
+      if (!known(opts, vip.ip, other.ip, vip.port, other.port) || vip.ip !== other.ip || vip.protocol !== other.protocol) continue;
+      if (vip.port === other.port || vip.port === '*' || other.port === '*') {
+        issues.push({
+          path: vip.path,
+          field: 'port',
+          value: vip.port,
+          message: `clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+        });
+      }
+    }
+    if (vips.slice(0, i).some((other) => other.name === vip.name)) {
+      issues.push({ path: vip.path, field: 'name', value: vip.name, message: 'is used by another VIP on the same balancer; VIP names must be unique per balancer' });
+    }
+  });
+  return issues;
+}
+
+export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): SpecIssue[] {
+  const issues = [...checkSshTarget(spec.ssh, spec.path)];
+  if (spec.address === undefined && spec.vips.some((v) => v.mode === 'l3')) {
+    issues.push({ path: spec.path, field: 'address', message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels` });
+  }
+  for (const vip of spec.vips) issues.push(...checkVip(vip, spec, opts));
+  issues.push(...checkVipClashes(spec.vips, opts));
+  return issues;
+}
+
+export function checkBackendHostSpec(spec: BackendHostSpec, _opts: CheckOptions = {}): SpecIssue[] {
+  const issues = [...checkSshTarget(spec.ssh, spec.path)];
+  if (spec.address === undefined && spec.services.some((s) => s.mode === 'l3')) {
+    issues.push({ path: spec.path, field: 'address', message: `is required when the host serves L3 VIPs and ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the local end of ipip0` });
+  }
+  return issues;
+}

@@ -1,0 +1,131 @@
+import { parseCidr, parseIpv4, specialIpv4, formatCidr, networkOf } from './ipv4';
+import { showValue } from './issues';
+
+/**
+ * One function per field kind. Each returns null when the value is acceptable, or a message that quotes the
+ * bad value and says what is allowed. The zod schemas and the cross-object checks share these.
+ */
+export type FieldCheck = (value: unknown) => string | null;
+
+export const PROTOCOLS = ['tcp', 'udp'] as const;
+export const MODES = ['l2', 'l3'] as const;
+export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
+export type Mode = (typeof MODES)[number];
+export type Algorithm = (typeof ALGORITHMS)[number];
+
+/** Names reach nft object names, file names and shell commands, so they are restricted to this pattern. */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+/** Linux interface names: at most 15 characters (IFNAMSIZ - 1). */
+export const INTERFACE_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+export const USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
+const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
+const KEY_LINE_PATTERN = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n\r]*)?$/;
+
+export const LIMITS = {
+  weight: { min: 0, max: 1000 },
+  flowTimeoutSec: { min: 1, max: 86400 },
+  mssClamp: { min: 536, max: 1460 },
+} as const;
+
+const isInteger = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+
+export function integerIn(min: number, max: number, allowed: string): FieldCheck {
+  return (v) => (isInteger(v) && v >= min && v <= max ? null : `${showValue(v)} is not allowed; use ${allowed}`);
+}
+
+export function oneOf(values: readonly string[], what: string): FieldCheck {
+  return (v) =>
+    typeof v === 'string' && values.includes(v)
+      ? null
+      : `${showValue(v)} is not a supported ${what}; use one of ${values.map((x) => `'${x}'`).join(', ')}`;
+}
+
+export const checkPort: FieldCheck = integerIn(1, 65535, 'an integer from 1 to 65535');
+
+export const checkVipPort: FieldCheck = (v) =>
+  v === '*' || (isInteger(v) && v >= 1 && v <= 65535)
+    ? null
+    : `${showValue(v)} is not allowed; use an integer from 1 to 65535, or '*' for all ports`;
+
+export const checkWeight: FieldCheck = integerIn(LIMITS.weight.min, LIMITS.weight.max, 'an integer from 0 to 1000 (0 drains the backend)');
+export const checkFlowTimeout: FieldCheck = integerIn(LIMITS.flowTimeoutSec.min, LIMITS.flowTimeoutSec.max, 'an integer number of seconds from 1 to 86400');
+export const checkMssClamp: FieldCheck = integerIn(LIMITS.mssClamp.min, LIMITS.mssClamp.max, 'an integer from 536 to 1460 (bytes)');
+export const checkProtocol: FieldCheck = oneOf(PROTOCOLS, 'protocol');
+export const checkMode: FieldCheck = oneOf(MODES, 'mode');
+
+export const checkAlgorithm: FieldCheck = (v) => {
+  if (v === 'least-connections' || v === 'weighted-least-connections') {
+    return `${showValue(v)} is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of ${ALGORITHMS.map((x) => `'${x}'`).join(', ')}`;
+  }
+  return oneOf(ALGORITHMS, 'algorithm')(v);
+};
+
+export const checkName: FieldCheck = (v) =>
+  typeof v === 'string' && NAME_PATTERN.test(v)
+    ? null
+    : `${showValue(v)} is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`;
+
+export const checkInterface: FieldCheck = (v) =>
+  typeof v === 'string' && INTERFACE_PATTERN.test(v) && v !== '.' && v !== '..'
+    ? null
+    : `${showValue(v)} is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
+
+export const checkUser: FieldCheck = (v) =>
+  typeof v === 'string' && USER_PATTERN.test(v)
+    ? null
+    : `${showValue(v)} is not a valid user name; use a lower-case POSIX login name such as 'root' or 'deploy'`;
+
+/** A unicast IPv4 address that can carry traffic (VIPs, backends, balancer addresses). */
+export const checkIpv4: FieldCheck = (v) => {
+  const parsed = typeof v === 'string' ? parseIpv4(v) : null;
+  if (parsed === null) return `${showValue(v)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+  const special = specialIpv4(parsed);
+  return special ? `${showValue(v)} is ${special}; use a unicast IPv4 address` : null;
+};
+
+export const checkSshHost: FieldCheck = (v) => {
+  if (typeof v === 'string' && parseIpv4(v) !== null) return checkIpv4(v);
+  return typeof v === 'string' && HOSTNAME_PATTERN.test(v) && !/^[\d.]+$/.test(v)
+    ? null
+    : `${showValue(v)} is not a valid host; use an IPv4 address or a DNS name`;
+};
+
+export const checkCidr: FieldCheck = (v) => {
+  const cidr = typeof v === 'string' ? parseCidr(v) : null;
+  if (!cidr || cidr.prefix < 1 || cidr.prefix > 31) {
+    return `${showValue(v)} is not a valid subnet; use CIDR notation with a prefix from /1 to /31, such as 10.0.1.0/24`;
+  }
+  const network = networkOf(cidr.network, cidr.prefix);
+  return network === cidr.network ? null : `${showValue(v)} has host bits set; use ${formatCidr({ network, prefix: cidr.prefix })}`;
+};
+
+export const checkMac: FieldCheck = (v) => {
+  if (typeof v !== 'string' || !MAC_PATTERN.test(v)) {
+    return `${showValue(v)} is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`;
+  }
+  if (v === '00:00:00:00:00:00') return `${showValue(v)} is the all-zero MAC address; use the backend's unicast MAC`;
+  return parseInt(v.slice(0, 2), 16) % 2 === 1 ? `${showValue(v)} is a multicast MAC address; use a unicast MAC` : null;
+};
+
+export const checkHostKey: FieldCheck = (v) =>
+  typeof v === 'string' && (FINGERPRINT_PATTERN.test(v) || KEY_LINE_PATTERN.test(v))
+    ? null
+    : `${showValue(v)} is not a host key; use a pinned fingerprint 'SHA256:<43 base64 characters>' (ssh-keygen -lf) or an OpenSSH public key line 'ssh-ed25519 AAAA…'`;
+
+export const checkFilePath: FieldCheck = (v) =>
+  typeof v === 'string' && v.length > 0 && v.length <= 4096 && !/[\0\r\n]/.test(v)
+    ? null
+    : `${showValue(v)} is not a usable file path; use a path without NUL or line breaks`;
+
+/** Property names that suggest an L7 (HTTP) feature. */
+const L7_HINT = /cookie|header|path|url|uri|sticky|tls|ssl|cert|http|redirect|rewrite|host_?name|sni/i;
+
+export function unknownKeyMessage(key: string, known: readonly string[]): string {
+  const base = `${showValue(key)} is not a known property; known properties are ${known.join(', ')}`;
+  return L7_HINT.test(key)
+    ? `${base}. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead`
+    : base;
+}

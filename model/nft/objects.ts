@@ -1,0 +1,47 @@
+/**
+ * A small description of one nft table: enough to render it two ways from the same data, as a declarative file
+ * (for review in the plan and for loading at boot) and as an in-place reload transaction (for apply).
+ */
+export interface NftDefine {
+  readonly name: string;
+  /** The value, or null when only the host can tell (a MAC resolved at apply time). */
+  readonly value: string | null;
+  readonly comment: string;
+}
+
+export interface NftMap {
+  readonly name: string;
+  /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`. */
+  readonly type: string;
+  /** Dynamic maps hold state written by the packet path (flows); a reload never flushes them. */
+  readonly dynamic?: { readonly timeoutSec: number };
+  readonly elements: readonly string[];
+}
+
+export interface NftChain {
+  readonly name: string;
+  /** Base chain clause, e.g. `type filter hook ingress device "eth0" priority -300; policy accept;`. */
+  readonly hook?: string;
+  readonly rules: readonly string[];
+}
+
+export interface NftTable {
+  readonly family: 'netdev' | 'ip' | 'inet';
+  readonly name: string;
+  readonly header: readonly string[];
+  readonly defines: readonly NftDefine[];
+  readonly counters: readonly string[];
+  readonly maps: readonly NftMap[];
+  readonly chains: readonly NftChain[];
+}
+
+/** What the host's table holds now, as far as a reload needs to know (from `nft -j list table`). */
+export interface NftTableFacts {
+  readonly exists: boolean;
+  readonly counters: readonly string[];
+  readonly maps: readonly string[];
+  readonly sets: readonly string[];
+  readonly chains: readonly string[];
+  /** The hook clause of each base chain, to detect a change that a reload cannot make in place. */
+  readonly hooks: Readonly<Record<string, string>>;
+}

@@ -1,0 +1,87 @@
+import { NftDefine, NftMap, NftTable, NftTableFacts } from './objects';
+
+const PENDING = (d: NftDefine) => `# define ${d.name} = <${d.comment}>`;
+
+function renderDefines(defines: readonly NftDefine[]): string[] {
+  return defines.map((d) => (d.value === null ? PENDING(d) : `define ${d.name} = ${d.value}  # ${d.comment}`));
+}
+
+function mapBody(map: NftMap, indent: string): string[] {
+  const lines = [`${indent}type ${map.type}`];
+  if (map.dynamic) {
+    lines.push(`${indent}flags dynamic,timeout`, `${indent}timeout ${map.dynamic.timeoutSec}s`);
+  }
+  if (map.elements.length) {
+    lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);
+  }
+  return lines;
+}
+
+/**
+ * The declarative form: `table … { … }`. Reviewers read this in the plan and the boot unit loads it, so it lists
+ * every map element and rule in a stable order. Values known only at apply time appear as commented defines.
+ */
+export function renderNftDeclarative(table: NftTable): string {
+  const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines), `table ${table.family} ${table.name} {`];
+  for (const counter of table.counters) lines.push(`\tcounter ${counter} {`, '\t}');
+  for (const map of table.maps) lines.push(`\tmap ${map.name} {`, ...mapBody(map, '\t\t'), '\t}');
+  for (const chain of table.chains) {
+    lines.push(`\tchain ${chain.name} {`);
+    if (chain.hook) lines.push(`\t\t${chain.hook}`);
+    lines.push(...chain.rules.map((r) => `\t\t${r}`), '\t}');
+  }
+  lines.push('}');
+  return lines.join('\n') + '\n';
+}
+
+export function hookNeedsRecreate(table: NftTable, facts: NftTableFacts): boolean {
+  return table.chains.some((c) => c.hook !== undefined && facts.chains.includes(c.name) && facts.hooks[c.name] !== c.hook);
+}
+
+/**
+ * The in-place reload: one `nft -f` transaction that adds what is missing, flushes and refills our chains and
+ * static maps, and deletes objects that are no longer wanted. Dynamic maps (flows) and counters are never
+ * flushed, so established flows keep their backend and statistics keep counting across reloads. When a base
+ * chain's hook must change (another interface), the table is deleted and created again in the same transaction.
+ */
+export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
+  const id = `${table.family} ${table.name}`;
+  const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines)];
+  const recreate = facts.exists && hookNeedsRecreate(table, facts);
+  if (recreate) lines.push(`delete table ${id}`);
+  const existing = recreate ? undefined : facts;
+  lines.push(`add table ${id}`);
+  for (const counter of table.counters) lines.push(`add counter ${id} ${counter}`);
+  for (const map of table.maps) {
+    const body = mapBody({ ...map, elements: [] }, '').join('; ');
+    lines.push(`add map ${id} ${map.name} { ${body}; }`);
+  }
+  for (const chain of table.chains) lines.push(chain.hook ? `add chain ${id} ${chain.name} { ${chain.hook} }` : `add chain ${id} ${chain.name}`);
+
+  const wantedChains = new Set(table.chains.map((c) => c.name));
+  const wantedMaps = new Set(table.maps.map((m) => m.name));
+  const wantedCounters = new Set(table.counters);
+  const staleChains = existing?.chains.filter((c) => !wantedChains.has(c)) ?? [];
+  const staleMaps = existing?.maps.filter((m) => !wantedMaps.has(m)) ?? [];
+  const staleSets = existing?.sets ?? [];
+  const staleCounters = existing?.counters.filter((c) => !wantedCounters.has(c)) ?? [];
+
+  for (const chain of [...table.chains.map((c) => c.name), ...staleChains]) lines.push(`flush chain ${id} ${chain}`);
+  for (const map of table.maps) if (!map.dynamic) lines.push(`flush map ${id} ${map.name}`);
+  for (const name of staleMaps) lines.push(`flush map ${id} ${name}`);
+  for (const name of staleSets) lines.push(`flush set ${id} ${name}`);
+  for (const map of table.maps) {
+    if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.join(', ')} }`);
+  }
+  for (const chain of table.chains) for (const rule of chain.rules) lines.push(`add rule ${id} ${chain.name} ${rule}`);
+  for (const chain of staleChains) lines.push(`delete chain ${id} ${chain}`);
+  for (const map of staleMaps) lines.push(`delete map ${id} ${map}`);
+  for (const set of staleSets) lines.push(`delete set ${id} ${set}`);
+  for (const counter of staleCounters) lines.push(`delete counter ${id} ${counter}`);
+  return lines.join('\n') + '\n';
+}
+
+/** Removes the table and nothing else; other tables and their handles are untouched. */
+export function renderNftDelete(family: NftTable['family'], name: string): string {
+  return `delete table ${family} ${name}\n`;
+}

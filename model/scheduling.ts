@@ -1,0 +1,86 @@
+/**
+ * Slot tables: each VIP's scheduler picks a slot number and a map turns (VIP, slot) into a backend. These functions
+ * compute the tables; they depend only on backend names and weights, never on addresses, so that a backend whose
+ * address is a Terraform token still gets a stable place, and never on randomness, so that synth is deterministic.
+ */
+
+export interface WeightedName {
+  readonly name: string;
+  readonly weight: number;
+}
+
+/** 32-bit FNV-1a; used for Maglev permutations and for hash seeds derived from configuration. */
+export function fnv1a32(text: string, basis = 0x811c9dc5): number {
+  let hash = basis >>> 0;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash >>> 0;
+}
+
+/**
+ * Smooth weighted round robin (the nginx sequence): weights 1:2:3 give c b a c b c rather than a b b c c c, so
+ * that consecutive new flows spread across backends while a whole cycle still splits exactly by weight.
+ */
+export function smoothWeightedSequence(backends: readonly WeightedName[]): string[] {
+  const active = backends.filter((b) => b.weight > 0);
+  const total = active.reduce((sum, b) => sum + b.weight, 0);
+  const current = active.map(() => 0);
+  const sequence: string[] = [];
+  for (let step = 0; step < total; step++) {
+    let best = 0;
+    active.forEach((b, i) => {
+      current[i] += b.weight;
+      if (current[i] > current[best]) best = i;
+    });
+    current[best] -= total;
+    sequence.push(active[best].name);
+  }
+  return sequence;
+}
+
+/** Round robin treats every active backend alike; weight 0 still drains. */
+export function equalShareSequence(backends: readonly WeightedName[]): string[] {
+  return backends.filter((b) => b.weight > 0).map((b) => b.name);
+}
+
+const MAGLEV_SIZES = [61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
+
+/** A prime table size with at least 50 slots per active backend (Maglev's disruption falls as slots grow). */
+export function maglevTableSize(activeBackends: number): number {
+  return MAGLEV_SIZES.find((size) => size >= activeBackends * 50) ?? MAGLEV_SIZES[MAGLEV_SIZES.length - 1];
+}
+
+/**
+ * Maglev lookup table (Eisenbud et al., NSDI 2016) with weights: each backend walks its own permutation of the
+ * slots and claims the next free one; a backend takes turns in proportion to its weight. Removing one of N
+ * backends moves about 1/N of the slots instead of nearly all of them, as mod-N hashing would.
+ */
+export function maglevTable(backends: readonly WeightedName[], size = maglevTableSize(backends.filter((b) => b.weight > 0).length)): string[] {
+  const active = [...backends].filter((b) => b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (active.length === 0) return [];
+  const maxWeight = Math.max(...active.map((b) => b.weight));
+  const offset = active.map((b) => fnv1a32(b.name, 0x811c9dc5) % size);
+  const skip = active.map((b) => (fnv1a32(b.name, 0x050c5d1f) % (size - 1)) + 1);
+  const next = active.map(() => 0);
+  const credit = active.map(() => 0);
+  const table: (string | undefined)[] = new Array(size).fill(undefined);
+  let filled = 0;
+  while (filled < size) {
+    for (let i = 0; i < active.length && filled < size; i++) {
+      credit[i] += active[i].weight / maxWeight;
+      if (credit[i] < 1) continue;
+      credit[i] -= 1;
+      let slot = (offset[i] + next[i] * skip[i]) % size;
+      while (table[slot] !== undefined) {
+        next[i]++;
+        slot = (offset[i] + next[i] * skip[i]) % size;
+      }
+      table[slot] = active[i].name;
+      next[i]++;
+      filled++;
+    }
+  }
+  return table as string[];
+}

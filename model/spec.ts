@@ -1,0 +1,115 @@
+import { z } from 'zod';
+import {
+  ALGORITHMS, MODES, PROTOCOLS, Algorithm, Mode, Protocol, FieldCheck,
+  checkAlgorithm, checkCidr, checkFilePath, checkFlowTimeout, checkHostKey, checkInterface, checkIpv4, checkMac,
+  checkMode, checkMssClamp, checkName, checkPort, checkProtocol, checkSshHost, checkUser, checkVipPort, checkWeight,
+} from './fields';
+
+export { ALGORITHMS, MODES, PROTOCOLS };
+export type { Algorithm, Mode, Protocol };
+
+/** Values a construct may hold as Terraform tokens; they are validated by the agent once Terraform resolves them. */
+export type IsUnresolved = (value: unknown) => boolean;
+
+export const DEFAULTS = {
+  sshPort: 22,
+  sshUser: 'root',
+  weight: 1,
+  flowTimeoutSec: 300,
+  mssClamp: 1440,
+  protocol: 'tcp' as Protocol,
+  mode: 'l2' as Mode,
+  algorithm: 'weighted-round-robin' as Algorithm,
+  persist: true,
+};
+
+/**
+ * Builds the schemas once per token predicate. Constructs pass cdktf's `Token.isUnresolved`, so that a token is
+ * accepted at synth; the agent passes nothing, so that the same schemas reject anything still unresolved.
+ */
+export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
+  const field = <T>(check: FieldCheck) =>
+    z.custom<T>((v) => isUnresolved(v) || check(v) === null, { error: (iss) => check(iss.input) ?? 'is not allowed' });
+  const constructPath = z.string().min(1);
+
+  const SshTargetSpecSchema = z.strictObject({
+    host: field<string>(checkSshHost),
+    port: field<number>(checkPort).default(DEFAULTS.sshPort),
+    user: field<string>(checkUser).default(DEFAULTS.sshUser),
+    privateKeyPath: field<string>(checkFilePath).optional(),
+    hostKey: field<string>(checkHostKey).optional(),
+    knownHostsFile: field<string>(checkFilePath).optional(),
+  });
+
+  const BackendSpecSchema = z.strictObject({
+    path: constructPath,
+    name: field<string>(checkName),
+    ip: field<string>(checkIpv4),
+    port: field<number>(checkPort).optional(),
+    weight: field<number>(checkWeight).default(DEFAULTS.weight),
+    mac: field<string>(checkMac).optional(),
+  });
+
+  const VipSpecSchema = z.strictObject({
+    path: constructPath,
+    name: field<string>(checkName),
+    ip: field<string>(checkIpv4),
+    port: field<number | '*'>(checkVipPort),
+    protocol: field<Protocol>(checkProtocol).default(DEFAULTS.protocol),
+    mode: field<Mode>(checkMode).default(DEFAULTS.mode),
+    algorithm: field<Algorithm>(checkAlgorithm).default(DEFAULTS.algorithm),
+    flowTimeoutSec: field<number>(checkFlowTimeout).default(DEFAULTS.flowTimeoutSec),
+    mssClamp: field<number>(checkMssClamp).optional(),
+    backends: z.array(BackendSpecSchema),
+  });
+
+  const BalancerSpecSchema = z.strictObject({
+    kind: z.literal('balancer'),
+    path: constructPath,
+    name: field<string>(checkName),
+    ssh: SshTargetSpecSchema,
+    interface: field<string>(checkInterface),
+    address: field<string>(checkIpv4).optional(),
+    subnet: field<string>(checkCidr).optional(),
+    mac: field<string>(checkMac).optional(),
+    vips: z.array(VipSpecSchema),
+  });
+
+  /** What a backend host must serve for one VIP; derived from every Backend that names the host. */
+  const ServiceSpecSchema = z.strictObject({
+    path: constructPath,
+    ip: field<string>(checkIpv4),
+    port: field<number | '*'>(checkVipPort),
+    protocol: field<Protocol>(checkProtocol),
+    mode: field<Mode>(checkMode),
+    mssClamp: field<number>(checkMssClamp).optional(),
+  });
+
+  const BackendHostSpecSchema = z.strictObject({
+    kind: z.literal('backend'),
+    path: constructPath,
+    name: field<string>(checkName),
+    ssh: SshTargetSpecSchema,
+    address: field<string>(checkIpv4).optional(),
+    persist: z.boolean().default(DEFAULTS.persist),
+    services: z.array(ServiceSpecSchema),
+  });
+
+  const HostSpecSchema = z.discriminatedUnion('kind', [BalancerSpecSchema, BackendHostSpecSchema]);
+
+  return {
+    SshTargetSpecSchema, BackendSpecSchema, VipSpecSchema, BalancerSpecSchema, ServiceSpecSchema,
+    BackendHostSpecSchema, HostSpecSchema,
+  };
+}
+
+export type SpecSchemas = ReturnType<typeof createSpecSchemas>;
+export const StrictSpecSchemas: SpecSchemas = createSpecSchemas();
+
+export type SshTargetSpec = z.infer<SpecSchemas['SshTargetSpecSchema']>;
+export type BackendSpec = z.infer<SpecSchemas['BackendSpecSchema']>;
+export type VipSpec = z.infer<SpecSchemas['VipSpecSchema']>;
+export type BalancerSpec = z.infer<SpecSchemas['BalancerSpecSchema']>;
+export type ServiceSpec = z.infer<SpecSchemas['ServiceSpecSchema']>;
+export type BackendHostSpec = z.infer<SpecSchemas['BackendHostSpecSchema']>;
+export type HostSpec = BalancerSpec | BackendHostSpec;

@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { SpecIssue, SpecError } from './issues';
+import { unknownKeyMessage } from './fields';
+
+type Segment = PropertyKey;
+
+function childAt(value: unknown, segment: Segment): unknown {
+  return value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[segment] : undefined;
+}
+
+/** Unwraps optional/default/array wrappers to reach the object schema at `segments`, to list its known keys. */
+function objectKeysAt(schema: z.ZodType, segments: readonly Segment[]): string[] {
+  let current: unknown = schema;
+  const unwrap = () => {
+    for (;;) {
+      const def = (current as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) {
+        current = def.innerType;
+      } else return;
+    }
+  };
+  for (const segment of segments) {
+    unwrap();
+    const def = (current as { _zod: { def: Record<string, unknown> } })._zod.def;
+    if (def.type === 'array') current = def.element;
+    else if (def.type === 'object') current = (def.shape as Record<PropertyKey, unknown>)[segment];
+    else return [];
+  }
+  unwrap();
+  const def = (current as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
+  return def?.type === 'object' ? Object.keys(def.shape as object) : [];
+}
+
+/**
+ * Maps zod's issues to ours: the object at fault is the nearest enclosing object that carries a construct `path`
+ * (every spec object does), and the field is what remains of zod's path below it.
+ */
+export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodType, fallbackPath: string): SpecIssue[] {
+  const issues: SpecIssue[] = [];
+  for (const issue of error.issues) {
+    let objectPath = fallbackPath;
+    let fieldStart = 0;
+    let cursor: unknown = input;
+    const own = childAt(cursor, 'path');
+    if (typeof own === 'string') objectPath = own;
+    issue.path.forEach((segment, index) => {
+      cursor = childAt(cursor, segment);
+      const p = childAt(cursor, 'path');
+      if (typeof p === 'string' && index < issue.path.length - 1) {
+        objectPath = p;
+        fieldStart = index + 1;
+      } else if (typeof p === 'string' && issue.code === 'unrecognized_keys') {
+        objectPath = p;
+        fieldStart = index + 1;
+      }
+    });
+    const fieldOf = (extra: Segment[]) =>
+      [...issue.path.slice(fieldStart), ...extra].map((s) => (typeof s === 'number' ? `[${s}]` : String(s))).join('.').replace(/\.\[/g, '[') || '(root)';
+    if (issue.code === 'unrecognized_keys') {
+      const known = objectKeysAt(schema, issue.path).filter((k) => k !== 'path' && k !== 'kind');
+      for (const key of issue.keys) {
+        issues.push({ path: objectPath, field: fieldOf([key]), value: childAt(cursor, key), message: unknownKeyMessage(key, known) });
+      }
+    } else {
+      const message = issue.code === 'invalid_type' && cursor === undefined ? 'is required' : issue.message;
+      issues.push({ path: objectPath, field: fieldOf([]), value: cursor, message });
+    }
+  }
+  return issues;
+}
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; issues: SpecIssue[] };
+
+/** Parses with zod and then runs the cross-object checks, collecting every problem before failing. */
+export function checkSpec<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  fallbackPath: string,
+  crossCheck: (value: z.infer<S>) => SpecIssue[] = () => [],
+): Checked<z.infer<S>> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) return { ok: false, issues: toSpecIssues(parsed.error, input, schema, fallbackPath) };
+  const issues = crossCheck(parsed.data);
+  return issues.length ? { ok: false, issues } : { ok: true, value: parsed.data };
+}
+
+export function parseSpecOrThrow<S extends z.ZodType>(
+  schema: S,
+  input: unknown,
+  fallbackPath: string,
+  crossCheck?: (value: z.infer<S>) => SpecIssue[],
+): z.infer<S> {
+  const result = checkSpec(schema, input, fallbackPath, crossCheck);
+  if (!result.ok) throw new SpecError(result.issues);
+  return result.value;
+}
