@@ -30,7 +30,9 @@ export function vipKey(vip: Pick<VipSpec, 'ip' | 'protocol' | 'port'>): string {
 
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message });
+  // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
+  const add = (path: string, field: string, value: unknown, message: string) =>
+    issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
   const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
   const edgeOfSubnet = (ip: string): string | null => {
     const address = parseIpv4(ip);
@@ -41,10 +43,10 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
   };
 
   if (vip.backends.length === 0) {
-    add(vip.path, 'backends', [], 'a VIP needs at least one backend; add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })');
+    issues.push({ path: vip.path, field: 'backends', value: [], message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })' });
   }
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
-    add(vip.path, 'mssClamp', vip.mssClamp, "only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'");
+    add(vip.path, 'mssClamp', vip.mssClamp, "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'");
   }
   if (known(opts, vip.ip, balancer.address) && vip.ip === balancer.address) {
     add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
@@ -76,7 +78,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       add(backend.path, 'ip', backend.ip, "is the balancer's own address; use the backend's real address");
     }
     if (backend.mac !== undefined && vip.mode === 'l3') {
-      add(backend.path, 'mac', backend.mac, "only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac");
+      add(backend.path, 'mac', backend.mac, "is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac");
     }
     if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
       const address = parseIpv4(backend.ip);
@@ -102,12 +104,12 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
           path: vip.path,
           field: 'port',
           value: vip.port,
-          message: `clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+          message: `${showValue(vip.port)} clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
         });
       }
     }
     if (vips.slice(0, i).some((other) => other.name === vip.name)) {
-      issues.push({ path: vip.path, field: 'name', value: vip.name, message: 'is used by another VIP on the same balancer; VIP names must be unique per balancer' });
+      issues.push({ path: vip.path, field: 'name', value: vip.name, message: `${showValue(vip.name)} is used by another VIP on the same balancer; VIP names must be unique per balancer` });
     }
   });
   return issues;

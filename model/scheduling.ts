@@ -47,9 +47,13 @@ export function equalShareSequence(backends: readonly WeightedName[]): string[] 
 
 const MAGLEV_SIZES = [61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
 
-/** A prime table size with at least 50 slots per active backend (Maglev's disruption falls as slots grow). */
-export function maglevTableSize(activeBackends: number): number {
-  return MAGLEV_SIZES.find((size) => size >= activeBackends * 50) ?? MAGLEV_SIZES[MAGLEV_SIZES.length - 1];
+/**
+ * A prime table size with at least 50 slots per backend (Maglev's disruption falls as slots grow). Count every
+ * declared backend, drained ones too: the flow hash is taken modulo this size, so a size change would move
+ * nearly every flow, and draining one backend must move only that backend's slots.
+ */
+export function maglevTableSize(backends: number): number {
+  return MAGLEV_SIZES.find((size) => size >= backends * 50) ?? MAGLEV_SIZES[MAGLEV_SIZES.length - 1];
 }
 
 /**
@@ -57,7 +61,7 @@ export function maglevTableSize(activeBackends: number): number {
  * slots and claims the next free one; a backend takes turns in proportion to its weight. Removing one of N
  * backends moves about 1/N of the slots instead of nearly all of them, as mod-N hashing would.
  */
-export function maglevTable(backends: readonly WeightedName[], size = maglevTableSize(backends.filter((b) => b.weight > 0).length)): string[] {
+export function maglevTable(backends: readonly WeightedName[], size = maglevTableSize(backends.length)): string[] {
   const active = [...backends].filter((b) => b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   if (active.length === 0) return [];
   const maxWeight = Math.max(...active.map((b) => b.weight));

@@ -5,6 +5,11 @@ import { NftChain, NftDefine, NftMap, NftTable } from './objects';
 
 export const BALANCER_TABLE = 'tula_dsr';
 export const PROTOCOL_NUMBERS = { tcp: 6, udp: 17 } as const;
+/**
+ * Capacity of each flow map. nft's default (65,535) is far too small for a balancer; entries cost memory only
+ * while they exist, and they expire after the VIP's flowTimeoutSec of idleness.
+ */
+export const FLOW_MAP_SIZE = 1048576;
 
 /**
  * Facts the balancer learns at apply time. Missing values render as commented placeholders, which is what the
@@ -46,7 +51,7 @@ function slotSequence(vip: VipSpec): string[] {
     case 'round-robin':
       return equalShareSequence(weighted);
     case 'consistent-hash':
-      return maglevTable(weighted, maglevTableSize(weighted.filter((b) => b.weight > 0).length));
+      return maglevTable(weighted, maglevTableSize(weighted.length));
     default:
       return smoothWeightedSequence(weighted);
   }
@@ -111,9 +116,9 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
   const vips = byName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
-  const maps = new Map<string, { type: string; dynamic?: { timeoutSec: number }; elements: string[] }>();
+  const maps = new Map<string, { type: string; dynamic?: { timeoutSec: number; size: number }; elements: string[] }>();
   const chains = new Map<string, NftChain>();
-  const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number }) => {
+  const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number; size: number }) => {
     if (!maps.has(name)) maps.set(name, { type, dynamic, elements: [] });
     return maps.get(name)!;
   };
@@ -135,7 +140,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     const flows = `flows_${vip.mode}_${vip.protocol}`;
     const slots = `slots_${vip.mode}_${kind}`;
     const valueType = l2 ? 'ether_addr' : 'mark';
-    mapOf(flows, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600 });
+    mapOf(flows, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
     const slotMap = mapOf(slots, `${keyType} . mark : ${valueType}`);
     const byBackendName = new Map(vip.backends.map((b) => [b.name, b]));
     sequence.forEach((name, index) => slotMap.elements.push(`${vipKeyValue(vip)} . ${index} : ${slotValue(vip, byBackendName.get(name)!)}`));

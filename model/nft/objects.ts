@@ -14,7 +14,7 @@ export interface NftMap {
   /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`. */
   readonly type: string;
   /** Dynamic maps hold state written by the packet path (flows); a reload never flushes them. */
-  readonly dynamic?: { readonly timeoutSec: number };
+  readonly dynamic?: { readonly timeoutSec: number; readonly size: number };
   readonly elements: readonly string[];
 }
 

@@ -9,7 +9,7 @@ function renderDefines(defines: readonly NftDefine[]): string[] {
 function mapBody(map: NftMap, indent: string): string[] {
   const lines = [`${indent}type ${map.type}`];
   if (map.dynamic) {
-    lines.push(`${indent}flags dynamic,timeout`, `${indent}timeout ${map.dynamic.timeoutSec}s`);
+    lines.push(`${indent}size ${map.dynamic.size}`, `${indent}flags dynamic,timeout`, `${indent}timeout ${map.dynamic.timeoutSec}s`);
   }
   if (map.elements.length) {
     lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);

@@ -1,0 +1,105 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { SpecError } from '../model';
+import { renderHostReport, renderRecap, hasFailure } from './report';
+import { HostRunResult, RunMode, runHost } from './runner';
+import { readSpecFromEnv, readStackHosts } from './spec-input';
+
+export const EXIT = { ok: 0, failed: 1, drift: 2, usage: 64 } as const;
+
+const USAGE = `usage: tula-dsr <apply|check|remove> [STACK_DIR | --spec FILE] [--diff] [--json] [--timeout SECONDS]
+
+  apply    bring each host to its spec (ok / changed / failed per task, then a recap)
+  check    change nothing; report what apply would change (drift detection)
+  remove   undo what apply set up, if the host still runs this spec's generation
+
+  STACK_DIR   a synthesized stack (cdktf.out/stacks/NAME): every host in it, in parallel
+              (backend hosts before balancers for apply, the reverse for remove)
+  --spec F    one host spec (JSON) from a file
+  (neither)   the spec Terraform's provisioner passes in TULA_DSR_SPEC_GZ_0, _1, …
+
+  --diff      show before/after text of files and rulesets
+  --json      print machine-readable results on stdout
+  --timeout   SSH connect timeout per attempt (default 10)
+
+exit codes: 0 ok (check: in sync), 1 failure, 2 check found drift, 64 usage error
+progress goes to stderr, results to stdout.`;
+
+interface Args {
+  mode: RunMode;
+  stack?: string;
+  specFile?: string;
+  diff: boolean;
+  json: boolean;
+  timeoutMs?: number;
+}
+
+function parseArgs(argv: readonly string[]): Args | string {
+  const [mode, ...rest] = argv;
+  if (mode !== 'apply' && mode !== 'check' && mode !== 'remove') return mode ? `unknown command ${JSON.stringify(mode)}` : 'missing command';
+  const args: Args = { mode, diff: false, json: false };
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i];
+    if (a === '--diff') args.diff = true;
+    else if (a === '--json') args.json = true;
+    else if (a === '--spec') args.specFile = rest[++i];
+    else if (a === '--timeout') args.timeoutMs = Number(rest[++i]) * 1000;
+    else if (!a.startsWith('-') && !args.stack) args.stack = a;
+    else return `unknown option ${JSON.stringify(a)}`;
+  }
+  if (args.timeoutMs !== undefined && !(args.timeoutMs > 0)) return '--timeout needs a positive number of seconds';
+  return args;
+}
+
+async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: Args, progress: (l: string) => void): Promise<HostRunResult[]> {
+  const options = { progress, connectOptions: args.timeoutMs ? { timeoutMs: args.timeoutMs } : undefined };
+  const phases = args.mode === 'remove' ? ['balancer', 'backend'] : ['backend', 'balancer'];
+  const results: HostRunResult[] = [];
+  for (const kind of args.mode === 'check' ? [undefined] : phases) {
+    const batch = hosts.filter((h) => kind === undefined || h.kind === kind);
+    results.push(...(await Promise.all(batch.map((h) => runHost(h.specText, args.mode, options)))));
+    if (results.some(hasFailure)) break;
+  }
+  return results;
+}
+
+/** The CLI; Terraform's provisioners call `main(["apply"])` through `node -e`. Resolves to the exit code. */
+export async function main(argv: readonly string[] = process.argv.slice(2), exit = true): Promise<number> {
+  const parsed = parseArgs(argv);
+  const finish = (code: number) => {
+    if (exit) process.exitCode = code;
+    return code;
+  };
+  if (typeof parsed === 'string') {
+    process.stderr.write(`tula-dsr: ${parsed}\n${USAGE}\n`);
+    return finish(EXIT.usage);
+  }
+  const progress = (line: string) => process.stderr.write(`tula-dsr: ${line}\n`);
+  let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
+  try {
+    if (parsed.stack) hosts = readStackHosts(parsed.stack);
+    else {
+      const text = parsed.specFile ? readFileSync(parsed.specFile, 'utf8') : readSpecFromEnv(process.env);
+      if (text === null) {
+        process.stderr.write(`tula-dsr: no spec: give STACK_DIR or --spec FILE (Terraform passes TULA_DSR_SPEC_GZ_*)\n${USAGE}\n`);
+        return finish(EXIT.usage);
+      }
+      hosts = [{ specText: text, kind: 'backend' }];
+    }
+  } catch (error) {
+    process.stderr.write(`tula-dsr: ${error instanceof SpecError ? error.message : (error as Error).message}\n`);
+    return finish(EXIT.failed);
+  }
+  const results = await runMany(hosts, parsed, progress);
+  if (parsed.json) {
+    process.stdout.write(JSON.stringify({ mode: parsed.mode, results }, null, 2) + '\n');
+  } else {
+    for (const r of results) process.stdout.write(renderHostReport(r, { diff: parsed.diff || undefined }));
+    process.stdout.write(renderRecap(results));
+  }
+  if (results.some(hasFailure)) return finish(EXIT.failed);
+  if (parsed.mode === 'check' && results.some((r) => r.counts.changed > 0)) return finish(EXIT.drift);
+  return finish(EXIT.ok);
+}
+
+if (require.main === module) void main();

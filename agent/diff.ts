@@ -1,0 +1,71 @@
+/**
+ * A line diff for reports (check and --diff): unified-style `-`/`+` lines with a little context. Small texts get
+ * an exact LCS diff; very large ones (rulesets with thousands of VIPs) a multiset diff, which is linear.
+ */
+export function renderDiff(before: string, after: string, label: string, context = 2): string {
+  if (before === after) return '';
+  const a = before.split('\n');
+  const b = after.split('\n');
+  if (a[a.length - 1] === '') a.pop();
+  if (b[b.length - 1] === '') b.pop();
+  const header = [`--- ${label} (host)`, `+++ ${label} (desired)`];
+  if (a.length * b.length > 4_000_000) return [...header, ...multisetDiff(a, b)].join('\n') + '\n';
+  const ops = lcsOps(a, b);
+  const keep = new Set<number>();
+  ops.forEach((op, i) => {
+    if (op.kind !== ' ') for (let j = Math.max(0, i - context); j <= Math.min(ops.length - 1, i + context); j++) keep.add(j);
+  });
+  const out: string[] = [...header];
+  let last = -1;
+  ops.forEach((op, i) => {
+    if (!keep.has(i)) return;
+    if (last >= 0 && i > last + 1) out.push('@@');
+    out.push(`${op.kind}${op.line}`);
+    last = i;
+  });
+  return out.join('\n') + '\n';
+}
+
+function lcsOps(a: string[], b: string[]): { kind: ' ' | '-' | '+'; line: string }[] {
+  const n = a.length;
+  const m = b.length;
+  const table = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i--) {
+    for (let j = m - 1; j >= 0; j--) table[i][j] = a[i] === b[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
+  }
+  const ops: { kind: ' ' | '-' | '+'; line: string }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && a[i] === b[j]) {
+      ops.push({ kind: ' ', line: a[i] });
+      i++;
+      j++;
+    } else if (j < m && (i === n || table[i][j + 1] >= table[i + 1][j])) {
+      ops.push({ kind: '+', line: b[j++] });
+    } else {
+      ops.push({ kind: '-', line: a[i++] });
+    }
+  }
+  return ops;
+}
+
+function multisetDiff(a: string[], b: string[]): string[] {
+  const count = new Map<string, number>();
+  for (const line of a) count.set(line, (count.get(line) ?? 0) + 1);
+  const added: string[] = [];
+  for (const line of b) {
+    const c = count.get(line) ?? 0;
+    if (c > 0) count.set(line, c - 1);
+    else added.push(`+${line}`);
+  }
+  const removed = a.filter((line) => {
+    const c = count.get(line) ?? 0;
+    if (c > 0) {
+      count.set(line, c - 1);
+      return true;
+    }
+    return false;
+  });
+  return [...removed.map((l) => `-${l}`), ...added];
+}

@@ -1,0 +1,164 @@
+import type { NftTableFacts } from '../../model';
+
+/** Pure parsers of the tools' outputs. Each tolerates junk (warnings, banners) around the part it needs. */
+
+/** Extracts the first JSON value (object or array) from text that may carry junk lines around it. */
+export function extractJson(text: string): unknown {
+  for (const line of text.split('\n')) {
+    const trimmed = line.trim();
+    if (!trimmed.startsWith('{') && !trimmed.startsWith('[')) continue;
+    try {
+      return JSON.parse(trimmed);
+    } catch {
+      // not this line
+    }
+  }
+  const start = text.search(/[[{]/);
+  if (start < 0) return undefined;
+  try {
+    return JSON.parse(text.slice(start));
+  } catch {
+    return undefined;
+  }
+}
+
+export interface InterfaceAddress {
+  readonly dev: string;
+  readonly ip: string;
+  readonly prefix: number;
+}
+
+export interface IpAddrFacts {
+  readonly addresses: InterfaceAddress[];
+  /** Interface name → MAC (for links that have one), and up/down. */
+  readonly links: Record<string, { mac?: string; up: boolean; kind?: string; local?: string; remote?: string }>;
+}
+
+/** Parses `ip -j -d addr show` (one JSON array of interfaces with addr_info). */
+export function parseIpAddrJson(text: string): IpAddrFacts {
+  const data = extractJson(text);
+  const addresses: InterfaceAddress[] = [];
+  const links: IpAddrFacts['links'] = {};
+  if (!Array.isArray(data)) return { addresses, links };
+  for (const item of data as Record<string, unknown>[]) {
+    const dev = typeof item.ifname === 'string' ? item.ifname : undefined;
+    if (!dev) continue;
+    const flags = Array.isArray(item.flags) ? (item.flags as string[]) : [];
+    const info = (item.linkinfo as { info_kind?: string; info_data?: { local?: string; remote?: string } } | undefined) ?? undefined;
+    links[dev] = {
+      mac: typeof item.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(item.address) ? item.address : undefined,
+      up: flags.includes('UP'),
+      kind: info?.info_kind,
+      local: info?.info_data?.local,
+      remote: info?.info_data?.remote,
+    };
+    for (const a of (Array.isArray(item.addr_info) ? item.addr_info : []) as Record<string, unknown>[]) {
+      if (a.family === 'inet' && typeof a.local === 'string' && typeof a.prefixlen === 'number') {
+        addresses.push({ dev, ip: a.local, prefix: a.prefixlen });
+      }
+    }
+  }
+  return { addresses, links };
+}
+
+/** Parses `ip -j neigh show` into IP → MAC for usable entries (not FAILED/INCOMPLETE). */
+export function parseNeighJson(text: string): Record<string, string> {
+  const data = extractJson(text);
+  const result: Record<string, string> = {};
+  if (!Array.isArray(data)) return result;
+  for (const entry of data as Record<string, unknown>[]) {
+    const state = Array.isArray(entry.state) ? (entry.state as string[]) : [];
+    if (typeof entry.dst !== 'string' || typeof entry.lladdr !== 'string') continue;
+    if (state.some((s) => s === 'FAILED' || s === 'INCOMPLETE')) continue;
+    result[entry.dst] = entry.lladdr.toLowerCase();
+  }
+  return result;
+}
+
+/** Parses `key=value` lines (and `key!` for keys that do not exist on the host). */
+export function parseSysctlLines(text: string): Record<string, string | null> {
+  const result: Record<string, string | null> = {};
+  for (const line of text.split('\n')) {
+    const missing = /^([a-z0-9_./-]+)!$/i.exec(line.trim());
+    if (missing) {
+      result[missing[1]] = null;
+      continue;
+    }
+    const match = /^([a-z0-9_./-]+)=(.*)$/i.exec(line.trim());
+    if (match) result[match[1]] = match[2].trim().replace(/\s+/g, ' ');
+  }
+  return result;
+}
+
+const NO_TABLE: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
+
+/** Parses `nft -t -j list table …`: which objects exist and each base chain's hook, as the renderer writes it. */
+export function parseNftTableJson(text: string): NftTableFacts {
+  const data = extractJson(text) as { nftables?: Record<string, Record<string, unknown>>[] } | undefined;
+  if (!data || !Array.isArray(data.nftables)) return NO_TABLE;
+  const facts = { exists: false, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], hooks: {} as Record<string, string> };
+  for (const item of data.nftables) {
+    if (item.table) facts.exists = true;
+    if (item.counter && typeof item.counter.name === 'string') facts.counters.push(item.counter.name);
+    if (item.map && typeof item.map.name === 'string') facts.maps.push(item.map.name);
+    if (item.set && typeof item.set.name === 'string') facts.sets.push(item.set.name);
+    const chain = item.chain as Record<string, unknown> | undefined;
+    if (chain && typeof chain.name === 'string') {
+      facts.chains.push(chain.name);
+      if (typeof chain.hook === 'string') {
+        const device = typeof chain.dev === 'string' ? ` device "${chain.dev}"` : '';
+        facts.hooks[chain.name] = `type ${chain.type} hook ${chain.hook}${device} priority ${chain.prio}; policy ${chain.policy};`;
+      }
+    }
+  }
+  return facts;
+}
+
+export interface FileFact {
+  readonly path: string;
+  readonly sha256: string;
+  readonly content: string;
+}
+
+/**
+ * Parses the files section: `@@file <sha256> <path>` followed by the content with each line prefixed by `|`
+ * (so that no content line can look like a marker).
+ */
+export function parseFiles(text: string): Record<string, FileFact> {
+  const files: Record<string, FileFact> = {};
+  let current: { path: string; sha256: string; lines: string[] } | null = null;
+  const flush = () => {
+    if (current) files[current.path] = { path: current.path, sha256: current.sha256, content: current.lines.join('\n') + (current.lines.length ? '\n' : '') };
+  };
+  for (const line of text.split('\n')) {
+    const header = /^@@file ([0-9a-f]{64}) (.+)$/.exec(line);
+    if (header) {
+      flush();
+      current = { path: header[2], sha256: header[1], lines: [] };
+    } else if (current && line.startsWith('|')) {
+      current.lines.push(line.slice(1));
+    }
+  }
+  flush();
+  return files;
+}
+
+/** Parses `key=value` pairs one per line (generic small facts). */
+export function parseKeyValues(text: string): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([a-z_]+)=(.*)$/.exec(line.trim());
+    if (match) result[match[1]] = match[2];
+  }
+  return result;
+}
+
+/** Parses `yes PATH` / `no PATH` lines: which directories exist. */
+export function parseDirLines(text: string): Record<string, boolean> {
+  const result: Record<string, boolean> = {};
+  for (const line of text.split('\n')) {
+    const match = /^(yes|no) (\/.*)$/.exec(line);
+    if (match) result[match[2]] = match[1] === 'yes';
+  }
+  return result;
+}

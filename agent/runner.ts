@@ -1,0 +1,169 @@
+import { homedir } from 'node:os';
+import { HostSpec, SpecError, sha256Hex } from '../model';
+import { FactsRequest, HostFacts, parseHostFacts, renderFactsScript } from './facts/gather';
+import { ApplyOutcome, parseApplyOutput, renderApplyScript } from './script';
+import { connect, ConnectOptions, SshConnection } from './ssh/connection';
+import { isSshError } from './ssh/errors';
+import type { SshTarget } from './ssh/target';
+import { parseHostSpec } from './spec-input';
+import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
+import { BALANCER_STATE, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
+import { planRemoveTasks, removeDirsCommands } from './tasks/remove';
+import { backupCleanupCommand } from './tasks/steps';
+import type { Task, TaskStatus } from './tasks/task';
+
+export type RunMode = 'apply' | 'check' | 'remove';
+
+export interface TaskResult {
+  readonly name: string;
+  readonly status: TaskStatus;
+  readonly detail: string;
+  readonly diff?: string;
+}
+
+export interface RunError {
+  readonly kind: string;
+  readonly message: string;
+  readonly task?: string;
+  readonly command?: string;
+  readonly exitCode?: number;
+  readonly stderr?: string;
+}
+
+export interface HostRunResult {
+  readonly host: string;
+  readonly kind?: 'balancer' | 'backend';
+  readonly target?: string;
+  readonly mode: RunMode;
+  readonly generation?: string;
+  readonly tasks: TaskResult[];
+  readonly counts: { ok: number; changed: number; failed: number; skipped: number };
+  readonly error?: RunError;
+  readonly roundTrips: number;
+  readonly durationMs: number;
+}
+
+export interface RunOptions {
+  readonly connectOptions?: ConnectOptions;
+  /** Progress lines (to stderr in the CLI). */
+  readonly progress?: (line: string) => void;
+  /** Reuse a connection (tests, benchmarks); the runner then does not close it. */
+  readonly connection?: SshConnection;
+}
+
+const MAX_STALE_RETRIES = 3;
+
+function expandHome(path: string | undefined): string | undefined {
+  return path?.startsWith('~/') ? `${homedir()}${path.slice(1)}` : path;
+}
+
+export function targetOf(spec: HostSpec): SshTarget {
+  return { ...spec.ssh, privateKeyPath: expandHome(spec.ssh.privateKeyPath), knownHostsFile: expandHome(spec.ssh.knownHostsFile) };
+}
+
+function count(tasks: readonly TaskResult[]) {
+  const c = { ok: 0, changed: 0, failed: 0, skipped: 0 };
+  for (const t of tasks) c[t.status]++;
+  return c;
+}
+
+function factsRequest(spec: HostSpec): FactsRequest {
+  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
+}
+
+function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: string, generation: string): { tasks: Task[]; final: string[] } {
+  const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
+  if (mode === 'remove') {
+    const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
+    return { tasks, final: [backupCleanupCommand(removedFiles), ...removeDirsCommands(facts.state)] };
+  }
+  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
+  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles)] };
+}
+
+/** Maps the apply script's outcome back to tasks: done, failed (with command and stderr), rolled back, skipped. */
+function outcomeToResults(tasks: readonly Task[], owners: readonly number[], outcome: ApplyOutcome): { results: TaskResult[]; error?: RunError } {
+  const failedTask = outcome.failure ? owners[outcome.failure.step - 1] : undefined;
+  let error: RunError | undefined;
+  const results = tasks.map((task, index): TaskResult => {
+    if (task.status !== 'changed') return { name: task.name, status: task.status, detail: task.detail, diff: task.diff };
+    if (outcome.failure === undefined) return { name: task.name, status: 'changed', detail: task.detail, diff: task.diff };
+    if (index === failedTask) {
+      const stepIndex = outcome.failure.step - 1 - owners.indexOf(index);
+      const command = task.steps[stepIndex]?.run ?? '?';
+      error = {
+        kind: 'task-failed',
+        task: task.name,
+        command: command.length > 300 ? `${command.slice(0, 300)}…` : command,
+        exitCode: outcome.failure.exitCode,
+        stderr: outcome.failure.stderr,
+        message: `${task.name}: command exited with ${outcome.failure.exitCode}${outcome.failure.stderr ? `: ${outcome.failure.stderr}` : ''}; every change of this run was rolled back`,
+      };
+      return { name: task.name, status: 'failed', detail: error.message };
+    }
+    const ran = owners.some((owner, step) => owner === index && step < outcome.failure!.step - 1);
+    return { name: task.name, status: 'skipped', detail: ran ? 'rolled back' : 'not run: an earlier task failed' };
+  });
+  return { results, error };
+}
+
+/** Brings one host to its spec (apply), reports the difference (check), or undoes tula-dsr (remove). */
+export async function runHost(specText: string, mode: RunMode, options: RunOptions = {}): Promise<HostRunResult> {
+  const started = Date.now();
+  const progress = options.progress ?? (() => undefined);
+  let spec: HostSpec;
+  try {
+    spec = parseHostSpec(specText);
+  } catch (error) {
+    const message = error instanceof SpecError ? error.message : String(error);
+    return { host: '(spec)', mode, tasks: [], counts: count([]), error: { kind: 'spec', message }, roundTrips: 0, durationMs: Date.now() - started };
+  }
+  const generation = sha256Hex(specText);
+  const host = spec.name;
+  const target = `${spec.ssh.user}@${spec.ssh.host}:${spec.ssh.port}`;
+  const base = { host, kind: spec.kind, target, mode, generation };
+  let connection = options.connection;
+  try {
+    connection ??= await connect(targetOf(spec), options.connectOptions);
+    const startTrips = connection.roundTrips;
+    progress(`${host}: connected to ${target}`);
+    const request = factsRequest(spec);
+    for (let attempt = 1; ; attempt++) {
+      const factsRun = await connection.run(renderFactsScript(request));
+      const facts = parseHostFacts(factsRun.stdout, request);
+      const { tasks, final } = decide(spec, facts, mode, specText, generation);
+      const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
+      const failedTask = tasks.find((t) => t.status === 'failed');
+      const pending = tasks.filter((t) => t.status === 'changed');
+      if (failedTask || mode === 'check' || pending.length === 0) {
+        const results = failedTask ? decided.map((t) => (t.status === 'changed' ? { ...t, status: 'skipped' as const, detail: `not run: ${failedTask.name} failed` } : t)) : decided;
+        const error = failedTask ? { kind: 'task-failed', task: failedTask.name, message: `${failedTask.name}: ${failedTask.detail}` } : undefined;
+        return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
+      const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
+      const { script, owners } = renderApplyScript(tasks, statePath, facts.stateFingerprint, final);
+      progress(`${host}: applying ${pending.length} change(s)`);
+      const run = await connection.run(script);
+      const outcome = parseApplyOutput(run.stdout);
+      if (outcome.staleFacts && attempt < MAX_STALE_RETRIES) {
+        progress(`${host}: another run changed the host meanwhile; gathering facts again`);
+        continue;
+      }
+      if (outcome.lockTimeout || outcome.staleFacts) {
+        const message = outcome.lockTimeout ? 'another tula-dsr run held the host lock for 120 s' : 'the host kept changing under concurrent runs';
+        return { ...base, tasks: decided, counts: count([]), error: { kind: 'lock', message }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
+      if (!outcome.finished && !outcome.failure) {
+        const message = `the apply script ended early (exit ${run.code}${run.stderr.trim() ? `: ${run.stderr.trim()}` : ''}); run again to converge`;
+        return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
+      const { results, error } = outcomeToResults(tasks, owners, outcome);
+      return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+    }
+  } catch (error) {
+    const info = isSshError(error) ? { kind: error.kind, message: error.message } : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
+    return { ...base, tasks: [], counts: count([]), error: info, roundTrips: connection?.roundTrips ?? 0, durationMs: Date.now() - started };
+  } finally {
+    if (connection && !options.connection) await connection.close();
+  }
+}

@@ -1,0 +1,74 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { join } from 'node:path';
+import {
+  HostSpec, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec,
+} from '../model';
+
+/**
+ * Specs reach the agent three ways: from Terraform's provisioner (gzipped, base64, split over numbered
+ * environment variables), from a file, or from a synthesized stack folder (every host of the stack).
+ */
+export const SPEC_ENV_PREFIX = 'TULA_DSR_SPEC_GZ_';
+
+export function readSpecFromEnv(env: NodeJS.ProcessEnv): string | null {
+  const parts: string[] = [];
+  for (let i = 0; env[`${SPEC_ENV_PREFIX}${i}`] !== undefined; i++) parts.push(env[`${SPEC_ENV_PREFIX}${i}`]!);
+  if (parts.length) return gunzipSync(Buffer.from(parts.join(''), 'base64')).toString('utf8');
+  return env.TULA_DSR_SPEC ?? null;
+}
+
+/**
+ * Validates a host spec with the same schemas and cross-checks as synth, now with every Terraform token resolved.
+ * Throws SpecError listing every problem.
+ */
+export function parseHostSpec(text: string): HostSpec {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new SpecError([{ path: '(spec)', field: '(json)', message: `is not valid JSON: ${(error as Error).message}` }]);
+  }
+  const result = checkSpec(StrictSpecSchemas.HostSpecSchema, data, '(spec)', (spec) =>
+    spec.kind === 'balancer' ? checkBalancerSpec(spec) : checkBackendHostSpec(spec),
+  );
+  if (!result.ok) throw new SpecError(result.issues);
+  return result.value;
+}
+
+export interface StackHost {
+  readonly address: string;
+  readonly specText: string;
+  readonly kind: 'balancer' | 'backend';
+}
+
+/** Reads every tula-dsr host of a synthesized stack (cdktf.out/stacks/NAME or its cdk.tf.json). */
+export function readStackHosts(path: string): StackHost[] {
+  const file = path.endsWith('.json') ? path : join(path, 'cdk.tf.json');
+  let json: { resource?: Record<string, Record<string, { triggers?: Record<string, string>; triggers_replace?: Record<string, string>; provisioner?: unknown }>> };
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    const hint = (() => {
+      try {
+        return readdirSync(path).length ? '' : ' (empty folder)';
+      } catch {
+        return '';
+      }
+    })();
+    throw new SpecError([{ path: file, field: '(file)', message: `cannot be read as a synthesized stack${hint}: ${(error as Error).message}; run \`cdktf synth\` first` }]);
+  }
+  const hosts: StackHost[] = [];
+  for (const [type, resources] of Object.entries(json.resource ?? {})) {
+    for (const [name, resource] of Object.entries(resources)) {
+      const triggers = resource.triggers ?? resource.triggers_replace;
+      if (!triggers?.spec || !JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
+      if (triggers.spec.includes('${')) {
+        throw new SpecError([{ path: `${type}.${name}`, field: 'spec', message: 'holds Terraform references that only `terraform apply` can resolve; deploy this stack with Terraform' }]);
+      }
+      const kind = (JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend' }).kind;
+      hosts.push({ address: `${type}.${name}`, specText: triggers.spec, kind });
+    }
+  }
+  return hosts;
+}

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+/**
+ * What tula-dsr records on each host, so that `remove` undoes exactly what `apply` did: the generation (hash of
+ * the spec) that is live, everything tula-dsr created, and the sysctl values the host had before tula-dsr first
+ * changed them.
+ */
+export const STATE_DIR = '/var/lib/tula-dsr';
+export const LOCK_FILE = '/run/tula-dsr.lock';
+export const statePath = (kind: 'balancer' | 'backend') => `${STATE_DIR}/${kind}.json`;
+
+/** `retiredAt`: when the spec stopped wanting the address (epoch seconds on the host); it goes after a grace period. */
+const AddressSchema = z.object({ ip: z.string(), prefix: z.number(), dev: z.string(), retiredAt: z.number().optional() });
+const TunnelSchema = z.object({ name: z.string(), local: z.string(), remote: z.string() });
+
+export const HostStateSchema = z.object({
+  version: z.literal(1),
+  kind: z.enum(['balancer', 'backend']),
+  name: z.string(),
+  generation: z.string(),
+  /** The spec of the live generation (JSON text), so that a later remove of an older generation can prune. */
+  spec: z.string(),
+  addresses: z.array(AddressSchema),
+  tunnels: z.array(TunnelSchema),
+  files: z.array(z.string()),
+  /** Directories tula-dsr created; removed again when empty. */
+  dirs: z.array(z.string()),
+  /** sysctl key → value before tula-dsr first changed it (null: the key did not exist). */
+  originalSysctls: z.record(z.string(), z.string().nullable()),
+  modules: z.array(z.string()),
+  /**
+   * nft tables tula-dsr owns on this host, keyed "family name": the hash of the ruleset it loaded and of the
+   * live listing right after loading it (a later difference means someone edited the table).
+   */
+  nft: z.record(z.string(), z.object({ rulesetHash: z.string(), listingHash: z.string() })),
+  unit: z.object({ name: z.string(), enabled: z.boolean() }).nullable(),
+});
+
+export type HostState = z.infer<typeof HostStateSchema>;
+export type StateAddress = z.infer<typeof AddressSchema>;
+
+/** Parses the state file; a missing or unreadable file means tula-dsr has not configured this host. */
+export function parseHostState(text: string | undefined): HostState | null {
+  if (!text || !text.trim()) return null;
+  try {
+    const parsed = HostStateSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,111 @@
+import {
+  BALANCER_TABLE, BALANCER_UNIT, BalancerSpec, planBalancerHost, renderNftDeclarative, renderNftReload, BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE,
+} from '../../model';
+import type { FactsRequest, HostFacts } from '../facts/gather';
+import { HostState, statePath } from '../state';
+import { addressTasks, createdDirs, fileTask, moduleTask, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
+import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
+import { stateTask } from './state-file';
+import { Task, changed, failed, ok } from './task';
+import { removeTunnelStep } from './steps';
+import type { HostPlanResult } from './backend';
+
+export const BALANCER_STATE = statePath('balancer');
+const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE];
+
+/** L2 backends whose MAC the balancer resolves at apply time (no explicit mac in the spec). */
+export function backendsToResolve(spec: BalancerSpec): { ip: string; path: string }[] {
+  const seen = new Map<string, string>();
+  for (const vip of spec.vips) {
+    if (vip.mode !== 'l2') continue;
+    for (const b of vip.backends) if (!b.mac && !seen.has(b.ip)) seen.set(b.ip, b.path);
+  }
+  return [...seen.entries()].map(([ip, path]) => ({ ip, path }));
+}
+
+export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
+  const resolve = backendsToResolve(spec);
+  return {
+    statePath: BALANCER_STATE,
+    files: BALANCER_FILES,
+    dirs: [...new Set([...BALANCER_FILES, BALANCER_STATE].map((f) => f.slice(0, f.lastIndexOf('/'))))],
+    sysctls: [],
+    nftTables: [{ family: 'netdev', name: BALANCER_TABLE }],
+    neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,
+  };
+}
+
+export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText: string, generation: string): HostPlanResult {
+  const state = facts.state;
+  const none = { substitutions: {}, writtenFiles: [] };
+  const resolve = backendsToResolve(spec);
+  const needed = ['ip', 'nft', 'flock', 'sha256sum', 'awk', 'sed', ...(resolve.length ? ['ping'] : [])];
+  const missing = facts.missingTools.filter((t) => needed.includes(t));
+  if (missing.length) return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, nftables, util-linux, coreutils)`)], ...none };
+  const link = facts.ip.links[spec.interface];
+  if (!link) return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
+
+  const decisions: Task[] = [];
+  const macs: Record<string, string> = {};
+  for (const { ip, path } of resolve) {
+    const mac = facts.neighbours[ip];
+    if (mac) {
+      macs[ip] = mac;
+      decisions.push(ok(`backend MAC ${ip}`, `${mac} (resolved on ${spec.interface})`));
+    } else {
+      decisions.push(failed(`backend MAC ${ip}`, `${path}: ${ip} does not answer ARP on ${spec.interface} of ${spec.name}; check that it is up and on the balancer's segment, or set mac on the backend`));
+    }
+  }
+  const owner = new Map<string, string>();
+  for (const vip of spec.vips.filter((v) => v.mode === 'l2')) {
+    for (const b of vip.backends) {
+      const mac = b.mac ?? macs[b.ip];
+      if (mac && owner.has(mac) && owner.get(mac) !== b.ip) {
+        decisions.push(failed(`backend MAC ${b.ip}`, `${b.path}: ${b.ip} has the same MAC ${mac} as ${owner.get(mac)}; L2 DSR forwards by MAC, so two backend addresses on one host cannot be told apart`));
+      }
+      if (mac) owner.set(mac, b.ip);
+    }
+  }
+  const interfaceMac = spec.mac ?? link.mac;
+  if (!interfaceMac && spec.vips.some((v) => v.mode === 'l2')) decisions.push(failed(`interface ${spec.interface}`, 'has no MAC address; L2 DSR needs an Ethernet interface (or set mac)'));
+  if (decisions.some((t) => t.status === 'failed')) return { tasks: decisions, ...none };
+
+  const plan = planBalancerHost(spec, { interfaceMac, backendMacs: macs });
+  const tasks: Task[] = [...decisions];
+  for (const module of plan.modules) tasks.push(moduleTask(module, facts));
+  for (const t of plan.tunnels) tasks.push(tunnelTask(t, facts));
+  tasks.push(...addressTasks(plan.addresses, facts));
+  const fileTasks = plan.files.map((f) => fileTask(f, facts));
+  tasks.push(...fileTasks, ...staleFileTasks(state, plan.files.map((f) => f.path), facts));
+
+  const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
+  const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(plan.table, tableFacts) };
+  tasks.push(nftTableTask(want, facts, state, `${spec.vips.length} VIPs`));
+
+  // Only now that no rule refers to them: addresses and tunnels of earlier generations.
+  tasks.push(...staleAddressTasks(staleAddresses(state, plan.addresses), facts));
+  const wantedTunnels = new Set(plan.tunnels.map((t) => t.name));
+  for (const t of state?.tunnels ?? []) {
+    if (!wantedTunnels.has(t.name) && facts.ip.links[t.name]) tasks.push(changed(`tunnel ${t.name}`, 'no longer needed: removed', [removeTunnelStep(t.name, t.local, t.remote)]));
+  }
+  tasks.push(unitTask(plan.unit, facts, state, fileTasks.some((t) => t.status === 'changed')));
+
+  const next: HostState = {
+    version: 1,
+    kind: 'balancer',
+    name: spec.name,
+    generation,
+    spec: specText,
+    addresses: plan.addresses.map((a) => ({ ip: a.ip, prefix: a.prefix, dev: a.dev })),
+    tunnels: plan.tunnels.map((t) => ({ ...t })),
+    files: plan.files.map((f) => f.path),
+    dirs: createdDirs([...plan.files.map((f) => f.path), BALANCER_STATE], facts, state),
+    originalSysctls: state?.originalSysctls ?? {},
+    modules: [...plan.modules],
+    nft: nftRecord([want]),
+    unit: { name: BALANCER_UNIT, enabled: facts.systemd },
+  };
+  const substitutions = listingSubstitutions([want]);
+  tasks.push(stateTask(BALANCER_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
+  return { tasks, substitutions, writtenFiles: plan.files.map((f) => f.path) };
+}

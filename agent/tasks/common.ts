@@ -1,0 +1,102 @@
+import { HostFile, HostAddress, sha256Hex } from '../../model';
+import { renderDiff } from '../diff';
+import type { HostFacts } from '../facts/gather';
+import type { HostState, StateAddress } from '../state';
+import { Task, changed, failed, ok } from './task';
+import {
+  addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep,
+} from './steps';
+
+/** Files: compare hashes; show a line diff; write atomically. */
+export function fileTask(file: HostFile, facts: HostFacts): Task {
+  const current = facts.files[file.path];
+  const name = `file ${file.path}`;
+  if (current?.sha256 === sha256Hex(file.content)) return ok(name, 'up to date');
+  return changed(name, current ? 'content differs' : 'missing', [writeFileStep(file.path, file.content, file.mode, !!current)], renderDiff(current?.content ?? '', file.content, file.path));
+}
+
+export function staleFileTasks(state: HostState | null, wanted: readonly string[], facts: HostFacts): Task[] {
+  return (state?.files ?? [])
+    .filter((path) => !wanted.includes(path) && facts.files[path])
+    .map((path) => changed(`file ${path}`, 'no longer needed: removed', [removeFileStep(path)], renderDiff(facts.files[path].content, '', path)));
+}
+
+/** Runtime sysctl: the value now, and the step that sets it (undo restores the value seen in facts). */
+export function sysctlTask(key: string, value: string, facts: HostFacts, knownMissing = false): Task {
+  const current = knownMissing ? null : facts.sysctls[key] ?? null;
+  const name = `sysctl ${key}=${value}`;
+  if (current === value) return ok(name, 'already set');
+  return changed(name, current === null ? 'set (key appears with its device)' : `was ${current}`, [sysctlStep(key, value, current)]);
+}
+
+const addressKey = (a: { ip: string; prefix: number; dev: string }) => `${a.ip}/${a.prefix} dev ${a.dev}`;
+
+export function hasAddress(facts: HostFacts, a: { ip: string; prefix: number; dev: string }): boolean {
+  return facts.ip.addresses.some((x) => x.ip === a.ip && x.prefix === a.prefix && x.dev === a.dev);
+}
+
+export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): Task[] {
+  return wanted.map((a) => (hasAddress(facts, a) ? ok(`address ${addressKey(a)}`, 'present') : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev)], `+ ${addressKey(a)}`)));
+}
+
+/** Removes addresses tula-dsr added earlier that the spec no longer wants (only those present on the host). */
+export function staleAddressTasks(stale: readonly StateAddress[], facts: HostFacts): Task[] {
+  return stale
+    .filter((a) => hasAddress(facts, a))
+    .map((a) => changed(`address ${addressKey(a)}`, 'no longer wanted: removed', [removeAddressStep(a.ip, a.prefix, a.dev)], `- ${addressKey(a)}`));
+}
+
+export function staleAddresses(state: HostState | null, wanted: readonly HostAddress[]): StateAddress[] {
+  const keys = new Set(wanted.map(addressKey));
+  return (state?.addresses ?? []).filter((a) => !keys.has(addressKey(a)));
+}
+
+export interface TunnelWant {
+  readonly name: string;
+  readonly local: string;
+  readonly remote: string;
+}
+
+/** An IPIP tunnel: present with the right endpoints and up, or (re)created. */
+export function tunnelTask(t: TunnelWant, facts: HostFacts): Task {
+  const link = facts.ip.links[t.name];
+  const name = `tunnel ${t.name} (ipip local ${t.local} remote ${t.remote})`;
+  const remoteMatches = (link?.remote ?? 'any') === t.remote || (t.remote === 'any' && (link?.remote === '0.0.0.0' || link?.remote === undefined));
+  if (link && link.kind === 'ipip' && link.local === t.local && remoteMatches) {
+    return link.up ? ok(name, 'present') : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down') }]);
+  }
+  const steps = link ? [removeTunnelStep(t.name, link.local ?? 'any', link.remote ?? 'any'), addTunnelStep(t.name, t.local, t.remote)] : [addTunnelStep(t.name, t.local, t.remote)];
+  return changed(name, link ? `had other endpoints (${link.kind ?? '?'} local ${link.local ?? '?'} remote ${link.remote ?? '?'})` : 'created', steps);
+}
+
+export function moduleTask(module: string, facts: HostFacts): Task {
+  const name = `kernel module ${module}`;
+  if (facts.ipip === 'loaded') return ok(name, 'loaded');
+  if (facts.ipip === 'missing') return failed(name, `the kernel (${facts.kernel}) has no ${module} module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`);
+  return changed(name, 'loaded now', [{ run: cmd('modprobe', module), undo: ':' }]);
+}
+
+/** A systemd unit: enabled where systemd runs; written but honestly reported as not enabled elsewhere. */
+export function unitTask(unit: string, facts: HostFacts, state: HostState | null, filesChanged: boolean): Task {
+  const name = `boot unit ${unit}`;
+  if (!facts.systemd) return ok(name, 'written, not enabled: systemd is not running on this host (run /etc/tula-dsr/*-up.sh from your init system)');
+  if (state?.unit?.name === unit && state.unit.enabled && !filesChanged) return ok(name, 'enabled');
+  return changed(name, 'enabled', [{
+    run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', '-q', 'enable', unit)}`,
+    undo: cmd('systemctl', '-q', 'disable', unit),
+  }]);
+}
+
+export function disableUnitStep(unit: string): { run: string; undo: string } {
+  return { run: `${cmd('systemctl', '-q', 'disable', unit)} && ${cmd('systemctl', 'daemon-reload')}`, undo: cmd('systemctl', '-q', 'enable', unit) };
+}
+
+/** Directories that tula-dsr creates for its files, recorded so that a full removal can remove them again. */
+export function createdDirs(paths: readonly string[], facts: HostFacts, state: HostState | null): string[] {
+  const dirs = new Set(state?.dirs ?? []);
+  for (const path of paths) {
+    const dir = path.slice(0, path.lastIndexOf('/'));
+    if (facts.dirs[dir] === false) dirs.add(dir);
+  }
+  return [...dirs].sort();
+}

@@ -1,0 +1,61 @@
+import { sha256Hex } from '../../model';
+import type { HostFacts } from '../facts/gather';
+import { nftListingHashCommand } from '../facts/gather';
+import type { HostState } from '../state';
+import { STATE_DIR } from '../state';
+import { Task, changed, ok } from './task';
+import { cmd } from './steps';
+import { renderCommand } from '../shell';
+
+export interface NftWant {
+  readonly family: string;
+  readonly name: string;
+  /** The text whose hash identifies the desired configuration (declarative form, values resolved). */
+  readonly desired: string;
+  /** The text `nft -f` loads: an in-place reload or an idempotent replace. */
+  readonly load: string;
+}
+
+export const nftKey = (family: string, name: string) => `${family} ${name}`;
+export const listingPlaceholder = (family: string, name: string) => `__TULA_LISTING_${family}_${name}__`;
+
+/**
+ * One nft table that tula-dsr owns. In sync when the table exists, the loaded ruleset's hash matches the desired
+ * one, and the live listing still hashes to what it did right after loading (otherwise it was edited by hand).
+ * Loading is one `nft -f` transaction; the undo puts back the table as it was listed just before.
+ */
+export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState | null, label: string): Task {
+  const key = nftKey(want.family, want.name);
+  const live = facts.nft[key];
+  const recorded = state?.nft[key];
+  const name = `nft table ${want.family} ${want.name}${label ? ` (${label})` : ''}`;
+  const desiredHash = sha256Hex(want.desired);
+  const reasons: string[] = [];
+  if (!live?.table.exists) reasons.push('table missing');
+  else {
+    if (recorded?.rulesetHash !== desiredHash) reasons.push('ruleset differs');
+    if (recorded && live.listingHash !== recorded.listingHash) reasons.push('live table was changed outside tula-dsr');
+  }
+  if (!reasons.length) return ok(name, 'in sync');
+  const base = `${STATE_DIR}/${want.family}-${want.name}`;
+  const load = `${base}.load.nft`;
+  const before = `${base}.before.nft`;
+  const existed = !!live?.table.exists;
+  const run = [
+    cmd('mkdir', '-p', STATE_DIR),
+    `printf '%s' ${renderCommand([want.load])} > ${renderCommand([load])}`,
+    existed ? `{ printf 'delete table %s %s\\n' ${renderCommand([want.family])} ${renderCommand([want.name])}; ${cmd('nft', 'list', 'table', want.family, want.name)}; } > ${renderCommand([before])}` : ':',
+    cmd('nft', '-f', load),
+  ].join(' && ');
+  const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
+  return changed(name, reasons.join('; '), [{ run, undo }]);
+}
+
+/** Shell that computes each table's listing hash for the state file, after every step succeeded. */
+export function listingSubstitutions(tables: readonly NftWant[]): Record<string, string> {
+  return Object.fromEntries(tables.map((t) => [listingPlaceholder(t.family, t.name), nftListingHashCommand(t.family, t.name)]));
+}
+
+export function nftRecord(tables: readonly NftWant[]): Record<string, { rulesetHash: string; listingHash: string }> {
+  return Object.fromEntries(tables.map((t) => [nftKey(t.family, t.name), { rulesetHash: sha256Hex(t.desired), listingHash: listingPlaceholder(t.family, t.name) }]));
+}

@@ -1,0 +1,56 @@
+import { sha256Hex } from '../../model';
+import type { HostFacts } from '../facts/gather';
+import { STATE_DIR, HostState } from '../state';
+import { disableUnitStep, hasAddress } from './common';
+import { removeStateStep } from './state-file';
+import { Task, changed, ok } from './task';
+import { cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
+
+/**
+ * Full removal of what tula-dsr set up, guarded by generation: it runs only when the host still carries the
+ * generation being destroyed. Order is the reverse of apply: VIPs leave before the ARP sysctls return to their
+ * original values, rules go before the tunnels they use.
+ */
+export function planRemoveTasks(facts: HostFacts, statePath: string, generation: string): { tasks: Task[]; removedFiles: string[] } {
+  const state: HostState | null = facts.state;
+  if (!state) return { tasks: [ok('remove', 'nothing to remove: tula-dsr has not configured this host')], removedFiles: [] };
+  if (state.generation !== generation) {
+    return { tasks: [ok('remove', `skipped: the host runs generation ${state.generation.slice(0, 12)}, not ${generation.slice(0, 12)}; a newer configuration is live`)], removedFiles: [] };
+  }
+  const tasks: Task[] = [];
+  for (const key of Object.keys(state.nft)) {
+    const [family, name] = key.split(' ');
+    if (facts.nft[key]?.table.exists) tasks.push(changed(`nft table ${key}`, 'removed', [{ run: cmd('nft', 'delete', 'table', family, name), undo: ':' }]));
+  }
+  for (const a of state.addresses) {
+    if (hasAddress(facts, a)) tasks.push(changed(`address ${a.ip}/${a.prefix} dev ${a.dev}`, 'removed', [removeAddressStep(a.ip, a.prefix, a.dev)], `- ${a.ip}/${a.prefix} dev ${a.dev}`));
+  }
+  for (const t of state.tunnels) {
+    if (facts.ip.links[t.name]) tasks.push(changed(`tunnel ${t.name}`, 'removed', [removeTunnelStep(t.name, t.local, t.remote)]));
+  }
+  for (const [key, original] of Object.entries(state.originalSysctls)) {
+    const current = facts.sysctls[key] ?? null;
+    if (original !== null && current !== original) {
+      tasks.push(changed(`sysctl ${key}=${original}`, `restored (was ${current})`, [sysctlStep(key, original, current)]));
+    }
+  }
+  if (state.unit?.enabled && facts.systemd) tasks.push(changed(`boot unit ${state.unit.name}`, 'disabled', [disableUnitStep(state.unit.name)]));
+  const removedFiles = state.files.filter((f) => facts.files[f]);
+  for (const path of removedFiles) tasks.push(changed(`file ${path}`, 'removed', [removeFileStep(path)]));
+  const scratch = Object.keys(state.nft).flatMap((key) => {
+    const base = `${STATE_DIR}/${key.replace(' ', '-')}`;
+    return [`${base}.load.nft`, `${base}.before.nft`];
+  });
+  tasks.push(changed(`state ${statePath}`, 'removed', [
+    { run: cmd('rm', '-f', ...scratch), undo: ':' },
+    removeStateStep(statePath),
+  ]));
+  return { tasks, removedFiles };
+}
+
+/** Directories tula-dsr created are removed once empty; rmdir leaves a directory that holds anything else. */
+export function removeDirsCommands(state: HostState | null): string[] {
+  return [...(state?.dirs ?? [])].sort((a, b) => b.length - a.length).map((d) => `rmdir ${cmd(d)} 2>/dev/null || true`);
+}
+
+export { sha256Hex };

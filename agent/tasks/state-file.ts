@@ -1,0 +1,30 @@
+import { renderCommand } from '../shell';
+import { HostState, STATE_DIR } from '../state';
+import { Task, changed, ok } from './task';
+import { cmd } from './steps';
+import type { HostFacts } from '../facts/gather';
+
+/**
+ * The state file is written last, once every other step succeeded. Placeholders in its JSON are replaced by
+ * values only the host knows after the run (the nft listing hashes), computed in the same script.
+ */
+/** `nftChanged`: a table was (re)loaded, so the recorded listing hashes must be refreshed. */
+export function stateTask(path: string, next: HostState, facts: HostFacts, substitutions: Record<string, string>, nftChanged: boolean): Task {
+  const text = JSON.stringify(next, null, 2) + '\n';
+  const previous = facts.state;
+  const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
+  if (same && !nftChanged) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
+  const tmp = `${path}.tula-tmp`;
+  const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
+  const run = [
+    cmd('mkdir', '-p', STATE_DIR),
+    `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"} > ${renderCommand([tmp])}`,
+    cmd('mv', '-f', tmp, path),
+  ].join(' && ');
+  const undo = previous ? `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])} > ${renderCommand([path])}` : cmd('rm', '-f', path);
+  return changed(`state ${path}`, `generation ${next.generation.slice(0, 12)} recorded`, [{ run, undo }]);
+}
+
+export function removeStateStep(path: string): { run: string; undo: string } {
+  return { run: cmd('rm', '-f', path), undo: ':' };
+}

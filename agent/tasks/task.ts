@@ -1,0 +1,25 @@
+/**
+ * A task decides first (from facts, without touching the host) and acts later, inside one apply script.
+ * A step is a shell fragment plus the fragment that undoes it, so that a failure rolls back this run's changes.
+ */
+export interface Step {
+  readonly run: string;
+  readonly undo: string;
+}
+
+export type TaskStatus = 'ok' | 'changed' | 'failed' | 'skipped';
+
+export interface Task {
+  /** What the task manages, as the report shows it: `sysctl net.ipv4.conf.all.arp_ignore=1`. */
+  readonly name: string;
+  readonly status: TaskStatus;
+  /** Why it is ok, what changes, or what failed. */
+  readonly detail: string;
+  /** Before/after text for files and rulesets, or the list of added/removed items. */
+  readonly diff?: string;
+  readonly steps: readonly Step[];
+}
+
+export const ok = (name: string, detail: string): Task => ({ name, status: 'ok', detail, steps: [] });
+export const failed = (name: string, detail: string): Task => ({ name, status: 'failed', detail, steps: [] });
+export const changed = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({ name, status: 'changed', detail, steps, diff });
