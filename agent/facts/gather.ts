@@ -1,6 +1,6 @@
 import { renderCommand } from '../shell';
 import { HostState, parseHostState } from '../state';
-import { parseDirLines, parseFiles, parseIpAddrJson, parseKeyValues, parseNeighJson, parseNftTableJson, parseSysctlLines, IpAddrFacts, FileFact } from './parsers';
+import { parseDirLines, parseFiles, parseIpAddrJson, parseKeyValues, parseNeighJson, parseNftTableText, parseSysctlLines, IpAddrFacts, FileFact } from './parsers';
 import { parseSections, sectionLine } from './sections';
 import type { NftTableFacts } from '../../model';
 
@@ -71,7 +71,7 @@ export function renderFactsScript(request: FactsRequest): string {
   ];
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
-    lines.push(sectionLine(`nft ${id}`), `nft -t -j list table ${q(t.family)} ${q(t.name)} 2>/dev/null`);
+    lines.push(sectionLine(`nft ${id}`), `nft -t list table ${q(t.family)} ${q(t.name)} 2>/dev/null`);
     lines.push(sectionLine(`nfthash ${id}`), `nft list table ${q(t.family)} ${q(t.name)} >/dev/null 2>&1 && ${nftListingHashCommand(t.family, t.name)}`);
   }
   if (request.neighbours?.ips.length) {
@@ -99,7 +99,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
   const nft: Record<string, NftFacts> = {};
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
-    const table = parseNftTableJson(sections.get(`nft ${id}`) ?? '');
+    const table = parseNftTableText(sections.get(`nft ${id}`) ?? '');
     const hash = /\b[0-9a-f]{64}\b/.exec(sections.get(`nfthash ${id}`) ?? '')?.[0] ?? null;
     nft[`${t.family} ${t.name}`] = { table, listingHash: table.exists ? hash : null };
   }

@@ -92,24 +92,30 @@ export function parseSysctlLines(text: string): Record<string, string | null> {
 
 const NO_TABLE: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
 
-/** Parses `nft -t -j list table …`: which objects exist and each base chain's hook, as the renderer writes it. */
-export function parseNftTableJson(text: string): NftTableFacts {
-  const data = extractJson(text) as { nftables?: Record<string, Record<string, unknown>>[] } | undefined;
-  if (!data || !Array.isArray(data.nftables)) return NO_TABLE;
-  const facts = { exists: false, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], hooks: {} as Record<string, string> };
-  for (const item of data.nftables) {
-    if (item.table) facts.exists = true;
-    if (item.counter && typeof item.counter.name === 'string') facts.counters.push(item.counter.name);
-    if (item.map && typeof item.map.name === 'string') facts.maps.push(item.map.name);
-    if (item.set && typeof item.set.name === 'string') facts.sets.push(item.set.name);
-    const chain = item.chain as Record<string, unknown> | undefined;
-    if (chain && typeof chain.name === 'string') {
-      facts.chains.push(chain.name);
-      if (typeof chain.hook === 'string') {
-        const device = typeof chain.dev === 'string' ? ` device "${chain.dev}"` : '';
-        facts.hooks[chain.name] = `type ${chain.type} hook ${chain.hook}${device} priority ${chain.prio}; policy ${chain.policy};`;
-      }
+/**
+ * Parses `nft -t list table …` (terse: no elements): which objects exist and each base chain's hook line, as the
+ * renderer writes it. Text, not JSON: nft 1.0.6's JSON omits a netdev chain's device, which a reload must compare.
+ */
+export function parseNftTableText(text: string): NftTableFacts {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => /^table \S+ \S+ \{$/.test(l));
+  if (start < 0) return NO_TABLE;
+  const facts = { exists: true, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], hooks: {} as Record<string, string> };
+  let chain: string | null = null;
+  for (const line of lines.slice(start + 1)) {
+    const object = /^\t(counter|map|set|chain) (\S+) \{$/.exec(line);
+    if (object) {
+      const [, kind, name] = object;
+      if (kind === 'counter') facts.counters.push(name);
+      else if (kind === 'map') facts.maps.push(name);
+      else if (kind === 'set') facts.sets.push(name);
+      else facts.chains.push(name);
+      chain = kind === 'chain' ? name : null;
+      continue;
     }
+    const hook = /^\t\t(type \S+ hook .*;)$/.exec(line);
+    if (chain && hook) facts.hooks[chain] = hook[1];
+    if (line === '}') break;
   }
   return facts;
 }

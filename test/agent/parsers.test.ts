@@ -1,0 +1,113 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines,
+} from '../../agent/facts/parsers';
+import { parseSections } from '../../agent/facts/sections';
+import { parseApplyOutput } from '../../agent/script';
+
+// Recorded from a real namespace (nft 1.0.6, iproute2 6.1) after tula-dsr applied a one-VIP L2 balancer.
+const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name), 'utf8');
+const JUNK = 'Last login: Sun Nov 29 01:00:00 2026\nwarning: stmt ops map have no json callback\n';
+
+describe('parseIpAddrJson', () => {
+  test('GIVEN a recorded `ip -j -d addr` WHEN parsed THEN it lists IPv4 addresses per device, MACs and link state', () => {
+    const facts = parseIpAddrJson(fixture('ip-addr.json'));
+    expect(facts.addresses).toEqual(expect.arrayContaining([
+      { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
+      { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
+      { dev: 'eth0', ip: '10.213.99.100', prefix: 32 },
+    ]));
+    expect(facts.addresses.every((a) => !a.ip.includes(':'))).toBe(true);
+    expect(facts.links.eth0).toMatchObject({ up: true, kind: 'veth' });
+    expect(facts.links.eth0.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(facts.links.lo.mac).toBe('00:00:00:00:00:00');
+  });
+
+  test('GIVEN junk lines around the JSON WHEN parsed THEN the result is the same', () => {
+    expect(parseIpAddrJson(JUNK + fixture('ip-addr.json') + '\nbye\n')).toEqual(parseIpAddrJson(fixture('ip-addr.json')));
+  });
+
+  test('GIVEN an ipip tunnel entry WHEN parsed THEN its endpoints are read from linkinfo', () => {
+    const text = JSON.stringify([{ ifname: 'ipip0', flags: ['NOARP', 'UP'], address: '10.0.2.11', linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.2.11', remote: 'any' } }, addr_info: [{ family: 'inet', local: '10.0.9.100', prefixlen: 32 }] }]);
+    const facts = parseIpAddrJson(text);
+    expect(facts.links.ipip0).toEqual({ mac: undefined, up: true, kind: 'ipip', local: '10.0.2.11', remote: 'any' });
+    expect(facts.addresses).toEqual([{ dev: 'ipip0', ip: '10.0.9.100', prefix: 32 }]);
+  });
+
+  test('GIVEN no JSON at all WHEN parsed THEN it is empty rather than throwing', () => {
+    expect(parseIpAddrJson('ip: command not found\n')).toEqual({ addresses: [], links: {} });
+  });
+});
+
+describe('parseNftTableText', () => {
+  test('GIVEN a recorded terse table listing with nft warnings WHEN parsed THEN it names every object and the hook', () => {
+    const facts = parseNftTableText(JUNK + fixture('nft-table.txt'));
+    expect(facts.exists).toBe(true);
+    expect(facts.counters).toEqual(['be_0ad56301', 'vip_web']);
+    expect(facts.maps).toEqual(expect.arrayContaining(['backend_counter_l2', 'flows_l2_tcp', 'slots_l2_port', 'vip_port', 'vip_counter_port']));
+    expect(facts.chains).toEqual(expect.arrayContaining(['ingress', 'l2_out', 'l2_tcp_port_rr2_t300']));
+    expect(facts.hooks).toEqual({ ingress: 'type filter hook ingress device "eth0" priority -300; policy accept;' });
+  });
+
+  test('GIVEN an error message (no such table) WHEN parsed THEN the table does not exist', () => {
+    expect(parseNftTableText('Error: No such file or directory\nlist table netdev tula_dsr\n').exists).toBe(false);
+  });
+});
+
+describe('parseNeighJson', () => {
+  test('GIVEN recorded neighbours WHEN parsed THEN usable entries map IP to MAC', () => {
+    const neigh = parseNeighJson(fixture('neigh.json'));
+    expect(Object.keys(neigh)).toEqual(['10.213.99.1']);
+    expect(neigh['10.213.99.1']).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+  });
+
+  test('GIVEN FAILED and INCOMPLETE entries WHEN parsed THEN they are left out', () => {
+    const text = JSON.stringify([
+      { dst: '10.0.0.1', dev: 'eth0', state: ['FAILED'] },
+      { dst: '10.0.0.2', dev: 'eth0', lladdr: '02:00:00:00:00:02', state: ['INCOMPLETE'] },
+      { dst: '10.0.0.3', dev: 'eth0', lladdr: '02:00:00:00:00:03', state: ['STALE'] },
+    ]);
+    expect(parseNeighJson(text)).toEqual({ '10.0.0.3': '02:00:00:00:00:03' });
+  });
+});
+
+describe('small parsers', () => {
+  test('sysctl lines: values, missing keys (`key!`) and junk', () => {
+    expect(parseSysctlLines('junk\nnet.ipv4.conf.all.arp_ignore=1\nnet.ipv4.conf.ipip0.rp_filter!\nnet.ipv4.conf.all.rp_filter= 2 \n')).toEqual({
+      'net.ipv4.conf.all.arp_ignore': '1',
+      'net.ipv4.conf.ipip0.rp_filter': null,
+      'net.ipv4.conf.all.rp_filter': '2',
+    });
+  });
+
+  test('files: content lines carry a `|` prefix so no content line can pass for a marker', () => {
+    const hash = 'a'.repeat(64);
+    const text = `@@file ${hash} /etc/x.conf\n|line one\n|@@file ${'b'.repeat(64)} /fake\n|\n\n@@file ${'c'.repeat(64)} /etc/y\n|y\n`;
+    expect(parseFiles(text)).toEqual({
+      '/etc/x.conf': { path: '/etc/x.conf', sha256: hash, content: `line one\n@@file ${'b'.repeat(64)} /fake\n\n` },
+      '/etc/y': { path: '/etc/y', sha256: 'c'.repeat(64), content: 'y\n' },
+    });
+  });
+
+  test('dirs: yes/no lines', () => {
+    expect(parseDirLines('yes /etc/tula-dsr\nno /var/lib/tula-dsr\ngarbage\n')).toEqual({ '/etc/tula-dsr': true, '/var/lib/tula-dsr': false });
+  });
+
+  test('sections: junk before the first marker is ignored', () => {
+    const sections = parseSections('motd\n@@tula basics\nnow=1\n@@tula end\n');
+    expect([...sections.entries()]).toEqual([['basics', 'now=1'], ['end', '']]);
+  });
+
+  test('extractJson finds a JSON value after junk and returns undefined when there is none', () => {
+    expect(extractJson('warn\n{"a":1}\n')).toEqual({ a: 1 });
+    expect(extractJson('nothing here')).toBeUndefined();
+  });
+
+  test('apply output: completed steps, a failure with its stderr, and the end marker', () => {
+    const out = parseApplyOutput('@@tula done 1\n@@tula done 2\n@@tula failed 3 2\n|Error: Could not process rule\n|  line 4\n\n');
+    expect(out).toMatchObject({ completedSteps: 2, failure: { step: 3, exitCode: 2, stderr: 'Error: Could not process rule\n  line 4' }, finished: false, staleFacts: false });
+    expect(parseApplyOutput('@@tula stale-facts\n').staleFacts).toBe(true);
+    expect(parseApplyOutput('@@tula done 1\n@@tula end\n')).toMatchObject({ completedSteps: 1, finished: true });
+  });
+});
