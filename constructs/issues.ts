@@ -1,11 +1,20 @@
 import { Token } from 'cdktf';
 import { IConstruct } from 'constructs';
-import { createSpecSchemas, SpecIssue, checkSpec } from '../model';
+import { createSpecSchemas, SpecIssue, checkSpec, unknownKeyMessage } from '../model';
 import type { z } from 'zod';
 
 /** Schemas that accept Terraform tokens; the agent validates those values with the strict twin at apply time. */
-export const SynthSchemas = createSpecSchemas((v) => Token.isUnresolved(v));
-export const isUnresolved = (v: unknown): boolean => Token.isUnresolved(v);
+/**
+ * cdktf's test is costly for numbers (it decodes every double), so plain values are ruled out first: a string token
+ * always contains `${`, and a number token is an encoded double of huge magnitude.
+ */
+export const isUnresolved = (v: unknown): boolean => {
+  if (typeof v === 'string' && !v.includes('${')) return false;
+  if (typeof v === 'number' && Math.abs(v) < 1e200) return false;
+  if (typeof v === 'boolean' || v === undefined || v === null) return false;
+  return Token.isUnresolved(v);
+};
+export const SynthSchemas = createSpecSchemas(isUnresolved);
 
 /** Parses a construct's candidate spec; on failure returns the issues (so synth can report all of them at once). */
 export function parseCandidate<S extends z.ZodType>(schema: S, candidate: unknown, path: string): { value?: z.infer<S>; issues: SpecIssue[] } {
@@ -26,4 +35,20 @@ export function reportIssues(construct: IConstruct, issues: () => readonly SpecI
 /** Copies an object without undefined values, so that zod defaults apply and specs serialize stably. */
 export function defined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * Keeps the props a construct knows and reports every other key as an unknown property, listing the construct's
+ * real props. The strict schemas alone cannot do this: constructs fill some spec keys themselves (path, name, kind,
+ * children), so a prop with such a name (`path: '/api'`) would be silently overwritten, and the schema's key list
+ * names keys a user cannot set.
+ */
+export function knownProps<T extends object>(props: T | undefined, known: readonly string[], path: string): { props: T; issues: SpecIssue[] } {
+  const kept: Record<string, unknown> = {};
+  const issues: SpecIssue[] = [];
+  for (const [key, value] of Object.entries(props ?? {})) {
+    if (known.includes(key)) kept[key] = value;
+    else issues.push({ path, field: key, value, message: unknownKeyMessage(key, known) });
+  }
+  return { props: kept as T, issues };
 }

@@ -96,22 +96,28 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
 /** Two VIPs clash when they share ip and protocol and their ports overlap ('*' overlaps every port). */
 function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  vips.forEach((vip, i) => {
-    for (const other of vips.slice(0, i)) {
-      if (!known(opts, vip.ip, other.ip, vip.port, other.port) || vip.ip !== other.ip || vip.protocol !== other.protocol) continue;
-      if (vip.port === other.port || vip.port === '*' || other.port === '*') {
-        issues.push({
-          path: vip.path,
-          field: 'port',
-          value: vip.port,
-          message: `${showValue(vip.port)} clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
-        });
-      }
+  // ip/protocol → the VIPs seen so far, by port; linear in the number of VIPs.
+  const seen = new Map<string, Map<number | '*', VipSpec>>();
+  const names = new Set<string>();
+  for (const vip of vips) {
+    if (names.has(vip.name)) {
+      issues.push({ path: vip.path, field: 'name', value: vip.name, message: 'is used by another VIP on the same balancer; VIP names must be unique per balancer' });
     }
-    if (vips.slice(0, i).some((other) => other.name === vip.name)) {
-      issues.push({ path: vip.path, field: 'name', value: vip.name, message: `${showValue(vip.name)} is used by another VIP on the same balancer; VIP names must be unique per balancer` });
-    }
-  });
+    names.add(vip.name);
+    if (!known(opts, vip.ip, vip.port)) continue;
+    const key = `${vip.ip} ${vip.protocol}`;
+    const ports = seen.get(key) ?? new Map<number | '*', VipSpec>();
+    seen.set(key, ports);
+    const other = vip.port === '*' ? ports.values().next().value : (ports.get(vip.port) ?? ports.get('*'));
+    if (other) {
+      issues.push({
+        path: vip.path,
+        field: 'port',
+        value: vip.port,
+        message: `clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+      });
+    } else ports.set(vip.port, vip);
+  }
   return issues;
 }
 
