@@ -271,6 +271,7 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
       return new SshConnection(client, r, fingerprint, sudo, n);
     } catch (e) {
       const f = e as AttemptFailure;
+      if (!(f?.error instanceof SshError)) throw e;
       if (!f.retryable || n > opts.retries) {
         const info = f.error.info;
         const suffix = info.kind === 'unreachable' || info.kind === 'timeout' || info.kind === 'connection-lost' ? ` (${n} attempt${n === 1 ? '' : 's'})` : '';
@@ -304,6 +305,8 @@ export class SshConnection {
   private lost: SshError | undefined;
   private closed = false;
   private socketClosed = false;
+  /** Resolves when the underlying connection has closed, for whatever reason. */
+  readonly whenClosed: Promise<void>;
 
   constructor(
     private readonly client: Client,
@@ -321,10 +324,18 @@ export class SshConnection {
     client.on('error', (err: Error) => {
       this.lost ??= fail(this, 'connection-lost', `connection lost: ${err.message}`);
     });
-    client.on('close', () => {
-      this.socketClosed = true;
-      if (!this.closed) this.lost ??= fail(this, 'connection-lost', 'connection closed by the server');
+    this.whenClosed = new Promise((resolve) => {
+      client.on('close', () => {
+        this.socketClosed = true;
+        if (!this.closed) this.lost ??= fail(this, 'connection-lost', 'connection closed by the server');
+        resolve();
+      });
     });
+  }
+
+  /** Whether `run()` can still be used. */
+  get open(): boolean {
+    return !this.closed && !this.socketClosed && this.lost === undefined;
   }
 
   /** The remote command: `sh -s` reading the script from stdin, through `sudo -n` for non-root users. */
@@ -411,7 +422,10 @@ function signalNumber(signal: string | undefined): number {
   return (signal && SIGNALS[signal.replace(/^SIG/, '')]) || 0;
 }
 
-/** At most one connection per `user@host:port`; concurrent `get()`s share the same connect. */
+/**
+ * At most one connection per `user@host:port`; concurrent `get()`s share the same connect. A connection that
+ * failed or closed is dropped, so the next `get()` connects again.
+ */
 export class ConnectionPool {
   private readonly conns = new Map<string, Promise<SshConnection>>();
 
@@ -421,9 +435,14 @@ export class ConnectionPool {
     const key = `${target.user ?? DEFAULT_SSH_USER}@${target.host}:${target.port ?? DEFAULT_SSH_PORT}`;
     let p = this.conns.get(key);
     if (!p) {
-      p = connect(target, this.options);
-      p.catch(() => this.conns.delete(key));
-      this.conns.set(key, p);
+      const created = connect(target, this.options);
+      const forget = () => {
+        if (this.conns.get(key) === created) this.conns.delete(key);
+      };
+      // a failed or later lost connection is not handed out again: the next get() connects anew
+      created.then((c) => c.whenClosed.then(forget), forget);
+      this.conns.set(key, created);
+      p = created;
     }
     return p;
   }
