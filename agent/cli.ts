@@ -63,6 +63,15 @@ async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }
   return results;
 }
 
+/** Only orders the phases; the spec is validated properly when the host runs. */
+function specKind(text: string): 'balancer' | 'backend' {
+  try {
+    return (JSON.parse(text) as { kind?: string }).kind === 'balancer' ? 'balancer' : 'backend';
+  } catch {
+    return 'backend';
+  }
+}
+
 /** The CLI; Terraform's provisioners call `main(["apply"])` through `node -e`. Resolves to the exit code. */
 export async function main(argv: readonly string[] = process.argv.slice(2), exit = true): Promise<number> {
   const parsed = parseArgs(argv);
@@ -84,7 +93,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), exit
         process.stderr.write(`tula-dsr: no spec: give STACK_DIR or --spec FILE (Terraform passes TULA_DSR_SPEC_GZ_*)\n${USAGE}\n`);
         return finish(EXIT.usage);
       }
-      hosts = [{ specText: text, kind: 'backend' }];
+      hosts = [{ specText: text, kind: specKind(text) }];
     }
   } catch (error) {
     process.stderr.write(`tula-dsr: ${error instanceof SpecError ? error.message : (error as Error).message}\n`);
