@@ -21,6 +21,7 @@ const USAGE = `usage: tula-dsr <apply|check|remove> [STACK_DIR | --spec FILE] [-
   --diff      show before/after text of files and rulesets
   --json      print machine-readable results on stdout
   --timeout   SSH connect timeout per attempt (default 10)
+  --limit L   only the hosts named in L (comma-separated host names, or 'balancer' / 'backend')
 
 exit codes: 0 ok (check: in sync), 1 failure, 2 check found drift, 64 usage error
 progress goes to stderr, results to stdout.`;
@@ -32,6 +33,7 @@ interface Args {
   diff: boolean;
   json: boolean;
   timeoutMs?: number;
+  limit?: string[];
 }
 
 function parseArgs(argv: readonly string[]): Args | string {
@@ -44,6 +46,7 @@ function parseArgs(argv: readonly string[]): Args | string {
     else if (a === '--json') args.json = true;
     else if (a === '--spec') args.specFile = rest[++i];
     else if (a === '--timeout') args.timeoutMs = Number(rest[++i]) * 1000;
+    else if (a === '--limit') args.limit = (rest[++i] ?? '').split(',').filter(Boolean);
     else if (!a.startsWith('-') && !args.stack) args.stack = a;
     else return `unknown option ${JSON.stringify(a)}`;
   }
@@ -86,7 +89,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2), exit
   const progress = (line: string) => process.stderr.write(`tula-dsr: ${line}\n`);
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
-    if (parsed.stack) hosts = readStackHosts(parsed.stack);
+    if (parsed.stack) hosts = readStackHosts(parsed.stack).filter((h) => !parsed.limit || parsed.limit.includes(h.kind) || parsed.limit.includes(h.name));
     else {
       const text = parsed.specFile ? readFileSync(parsed.specFile, 'utf8') : readSpecFromEnv(process.env);
       if (text === null) {
@@ -98,6 +101,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2), exit
   } catch (error) {
     process.stderr.write(`tula-dsr: ${error instanceof SpecError ? error.message : (error as Error).message}\n`);
     return finish(EXIT.failed);
+  }
+  if (hosts.length === 0) {
+    process.stderr.write(`tula-dsr: no host to ${parsed.mode}${parsed.limit ? ` matches --limit ${parsed.limit.join(',')}` : ' in this stack'}\n`);
+    return finish(EXIT.usage);
   }
   const results = await runMany(hosts, parsed, progress);
   if (parsed.json) {

@@ -38,6 +38,8 @@ export function parseHostSpec(text: string): HostSpec {
 
 export interface StackHost {
   readonly address: string;
+  /** The host's name in the spec (the construct id). */
+  readonly name: string;
   readonly specText: string;
   readonly kind: 'balancer' | 'backend';
 }
@@ -66,8 +68,8 @@ export function readStackHosts(path: string): StackHost[] {
       if (triggers.spec.includes('${')) {
         throw new SpecError([{ path: `${type}.${name}`, field: 'spec', message: 'holds Terraform references that only `terraform apply` can resolve; deploy this stack with Terraform' }]);
       }
-      const kind = (JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend' }).kind;
-      hosts.push({ address: `${type}.${name}`, specText: triggers.spec, kind });
+      const { kind, name: hostName } = JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend'; name: string };
+      hosts.push({ address: `${type}.${name}`, name: hostName, specText: triggers.spec, kind });
     }
   }
   return hosts;
