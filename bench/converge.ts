@@ -1,0 +1,220 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { App, TerraformStack } from 'cdktf';
+import { Balancer, BackendHost, DsrVip } from '../constructs';
+import { createLab, Lab, LabHost } from '../lab/topology';
+import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
+import { Stat, stat } from './stats';
+
+/**
+ * Convergence of N backend hosts to what a DSR backend needs (arp_ignore=1 and arp_announce=2 at runtime and in a
+ * sysctl.d file, the VIP on lo), measured side by side: Ansible at defaults (A) and tuned (B), the floor of one
+ * plain ssh per host running a POSIX script (C), tula-dsr through `terraform apply` (T) and tula-dsr applying the
+ * synthesized stack directly (D). Every run ends with the state verified on every host.
+ */
+export type Method = 'A' | 'B' | 'C' | 'T' | 'D';
+export const METHODS: Record<Method, string> = {
+  A: 'Ansible, defaults (forks 5, facts)',
+  B: 'Ansible, tuned (forks 20, pipelining, no facts)',
+  C: 'plain ssh per host, POSIX script',
+  T: 'tula-dsr via terraform apply -parallelism=20',
+  D: 'tula-dsr apply STACK_DIR',
+};
+
+const REPO = resolve(__dirname, '..', '..');
+const SYSCTLS = ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce'];
+
+interface RunOutcome {
+  readonly ms: number;
+  readonly changed: number;
+}
+
+function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; out: string }> {
+  return new Promise((done) => {
+    const child = spawn(argv[0], argv.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => done({ code: code ?? 1, out }));
+  });
+}
+
+async function timed(fn: () => Promise<number>): Promise<RunOutcome> {
+  const start = process.hrtime.bigint();
+  const changed = await fn();
+  return { ms: Number(process.hrtime.bigint() - start) / 1e6, changed };
+}
+
+function floorScript(vip: string): string {
+  const file = '/etc/sysctl.d/99-dsr.conf';
+  const want = 'net.ipv4.conf.all.arp_ignore = 1\nnet.ipv4.conf.all.arp_announce = 2\n';
+  return [
+    'c=0',
+    `if [ "$(cat ${file} 2>/dev/null)" != "$(printf '${want.replace(/\n/g, '\\n')}')" ]; then printf '${want.replace(/\n/g, '\\n')}' > ${file}.tmp && mv ${file}.tmp ${file}; c=$((c+1)); fi`,
+    `[ "$(sysctl -n net.ipv4.conf.all.arp_ignore)" = 1 ] || { sysctl -q -w net.ipv4.conf.all.arp_ignore=1; c=$((c+1)); }`,
+    `[ "$(sysctl -n net.ipv4.conf.all.arp_announce)" = 2 ] || { sysctl -q -w net.ipv4.conf.all.arp_announce=2; c=$((c+1)); }`,
+    `ip -o addr show dev lo | grep -q ' ${vip}/32' || { ip addr add ${vip}/32 dev lo; c=$((c+1)); }`,
+    'echo "changed=$c"',
+  ].join('\n');
+}
+
+export interface ConvergenceSetup {
+  readonly lab: Lab;
+  readonly hosts: LabHost[];
+  readonly vip: string;
+  readonly work: string;
+  readonly stackDir: string;
+  /** Terraform addresses of the backend hosts' resources (T converges only those, as A, B, C and D do). */
+  readonly backendResources: string[];
+  readonly ansibleEnv: NodeJS.ProcessEnv;
+  readonly tfEnv: NodeJS.ProcessEnv;
+  readonly ansibleVersion: string;
+  teardown(): Promise<void>;
+}
+
+export async function setupConvergence(count: number, cacheDir: string): Promise<ConvergenceSetup> {
+  const { collectionsPath, version } = ensureAnsible(cacheDir);
+  const names = Array.from({ length: count }, (_, i) => `be${String(i + 1).padStart(2, '0')}`);
+  const lab = await createLab({ hosts: names.map((name) => ({ name })) });
+  const work = mkdtempSync(join(tmpdir(), 'tula-converge-'));
+  try {
+    const hosts = names.map((n) => lab.hosts[n]);
+    const vip = lab.subnet.replace(/\.0\/24$/, '.200');
+    writeFileSync(join(work, 'inventory.ini'), renderInventory(hosts.map((h) => ({ name: h.name, ip: h.ip })), lab.clientKeyPath, lab.knownHostsPath));
+    writeFileSync(join(work, 'play-defaults.yml'), renderPlaybook(vip, true));
+    writeFileSync(join(work, 'play-tuned.yml'), renderPlaybook(vip, false));
+    // Node resolves `tula-dsr/agent` from the stack folder upwards: give the temp tree a node_modules link.
+    mkdirSync(join(work, 'node_modules'));
+    symlinkSync(REPO, join(work, 'node_modules', 'tula-dsr'));
+    const app = new App({ outdir: join(work, 'out'), context: { 'tula-dsr:engine': 'terraform_data' } });
+    const stack = new TerraformStack(app, 'converge');
+    const key = { privateKeyPath: lab.clientKeyPath };
+    // The balancer is in the stack because backends belong to a VIP; T and D converge only the backend hosts.
+    const lb = new Balancer(stack, 'lb', { ssh: { host: lab.subnet.replace(/\.0\/24$/, '.250'), hostKey: hosts[0].hostKeyFingerprint, ...key }, interface: 'eth0' });
+    const dsr = new DsrVip(stack, 'web', { balancer: lb, ip: vip, port: 80 });
+    for (const h of hosts) dsr.addBackend(h.name, { host: new BackendHost(stack, h.name, { ssh: { host: h.ip, hostKey: h.hostKeyFingerprint, ...key } }) });
+    app.synth();
+    const stackDir = join(work, 'out', 'stacks', 'converge');
+    const synthesized = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as { resource: { terraform_data: Record<string, { triggers_replace: { spec: string } }> } };
+    const backendResources = Object.entries(synthesized.resource.terraform_data)
+      .filter(([, r]) => (JSON.parse(r.triggers_replace.spec) as { kind: string }).kind === 'backend')
+      .map(([name]) => `terraform_data.${name}`);
+    const cli = join(work, 'terraform.tfrc');
+    writeFileSync(cli, '');
+    const tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cli, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1' };
+    const init = await run(['terraform', 'init', '-input=false', '-no-color'], { cwd: stackDir, env: tfEnv });
+    if (init.code !== 0) throw new Error(`terraform init failed:\n${init.out}`);
+    const ansibleEnv = {
+      ...process.env,
+      ANSIBLE_COLLECTIONS_PATH: collectionsPath,
+      ANSIBLE_NOCOLOR: '1',
+      ANSIBLE_RETRY_FILES_ENABLED: 'False',
+      ANSIBLE_HOST_KEY_CHECKING: 'True',
+      ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
+    };
+    return {
+      lab, hosts, vip, work, stackDir, backendResources, ansibleEnv, tfEnv, ansibleVersion: version,
+      teardown: async () => {
+        await lab.teardown();
+        rmSync(work, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    await lab.teardown();
+    rmSync(work, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Puts every host back to a blank state (and forgets terraform's state, so that T provisions again). */
+export async function resetHosts(s: ConvergenceSetup): Promise<void> {
+  await Promise.all(s.hosts.map((h) => h.exec(`rm -rf /etc/sysctl.d/99-dsr.conf /etc/sysctl.d/99-tula-dsr.conf /etc/tula-dsr /var/lib/tula-dsr /etc/systemd/system/tula-dsr-backend.service; sysctl -q -w ${SYSCTLS.map((k) => `${k}=0`).join(' ')}; ip addr del ${s.vip}/32 dev lo 2>/dev/null; true`)));
+  rmSync(join(s.stackDir, 'terraform.tfstate'), { force: true });
+  rmSync(join(s.stackDir, 'terraform.tfstate.backup'), { force: true });
+}
+
+/** Every host has the runtime sysctls, a sysctl.d file holding them, and the VIP on lo. */
+export async function verifyHosts(s: ConvergenceSetup): Promise<void> {
+  const problems: string[] = [];
+  await Promise.all(s.hosts.map(async (h) => {
+    const r = await h.exec(`sysctl -n ${SYSCTLS.join(' ')} | tr '\\n' ' '; grep -lE 'arp_ignore ?= ?1' /etc/sysctl.d/*.conf >/dev/null && echo file; ip -o addr show dev lo | grep -c ' ${s.vip}/32'`);
+    if (!/^1 2 file\n1\n?$/.test(r.stdout)) problems.push(`${h.name}: ${JSON.stringify(r.stdout)}`);
+  }));
+  if (problems.length) throw new Error(`hosts not converged:\n${problems.join('\n')}`);
+}
+
+export async function runMethod(s: ConvergenceSetup, method: Method): Promise<RunOutcome> {
+  switch (method) {
+    case 'A':
+    case 'B': {
+      const controlDir = mkdtempSync(join(tmpdir(), 'tula-ansible-cp-'));
+      try {
+        const env = { ...s.ansibleEnv, ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: '20' } : {}) };
+        return await timed(async () => {
+          const r = await run(['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')], { env });
+          const recap = parseAnsibleRecap(r.out);
+          if (r.code !== 0 || recap.failed) throw new Error(`ansible (${method}) failed:\n${r.out.slice(-3000)}`);
+          return recap.changed;
+        });
+      } finally {
+        rmSync(controlDir, { recursive: true, force: true });
+      }
+    }
+    case 'C':
+      return timed(async () => {
+        const results = await Promise.all(s.hosts.map((h) => run([...h.sshArgv(), floorScript(s.vip)])));
+        const bad = results.find((r) => r.code !== 0);
+        if (bad) throw new Error(`ssh floor failed: ${bad.out}`);
+        return results.reduce((sum, r) => sum + Number(/changed=(\d+)/.exec(r.out)?.[1] ?? 0), 0);
+      });
+    case 'T':
+      return timed(async () => {
+        const targets = s.backendResources.flatMap((address) => ['-target', address]);
+        const r = await run(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', '-parallelism=20', ...targets], { cwd: s.stackDir, env: s.tfEnv });
+        if (r.code !== 0) throw new Error(`terraform apply failed:\n${r.out.slice(-3000)}`);
+        return [...r.out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+      });
+    case 'D':
+      return timed(async () => {
+        const r = await run(['node', join(REPO, 'dist', 'agent', 'cli.js'), 'apply', s.stackDir, '--limit', 'backend']);
+        if (r.code !== 0) throw new Error(`tula-dsr apply failed:\n${r.out.slice(-3000)}`);
+        return [...r.out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+      });
+  }
+}
+
+export interface ConvergenceResult {
+  readonly cold: Record<Method, Stat>;
+  readonly noop: Record<Method, Stat>;
+  readonly ansibleVersion: string;
+  readonly hosts: number;
+}
+
+/** Rounds interleave the methods (A B C T D, A B C T D, …) so that machine noise spreads evenly. */
+export async function measureConvergence(count = 20, runs = 3, cacheDir = join(REPO, '.cache', 'bench'), methods: readonly Method[] = ['A', 'B', 'C', 'T', 'D']): Promise<ConvergenceResult> {
+  const s = await setupConvergence(count, cacheDir);
+  const cold: Record<string, number[]> = {};
+  const noop: Record<string, number[]> = {};
+  try {
+    for (let round = 0; round < runs; round++) {
+      for (const m of methods) {
+        await resetHosts(s);
+        const first = await runMethod(s, m);
+        await verifyHosts(s);
+        const second = await runMethod(s, m);
+        await verifyHosts(s);
+        if (second.changed !== 0) throw new Error(`${m}: the re-run reported changed=${second.changed}, expected 0`);
+        if (first.changed === 0 && m !== 'T') throw new Error(`${m}: the cold run reported nothing changed`);
+        (cold[m] ??= []).push(first.ms);
+        (noop[m] ??= []).push(second.ms);
+        process.stderr.write(`bench: convergence round ${round + 1} ${m}: cold ${first.ms.toFixed(0)} ms, no-op ${second.ms.toFixed(0)} ms\n`);
+      }
+    }
+  } finally {
+    await s.teardown();
+  }
+  const toStats = (x: Record<string, number[]>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, stat(v)])) as Record<Method, Stat>;
+  return { cold: toStats(cold), noop: toStats(noop), ansibleVersion: s.ansibleVersion, hosts: count };
+}
