@@ -1,11 +1,11 @@
-import { Fn, TerraformResource, Token } from 'cdktf';
+import { TerraformResource, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import {
   BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson,
 } from '../model';
 import type { Backend } from './backend';
-import { emitHostResource } from './host-resource';
-import { SynthSchemas, defined, isUnresolved, parseCandidate, reportIssues } from './issues';
+import { emitHostResource, terraformSha256 } from './host-resource';
+import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 
 export interface BackendHostProps {
@@ -34,11 +34,12 @@ export class BackendHost extends Construct {
   /** The address Backends default to, if known at synth. */
   readonly address?: string;
   private readonly props: BackendHostProps;
+  private readonly propIssues: SpecIssue[];
   private readonly backendList: Backend[] = [];
 
   constructor(scope: Construct, id: string, props: BackendHostProps) {
     super(scope, id);
-    this.props = props;
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'address', 'persist'], this.node.path));
     const sshHost = props?.ssh?.host;
     this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
     reportIssues(this, () => this.issues());
@@ -85,7 +86,7 @@ export class BackendHost extends Construct {
 
   private issues(): SpecIssue[] {
     const parsed = parseCandidate(SynthSchemas.BackendHostSpecSchema, this.candidate(), this.node.path);
-    return parsed.value ? checkBackendHostSpec(parsed.value, { isUnresolved }) : parsed.issues;
+    return [...this.propIssues, ...(parsed.value ? checkBackendHostSpec(parsed.value, { isUnresolved }) : parsed.issues)];
   }
 
   /** The validated spec the agent receives. Throws SpecError listing every problem. */
@@ -100,7 +101,7 @@ export class BackendHost extends Construct {
     const specJson = stableJson(spec);
     if (Token.isUnresolved(specJson)) {
       const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
-      return { spec: specJson, hash: Fn.sha256(specJson), sysctl_file: pending, addresses: pending, mss_clamp: pending, boot_unit: pending };
+      return { spec: specJson, hash: terraformSha256(specJson), sysctl_file: pending, addresses: pending, mss_clamp: pending, boot_unit: pending };
     }
     return { spec: specJson, hash: sha256Hex(specJson), ...renderBackendHostReview(spec) };
   }

@@ -2,7 +2,7 @@ import { Construct } from 'constructs';
 import { BackendSpec, SpecIssue } from '../model';
 import type { BackendHost } from './backend-host';
 import type { DsrVip } from './dsr-vip';
-import { SynthSchemas, defined, parseCandidate, reportIssues } from './issues';
+import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface BackendProps {
   /**
@@ -37,6 +37,7 @@ export class Backend extends Construct {
   readonly vip: DsrVip;
   readonly host?: BackendHost;
   private readonly props: BackendProps;
+  private readonly propIssues: SpecIssue[];
 
   constructor(scope: DsrVip, id: string, props: BackendProps = {}) {
     super(scope, id);
@@ -44,14 +45,15 @@ export class Backend extends Construct {
       throw new Error(`${this.node.path}: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))`);
     }
     this.vip = scope;
-    this.props = props ?? {};
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host'], this.node.path));
     this.host = this.props.host;
     if (this.host && typeof (this.host as { _register?: unknown })._register !== 'function') {
       throw new Error(`${this.node.path}: host: must be a BackendHost construct`);
     }
     this.host?._register(this);
     scope._addBackend(this);
-    reportIssues(this, () => this._parse().issues);
+    // The balancer's list holds this backend's own issues and the cross-object ones (subnet, VIP port, …).
+    reportIssues(this, () => scope.balancer._issues());
   }
 
   /** @internal */
@@ -61,10 +63,10 @@ export class Backend extends Construct {
     const candidate = defined({ ...rest, path: this.node.path, name: this.node.id, ip: address });
     const parsed = parseCandidate(SynthSchemas.BackendSpecSchema, candidate, this.node.path);
     if (address === undefined) {
-      const issues = parsed.issues.filter((i) => i.field !== 'ip');
+      const issues = [...this.propIssues, ...parsed.issues.filter((i) => i.field !== 'ip')];
       issues.push({ path: this.node.path, field: 'ip', message: 'is required: set ip, or set host to a BackendHost whose address is known' });
       return { issues };
     }
-    return parsed;
+    return { ...parsed, issues: [...this.propIssues, ...parsed.issues] };
   }
 }

@@ -1,10 +1,10 @@
-import { Fn, TerraformResource, Token } from 'cdktf';
+import { TerraformResource, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import {
-  BalancerSpec, SpecError, SpecIssue, VipSpec, checkBalancerSpec, parseIpv4, renderBalancerReview, sha256Hex, stableJson,
+  BalancerSpec, FieldCheck, SpecError, SpecIssue, VipSpec, checkBalancerSpec, checkCidr, checkIpv4, parseIpv4, renderBalancerReview, sha256Hex, stableJson,
 } from '../model';
-import { emitHostResource } from './host-resource';
-import { SynthSchemas, defined, isUnresolved, parseCandidate, reportIssues } from './issues';
+import { emitHostResource, terraformSha256 } from './host-resource';
+import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 import type { DsrVip } from './dsr-vip';
 
@@ -39,13 +39,14 @@ export class Balancer extends Construct {
   /** The Terraform resource that applies this balancer's configuration. */
   readonly resource: TerraformResource;
   private readonly props: BalancerProps;
+  private readonly propIssues: SpecIssue[];
   private readonly vipList: DsrVip[] = [];
   private cachedIssues?: SpecIssue[];
 
   constructor(scope: Construct, id: string, props: BalancerProps) {
     super(scope, id);
-    this.props = props;
-    reportIssues(this, () => this.allIssues());
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'interface', 'address', 'subnet', 'mac'], this.node.path));
+    reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
       triggers: () => this.triggers(),
       dependsOn: () => [...new Set(this.vipList.flatMap((v) => v.backends.flatMap((b) => (b.host ? [b.host.resource] : []))))],
@@ -86,10 +87,13 @@ export class Balancer extends Construct {
     });
   }
 
-  /** Every problem in this balancer, its VIPs and their backends, collected at once. */
-  private allIssues(): SpecIssue[] {
+  /**
+   * @internal Every problem in this balancer, its VIPs and their backends, collected at once. Each construct's
+   * validation reports the ones carrying its own path, so cross-object problems reach the right construct.
+   */
+  _issues(): SpecIssue[] {
     if (this.cachedIssues) return this.cachedIssues;
-    const issues: SpecIssue[] = [];
+    const issues: SpecIssue[] = [...this.propIssues];
     const own = parseCandidate(SynthSchemas.BalancerSpecSchema, this.candidate([]), this.node.path);
     issues.push(...own.issues);
     const vips: VipSpec[] = [];
@@ -99,13 +103,21 @@ export class Balancer extends Construct {
       if (parsed.value) vips.push(parsed.value);
     }
     if (own.value) issues.push(...checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
+    else {
+      // A mistake in the balancer's own fields must not hide its VIPs' cross-object problems: check them against
+      // the fields that are usable (the balancer's own problems are already listed above).
+      const usable = (v: unknown, check: FieldCheck) => (v !== undefined && (isUnresolved(v) || check(v) === null) ? v : undefined);
+      const candidate = this.candidate([]);
+      const partial = { ...candidate, ssh: {}, address: usable(candidate.address, checkIpv4), subnet: usable(candidate.subnet, checkCidr), vips } as BalancerSpec;
+      issues.push(...checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path));
+    }
     this.cachedIssues = issues;
     return issues;
   }
 
   /** The validated spec the agent receives. Throws SpecError listing every problem. */
   toSpec(): BalancerSpec {
-    const issues = this.allIssues();
+    const issues = this._issues();
     if (issues.length) throw new SpecError(issues);
     const vips = this.vipList.map((v) => v._parse().value!);
     return SynthSchemas.BalancerSpecSchema.parse(this.candidate(vips));
@@ -116,7 +128,7 @@ export class Balancer extends Construct {
     const specJson = stableJson(spec);
     if (Token.isUnresolved(specJson)) {
       const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
-      return { spec: specJson, hash: Fn.sha256(specJson), ruleset: pending, addresses: pending, tunnels: pending };
+      return { spec: specJson, hash: terraformSha256(specJson), ruleset: pending, addresses: pending, tunnels: pending };
     }
     return { spec: specJson, hash: sha256Hex(specJson), ...renderBalancerReview(spec) };
   }

@@ -2,7 +2,7 @@ import { Construct } from 'constructs';
 import { Algorithm, Mode, Protocol, SpecIssue, VipSpec } from '../model';
 import { Backend, BackendProps } from './backend';
 import type { Balancer } from './balancer';
-import { SynthSchemas, defined, parseCandidate, reportIssues } from './issues';
+import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface DsrVipProps {
   /** The balancer that owns this VIP. */
@@ -50,6 +50,7 @@ export interface DsrVipProps {
 export class DsrVip extends Construct {
   readonly balancer: Balancer;
   private readonly props: DsrVipProps;
+  private readonly propIssues: SpecIssue[];
   private readonly backendList: Backend[] = [];
   private parsed?: { value?: VipSpec; issues: SpecIssue[] };
 
@@ -58,10 +59,11 @@ export class DsrVip extends Construct {
     if (!props || typeof props !== 'object' || !props.balancer || typeof (props.balancer as { _addVip?: unknown })._addVip !== 'function') {
       throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
     }
-    this.props = props;
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp'], this.node.path));
     this.balancer = props.balancer;
     this.balancer._addVip(this);
-    reportIssues(this, () => this._parse().issues);
+    // The balancer's list holds this VIP's own issues and the cross-object ones (clashes, no backends, …).
+    reportIssues(this, () => this.balancer._issues());
   }
 
   get backends(): readonly Backend[] {
@@ -88,12 +90,16 @@ export class DsrVip extends Construct {
 
   private parseNow(): { value?: VipSpec; issues: SpecIssue[] } {
     const { balancer: _balancer, name, ...rest } = this.props;
-    const issues: SpecIssue[] = [];
+    const issues: SpecIssue[] = [...this.propIssues];
     const backends = this.backendList.map((b) => b._parse());
     for (const b of backends) issues.push(...b.issues);
     const own = parseCandidate(SynthSchemas.VipSpecSchema, defined({ ...rest, path: this.node.path, name: name ?? this.node.id, backends: [] }), this.node.path);
     issues.push(...own.issues);
-    if (!own.value || issues.length) return { issues };
-    return { value: { ...own.value, backends: backends.map((b) => b.value!) }, issues };
+    if (!own.value) return { issues };
+    // With some backends at fault, the VIP still goes through the cross-object checks with the backends that
+    // parsed, so one synth lists every problem (unless none parsed: that is not an empty VIP).
+    const parsedBackends = backends.flatMap((b) => (b.value ? [b.value] : []));
+    if (parsedBackends.length === 0 && backends.length > 0) return { issues };
+    return { value: { ...own.value, backends: parsedBackends }, issues };
   }
 }

@@ -1,4 +1,4 @@
-import { dependable, Lazy, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
+import { dependable, Fn, Lazy, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
@@ -52,6 +52,16 @@ export function agentCommand(verb: 'apply' | 'remove'): string {
 export function agentEnvironment(selfSpec: string): string {
   const packed = `base64gzip(${selfSpec})`;
   return `\${{ for i in range(ceil(length(${packed}) / ${ENV_CHUNK})) : "TULA_DSR_SPEC_GZ_\${i}" => substr(${packed}, i * ${ENV_CHUNK}, ${ENV_CHUNK}) }}`;
+}
+
+/**
+ * Terraform's `sha256()` of a text that holds token references, e.g. the spec JSON with an IP known only after
+ * apply. cdktf inserts a function's string argument between double quotes without escaping them (and refuses
+ * quotes for that reason), so backslashes and quotes are escaped here; the `${…}` token markers contain neither,
+ * and cdktf escapes the newlines. Terraform then hashes exactly the text it puts in the trigger.
+ */
+export function terraformSha256(text: string): string {
+  return Fn.sha256(text.replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
 }
 
 export interface HostResourceOptions {

@@ -101,7 +101,7 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
   const names = new Set<string>();
   for (const vip of vips) {
     if (names.has(vip.name)) {
-      issues.push({ path: vip.path, field: 'name', value: vip.name, message: 'is used by another VIP on the same balancer; VIP names must be unique per balancer' });
+      issues.push({ path: vip.path, field: 'name', value: vip.name, message: `${showValue(vip.name)} is used by another VIP on the same balancer; VIP names must be unique per balancer` });
     }
     names.add(vip.name);
     if (!known(opts, vip.ip, vip.port)) continue;
@@ -114,7 +114,7 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
         path: vip.path,
         field: 'port',
         value: vip.port,
-        message: `clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+        message: `${showValue(vip.port)} clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
       });
     } else ports.set(vip.port, vip);
   }

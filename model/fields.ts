@@ -43,6 +43,8 @@ export function oneOf(values: readonly string[], what: string): FieldCheck {
       : `${showValue(v)} is not a supported ${what}; use one of ${values.map((x) => `'${x}'`).join(', ')}`;
 }
 
+export const checkBoolean: FieldCheck = (v) => (typeof v === 'boolean' ? null : `${showValue(v)} is not allowed; use true or false`);
+
 export const checkPort: FieldCheck = integerIn(1, 65535, 'an integer from 1 to 65535');
 
 export const checkVipPort: FieldCheck = (v) =>

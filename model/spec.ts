@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import {
   ALGORITHMS, MODES, PROTOCOLS, Algorithm, Mode, Protocol, FieldCheck,
-  checkAlgorithm, checkCidr, checkFilePath, checkFlowTimeout, checkHostKey, checkInterface, checkIpv4, checkMac,
+  checkAlgorithm, checkBoolean, checkCidr, checkFilePath, checkFlowTimeout, checkHostKey, checkInterface, checkIpv4, checkMac,
   checkMode, checkMssClamp, checkName, checkPort, checkProtocol, checkSshHost, checkUser, checkVipPort, checkWeight,
 } from './fields';
 
@@ -91,7 +91,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     name: field<string>(checkName),
     ssh: SshTargetSpecSchema,
     address: field<string>(checkIpv4).optional(),
-    persist: z.boolean().default(DEFAULTS.persist),
+    persist: field<boolean>(checkBoolean).default(DEFAULTS.persist),
     services: z.array(ServiceSpecSchema),
   });
 
