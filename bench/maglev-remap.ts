@@ -1,4 +1,4 @@
-import { maglevTable, maglevTableSize } from '../model';
+import { DEFAULT_MAGLEV_SIZE, maglevTable } from '../model';
 
 /**
  * Share of flows that change backend when one of ten backends is removed or an eleventh added: Maglev (our
@@ -7,7 +7,7 @@ import { maglevTable, maglevTableSize } from '../model';
  */
 export function remapFractions(n = 10): { maglevRemove: number; maglevAdd: number; modRemove: number; modAdd: number; tableSize: number } {
   const names = (count: number) => Array.from({ length: count }, (_, i) => ({ name: `be${i}`, weight: 1 }));
-  const size = maglevTableSize(n);
+  const size = DEFAULT_MAGLEV_SIZE;
   const base = maglevTable(names(n), size);
   const removed = maglevTable(names(n).filter((b) => b.name !== 'be3'), size);
   const added = maglevTable(names(n + 1), size);

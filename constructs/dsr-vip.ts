@@ -44,6 +44,12 @@ export interface DsrVipProps {
    * @default 1440 for L3 VIPs
    */
   readonly mssClamp?: number;
+  /**
+   * consistent-hash only: slots in the VIP's Maglev table, a prime. It stays fixed as backends come and go, so
+   * that only about 1/N of the flows move; use about 100 slots per backend.
+   * @default 1021
+   */
+  readonly hashTableSize?: number;
 }
 
 /** A Layer 4 virtual IP served in Direct Server Return mode: replies go from the backends straight to clients. */
@@ -59,7 +65,7 @@ export class DsrVip extends Construct {
     if (!props || typeof props !== 'object' || !props.balancer || typeof (props.balancer as { _addVip?: unknown })._addVip !== 'function') {
       throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
     }
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize'], this.node.path));
     this.balancer = props.balancer;
     this.balancer._addVip(this);
     // The balancer's list holds this VIP's own issues and the cross-object ones (clashes, no backends, …).

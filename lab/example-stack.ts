@@ -1,11 +1,28 @@
-import { TerraformStack } from 'cdktf';
+import { LocalBackend, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import type { Inventory, InventoryHost } from './inventory';
 
 export interface ExampleOptions {
-  /** Backend weights of the web VIP, by backend index. @default [1, 2, 3] */
-  readonly weights?: readonly number[];
+  /**
+   * Backend weights of the web VIP: by position among the stack's backend hosts, or by host name. A host without
+   * a weight is not a backend of `web` (it still serves `dns` and `any`).
+   * @default [1, 2, 3]
+   */
+  readonly weights?: readonly number[] | Readonly<Record<string, number>>;
+  /**
+   * Names of the inventory backends this stack configures, in order.
+   * @default - every backend in the inventory
+   */
+  readonly backends?: readonly string[];
+}
+
+/** Parses ExampleOptions from JSON (main.ts reads TULA_DSR_EXAMPLE); undefined or empty gives the defaults. */
+export function parseExampleOptions(json: string | undefined): ExampleOptions {
+  if (!json || !json.trim()) return {};
+  const value = JSON.parse(json) as unknown;
+  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error(`TULA_DSR_EXAMPLE: ${json} is not a JSON object like {"weights":{"web1":1},"backends":["web1"]}`);
+  return value as ExampleOptions;
 }
 
 function ssh(inventory: Inventory, host: InventoryHost) {
@@ -23,14 +40,24 @@ export class ExampleStack extends TerraformStack {
 
   constructor(scope: Construct, id: string, inventory: Inventory, options: ExampleOptions = {}) {
     super(scope, id);
+    // cdktf's default state path is absolute (the synth machine's cwd); a relative one keeps the plan portable.
+    new LocalBackend(this, { path: '../../../terraform.dsr.tfstate' });
     const lb = inventory.balancer;
     this.balancer = new Balancer(this, lb.name, { ssh: ssh(inventory, lb), interface: lb.interface, address: lb.address, subnet: lb.subnet });
-    this.hosts = inventory.backends.map((b) => new BackendHost(this, b.name, { ssh: ssh(inventory, b), address: b.address }));
+    const chosen = (options.backends ?? inventory.backends.map((b) => b.name)).map((name) => {
+      const found = inventory.backends.find((b) => b.name === name);
+      if (!found) throw new Error(`example stack: backend ${JSON.stringify(name)} is not in the inventory; it has ${inventory.backends.map((b) => b.name).join(', ')}`);
+      return found;
+    });
+    this.hosts = chosen.map((b) => new BackendHost(this, b.name, { ssh: ssh(inventory, b), address: b.address }));
     const weights = options.weights ?? [1, 2, 3];
+    const weightOf = (host: BackendHost, i: number): number | undefined =>
+      Array.isArray(weights) ? (weights as readonly number[])[i] : (weights as Readonly<Record<string, number>>)[host.node.id];
 
     this.web = new DsrVip(this, 'web', { balancer: this.balancer, ip: inventory.vips.web, port: 80, algorithm: 'weighted-round-robin' });
     this.hosts.forEach((host, i) => {
-      if (weights[i] !== undefined) this.web.addBackend(host.node.id, { host, weight: weights[i] });
+      const weight = weightOf(host, i);
+      if (weight !== undefined) this.web.addBackend(host.node.id, { host, weight });
     });
     const dns = new DsrVip(this, 'dns', { balancer: this.balancer, ip: inventory.vips.dns, port: 5353, protocol: 'udp', algorithm: 'round-robin', flowTimeoutSec: 30 });
     const any = new DsrVip(this, 'any', { balancer: this.balancer, ip: inventory.vips.any, port: '*', algorithm: 'consistent-hash' });

@@ -48,6 +48,9 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
     add(vip.path, 'mssClamp', vip.mssClamp, "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'");
   }
+  if (vip.hashTableSize !== undefined && vip.algorithm !== 'consistent-hash') {
+    add(vip.path, 'hashTableSize', vip.hashTableSize, `${showValue(vip.hashTableSize)} is set on a '${vip.algorithm}' VIP, but hashTableSize only applies to algorithm 'consistent-hash'; remove it or change the algorithm`);
+  }
   if (known(opts, vip.ip, balancer.address) && vip.ip === balancer.address) {
     add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
   }

@@ -1,5 +1,6 @@
 import { parseCidr, parseIpv4, specialIpv4, formatCidr, networkOf } from './ipv4';
 import { showValue } from './issues';
+import { MAGLEV_SIZES } from './scheduling';
 
 /**
  * One function per field kind. Each returns null when the value is acceptable, or a message that quotes the
@@ -54,6 +55,10 @@ export const checkVipPort: FieldCheck = (v) =>
 
 export const checkWeight: FieldCheck = integerIn(LIMITS.weight.min, LIMITS.weight.max, 'an integer from 0 to 1000 (0 drains the backend)');
 export const checkFlowTimeout: FieldCheck = integerIn(LIMITS.flowTimeoutSec.min, LIMITS.flowTimeoutSec.max, 'an integer number of seconds from 1 to 86400');
+export const checkHashTableSize: FieldCheck = (v) =>
+  typeof v === 'number' && (MAGLEV_SIZES as readonly number[]).includes(v)
+    ? null
+    : `${showValue(v)} is not allowed; use one of the primes ${MAGLEV_SIZES.join(', ')} (slots per VIP; about 100 per backend keeps remapping near 1/N)`;
 export const checkMssClamp: FieldCheck = integerIn(LIMITS.mssClamp.min, LIMITS.mssClamp.max, 'an integer from 536 to 1460 (bytes)');
 export const checkProtocol: FieldCheck = oneOf(PROTOCOLS, 'protocol');
 export const checkMode: FieldCheck = oneOf(MODES, 'mode');

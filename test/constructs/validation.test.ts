@@ -155,7 +155,7 @@ describe('each bad input gets its own exact message', () => {
 
 describe('unknown properties', () => {
   const l7 = '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
-  const vipProps = 'balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp';
+  const vipProps = 'balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize';
 
   test.each(['cookie', 'stickyCookie', 'headers', 'path', 'urlPath', 'tls'])('GIVEN the L7-looking prop %j on a DsrVip WHEN synthesized THEN the message says DSR is Layer 4 and points to an L7 VIP', (key) => {
     expect(problems(stackWith((k) => k.vip(k.lb(), 'web', { [key]: '/x' })))).toEqual([`[s/web] ${key}: "${key}" is not a known property; known properties are ${vipProps}${l7}`]);
@@ -222,7 +222,7 @@ describe('all problems at once', () => {
     "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
     `[s/web] algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
     '[s/web/web1] weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
-    '[s/all] stickyCookie: "stickyCookie" is not a known property; known properties are balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead',
+    '[s/all] stickyCookie: "stickyCookie" is not a known property; known properties are balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead',
     '[s/all] backends: is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
     "[s/api] mssClamp: 1400 is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
     "[s/api/a] ip: \"10.0.2.5\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",

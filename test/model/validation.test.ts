@@ -283,7 +283,7 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
 });
 
 describe('unknown properties (objects are strict)', () => {
-  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, backends';
+  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends';
   const l7 = '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
   test.each(['cookie', 'stickyCookie', 'headers', 'requestHeader', 'urlPath', 'pathPrefix', 'tlsCertificate', 'httpRedirect'])('GIVEN an L7-looking key %j on a VIP WHEN checked THEN the message points to an L7 VIP', (key) => {
     expect(problems(variant((s) => (vip0(s)[key] = 'x')))).toEqual([`s/web: ${key}: "${key}" is not a known property; known properties are ${vipKeys}${l7}`]);

@@ -39,12 +39,13 @@ async function tf(cwd: string, env: NodeJS.ProcessEnv, args: string[], okCodes =
 
 /**
  * Synthesizes a stack into `outdir` and returns its folder. cdktf's default LocalBackend would put the state at
- * `${process.cwd()}/terraform.<stack>.tfstate` (the repository); a relative path keeps it in the stack folder.
+ * `${process.cwd()}/terraform.<stack>.tfstate` (the repository); a relative path keeps it in the temp tree. The
+ * example stack sets its own (relative) backend.
  */
 function synth(outdir: string, engine: Engine, build: (app: App) => TerraformStack): string {
   const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine } });
   const stack = build(app);
-  new LocalBackend(stack, { path: 'terraform.tfstate' });
+  if (!stack.node.tryFindChild('backend')) new LocalBackend(stack, { path: 'terraform.tfstate' });
   app.synth();
   return path.join(outdir, 'stacks', stack.node.id);
 }
