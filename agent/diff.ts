@@ -41,10 +41,11 @@ function lcsOps(a: string[], b: string[]): { kind: ' ' | '-' | '+'; line: string
       ops.push({ kind: ' ', line: a[i] });
       i++;
       j++;
-    } else if (j < m && (i === n || table[i][j + 1] >= table[i + 1][j])) {
-      ops.push({ kind: '+', line: b[j++] });
-    } else {
+    } else if (i < n && (j === m || table[i + 1][j] >= table[i][j + 1])) {
+      // removals before additions, as diff -u prints a changed block
       ops.push({ kind: '-', line: a[i++] });
+    } else {
+      ops.push({ kind: '+', line: b[j++] });
     }
   }
   return ops;

@@ -123,6 +123,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   const target = `${spec.ssh.user}@${spec.ssh.host}:${spec.ssh.port}`;
   const base = { host, kind: spec.kind, target, mode, generation };
   let connection = options.connection;
+  let applying = false;
   try {
     connection ??= await connect(targetOf(spec), options.connectOptions);
     const startTrips = connection.roundTrips;
@@ -143,7 +144,9 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
       const { script, owners } = renderApplyScript(tasks, statePath, facts.stateFingerprint, final);
       progress(`${host}: applying ${pending.length} change(s)`);
+      applying = true;
       const run = await connection.run(script);
+      applying = false;
       const outcome = parseApplyOutput(run.stdout);
       if (outcome.staleFacts && attempt < MAX_STALE_RETRIES) {
         progress(`${host}: another run changed the host meanwhile; gathering facts again`);
@@ -162,6 +165,8 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     }
   } catch (error) {
     const info = isSshError(error) ? { kind: error.kind, message: error.message } : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
+    // the apply script ignores a lost connection and runs to its end (or rolls back) on the host
+    if (applying && info.kind === 'connection-lost') info.message += ' while the apply script ran; the host completes or rolls back that run by itself: run apply again to converge';
     return { ...base, tasks: [], counts: count([]), error: info, roundTrips: connection?.roundTrips ?? 0, durationMs: Date.now() - started };
   } finally {
     if (connection && !options.connection) await connection.close();

@@ -22,6 +22,10 @@ export function renderApplyScript(tasks: readonly Task[], statePath: string, fin
   const owners: number[] = [];
   const lines = [
     'export LC_ALL=C',
+    // A lost connection (sshd or the client killed, network gone) must not stop the script between a step and
+    // the next: without this, the first marker written to the dead channel kills sh with SIGPIPE, leaving a
+    // half-applied host whose changed sysctls the next run would record as the "original" values.
+    "trap '' HUP PIPE",
     'umask 022',
     `exec 9>>${renderCommand([LOCK_FILE])} || exit ${LOCK_TIMEOUT_EXIT}`,
     `flock -w 120 9 || { echo '${SECTION_MARKER} lock-timeout'; exit ${LOCK_TIMEOUT_EXIT}; }`,

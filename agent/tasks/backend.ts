@@ -2,7 +2,7 @@ import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHo
 import type { HostFacts } from '../facts/gather';
 import { HostState, StateAddress, statePath } from '../state';
 import {
-  addressTasks, createdDirs, fileTask, hasAddress, moduleTask, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
+  addressTasks, createdDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
 } from './common';
 import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
@@ -107,7 +107,7 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
     name: spec.name,
     generation,
     spec: specText,
-    addresses: [...plan.addresses.map((a) => ({ ip: a.ip, prefix: a.prefix, dev: a.dev })), ...retained],
+    addresses: [...ownedAddresses(plan.addresses, facts, state), ...retained],
     tunnels: keepTunnel ? [{ name: keepTunnel.name, local: keepTunnel.local, remote: 'any' }] : [],
     files: plan.files.map((f) => f.path),
     dirs: createdDirs([...plan.files.map((f) => f.path), BACKEND_STATE], facts, state),
@@ -118,5 +118,6 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   };
   const substitutions = listingSubstitutions(nftWants);
   tasks.push(stateTask(BACKEND_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
-  return { tasks, substitutions, writtenFiles: plan.files.map((f) => f.path) };
+  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
+  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])] };
 }

@@ -3,7 +3,7 @@ import {
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { HostState, statePath } from '../state';
-import { addressTasks, createdDirs, fileTask, moduleTask, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
+import { addressTasks, createdDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
 import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
 import { Task, changed, failed, ok } from './task';
@@ -96,7 +96,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     name: spec.name,
     generation,
     spec: specText,
-    addresses: plan.addresses.map((a) => ({ ip: a.ip, prefix: a.prefix, dev: a.dev })),
+    addresses: ownedAddresses(plan.addresses, facts, state),
     tunnels: plan.tunnels.map((t) => ({ ...t })),
     files: plan.files.map((f) => f.path),
     dirs: createdDirs([...plan.files.map((f) => f.path), BALANCER_STATE], facts, state),
@@ -107,5 +107,6 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   };
   const substitutions = listingSubstitutions([want]);
   tasks.push(stateTask(BALANCER_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
-  return { tasks, substitutions, writtenFiles: plan.files.map((f) => f.path) };
+  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
+  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])] };
 }

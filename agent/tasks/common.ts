@@ -35,6 +35,15 @@ export function hasAddress(facts: HostFacts, a: { ip: string; prefix: number; de
   return facts.ip.addresses.some((x) => x.ip === a.ip && x.prefix === a.prefix && x.dev === a.dev);
 }
 
+/**
+ * The wanted addresses that tula-dsr owns, for the state file: those it adds now and those it recorded before.
+ * An address that was on the host before tula-dsr came is left out, so that `remove` leaves it in place.
+ */
+export function ownedAddresses(wanted: readonly HostAddress[], facts: HostFacts, state: HostState | null): StateAddress[] {
+  const recorded = new Set((state?.addresses ?? []).map(addressKey));
+  return wanted.filter((a) => !hasAddress(facts, a) || recorded.has(addressKey(a))).map((a) => ({ ip: a.ip, prefix: a.prefix, dev: a.dev }));
+}
+
 export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): Task[] {
   return wanted.map((a) => (hasAddress(facts, a) ? ok(`address ${addressKey(a)}`, 'present') : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev)], `+ ${addressKey(a)}`)));
 }

@@ -5,6 +5,7 @@ import {
 } from '../../agent/facts/parsers';
 import { parseSections } from '../../agent/facts/sections';
 import { parseApplyOutput } from '../../agent/script';
+import { renderDiff } from '../../agent/diff';
 
 // Recorded from a real namespace (nft 1.0.6, iproute2 6.1) after tula-dsr applied a one-VIP L2 balancer.
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name), 'utf8');
@@ -109,5 +110,12 @@ describe('small parsers', () => {
     expect(out).toMatchObject({ completedSteps: 2, failure: { step: 3, exitCode: 2, stderr: 'Error: Could not process rule\n  line 4' }, finished: false, staleFacts: false });
     expect(parseApplyOutput('@@tula stale-facts\n').staleFacts).toBe(true);
     expect(parseApplyOutput('@@tula done 1\n@@tula end\n')).toMatchObject({ completedSteps: 1, finished: true });
+  });
+});
+
+describe('renderDiff (check and --diff)', () => {
+  test('GIVEN a changed line WHEN diffed THEN removals come before additions, as diff -u prints them, with context', () => {
+    expect(renderDiff('a\nb\nc\nd\n', 'a\nB\nc\nd\n', '/etc/x')).toBe(['--- /etc/x (host)', '+++ /etc/x (desired)', ' a', '-b', '+B', ' c', ' d', ''].join('\n'));
+    expect(renderDiff('same\n', 'same\n', '/etc/x')).toBe('');
   });
 });

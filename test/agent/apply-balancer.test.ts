@@ -1,0 +1,131 @@
+/**
+ * Issue 3: `apply` on a balancer host with a real L2 VIP whose backends are other lab hosts. Backend MACs are
+ * resolved against real neighbours on the lab bridge; an unanswering backend fails clearly and changes nothing.
+ */
+import { createLab, Lab, LabHost } from '../../lab/topology';
+import { BALANCER_RULESET_FILE } from '../../model';
+import { TASK_LINE, addresses, backendSpec, balancerSpec, run, sh, snapshot, unusedIp, leftovers } from './helpers';
+
+jest.setTimeout(30_000);
+
+const VIP = '10.99.2.10';
+/** Weird but valid names: '-' and '_' reach nft object names, file comments and shell commands. */
+const VIP_NAME = 'web-1_a';
+
+let lab: Lab;
+let lb: LabHost;
+let be1: LabHost;
+let be2: LabHost;
+let client: LabHost;
+let specText: string;
+
+beforeAll(async () => {
+  lab = await createLab({ hosts: [{ name: 'lb' }, { name: 'be1' }, { name: 'be2' }, { name: 'client', sshd: false }] });
+  ({ lb, be1, be2, client } = lab.hosts);
+  specText = JSON.stringify(
+    balancerSpec(lab, lb, [{ name: VIP_NAME, ip: VIP, port: 80, backends: [{ name: 'be-1_x', ip: be1.ip }, { name: 'be_2-y', ip: be2.ip }] }]),
+  );
+});
+
+afterAll(async () => {
+  await lab?.teardown();
+});
+
+/** The map elements `<vip> . tcp . 80 . <slot> : <mac>` of the live scheduler map. */
+async function slotMacs(): Promise<string[]> {
+  const listing = await sh(lb, 'nft list map netdev tula_dsr slots_l2_port');
+  return [...listing.matchAll(/\. (0x[0-9a-f]+) : ([0-9a-f:]{17})/g)].map((m) => `${Number(m[1])} ${m[2]}`);
+}
+
+describe('balancer host apply (real nft, real neighbours)', () => {
+  test('GIVEN two backends on the segment WHEN apply runs THEN their real eth0 MACs are in the loaded ruleset, in 2 round trips', async () => {
+    const result = await run(specText, 'apply');
+
+    expect(result.error).toBeUndefined();
+    expect(TASK_LINE(result)).toEqual([
+      `ok: backend MAC ${be1.ip}`,
+      `ok: backend MAC ${be2.ip}`,
+      `changed: address ${VIP}/32 dev eth0`,
+      `changed: file ${BALANCER_RULESET_FILE}`,
+      'changed: file /etc/tula-dsr/balancer-up.sh',
+      'changed: file /etc/systemd/system/tula-dsr-balancer.service',
+      'changed: nft table netdev tula_dsr (1 VIPs)',
+      'ok: boot unit tula-dsr-balancer.service',
+      'changed: state /var/lib/tula-dsr/balancer.json',
+    ]);
+    expect(result.tasks[0].detail).toBe(`${be1.mac} (resolved on eth0)`);
+    expect(result.tasks[1].detail).toBe(`${be2.mac} (resolved on eth0)`);
+    expect(result.roundTrips).toBe(2);
+
+    // THEN the live scheduler map sends the two slots to the backends' real MACs
+    expect(await slotMacs()).toEqual([`0 ${be1.mac}`, `1 ${be2.mac}`]);
+    // AND frames leave with the balancer's own MAC as source, back out of eth0
+    expect(await sh(lb, 'nft list chain netdev tula_dsr l2_out')).toContain(`ether saddr set ${lb.mac} fwd to "eth0"`);
+    // AND the base chain hooks ingress on eth0; the VIP chain's name carries the weird-but-valid VIP name
+    const table = await sh(lb, 'nft list table netdev tula_dsr');
+    expect(table).toContain('type filter hook ingress device "eth0" priority -300; policy accept;');
+    expect(table).toMatch(/counter vip_web-1_a \{/);
+    // AND the boot file holds the same MACs, and the balancer owns the VIP on eth0 (it answers ARP for it)
+    const bootRuleset = await sh(lb, `cat ${BALANCER_RULESET_FILE}`);
+    expect(bootRuleset).toContain(`MAC of ${be1.ip}, resolved on the balancer at apply time`);
+    expect(bootRuleset).toContain(`= ${be1.mac}`);
+    expect(bootRuleset).toContain(`= ${be2.mac}`);
+    expect(await addresses(lb, 'eth0')).toEqual([`${lb.ip}/24`, `${VIP}/32`]);
+    expect(await leftovers(lb)).toEqual([]);
+  });
+
+  test('GIVEN an applied balancer WHEN apply runs again THEN changed=0 in 1 round trip and nothing on the host is modified', async () => {
+    const before = await snapshot(lb, { strict: true });
+    const result = await run(specText, 'apply');
+    expect(result.error).toBeUndefined();
+    expect(result.counts).toEqual({ ok: 9, changed: 0, failed: 0, skipped: 0 });
+    expect(result.roundTrips).toBe(1);
+    expect(await snapshot(lb, { strict: true })).toEqual(before);
+  });
+
+  test('GIVEN the backends applied too WHEN a client requests the VIP THEN both backends answer (L2 DSR end to end)', async () => {
+    for (const be of [be1, be2]) {
+      const r = await run(backendSpec(lab, be, [{ ip: VIP, port: 80 }]), 'apply');
+      expect(r.error).toBeUndefined();
+      await sh(be, `mkdir -p /tmp/www && echo ${be.name} > /tmp/www/index.html`);
+      be.spawn(['python3', '-m', 'http.server', '80', '--bind', '0.0.0.0', '--directory', '/tmp/www']);
+    }
+    await sh(client, `ip route add ${VIP}/32 dev eth0`);
+    for (const be of [be1, be2]) await sh(be, 'for i in $(seq 50); do ss -ltn | grep -q ":80 " && exit 0; sleep 0.1; done; exit 1');
+
+    const seen: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const r = await client.exec(['curl', '-s', '--max-time', '3', `http://${VIP}/`]);
+      expect(r.code).toBe(0);
+      seen.push(r.stdout.trim());
+    }
+    // round robin per new flow: both backends serve; the balancer never answers itself
+    expect([...new Set(seen)].sort()).toEqual(['be1', 'be2']);
+  });
+
+  test('GIVEN a backend address nobody answers WHEN apply runs THEN a clear failed task names it and nothing changes on the host', async () => {
+    const ghost = unusedIp(lab, 201);
+    const spec = balancerSpec(lab, lb, [
+      { name: VIP_NAME, ip: VIP, port: 80, backends: [{ name: 'be-1_x', ip: be1.ip }, { name: 'ghost', ip: ghost }] },
+      { name: 'api', ip: '10.99.2.11', port: 443, backends: [{ name: 'be_2-y', ip: be2.ip }] },
+    ]);
+    const before = await snapshot(lb);
+
+    const result = await run(spec, 'apply');
+
+    expect(result.tasks.filter((t) => t.status === 'failed')).toEqual([
+      {
+        name: `backend MAC ${ghost}`,
+        status: 'failed',
+        detail: `lab/${VIP_NAME}/ghost: ${ghost} does not answer ARP on eth0 of lb; check that it is up and on the balancer's segment, or set mac on the backend`,
+        diff: undefined,
+      },
+    ]);
+    expect(result.error).toEqual({ kind: 'task-failed', task: `backend MAC ${ghost}`, message: `backend MAC ${ghost}: ${result.tasks.find((t) => t.status === 'failed')!.detail}` });
+    expect(result.roundTrips).toBe(1);
+    // nothing changed: same ruleset (the old VIP still forwards), addresses, sysctls and files
+    const after = await snapshot(lb);
+    expect(after).toEqual(before);
+    expect(await slotMacs()).toEqual([`0 ${be1.mac}`, `1 ${be2.mac}`]);
+  });
+});
