@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  HostSpec, SpecError, SpecIssue, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, showValue,
+  HostSpec, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec,
 } from '../model';
 
 /**
@@ -32,36 +32,8 @@ export function parseHostSpec(text: string): HostSpec {
   const result = checkSpec(StrictSpecSchemas.HostSpecSchema, data, '(spec)', (spec) =>
     spec.kind === 'balancer' ? checkBalancerSpec(spec) : checkBackendHostSpec(spec),
   );
-  const pathIssues = constructPathIssues(data);
-  if (!result.ok || pathIssues.length) throw new SpecError([...(result.ok ? [] : result.issues), ...pathIssues]);
+  if (!result.ok) throw new SpecError(result.issues);
   return result.value;
-}
-
-/**
- * Construct paths are written into comments of the sysctl.d file and of the nft ruleset that `nft -f` loads: a
- * line break in one would start a new sysctl line or nft command there. They must be a single printable line.
- */
-function constructPathIssues(data: unknown): SpecIssue[] {
-  const issues: SpecIssue[] = [];
-  const list = (v: unknown): Record<string, unknown>[] => (Array.isArray(v) ? v.filter((x) => x !== null && typeof x === 'object') : []);
-  const visit = (value: unknown, field: string) => {
-    if (typeof value === 'string' && /[\u0000-\u001f\u007f]/.test(value)) {
-      issues.push({
-        path: '(spec)',
-        field,
-        value,
-        message: `${showValue(value)} contains a control character such as a line break; construct paths are written into comments of config files and nft rulesets, so use a single line of printable characters`,
-      });
-    }
-  };
-  const spec = data !== null && typeof data === 'object' ? (data as Record<string, unknown>) : {};
-  visit(spec.path, 'path');
-  list(spec.services).forEach((s, i) => visit(s.path, `services[${i}].path`));
-  list(spec.vips).forEach((v, i) => {
-    visit(v.path, `vips[${i}].path`);
-    list(v.backends).forEach((b, j) => visit(b.path, `vips[${i}].backends[${j}].path`));
-  });
-  return issues;
 }
 
 export interface StackHost {

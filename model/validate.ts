@@ -41,15 +41,17 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
     let objectPath = fallbackPath;
     let fieldStart = 0;
     let cursor: unknown = input;
+    // A path is only used to locate a problem when it is a clean single line (a bad path is itself the problem).
+    const usable = (p: unknown): p is string => typeof p === 'string' && p.length > 0 && !/[\u0000-\u001f\u007f]/.test(p);
     const own = childAt(cursor, 'path');
-    if (typeof own === 'string') objectPath = own;
+    if (usable(own)) objectPath = own;
     issue.path.forEach((segment, index) => {
       cursor = childAt(cursor, segment);
       const p = childAt(cursor, 'path');
-      if (typeof p === 'string' && index < issue.path.length - 1) {
+      if (usable(p) && index < issue.path.length - 1) {
         objectPath = p;
         fieldStart = index + 1;
-      } else if (typeof p === 'string' && issue.code === 'unrecognized_keys') {
+      } else if (usable(p) && issue.code === 'unrecognized_keys') {
         objectPath = p;
         fieldStart = index + 1;
       }

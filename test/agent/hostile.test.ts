@@ -124,7 +124,7 @@ describe('hostile values are rejected before anything runs', () => {
       const result = await run(spec, 'apply');
       expect(result.error?.kind).toBe('spec');
       expect(result.error?.message).toContain(
-        `\n  - (spec): ${field}: ${JSON.stringify(value)} contains a control character such as a line break; construct paths are written into comments of config files and nft rulesets, so use a single line of printable characters`,
+        `\n  - (spec): ${field}: ${JSON.stringify(value)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
       );
       expect(result.roundTrips).toBe(0);
     }
