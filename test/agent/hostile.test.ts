@@ -119,12 +119,20 @@ describe('hostile values are rejected before anything runs', () => {
       const spec = kind === 'backend' ? backend() : balancer();
       const parts = field.split(/\.|\[(\d+)\]\.?/).filter(Boolean);
       let target = spec;
-      for (const p of parts.slice(0, -1)) target = target[p];
+      // The problem is reported at the nearest enclosing object whose own path is clean, with the rest as field.
+      let where = '(spec)';
+      let whereDepth = 0;
+      parts.slice(0, -1).forEach((p, i) => {
+        if (typeof target.path === 'string') [where, whereDepth] = [target.path, i];
+        target = target[p];
+      });
+      if (parts.length > 1 && typeof target.path === 'string' && /^\d+$/.test(parts[parts.length - 2]) === false) [where, whereDepth] = [target.path, parts.length - 1];
       target[parts[parts.length - 1]] = value;
+      const rest = parts.slice(whereDepth).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
       const result = await run(spec, 'apply');
       expect(result.error?.kind).toBe('spec');
       expect(result.error?.message).toContain(
-        `\n  - (spec): ${field}: ${JSON.stringify(value)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
+        `\n  - ${where}: ${rest}: ${JSON.stringify(value)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
       );
       expect(result.roundTrips).toBe(0);
     }
