@@ -1,5 +1,5 @@
 import { renderCommand } from '../shell';
-import { HostState, parseHostState } from '../state';
+import { HostState, STATE_DIR, parseHostState } from '../state';
 import { parseDirLines, parseFiles, parseIpAddrJson, parseKeyValues, parseNeighJson, parseNftTableText, parseSysctlLines, IpAddrFacts, FileFact } from './parsers';
 import { parseSections, sectionLine } from './sections';
 import type { NftTableFacts } from '../../model';
@@ -19,6 +19,9 @@ export interface NftFacts {
   readonly table: NftTableFacts;
   /** Hash of the live table's stateless listing without dynamic elements; null when the table is absent. */
   readonly listingHash: string | null;
+  /** Only when the live listing differs from the one recorded at apply: both texts, for the drift diff. */
+  readonly live?: string;
+  readonly recorded?: string;
 }
 
 export interface HostFacts {
@@ -44,8 +47,32 @@ export interface HostFacts {
  */
 export const NFT_LISTING_FILTER = `awk '/^\\tmap flows_/{f=1} f&&/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} /^\\t\\}/{f=0} {print}'`;
 
-export function nftListingHashCommand(family: string, name: string): string {
-  return `{ ${renderCommand(['nft', '-s', 'list', 'table', family, name])} 2>/dev/null | ${NFT_LISTING_FILTER} | sha256sum | cut -c1-64; }`;
+/** Where the apply keeps the table's listing as loaded, so that check can show what changed behind its back. */
+export function nftListingFile(family: string, name: string): string {
+  return `${STATE_DIR}/${family}-${name}.listing`;
+}
+
+const listingCommand = (family: string, name: string) => `${renderCommand(['nft', '-s', 'list', 'table', family, name])} 2>/dev/null | ${NFT_LISTING_FILTER}`;
+
+/** After loading: records the listing and prints its hash (for the state file). */
+export function nftRecordListingCommand(family: string, name: string): string {
+  return `{ ${listingCommand(family, name)} | tee ${renderCommand([nftListingFile(family, name)])} | sha256sum | cut -c1-64; }`;
+}
+
+/**
+ * Facts: the live listing's hash; and when it differs from the recorded listing, both texts (so that check can
+ * show a diff). Only drift costs bytes on the wire.
+ */
+function nftListingFactsCommand(family: string, name: string, id: string): string {
+  const recorded = renderCommand([nftListingFile(family, name)]);
+  return [
+    `if nft list table ${renderCommand([family])} ${renderCommand([name])} >/dev/null 2>&1; then`,
+    `  t=$(mktemp); ${listingCommand(family, name)} > "$t"; h=$(sha256sum < "$t" | cut -c1-64); echo "$h"`,
+    `  if [ -f ${recorded} ] && [ "$h" != "$(sha256sum < ${recorded} | cut -c1-64)" ]; then`,
+    `    ${sectionLine(`nftlive ${id}`)}; sed 's/^/|/' "$t"; ${sectionLine(`nftrecorded ${id}`)}; sed 's/^/|/' ${recorded}`,
+    '  fi; rm -f "$t"',
+    'fi',
+  ].join('\n');
 }
 
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
@@ -72,7 +99,7 @@ export function renderFactsScript(request: FactsRequest): string {
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     lines.push(sectionLine(`nft ${id}`), `nft -t list table ${q(t.family)} ${q(t.name)} 2>/dev/null`);
-    lines.push(sectionLine(`nfthash ${id}`), `nft list table ${q(t.family)} ${q(t.name)} >/dev/null 2>&1 && ${nftListingHashCommand(t.family, t.name)}`);
+    lines.push(sectionLine(`nfthash ${id}`), nftListingFactsCommand(t.family, t.name, id));
   }
   if (request.neighbours?.ips.length) {
     const { dev, ips } = request.neighbours;
@@ -101,7 +128,11 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     const id = `${t.family}_${t.name}`;
     const table = parseNftTableText(sections.get(`nft ${id}`) ?? '');
     const hash = /\b[0-9a-f]{64}\b/.exec(sections.get(`nfthash ${id}`) ?? '')?.[0] ?? null;
-    nft[`${t.family} ${t.name}`] = { table, listingHash: table.exists ? hash : null };
+    const text = (section: string) => {
+      const body = sections.get(section);
+      return body === undefined ? undefined : body.split('\n').filter((l) => l.startsWith('|')).map((l) => l.slice(1)).join('\n') + '\n';
+    };
+    nft[`${t.family} ${t.name}`] = { table, listingHash: table.exists ? hash : null, live: text(`nftlive ${id}`), recorded: text(`nftrecorded ${id}`) };
   }
   return {
     now: Number(basics.now) || Math.floor(Date.now() / 1000),

@@ -1,6 +1,7 @@
 import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { nftListingHashCommand } from '../facts/gather';
+import { nftRecordListingCommand } from '../facts/gather';
+import { renderDiff } from '../diff';
 import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { Task, changed, ok } from './task';
@@ -48,12 +49,13 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
     cmd('nft', '-f', load),
   ].join(' && ');
   const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
-  return changed(name, reasons.join('; '), [{ run, undo }]);
+  const diff = live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
+  return changed(name, reasons.join('; '), [{ run, undo }], diff);
 }
 
 /** Shell that computes each table's listing hash for the state file, after every step succeeded. */
 export function listingSubstitutions(tables: readonly NftWant[]): Record<string, string> {
-  return Object.fromEntries(tables.map((t) => [listingPlaceholder(t.family, t.name), nftListingHashCommand(t.family, t.name)]));
+  return Object.fromEntries(tables.map((t) => [listingPlaceholder(t.family, t.name), nftRecordListingCommand(t.family, t.name)]));
 }
 
 export function nftRecord(tables: readonly NftWant[]): Record<string, { rulesetHash: string; listingHash: string }> {

@@ -39,7 +39,7 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
   for (const path of removedFiles) tasks.push(changed(`file ${path}`, 'removed', [removeFileStep(path)]));
   const scratch = Object.keys(state.nft).flatMap((key) => {
     const base = `${STATE_DIR}/${key.replace(' ', '-')}`;
-    return [`${base}.load.nft`, `${base}.before.nft`];
+    return [`${base}.load.nft`, `${base}.before.nft`, `${base}.listing`];
   });
   tasks.push(changed(`state ${statePath}`, 'removed', [
     { run: cmd('rm', '-f', ...scratch), undo: ':' },

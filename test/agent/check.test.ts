@@ -102,6 +102,12 @@ describe('check (drift detection) through the CLI', () => {
       expect.stringMatching(/^changed: lb state \/var\/lib\/tula-dsr\/balancer\.json \(generation [0-9a-f]{12} recorded\)$/),
     ]);
     expect(await sh(lb, 'nft list chain netdev tula_dsr l2_out')).toMatch(/\n\t\tcounter packets \d+ bytes \d+\n/);
+
+    // --diff shows the hand-made rule as the difference between the live table and the table as applied
+    const withDiff = await runCli(['check', '--diff', '--spec', lbFile]);
+    expect(withDiff.code).toBe(2);
+    expect(withDiff.stdout).toContain('    --- nft table netdev tula_dsr (live vs as applied) (host)');
+    expect(withDiff.stdout).toMatch(/\n    -\t\tcounter\n/);
   });
 
   test('GIVEN drifted hosts WHEN apply runs THEN it repairs exactly the drift, and check is back to exit 0', async () => {
