@@ -94,7 +94,8 @@ export const checkIpv4: FieldCheck = (v) => {
 };
 
 export const checkSshHost: FieldCheck = (v) => {
-  if (typeof v === 'string' && parseIpv4(v) !== null) return checkIpv4(v);
+  // a loopback address is a valid SSH target: a port forward or tunnel to the host (the VM lab uses them)
+  if (typeof v === 'string' && parseIpv4(v) !== null) return parseIpv4(v)! >= 0x7f000000 && parseIpv4(v)! <= 0x7fffffff ? null : checkIpv4(v);
   return typeof v === 'string' && HOSTNAME_PATTERN.test(v) && !/^[\d.]+$/.test(v)
     ? null
     : `${showValue(v)} is not a valid host; use an IPv4 address or a DNS name`;

@@ -85,7 +85,8 @@ export function renderFactsScript(request: FactsRequest): string {
     'echo "now=$(date +%s)"',
     'echo "kernel=$(uname -r)"',
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
-    'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null; then echo ipip=available; else echo ipip=missing; fi',
+    // busybox modprobe has no -n (dry run): then look the module up in modules.dep
+    'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null || grep -qs "/ipip\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then echo ipip=available; else echo ipip=missing; fi',
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
     sectionLine('ip'),
     'ip -j -d addr show 2>/dev/null',

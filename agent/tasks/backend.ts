@@ -2,7 +2,7 @@ import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHo
 import type { HostFacts } from '../facts/gather';
 import { HostState, StateAddress, statePath } from '../state';
 import {
-  addressTasks, createdDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
+  addressTasks, ancestorDirs, createdDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
 } from './common';
 import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
@@ -31,7 +31,7 @@ export function backendFactsRequest(spec: BackendHostSpec) {
   return {
     statePath: BACKEND_STATE,
     files: [...files, ...ALL_BACKEND_FILES.filter((f) => !files.includes(f))],
-    dirs: [...new Set([...ALL_BACKEND_FILES, BACKEND_STATE].map((f) => f.slice(0, f.lastIndexOf('/'))))],
+    dirs: [...new Set([...ALL_BACKEND_FILES, BACKEND_STATE].flatMap(ancestorDirs))],
     sysctls: ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce', 'net.ipv4.conf.all.rp_filter', `net.ipv4.conf.${BACKEND_TUNNEL}.rp_filter`],
     nftTables: [{ family: 'ip', name: MSS_TABLE }],
   };

@@ -3,7 +3,7 @@ import {
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { HostState, statePath } from '../state';
-import { addressTasks, createdDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
+import { addressTasks, ancestorDirs, createdDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
 import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
 import { Task, changed, failed, ok } from './task';
@@ -28,7 +28,7 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
   return {
     statePath: BALANCER_STATE,
     files: BALANCER_FILES,
-    dirs: [...new Set([...BALANCER_FILES, BALANCER_STATE].map((f) => f.slice(0, f.lastIndexOf('/'))))],
+    dirs: [...new Set([...BALANCER_FILES, BALANCER_STATE].flatMap(ancestorDirs))],
     sysctls: [],
     nftTables: [{ family: 'netdev', name: BALANCER_TABLE }],
     neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,

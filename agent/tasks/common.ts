@@ -100,12 +100,16 @@ export function disableUnitStep(unit: string): { run: string; undo: string } {
   return { run: `${cmd('systemctl', '-q', 'disable', unit)} && ${cmd('systemctl', 'daemon-reload')}`, undo: cmd('systemctl', '-q', 'enable', unit) };
 }
 
-/** Directories that tula-dsr creates for its files, recorded so that a full removal can remove them again. */
+/** A file's folder and every folder above it, up to (not including) `/`: `mkdir -p` may create all of them. */
+export function ancestorDirs(path: string): string[] {
+  const dirs: string[] = [];
+  for (let d = path.slice(0, path.lastIndexOf('/')); d; d = d.slice(0, d.lastIndexOf('/'))) dirs.push(d);
+  return dirs;
+}
+
+/** Directories that tula-dsr creates for its files (parents too), recorded so that a full removal can remove them again. */
 export function createdDirs(paths: readonly string[], facts: HostFacts, state: HostState | null): string[] {
   const dirs = new Set(state?.dirs ?? []);
-  for (const path of paths) {
-    const dir = path.slice(0, path.lastIndexOf('/'));
-    if (facts.dirs[dir] === false) dirs.add(dir);
-  }
+  for (const dir of paths.flatMap(ancestorDirs)) if (facts.dirs[dir] === false) dirs.add(dir);
   return [...dirs].sort();
 }

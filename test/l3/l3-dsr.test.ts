@@ -1,0 +1,308 @@
+/**
+ * L3 DSR (IPIP) end to end on a real kernel: Debian's cloud kernel under qemu (lab/vm), with the host's own
+ * iproute2, nft and sshd inside. The stack is synthesized with the real constructs and deployed with the real
+ * `terraform apply` (engine terraform_data: no provider download), whose provisioners run the agent over SSH.
+ *
+ * Needs root (and apt for qemu, the kernel and busybox on a cold run). Without them every test here fails: the
+ * lab refuses to start with a clear message. Nothing is skipped.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { App, LocalBackend, TerraformStack } from 'cdktf';
+import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY } from '../../constructs';
+import { execFile } from '../../lab/exec';
+import { repoRoot } from '../../lab/vm/paths';
+import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
+import type { VmHostName } from '../../lab/vm/guest';
+import { runTerraform, TerraformResult } from '../support/terraform-env';
+
+const TULA_HOSTS = ['lb', 'be1', 'be2'] as const;
+const REQUESTS = 40;
+const POST_BYTES = 300 * 1024;
+
+let lab: VmLab | undefined;
+let inv: VmInventory;
+let tmp: string;
+let stackDir: string;
+let tfEnv: NodeJS.ProcessEnv;
+let failed = false;
+const before: Record<string, string> = {};
+const timings: Record<string, number> = {};
+
+let deployed = false;
+
+/**
+ * Runs a test body; a failure keeps the VM's work folder and prints its serial console at the end. Steps after the
+ * deployment fail at once when it failed, instead of each waiting for traffic that cannot flow.
+ */
+function step(name: string, timeoutMs: number, body: () => Promise<void>, needsDeploy = true): void {
+  test(
+    name,
+    async () => {
+      const started = Date.now();
+      try {
+        if (!lab) throw new Error('the VM lab did not start (see the error of beforeAll)');
+        if (needsDeploy && !deployed) throw new Error('not run: the deployment (first test) failed');
+        await body();
+      } catch (error) {
+        failed = true;
+        throw error;
+      } finally {
+        timings[name] = Date.now() - started;
+      }
+    },
+    timeoutMs,
+  );
+}
+
+const sh = (host: VmHostName, script: string) => lab!.execOk(host, script);
+
+function terraform(args: string[], timeoutMs = 120_000): Promise<TerraformResult> {
+  return runTerraform(args, { cwd: stackDir, env: tfEnv, timeoutMs });
+}
+
+function expectTerraformOk(r: TerraformResult, what: string): void {
+  if (r.code !== 0) throw new Error(`terraform ${what} exited with ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
+}
+
+/** The agent CLI from dist/ (what the provisioners run), on the synthesized stack. */
+function agent(args: string[]) {
+  return execFile([process.execPath, path.join(repoRoot(), 'dist', 'agent', 'cli.js'), ...args], { timeoutMs: 120_000 });
+}
+
+/** The stack under test: one balancer, two backend hosts on other subnets, an L3 TCP VIP (1:3) and an L3 UDP VIP. */
+function synthesize(outdir: string, i: VmInventory): string {
+  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: 'terraform_data' } });
+  const stack = new TerraformStack(app, 'l3');
+  // cdktf's default local state is <cwd>/terraform.l3.tfstate: the repository, shared by concurrent runs
+  new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });
+  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({ host: h.sshHost, port: h.sshPort, hostKey: h.hostKey, privateKeyPath: i.privateKeyPath });
+  const lb = new Balancer(stack, 'lb', { ssh: ssh(i.balancer), interface: i.balancer.interface, address: i.balancer.address });
+  const [be1, be2] = i.backends.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address }));
+  const web = new DsrVip(stack, 'web', { balancer: lb, ip: i.vips.web, port: i.ports.http, mode: 'l3', algorithm: 'weighted-round-robin' });
+  web.addBackend('be1', { host: be1, weight: 1 });
+  web.addBackend('be2', { host: be2, weight: 3 });
+  const dns = new DsrVip(stack, 'dns', { balancer: lb, ip: i.vips.dns, port: i.ports.udp, protocol: 'udp', mode: 'l3', algorithm: 'round-robin' });
+  dns.addBackend('be1', { host: be1 });
+  dns.addBackend('be2', { host: be2 });
+  app.synth();
+  return path.join(outdir, 'stacks', 'l3');
+}
+
+/** Everything tula-dsr may touch on a host, as text: nft ruleset, addresses, routes, net sysctls, /etc and /var. */
+const SNAPSHOT = [
+  'echo "### nft ruleset"; nft -s list ruleset',
+  'echo "### ip -j addr"; ip -j addr show',
+  'echo "### ip -j route"; ip -j route show table all',
+  'echo "### sysctl net.*"; sysctl -a 2>/dev/null | grep "^net\\." | sort',
+  'echo "### /etc /var"; find /etc /var | sort | while read -r f; do',
+  '  if [ -L "$f" ]; then echo "link $f -> $(readlink "$f")";',
+  '  elif [ -d "$f" ]; then echo "dir $(stat -c %a "$f") $f";',
+  '  else echo "file $(stat -c %a "$f") $(sha256sum < "$f" | cut -c1-64) $f"; fi',
+  'done',
+].join('\n');
+
+/** `nft list counter …` → packets. */
+async function counter(host: VmHostName, family: string, table: string, name: string): Promise<number> {
+  const out = await sh(host, `nft list counter ${family} ${table} ${name}`);
+  const m = /packets (\d+)/.exec(out);
+  if (!m) throw new Error(`no packet count for ${family} ${table} ${name} on ${host}:\n${out}`);
+  return Number(m[1]);
+}
+
+function tally(lines: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const l of lines.split('\n').map((x) => x.trim()).filter(Boolean)) counts[l] = (counts[l] ?? 0) + 1;
+  return counts;
+}
+
+/** dist/ must hold the code under test: the provisioners run dist/agent/cli.js, not the TypeScript sources. */
+function assertDistFresh(): void {
+  const root = repoRoot();
+  const cli = path.join(root, 'dist', 'agent', 'cli.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npx tsc -p .\` first (npm test does)`);
+  const built = statSync(cli).mtimeMs;
+  const stale: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.ts') && statSync(p).mtimeMs > built) stale.push(path.relative(root, p));
+    }
+  };
+  for (const d of ['agent', 'model']) walk(path.join(root, d));
+  if (stale.length) throw new Error(`dist/ is older than ${stale.join(', ')}: run \`npx tsc -p .\` first (npm test does)`);
+}
+
+beforeAll(async () => {
+  try {
+    await setUp();
+  } catch (error) {
+    failed = true;
+    throw error;
+  }
+}, 300_000);
+
+async function setUp(): Promise<void> {
+  const started = Date.now();
+  assertDistFresh();
+  lab = await startVmLab();
+  inv = lab.inventory;
+  timings['lab start'] = Date.now() - started;
+
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'tula-dsr-l3-'));
+  // the provisioners run `node -e 'require("tula-dsr/agent")…'` in the stack folder: resolve it to this checkout
+  mkdirSync(path.join(tmp, 'node_modules'));
+  symlinkSync(repoRoot(), path.join(tmp, 'node_modules', 'tula-dsr'), 'dir');
+  const cliConfig = path.join(tmp, 'terraform.tfrc');
+  writeFileSync(cliConfig, '');
+  tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cliConfig, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', TF_INPUT: '0' };
+  stackDir = synthesize(path.join(tmp, 'cdktf.out'), inv);
+  expectTerraformOk(await terraform(['init', '-input=false', '-no-color']), 'init');
+
+  // a host whose all.rp_filter is strict before deploy: tula-dsr must loosen it and restore it on remove
+  await sh('be1', 'sysctl -q -w net.ipv4.conf.all.rp_filter=1');
+  await Promise.all(TULA_HOSTS.map(async (h) => (before[h] = await sh(h, SNAPSHOT))));
+  expect(before.be1).toContain('net.ipv4.conf.all.rp_filter = 1');
+  timings['before all'] = Date.now() - started;
+}
+
+afterAll(async () => {
+  await lab?.stop({ failed });
+  if (tmp && !failed) rmSync(tmp, { recursive: true, force: true });
+  else if (tmp) process.stderr.write(`l3 test: kept ${tmp} (terraform state and the synthesized stack)\n`);
+  process.stderr.write(`l3 test timings (ms): ${JSON.stringify({ ...timings, lab: lab?.timings })}\n`);
+}, 60_000);
+
+describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () => {
+  step('terraform apply sets up the balancer tunnels and rules, and ipip0, VIPs, sysctls and the MSS clamp on the backends', 180_000, async () => {
+    const r = await terraform(['apply', '-auto-approve', '-input=false', '-no-color']);
+    expectTerraformOk(r, 'apply');
+    expect(r.stdout).toMatch(/Apply complete! Resources: 3 added, 0 changed, 0 destroyed/);
+
+    const [b1, b2] = inv.backends;
+    const lbLinks = JSON.parse(await sh('lb', 'ip -d -j link show type ipip')) as { ifname: string; linkinfo: { info_data: { local: string; remote: string } } }[];
+    const tunnels = Object.fromEntries(lbLinks.map((l) => [l.ifname, `${l.linkinfo.info_data.local} -> ${l.linkinfo.info_data.remote}`]));
+    expect(tunnels).toMatchObject({ tula0a0a0302: `${inv.balancer.address} -> ${b1.address}`, tula0a0a0402: `${inv.balancer.address} -> ${b2.address}` });
+    const ruleset = await sh('lb', 'nft list table netdev tula_dsr');
+    expect(ruleset).toContain(`fwd ip to ${b1.address} device "tula0a0a0302"`);
+    expect(ruleset).toContain(`fwd ip to ${b2.address} device "tula0a0a0402"`);
+    expect(await sh('lb', `ip -br addr show dev ${inv.balancer.interface}`)).toContain(`${inv.vips.web}/32`);
+
+    for (const b of inv.backends) {
+      const host = b.name as VmHostName;
+      const ipip = JSON.parse(await sh(host, 'ip -d -j link show dev ipip0'))[0] as { linkinfo: { info_kind: string; info_data: { local: string; remote?: string } } };
+      expect(ipip.linkinfo.info_kind).toBe('ipip');
+      expect(ipip.linkinfo.info_data.local).toBe(b.address);
+      expect(['any', '0.0.0.0', undefined]).toContain(ipip.linkinfo.info_data.remote);
+      for (const dev of ['lo', 'ipip0']) {
+        const addrs = await sh(host, `ip -br addr show dev ${dev}`);
+        expect(addrs).toContain(`${inv.vips.web}/32`);
+        expect(addrs).toContain(`${inv.vips.dns}/32`);
+      }
+      const sysctls = await sh(host, 'for k in all.arp_ignore all.arp_announce all.rp_filter ipip0.rp_filter; do echo "$k=$(sysctl -n net.ipv4.conf.$k)"; done');
+      expect(sysctls.trim().split('\n')).toEqual(['all.arp_ignore=1', 'all.arp_announce=2', 'all.rp_filter=2', 'ipip0.rp_filter=2']);
+      // nft lists `tcp flags & (syn|ack) == syn|ack` as `tcp flags syn,ack / syn,ack`
+      expect(await sh(host, 'nft list table ip tula_dsr_mss')).toContain(
+        `ip saddr { ${inv.vips.web}, ${inv.vips.dns} } tcp flags syn,ack / syn,ack tcp option maxseg size > 1440 tcp option maxseg size set 1440`,
+      );
+    }
+    deployed = true;
+  }, false);
+
+  step(`HTTP from client: ${REQUESTS} requests spread 1:3 over be1 and be2`, 120_000, async () => {
+    await sh('lb', 'nft flush map netdev tula_dsr flows_l3_tcp');
+    const out = await sh('client', `for i in $(seq ${REQUESTS}); do timeout 5 wget -q -O - http://${inv.vips.web}/name || { echo failed; break; }; done`);
+    expect(tally(out)).toEqual({ be1: REQUESTS / 4, be2: (REQUESTS * 3) / 4 });
+  });
+
+  step('1 MiB downloads succeed from both backends', 120_000, async () => {
+    const hashes = await sh('router', 'for b in be1 be2; do echo "$(sha256sum < /srv/$b/big | cut -c1-64) $b"; done');
+    const owner = Object.fromEntries(hashes.trim().split('\n').map((l) => l.split(' ')));
+    const out = await sh('client', `for i in 1 2 3 4; do timeout 30 wget -q -O - http://${inv.vips.web}/big | sha256sum | cut -c1-64; done`);
+    const served = out.trim().split('\n').map((h) => owner[h] ?? `corrupt download ${h}`);
+    // four new flows in a row cover every slot of the 1:3 sequence
+    expect(tally(served.join('\n'))).toEqual({ be1: 1, be2: 3 });
+  });
+
+  step('a 300 KB POST succeeds with ICMP "fragmentation needed" dropped on the router', 120_000, async () => {
+    await sh('router', [
+      "nft add chain inet lab_router fragblock '{ type filter hook forward priority -10; policy accept; }'",
+      "nft add rule inet lab_router fragblock icmp type destination-unreachable icmp code frag-needed counter name fragneeded_dropped drop",
+    ].join('\n'));
+    try {
+      const out = await sh('client', [
+        // text, no NUL bytes: busybox wget --post-file stops at the first NUL
+        `yes 0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ | head -c ${POST_BYTES} > /tmp/post`,
+        'h=$(sha256sum < /tmp/post | cut -c1-64)',
+        'echo "sent $h"',
+        `for i in 1 2 3 4; do timeout 20 wget -q -O - --post-file /tmp/post http://${inv.vips.web}/cgi-bin/post || { echo "failed $?"; break; }; done`,
+      ].join('\n'));
+      const [sent, ...replies] = out.trim().split('\n');
+      const hash = sent.split(' ')[1];
+      expect(replies.map((r) => r.replace(/^be[12] /, ''))).toEqual(Array(4).fill(`received ${POST_BYTES} bytes ${hash}`));
+      expect(tally(replies.map((r) => r.split(' ')[0]).join('\n'))).toEqual({ be1: 1, be2: 3 });
+
+      // The control: without the clamp the same POST hangs. The tunnel drops the full-size segments (TX errors) and,
+      // on this netdev fwd path, no ICMP "fragmentation needed" is even generated, so nothing can lower the MSS.
+      const txErrors = async () => Number(JSON.parse(await sh('lb', 'ip -s -j link show type ipip'))
+        .reduce((n: number, l: { stats64: { tx: { errors: number } } }) => n + l.stats64.tx.errors, 0));
+      const errorsBefore = await txErrors();
+      await Promise.all(inv.backends.map((b) => sh(b.name as VmHostName, 'nft delete table ip tula_dsr_mss')));
+      try {
+        expect(await sh('client', `timeout 6 wget -q -O - --post-file /tmp/post http://${inv.vips.web}/cgi-bin/post || echo "failed $?"`)).toBe('failed 143\n');
+      } finally {
+        // the boot file restores the very same table, so the agent still finds the host in sync later
+        await Promise.all(inv.backends.map((b) => sh(b.name as VmHostName, 'nft -f /etc/tula-dsr/backend-mss.nft')));
+      }
+      expect(await txErrors()).toBeGreaterThan(errorsBefore);
+    } finally {
+      await sh('router', 'nft delete chain inet lab_router fragblock');
+    }
+  });
+
+  step('no VIP-sourced packet crosses the balancer; replies reach the client from the backends', 60_000, async () => {
+    expect(await counter('lb', 'netdev', 'lab_watch', 'vip_src_in')).toBe(0);
+    expect(await counter('lb', 'netdev', 'lab_watch', 'vip_src_out')).toBe(0);
+    expect(await counter('router', 'inet', 'lab_router', 'vip_from_lb')).toBe(0);
+    // and the traffic really flowed: requests through the balancer, replies from both backends past the router
+    expect(await counter('lb', 'netdev', 'lab_watch', 'vip_dst_in')).toBeGreaterThan(REQUESTS);
+    expect(await counter('router', 'inet', 'lab_router', 'vip_from_backends')).toBeGreaterThan(REQUESTS);
+    expect(await counter('lb', 'netdev', 'tula_dsr', 'be_0a0a0302')).toBeGreaterThan(0);
+    expect(await counter('lb', 'netdev', 'tula_dsr', 'be_0a0a0402')).toBeGreaterThan(0);
+  });
+
+  step('UDP through an L3 VIP reaches both backends, and the answers come from the VIP', 60_000, async () => {
+    await sh('lb', 'nft flush map netdev tula_dsr flows_l3_udp');
+    // socat's UDP socket is connected to VIP:port, so it only accepts answers sourced from the VIP
+    // eight clients at once, each its own source port (a new flow); socat waits up to 3 s for the answer
+    const out = await sh('client', [
+      `for i in 1 2 3 4 5 6 7 8; do (echo ping | timeout 8 socat -t 3 - UDP4:${inv.vips.dns}:${inv.ports.udp} || echo "failed $?") > /tmp/udp.$i & done`,
+      'wait',
+      'cat /tmp/udp.*',
+      'rm -f /tmp/udp.*',
+    ].join('\n'));
+    expect(tally(out)).toEqual({ be1: 4, be2: 4 });
+  });
+
+  step('re-apply changes nothing, and tula-dsr check reports the stack in sync', 120_000, async () => {
+    const r = await terraform(['apply', '-auto-approve', '-input=false', '-no-color']);
+    expectTerraformOk(r, 'apply (again)');
+    expect(r.stdout).toMatch(/No changes\.|Resources: 0 added, 0 changed, 0 destroyed/);
+    const again = await agent(['apply', stackDir, '--json']);
+    expect({ code: again.code, stderr: again.code ? again.stderr : '' }).toEqual({ code: 0, stderr: '' });
+    const results = (JSON.parse(again.stdout) as { results: { host: string; counts: { changed: number; failed: number } }[] }).results;
+    expect(results.map((x) => [x.host, x.counts.changed, x.counts.failed]).sort()).toEqual([['be1', 0, 0], ['be2', 0, 0], ['lb', 0, 0]]);
+    const check = await agent(['check', stackDir]);
+    expect({ code: check.code, out: check.code ? `${check.stdout}\n${check.stderr}` : '' }).toEqual({ code: 0, out: '' });
+  });
+
+  step('terraform destroy restores every host byte for byte, all.rp_filter=1 included', 180_000, async () => {
+    expectTerraformOk(await terraform(['destroy', '-auto-approve', '-input=false', '-no-color']), 'destroy');
+    const after: Record<string, string> = {};
+    await Promise.all(TULA_HOSTS.map(async (h) => (after[h] = await sh(h, SNAPSHOT))));
+    expect(after).toEqual(before);
+    expect(await sh('be1', 'sysctl -n net.ipv4.conf.all.rp_filter')).toBe('1\n');
+  });
+});
