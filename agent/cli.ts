@@ -20,7 +20,7 @@ const USAGE = `usage: tula-dsr <apply|check|remove> [STACK_DIR | --spec FILE] [-
 
   --diff      show before/after text of files and rulesets
   --json      print machine-readable results on stdout
-  --timeout   SSH connect timeout per attempt (default 10)
+  --timeout   SSH connect timeout per attempt in seconds (default: $TULA_DSR_SSH_TIMEOUT, else 10)
   --limit L   only the hosts named in L (comma-separated host names, or 'balancer' / 'backend')
 
 exit codes: 0 ok (check: in sync), 1 failure, 2 check found drift, 64 usage error
@@ -39,7 +39,9 @@ interface Args {
 function parseArgs(argv: readonly string[]): Args | string {
   const [mode, ...rest] = argv;
   if (mode !== 'apply' && mode !== 'check' && mode !== 'remove') return mode ? `unknown command ${JSON.stringify(mode)}` : 'missing command';
-  const args: Args = { mode, diff: false, json: false };
+  // Terraform's provisioners pass no options, so the environment can set the timeout for them.
+  const envTimeout = process.env.TULA_DSR_SSH_TIMEOUT;
+  const args: Args = { mode, diff: false, json: false, timeoutMs: envTimeout ? Number(envTimeout) * 1000 : undefined };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
     if (a === '--diff') args.diff = true;

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { App, TerraformStack } from 'cdktf';
+import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
@@ -90,6 +90,7 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
     symlinkSync(REPO, join(work, 'node_modules', 'tula-dsr'));
     const app = new App({ outdir: join(work, 'out'), context: { 'tula-dsr:engine': 'terraform_data' } });
     const stack = new TerraformStack(app, 'converge');
+    new LocalBackend(stack, { path: 'terraform.tfstate' }); // in the stack folder, never the repository
     const key = { privateKeyPath: lab.clientKeyPath };
     // The balancer is in the stack because backends belong to a VIP; T and D converge only the backend hosts.
     const lb = new Balancer(stack, 'lb', { ssh: { host: lab.subnet.replace(/\.0\/24$/, '.250'), hostKey: hosts[0].hostKeyFingerprint, ...key }, interface: 'eth0' });

@@ -496,7 +496,7 @@ describe('lab hosts and ssh', () => {
     test('a non-root user runs the whole script through sudo -n, stdin included', async () => {
       const c = await connect(lab.hosts.be1.target({ user: 'tulaops' }));
       expect(c.sudo).toBe(true);
-      expect(c.command).toBe("env 'LC_ALL=C' sudo -n sh -s");
+      expect(c.command).toBe("/usr/bin/env 'LC_ALL=C' sudo -n /bin/sh -s");
       expect(await c.run('id -un; echo "$SUDO_USER"; cat', { stdin: 'data\n' })).toEqual({ stdout: 'root\ntulaops\ndata\n', stderr: '', code: 0 });
       expect(c.roundTrips).toBe(1);
       await c.close();

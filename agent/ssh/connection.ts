@@ -338,9 +338,12 @@ export class SshConnection {
     return !this.closed && !this.socketClosed && this.lost === undefined;
   }
 
-  /** The remote command: `sh -s` reading the script from stdin, through `sudo -n` for non-root users. */
+  /**
+   * The remote command: `/bin/sh -s` reading the script from stdin, through `sudo -n` for non-root users. The full
+   * paths matter on busybox hosts, whose applets run ahead of $PATH: a busybox `env` would start busybox's own sh.
+   */
   get command(): string {
-    return renderCommand(this.sudo ? ['env', 'LC_ALL=C', 'sudo', '-n', 'sh', '-s'] : ['env', 'LC_ALL=C', 'sh', '-s']);
+    return renderCommand(this.sudo ? ['/usr/bin/env', 'LC_ALL=C', 'sudo', '-n', '/bin/sh', '-s'] : ['/usr/bin/env', 'LC_ALL=C', '/bin/sh', '-s']);
   }
 
   /**
