@@ -73,7 +73,7 @@ function vipKeyValue(vip: VipSpec): string {
   return vip.port === '*' ? `${vip.ip} . ${vip.protocol}` : `${vip.ip} . ${vip.protocol} . ${vip.port}`;
 }
 
-function schedulerRules(shape: Shape, flows: string, slots: string, out: string, valueExpr: string): string[] {
+function schedulerRules(shape: Shape, flows: string, slots: string, out: string, valueExpr: string, live: string): string[] {
   const { vip, any, modulus } = shape;
   const timeout = `timeout ${vip.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
@@ -81,10 +81,13 @@ function schedulerRules(shape: Shape, flows: string, slots: string, out: string,
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
   const seed = `0x${ipv4Hex(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
   const rules = [`counter name ${vipKeyExpr(any)} map @vip_counter_${any ? 'any' : 'port'}`];
-  // Existing flows first: this also makes a retransmitted SYN keep the backend its first SYN chose.
-  rules.push(`${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
-  if (modulus === 0) return rules;
   const newFlow = vip.protocol === 'tcp' ? 'tcp flags & (syn|ack) == syn ' : '';
+  // Existing flows first. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend
+  // still takes new flows: clients reuse source ports long before entries expire, and such a new connection must
+  // not reach a drained or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
+  rules.push(`${newFlow ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
+  if (newFlow) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} vmap @${live}`, `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`);
+  if (modulus === 0) return rules;
   const hash =
     shape.algorithm === 'sh'
       ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}`
@@ -146,10 +149,12 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     const byBackendName = new Map(vip.backends.map((b) => [b.name, b]));
     sequence.forEach((name, index) => slotMap.elements.push(`${vipKeyValue(vip)} . ${index} : ${slotValue(vip, byBackendName.get(name)!)}`));
     for (const backend of vip.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
+    const live = vip.protocol === 'tcp' ? mapOf(`live_${vip.mode}_${kind}`, `${keyType} . ${valueType} : verdict`) : undefined;
+    for (const b of vip.backends.filter((x) => x.weight > 0)) live?.elements.push(`${vipKeyValue(vip)} . ${slotValue(vip, b)} : ${l2 ? 'goto l2_out' : `goto be_${backendId(b.ip)}`}`);
 
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
-      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, flows, slots, out, l2 ? 'ether daddr' : 'meta mark') });
+      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, flows, slots, out, l2 ? 'ether daddr' : 'meta mark', `live_${vip.mode}_${kind}`) });
     }
   }
 

@@ -1,0 +1,274 @@
+/**
+ * Python 3 programs the L2 lab runs inside its hosts, passed with `python3 -c` (nothing is written to disk).
+ * They use only the standard library, so any python3 (Debian's /usr/bin/python3) will do.
+ */
+
+/**
+ * A backend's servers: HTTP on each TCP port, a UDP echo on each UDP port, all bound to 0.0.0.0 (the VIPs appear
+ * on lo only once tula-dsr applies). Every response names the backend.
+ *
+ *   GET /                -> "<name>\n"
+ *   GET /big             -> 10 MiB body
+ *   GET /slow?seconds=S[&release=FILE]
+ *                        -> 10 MiB body spread evenly over S seconds; once FILE exists on the backend, the rest
+ *                           goes at full speed (a long flow that ends when the test says so, at the latest after S)
+ *
+ * Each HTTP response carries `X-Backend: <name>`. Each request is logged on stdout as
+ * `REQ <epoch ms> <port> <path> <client ip>:<client port>`, each finished body as `END <epoch ms> <path> <bytes>`.
+ * The UDP echo answers `<name> <payload>` from the address the datagram was sent to (IP_PKTINFO), so a client
+ * that talks to a VIP gets its answer from the VIP. Prints `READY` once every socket listens.
+ *
+ * argv: NAME TCP_PORTS(comma list) UDP_PORTS(comma list, may be empty)
+ */
+export const BACKEND_SERVER_PY = String.raw`
+import os, socket, struct, sys, threading, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlparse, parse_qs
+
+NAME = sys.argv[1]
+TCP_PORTS = [int(p) for p in sys.argv[2].split(',') if p]
+UDP_PORTS = [int(p) for p in sys.argv[3].split(',') if p] if len(sys.argv) > 3 else []
+BIG = 10 * 1024 * 1024
+CHUNK = 64 * 1024
+DATA = (NAME.encode() + b' ') * (CHUNK // (len(NAME) + 1)) + b'.' * (CHUNK % (len(NAME) + 1))
+assert len(DATA) == CHUNK
+IP_PKTINFO = getattr(socket, 'IP_PKTINFO', 8)
+out_lock = threading.Lock()
+
+def log(line):
+    with out_lock:
+        sys.stdout.write(line + '\n')
+        sys.stdout.flush()
+
+def now_ms():
+    return int(time.time() * 1000)
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.0'
+    server_version = 'tula-lab'
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        url = urlparse(self.path)
+        log('REQ %d %d %s %s:%d' % (now_ms(), self.server.server_address[1], url.path, self.client_address[0], self.client_address[1]))
+        if url.path in ('/big', '/slow'):
+            query = parse_qs(url.query)
+            seconds = float(query.get('seconds', ['20'])[0]) if url.path == '/slow' else 0.0
+            release = query.get('release', [''])[0]
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/octet-stream')
+            self.send_header('Content-Length', str(BIG))
+            self.send_header('X-Backend', NAME)
+            self.end_headers()
+            chunks = BIG // CHUNK
+            start = time.monotonic()
+            sent = 0
+            try:
+                for i in range(chunks):
+                    self.wfile.write(DATA)
+                    sent += CHUNK
+                    if seconds > 0 and release and os.path.exists(release):
+                        seconds = 0.0
+                    if seconds > 0:
+                        delay = start + seconds * (i + 1) / chunks - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+            finally:
+                log('END %d %s %d' % (now_ms(), url.path, sent))
+            return
+        body = (NAME + '\n').encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'text/plain')
+        self.send_header('Content-Length', str(len(body)))
+        self.send_header('X-Backend', NAME)
+        self.end_headers()
+        self.wfile.write(body)
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+def udp_echo(sock):
+    while True:
+        data, ancillary, _flags, addr = sock.recvmsg(65535, socket.CMSG_SPACE(12))
+        local = None
+        for level, kind, value in ancillary:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                _ifindex, _spec_dst, local = struct.unpack('i4s4s', value[:12])
+        reply = NAME.encode() + b' ' + data
+        if local is not None:
+            sock.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack('i4s4s', 0, local, b'\0\0\0\0'))], 0, addr)
+        else:
+            sock.sendto(reply, addr)
+
+servers = [Server(('0.0.0.0', port), Handler) for port in TCP_PORTS]
+for server in servers:
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+for port in UDP_PORTS:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    sock.bind(('0.0.0.0', port))
+    threading.Thread(target=udp_echo, args=(sock,), daemon=True).start()
+log('READY')
+threading.Event().wait()
+`;
+
+/**
+ * The client's traffic generator. One JSON document on stdout per run (per request in `load` mode).
+ *
+ *   burst  {host, port, count, concurrency, path?, timeout?, sourcePortBase?}
+ *          count HTTP GETs, each on a new connection (from sourcePortBase + i when given)
+ *          -> {"counts": {backend: n}, "failures": n, "errors": [...]}
+ *   udp    {host, port, count, timeout?}
+ *          count datagrams, each from a new socket -> {"counts": {...}, "failures": n, "errors": [...]}
+ *   get    {host, port, path, timeout?}
+ *          one GET, body read to the end -> {"backend", "status", "bytes", "expected", "ms", "error"?}
+ *   load   {host, port, workers, intervalMs, maxRequests, maxSeconds, stopFile, timeout?}
+ *          GETs until stopFile exists (or a bound is hit); one line per request:
+ *          {"t0": ms, "t1": ms, "backend": name|null, "ok": bool, "error"?: text}, then {"done": true, ...}
+ */
+export const CLIENT_PY = String.raw`
+import json, os, socket, sys, threading, time
+
+MODE = sys.argv[1]
+CFG = json.loads(sys.argv[2])
+HOST = CFG['host']
+PORT = int(CFG['port'])
+TIMEOUT = float(CFG.get('timeout', 5))
+out_lock = threading.Lock()
+
+def emit(obj):
+    with out_lock:
+        sys.stdout.write(json.dumps(obj) + '\n')
+        sys.stdout.flush()
+
+def now_ms():
+    return int(time.time() * 1000)
+
+def http_get(path, read_body=True, source_port=0):
+    """One request on a new connection: (status, headers, body bytes or length)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(TIMEOUT)
+        if source_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(('0.0.0.0', source_port))
+        sock.connect((HOST, PORT))
+        sock.sendall(('GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' % (path, HOST)).encode())
+        buf = b''
+        while b'\r\n\r\n' not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise IOError('connection closed before the response headers (%d bytes)' % len(buf))
+            buf += chunk
+        head, rest = buf.split(b'\r\n\r\n', 1)
+        lines = head.decode('latin-1').split('\r\n')
+        status = int(lines[0].split(' ')[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(':')
+            headers[k.strip().lower()] = v.strip()
+        body = bytearray(rest)
+        length = len(rest)
+        while True:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            length += len(chunk)
+            if read_body:
+                body += chunk
+        expected = int(headers.get('content-length', '-1'))
+        if expected >= 0 and length != expected:
+            raise IOError('short body: %d of %d bytes' % (length, expected))
+        return status, headers, (bytes(body) if read_body else length)
+    finally:
+        sock.close()
+
+def burst():
+    count = int(CFG['count'])
+    path = CFG.get('path', '/')
+    counts = {}
+    errors = []
+    lock = threading.Lock()
+    todo = iter(range(count))
+    # distinct source ports below the ephemeral range: the kernel may reuse a port within a few hundred
+    # connections, and a reused 4-tuple is one flow to the balancer, not a new one
+    base = int(CFG.get('sourcePortBase', 0))
+    def worker():
+        while True:
+            with lock:
+                i = next(todo, None)
+                if i is None:
+                    return
+            try:
+                status, headers, _body = http_get(path, read_body=False, source_port=base + i if base else 0)
+                name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
+                with lock:
+                    counts[name] = counts.get(name, 0) + 1
+            except Exception as e:
+                with lock:
+                    errors.append(repr(e))
+    threads = [threading.Thread(target=worker) for _ in range(int(CFG.get('concurrency', 4)))]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    emit({'counts': counts, 'failures': len(errors), 'errors': errors[:10]})
+
+def udp():
+    counts = {}
+    errors = []
+    for i in range(int(CFG['count'])):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(TIMEOUT)
+        try:
+            s.connect((HOST, PORT))
+            s.send(b'ping %d' % i)
+            reply = s.recv(65535).decode()
+            name = reply.split(' ', 1)[0]
+            counts[name] = counts.get(name, 0) + 1
+        except Exception as e:
+            errors.append(repr(e))
+        finally:
+            s.close()
+    emit({'counts': counts, 'failures': len(errors), 'errors': errors[:10]})
+
+def get():
+    t0 = time.monotonic()
+    try:
+        status, headers, length = http_get(CFG['path'], read_body=False)
+        emit({'backend': headers.get('x-backend'), 'status': status, 'bytes': length,
+              'expected': int(headers.get('content-length', '-1')), 'ms': int((time.monotonic() - t0) * 1000)})
+    except Exception as e:
+        emit({'backend': None, 'status': 0, 'bytes': 0, 'expected': -1, 'ms': int((time.monotonic() - t0) * 1000), 'error': repr(e)})
+
+def load():
+    stop_file = CFG['stopFile']
+    max_requests = int(CFG['maxRequests'])
+    deadline = time.monotonic() + float(CFG['maxSeconds'])
+    interval = float(CFG.get('intervalMs', 10)) / 1000.0
+    lock = threading.Lock()
+    state = {'issued': 0}
+    def worker():
+        while True:
+            with lock:
+                if state['issued'] >= max_requests or time.monotonic() > deadline or os.path.exists(stop_file):
+                    return
+                state['issued'] += 1
+            t0 = now_ms()
+            try:
+                status, headers, _ = http_get('/', read_body=False)
+                if status != 200:
+                    raise IOError('HTTP status %d' % status)
+                emit({'t0': t0, 't1': now_ms(), 'backend': headers.get('x-backend'), 'ok': True})
+            except Exception as e:
+                emit({'t0': t0, 't1': now_ms(), 'backend': None, 'ok': False, 'error': repr(e)})
+            time.sleep(interval)
+    threads = [threading.Thread(target=worker) for _ in range(int(CFG.get('workers', 4)))]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    emit({'done': True, 'issued': state['issued']})
+
+{'burst': burst, 'udp': udp, 'get': get, 'load': load}[MODE]()
+`;
