@@ -1,7 +1,9 @@
 import { planBackendHost, BACKEND_BOOT_SCRIPT, BACKEND_UNIT_FILE } from './backend-host';
 import { planBalancerHost } from './balancer-host';
+import { BalancerFacts, vipKeyValue } from './nft/balancer';
+import { NftMap, NftTable } from './nft/objects';
 import { renderNftDeclarative } from './nft/render';
-import type { BackendHostSpec, BalancerSpec } from './spec';
+import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 
 /**
  * The human-readable parts of each host's desired state, one multi-line string per concern. They go into the
@@ -10,13 +12,54 @@ import type { BackendHostSpec, BalancerSpec } from './spec';
  */
 export type ReviewText = Record<string, string>;
 
-export function renderBalancerReview(spec: BalancerSpec): ReviewText {
-  const plan = planBalancerHost(spec);
+/** Trigger keys of the per-VIP sections of a balancer's ruleset. */
+export const VIP_SECTION_PREFIX = 'vip:';
+
+/** Maps whose elements belong to one VIP each (all keyed by the VIP first). */
+const PER_VIP_MAPS = /^(vip|vip_counter|slots_l[23]|live_l[23])_(port|any)$/;
+
+function vipElements(table: NftTable, vip: VipSpec): { map: NftMap; elements: string[] }[] {
+  const kind = vip.port === '*' ? 'any' : 'port';
+  const prefix = `${vipKeyValue(vip)} `;
+  return table.maps
+    .filter((m) => PER_VIP_MAPS.test(m.name) && m.name.endsWith(`_${kind}`))
+    .map((map) => ({ map, elements: map.elements.filter((e) => e.startsWith(prefix)) }))
+    .filter((x) => x.elements.length);
+}
+
+function renderVipSection(table: NftTable, vip: VipSpec): string {
+  const id = `${table.family} ${table.name}`;
+  const lines = [`# VIP ${vip.name} (${vip.path}): ${vip.ip} ${vip.protocol}/${vip.port}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`];
+  for (const { map, elements } of vipElements(table, vip)) {
+    lines.push(`add element ${id} ${map.name} {`, ...elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`), '}');
+  }
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * A balancer's ruleset for review, split so that a plan shows only what changed: `ruleset` holds the table (chains,
+ * rules, map declarations, shared elements) and each `vip:<name>` entry holds that VIP's map elements as `add element`
+ * statements. Terraform hides unchanged map entries, so a weight change shows one VIP's slot lines, not the whole
+ * table. `joinBalancerReview` puts the parts back together into one loadable nft file.
+ */
+export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = {}): ReviewText {
+  const plan = planBalancerHost(spec, facts);
+  const vips = [...spec.vips].sort((a, b) => (a.name < b.name ? -1 : 1));
+  const owned = new Set(vips.flatMap((vip) => vipElements(plan.table, vip).flatMap(({ map, elements }) => elements.map((e) => `${map.name}\u0000${e}`))));
+  const skeleton: NftTable = { ...plan.table, maps: plan.table.maps.map((m) => ({ ...m, elements: m.elements.filter((e) => !owned.has(`${m.name}\u0000${e}`)) })) };
+  const sections = Object.fromEntries(vips.map((vip) => [`${VIP_SECTION_PREFIX}${vip.name}`, renderVipSection(plan.table, vip)]));
   return {
-    ruleset: renderNftDeclarative(plan.table),
+    ruleset: renderNftDeclarative(skeleton),
+    ...sections,
     addresses: plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`).join('\n') + '\n',
     tunnels: plan.tunnels.length ? plan.tunnels.map((t) => `${t.name}: ipip local ${t.local} remote ${t.remote}`).join('\n') + '\n' : '(none)\n',
   };
+}
+
+/** The whole ruleset from its review parts: the table, then every VIP's elements. */
+export function joinBalancerReview(review: ReviewText): string {
+  const sections = Object.keys(review).filter((k) => k.startsWith(VIP_SECTION_PREFIX)).sort();
+  return [review.ruleset, ...sections.map((k) => review[k])].join('');
 }
 
 export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {

@@ -69,7 +69,7 @@ function vipKeyExpr(any: boolean): string {
   return any ? 'ip daddr . meta l4proto' : 'ip daddr . meta l4proto . th dport';
 }
 
-function vipKeyValue(vip: VipSpec): string {
+export function vipKeyValue(vip: Pick<VipSpec, 'ip' | 'protocol' | 'port'>): string {
   return vip.port === '*' ? `${vip.ip} . ${vip.protocol}` : `${vip.ip} . ${vip.protocol} . ${vip.port}`;
 }
 

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Testing } from 'cdktf';
 import { Engine } from '../../constructs';
-import { renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
+import { joinBalancerReview, renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
 import { ENGINE_LIST, MixedStack, exampleStack, mixedStack, scratchDir } from '../support/stacks';
 
 Testing.setupJest();
@@ -61,13 +61,16 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const lb1 = m.lb1.toSpec();
     const review = renderBalancerReview(lb1);
     const triggers = resourceOf(json, engine, 'lb1')[triggersKey(engine)];
-    expect(Object.keys(triggers).sort()).toEqual(BALANCER_TRIGGERS);
+    const vipKeys = lb1.vips.map((v) => `vip:${v.name}`);
+    expect(Object.keys(triggers).sort()).toEqual([...BALANCER_TRIGGERS, ...vipKeys].sort());
     expect(triggers).toEqual({ ...review, spec: stableJson(lb1), hash: sha256Hex(stableJson(lb1)) });
     // Readable, multi-line text: the plan shows a line diff of it.
     expect(triggers.ruleset.split('\n').length).toBeGreaterThan(50);
     expect(triggers.ruleset).toContain('table netdev tula_dsr {\n');
     expect(triggers.ruleset).toContain('\t\ttype filter hook ingress device "eth0" priority -300; policy accept;\n');
-    expect(triggers.ruleset).toContain('\t\t\t10.0.1.100 . tcp . 80 . 0 : $mac_0a00010b,\n');
+    // Per-VIP map elements live in their own entries, so a plan hides the VIPs that did not change.
+    expect(triggers.ruleset).not.toContain('10.0.1.100 . tcp . 80 . 0 :');
+    expect(joinBalancerReview(triggers)).toContain('\n\t10.0.1.100 . tcp . 80 . 0 : $mac_0a00010b,\n');
     expect(triggers.addresses).toBe('10.0.1.100/32 dev eth0\n10.0.1.110/32 dev eth0\n');
     expect(triggers.tunnels).toBe('tula0a00010b: ipip local 10.0.1.2 remote 10.0.1.11\ntula0a00020d: ipip local 10.0.1.2 remote 10.0.2.13\n');
     expect(triggers.spec).toContain('\n  "interface": "eth0",\n');
@@ -139,13 +142,19 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(after.hash).not.toBe(before.hash);
     expect(after.addresses).toBe(before.addresses);
     expect(after.tunnels).toBe(before.tunnels);
+    // Only the web VIP's entry and the table (its scheduler chain's modulus) change; every other VIP entry is equal.
+    const changedKeys = Object.keys(after).filter((k) => after[k] !== before[k]).sort();
+    expect(changedKeys).toEqual(['hash', 'ruleset', 'spec', 'vip:web']);
     const lines = (s: string) => new Set(s.split('\n'));
-    const removed = [...lines(before.ruleset)].filter((l) => !lines(after.ruleset).has(l));
-    const added = [...lines(after.ruleset)].filter((l) => !lines(before.ruleset).has(l));
-    expect(added.length).toBeGreaterThan(0);
+    const diff = (key: string) => ({
+      removed: [...lines(before[key])].filter((l) => !lines(after[key]).has(l)),
+      added: [...lines(after[key])].filter((l) => !lines(before[key]).has(l)),
+    });
     // Weights 2:1 → 3:1: the web VIP gets a 4th slot and a scheduler of modulus 4; nothing about other VIPs changes.
-    expect(added).toContain('\t\t\t10.0.1.100 . tcp . 80 . 3 : $mac_0a00010b');
-    expect([...removed, ...added].every((l) => l.includes('10.0.1.100 . tcp . 80') || /_rr[34]_t300|mod [34] /.test(l))).toBe(true);
+    expect(diff('vip:web').added.map((l) => l.replace(/,$/, ''))).toContain('\t10.0.1.100 . tcp . 80 . 3 : $mac_0a00010b');
+    const table = diff('ruleset');
+    expect([...table.removed, ...table.added].length).toBeGreaterThan(0);
+    expect([...table.removed, ...table.added].every((l) => /_rr[34]_t300|mod [34] /.test(l))).toBe(true);
     expect(JSON.parse(after.spec).vips.find((v: Json) => v.name === 'web').backends.map((b: Json) => b.weight)).toEqual([3, 1, 0]);
   });
 

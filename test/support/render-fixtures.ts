@@ -6,7 +6,7 @@
 import {
   ALGORITHMS, Algorithm, BackendHostSpec, BalancerFacts, BalancerSpec, Mode, NftTable, NftTableFacts, PROTOCOLS,
   StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, formatIssues, planBackendHost, planBalancerHost,
-  renderBalancerReview, renderNftReload,
+  joinBalancerReview, renderBalancerReview, renderNftReload,
 } from '../../model';
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';
@@ -179,7 +179,7 @@ export function renderBalancerCase(name: string, spec: BalancerSpec): BalancerRe
   const facts = factsFor(spec);
   const plan = planBalancerHost(spec, facts);
   const out: BalancerRenders = {
-    plan: renderBalancerReview(spec).ruleset,
+    plan: joinBalancerReview(renderBalancerReview(spec)),
     boot: plan.files.find((f) => f.path.endsWith('.nft'))!.content,
     reload: renderNftReload(plan.table, FRESH),
     table: plan.table,

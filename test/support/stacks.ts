@@ -9,7 +9,7 @@ import { App, TerraformStack } from 'cdktf';
 import { Backend, Balancer, BackendHost, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
-import { renderBalancerReview } from '../../model';
+import { joinBalancerReview, renderBalancerReview } from '../../model';
 import { HOST_KEY, fillPendingDefines } from './common';
 
 export const ENGINE_LIST: readonly Engine[] = ['null_resource', 'terraform_data'];
@@ -94,7 +94,7 @@ export function stackRulesets(): { name: string; text: string }[] {
       ['example stack weights 1:2:4', exampleStack(root, undefined, [1, 2, 4]).stack.balancer],
       ...(['lb1', 'lb2'] as const).map((k): [string, Balancer] => [`mixed stack ${k}`, mixedStack(root)[k]]),
     ];
-    return balancers.map(([name, b]) => ({ name: `${name} | plan`, text: fillPendingDefines(renderBalancerReview(b.toSpec()).ruleset) }));
+    return balancers.map(([name, b]) => ({ name: `${name} | plan`, text: fillPendingDefines(joinBalancerReview(renderBalancerReview(b.toSpec()))) }));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
