@@ -4,7 +4,7 @@ import {
   BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson,
 } from '../model';
 import type { Backend } from './backend';
-import { emitHostResource, terraformSha256 } from './host-resource';
+import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 
@@ -36,6 +36,15 @@ export class BackendHost extends Construct {
   private readonly props: BackendHostProps;
   private readonly propIssues: SpecIssue[];
   private readonly backendList: Backend[] = [];
+
+  /**
+   * Use in place of a deleted backend host construct (same scope and id) for one apply: Terraform then destroys its
+   * resource *and* runs tula-dsr's remove on the host, which a plain deletion skips (Terraform drops a resource's
+   * destroy-time provisioner together with its block). Delete this line too once that apply has run.
+   */
+  static retire(scope: Construct, id: string): void {
+    emitRemovedHost(scope, id);
+  }
 
   constructor(scope: Construct, id: string, props: BackendHostProps) {
     super(scope, id);

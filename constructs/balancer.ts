@@ -3,7 +3,7 @@ import { Construct } from 'constructs';
 import {
   BalancerSpec, FieldCheck, SpecError, SpecIssue, VipSpec, checkBalancerSpec, checkCidr, checkIpv4, parseIpv4, renderBalancerReview, sha256Hex, stableJson,
 } from '../model';
-import { emitHostResource, terraformSha256 } from './host-resource';
+import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 import type { DsrVip } from './dsr-vip';
@@ -42,6 +42,15 @@ export class Balancer extends Construct {
   private readonly propIssues: SpecIssue[];
   private readonly vipList: DsrVip[] = [];
   private cachedIssues?: SpecIssue[];
+
+  /**
+   * Use in place of a deleted balancer construct (same scope and id) for one apply: Terraform then destroys its
+   * resource *and* runs tula-dsr's remove on the host, which a plain deletion skips (Terraform drops a resource's
+   * destroy-time provisioner together with its block). Delete this line too once that apply has run.
+   */
+  static retire(scope: Construct, id: string): void {
+    emitRemovedHost(scope, id);
+  }
 
   constructor(scope: Construct, id: string, props: BalancerProps) {
     super(scope, id);

@@ -1,4 +1,4 @@
-import { dependable, Fn, Lazy, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
+import { dependable, Fn, Lazy, TerraformElement, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
@@ -76,20 +76,48 @@ function ensureNullProvider(scope: Construct): void {
   if (!stack.node.findAll().some((c) => c instanceof NullProvider)) new NullProvider(stack, 'tula-dsr-null');
 }
 
+const RESOURCE_TYPE: Record<Engine, string> = { null_resource: 'null_resource', terraform_data: 'terraform_data' };
+const SELF_SPEC: Record<Engine, string> = { null_resource: 'self.triggers.spec', terraform_data: 'self.triggers_replace.spec' };
+
+/**
+ * Terraform drops a resource's destroy-time provisioner together with its block, so deleting a host construct
+ * would leave the host configured. A `removed` block (Terraform ≥ 1.7) for the same address keeps the provisioner:
+ * the element takes the deleted resource's construct path, hence its logical id, and emits only that block.
+ */
+class RemovedHostResource extends TerraformElement {
+  constructor(scope: Construct, id: string, private readonly engine: Engine) {
+    super(scope, id);
+  }
+  override toTerraform(): Record<string, unknown> {
+    const environment = agentEnvironment(SELF_SPEC[this.engine]);
+    return {
+      removed: [{
+        from: `${RESOURCE_TYPE[this.engine]}.${this.friendlyUniqueId}`,
+        lifecycle: { destroy: true },
+        provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } }],
+      }],
+    };
+  }
+}
+
+/** The `removed` block for a deleted host construct at `scope/id` (see Balancer.retire and BackendHost.retire). */
+export function emitRemovedHost(scope: Construct, id: string): void {
+  const holder = new Construct(scope, id);
+  new RemovedHostResource(holder, 'host', engineOf(scope));
+}
+
 /** One Terraform resource per host, replaced whenever its rendered configuration changes. */
 export function emitHostResource(scope: Construct, id: string, options: HostResourceOptions): TerraformResource {
   const engine = engineOf(scope);
   const triggers = Lazy.anyValue({ produce: () => options.triggers() }) as unknown as Record<string, string>;
   let resource: TerraformResource;
-  let selfSpec: string;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);
     resource = new NullResource(scope, id, { triggers });
-    selfSpec = 'self.triggers.spec';
   } else {
     resource = new TerraformDataResource(scope, id, triggers);
-    selfSpec = 'self.triggers_replace.spec';
   }
+  const selfSpec = SELF_SPEC[engine];
   resource.lifecycle = { createBeforeDestroy: true };
   resource.dependsOn = Lazy.listValue({ produce: () => options.dependsOn().map((r) => dependable(r)) }) as unknown as string[];
   const environment = agentEnvironment(selfSpec);
