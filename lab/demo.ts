@@ -6,6 +6,7 @@
  * it, deploys it with the real `terraform init` and `apply` (the provisioners run the tula-dsr agent over SSH),
  * sends traffic from the client and prints how it was balanced and how few bytes crossed the balancer, then
  * destroys the deployment and tears the lab down. `--keep` leaves everything running until Ctrl-C.
+ * `--l3` runs the L3 (IPIP) demo in the qemu VM lab instead (lab/vm/demo.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -26,7 +27,9 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args | string {
-  const args: Args = { keep: false, l3: false, engine: 'null_resource' };
+  // terraform_data is built into Terraform: the demo then uses no stand-in at all. null_resource needs the
+  // hashicorp/null provider, which this offline machine cannot download, so it runs on the test-only stand-in.
+  const args: Args = { keep: false, l3: false, engine: 'terraform_data' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
@@ -44,9 +47,10 @@ function parseArgs(argv: readonly string[]): Args | string {
 const USAGE = `usage: npm run demo [-- --keep] [-- --engine null_resource|terraform_data] [-- --l3]
 
   --keep     leave the lab and the deployment running; Ctrl-C tears everything down
-  --engine   the Terraform resource engine (default null_resource, served by the offline test mirror)
-  --l3       the L3 (IPIP) demo in a qemu VM, where the VM lab provides one
-needs root (network namespaces, sshd, nft) and terraform on PATH.`;
+  --engine   the Terraform resource engine (default terraform_data, built into Terraform; null_resource runs
+             on the test-only offline stand-in for hashicorp/null)
+  --l3       the L3 (IPIP) demo in a qemu VM (Debian's cloud kernel; the first run fetches it with apt)
+needs root (network namespaces, sshd, nft; for --l3: qemu and apt) and terraform on PATH.`;
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
