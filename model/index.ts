@@ -12,3 +12,4 @@ export * from './review';
 export * from './nft/objects';
 export * from './nft/render';
 export * from './nft/balancer';
+export * from './ssh-target';

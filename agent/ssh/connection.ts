@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Client, ClientChannel, ConnectConfig, utils as ssh2Utils } from 'ssh2';
-import { SshTarget, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, PASSPHRASE_ENV } from './target';
+import { type SshTarget, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, PASSPHRASE_ENV } from './target';
 import { SshError, SshErrorInfo, SshErrorKind, isRetryable } from './errors';
 import {
   HostKeyDecision,
