@@ -78,6 +78,11 @@ export interface VmLabOptions {
   readonly lifetimeSec?: number;
   /** Time allowed from qemu start to READY. @default 120 000 */
   readonly bootTimeoutMs?: number;
+  /**
+   * On SIGINT or SIGTERM, power the VM off and re-raise the signal. Pass false when the caller handles the signals
+   * itself (and calls stop()); qemu is still killed when the process exits. @default true
+   */
+  readonly handleSignals?: boolean;
 }
 
 export interface StopOptions {
@@ -204,8 +209,10 @@ export async function startVmLab(options: VmLabOptions = {}): Promise<VmLab> {
     });
   };
   process.on('exit', onExit);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  if (options.handleSignals ?? true) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
 
   const lab: VmLab = {
     inventory: undefined as unknown as VmInventory,

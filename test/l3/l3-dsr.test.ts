@@ -6,16 +6,12 @@
  * Needs root (and apt for qemu, the kernel and busybox on a cold run). Without them every test here fails: the
  * lab refuses to start with a clear message. Nothing is skipped.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import * as os from 'node:os';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY } from '../../constructs';
-import { execFile } from '../../lab/exec';
+import { createL3Workspace, flushFlows, httpBurst, L3Workspace, nftCounter, RunResult, tally, udpBurst } from '../../lab/vm/deploy';
 import { repoRoot } from '../../lab/vm/paths';
 import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
 import type { VmHostName } from '../../lab/vm/guest';
-import { runTerraform, TerraformResult } from '../support/terraform-env';
 
 const TULA_HOSTS = ['lb', 'be1', 'be2'] as const;
 const REQUESTS = 40;
@@ -23,9 +19,8 @@ const POST_BYTES = 300 * 1024;
 
 let lab: VmLab | undefined;
 let inv: VmInventory;
-let tmp: string;
+let ws: L3Workspace | undefined;
 let stackDir: string;
-let tfEnv: NodeJS.ProcessEnv;
 let failed = false;
 const before: Record<string, string> = {};
 const timings: Record<string, number> = {};
@@ -58,36 +53,17 @@ function step(name: string, timeoutMs: number, body: () => Promise<void>, needsD
 
 const sh = (host: VmHostName, script: string) => lab!.execOk(host, script);
 
-function terraform(args: string[], timeoutMs = 120_000): Promise<TerraformResult> {
-  return runTerraform(args, { cwd: stackDir, env: tfEnv, timeoutMs });
+function terraform(args: string[], timeoutMs = 120_000): Promise<RunResult> {
+  return ws!.terraform(args, { timeoutMs });
 }
 
-function expectTerraformOk(r: TerraformResult, what: string): void {
+function expectTerraformOk(r: RunResult, what: string): void {
   if (r.code !== 0) throw new Error(`terraform ${what} exited with ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
 }
 
 /** The agent CLI from dist/ (what the provisioners run), on the synthesized stack. */
-function agent(args: string[]) {
-  return execFile([process.execPath, path.join(repoRoot(), 'dist', 'agent', 'cli.js'), ...args], { timeoutMs: 120_000 });
-}
-
-/** The stack under test: one balancer, two backend hosts on other subnets, an L3 TCP VIP (1:3) and an L3 UDP VIP. */
-function synthesize(outdir: string, i: VmInventory): string {
-  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: 'terraform_data' } });
-  const stack = new TerraformStack(app, 'l3');
-  // cdktf's default local state is <cwd>/terraform.l3.tfstate: the repository, shared by concurrent runs
-  new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });
-  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({ host: h.sshHost, port: h.sshPort, hostKey: h.hostKey, privateKeyPath: i.privateKeyPath });
-  const lb = new Balancer(stack, 'lb', { ssh: ssh(i.balancer), interface: i.balancer.interface, address: i.balancer.address });
-  const [be1, be2] = i.backends.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address }));
-  const web = new DsrVip(stack, 'web', { balancer: lb, ip: i.vips.web, port: i.ports.http, mode: 'l3', algorithm: 'weighted-round-robin' });
-  web.addBackend('be1', { host: be1, weight: 1 });
-  web.addBackend('be2', { host: be2, weight: 3 });
-  const dns = new DsrVip(stack, 'dns', { balancer: lb, ip: i.vips.dns, port: i.ports.udp, protocol: 'udp', mode: 'l3', algorithm: 'round-robin' });
-  dns.addBackend('be1', { host: be1 });
-  dns.addBackend('be2', { host: be2 });
-  app.synth();
-  return path.join(outdir, 'stacks', 'l3');
+function agent(args: string[]): Promise<RunResult> {
+  return ws!.agent(args);
 }
 
 /** Everything tula-dsr may touch on a host, as text: nft ruleset, addresses, routes, net sysctls, /etc and /var. */
@@ -104,17 +80,8 @@ const SNAPSHOT = [
 ].join('\n');
 
 /** `nft list counter …` → packets. */
-async function counter(host: VmHostName, family: string, table: string, name: string): Promise<number> {
-  const out = await sh(host, `nft list counter ${family} ${table} ${name}`);
-  const m = /packets (\d+)/.exec(out);
-  if (!m) throw new Error(`no packet count for ${family} ${table} ${name} on ${host}:\n${out}`);
-  return Number(m[1]);
-}
-
-function tally(lines: string): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const l of lines.split('\n').map((x) => x.trim()).filter(Boolean)) counts[l] = (counts[l] ?? 0) + 1;
-  return counts;
+function counter(host: VmHostName, family: string, table: string, name: string): Promise<number> {
+  return nftCounter(lab!, host, family, table, name);
 }
 
 /** dist/ must hold the code under test: the provisioners run dist/agent/cli.js, not the TypeScript sources. */
@@ -151,14 +118,10 @@ async function setUp(): Promise<void> {
   inv = lab.inventory;
   timings['lab start'] = Date.now() - started;
 
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'tula-dsr-l3-'));
-  // the provisioners run `node -e 'require("tula-dsr/agent")…'` in the stack folder: resolve it to this checkout
-  mkdirSync(path.join(tmp, 'node_modules'));
-  symlinkSync(repoRoot(), path.join(tmp, 'node_modules', 'tula-dsr'), 'dir');
-  const cliConfig = path.join(tmp, 'terraform.tfrc');
-  writeFileSync(cliConfig, '');
-  tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cliConfig, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', TF_INPUT: '0' };
-  stackDir = synthesize(path.join(tmp, 'cdktf.out'), inv);
+  // the stack (lab/vm/deploy.ts; web: L3 TCP, weighted round robin 1:3; dns: L3 UDP), synthesized into a temp folder
+  // whose node_modules/tula-dsr resolves the provisioners' `require("tula-dsr/agent")` to this checkout
+  ws = await createL3Workspace(inv);
+  stackDir = ws.stackDir;
   expectTerraformOk(await terraform(['init', '-input=false', '-no-color']), 'init');
 
   // a host whose all.rp_filter is strict before deploy: tula-dsr must loosen it and restore it on remove
@@ -170,8 +133,8 @@ async function setUp(): Promise<void> {
 
 afterAll(async () => {
   await lab?.stop({ failed });
-  if (tmp && !failed) rmSync(tmp, { recursive: true, force: true });
-  else if (tmp) process.stderr.write(`l3 test: kept ${tmp} (terraform state and the synthesized stack)\n`);
+  if (ws && !failed) ws.remove();
+  else if (ws) process.stderr.write(`l3 test: kept ${ws.dir} (terraform state and the synthesized stack)\n`);
   process.stderr.write(`l3 test timings (ms): ${JSON.stringify({ ...timings, lab: lab?.timings })}\n`);
 }, 60_000);
 
@@ -212,9 +175,9 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
   }, false);
 
   step(`HTTP from client: ${REQUESTS} requests spread 1:3 over be1 and be2`, 120_000, async () => {
-    await sh('lb', 'nft flush map netdev tula_dsr flows_l3_tcp');
-    const out = await sh('client', `for i in $(seq ${REQUESTS}); do timeout 5 wget -q -O - http://${inv.vips.web}/name || { echo failed; break; }; done`);
-    expect(tally(out)).toEqual({ be1: REQUESTS / 4, be2: (REQUESTS * 3) / 4 });
+    await flushFlows(lab!, 'flows_l3_tcp');
+    const burst = await httpBurst(lab!, { host: inv.vips.web, port: inv.ports.http, count: REQUESTS });
+    expect(burst).toEqual({ counts: { be1: REQUESTS / 4, be2: (REQUESTS * 3) / 4 }, failures: 0, errors: [] });
   });
 
   step('1 MiB downloads succeed from both backends', 120_000, async () => {
@@ -274,18 +237,11 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
   });
 
   step('UDP through an L3 VIP reaches both backends, and the answers come from the VIP', 60_000, async () => {
-    await sh('lb', 'nft flush map netdev tula_dsr flows_l3_udp');
-    // socat's UDP socket is connected to VIP:port, so it only accepts answers sourced from the VIP
-    // eight clients at once, each its own fixed source port (a new flow); socat waits up to 3 s for the answer (and exits
-    // 0 either way, hence the empty-answer test). A datagram lost on the emulated (slow, shared) VM is sent again from the same port, so it stays the same flow.
-    const ask = `echo ping | timeout 8 socat -t 3 - UDP4:${inv.vips.dns}:${inv.ports.udp},sourceport=$((40000 + i)),reuseaddr`;
-    const out = await sh('client', [
-      `for i in 1 2 3 4 5 6 7 8; do (for a in 1 2 3; do r=$(${ask}); [ -n "$r" ] && break; done; echo "\${r:-failed}") > /tmp/udp.$i & done`,
-      'wait',
-      'cat /tmp/udp.*',
-      'rm -f /tmp/udp.*',
-    ].join('\n'));
-    expect(tally(out)).toEqual({ be1: 4, be2: 4 });
+    await flushFlows(lab!, 'flows_l3_udp');
+    // eight clients at once, each from its own fixed source port (a new flow); socat only accepts answers sourced
+    // from the VIP; a datagram lost on the emulated VM is sent again from the same port (see udpBurst)
+    const udp = await udpBurst(lab!, { host: inv.vips.dns, port: inv.ports.udp, count: 8 });
+    expect(udp).toEqual({ counts: { be1: 4, be2: 4 }, failures: 0, errors: [] });
   });
 
   step('re-apply changes nothing, and tula-dsr check reports the stack in sync', 120_000, async () => {
