@@ -1,10 +1,10 @@
 import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import { STATE_DIR, HostState } from '../state';
-import { disableUnitStep, hasAddress } from './common';
+import { disableUnitStep, staleAddressTasks } from './common';
 import { removeStateStep } from './state-file';
 import { Task, changed, ok } from './task';
-import { cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
+import { cmd, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
 
 /**
  * Full removal of what tula-dsr set up, guarded by generation: it runs only when the host still carries the
@@ -22,9 +22,7 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
     const [family, name] = key.split(' ');
     if (facts.nft[key]?.table.exists) tasks.push(changed(`nft table ${key}`, 'removed', [{ run: cmd('nft', 'delete', 'table', family, name), undo: ':' }]));
   }
-  for (const a of state.addresses) {
-    if (hasAddress(facts, a)) tasks.push(changed(`address ${a.ip}/${a.prefix} dev ${a.dev}`, 'removed', [removeAddressStep(a.ip, a.prefix, a.dev)], `- ${a.ip}/${a.prefix} dev ${a.dev}`));
-  }
+  tasks.push(...staleAddressTasks(state.addresses, facts, 'removed'));
   for (const t of state.tunnels) {
     if (facts.ip.links[t.name]) tasks.push(changed(`tunnel ${t.name}`, 'removed', [removeTunnelStep(t.name, t.local, t.remote)]));
   }

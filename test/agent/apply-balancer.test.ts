@@ -128,4 +128,28 @@ describe('balancer host apply (real nft, real neighbours)', () => {
     expect(after).toEqual(before);
     expect(await slotMacs()).toEqual([`0 ${be1.mac}`, `1 ${be2.mac}`]);
   });
+
+  test('GIVEN 200 VIPs WHEN apply, re-apply and remove run THEN the addresses go in one ip -batch step each way and the host ends as it began', async () => {
+    // From a clean host: the earlier tests' configuration goes first.
+    expect((await run(specText, 'remove')).error).toBeUndefined();
+    const before = await snapshot(lb);
+    const many = Array.from({ length: 200 }, (_, i) => ({ name: `v${i}`, ip: `10.99.3.${i + 1}`, port: 80, backends: [{ name: 'be1', ip: be1.ip }] }));
+    const spec = JSON.stringify(balancerSpec(lab, lb, many));
+
+    const applied = await run(spec, 'apply');
+    expect(applied.error).toBeUndefined();
+    const batch = applied.tasks.find((t) => t.name === 'addresses on eth0 (200 wanted)');
+    expect(batch).toMatchObject({ status: 'changed', detail: '200 added' });
+    expect(batch?.diff?.split('\n')).toHaveLength(200);
+    expect((await addresses(lb, 'eth0')).filter((a) => a.startsWith('10.99.3.'))).toHaveLength(200);
+
+    const again = await run(spec, 'apply');
+    expect(again.counts.changed).toBe(0);
+    expect(again.tasks.find((t) => t.name === 'addresses on eth0 (200 wanted)')).toMatchObject({ status: 'ok', detail: 'all present' });
+
+    const removed = await run(spec, 'remove');
+    expect(removed.error).toBeUndefined();
+    expect(removed.tasks.find((t) => t.name === 'addresses on eth0 (200)')).toMatchObject({ status: 'changed', detail: 'removed' });
+    expect(await snapshot(lb)).toEqual(before);
+  });
 });
