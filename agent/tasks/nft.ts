@@ -1,6 +1,6 @@
 import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { nftRecordListingCommand } from '../facts/gather';
+import { nftListingFile, nftRecordListingCommand } from '../facts/gather';
 import { renderDiff } from '../diff';
 import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
@@ -38,9 +38,7 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
     if (recorded && live.listingHash !== recorded.listingHash) reasons.push('live table was changed outside tula-dsr');
   }
   if (!reasons.length) return ok(name, 'in sync');
-  const base = `${STATE_DIR}/${want.family}-${want.name}`;
-  const load = `${base}.load.nft`;
-  const before = `${base}.before.nft`;
+  const { load, before } = nftScratchFiles(want.family, want.name);
   const existed = !!live?.table.exists;
   const run = [
     cmd('mkdir', '-p', STATE_DIR),
@@ -51,6 +49,12 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
   const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
   const diff = live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
   return changed(name, reasons.join('; '), [{ run, undo }], diff);
+}
+
+/** Files the agent keeps for a table under STATE_DIR: what it loaded, the table before, and the listing after. */
+export function nftScratchFiles(family: string, name: string): { load: string; before: string; listing: string } {
+  const base = `${STATE_DIR}/${family}-${name}`;
+  return { load: `${base}.load.nft`, before: `${base}.before.nft`, listing: nftListingFile(family, name) };
 }
 
 /** Shell that computes each table's listing hash for the state file, after every step succeeded. */

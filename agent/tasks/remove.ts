@@ -1,8 +1,9 @@
 import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { STATE_DIR, HostState } from '../state';
+import type { HostState } from '../state';
 import { disableUnitStep, staleAddressTasks } from './common';
 import { removeStateStep } from './state-file';
+import { nftScratchFiles } from './nft';
 import { Task, changed, ok } from './task';
 import { cmd, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
 
@@ -36,8 +37,8 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
   const removedFiles = state.files.filter((f) => facts.files[f]);
   for (const path of removedFiles) tasks.push(changed(`file ${path}`, 'removed', [removeFileStep(path)]));
   const scratch = Object.keys(state.nft).flatMap((key) => {
-    const base = `${STATE_DIR}/${key.replace(' ', '-')}`;
-    return [`${base}.load.nft`, `${base}.before.nft`, `${base}.listing`];
+    const [family, name] = key.split(' ');
+    return Object.values(nftScratchFiles(family, name));
   });
   tasks.push(changed(`state ${statePath}`, 'removed', [
     { run: cmd('rm', '-f', ...scratch), undo: ':' },
