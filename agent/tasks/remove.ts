@@ -1,4 +1,3 @@
-import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import type { HostState } from '../state';
 import { disableUnitStep, staleAddressTasks } from './common';
@@ -52,4 +51,3 @@ export function removeDirsCommands(state: HostState | null): string[] {
   return [...(state?.dirs ?? [])].sort((a, b) => b.length - a.length).map((d) => `rmdir ${cmd(d)} 2>/dev/null || true`);
 }
 
-export { sha256Hex };
