@@ -6,7 +6,13 @@
  * Wall times cover everything the CLI pays per host except node's start-up: connect with host key verification,
  * facts, apply, close. Round trips are exec channels after the connection is set up.
  * Goals: no-op ≤ 2 and cold ≤ 3 round trips; cold apply within 2× of `ssh host true`.
+ *
+ * The same cold and no-op applies are also timed through the CLI (`node dist/agent/cli.js apply --spec FILE`), as
+ * an operator or a provisioner runs it: that adds node's start-up and module loading.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { createLab } from '../lab/topology';
 import { execFile } from '../lab/exec';
 import { runHost } from '../agent/runner';
@@ -24,6 +30,11 @@ export interface AgentRttResult {
   readonly noopApplyMs: Stats;
   readonly noopApplyRoundTrips: Stats;
   readonly sshTrueMs: Stats;
+  /** The CLI end to end (node start-up included). */
+  readonly cliColdApplyMs: Stats;
+  readonly cliNoopApplyMs: Stats;
+  /** median CLI cold apply / median `ssh host true`. */
+  readonly cliColdVsSshTrue: number;
   /** median cold apply / median `ssh host true`; the goal is ≤ 2. */
   readonly coldVsSshTrue: number;
 }
@@ -41,6 +52,7 @@ const now = () => Number(process.hrtime.bigint()) / 1e6;
 /** Measures `runs` cold applies, `runs` no-op applies and `runs` plain `ssh host true` on a fresh one-host lab. */
 export async function benchAgentRtt(runs = 10): Promise<AgentRttResult> {
   const lab = await createLab({ hosts: [{ name: 'be1' }] });
+  const dir = mkdtempSync(join(tmpdir(), 'tula-agent-rtt-'));
   try {
     const be = lab.hosts.be1;
     const spec = JSON.stringify({
@@ -68,6 +80,17 @@ export async function benchAgentRtt(runs = 10): Promise<AgentRttResult> {
       return ms;
     };
 
+    const specFile = join(dir, 'be1.json');
+    writeFileSync(specFile, spec);
+    const cli = async () => {
+      const t = now();
+      const r = await execFile([process.execPath, join(resolve(__dirname, '..', '..'), 'dist', 'agent', 'cli.js'), 'apply', '--spec', specFile, '--json']);
+      const ms = now() - t;
+      if (r.code !== 0) throw new Error(`tula-dsr apply --spec failed (exit ${r.code}): ${r.stderr}`);
+      const changed = (JSON.parse(r.stdout) as { results: { counts: { changed: number } }[] }).results[0].counts.changed;
+      return { ms, changed };
+    };
+
     // warm-up: caches, sshd's first fork, node's JIT
     await timed('apply');
     await timed('remove');
@@ -86,6 +109,17 @@ export async function benchAgentRtt(runs = 10): Promise<AgentRttResult> {
       ssh.push(await sshTrue());
       await timed('remove');
     }
+    const cliCold: number[] = [];
+    const cliNoop: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const c = await cli();
+      if (c.changed === 0) throw new Error('a cold CLI apply changed nothing: the host was not reset');
+      cliCold.push(c.ms);
+      const n = await cli();
+      if (n.changed !== 0) throw new Error(`a no-op CLI apply changed ${n.changed} task(s)`);
+      cliNoop.push(n.ms);
+      await timed('remove');
+    }
     const coldApplyMs = stats(cold.map((c) => c.ms));
     const sshTrueMs = stats(ssh);
     return {
@@ -96,8 +130,12 @@ export async function benchAgentRtt(runs = 10): Promise<AgentRttResult> {
       noopApplyRoundTrips: stats(noop.map((n) => n.roundTrips)),
       sshTrueMs,
       coldVsSshTrue: round(coldApplyMs.median / sshTrueMs.median),
+      cliColdApplyMs: stats(cliCold),
+      cliNoopApplyMs: stats(cliNoop),
+      cliColdVsSshTrue: round(stats(cliCold).median / sshTrueMs.median),
     };
   } finally {
+    rmSync(dir, { recursive: true, force: true });
     await lab.teardown();
   }
 }

@@ -2,9 +2,12 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join, resolve } from 'node:path';
+import { benchAgentRtt } from './agent-rtt';
 import { METHODS, Method, measureConvergence } from './converge';
+import { WRK_MODES, WrkMode, ensureWrk, measureL2DataPlane } from './l2-dataplane';
 import { remapFractions } from './maglev-remap';
 import { measureNftLoad } from './nft-scale';
+import { VARIANTS, measureBreakdown } from './terraform-breakdown';
 import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
 
 /**
@@ -46,6 +49,61 @@ async function convergenceSection(): Promise<void> {
     rows.push({ section: `convergence ${phase}`, goal: 'T ≥ 3× faster than B', measured: `${ratio('B', 'T').toFixed(1)} × (B ${x.B.median.toFixed(0)} ms)`, pass: ratio('B', 'T') >= 3 });
     rows.push({ section: `convergence ${phase}`, goal: 'T ≥ 6× faster than A', measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`, pass: ratio('A', 'T') >= 6 });
   }
+  // Where T's cold time goes: the same stack with the provisioner command replaced, side by side with T
+  const variants = ['T', 'true', 'node', 'require'];
+  log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
+  const b = await measureBreakdown(hosts, runs, variants);
+  notes.push(`Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=20\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`, '', '| provisioner | cold | no-op |', '|---|---|---|');
+  for (const v of variants) notes.push(`| ${VARIANTS[v].description} | ${ms(b[v].cold)} | ${ms(b[v].noop)} |`);
+  notes.push('', `So Terraform itself takes ${b.true.cold.median.toFixed(0)} ms, starting ${hosts} bare node processes adds ${(b.node.cold.median - b.true.cold.median).toFixed(0)} ms, loading the agent's modules (zod, ssh2, the model) in each adds ${(b.require.cold.median - b.node.cold.median).toFixed(0)} ms, and the agent's work (SSH, facts, apply) ${(b.T.cold.median - b.require.cold.median).toFixed(0)} ms. Terraform starts one provisioner process per host, all ${hosts} at once on ${cpus().length} cores, so each node start-up and module load costs CPU time that adds up; D pays them once for all hosts.`, '');
+}
+
+async function agentSection(): Promise<void> {
+  const runs = quick ? 3 : 10;
+  log(`agent: cold and no-op apply of one backend host against \`ssh host true\`, ${runs} runs each`);
+  const r = await benchAgentRtt(runs);
+  const f = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(0)} ms (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}, n=${runs})`;
+  notes.push(
+    `Agent, one backend host (two VIPs), ${runs} runs each:`, '',
+    '| measurement | wall time | SSH round trips after connect |', '|---|---|---|',
+    `| cold apply, in process (connect with host key check, facts, apply, close) | ${f(r.coldApplyMs)} | ${r.coldApplyRoundTrips.median} (max ${r.coldApplyRoundTrips.max}) |`,
+    `| no-op apply, in process | ${f(r.noopApplyMs)} | ${r.noopApplyRoundTrips.median} (max ${r.noopApplyRoundTrips.max}) |`,
+    `| cold apply, CLI \`tula-dsr apply --spec\` (node start-up included) | ${f(r.cliColdApplyMs)} | |`,
+    `| no-op apply, CLI | ${f(r.cliNoopApplyMs)} | |`,
+    `| plain \`ssh host true\` (OpenSSH, same key, host key checked) | ${f(r.sshTrueMs)} | 1 |`,
+    '',
+  );
+  rows.push({ section: 'agent', goal: 'no-op apply ≤ 2 round trips after connect', measured: `${r.noopApplyRoundTrips.max} (every run)`, pass: r.noopApplyRoundTrips.max <= 2 });
+  rows.push({ section: 'agent', goal: 'cold apply ≤ 3 round trips after connect', measured: `${r.coldApplyRoundTrips.max} (every run)`, pass: r.coldApplyRoundTrips.max <= 3 });
+  rows.push({ section: 'agent', goal: 'cold apply (CLI, node start-up included) ≤ 2 × ssh host true', measured: `${r.cliColdVsSshTrue.toFixed(2)} × (${r.cliColdApplyMs.median.toFixed(0)} ms vs ${r.sshTrueMs.median.toFixed(0)} ms)`, pass: r.cliColdVsSshTrue <= 2 });
+  rows.push({ section: 'agent', goal: 'cold apply (in process) ≤ 2 × ssh host true', measured: `${r.coldVsSshTrue.toFixed(2)} × (${r.coldApplyMs.median.toFixed(0)} ms)`, pass: r.coldVsSshTrue <= 2 });
+}
+
+async function l2Section(): Promise<void> {
+  const runs = quick ? 1 : 4;
+  const vips = 10000;
+  log(`data plane: HTTP through the L2 balancer, 1 VIP against ${vips} VIPs (tested VIP added last), ${runs} runs each, and the byte share of 10 MiB responses`);
+  const r = await measureL2DataPlane({ vips, runs, seconds: quick ? 3 : 5, log });
+  const f = (s: Stat) => `${s.median.toFixed(0)} (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}, n=${s.runs})`;
+  notes.push(
+    `HTTP requests per second through the L2 balancer (lab client → lb → ${r.backends} backends, Node HTTP server on 0.0.0.0:81 of each; ${r.wrk}; ABBA order, flow map flushed before each run; on the client only, tcp_tw_reuse=1 and ephemeral ports 32768-65535, without which wrk stalls on ports in TIME_WAIT):`, '',
+    `| wrk | 1 VIP | ${vips.toLocaleString('en')} VIPs, tested VIP added last | ratio |`, '|---|---|---|---|',
+  );
+  for (const m of Object.keys(WRK_MODES) as WrkMode[]) notes.push(`| ${WRK_MODES[m]} | ${f(r.rps[m].one)} | ${f(r.rps[m].many)} | ${r.rps[m].ratio.toFixed(2)} |`);
+  notes.push(
+    '',
+    `Each backend carries ${r.backendVips === 'all' ? `all ${vips.toLocaleString('en')} VIPs on lo, as its BackendHost spec says` : 'only the tested VIP on lo'}. The agent (\`tula-dsr apply --spec\`, one process per host) applied the configurations; the balancer owns every VIP on its eth0:`,
+    '',
+    ...r.applies.map((a) => `- ${a.what}: ${(a.ms / 1000).toFixed(1)} s (${a.changed} changed)`),
+    '',
+    `Byte share of a 10 MiB response through the VIP: the balancer's eth0 carried ${(r.byteShare.median * 100).toFixed(2)}% (min ${(r.byteShare.min * 100).toFixed(2)}%, max ${(r.byteShare.max * 100).toFixed(2)}%, n=${r.byteShare.runs}) of the bytes the client's eth0 carried (last run: ${r.byteShareBytes.balancer} of ${r.byteShareBytes.client} bytes).`,
+    '',
+  );
+  for (const m of Object.keys(WRK_MODES) as WrkMode[]) {
+    const x = r.rps[m];
+    rows.push({ section: 'data plane', goal: `HTTP req/s, ${vips.toLocaleString('en')} VIPs ÷ 1 VIP ≥ 0.9 (${m === 'keepalive' ? 'keep-alive' : 'new connection per request'})`, measured: `${x.ratio.toFixed(2)} (${x.many.median.toFixed(0)} vs ${x.one.median.toFixed(0)} req/s)`, pass: x.ratio >= 0.9 });
+  }
+  rows.push({ section: 'data plane', goal: "balancer's share of bytes, 10 MiB response ≤ 1%", measured: `${(r.byteShare.median * 100).toFixed(2)}%`, pass: r.byteShare.median <= 0.01 });
 }
 
 function dataPlaneSection(): void {
@@ -93,8 +151,11 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const started = Date.now();
+  ensureWrk(log);
   synthSection();
   dataPlaneSection();
+  await l2Section();
+  await agentSection();
   await convergenceSection();
   const table = renderTable(rows);
   const header = `Measured on ${machine()}${quick ? ' (--quick: fewer hosts and runs)' : ''}, in ${((Date.now() - started) / 1000).toFixed(0)} s.`;
