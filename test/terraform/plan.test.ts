@@ -107,7 +107,9 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(/\+ "?ruleset"? +\= <<-EOT$/m);
     expect(plan).toMatch(planLine('', 'table netdev tula_dsr {'));
     expect(plan).toMatch(planLine('', '\t\ttype filter hook ingress device "eth0" priority -300; policy accept;'));
-    expect(plan).toMatch(planLine('', '\t\t\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
+    // Each VIP's map elements are their own trigger entry, one element per line.
+    expect(plan).toMatch(/^ *\+ "vip:web" += <<-EOT$/m);
+    expect(plan).toMatch(planLine('', '\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
     expect(plan).toMatch(planLine('', '\t\tmeta protocol ip ip daddr . meta l4proto . th dport vmap @vip_port'));
     expect(plan).toMatch(/\+ "?sysctl_file"? += <<-EOT$/m);
     expect(plan).toMatch(planLine('', 'net.ipv4.conf.all.arp_ignore = 1'));
@@ -131,12 +133,14 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(new RegExp(`~ ${triggers} = \\{${engine === 'null_resource' ? ' # forces replacement' : '$'}`, 'm'));
     expect(plan).toMatch(/~ "?ruleset"? +\= <<-EOT$/m);
     // 1:2:3 → 1:2:4: the web VIP's slot table grows from 6 to 7 slots and its chain from rr6 to rr7.
-    expect(plan).toMatch(planLine('+', '\t\t\t10.213.1.100 . tcp . 80 . 6 : $mac_0ad5010d'));
-    expect(plan).toMatch(planLine('-', '\t\t\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
-    expect(plan).toMatch(planLine('-', '\t\t\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr6_t300'));
-    expect(plan).toMatch(planLine('+', '\t\t\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300'));
-    // Only the web VIP's lines change: the dns and all-ports VIPs' elements are not marked - or +.
+    expect(plan).toMatch(/~ "?vip:web"? += <<-EOT$/m);
+    expect(plan).toMatch(planLine('+', '\t10.213.1.100 . tcp . 80 . 6 : $mac_0ad5010d'));
+    expect(plan).toMatch(planLine('-', '\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
+    expect(plan).toMatch(planLine('-', '\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr6_t300'));
+    expect(plan).toMatch(planLine('+', '\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300'));
+    // Only the web VIP's lines change: the dns and all-ports VIPs' entries are hidden as unchanged.
     expect(plan).not.toMatch(/^ *[-+] .*10\.213\.1\.10[12] \./m);
+    expect(plan).not.toMatch(/"?vip:(dns|any)"? += /);
     expect(plan).not.toMatch(/web[123]_host_[0-9A-F]{8} (must be replaced|will be)/);
     expect(plan).toMatch(/Plan: 1 to add, 0 to change, 1 to destroy\./);
 
