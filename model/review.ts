@@ -110,4 +110,3 @@ export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {
   };
 }
 
-export { renderNftDeclarative };

@@ -1,10 +1,9 @@
-import { formatIpv4, ipv4Hex, parseIpv4 } from '../ipv4';
+import { ipv4Hex, parseIpv4 } from '../ipv4';
 import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { NftChain, NftDefine, NftMap, NftTable } from './objects';
 
 export const BALANCER_TABLE = 'tula_dsr';
-export const PROTOCOL_NUMBERS = { tcp: 6, udp: 17 } as const;
 /**
  * Capacity of each flow map. nft's default (65,535) is far too small for a balancer; entries cost memory only
  * while they exist, and they expire after the VIP's flowTimeoutSec of idleness.
@@ -217,4 +216,3 @@ export function balancerTunnels(spec: BalancerSpec): { name: string; local: stri
     .map((remote) => ({ name: tunnelName(remote), local: spec.address!, remote }));
 }
 
-export { formatIpv4 };

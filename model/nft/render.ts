@@ -80,8 +80,3 @@ export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
   for (const counter of staleCounters) lines.push(`delete counter ${id} ${counter}`);
   return lines.join('\n') + '\n';
 }
-
-/** Removes the table and nothing else; other tables and their handles are untouched. */
-export function renderNftDelete(family: NftTable['family'], name: string): string {
-  return `delete table ${family} ${name}\n`;
-}
