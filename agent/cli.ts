@@ -1,9 +1,14 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { resolve } from 'node:path';
 import { SpecError } from '../model';
 import { renderHostReport, renderRecap, hasFailure } from './report';
+import { CliIo, processIo } from './io';
 import { HostRunResult, RunMode, runHost } from './runner';
 import { readSpecFromEnv, readStackHosts } from './spec-input';
+
+export type { CliIo } from './io';
 
 export const EXIT = { ok: 0, failed: 1, drift: 2, usage: 64 } as const;
 
@@ -36,11 +41,16 @@ interface Args {
   limit?: string[];
 }
 
-function parseArgs(argv: readonly string[]): Args | string {
+/** Key and known_hosts paths: `~/` from the caller's HOME, relative paths from the caller's folder. */
+export function userPathResolver(io: Pick<CliIo, 'env' | 'cwd'>): (path: string) => string {
+  return (path) => (path.startsWith('~/') ? `${io.env.HOME ?? homedir()}${path.slice(1)}` : resolve(io.cwd, path));
+}
+
+function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv): Args | string {
   const [mode, ...rest] = argv;
   if (mode !== 'apply' && mode !== 'check' && mode !== 'remove') return mode ? `unknown command ${JSON.stringify(mode)}` : 'missing command';
   // Terraform's provisioners pass no options, so the environment can set the timeout for them.
-  const envTimeout = process.env.TULA_DSR_SSH_TIMEOUT;
+  const envTimeout = env.TULA_DSR_SSH_TIMEOUT;
   const args: Args = { mode, diff: false, json: false, timeoutMs: envTimeout ? Number(envTimeout) * 1000 : undefined };
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i];
@@ -56,8 +66,13 @@ function parseArgs(argv: readonly string[]): Args | string {
   return args;
 }
 
-async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: Args, progress: (l: string) => void): Promise<HostRunResult[]> {
-  const options = { progress, connectOptions: args.timeoutMs ? { timeoutMs: args.timeoutMs } : undefined };
+async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: Args, io: CliIo): Promise<HostRunResult[]> {
+  const options = {
+    progress: (line: string) => io.stderr(`tula-dsr: ${line}\n`),
+    connectOptions: { env: io.env, ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}) },
+    resolvePath: userPathResolver(io),
+    signal: io.signal,
+  };
   const phases = args.mode === 'remove' ? ['balancer', 'backend'] : ['backend', 'balancer'];
   const results: HostRunResult[] = [];
   for (const kind of args.mode === 'check' ? [undefined] : phases) {
@@ -77,47 +92,51 @@ function specKind(text: string): 'balancer' | 'backend' {
   }
 }
 
-/** The CLI; Terraform's provisioners call `main(["apply"])` through `node -e`. Resolves to the exit code. */
-export async function main(argv: readonly string[] = process.argv.slice(2), exit = true): Promise<number> {
-  const parsed = parseArgs(argv);
-  const finish = (code: number) => {
-    if (exit) process.exitCode = code;
-    return code;
-  };
+/**
+ * The CLI, in process. Resolves to the exit code; with the default `io` it also sets `process.exitCode`.
+ * Terraform's provisioners reach it through the agent daemon (see ./entry).
+ */
+export async function main(argv: readonly string[] = process.argv.slice(2), io?: CliIo): Promise<number> {
+  const code = await run(argv, io ?? processIo());
+  if (!io) process.exitCode = code;
+  return code;
+}
+
+async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const parsed = parseArgs(argv, io.env);
   if (typeof parsed === 'string') {
-    process.stderr.write(`tula-dsr: ${parsed}\n${USAGE}\n`);
-    return finish(EXIT.usage);
+    io.stderr(`tula-dsr: ${parsed}\n${USAGE}\n`);
+    return EXIT.usage;
   }
-  const progress = (line: string) => process.stderr.write(`tula-dsr: ${line}\n`);
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
-    if (parsed.stack) hosts = readStackHosts(parsed.stack).filter((h) => !parsed.limit || parsed.limit.includes(h.kind) || parsed.limit.includes(h.name));
+    if (parsed.stack) hosts = readStackHosts(resolve(io.cwd, parsed.stack)).filter((h) => !parsed.limit || parsed.limit.includes(h.kind) || parsed.limit.includes(h.name));
     else {
-      const text = parsed.specFile ? readFileSync(parsed.specFile, 'utf8') : readSpecFromEnv(process.env);
+      const text = parsed.specFile ? readFileSync(resolve(io.cwd, parsed.specFile), 'utf8') : readSpecFromEnv(io.env);
       if (text === null) {
-        process.stderr.write(`tula-dsr: no spec: give STACK_DIR or --spec FILE (Terraform passes TULA_DSR_SPEC_GZ_*)\n${USAGE}\n`);
-        return finish(EXIT.usage);
+        io.stderr(`tula-dsr: no spec: give STACK_DIR or --spec FILE (Terraform passes TULA_DSR_SPEC_GZ_*)\n${USAGE}\n`);
+        return EXIT.usage;
       }
       hosts = [{ specText: text, kind: specKind(text) }];
     }
   } catch (error) {
-    process.stderr.write(`tula-dsr: ${error instanceof SpecError ? error.message : (error as Error).message}\n`);
-    return finish(EXIT.failed);
+    io.stderr(`tula-dsr: ${error instanceof SpecError ? error.message : (error as Error).message}\n`);
+    return EXIT.failed;
   }
   if (hosts.length === 0) {
-    process.stderr.write(`tula-dsr: no host to ${parsed.mode}${parsed.limit ? ` matches --limit ${parsed.limit.join(',')}` : ' in this stack'}\n`);
-    return finish(EXIT.usage);
+    io.stderr(`tula-dsr: no host to ${parsed.mode}${parsed.limit ? ` matches --limit ${parsed.limit.join(',')}` : ' in this stack'}\n`);
+    return EXIT.usage;
   }
-  const results = await runMany(hosts, parsed, progress);
+  const results = await runMany(hosts, parsed, io);
   if (parsed.json) {
-    process.stdout.write(JSON.stringify({ mode: parsed.mode, results }, null, 2) + '\n');
+    io.stdout(JSON.stringify({ mode: parsed.mode, results }, null, 2) + '\n');
   } else {
-    for (const r of results) process.stdout.write(renderHostReport(r, { diff: parsed.diff || undefined }));
-    process.stdout.write(renderRecap(results));
+    for (const r of results) io.stdout(renderHostReport(r, { diff: parsed.diff || undefined }));
+    io.stdout(renderRecap(results));
   }
-  if (results.some(hasFailure)) return finish(EXIT.failed);
-  if (parsed.mode === 'check' && results.some((r) => r.counts.changed > 0)) return finish(EXIT.drift);
-  return finish(EXIT.ok);
+  if (results.some(hasFailure)) return EXIT.failed;
+  if (parsed.mode === 'check' && results.some((r) => r.counts.changed > 0)) return EXIT.drift;
+  return EXIT.ok;
 }
 
 if (require.main === module) void main();

@@ -1,4 +1,3 @@
-import { homedir } from 'node:os';
 import { HostSpec, SpecError, sha256Hex } from '../model';
 import { FactsRequest, HostFacts, parseHostFacts, renderFactsScript } from './facts/gather';
 import { ApplyOutcome, parseApplyOutput, renderApplyScript } from './script';
@@ -49,16 +48,21 @@ export interface RunOptions {
   readonly progress?: (line: string) => void;
   /** Reuse a connection (tests, benchmarks); the runner then does not close it. */
   readonly connection?: SshConnection;
+  /** Resolves the spec's key and known_hosts paths (`~/`, relative). Default: as given. */
+  readonly resolvePath?: (path: string) => string;
+  /** Once aborted, the host does not start applying changes (the run reports `interrupted`). */
+  readonly signal?: AbortSignal;
 }
 
 const MAX_STALE_RETRIES = 3;
 
-function expandHome(path: string | undefined): string | undefined {
-  return path?.startsWith('~/') ? `${homedir()}${path.slice(1)}` : path;
-}
-
-export function targetOf(spec: HostSpec): SshTarget {
-  return { ...spec.ssh, privateKeyPath: expandHome(spec.ssh.privateKeyPath), knownHostsFile: expandHome(spec.ssh.knownHostsFile) };
+export function targetOf(spec: HostSpec, resolvePath: (path: string) => string = (p) => p): SshTarget {
+  const ssh = spec.ssh;
+  return {
+    ...ssh,
+    privateKeyPath: ssh.privateKeyPath === undefined ? undefined : resolvePath(ssh.privateKeyPath),
+    knownHostsFile: ssh.knownHostsFile === undefined ? undefined : resolvePath(ssh.knownHostsFile),
+  };
 }
 
 function count(tasks: readonly TaskResult[]) {
@@ -125,7 +129,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   let connection = options.connection;
   let applying = false;
   try {
-    connection ??= await connect(targetOf(spec), options.connectOptions);
+    connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
     const request = factsRequest(spec);
@@ -143,6 +147,9 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       }
       const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
       const { script, owners } = renderApplyScript(tasks, statePath, facts.stateFingerprint, final);
+      if (options.signal?.aborted) {
+        return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message: 'the caller went away before any change was applied; nothing changed' }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
       progress(`${host}: applying ${pending.length} change(s)`);
       applying = true;
       const run = await connection.run(script);

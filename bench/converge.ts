@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
+import { RUNTIME_DIR_ENV } from '../agent/daemon/paths';
+import { stopAgentDaemons } from '../agent/daemon/stop';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
 import { Stat, stat } from './stats';
@@ -70,6 +72,8 @@ export interface ConvergenceSetup {
   readonly backendResources: string[];
   readonly ansibleEnv: NodeJS.ProcessEnv;
   readonly tfEnv: NodeJS.ProcessEnv;
+  /** The agent daemon's folder for T (stopped before each cold run, so that T pays the daemon's start-up). */
+  readonly daemonDir: string;
   readonly ansibleVersion: string;
   teardown(): Promise<void>;
 }
@@ -104,7 +108,9 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
       .map(([name]) => `terraform_data.${name}`);
     const cli = join(work, 'terraform.tfrc');
     writeFileSync(cli, '');
-    const tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cli, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1' };
+    const daemonDir = join(work, 'run');
+    mkdirSync(daemonDir, { mode: 0o700 });
+    const tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cli, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', [RUNTIME_DIR_ENV]: daemonDir };
     const init = await run(['terraform', 'init', '-input=false', '-no-color'], { cwd: stackDir, env: tfEnv });
     if (init.code !== 0) throw new Error(`terraform init failed:\n${init.out}`);
     const ansibleEnv = {
@@ -116,8 +122,9 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
       ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
     };
     return {
-      lab, hosts, vip, work, stackDir, backendResources, ansibleEnv, tfEnv, ansibleVersion: version,
+      lab, hosts, vip, work, stackDir, backendResources, ansibleEnv, tfEnv, daemonDir, ansibleVersion: version,
       teardown: async () => {
+        await stopAgentDaemons(daemonDir);
         await lab.teardown();
         rmSync(work, { recursive: true, force: true });
       },
@@ -129,8 +136,12 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
   }
 }
 
-/** Puts every host back to a blank state (and forgets terraform's state, so that T provisions again). */
+/**
+ * Puts every host back to a blank state, forgets terraform's state (so that T provisions again) and stops the
+ * agent daemon (so that a cold T starts it, as a user's first apply does).
+ */
 export async function resetHosts(s: ConvergenceSetup): Promise<void> {
+  await stopAgentDaemons(s.daemonDir);
   await Promise.all(s.hosts.map((h) => h.exec(`rm -rf /etc/sysctl.d/99-dsr.conf /etc/sysctl.d/99-tula-dsr.conf /etc/tula-dsr /var/lib/tula-dsr /etc/systemd/system/tula-dsr-backend.service; sysctl -q -w ${SYSCTLS.map((k) => `${k}=0`).join(' ')}; ip addr del ${s.vip}/32 dev lo 2>/dev/null; true`)));
   rmSync(join(s.stackDir, 'terraform.tfstate'), { force: true });
   rmSync(join(s.stackDir, 'terraform.tfstate.backup'), { force: true });

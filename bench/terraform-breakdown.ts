@@ -27,7 +27,8 @@ export interface Variant {
 }
 
 export const VARIANTS: Record<string, Variant> = {
-  T: { name: 'T', description: 'as shipped: node -e require("tula-dsr/agent").main(["apply"]), -parallelism=20', converges: true },
+  T: { name: 'T', description: 'as shipped: node -e require("tula-dsr/agent").main(["apply"]) through the agent daemon, -parallelism=20', converges: true },
+  'T-inproc': { name: 'T-inproc', description: 'the same with the daemon off (TULA_DSR_DAEMON=0): the whole agent loads in each provisioner', env: { TULA_DSR_DAEMON: '0' }, converges: true },
   'T-p10': { name: 'T-p10', description: 'as shipped, -parallelism=10', args: ['-parallelism=10'], converges: true },
   'T-p40': { name: 'T-p40', description: 'as shipped, -parallelism=40', args: ['-parallelism=40'], converges: true },
   'T-norefresh': { name: 'T-norefresh', description: 'as shipped, -refresh=false', args: ['-refresh=false'], converges: true },

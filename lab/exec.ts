@@ -17,6 +17,8 @@ export interface ExecOptions {
   readonly timeoutMs?: number;
   /** Extra environment on top of `LC_ALL=C` and the current environment. */
   readonly env?: Record<string, string>;
+  /** Working folder. Default: the current one. */
+  readonly cwd?: string;
 }
 
 /** A local command failed: carries the argv and its output, so the test log shows what went wrong. */
@@ -35,6 +37,7 @@ export function execFile(argv: readonly string[], opts: ExecOptions = {}): Promi
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0], argv.slice(1), {
       stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: opts.cwd,
       env: { ...process.env, LC_ALL: 'C', ...opts.env },
     });
     const out: Buffer[] = [];

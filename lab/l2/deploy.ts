@@ -14,6 +14,8 @@ import { App } from 'cdktf';
 import { ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { ExampleOptions, ExampleStack } from '../example-stack';
 import type { Inventory } from '../inventory';
+import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
+import { signalAgentDaemons } from '../../agent/daemon/stop';
 import { prepareTerraformEnv } from '../../test/support/terraform-env';
 
 export const STACK_NAME = 'dsr';
@@ -97,6 +99,16 @@ export interface WorkspaceOptions {
   readonly parent?: string;
 }
 
+/**
+ * The agent daemon's folder for a workspace: Terraform's provisioners start a daemon there, and removing the
+ * workspace stops it (instead of leaving it to exit when idle).
+ */
+export function agentRuntimeDir(workspace: string): string {
+  const dir = path.join(workspace, 'agent-run');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 export interface Workspace {
   readonly dir: string;
   readonly stackDir: string;
@@ -132,6 +144,7 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
     const stackDir = path.join(outdir, 'stacks', STACK_NAME);
     const env: NodeJS.ProcessEnv = {
       ...tf.env,
+      [RUNTIME_DIR_ENV]: agentRuntimeDir(dir),
       TULA_DSR_INVENTORY: o.inventoryPath,
       TULA_DSR_ENGINE: engine,
       CHECKPOINT_DISABLE: '1',
@@ -167,6 +180,7 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
         return runStreaming([process.execPath, agentCli, verb, stackDir, ...extra], { cwd: dir, env, timeoutMs: 120_000 });
       },
       remove() {
+        signalAgentDaemons(agentRuntimeDir(dir));
         rmSync(dir, { recursive: true, force: true });
       },
     };

@@ -17,7 +17,9 @@ import * as path from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { prepareTerraformEnv } from '../../test/support/terraform-env';
-import { runStreaming, RunResult } from '../l2/deploy';
+import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
+import { signalAgentDaemons } from '../../agent/daemon/stop';
+import { agentRuntimeDir, runStreaming, RunResult } from '../l2/deploy';
 import type { VmHostName } from './guest';
 import { repoRoot } from './paths';
 import type { VmInventory, VmLab } from './vm-lab';
@@ -81,7 +83,7 @@ export async function createL3Workspace(inv: VmInventory, o: L3StackOptions & { 
     mkdirSync(path.join(dir, 'node_modules'));
     symlinkSync(root, path.join(dir, 'node_modules', 'tula-dsr'), 'dir');
     // the null_resource engine installs hashicorp/null from the offline test mirror; terraform_data needs nothing
-    const { env } = await prepareTerraformEnv(dir);
+    const env: NodeJS.ProcessEnv = { ...(await prepareTerraformEnv(dir)).env, [RUNTIME_DIR_ENV]: agentRuntimeDir(dir) };
     const stackDir = synthesizeL3Stack(path.join(dir, 'cdktf.out'), inv, o);
     return {
       dir,
@@ -90,7 +92,10 @@ export async function createL3Workspace(inv: VmInventory, o: L3StackOptions & { 
       terraform: (args, t = {}) =>
         runStreaming([env.TERRAFORM_BIN || 'terraform', ...args], { cwd: stackDir, env, timeoutMs: t.timeoutMs ?? 180_000, onLine: t.onLine && ((l) => t.onLine!(l)) }),
       agent: (args) => runStreaming([process.execPath, path.join(root, 'dist', 'agent', 'cli.js'), ...args], { cwd: dir, env, timeoutMs: 120_000 }),
-      remove: () => rmSync(dir, { recursive: true, force: true }),
+      remove: () => {
+        signalAgentDaemons(agentRuntimeDir(dir));
+        rmSync(dir, { recursive: true, force: true });
+      },
     };
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });

@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/** Overrides the daemon's folder (tests give each run its own). */
+export const RUNTIME_DIR_ENV = 'TULA_DSR_RUNTIME_DIR';
+
+/**
+ * The per-user folder that holds the daemon's socket, lock and log. Only its owner may enter it, which is what
+ * keeps other local users from sending the daemon work (Node cannot read a Unix socket peer's credentials).
+ * Resolves to the folder, or to the reason it cannot be used.
+ */
+export function runtimeDir(env: NodeJS.ProcessEnv): { dir: string } | { problem: string } {
+  const uid = process.getuid?.() ?? -1;
+  const dir = env[RUNTIME_DIR_ENV] || (env.XDG_RUNTIME_DIR ? join(env.XDG_RUNTIME_DIR, 'tula-dsr') : join(tmpdir(), `tula-dsr-${uid}`));
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') return { problem: `cannot create ${dir}: ${(error as NodeJS.ErrnoException).code}` };
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory()) return { problem: `${dir} is not a directory (a symlink is not accepted)` };
+  if (st.uid !== uid) return { problem: `${dir} belongs to uid ${st.uid}, not ${uid}` };
+  if (st.mode & 0o077) return { problem: `${dir} is open to other users (mode ${(st.mode & 0o777).toString(8)}); it must be 700` };
+  return { dir };
+}
+
+function codeFiles(dir: string): string[] {
+  try {
+    return (readdirSync(dir, { recursive: true }) as string[]).filter((f) => f.endsWith('.js')).map((f) => join(dir, f));
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Identifies the code a daemon runs: Node itself, the compiled agent and model, and the installed ssh2 and zod.
+ * A rebuild or an upgrade gives a new socket name, so a client never talks to a daemon running older code
+ * (the old one exits once idle).
+ */
+export function buildId(): string {
+  const dist = dirname(__dirname);
+  const files = [...codeFiles(dist), ...codeFiles(join(dirname(dist), 'model'))];
+  for (const pkg of ['ssh2/package.json', 'zod/package.json']) {
+    try {
+      files.push(require.resolve(pkg));
+    } catch {
+      // resolved when the agent loads; a missing package fails there with a clear message
+    }
+  }
+  const hash = createHash('sha256').update(`${process.execPath}\0${process.version}\0`);
+  for (const file of files.sort()) {
+    const st = statSync(file, { throwIfNoEntry: false });
+    hash.update(`${file}\0${st?.size}\0${st?.mtimeMs}\0${st?.ino}\n`);
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+export function socketPath(dir: string, id: string): string {
+  return join(dir, `agent-${id}.sock`);
+}
