@@ -20,7 +20,7 @@ export const SCALE_MACS = { interfaceMac: '02:00:00:00:00:aa', backendMacs: Obje
 /** Renders the in-place reload for an empty host, as a first apply does. */
 export function renderScaleRuleset(count: number): string {
   const table = buildBalancerTable(scaleSpec(count), SCALE_MACS);
-  return renderNftReload(table, { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} });
+  return renderNftReload(table, { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
 }
 
 /**

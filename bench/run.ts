@@ -108,13 +108,14 @@ async function l2Section(): Promise<void> {
 
 function dataPlaneSection(): void {
   log('data plane: nft load of 1, 1,000 and 10,000 VIPs × 4 backends');
-  const load = measureNftLoad([1, 1000, 10000], quick ? 1 : 3);
+  const load = measureNftLoad([1, 1000, 10000], quick ? 1 : 5);
   notes.push('nft load (render + `nft -f` of the in-place reload file into an empty namespace; then a second load of the same file):', '', '| VIPs × 4 backends | render | first load | reload |', '|---|---|---|---|');
   for (const [count, r] of Object.entries(load)) notes.push(`| ${count} | ${ms(r.render)} | ${ms(r.load)} | ${ms(r.reload)} |`);
   notes.push('');
   const big = load[10000];
   const total = big.render.median + big.load.median;
-  rows.push({ section: 'data plane', goal: '10,000 VIPs load ≤ 1 s (render + nft -f)', measured: `${(total / 1000).toFixed(2)} s`, pass: total <= 1000 });
+  rows.push({ section: 'data plane', goal: '10,000 VIPs load (nft -f) ≤ 1 s', measured: `${(big.load.median / 1000).toFixed(2)} s (min ${(big.load.min / 1000).toFixed(2)}, max ${(big.load.max / 1000).toFixed(2)})`, pass: big.load.median <= 1000 });
+  rows.push({ section: 'data plane', goal: '10,000 VIPs render + load ≤ 1 s (stricter: the agent renders too)', measured: `${(total / 1000).toFixed(2)} s`, pass: total <= 1000 });
   const remap = remapFractions(10);
   rows.push({ section: 'data plane', goal: 'consistent hash: remove 1 of 10 remaps ≤ 15%', measured: `${(remap.maglevRemove * 100).toFixed(1)}% (mod-N ${(remap.modRemove * 100).toFixed(1)}%)`, pass: remap.maglevRemove <= 0.15 });
   rows.push({ section: 'data plane', goal: 'consistent hash: add 1 to 10 remaps ≤ 15%', measured: `${(remap.maglevAdd * 100).toFixed(1)}% (mod-N ${(remap.modAdd * 100).toFixed(1)}%)`, pass: remap.maglevAdd <= 0.15 });

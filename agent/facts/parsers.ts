@@ -90,7 +90,7 @@ export function parseSysctlLines(text: string): Record<string, string | null> {
   return result;
 }
 
-const NO_TABLE: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
+const NO_TABLE: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
 
 /**
  * Parses `nft -t list table …` (terse: no elements): which objects exist and each base chain's hook line, as the
@@ -100,8 +100,9 @@ export function parseNftTableText(text: string): NftTableFacts {
   const lines = text.split('\n');
   const start = lines.findIndex((l) => /^table \S+ \S+ \{$/.test(l));
   if (start < 0) return NO_TABLE;
-  const facts = { exists: true, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], hooks: {} as Record<string, string> };
+  const facts = { exists: true, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], sizes: {} as Record<string, number>, hooks: {} as Record<string, string> };
   let chain: string | null = null;
+  let map: string | null = null;
   for (const line of lines.slice(start + 1)) {
     const object = /^\t(counter|map|set|chain) (\S+) \{$/.exec(line);
     if (object) {
@@ -111,8 +112,11 @@ export function parseNftTableText(text: string): NftTableFacts {
       else if (kind === 'set') facts.sets.push(name);
       else facts.chains.push(name);
       chain = kind === 'chain' ? name : null;
+      map = kind === 'map' || kind === 'set' ? name : null;
       continue;
     }
+    const size = /^\t\tsize (\d+)$/.exec(line);
+    if (map && size) facts.sizes[map] = Number(size[1]);
     const hook = /^\t\t(type \S+ hook .*;)$/.exec(line);
     if (chain && hook) facts.hooks[chain] = hook[1];
     if (line === '}') break;

@@ -78,7 +78,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const fileTasks = plan.files.map((f) => fileTask(f, facts));
   tasks.push(...fileTasks, ...staleFileTasks(state, plan.files.map((f) => f.path), facts));
 
-  const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
+  const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
   const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(plan.table, tableFacts) };
   tasks.push(nftTableTask(want, facts, state, `${spec.vips.length} VIPs`));
 

@@ -2,6 +2,7 @@ import { ipv4Hex, parseIpv4 } from '../ipv4';
 import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { NftChain, NftDefine, NftMap, NftTable } from './objects';
+import { staticMapSize } from './render';
 
 export const BALANCER_TABLE = 'tula_dsr';
 /**
@@ -21,11 +22,20 @@ export interface BalancerFacts {
   readonly backendMacs?: Readonly<Record<string, string>>;
 }
 
+const backendIds = new Map<string, string>();
+
 /** Stable per-backend identity: the IPv4 address as an integer (also the `meta mark` that selects an L3 tunnel). */
 export function backendId(ip: string): string {
-  const value = parseIpv4(ip);
-  if (value === null) throw new Error(`backendId: ${ip} is not an IPv4 address`);
-  return ipv4Hex(value);
+  let id = backendIds.get(ip);
+  if (id === undefined) {
+    const value = parseIpv4(ip);
+    if (value === null) throw new Error(`backendId: ${ip} is not an IPv4 address`);
+    id = ipv4Hex(value);
+    // renders look up the same few backends once per VIP: parse each address once
+    if (backendIds.size > 65536) backendIds.clear();
+    backendIds.set(ip, id);
+  }
+  return id;
 }
 
 /** The balancer-side IPIP device for one backend: `tula` + 8 hex digits = 12 characters (IFNAMSIZ allows 15). */
@@ -85,7 +95,7 @@ function schedulerRules(shape: Shape, flows: string, slots: string, out: string,
   // still takes new flows: clients reuse source ports long before entries expire, and such a new connection must
   // not reach a drained or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
   rules.push(`${newFlow ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
-  if (newFlow) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} vmap @${live}`, `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`);
+  if (newFlow) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} @${live} ${out}`, `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`);
   if (modulus === 0) return rules;
   const hash =
     shape.algorithm === 'sh'
@@ -119,10 +129,10 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
   const vips = byName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
-  const maps = new Map<string, { type: string; dynamic?: { timeoutSec: number; size: number }; elements: string[] }>();
+  const maps = new Map<string, { type: string; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: string[] }>();
   const chains = new Map<string, NftChain>();
-  const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number; size: number }) => {
-    if (!maps.has(name)) maps.set(name, { type, dynamic, elements: [] });
+  const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number; size: number }, set?: boolean) => {
+    if (!maps.has(name)) maps.set(name, { type, dynamic, elements: [], ...(set ? { set } : {}) });
     return maps.get(name)!;
   };
   const l2Backends = new Map<string, BackendSpec>();
@@ -134,26 +144,29 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     const any = shape.any;
     const kind = any ? 'any' : 'port';
     const keyType = any ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
+    const key = vipKeyValue(vip);
     const vipCounter = `vip_${vip.name}`;
     counters.add(vipCounter);
-    mapOf(`vip_${kind}`, `${keyType} : verdict`).elements.push(`${vipKeyValue(vip)} : goto ${shape.chain}`);
-    mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(`${vipKeyValue(vip)} : ${vipCounter}`);
+    mapOf(`vip_${kind}`, `${keyType} : verdict`).elements.push(`${key} : goto ${shape.chain}`);
+    mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(`${key} : ${vipCounter}`);
 
     const l2 = vip.mode === 'l2';
     const flows = `flows_${vip.mode}_${vip.protocol}`;
     const slots = `slots_${vip.mode}_${kind}`;
+    const live = `live_${vip.mode}_${kind}`;
     const valueType = l2 ? 'ether_addr' : 'mark';
     mapOf(flows, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
     const slotMap = mapOf(slots, `${keyType} . mark : ${valueType}`);
-    const byBackendName = new Map(vip.backends.map((b) => [b.name, b]));
-    sequence.forEach((name, index) => slotMap.elements.push(`${vipKeyValue(vip)} . ${index} : ${slotValue(vip, byBackendName.get(name)!)}`));
+    const values = new Map(vip.backends.map((b) => [b.name, slotValue(vip, b)]));
+    sequence.forEach((name, index) => slotMap.elements.push(`${key} . ${index} : ${values.get(name)}`));
     for (const backend of vip.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
-    const live = vip.protocol === 'tcp' ? mapOf(`live_${vip.mode}_${kind}`, `${keyType} . ${valueType} : verdict`) : undefined;
-    for (const b of vip.backends.filter((x) => x.weight > 0)) live?.elements.push(`${vipKeyValue(vip)} . ${slotValue(vip, b)} : ${l2 ? 'goto l2_out' : `goto be_${backendId(b.ip)}`}`);
+    // (VIP, backend) pairs that take new flows; a set, because the verdict is the same for every element
+    const liveSet = vip.protocol === 'tcp' ? mapOf(live, `${keyType} . ${valueType}`, undefined, true) : undefined;
+    for (const b of vip.backends) if (b.weight > 0) liveSet?.elements.push(`${key} . ${values.get(b.name)}`);
 
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
-      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, flows, slots, out, l2 ? 'ether daddr' : 'meta mark', `live_${vip.mode}_${kind}`) });
+      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, flows, slots, out, l2 ? 'ether daddr' : 'meta mark', live) });
     }
   }
 
@@ -196,7 +209,9 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     rules: ingressRules,
   };
   const sortedChains = [ingress, ...[...chains.values()].sort((a, b) => (a.name < b.name ? -1 : 1))];
-  const sortedMaps: NftMap[] = [...maps.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([name, m]) => ({ name, ...m }));
+  const sortedMaps: NftMap[] = [...maps.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, m]) => ({ name, ...m, ...(m.dynamic ? {} : { size: staticMapSize(m.elements.length) }) }));
   return {
     family: 'netdev',
     name: BALANCER_TABLE,

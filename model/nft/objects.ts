@@ -11,10 +11,17 @@ export interface NftDefine {
 
 export interface NftMap {
   readonly name: string;
+  /** A set (its `type` and elements have no `: value` part) rather than a map. */
+  readonly set?: boolean;
   /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`. */
   readonly type: string;
   /** Dynamic maps hold state written by the packet path (flows); a reload never flushes them. */
   readonly dynamic?: { readonly timeoutSec: number; readonly size: number };
+  /**
+   * A static map's capacity. The kernel sizes its hash table from it up front instead of growing it element by
+   * element, but refuses elements beyond it, so it comes from the element count (see staticMapSize).
+   */
+  readonly size?: number;
   readonly elements: readonly string[];
 }
 
@@ -42,6 +49,8 @@ export interface NftTableFacts {
   readonly maps: readonly string[];
   readonly sets: readonly string[];
   readonly chains: readonly string[];
+  /** The declared `size` of each map and set that has one. */
+  readonly sizes: Readonly<Record<string, number>>;
   /** The hook clause of each base chain, to detect a change that a reload cannot make in place. */
   readonly hooks: Readonly<Record<string, string>>;
 }

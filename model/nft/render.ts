@@ -6,10 +6,24 @@ function renderDefines(defines: readonly NftDefine[]): string[] {
   return defines.map((d) => (d.value === null ? PENDING(d) : `define ${d.name} = ${d.value}  # ${d.comment}`));
 }
 
+const kindOf = (map: NftMap) => (map.set ? 'set' : 'map');
+
+/**
+ * A static map's declared capacity for `count` elements: twice the count, rounded up to a power of two (at least
+ * 64). It changes only when the count crosses such a boundary; the reload then declares the map afresh.
+ */
+export function staticMapSize(count: number): number {
+  let size = 64;
+  while (size < 2 * count) size *= 2;
+  return size;
+}
+
 function mapBody(map: NftMap, indent: string): string[] {
   const lines = [`${indent}type ${map.type}`];
   if (map.dynamic) {
     lines.push(`${indent}size ${map.dynamic.size}`, `${indent}flags dynamic,timeout`, `${indent}timeout ${map.dynamic.timeoutSec}s`);
+  } else if (map.size !== undefined) {
+    lines.push(`${indent}size ${map.size}`);
   }
   if (map.elements.length) {
     lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);
@@ -24,7 +38,7 @@ function mapBody(map: NftMap, indent: string): string[] {
 export function renderNftDeclarative(table: NftTable): string {
   const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines), `table ${table.family} ${table.name} {`];
   for (const counter of table.counters) lines.push(`\tcounter ${counter} {`, '\t}');
-  for (const map of table.maps) lines.push(`\tmap ${map.name} {`, ...mapBody(map, '\t\t'), '\t}');
+  for (const map of table.maps) lines.push(`\t${kindOf(map)} ${map.name} {`, ...mapBody(map, '\t\t'), '\t}');
   for (const chain of table.chains) {
     lines.push(`\tchain ${chain.name} {`);
     if (chain.hook) lines.push(`\t\t${chain.hook}`);
@@ -39,6 +53,16 @@ export function hookNeedsRecreate(table: NftTable, facts: NftTableFacts): boolea
 }
 
 /**
+ * A static map or set that must be declared afresh: the host has it as the other kind (a map that became a set),
+ * or with another capacity (a running kernel may refuse to change it in place).
+ */
+function needsRedeclare(map: NftMap, facts: NftTableFacts): boolean {
+  if (map.dynamic) return false;
+  const existing = facts.maps.includes(map.name) ? 'map' : facts.sets.includes(map.name) ? 'set' : undefined;
+  return existing !== undefined && (existing !== kindOf(map) || facts.sizes[map.name] !== map.size);
+}
+
+/**
  * The in-place reload: one `nft -f` transaction that adds what is missing, flushes and refills our chains and
  * static maps, and deletes objects that are no longer wanted. Dynamic maps (flows) and counters are never
  * flushed, so established flows keep their backend and statistics keep counting across reloads. When a base
@@ -50,26 +74,29 @@ export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
   const recreate = facts.exists && hookNeedsRecreate(table, facts);
   if (recreate) lines.push(`delete table ${id}`);
   const existing = recreate ? undefined : facts;
+  const redeclared = new Set(existing ? table.maps.filter((m) => needsRedeclare(m, existing)).map((m) => m.name) : []);
+  const declare = (map: NftMap) => `add ${kindOf(map)} ${id} ${map.name} { ${mapBody({ ...map, elements: [] }, '').join('; ')}; }`;
   lines.push(`add table ${id}`);
   for (const counter of table.counters) lines.push(`add counter ${id} ${counter}`);
-  for (const map of table.maps) {
-    const body = mapBody({ ...map, elements: [] }, '').join('; ');
-    lines.push(`add map ${id} ${map.name} { ${body}; }`);
-  }
+  for (const map of table.maps) if (!redeclared.has(map.name)) lines.push(declare(map));
   for (const chain of table.chains) lines.push(chain.hook ? `add chain ${id} ${chain.name} { ${chain.hook} }` : `add chain ${id} ${chain.name}`);
 
+  const wanted = new Map(table.maps.map((m) => [m.name, kindOf(m)]));
   const wantedChains = new Set(table.chains.map((c) => c.name));
-  const wantedMaps = new Set(table.maps.map((m) => m.name));
   const wantedCounters = new Set(table.counters);
   const staleChains = existing?.chains.filter((c) => !wantedChains.has(c)) ?? [];
-  const staleMaps = existing?.maps.filter((m) => !wantedMaps.has(m)) ?? [];
-  const staleSets = existing?.sets ?? [];
+  const staleMaps = existing?.maps.filter((m) => !wanted.has(m)) ?? [];
+  const staleSets = existing?.sets.filter((m) => !wanted.has(m)) ?? [];
   const staleCounters = existing?.counters.filter((c) => !wantedCounters.has(c)) ?? [];
 
+  // Chains go empty first: a map or set that rules still reference cannot be deleted.
   for (const chain of [...table.chains.map((c) => c.name), ...staleChains]) lines.push(`flush chain ${id} ${chain}`);
-  for (const map of table.maps) if (!map.dynamic) lines.push(`flush map ${id} ${map.name}`);
+  for (const map of table.maps) if (!map.dynamic && !redeclared.has(map.name)) lines.push(`flush ${kindOf(map)} ${id} ${map.name}`);
   for (const name of staleMaps) lines.push(`flush map ${id} ${name}`);
   for (const name of staleSets) lines.push(`flush set ${id} ${name}`);
+  for (const map of table.maps.filter((m) => redeclared.has(m.name))) {
+    lines.push(`delete ${existing!.maps.includes(map.name) ? 'map' : 'set'} ${id} ${map.name}`, declare(map));
+  }
   for (const map of table.maps) {
     if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.join(', ')} }`);
   }

@@ -139,8 +139,8 @@ describe('every rendered ruleset passes the real `nft -c -f`', () => {
 /** What exists in the live table, as the agent would gather it (names from JSON; hooks from the text listing). */
 function liveFacts(ns: string): NftTableFacts {
   const listed = nft(ns, '-j', 'list', 'table', ...TABLE.split(' '));
-  if (listed.status !== 0) return { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
-  const objects = (JSON.parse(listed.stdout) as { nftables: Record<string, { name: string }>[] }).nftables;
+  if (listed.status !== 0) return { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
+  const objects = (JSON.parse(listed.stdout) as { nftables: Record<string, { name: string; size?: number }>[] }).nftables;
   const names = (kind: string) => objects.filter((o) => o[kind]).map((o) => o[kind].name);
   // nft 1.0.6's JSON omits the device of a netdev base chain, so the hook clause comes from the text listing.
   const hooks: Record<string, string> = {};
@@ -151,11 +151,14 @@ function liveFacts(ns: string): NftTableFacts {
     const h = /^\t\t(type \S+ hook .*)$/.exec(line);
     if (h && chain) hooks[chain] = h[1];
   }
-  return { exists: true, counters: names('counter'), maps: names('map'), sets: names('set'), chains: names('chain'), hooks };
+  const sizes: Record<string, number> = {};
+  for (const o of objects) for (const kind of ['map', 'set']) if (o[kind]?.size !== undefined) sizes[o[kind].name] = o[kind].size!;
+  return { exists: true, counters: names('counter'), maps: names('map'), sets: names('set'), chains: names('chain'), sizes, hooks };
 }
 
 function listTable(ns: string): string {
-  return mustRun(['ip', 'netns', 'exec', ns, 'nft', 'list', 'table', ...TABLE.split(' ')]).stdout;
+  // flow entries count down by themselves
+  return mustRun(['ip', 'netns', 'exec', ns, 'nft', 'list', 'table', ...TABLE.split(' ')]).stdout.replace(/ expires \S+ :/g, ' :');
 }
 
 const reloadFor = (spec: BalancerSpec, facts: NftTableFacts) => renderNftReload(planBalancerHost(spec, factsFor(spec)).table, facts);
@@ -207,7 +210,8 @@ describe('the reload form, really loaded', () => {
     const after = liveFacts(LIVE_NS);
     const wanted = planBalancerHost(shrunkSpec(), factsFor(shrunkSpec())).table;
     expect([...after.counters].sort()).toEqual([...wanted.counters].sort());
-    expect([...after.maps].sort()).toEqual(wanted.maps.map((m) => m.name).sort());
+    expect([...after.maps].sort()).toEqual(wanted.maps.filter((m) => !m.set).map((m) => m.name).sort());
+    expect([...after.sets].sort()).toEqual(wanted.maps.filter((m) => m.set).map((m) => m.name).sort());
     expect([...after.chains].sort()).toEqual(wanted.chains.map((c) => c.name).sort());
     expect(after.counters).not.toContain(`vip_${udpVip.name}`);
     expect(after.maps).not.toContain('flows_l2_udp');
@@ -222,6 +226,61 @@ describe('the reload form, really loaded', () => {
     expect(text).toMatch(/^delete table netdev tula_dsr$/m);
     expectNftOk('interface change', nftFile(LIVE_NS, text, false));
     expect(liveFacts(LIVE_NS).hooks).toEqual({ ingress: 'type filter hook ingress device "eth1" priority -300; policy accept;' });
+  });
+
+  test('GIVEN a table loaded by an earlier release (live backends as a verdict map, no sizes) WHEN reloaded THEN it is redeclared in place and flows stay', () => {
+    const spec = { ...shrunkSpec(), interface: 'eth1' };
+    const current = reloadFor(spec, { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
+    // What the earlier release rendered for the same spec
+    const old = current
+      .replace(/^add set (\S+ \S+ live_l2_port) \{ type ([^;]+); size \d+; \}$/m, 'add map $1 { type $2 : verdict; }')
+      .replace(/^(add element \S+ \S+ live_l2_port \{ )(.*)( \})$/m, (_, a: string, list: string, b: string) => `${a}${list.split(', ').map((e) => `${e} : goto l2_out`).join(', ')}${b}`)
+      .replace(/ @live_l2_port goto l2_out$/m, ' vmap @live_l2_port')
+      .replace(/^flush set (\S+ \S+ live_l2_port)$/m, 'flush map $1')
+      .replace(/; size \d+; \}$/gm, '; }');
+    expect(old).toMatch(/vmap @live_l2_port$/m);
+    expect(old).not.toMatch(/; size \d+; \}$/m);
+    mustRun(['ip', 'netns', 'exec', LIVE_NS, 'nft', 'delete', 'table', ...TABLE.split(' ')]);
+    expectNftOk('earlier release', nftFile(LIVE_NS, old, false));
+    addFlow(LIVE_NS);
+    const before = liveFacts(LIVE_NS);
+    expect(before.maps).toContain('live_l2_port');
+    expect(before.sizes.vip_port).toBeUndefined();
+
+    const text = reloadFor(spec, before);
+    expect(text).toMatch(/^delete map netdev tula_dsr live_l2_port$/m);
+    expect(text).toMatch(/^delete map netdev tula_dsr vip_port$/m);
+    expect(text).not.toMatch(/^delete (map|set) netdev tula_dsr flows_/m);
+    expectNftOk('upgrade reload', nftFile(LIVE_NS, text, false));
+    const after = liveFacts(LIVE_NS);
+    expect(after.sets).toEqual(['live_l2_port']);
+    expect(after.maps).not.toContain('live_l2_port');
+    expect(after.sizes.vip_port).toBe(64);
+    expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
+    // from now on a reload redeclares nothing
+    expect(reloadFor(spec, after)).not.toMatch(/^delete /m);
+  });
+
+  test('GIVEN more VIPs than a static map was declared for WHEN reloaded THEN the map is declared afresh with room for them', () => {
+    const spec = { ...shrunkSpec(), interface: 'eth1' };
+    const template = spec.vips[0];
+    const many = {
+      ...spec,
+      vips: Array.from({ length: 40 }, (_, i) => ({ ...template, path: `${template.path}${i}`, name: `many${i}`, ip: `10.0.9.${i + 1}` })),
+    };
+    const before = liveFacts(LIVE_NS);
+    expect(before.sizes.vip_port).toBe(64);
+    const text = reloadFor(many, before);
+    expect(text).toMatch(/^delete map netdev tula_dsr vip_port$/m);
+    expectNftOk('growing reload', nftFile(LIVE_NS, text, false));
+    const after = liveFacts(LIVE_NS);
+    expect(after.sizes.vip_port).toBe(128);
+    expect(after.sizes.live_l2_port).toBe(256);
+    expect(listTable(LIVE_NS)).toContain('10.0.9.40 . tcp . 80');
+    expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
+    // and back: the next reload shrinks them again
+    expectNftOk('shrinking back', nftFile(LIVE_NS, reloadFor(spec, after), false));
+    expect(liveFacts(LIVE_NS).sizes.vip_port).toBe(64);
   });
 
   test('GIVEN a reload with an error WHEN loaded THEN nft refuses it and the old table is untouched (atomic)', () => {

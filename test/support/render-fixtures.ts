@@ -12,7 +12,7 @@ import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';
 
 export { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf };
-export const FRESH: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], hooks: {} };
+export const FRESH: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
 
 export interface BackendInput {
   readonly name: string;
@@ -196,8 +196,9 @@ export function renderShrinkingReload(beforeName: string, before: BalancerSpec, 
   const facts: NftTableFacts = {
     exists: true,
     counters: [...old.counters],
-    maps: old.maps.map((m) => m.name),
-    sets: [],
+    maps: old.maps.filter((m) => !m.set).map((m) => m.name),
+    sets: old.maps.filter((m) => m.set).map((m) => m.name),
+    sizes: Object.fromEntries(old.maps.map((m) => [m.name, m.dynamic?.size ?? m.size!])),
     chains: old.chains.map((c) => c.name),
     hooks: Object.fromEntries(old.chains.filter((c) => c.hook).map((c) => [c.name, c.hook!])),
   };
