@@ -50,12 +50,17 @@ async function convergenceSection(): Promise<void> {
     rows.push({ section: `convergence ${phase}`, goal: 'T ≥ 6× faster than A', measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`, pass: ratio('A', 'T') >= 6 });
   }
   // Where T's cold time goes: the same stack with the provisioner command replaced, side by side with T
-  const variants = ['T', 'true', 'node', 'require'];
+  const variants = ['true', 'node', 'require', 'require-full', 'T', 'T-inproc'];
   log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
   const b = await measureBreakdown(hosts, runs, variants);
   notes.push(`Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=20\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`, '', '| provisioner | cold | no-op |', '|---|---|---|');
   for (const v of variants) notes.push(`| ${VARIANTS[v].description} | ${ms(b[v].cold)} | ${ms(b[v].noop)} |`);
-  notes.push('', `So Terraform itself takes ${b.true.cold.median.toFixed(0)} ms, starting ${hosts} bare node processes adds ${(b.node.cold.median - b.true.cold.median).toFixed(0)} ms, loading the agent's modules (zod, ssh2, the model) in each adds ${(b.require.cold.median - b.node.cold.median).toFixed(0)} ms, and the agent's work (SSH, facts, apply) ${(b.T.cold.median - b.require.cold.median).toFixed(0)} ms. Terraform starts one provisioner process per host, all ${hosts} at once on ${cpus().length} cores, so each node start-up and module load costs CPU time that adds up; D pays them once for all hosts.`, '');
+  const cold = (v: string) => b[v].cold.median;
+  notes.push(
+    '',
+    `So Terraform itself takes ${cold('true').toFixed(0)} ms, starting ${hosts} bare node processes adds ${(cold('node') - cold('true')).toFixed(0)} ms, loading the provisioner entry in each ${(cold('require') - cold('node')).toFixed(0)} ms, and the run in the daemon (its start-up, SSH, facts, apply) ${(cold('T') - cold('require')).toFixed(0)} ms. Terraform starts one provisioner process per host, all ${hosts} at once on ${cpus().length} cores, so CPU spent in each provisioner adds up: loading the whole agent in each would add ${(cold('require-full') - cold('node')).toFixed(0)} ms instead of ${(cold('require') - cold('node')).toFixed(0)}, and T with the daemon off takes ${cold('T-inproc').toFixed(0)} ms (${(cold('T-inproc') / cold('T')).toFixed(2)} × T).`,
+    '',
+  );
 }
 
 async function agentSection(): Promise<void> {

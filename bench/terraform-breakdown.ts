@@ -34,7 +34,13 @@ export const VARIANTS: Record<string, Variant> = {
   'T-norefresh': { name: 'T-norefresh', description: 'as shipped, -refresh=false', args: ['-refresh=false'], converges: true },
   true: { name: 'true', description: 'provisioner `true` (terraform alone)', command: 'true', converges: false },
   node: { name: 'node', description: 'provisioner `node -e 0` (bare node start-up)', command: "node -e '0'", converges: false },
-  require: { name: 'require', description: 'provisioner `node -e require("tula-dsr/agent")` (start-up + module loading)', command: `node -e 'require("tula-dsr/agent")'`, converges: false },
+  require: { name: 'require', description: 'provisioner `node -e require("tula-dsr/agent")` (start-up + the small provisioner entry)', command: `node -e 'require("tula-dsr/agent")'`, converges: false },
+  'require-full': {
+    name: 'require-full',
+    description: 'provisioner `node -e require(".../dist/agent/cli.js")` (start-up + the whole agent: zod, ssh2, the model)',
+    command: `node -e 'require(${JSON.stringify(join(REPO, 'dist', 'agent', 'cli.js'))})'`,
+    converges: false,
+  },
 };
 
 /** A named variant, or `NAME=COMMAND` for an ad-hoc provisioner command (experiments). */

@@ -76,10 +76,17 @@ function forward(socket: Socket, argv: readonly string[], io: CliIo, dir: string
   return new Promise((resolve) => {
     let code: number | undefined;
     readLines(socket, (line) => {
-      const frame = JSON.parse(line) as DaemonFrame;
+      let frame: DaemonFrame;
+      try {
+        frame = JSON.parse(line) as DaemonFrame;
+      } catch {
+        io.stderr(`tula-dsr: the agent daemon sent something that is not a result frame; giving up (see ${join(dir, 'daemon.log')})\n`);
+        socket.destroy();
+        return;
+      }
       if ('out' in frame) io.stdout(frame.out);
       else if ('err' in frame) io.stderr(frame.err);
-      else code = frame.exit;
+      else if (typeof frame.exit === 'number') code = frame.exit;
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
