@@ -59,20 +59,30 @@ export function nftRecordListingCommand(family: string, name: string): string {
   return `{ ${listingCommand(family, name)} | tee ${renderCommand([nftListingFile(family, name)])} | sha256sum | cut -c1-64; }`;
 }
 
+/** Drops every set and map's elements from a listing: what `nft -t` prints, without listing the table again. */
+const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
+
 /**
- * Facts: the live listing's hash; and when it differs from the recorded listing, both texts (so that check can
- * show a diff). Only drift costs bytes on the wire.
+ * Facts about one table from a single `nft -s list table` (listing a table with 100,000 elements takes seconds):
+ * its objects (the listing without elements); the hash of the listing as recorded after loading; and when that
+ * differs from the recorded listing, both texts (so that check can show a diff). Only drift costs bytes on the wire.
+ * A table that does not exist gives empty sections.
  */
-function nftListingFactsCommand(family: string, name: string, id: string): string {
+function nftFactsCommands(family: string, name: string, id: string): string[] {
   const recorded = renderCommand([nftListingFile(family, name)]);
   return [
-    `if nft list table ${renderCommand([family])} ${renderCommand([name])} >/dev/null 2>&1; then`,
-    `  t=$(mktemp); ${listingCommand(family, name)} > "$t"; h=$(sha256sum < "$t" | cut -c1-64); echo "$h"`,
+    `t=$(mktemp); ${renderCommand(['nft', '-s', 'list', 'table', family, name])} > "$t" 2>/dev/null && e=yes || e=no`,
+    sectionLine(`nft ${id}`),
+    `if [ $e = yes ]; then ${NFT_TERSE_FILTER} < "$t"; fi`,
+    sectionLine(`nfthash ${id}`),
+    'if [ $e = yes ]; then',
+    `  ${NFT_LISTING_FILTER} < "$t" > "$t.l"; h=$(sha256sum < "$t.l" | cut -c1-64); echo "$h"`,
     `  if [ -f ${recorded} ] && [ "$h" != "$(sha256sum < ${recorded} | cut -c1-64)" ]; then`,
-    `    ${sectionLine(`nftlive ${id}`)}; sed 's/^/|/' "$t"; ${sectionLine(`nftrecorded ${id}`)}; sed 's/^/|/' ${recorded}`,
-    '  fi; rm -f "$t"',
+    `    ${sectionLine(`nftlive ${id}`)}; sed 's/^/|/' "$t.l"; ${sectionLine(`nftrecorded ${id}`)}; sed 's/^/|/' ${recorded}`,
+    '  fi',
     'fi',
-  ].join('\n');
+    'rm -f "$t" "$t.l"',
+  ];
 }
 
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
@@ -99,8 +109,7 @@ export function renderFactsScript(request: FactsRequest): string {
   ];
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
-    lines.push(sectionLine(`nft ${id}`), `nft -t list table ${q(t.family)} ${q(t.name)} 2>/dev/null`);
-    lines.push(sectionLine(`nfthash ${id}`), nftListingFactsCommand(t.family, t.name, id));
+    lines.push(...nftFactsCommands(t.family, t.name, id));
   }
   if (request.neighbours?.ips.length) {
     const { dev, ips } = request.neighbours;
