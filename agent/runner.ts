@@ -8,7 +8,9 @@ import { parseHostSpec } from './spec-input';
 import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
 import { BALANCER_STATE, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
 import { planRemoveTasks, removeDirsCommands } from './tasks/remove';
-import { backupCleanupCommand } from './tasks/steps';
+import { backupCleanupCommand, cmd } from './tasks/steps';
+import { journalStep } from './tasks/state-file';
+import { journalPath } from './state';
 import type { Task, TaskStatus } from './tasks/task';
 
 export type RunMode = 'apply' | 'check' | 'remove';
@@ -75,14 +77,17 @@ function factsRequest(spec: HostSpec): FactsRequest {
   return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
 }
 
-function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: string, generation: string): { tasks: Task[]; final: string[] } {
+function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: string, generation: string): { tasks: Task[]; final: string[]; journal?: Task } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
+  // every run that gets to its end has recorded what an interrupted run's journal held
+  const dropJournal = cmd('rm', '-f', journalPath(statePath));
   if (mode === 'remove') {
     const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
-    return { tasks, final: [backupCleanupCommand(removedFiles), ...removeDirsCommands(facts.state)] };
+    return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state)] };
   }
   const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
-  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles)] };
+  const journal = planned.journal && { name: `journal ${journalPath(statePath)}`, status: 'changed' as const, detail: 'written before the first change', steps: [journalStep(statePath, planned.journal)] };
+  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
 }
 
 /** Maps the apply script's outcome back to tasks: done, failed (with command and stderr), rolled back, skipped. */
@@ -136,7 +141,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
-      const { tasks, final } = decide(spec, facts, mode, specText, generation);
+      const { tasks, final, journal } = decide(spec, facts, mode, specText, generation);
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');
       const pending = tasks.filter((t) => t.status === 'changed');
@@ -146,7 +151,9 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
       const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
-      const { script, owners } = renderApplyScript(tasks, statePath, facts.stateFingerprint, final);
+      // The journal goes first and is not reported: it is how this run survives being killed, not a change of its own.
+      const scriptTasks = journal ? [journal, ...tasks] : tasks;
+      const { script, owners } = renderApplyScript(scriptTasks, statePath, facts.stateFingerprint, final);
       if (options.signal?.aborted) {
         return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message: 'the caller went away before any change was applied; nothing changed' }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
@@ -167,7 +174,9 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         const message = `the apply script ended early (exit ${run.code}${run.stderr.trim() ? `: ${run.stderr.trim()}` : ''}); run again to converge`;
         return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
-      const { results, error } = outcomeToResults(tasks, owners, outcome);
+      const outcomeResults = outcomeToResults(scriptTasks, owners, outcome);
+      const results = journal ? outcomeResults.results.slice(1) : outcomeResults.results;
+      const error = outcomeResults.error;
       return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
     }
   } catch (error) {

@@ -49,3 +49,36 @@ export function parseHostState(text: string | undefined): HostState | null {
     return null;
   }
 }
+
+/**
+ * The journal: the state a run is about to create, written before its first change and removed once the state file
+ * records the run. A run killed outright (SIGKILL, power loss) cannot roll back; its journal still tells the next
+ * run which sysctl values were the host's originals and what that run may have created.
+ */
+export const journalPath = (path: string) => `${path}.journal`;
+
+const union = <T>(a: readonly T[], b: readonly T[], key: (x: T) => string = String): T[] => {
+  const seen = new Set(a.map(key));
+  return [...a, ...b.filter((x) => !seen.has(key(x)))];
+};
+
+/** The recorded state completed by an interrupted run's journal: the older record wins where both have a value. */
+export function mergeJournal(state: HostState | null, journal: HostState): HostState {
+  if (!state) return journal;
+  return {
+    ...state,
+    addresses: union(state.addresses, journal.addresses, (a) => `${a.ip}/${a.prefix} ${a.dev}`),
+    tunnels: union(state.tunnels, journal.tunnels, (t) => t.name),
+    files: union(state.files, journal.files),
+    dirs: union(state.dirs, journal.dirs),
+    originalSysctls: { ...journal.originalSysctls, ...state.originalSysctls },
+    modules: union(state.modules, journal.modules),
+    nft: { ...journal.nft, ...state.nft },
+    unit: state.unit ?? journal.unit,
+  };
+}
+
+/** What a journal records for the nft tables a run loads: their earlier record, or "pending" (not loaded yet). */
+export function journalNft(state: HostState | null, keys: readonly string[]): HostState['nft'] {
+  return Object.fromEntries(keys.map((k) => [k, state?.nft[k] ?? { rulesetHash: 'pending', listingHash: 'pending' }]));
+}

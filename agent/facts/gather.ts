@@ -1,5 +1,5 @@
 import { renderCommand } from '../shell';
-import { HostState, STATE_DIR, parseHostState } from '../state';
+import { HostState, STATE_DIR, journalPath, mergeJournal, parseHostState } from '../state';
 import { parseDirLines, parseFiles, parseIpAddrJson, parseKeyValues, parseNeighJson, parseNftTableText, parseSysctlLines, IpAddrFacts, FileFact } from './parsers';
 import { parseSections, sectionLine } from './sections';
 import type { NftTableFacts } from '../../model';
@@ -39,6 +39,8 @@ export interface HostFacts {
   readonly state: HostState | null;
   /** sha256 of the state file's bytes, or 'none'; the apply script refuses to run if it changed meanwhile. */
   readonly stateFingerprint: string;
+  /** An interrupted run left a journal; `state` already includes it, and this run must record the merged state. */
+  readonly journalPending: boolean;
 }
 
 /**
@@ -103,7 +105,7 @@ export function renderFactsScript(request: FactsRequest): string {
     sectionLine('sysctls'),
     ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
     sectionLine('files'),
-    `for f in ${[...request.files, request.statePath].map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`,
+    `for f in ${[...request.files, request.statePath, journalPath(request.statePath)].map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`,
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
@@ -131,7 +133,8 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
   const basics = parseKeyValues(sections.get('basics') ?? '');
   const files = parseFiles(sections.get('files') ?? '');
   const stateFile = files[request.statePath];
-  const ourFiles = Object.fromEntries(Object.entries(files).filter(([p]) => p !== request.statePath));
+  const journal = parseHostState(files[journalPath(request.statePath)]?.content);
+  const ourFiles = Object.fromEntries(Object.entries(files).filter(([p]) => p !== request.statePath && p !== journalPath(request.statePath)));
   const dirs = parseDirLines(sections.get('dirs') ?? '');
   const nft: Record<string, NftFacts> = {};
   for (const t of request.nftTables) {
@@ -156,7 +159,8 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     dirs,
     nft,
     neighbours: request.neighbours ? parseNeighJson(sections.get('neigh') ?? '') : {},
-    state: parseHostState(stateFile?.content),
+    state: journal ? mergeJournal(parseHostState(stateFile?.content), journal) : parseHostState(stateFile?.content),
     stateFingerprint: stateFile?.sha256 ?? 'none',
+    journalPending: journal !== null,
   };
 }

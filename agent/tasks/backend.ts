@@ -1,10 +1,10 @@
 import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHost } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { HostState, StateAddress, statePath } from '../state';
+import { HostState, StateAddress, journalNft, statePath } from '../state';
 import {
   addressTasks, ancestorDirs, createdDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
 } from './common';
-import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
+import { NftWant, listingSubstitutions, nftKey, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
 import { Task, changed, failed } from './task';
 import { cmd, removeTunnelStep, sysctlStep } from './steps';
@@ -23,6 +23,8 @@ export interface HostPlanResult {
   readonly substitutions: Record<string, string>;
   /** Backups of files this run replaces; dropped once every step has succeeded. */
   readonly writtenFiles: string[];
+  /** The state this run creates, as its journal records it before the first change (see journalPath). */
+  readonly journal?: HostState;
 }
 
 export function backendFactsRequest(spec: BackendHostSpec) {
@@ -118,6 +120,7 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   };
   const substitutions = listingSubstitutions(nftWants);
   tasks.push(stateTask(BACKEND_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
+  const journal = { ...next, nft: journalNft(state, nftWants.map((w) => nftKey(w.family, w.name))) };
   // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])] };
+  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])], journal };
 }

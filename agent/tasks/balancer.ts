@@ -2,9 +2,9 @@ import {
   BALANCER_TABLE, BALANCER_UNIT, BalancerSpec, planBalancerHost, renderNftDeclarative, renderNftReload, BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
-import { HostState, statePath } from '../state';
+import { HostState, journalNft, statePath } from '../state';
 import { addressTasks, ancestorDirs, createdDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
-import { NftWant, listingSubstitutions, nftRecord, nftTableTask } from './nft';
+import { NftWant, listingSubstitutions, nftKey, nftRecord, nftTableTask } from './nft';
 import { stateTask } from './state-file';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
@@ -107,6 +107,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   };
   const substitutions = listingSubstitutions([want]);
   tasks.push(stateTask(BALANCER_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
+  const journal = { ...next, nft: journalNft(state, [nftKey(want.family, want.name)]) };
   // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])] };
+  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])], journal };
 }

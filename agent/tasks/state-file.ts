@@ -1,6 +1,6 @@
 import { renderCommand } from '../shell';
-import { HostState, STATE_DIR } from '../state';
-import { Task, changed, ok } from './task';
+import { HostState, STATE_DIR, journalPath } from '../state';
+import { Step, Task, changed, ok } from './task';
 import { cmd } from './steps';
 import type { HostFacts } from '../facts/gather';
 
@@ -13,7 +13,7 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const text = JSON.stringify(next, null, 2) + '\n';
   const previous = facts.state;
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
-  if (same && !nftChanged) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
+  if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
   const tmp = `${path}.tula-tmp`;
   const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
   const run = [
@@ -22,9 +22,20 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
     cmd('mv', '-f', tmp, path),
   ].join(' && ');
   const undo = previous ? `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])} > ${renderCommand([path])}` : cmd('rm', '-f', path);
-  return changed(`state ${path}`, `generation ${next.generation.slice(0, 12)} recorded`, [{ run, undo }]);
+  const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
+  return changed(`state ${path}`, detail, [{ run, undo }]);
 }
 
 export function removeStateStep(path: string): { run: string; undo: string } {
   return { run: cmd('rm', '-f', path), undo: ':' };
+}
+
+/** Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. */
+export function journalStep(path: string, journal: HostState): Step {
+  const file = journalPath(path);
+  const tmp = `${file}.tula-tmp`;
+  return {
+    run: [cmd('mkdir', '-p', STATE_DIR), `printf '%s' ${renderCommand([JSON.stringify(journal) + '\n'])} > ${renderCommand([tmp])}`, cmd('mv', '-f', tmp, file)].join(' && '),
+    undo: cmd('rm', '-f', file),
+  };
 }

@@ -105,6 +105,43 @@ describe('an apply interrupted in the middle', () => {
     expect(await sh(be, 'sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce')).toBe('0\n0\n');
   });
 
+  test('GIVEN the apply script SIGKILLed on a fresh backend after arp_ignore changed WHEN apply runs again THEN the recorded originals are the host\'s, and remove restores them', async () => {
+    const be = lab.hosts.be2;
+    const sysctls = () => sh(be, 'sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce');
+    expect(await sysctls()).toBe('0\n0\n');
+    const text = JSON.stringify(backendSpec(lab, be, [{ ip: '10.99.7.20' }]));
+    const file = writeSpec(lab, text);
+    await slowDown(be, '/usr/sbin/sysctl', '*-w*arp_announce*', 5);
+
+    // WHEN the apply script dies outright (no trap runs) after arp_ignore=1, before anything records it
+    const cli = spawnBackground(['node', CLI, 'apply', '--spec', file]);
+    expect(await waitFor(async () => (await be.exec(['test', '-s', '/tmp/slow.pid'])).code === 0, 15_000, 20)).toBe(true);
+    const wrapper = Number((await sh(be, 'cat /tmp/slow.pid')).trim());
+    const all = await processes(be);
+    const script = all.find((p) => p.pid === wrapper)!.ppid;
+    for (const pid of [script, wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
+    expect((await cli.exited).code).toBe(1);
+    await sh(be, 'umount /usr/sbin/sysctl');
+    expect(await sysctls()).toBe('1\n0\n');
+    expect((await be.exec(['test', '-e', '/var/lib/tula-dsr/backend.json'])).code).not.toBe(0);
+    expect(JSON.parse(await sh(be, 'cat /var/lib/tula-dsr/backend.json.journal')).originalSysctls).toEqual({
+      'net.ipv4.conf.all.arp_ignore': '0', 'net.ipv4.conf.all.arp_announce': '0',
+    });
+
+    // THEN a re-run records the host's real originals (from the journal, not the half-changed host) and drops it
+    const rerun = await run(text, 'apply');
+    expect(rerun.error).toBeUndefined();
+    expect(rerun.tasks.find((t) => t.name.startsWith('state '))?.detail).toMatch(/with what an interrupted run had begun/);
+    const state = HostStateSchema.parse(JSON.parse(await sh(be, 'cat /var/lib/tula-dsr/backend.json')));
+    expect(state.originalSysctls).toEqual({ 'net.ipv4.conf.all.arp_ignore': '0', 'net.ipv4.conf.all.arp_announce': '0' });
+    expect((await be.exec(['test', '-e', '/var/lib/tula-dsr/backend.json.journal'])).code).not.toBe(0);
+    expect((await run(text, 'apply')).counts.changed).toBe(0);
+    // AND remove puts them back
+    expect((await run(text, 'remove')).error).toBeUndefined();
+    expect(await sysctls()).toBe('0\n0\n');
+    expect(await sh(be, 'ls -A /var/lib/tula-dsr 2>/dev/null || true')).toBe('');
+  });
+
   test('GIVEN the apply script SIGKILLed while a 300-VIP ruleset waits to load WHEN re-run THEN the table was old (never half), and re-runs converge', async () => {
     const lb = lab.hosts.lb;
     const backends = [lab.hosts.be1, lab.hosts.be2].map((h) => ({ name: h.name, ip: h.ip }));
