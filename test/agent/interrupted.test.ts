@@ -63,6 +63,21 @@ function descendants(all: { pid: number; ppid: number }[], root: number): number
   return out;
 }
 
+/**
+ * Starts `tula-dsr apply --spec file` and, once the slowed-down tool (see slowDown) waits, SIGKILLs the host's apply
+ * script together with the tool and its children: nothing of the script runs after that, not even a trap.
+ */
+async function applyAndKillScript(host: LabHost, file: string) {
+  const cli = spawnBackground(['node', CLI, 'apply', '--spec', file]);
+  expect(await waitFor(async () => (await host.exec(['test', '-s', '/tmp/slow.pid'])).code === 0, 15_000, 20)).toBe(true);
+  const wrapper = Number((await sh(host, 'cat /tmp/slow.pid')).trim());
+  const all = await processes(host);
+  const script = all.find((p) => p.pid === wrapper)!.ppid;
+  expect(all.find((p) => p.pid === script)?.comm).toBe('sh');
+  for (const pid of [script, wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
+  return cli;
+}
+
 describe('an apply interrupted in the middle', () => {
   test('GIVEN sshd killed while a backend apply is between steps WHEN apply runs again THEN it reports changed=0 and the original sysctls are kept', async () => {
     const be = lab.hosts.be1;
@@ -114,12 +129,7 @@ describe('an apply interrupted in the middle', () => {
     await slowDown(be, '/usr/sbin/sysctl', '*-w*arp_announce*', 5);
 
     // WHEN the apply script dies outright (no trap runs) after arp_ignore=1, before anything records it
-    const cli = spawnBackground(['node', CLI, 'apply', '--spec', file]);
-    expect(await waitFor(async () => (await be.exec(['test', '-s', '/tmp/slow.pid'])).code === 0, 15_000, 20)).toBe(true);
-    const wrapper = Number((await sh(be, 'cat /tmp/slow.pid')).trim());
-    const all = await processes(be);
-    const script = all.find((p) => p.pid === wrapper)!.ppid;
-    for (const pid of [script, wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
+    const cli = await applyAndKillScript(be, file);
     expect((await cli.exited).code).toBe(1);
     await sh(be, 'umount /usr/sbin/sysctl');
     expect(await sysctls()).toBe('1\n0\n');
@@ -154,13 +164,7 @@ describe('an apply interrupted in the middle', () => {
     await slowDown(lb, '/usr/sbin/nft', '"-f /var/lib/tula-dsr/netdev-tula_dsr.load.nft"', 5);
 
     // WHEN the apply script (and the waiting nft) are killed outright
-    const cli = spawnBackground(['node', CLI, 'apply', '--spec', file]);
-    expect(await waitFor(async () => (await lb.exec(['test', '-s', '/tmp/slow.pid'])).code === 0, 15_000, 20)).toBe(true);
-    const wrapper = Number((await sh(lb, 'cat /tmp/slow.pid')).trim());
-    const all = await processes(lb);
-    const script = all.find((p) => p.pid === wrapper)!.ppid;
-    expect(all.find((p) => p.pid === script)?.comm).toBe('sh');
-    for (const pid of [script, wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
+    const cli = await applyAndKillScript(lb, file);
     const { code } = await cli.exited;
     await sh(lb, 'umount /usr/sbin/nft');
 
