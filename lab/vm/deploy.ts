@@ -184,7 +184,8 @@ export async function udpBurst(lab: VmLab, o: { host: string; port: number; coun
   const ask = `echo ping | timeout 8 socat -t 3 - UDP4:${o.host}:${o.port},sourceport=$((${o.sourcePortBase ?? 40000} + i)),reuseaddr`;
   const out = await lab.execOk('client', [
     'd=$(mktemp -d)',
-    `for i in $(seq ${o.count}); do (for a in 1 2 3; do r=$(${ask}); [ -n "$r" ] && break; done; echo "\${r:-failed: no answer from port $((${o.sourcePortBase ?? 40000} + i))}") > "$d/$i" & done`,
+    // one answer per client: a late answer to an earlier attempt can reach a retry's socket (same port) too
+    `for i in $(seq ${o.count}); do (for a in 1 2 3; do r=$(${ask} | head -n 1); [ -n "$r" ] && break; done; echo "\${r:-failed: no answer from port $((${o.sourcePortBase ?? 40000} + i))}") > "$d/$i" & done`,
     'wait',
     'cat "$d"/*',
     'rm -rf "$d"',
