@@ -8,8 +8,6 @@ import { CliIo, processIo } from './io';
 import { HostRunResult, RunMode, runHost } from './runner';
 import { readSpecFromEnv, readStackHosts } from './spec-input';
 
-export type { CliIo } from './io';
-
 export const EXIT = { ok: 0, failed: 1, drift: 2, usage: 64 } as const;
 
 const USAGE = `usage: tula-dsr <apply|check|remove> [STACK_DIR | --spec FILE] [--diff] [--json] [--timeout SECONDS]

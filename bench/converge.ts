@@ -6,6 +6,7 @@ import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import { RUNTIME_DIR_ENV } from '../agent/daemon/paths';
 import { stopAgentDaemons } from '../agent/daemon/stop';
+import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
 import { Stat, stat } from './stats';
@@ -108,8 +109,7 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
       .map(([name]) => `terraform_data.${name}`);
     const cli = join(work, 'terraform.tfrc');
     writeFileSync(cli, '');
-    const daemonDir = join(work, 'run');
-    mkdirSync(daemonDir, { mode: 0o700 });
+    const daemonDir = agentRuntimeDir(work);
     const tfEnv = { ...process.env, TF_CLI_CONFIG_FILE: cli, CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1', [RUNTIME_DIR_ENV]: daemonDir };
     const init = await run(['terraform', 'init', '-input=false', '-no-color'], { cwd: stackDir, env: tfEnv });
     if (init.code !== 0) throw new Error(`terraform init failed:\n${init.out}`);

@@ -2,7 +2,7 @@ import { appendFileSync, chmodSync, rmSync, statSync, writeFileSync } from 'node
 import { connect, createServer, Server, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { main } from '../cli';
-import { runtimeDir } from './paths';
+import { RUNTIME_DIR_ENV, runtimeDir } from './paths';
 import { parseRequest, readLines, writeFrame } from './protocol';
 
 /**
@@ -13,7 +13,7 @@ import { parseRequest, readLines, writeFrame } from './protocol';
  */
 export const DEFAULT_IDLE_MS = 20_000;
 
-export function log(dir: string, line: string): void {
+function log(dir: string, line: string): void {
   try {
     appendFileSync(join(dir, 'daemon.log'), `${new Date().toISOString()} [${process.pid}] ${line}\n`, { mode: 0o600 });
   } catch {
@@ -80,7 +80,7 @@ function alive(path: string): Promise<boolean> {
 /** Serves on `path` until idle; resolves once the daemon has stopped (or found another one serving). */
 export async function serve(path: string, idleMs: number): Promise<void> {
   const dir = dirname(path);
-  const place = runtimeDir({ TULA_DSR_RUNTIME_DIR: dir });
+  const place = runtimeDir({ [RUNTIME_DIR_ENV]: dir });
   if ('problem' in place) throw new Error(place.problem);
   let active = 0;
   let timer: NodeJS.Timeout | undefined;

@@ -30,12 +30,16 @@ export function removeStateStep(path: string): { run: string; undo: string } {
   return { run: cmd('rm', '-f', path), undo: ':' };
 }
 
-/** Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. */
+/**
+ * Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. It leaves
+ * out the spec text, which nothing reads back and which is megabytes for a large balancer: the state file has it.
+ */
 export function journalStep(path: string, journal: HostState): Step {
   const file = journalPath(path);
   const tmp = `${file}.tula-tmp`;
+  const text = JSON.stringify({ ...journal, spec: '' }) + '\n';
   return {
-    run: [cmd('mkdir', '-p', STATE_DIR), `printf '%s' ${renderCommand([JSON.stringify(journal) + '\n'])} > ${renderCommand([tmp])}`, cmd('mv', '-f', tmp, file)].join(' && '),
+    run: [cmd('mkdir', '-p', STATE_DIR), `printf '%s' ${renderCommand([text])} > ${renderCommand([tmp])}`, cmd('mv', '-f', tmp, file)].join(' && '),
     undo: cmd('rm', '-f', file),
   };
 }

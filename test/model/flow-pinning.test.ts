@@ -14,6 +14,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, BalancerSpec, backendId, planBalancerHost, renderNftReload, tunnelName } from '../../model';
 import { BALANCER_CASES, FRESH, factsFor, macOf } from '../support/render-fixtures';
+import { parseNftTableText } from '../../agent/facts/parsers';
 
 const suffix = randomBytes(3).toString('hex');
 const LB = `tula-fp-${suffix}`;
@@ -81,27 +82,12 @@ function send(vip: string, sport: number, flags: string): void {
 
 function load(spec: BalancerSpec): void {
   const table = planBalancerHost(spec, factsFor(spec)).table;
+  // the first load starts from nothing; later ones reload in place from what the agent's facts parser reads
   const listed = run(['ip', 'netns', 'exec', LB, 'nft', '-t', 'list', 'table', 'netdev', BALANCER_TABLE]);
-  // the first load starts from nothing; later ones reload in place, as the agent does
-  const facts = listed.status === 0 ? liveFacts() : FRESH;
+  const facts = listed.status === 0 ? parseNftTableText(listed.stdout) : FRESH;
   const file = path.join(workDir, `r${randomBytes(3).toString('hex')}.nft`);
   writeFileSync(file, renderNftReload(table, facts));
   inLb('nft', '-f', file);
-}
-
-function liveFacts() {
-  const text = inLb('nft', '-t', 'list', 'table', 'netdev', BALANCER_TABLE);
-  const names = (kind: string) => [...text.matchAll(new RegExp(`^\\t${kind} (\\S+) \\{$`, 'gm'))].map((m) => m[1]);
-  const sizes: Record<string, number> = {};
-  let current = '';
-  for (const line of text.split('\n')) {
-    const object = /^\t(?:map|set) (\S+) \{$/.exec(line);
-    if (object) current = object[1];
-    const size = /^\t\tsize (\d+)$/.exec(line);
-    if (size && current) sizes[current] = Number(size[1]);
-  }
-  const hooks = { ingress: 'type filter hook ingress device "eth0" priority -300; policy accept;' };
-  return { exists: true, counters: names('counter'), maps: names('map'), sets: names('set'), chains: names('chain'), sizes, hooks };
 }
 
 /** The value the flow map holds for the client's 4-tuple (a MAC in L2, a mark in L3), or undefined. */
