@@ -1,4 +1,4 @@
-import { HostSpec, SpecError, sha256Hex } from '../model';
+import { HostSpec, SpecError, formatSshTarget, sha256Hex } from '../model';
 import { FactsRequest, HostFacts, parseHostFacts, renderFactsScript } from './facts/gather';
 import { ApplyOutcome, parseApplyOutput, renderApplyScript } from './script';
 import { connect, ConnectOptions, SshConnection } from './ssh/connection';
@@ -129,7 +129,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   }
   const generation = sha256Hex(specText);
   const host = spec.name;
-  const target = `${spec.ssh.user}@${spec.ssh.host}:${spec.ssh.port}`;
+  const target = formatSshTarget(spec.ssh);
   const base = { host, kind: spec.kind, target, mode, generation };
   let connection = options.connection;
   let applying = false;

@@ -12,15 +12,16 @@ export interface CheckOptions {
 
 const known = (opts: CheckOptions, ...values: unknown[]) => values.every((v) => v !== undefined && !(opts.isUnresolved?.(v) ?? false));
 
-export function checkSshTarget(ssh: SshTargetSpec, path: string): SpecIssue[] {
+/** `prefix` is how the fields are named where the target sits: `ssh.` in a host spec, nothing for a bare target. */
+export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'): SpecIssue[] {
   const count = Number(ssh.hostKey !== undefined) + Number(ssh.knownHostsFile !== undefined);
   if (count === 1) return [];
   return [{
     path,
-    field: 'ssh.hostKey',
+    field: `${prefix}hostKey`,
     message: count === 0
-      ? "is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile"
-      : 'and ssh.knownHostsFile are both set; set exactly one of them',
+      ? `is missing: host keys are always verified, so set exactly one of ${prefix}hostKey ('SHA256:…' from \`ssh-keygen -lf\`, or an OpenSSH public key line) or ${prefix}knownHostsFile`
+      : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
   }];
 }
 

@@ -34,3 +34,8 @@ export interface SshTarget {
    */
   readonly knownHostsFile?: string;
 }
+
+/** `user@host:port`, as every message and report names an SSH target. */
+export function formatSshTarget(t: { readonly user: string; readonly host: string; readonly port: number }): string {
+  return `${t.user}@${t.host}:${t.port}`;
+}

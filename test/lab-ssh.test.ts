@@ -7,7 +7,8 @@ import { readFileSync, readdirSync, existsSync, writeFileSync, copyFileSync } fr
 import { createLab, reapStaleLabs, Lab } from '../lab/topology';
 import { addNetns } from '../lab/netns';
 import { execFile, execOk, spawnBackground, BackgroundProcess, waitFor } from '../lab/exec';
-import { connect, ConnectionPool, SshConnection, ConnectOptions } from '../agent/ssh/connection';
+import { connect, SshConnection, ConnectOptions } from '../agent/ssh/connection';
+import { ConnectionPool } from './support/connection-pool';
 import { SshError, SshErrorInfo } from '../agent/ssh/errors';
 import type { SshTarget } from '../agent/ssh/target';
 
@@ -419,10 +420,14 @@ describe('lab hosts and ssh', () => {
     });
 
     test.each([
-      ['both hostKey and knownHostsFile', { knownHostsFile: '/dev/null' }, 'both hostKey and knownHostsFile are set: give exactly one'],
-      ['neither hostKey nor knownHostsFile', { hostKey: undefined }, "no host key to verify against: set hostKey ('SHA256:…' or a public key line) or knownHostsFile"],
+      ['both hostKey and knownHostsFile', { knownHostsFile: '/dev/null' }, 'hostKey: and knownHostsFile are both set; set exactly one of them'],
+      [
+        'neither hostKey nor knownHostsFile',
+        { hostKey: undefined },
+        "hostKey: is missing: host keys are always verified, so set exactly one of hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or knownHostsFile",
+      ],
       ['a missing known_hosts file', { hostKey: undefined, knownHostsFile: '/nonexistent/known_hosts' }, 'cannot read knownHostsFile /nonexistent/known_hosts: ENOENT'],
-      ['a bad port', { port: 70000 }, 'port 70000 is invalid: use an integer from 1 to 65535'],
+      ['a bad port', { port: 70000 }, 'port: 70000 is not allowed; use an integer from 1 to 65535'],
     ])('a target with %s is a config error before any connection', async (_what, overrides, message) => {
       const t = lab.hosts.be1.target(overrides);
       const err = await connectError(t);

@@ -1,20 +1,14 @@
 /**
- * One SSH connection per host (ssh2 `Client`), with host key verification that fails closed, retries only for
+ * One SSH connection per host (ssh2 `Client`): host key verification that fails closed, retries only for
  * transient network errors before the handshake, and `run()`, which executes a whole POSIX sh script in a single
- * exec channel (one round trip).
+ * exec channel (one round trip). The target is checked and its keys loaded by resolve-target.ts.
  */
-import { readFileSync } from 'node:fs';
-import { Client, ClientChannel, ConnectConfig, utils as ssh2Utils } from 'ssh2';
-import { type SshTarget, DEFAULT_SSH_PORT, DEFAULT_SSH_USER, PASSPHRASE_ENV } from './target';
-import { SshError, SshErrorInfo, SshErrorKind, isRetryable } from './errors';
-import {
-  HostKeyDecision,
-  HostKeyPolicy,
-  parseKnownHosts,
-  parsePinnedHostKey,
-  preferredHostKeyAlgorithms,
-  verifyHostKey,
-} from './host-key';
+import { Client, ClientChannel, ConnectConfig } from 'ssh2';
+import type { SshTarget } from './target';
+import { SOCKET_MESSAGES, SshError, SshErrorInfo, SshErrorKind, isRetryable, sshFail as fail } from './errors';
+import { HostKeyDecision, preferredHostKeyAlgorithms, verifyHostKey } from './host-key';
+import { ResolvedTarget, resolveTarget } from './resolve-target';
+import { wrapScript } from './wrap-script';
 import { renderCommand } from '../shell';
 
 export interface ConnectOptions {
@@ -59,112 +53,13 @@ const DEFAULT_HOST_KEY_ALGORITHMS = [
   'ssh-rsa',
 ];
 
-interface Resolved {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly policy: HostKeyPolicy;
-  readonly auth: { readonly privateKey: Buffer; readonly passphrase?: string } | { readonly agent: string };
-}
-
-/** The `user@host:port` prefix of every message. */
-function label(t: { user: string; host: string; port: number }): string {
-  return `${t.user}@${t.host}:${t.port}`;
-}
-
-function fail(t: { user: string; host: string; port: number }, kind: SshErrorKind, message: string, extra: Partial<SshErrorInfo> = {}): SshError {
-  return new SshError({ kind, host: t.host, port: t.port, user: t.user, message: `${label(t)}: ${message}`, ...extra });
-}
-
-/** Validates the target and loads key material and the host key policy; no network yet. */
-function resolveTarget(target: SshTarget, env: NodeJS.ProcessEnv): Resolved {
-  const t = { host: target.host, port: target.port ?? DEFAULT_SSH_PORT, user: target.user ?? DEFAULT_SSH_USER };
-  if (typeof t.host !== 'string' || t.host.trim() === '') throw fail(t, 'config', 'host is empty');
-  if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535) {
-    throw fail(t, 'config', `port ${t.port} is invalid: use an integer from 1 to 65535`);
-  }
-  if (t.user === '') throw fail(t, 'config', 'user is empty');
-
-  const hasPin = target.hostKey !== undefined;
-  const hasFile = target.knownHostsFile !== undefined;
-  if (hasPin === hasFile) {
-    throw fail(
-      t,
-      'config',
-      hasPin
-        ? 'both hostKey and knownHostsFile are set: give exactly one'
-        : 'no host key to verify against: set hostKey (\'SHA256:…\' or a public key line) or knownHostsFile',
-    );
-  }
-  let policy: HostKeyPolicy;
-  if (hasPin) {
-    try {
-      policy = { kind: 'pinned', pin: parsePinnedHostKey(target.hostKey!) };
-    } catch (e) {
-      throw fail(t, 'config', (e as Error).message);
-    }
-  } else {
-    let text: string;
-    try {
-      text = readFileSync(target.knownHostsFile!, 'utf8');
-    } catch (e) {
-      throw fail(t, 'config', `cannot read knownHostsFile ${target.knownHostsFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    policy = { kind: 'known-hosts', file: target.knownHostsFile!, entries: parseKnownHosts(text).entries };
-  }
-
-  const passphrase = env[PASSPHRASE_ENV];
-  let auth: Resolved['auth'];
-  if (target.privateKeyPath !== undefined) {
-    const path = target.privateKeyPath;
-    let privateKey: Buffer;
-    try {
-      privateKey = readFileSync(path);
-    } catch (e) {
-      throw fail(t, 'private-key', `cannot read private key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    const parsed = ssh2Utils.parseKey(privateKey, passphrase);
-    if (parsed instanceof Error) {
-      const encrypted = /encrypted|passphrase/i.test(parsed.message);
-      throw fail(
-        t,
-        'private-key',
-        encrypted
-          ? passphrase === undefined
-            ? `private key ${path} is encrypted: put its passphrase in the environment variable ${PASSPHRASE_ENV}`
-            : `cannot decrypt private key ${path} with the passphrase from ${PASSPHRASE_ENV}`
-          : `${path} is not a usable private key: ${parsed.message}`,
-      );
-    }
-    auth = { privateKey, passphrase };
-  } else {
-    const sock = env.SSH_AUTH_SOCK;
-    if (!sock) {
-      throw fail(t, 'agent', 'no privateKeyPath and no ssh-agent (SSH_AUTH_SOCK is not set): set privateKeyPath or start ssh-agent');
-    }
-    auth = { agent: sock };
-  }
-  return { ...t, policy, auth };
-}
-
-const SOCKET_MESSAGES: Record<string, string> = {
-  ECONNREFUSED: 'connection refused: is sshd running and listening on that address and port?',
-  EHOSTUNREACH: 'no route to host',
-  ENETUNREACH: 'network unreachable',
-  ENOTFOUND: 'host name does not resolve',
-  EAI_AGAIN: 'host name lookup failed temporarily',
-  ECONNRESET: 'connection reset by the server before the SSH handshake completed',
-  EPIPE: 'connection closed by the server before the SSH handshake completed',
-  ETIMEDOUT: 'TCP connect timed out',
-};
-
 interface AttemptFailure {
   readonly error: SshError;
   readonly retryable: boolean;
 }
 
 /** One connection attempt; rejects with an AttemptFailure. */
-function attempt(r: Resolved, opts: Required<Omit<ConnectOptions, 'env' | 'sudo'>>): Promise<{ client: Client; fingerprint: string }> {
+function attempt(r: ResolvedTarget, opts: Required<Omit<ConnectOptions, 'env' | 'sudo'>>): Promise<{ client: Client; fingerprint: string }> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     let decision: HostKeyDecision | undefined;
@@ -284,17 +179,6 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
 
 const SUDO_PASSWORD = /^sudo: (a password is required|a terminal is required to read the password.*)$/m;
 const SUDO_MISSING = /sudo: (command )?not found/;
-
-/** Wraps the script so that it is parsed completely before anything runs, and feeds it `stdin` if given. */
-export function wrapScript(script: string, stdin?: string | Buffer): string {
-  const body = script.endsWith('\n') ? script : `${script}\n`;
-  if (stdin === undefined) {
-    // a truncated transfer is a syntax error (no closing brace), so a half-received script never runs
-    return `{\n${body}} </dev/null\n`;
-  }
-  const data = Buffer.from(stdin).toString('base64').replace(/.{1,76}/g, '$&\n');
-  return `tula_dsr_stdin() {\nbase64 -d <<'TULA_DSR_STDIN'\n${data}TULA_DSR_STDIN\n}\ntula_dsr_stdin | {\n${body}}\n`;
-}
 
 export class SshConnection {
   /** Exec channels opened so far: one per `run()`. */
@@ -425,40 +309,3 @@ function signalNumber(signal: string | undefined): number {
   return (signal && SIGNALS[signal.replace(/^SIG/, '')]) || 0;
 }
 
-/**
- * At most one connection per `user@host:port`; concurrent `get()`s share the same connect. A connection that
- * failed or closed is dropped, so the next `get()` connects again.
- */
-export class ConnectionPool {
-  private readonly conns = new Map<string, Promise<SshConnection>>();
-
-  constructor(private readonly options: ConnectOptions = {}) {}
-
-  get(target: SshTarget): Promise<SshConnection> {
-    const key = `${target.user ?? DEFAULT_SSH_USER}@${target.host}:${target.port ?? DEFAULT_SSH_PORT}`;
-    let p = this.conns.get(key);
-    if (!p) {
-      const created = connect(target, this.options);
-      const forget = () => {
-        if (this.conns.get(key) === created) this.conns.delete(key);
-      };
-      // a failed or later lost connection is not handed out again: the next get() connects anew
-      created.then((c) => c.whenClosed.then(forget), forget);
-      this.conns.set(key, created);
-      p = created;
-    }
-    return p;
-  }
-
-  /** Total exec round trips over all connections. */
-  async roundTrips(): Promise<number> {
-    const conns = await Promise.allSettled(this.conns.values());
-    return conns.reduce((n, c) => n + (c.status === 'fulfilled' ? c.value.roundTrips : 0), 0);
-  }
-
-  async closeAll(): Promise<void> {
-    const conns = await Promise.allSettled(this.conns.values());
-    this.conns.clear();
-    await Promise.all(conns.map((c) => (c.status === 'fulfilled' ? c.value.close() : undefined)));
-  }
-}

@@ -1,3 +1,5 @@
+import { formatSshTarget } from '../../model/ssh-target';
+
 /**
  * SSH errors as typed data first. `SshError.info` is what the CLI reports and tests assert on; `message` is the
  * human sentence. User mistakes (bad key, unknown host, no sudo rights) are reported without a stack trace:
@@ -56,6 +58,23 @@ export class SshError extends Error {
     return this.info;
   }
 }
+
+/** An SshError whose message starts with the target, as every SSH message does. */
+export function sshFail(t: { user: string; host: string; port: number }, kind: SshErrorKind, message: string, extra: Partial<SshErrorInfo> = {}): SshError {
+  return new SshError({ kind, host: t.host, port: t.port, user: t.user, message: `${formatSshTarget(t)}: ${message}`, ...extra });
+}
+
+/** What a socket error code means for someone trying to reach a host. */
+export const SOCKET_MESSAGES: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused: is sshd running and listening on that address and port?',
+  EHOSTUNREACH: 'no route to host',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name does not resolve',
+  EAI_AGAIN: 'host name lookup failed temporarily',
+  ECONNRESET: 'connection reset by the server before the SSH handshake completed',
+  EPIPE: 'connection closed by the server before the SSH handshake completed',
+  ETIMEDOUT: 'TCP connect timed out',
+};
 
 export function isSshError(e: unknown): e is SshError {
   return e instanceof SshError;
