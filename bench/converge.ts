@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import { RUNTIME_DIR_ENV } from '../agent/daemon/paths';
-import { stopAgentDaemons } from '../agent/daemon/stop';
+import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';

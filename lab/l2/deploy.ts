@@ -3,7 +3,7 @@
  * Terraform state and CLI config, and `node_modules/tula-dsr` -> this repository, so that the provisioner's
  * `require("tula-dsr/agent")` resolves from the stack folder exactly as it does in a user's project.
  *
- * Terraform installs hashicorp/null from the test-only offline stand-in (test/support/terraform-env.ts); the
+ * Terraform installs hashicorp/null from the offline stand-in (lab/terraform/env.ts, lab support only); the
  * `terraform_data` engine needs no provider at all.
  */
 import { spawn } from 'node:child_process';
@@ -15,8 +15,8 @@ import { ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { ExampleOptions, ExampleStack } from '../example-stack';
 import type { Inventory } from '../inventory';
 import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
-import { signalAgentDaemons } from '../../agent/daemon/stop';
-import { prepareTerraformEnv } from '../../test/support/terraform-env';
+import { signalAgentDaemons } from '../agent-daemons';
+import { prepareTerraformEnv } from '../terraform/env';
 
 export const STACK_NAME = 'dsr';
 

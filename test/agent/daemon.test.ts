@@ -12,7 +12,7 @@ import { gzipSync } from 'node:zlib';
 import { execFile, ExecResult } from '../../lab/exec';
 import { createLab, Lab } from '../../lab/topology';
 import { runtimeDir } from '../../agent/daemon/paths';
-import { processRunning, stopAgentDaemons } from '../../agent/daemon/stop';
+import { processRunning, stopAgentDaemons } from '../../lab/agent-daemons';
 import { REPO, addresses, assertDistFresh, backendSpec, run, sleep } from './helpers';
 
 jest.setTimeout(60_000);

@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
-import { stopAgentDaemons } from '../../agent/daemon/stop';
+import { stopAgentDaemons } from '../../lab/agent-daemons';
 
 export default async function globalTeardown(): Promise<void> {
   const dir = process.env[RUNTIME_DIR_ENV];

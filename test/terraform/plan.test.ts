@@ -2,7 +2,7 @@
  * The REAL terraform binary on the synthesized example stack, with both engines: init, validate and plan show the
  * readable ruleset; after an apply (provisioner commands replaced by a logger, see `neutralise`), a weight change
  * plans as a line diff of the ruleset and a replacement of the balancer only. The null_resource engine uses the
- * test-only offline stand-in for hashicorp/null (test/support/terraform-env.ts).
+ * offline stand-in for hashicorp/null (lab/terraform/env.ts).
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
 import { HOST_KEY } from '../support/common';
 import { ENGINE_LIST } from '../support/stacks';
-import { prepareTerraformEnv, runTerraform, TerraformResult } from '../support/terraform-env';
+import { prepareTerraformEnv, runTerraform, TerraformResult } from '../../lab/terraform/env';
 
 jest.setTimeout(60_000);
 
@@ -149,7 +149,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const lb = Object.keys(replaced).find((a) => a.includes('lb1_host_'))!;
     expect(replaced[lb].hash).not.toBe(applied[lb].hash);
     // Terraform 1.11 runs the new instance's create provisioner, and destroys the deposed old instance WITHOUT its
-    // destroy provisioner (see test/null-provider.test.ts): a replacement never runs `remove`.
+    // destroy provisioner (see test/lab/null-provider.test.ts): a replacement never runs `remove`.
     expect((await events(stackDir)).slice(Object.keys(applied).length)).toEqual([`apply ${replaced[lb].hash}`]);
     for (const [address, t] of Object.entries(replaced)) if (address !== lb) expect(t).toEqual(applied[address]);
 

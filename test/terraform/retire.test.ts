@@ -11,7 +11,7 @@ import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { HOST_KEY } from '../support/common';
 import { ENGINE_LIST } from '../support/stacks';
-import { prepareTerraformEnv, runTerraform } from '../support/terraform-env';
+import { prepareTerraformEnv, runTerraform } from '../../lab/terraform/env';
 
 jest.setTimeout(90_000);
 

@@ -1,12 +1,12 @@
 /**
- * The offline hashicorp/null stand-in (test/support/null-provider) driven by the REAL terraform
+ * The offline hashicorp/null stand-in (lab/terraform/null-provider) driven by the REAL terraform
  * binary: init from the filesystem mirror, validate, plan, apply, replace, provisioners, unknowns,
  * destroy. Every test gets its own temp dir and removes it afterwards.
  */
 import { promises as fsp } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { prepareTerraformEnv, runTerraform, TerraformEnv, TerraformResult } from './support/terraform-env';
+import { prepareTerraformEnv, runTerraform, TerraformEnv, TerraformResult } from '../../lab/terraform/env';
 
 jest.setTimeout(120_000);
 

@@ -2,7 +2,7 @@
 'use strict';
 /**
  * The behaviour of hashicorp/null 3.2.4 (built on terraform-plugin-framework), re-implemented
- * for offline tests: the `null_resource` managed resource and the deprecated `null_data_source`.
+ * for the offline labs and tests: the `null_resource` managed resource and the deprecated `null_data_source`.
  *
  * Each handler takes a decoded protobuf request (tfplugin5) and returns a plain response object.
  * Faithful points that Terraform (and so cdktf tests) can observe:
@@ -17,7 +17,7 @@
  *   - private data passes through plan, apply and read unchanged;
  *   - import is not supported (same error text as the framework).
  *
- * TEST SUPPORT ONLY: never ship this as the provider.
+ * LAB AND TEST SUPPORT ONLY: never shipped, and not the provider.
  */
 const crypto = require('node:crypto');
 const V = require('./values');

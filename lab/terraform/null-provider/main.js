@@ -4,7 +4,7 @@
 /**
  * Offline stand-in for the hashicorp/null 3.2.4 provider binary: a go-plugin gRPC server that
  * speaks Terraform plugin protocol 5. Terraform starts it from a filesystem_mirror (see
- * test/support/terraform-env.ts), through a launcher script that runs `node main.js`.
+ * lab/terraform/env.ts), through a launcher script that runs `node main.js`.
  *
  * Handshake (hashicorp/go-plugin):
  *   - Terraform sets TF_PLUGIN_MAGIC_COOKIE and PLUGIN_PROTOCOL_VERSIONS;
@@ -13,9 +13,9 @@
  *     plugin.GRPCController/Shutdown.
  * TLS: not implemented. Terraform must run with TF_DISABLE_PLUGIN_TLS=1 (no AutoMTLS).
  *
- * Set TULA_NULL_PROVIDER_LOG=/abs/file to append one JSON line per provider RPC (for tests).
+ * Set TULA_NULL_PROVIDER_LOG=/abs/file to append one JSON line per provider RPC (tests read it; handy for debugging).
  *
- * TEST SUPPORT ONLY: never ship this as the provider.
+ * LAB AND TEST SUPPORT ONLY: never shipped, and not the provider.
  */
 const fs = require('node:fs');
 const path = require('node:path');

@@ -12,7 +12,7 @@
  *   - string / boolean            -> known primitive
  *   - plain object                -> known map or object
  *
- * TEST SUPPORT ONLY.
+ * LAB AND TEST SUPPORT ONLY: never shipped, and not the provider.
  */
 const { encode, decode, ExtData } = require('@msgpack/msgpack');
 

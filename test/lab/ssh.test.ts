@@ -4,13 +4,13 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, existsSync, writeFileSync, copyFileSync } from 'node:fs';
-import { createLab, reapStaleLabs, Lab } from '../lab/topology';
-import { addNetns } from '../lab/netns';
-import { execFile, execOk, spawnBackground, BackgroundProcess, waitFor } from '../lab/exec';
-import { connect, SshConnection, ConnectOptions } from '../agent/ssh/connection';
-import { ConnectionPool } from './support/connection-pool';
-import { SshError, SshErrorInfo } from '../agent/ssh/errors';
-import type { SshTarget } from '../agent/ssh/target';
+import { createLab, reapStaleLabs, Lab } from '../../lab/topology';
+import { addNetns } from '../../lab/netns';
+import { execFile, execOk, spawnBackground, BackgroundProcess, waitFor } from '../../lab/exec';
+import { connect, SshConnection, ConnectOptions } from '../../agent/ssh/connection';
+import { ConnectionPool } from '../support/connection-pool';
+import { SshError, SshErrorInfo } from '../../agent/ssh/errors';
+import type { SshTarget } from '../../agent/ssh/target';
 
 jest.setTimeout(30_000);
 

@@ -11,7 +11,7 @@ import {
   preferredHostKeyAlgorithms,
   verifyHostKey,
   HostKeyPolicy,
-} from '../agent/ssh/host-key';
+} from '../../../agent/ssh/host-key';
 
 // GIVEN keys and fingerprints recorded with ssh-keygen
 const ED_LINE = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEBYXf7zpY9OwlYw0UaqDL2UPtGQK2FYYbk/0oto9IUx fixture';

@@ -1,3 +1,8 @@
+/**
+ * Stopping the agent daemons that a lab, a test run or a benchmark started in a runtime folder of its own.
+ * Lab, test and benchmark support only: users' daemons stop by themselves when idle, so the shipped agent
+ * never needs this.
+ */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
