@@ -1,6 +1,7 @@
 /**
- * POSIX shell quoting. This is the only place in the project where quoting happens: commands are argv arrays
- * everywhere else and are rendered once, here.
+ * POSIX shell quoting for what the agent sends to hosts. Every value that reaches a remote shell (names, paths,
+ * addresses, file contents) is an argv element rendered here, once; the fixed shell text around them in the
+ * agent's scripts holds no values.
  */
 
 /**

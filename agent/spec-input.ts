@@ -2,14 +2,13 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import {
-  HostSpec, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec,
+  HostSpec, SPEC_ENV_PREFIX, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec,
 } from '../model';
 
 /**
  * Specs reach the agent three ways: from Terraform's provisioner (gzipped, base64, split over numbered
  * environment variables), from a file, or from a synthesized stack folder (every host of the stack).
  */
-export const SPEC_ENV_PREFIX = 'TULA_DSR_SPEC_GZ_';
 
 export function readSpecFromEnv(env: NodeJS.ProcessEnv): string | null {
   const parts: string[] = [];

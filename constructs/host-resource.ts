@@ -2,6 +2,7 @@ import { dependable, Fn, Lazy, TerraformElement, TerraformResource, TerraformSta
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
+import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
 export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
@@ -34,9 +35,6 @@ class TerraformDataResource extends TerraformResource {
   }
 }
 
-/** Chunk size for passing the spec through environment variables (Linux caps one variable at 128 KiB). */
-const ENV_CHUNK = 65536;
-
 /**
  * The provisioner command. It resolves the agent from the directory Terraform runs in (the stack folder under
  * the cdktf outdir), through the project's own node_modules, so the synthesized JSON holds no absolute path.
@@ -51,7 +49,7 @@ export function agentCommand(verb: 'apply' | 'remove'): string {
  */
 export function agentEnvironment(selfSpec: string): string {
   const packed = `base64gzip(${selfSpec})`;
-  return `\${{ for i in range(ceil(length(${packed}) / ${ENV_CHUNK})) : "TULA_DSR_SPEC_GZ_\${i}" => substr(${packed}, i * ${ENV_CHUNK}, ${ENV_CHUNK}) }}`;
+  return `\${{ for i in range(ceil(length(${packed}) / ${SPEC_ENV_CHUNK})) : "${SPEC_ENV_PREFIX}\${i}" => substr(${packed}, i * ${SPEC_ENV_CHUNK}, ${SPEC_ENV_CHUNK}) }}`;
 }
 
 /**

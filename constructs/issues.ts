@@ -3,10 +3,10 @@ import { IConstruct } from 'constructs';
 import { createSpecSchemas, SpecIssue, checkSpec, unknownKeyMessage } from '../model';
 import type { z } from 'zod';
 
-/** Schemas that accept Terraform tokens; the agent validates those values with the strict twin at apply time. */
 /**
- * cdktf's test is costly for numbers (it decodes every double), so plain values are ruled out first: a string token
- * always contains `${`, and a number token is an encoded double of huge magnitude.
+ * Whether a value is a Terraform token. cdktf's own test is costly for numbers (it decodes every double), so plain
+ * values are ruled out first: a string token always contains `${`, and a number token is an encoded double of huge
+ * magnitude.
  */
 export const isUnresolved = (v: unknown): boolean => {
   if (typeof v === 'string' && !v.includes('${')) return false;
@@ -14,6 +14,8 @@ export const isUnresolved = (v: unknown): boolean => {
   if (typeof v === 'boolean' || v === undefined || v === null) return false;
   return Token.isUnresolved(v);
 };
+
+/** Schemas that accept Terraform tokens; the agent validates those values with the strict twin at apply time. */
 export const SynthSchemas = createSpecSchemas(isUnresolved);
 
 /** Parses a construct's candidate spec; on failure returns the issues (so synth can report all of them at once). */

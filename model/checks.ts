@@ -1,6 +1,7 @@
 import { SpecIssue, showValue } from './issues';
 import { cidrContains, cidrSize, parseCidr, parseIpv4 } from './ipv4';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
+import { vipKey } from './vip-key';
 
 /**
  * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
@@ -23,10 +24,6 @@ export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'
       ? `is missing: host keys are always verified, so set exactly one of ${prefix}hostKey ('SHA256:…' from \`ssh-keygen -lf\`, or an OpenSSH public key line) or ${prefix}knownHostsFile`
       : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
   }];
-}
-
-export function vipKey(vip: Pick<VipSpec, 'ip' | 'protocol' | 'port'>): string {
-  return `${vip.ip} ${vip.protocol}/${vip.port}`;
 }
 
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SpecIssue, SpecError } from './issues';
+import { SpecIssue } from './issues';
 import { unknownKeyMessage } from './fields';
 
 type Segment = PropertyKey;
@@ -84,15 +84,4 @@ export function checkSpec<S extends z.ZodType>(
   if (!parsed.success) return { ok: false, issues: toSpecIssues(parsed.error, input, schema, fallbackPath) };
   const issues = crossCheck(parsed.data);
   return issues.length ? { ok: false, issues } : { ok: true, value: parsed.data };
-}
-
-export function parseSpecOrThrow<S extends z.ZodType>(
-  schema: S,
-  input: unknown,
-  fallbackPath: string,
-  crossCheck?: (value: z.infer<S>) => SpecIssue[],
-): z.infer<S> {
-  const result = checkSpec(schema, input, fallbackPath, crossCheck);
-  if (!result.ok) throw new SpecError(result.issues);
-  return result.value;
 }

@@ -1,12 +1,12 @@
 import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHost } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { HostState, StateAddress, journalNft, statePath } from '../state';
+import { StateAddress, statePath } from '../state';
 import {
-  addressTasks, ancestorDirs, createdDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
+  addressTasks, ancestorDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
 } from './common';
-import { NftWant, listingSubstitutions, nftKey, nftRecord, nftTableTask } from './nft';
-import { stateTask } from './state-file';
-import { Task, changed, failed } from './task';
+import { HostPlanResult, finishHostPlan } from './host-plan';
+import { NftWant, nftTableTask } from './nft';
+import { Task, changed, failed, nftChange } from './task';
 import { cmd, removeTunnelStep, sysctlStep } from './steps';
 
 /**
@@ -17,15 +17,6 @@ import { cmd, removeTunnelStep, sysctlStep } from './steps';
 export const RETIRE_GRACE_SEC = 300;
 
 export const BACKEND_STATE = statePath('backend');
-
-export interface HostPlanResult {
-  readonly tasks: Task[];
-  readonly substitutions: Record<string, string>;
-  /** Backups of files this run replaces; dropped once every step has succeeded. */
-  readonly writtenFiles: string[];
-  /** The state this run creates, as its journal records it before the first change (see journalPath). */
-  readonly journal?: HostState;
-}
 
 export function backendFactsRequest(spec: BackendHostSpec) {
   const plan = planBackendHost(spec);
@@ -52,7 +43,7 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   const tasks: Task[] = [];
   const needed = ['ip', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed', ...(plan.mssClamp ? ['nft'] : [])];
   const missing = facts.missingTools.filter((t) => needed.includes(t));
-  if (missing.length) return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, procps, util-linux, nftables, coreutils)`)], substitutions: {}, writtenFiles: [] };
+  if (missing.length) return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, procps, util-linux, nftables, coreutils)`)], writtenFiles: [] };
 
   const originals = { ...(state?.originalSysctls ?? {}) };
   // ARP sysctls first: a VIP on lo before arp_ignore=1 would make this host answer ARP for it.
@@ -91,7 +82,7 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   const nftWants: NftWant[] = plan.mssClamp ? [{ family: 'ip', name: MSS_TABLE, desired: plan.mssClamp.ruleset, load: plan.mssClamp.ruleset }] : [];
   for (const want of nftWants) tasks.push(nftTableTask(want, facts, state, 'MSS clamp for L3 VIPs'));
   if (!plan.mssClamp && facts.nft[`ip ${MSS_TABLE}`]?.table.exists && state?.nft[`ip ${MSS_TABLE}`]) {
-    tasks.push(changed(`nft table ip ${MSS_TABLE}`, 'no L3 VIPs left: removed', [{ run: cmd('nft', 'delete', 'table', 'ip', MSS_TABLE), undo: ':' }]));
+    tasks.push(nftChange(`nft table ip ${MSS_TABLE}`, 'no L3 VIPs left: removed', [{ run: cmd('nft', 'delete', 'table', 'ip', MSS_TABLE), undo: ':' }]));
   }
   if (!plan.tunnel && state?.tunnels.length && facts.ip.links[BACKEND_TUNNEL] && !retained.some((a) => a.dev === BACKEND_TUNNEL)) {
     const t = state.tunnels[0];
@@ -103,24 +94,19 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   if (plan.unit) tasks.push(unitTask(plan.unit, facts, state, fileTasks.some((t) => t.status === 'changed')));
 
   const keepTunnel = plan.tunnel ?? (retained.some((a) => a.dev === BACKEND_TUNNEL) ? state?.tunnels[0] : undefined);
-  const next: HostState = {
-    version: 1,
-    kind: 'backend',
-    name: spec.name,
-    generation,
-    spec: specText,
-    addresses: [...ownedAddresses(plan.addresses, facts, state), ...retained],
-    tunnels: keepTunnel ? [{ name: keepTunnel.name, local: keepTunnel.local, remote: 'any' }] : [],
-    files: plan.files.map((f) => f.path),
-    dirs: createdDirs([...plan.files.map((f) => f.path), BACKEND_STATE], facts, state),
-    originalSysctls: originals,
-    modules: [...plan.modules],
-    nft: nftRecord(nftWants),
-    unit: plan.unit ? { name: BACKEND_UNIT, enabled: facts.systemd } : null,
-  };
-  const substitutions = listingSubstitutions(nftWants);
-  tasks.push(stateTask(BACKEND_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
-  const journal = { ...next, nft: journalNft(state, nftWants.map((w) => nftKey(w.family, w.name))) };
-  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])], journal };
+  return finishHostPlan(
+    tasks,
+    {
+      kind: 'backend',
+      statePath: BACKEND_STATE,
+      addresses: [...ownedAddresses(plan.addresses, facts, state), ...retained],
+      tunnels: keepTunnel ? [{ name: keepTunnel.name, local: keepTunnel.local, remote: 'any' }] : [],
+      files: plan.files,
+      originalSysctls: originals,
+      modules: plan.modules,
+      nft: nftWants,
+      unit: plan.unit ? { name: BACKEND_UNIT, enabled: facts.systemd } : null,
+    },
+    { name: spec.name, facts, specText, generation },
+  );
 }

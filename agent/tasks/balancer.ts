@@ -2,13 +2,12 @@ import {
   BALANCER_TABLE, BALANCER_UNIT, BalancerSpec, planBalancerHost, renderNftDeclarative, renderNftReload, BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
-import { HostState, journalNft, statePath } from '../state';
-import { addressTasks, ancestorDirs, createdDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
-import { NftWant, listingSubstitutions, nftKey, nftRecord, nftTableTask } from './nft';
-import { stateTask } from './state-file';
+import { statePath } from '../state';
+import { addressTasks, ancestorDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
+import { HostPlanResult, finishHostPlan } from './host-plan';
+import { NftWant, nftTableTask } from './nft';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
-import type { HostPlanResult } from './backend';
 
 export const BALANCER_STATE = statePath('balancer');
 const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE];
@@ -37,7 +36,7 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
 
 export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText: string, generation: string): HostPlanResult {
   const state = facts.state;
-  const none = { substitutions: {}, writtenFiles: [] };
+  const none = { writtenFiles: [] };
   const resolve = backendsToResolve(spec);
   const needed = ['ip', 'nft', 'flock', 'sha256sum', 'awk', 'sed', ...(resolve.length ? ['ping'] : [])];
   const missing = facts.missingTools.filter((t) => needed.includes(t));
@@ -90,24 +89,19 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   }
   tasks.push(unitTask(plan.unit, facts, state, fileTasks.some((t) => t.status === 'changed')));
 
-  const next: HostState = {
-    version: 1,
-    kind: 'balancer',
-    name: spec.name,
-    generation,
-    spec: specText,
-    addresses: ownedAddresses(plan.addresses, facts, state),
-    tunnels: plan.tunnels.map((t) => ({ ...t })),
-    files: plan.files.map((f) => f.path),
-    dirs: createdDirs([...plan.files.map((f) => f.path), BALANCER_STATE], facts, state),
-    originalSysctls: state?.originalSysctls ?? {},
-    modules: [...plan.modules],
-    nft: nftRecord([want]),
-    unit: { name: BALANCER_UNIT, enabled: facts.systemd },
-  };
-  const substitutions = listingSubstitutions([want]);
-  tasks.push(stateTask(BALANCER_STATE, next, facts, substitutions, tasks.some((t) => t.status === 'changed' && t.name.startsWith('nft table'))));
-  const journal = { ...next, nft: journalNft(state, [nftKey(want.family, want.name)]) };
-  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks, substitutions, writtenFiles: [...new Set([...plan.files.map((f) => f.path), ...(state?.files ?? [])])], journal };
+  return finishHostPlan(
+    tasks,
+    {
+      kind: 'balancer',
+      statePath: BALANCER_STATE,
+      addresses: ownedAddresses(plan.addresses, facts, state),
+      tunnels: plan.tunnels.map((t) => ({ ...t })),
+      files: plan.files,
+      originalSysctls: state?.originalSysctls ?? {},
+      modules: plan.modules,
+      nft: [want],
+      unit: { name: BALANCER_UNIT, enabled: facts.systemd },
+    },
+    { name: spec.name, facts, specText, generation },
+  );
 }

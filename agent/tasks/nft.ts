@@ -4,7 +4,7 @@ import { nftListingFile, nftRecordListingCommand } from '../facts/gather';
 import { renderDiff } from '../diff';
 import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
-import { Task, changed, ok } from './task';
+import { Task, nftChange, ok } from './task';
 import { cmd } from './steps';
 import { renderCommand } from '../shell';
 
@@ -48,7 +48,7 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
   ].join(' && ');
   const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
   const diff = live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
-  return changed(name, reasons.join('; '), [{ run, undo }], diff);
+  return nftChange(name, reasons.join('; '), [{ run, undo }], diff);
 }
 
 /** Files the agent keeps for a table under STATE_DIR: what it loaded, the table before, and the listing after. */

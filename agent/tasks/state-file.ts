@@ -6,9 +6,9 @@ import type { HostFacts } from '../facts/gather';
 
 /**
  * The state file is written last, once every other step succeeded. Placeholders in its JSON are replaced by
- * values only the host knows after the run (the nft listing hashes), computed in the same script.
+ * values only the host knows after the run (the nft listing hashes), computed in the same script. `nftChanged`: a
+ * table was (re)loaded, so the recorded listing hashes must be refreshed even when nothing else changed.
  */
-/** `nftChanged`: a table was (re)loaded, so the recorded listing hashes must be refreshed. */
 export function stateTask(path: string, next: HostState, facts: HostFacts, substitutions: Record<string, string>, nftChanged: boolean): Task {
   const text = JSON.stringify(next, null, 2) + '\n';
   const previous = facts.state;

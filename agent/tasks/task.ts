@@ -18,8 +18,13 @@ export interface Task {
   /** Before/after text for files and rulesets, or the list of added/removed items. */
   readonly diff?: string;
   readonly steps: readonly Step[];
+  /** The task (re)loads or deletes an nft table, so the listing hashes recorded in the state file must be refreshed. */
+  readonly touchesNft?: boolean;
 }
 
 export const ok = (name: string, detail: string): Task => ({ name, status: 'ok', detail, steps: [] });
 export const failed = (name: string, detail: string): Task => ({ name, status: 'failed', detail, steps: [] });
 export const changed = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({ name, status: 'changed', detail, steps, diff });
+
+/** A change to an nft table (see Task.touchesNft). */
+export const nftChange = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({ ...changed(name, detail, steps, diff), touchesNft: true });

@@ -1,7 +1,8 @@
 import { ipv4Hex, parseIpv4 } from '../ipv4';
 import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
-import { NftChain, NftDefine, NftMap, NftTable } from './objects';
+import { nftVipKey } from '../vip-key';
+import { NftChain, NftDefine, NftElement, NftMap, NftTable } from './objects';
 import { staticMapSize } from './render';
 
 export const BALANCER_TABLE = 'tula_dsr';
@@ -78,10 +79,6 @@ function vipKeyExpr(any: boolean): string {
   return any ? 'ip daddr . meta l4proto' : 'ip daddr . meta l4proto . th dport';
 }
 
-export function vipKeyValue(vip: Pick<VipSpec, 'ip' | 'protocol' | 'port'>): string {
-  return vip.port === '*' ? `${vip.ip} . ${vip.protocol}` : `${vip.ip} . ${vip.protocol} . ${vip.port}`;
-}
-
 function schedulerRules(shape: Shape, flows: string, slots: string, out: string, valueExpr: string, live: string): string[] {
   const { vip, any, modulus } = shape;
   const timeout = `timeout ${vip.flowTimeoutSec}s`;
@@ -129,7 +126,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
   const vips = byName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
-  const maps = new Map<string, { type: string; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: string[] }>();
+  const maps = new Map<string, { type: string; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] }>();
   const chains = new Map<string, NftChain>();
   const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number; size: number }, set?: boolean) => {
     if (!maps.has(name)) maps.set(name, { type, dynamic, elements: [], ...(set ? { set } : {}) });
@@ -144,11 +141,12 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     const any = shape.any;
     const kind = any ? 'any' : 'port';
     const keyType = any ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
-    const key = vipKeyValue(vip);
+    const key = nftVipKey(vip);
+    const own = (text: string): NftElement => ({ text, vip: vip.name });
     const vipCounter = `vip_${vip.name}`;
     counters.add(vipCounter);
-    mapOf(`vip_${kind}`, `${keyType} : verdict`).elements.push(`${key} : goto ${shape.chain}`);
-    mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(`${key} : ${vipCounter}`);
+    mapOf(`vip_${kind}`, `${keyType} : verdict`).elements.push(own(`${key} : goto ${shape.chain}`));
+    mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(own(`${key} : ${vipCounter}`));
 
     const l2 = vip.mode === 'l2';
     const flows = `flows_${vip.mode}_${vip.protocol}`;
@@ -158,11 +156,11 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     mapOf(flows, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
     const slotMap = mapOf(slots, `${keyType} . mark : ${valueType}`);
     const values = new Map(vip.backends.map((b) => [b.name, slotValue(vip, b)]));
-    sequence.forEach((name, index) => slotMap.elements.push(`${key} . ${index} : ${values.get(name)}`));
+    sequence.forEach((name, index) => slotMap.elements.push(own(`${key} . ${index} : ${values.get(name)}`)));
     for (const backend of vip.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
     // (VIP, backend) pairs that take new flows; a set, because the verdict is the same for every element
     const liveSet = vip.protocol === 'tcp' ? mapOf(live, `${keyType} . ${valueType}`, undefined, true) : undefined;
-    for (const b of vip.backends) if (b.weight > 0) liveSet?.elements.push(`${key} . ${values.get(b.name)}`);
+    for (const b of vip.backends) if (b.weight > 0) liveSet?.elements.push(own(`${key} . ${values.get(b.name)}`));
 
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
@@ -179,7 +177,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
       const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
       defines.push({ name: macVar(ip), value: mac, comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time` });
       counters.add(`be_${backendId(ip)}`);
-      counterMap.elements.push(`$${macVar(ip)} : be_${backendId(ip)}`);
+      counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
     chains.set('l2_out', {
       name: 'l2_out',
@@ -195,7 +193,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     for (const ip of orderedIps(l3Backends)) {
       const id = backendId(ip);
       counters.add(`be_${id}`);
-      dispatch.elements.push(`0x${id} : goto be_${id}`);
+      dispatch.elements.push({ text: `0x${id} : goto be_${id}` });
       chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} fwd ip to ${ip} device "${tunnelName(ip)}"`] });
     }
   }

@@ -9,6 +9,14 @@ export interface NftDefine {
   readonly comment: string;
 }
 
+/** One element of a set or map, with the VIP it belongs to (none for elements shared by every VIP). */
+export interface NftElement {
+  /** As nft writes it: `key` for a set, `key : value` for a map. */
+  readonly text: string;
+  /** Name of the VIP that owns the element; the review and incremental updates group elements by it. */
+  readonly vip?: string;
+}
+
 export interface NftMap {
   readonly name: string;
   /** A set (its `type` and elements have no `: value` part) rather than a map. */
@@ -22,7 +30,7 @@ export interface NftMap {
    * element, but refuses elements beyond it, so it comes from the element count (see staticMapSize).
    */
   readonly size?: number;
-  readonly elements: readonly string[];
+  readonly elements: readonly NftElement[];
 }
 
 export interface NftChain {

@@ -26,7 +26,7 @@ function mapBody(map: NftMap, indent: string): string[] {
     lines.push(`${indent}size ${map.size}`);
   }
   if (map.elements.length) {
-    lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);
+    lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e.text}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);
   }
   return lines;
 }
@@ -98,7 +98,7 @@ export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
     lines.push(`delete ${existing!.maps.includes(map.name) ? 'map' : 'set'} ${id} ${map.name}`, declare(map));
   }
   for (const map of table.maps) {
-    if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.join(', ')} }`);
+    if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.map((e) => e.text).join(', ')} }`);
   }
   for (const chain of table.chains) for (const rule of chain.rules) lines.push(`add rule ${id} ${chain.name} ${rule}`);
   for (const chain of staleChains) lines.push(`delete chain ${id} ${chain}`);

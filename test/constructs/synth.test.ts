@@ -8,7 +8,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Testing } from 'cdktf';
 import { Engine } from '../../constructs';
-import { joinBalancerReview, renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
+import { renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
+import { joinBalancerReview } from '../support/review';
 import { ENGINE_LIST, MixedStack, exampleStack, mixedStack, scratchDir } from '../support/stacks';
 
 Testing.setupJest();

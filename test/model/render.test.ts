@@ -3,7 +3,7 @@
  * properties of the slot tables that the snapshots alone would not make obvious.
  */
 import {
-  ALGORITHMS, Algorithm, BalancerSpec, INTERFACE_PATTERN, MODES, NftTable, VipSpec, backendId, fnv1a32, maglevTable,
+  ALGORITHMS, Algorithm, BalancerSpec, INTERFACE_PATTERN, MODES, NftTable, backendId, fnv1a32, maglevTable, nftVipKey,
   DEFAULT_MAGLEV_SIZE, planBalancerHost, renderBackendHostReview, renderNftDeclarative, renderNftReload, tunnelName,
 } from '../../model';
 import {
@@ -14,7 +14,6 @@ import {
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers: read a VIP's slot table back out of the rendered table.
 
-const vipKey = (v: Pick<VipSpec, 'ip' | 'protocol' | 'port'>) => (v.port === '*' ? `${v.ip} . ${v.protocol}` : `${v.ip} . ${v.protocol} . ${v.port}`);
 
 /** Backend names in slot order, as the slot map sends them; throws unless slot numbers are exactly 0..n-1. */
 function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[] {
@@ -22,9 +21,9 @@ function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[]
   const map = table.maps.find((m) => m.name === `slots_${vip.mode}_${vip.port === '*' ? 'any' : 'port'}`);
   if (!map) return [];
   const byValue = new Map(vip.backends.map((b) => [vip.mode === 'l2' ? `$mac_${backendId(b.ip)}` : `0x${backendId(b.ip)}`, b.name]));
-  const prefix = `${vipKey(vip)} . `;
+  const prefix = `${nftVipKey(vip)} . `;
   const slots: string[] = [];
-  for (const element of map.elements.filter((e) => e.startsWith(prefix))) {
+  for (const element of map.elements.filter((e) => e.text.startsWith(prefix)).map((e) => e.text)) {
     const m = /^(\d+) : (\S+)$/.exec(element.slice(prefix.length));
     if (!m) throw new Error(`unexpected slot element ${element}`);
     if (slots[Number(m[1])] !== undefined) throw new Error(`slot ${m[1]} of ${vipName} appears twice`);
@@ -39,7 +38,7 @@ function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[]
 function modulusOf(table: NftTable, spec: BalancerSpec, vipName: string): number | null {
   const vip = spec.vips.find((v) => v.name === vipName)!;
   const vmap = table.maps.find((m) => m.name === `vip_${vip.port === '*' ? 'any' : 'port'}`)!;
-  const element = vmap.elements.find((e) => e.startsWith(`${vipKey(vip)} : goto `))!;
+  const element = vmap.elements.find((e) => e.text.startsWith(`${nftVipKey(vip)} : goto `))!.text;
   const chain = table.chains.find((c) => c.name === element.split(' : goto ')[1])!;
   const mods = new Set(chain.rules.flatMap((r) => [...r.matchAll(/ mod (\d+)/g)].map((m) => Number(m[1]))));
   if (mods.size > 1) throw new Error(`chain ${chain.name} uses several moduli: ${[...mods].join(', ')}`);
@@ -176,7 +175,7 @@ describe('slot tables', () => {
     if (mode === 'l2') {
       expect(plan.table.defines.map((d) => d.name)).toContain(`mac_${id}`);
     } else {
-      expect(plan.table.maps.find((m) => m.name === 'l3_backends')!.elements).toContain(`0x${id} : goto be_${id}`);
+      expect(plan.table.maps.find((m) => m.name === 'l3_backends')!.elements.map((e) => e.text)).toContain(`0x${id} : goto be_${id}`);
       expect(plan.tunnels.map((t) => t.remote)).toContain('10.0.1.12');
     }
   });

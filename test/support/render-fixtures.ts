@@ -3,10 +3,11 @@
  * renders, which test/model/nft-check.test.ts feeds to the real `nft -c -f`. A test that renders a new kind of
  * ruleset adds it here, so it cannot escape the kernel check.
  */
+import { joinBalancerReview } from './review';
 import {
   ALGORITHMS, Algorithm, BackendHostSpec, BalancerFacts, BalancerSpec, Mode, NftTable, NftTableFacts, PROTOCOLS,
   StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, formatIssues, planBackendHost, planBalancerHost,
-  joinBalancerReview, renderBalancerReview, renderNftReload,
+  renderBalancerReview, renderNftReload,
 } from '../../model';
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';

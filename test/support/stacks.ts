@@ -9,7 +9,8 @@ import { App, TerraformStack } from 'cdktf';
 import { Backend, Balancer, BackendHost, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
-import { joinBalancerReview, renderBalancerReview } from '../../model';
+import { renderBalancerReview } from '../../model';
+import { joinBalancerReview } from './review';
 import { HOST_KEY, fillPendingDefines } from './common';
 
 export const ENGINE_LIST: readonly Engine[] = ['null_resource', 'terraform_data'];

@@ -1,0 +1,63 @@
+import type { HostFile } from '../../model';
+import type { HostFacts } from '../facts/gather';
+import { HostState, journalNft } from '../state';
+import { createdDirs } from './common';
+import { NftWant, listingSubstitutions, nftKey, nftRecord } from './nft';
+import { stateTask } from './state-file';
+import type { Task } from './task';
+
+/** What a planner hands the runner: the tasks in order, and what the apply script needs around them. */
+export interface HostPlanResult {
+  readonly tasks: Task[];
+  /** Backups of files this run replaces; dropped once every step has succeeded. */
+  readonly writtenFiles: string[];
+  /** The state this run creates, as its journal records it before the first change (see journalPath). */
+  readonly journal?: HostState;
+}
+
+/** What a host carries once the run's tasks are done, as the state file records it. */
+export interface HostOutcome {
+  readonly kind: HostState['kind'];
+  readonly statePath: string;
+  readonly addresses: HostState['addresses'];
+  readonly tunnels: HostState['tunnels'];
+  readonly files: readonly HostFile[];
+  readonly originalSysctls: HostState['originalSysctls'];
+  readonly modules: readonly string[];
+  readonly nft: readonly NftWant[];
+  readonly unit: HostState['unit'];
+}
+
+/**
+ * The ending every host kind shares: the state file task last (it records the run once everything else
+ * succeeded), the journal that the run writes before its first change, and the files whose backups go at the end.
+ */
+export function finishHostPlan(
+  tasks: readonly Task[],
+  outcome: HostOutcome,
+  context: { readonly name: string; readonly facts: HostFacts; readonly specText: string; readonly generation: string },
+): HostPlanResult {
+  const { facts } = context;
+  const state = facts.state;
+  const paths = outcome.files.map((f) => f.path);
+  const next: HostState = {
+    version: 1,
+    kind: outcome.kind,
+    name: context.name,
+    generation: context.generation,
+    spec: context.specText,
+    addresses: [...outcome.addresses],
+    tunnels: [...outcome.tunnels],
+    files: paths,
+    dirs: createdDirs([...paths, outcome.statePath], facts, state),
+    originalSysctls: outcome.originalSysctls,
+    modules: [...outcome.modules],
+    nft: nftRecord(outcome.nft),
+    unit: outcome.unit,
+  };
+  const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
+  const all = [...tasks, stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
+  const journal = { ...next, nft: journalNft(state, outcome.nft.map((w) => nftKey(w.family, w.name))) };
+  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
+  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? [])])], journal };
+}
