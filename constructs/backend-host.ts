@@ -1,9 +1,9 @@
 import { TerraformResource, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import {
-  BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson,
+  BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson, vipKey,
 } from '../model';
-import type { Backend } from './backend';
+import { IBackend, IBackendHost, brand } from './interfaces';
 import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
@@ -29,13 +29,13 @@ export interface BackendHostProps {
  * A real server that answers DSR traffic. Its configuration is derived from every Backend that names it,
  * across VIPs and modes: each VIP on lo (and on ipip0 for L3), the ARP sysctls, rp_filter, the MSS clamp.
  */
-export class BackendHost extends Construct {
+export class BackendHost extends Construct implements IBackendHost {
   readonly resource: TerraformResource;
   /** The address Backends default to, if known at synth. */
   readonly address?: string;
   private readonly props: BackendHostProps;
   private readonly propIssues: SpecIssue[];
-  private readonly backendList: Backend[] = [];
+  private readonly backendList: IBackend[] = [];
 
   /**
    * Use in place of a deleted backend host construct (same scope and id) for one apply: Terraform then destroys its
@@ -48,6 +48,7 @@ export class BackendHost extends Construct {
 
   constructor(scope: Construct, id: string, props: BackendHostProps) {
     super(scope, id);
+    brand(this, 'backendHost');
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'address', 'persist'], this.node.path));
     const sshHost = props?.ssh?.host;
     this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
@@ -56,12 +57,12 @@ export class BackendHost extends Construct {
   }
 
   /** The backends this host serves. */
-  get backends(): readonly Backend[] {
+  get backends(): readonly IBackend[] {
     return this.backendList;
   }
 
   /** @internal */
-  _register(backend: Backend): void {
+  _register(backend: IBackend): void {
     this.backendList.push(backend);
   }
 
@@ -74,7 +75,7 @@ export class BackendHost extends Construct {
         path: vip.path, ip: vip.ip, port: vip.port, protocol: vip.protocol, mode: vip.mode,
         mssClamp: vip.mode === 'l3' ? (vip.mssClamp ?? DEFAULTS.mssClamp) : undefined,
       });
-      const key = `${vip.ip} ${vip.protocol} ${vip.port}`;
+      const key = vipKey(vip);
       if (!seen.has(key)) seen.set(key, service);
     }
     return [...seen.values()];

@@ -1,7 +1,6 @@
 import { Construct } from 'constructs';
 import { BackendSpec, SpecIssue } from '../model';
-import type { BackendHost } from './backend-host';
-import type { DsrVip } from './dsr-vip';
+import { IBackend, IBackendHost, IDsrVip, isBackendHost, isDsrVip } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface BackendProps {
@@ -29,25 +28,25 @@ export interface BackendProps {
    * The host that serves this backend; tula-dsr then configures it (VIP on lo, ARP sysctls, tunnel).
    * @default - none: the backend host is configured outside this stack
    */
-  readonly host?: BackendHost;
+  readonly host?: IBackendHost;
 }
 
 /** One real server behind a DsrVip. */
-export class Backend extends Construct {
-  readonly vip: DsrVip;
-  readonly host?: BackendHost;
+export class Backend extends Construct implements IBackend {
+  readonly vip: IDsrVip;
+  readonly host?: IBackendHost;
   private readonly props: BackendProps;
   private readonly propIssues: SpecIssue[];
 
-  constructor(scope: DsrVip, id: string, props: BackendProps = {}) {
+  constructor(scope: IDsrVip, id: string, props: BackendProps = {}) {
     super(scope, id);
-    if (typeof (scope as { _addBackend?: unknown })._addBackend !== 'function') {
+    if (!isDsrVip(scope)) {
       throw new Error(`${this.node.path}: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))`);
     }
     this.vip = scope;
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host'], this.node.path));
     this.host = this.props.host;
-    if (this.host && typeof (this.host as { _register?: unknown })._register !== 'function') {
+    if (this.host && !isBackendHost(this.host)) {
       throw new Error(`${this.node.path}: host: must be a BackendHost construct`);
     }
     this.host?._register(this);

@@ -6,7 +6,7 @@ import {
 import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
-import type { DsrVip } from './dsr-vip';
+import { IBalancer, IDsrVip, brand } from './interfaces';
 
 export interface BalancerProps {
   /** How to reach the balancer over SSH. */
@@ -35,12 +35,12 @@ export interface BalancerProps {
  * A Linux host that balances VIP traffic in DSR mode with one nftables table, applied over SSH. It becomes one
  * Terraform resource whose triggers carry the whole ruleset, so a plan shows each rule that changes.
  */
-export class Balancer extends Construct {
+export class Balancer extends Construct implements IBalancer {
   /** The Terraform resource that applies this balancer's configuration. */
   readonly resource: TerraformResource;
   private readonly props: BalancerProps;
   private readonly propIssues: SpecIssue[];
-  private readonly vipList: DsrVip[] = [];
+  private readonly vipList: IDsrVip[] = [];
   private cachedIssues?: SpecIssue[];
 
   /**
@@ -54,6 +54,7 @@ export class Balancer extends Construct {
 
   constructor(scope: Construct, id: string, props: BalancerProps) {
     super(scope, id);
+    brand(this, 'balancer');
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'interface', 'address', 'subnet', 'mac'], this.node.path));
     reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
@@ -63,12 +64,12 @@ export class Balancer extends Construct {
   }
 
   /** The VIPs bound to this balancer, in creation order. */
-  get vips(): readonly DsrVip[] {
+  get vips(): readonly IDsrVip[] {
     return this.vipList;
   }
 
   /** @internal */
-  _addVip(vip: DsrVip): void {
+  _addVip(vip: IDsrVip): void {
     this.vipList.push(vip);
     this._invalidate();
   }

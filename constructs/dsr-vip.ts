@@ -1,12 +1,12 @@
 import { Construct } from 'constructs';
 import { Algorithm, Mode, Protocol, SpecIssue, VipSpec } from '../model';
 import { Backend, BackendProps } from './backend';
-import type { Balancer } from './balancer';
+import { IBackend, IBalancer, IDsrVip, brand, isBalancer } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface DsrVipProps {
   /** The balancer that owns this VIP. */
-  readonly balancer: Balancer;
+  readonly balancer: IBalancer;
   /**
    * Name used in nft counters (`vip_<name>`) and reports.
    * @default - the construct id
@@ -53,26 +53,27 @@ export interface DsrVipProps {
 }
 
 /** A Layer 4 virtual IP served in Direct Server Return mode: replies go from the backends straight to clients. */
-export class DsrVip extends Construct {
-  readonly balancer: Balancer;
+export class DsrVip extends Construct implements IDsrVip {
+  readonly balancer: IBalancer;
   private readonly props: DsrVipProps;
   private readonly propIssues: SpecIssue[];
-  private readonly backendList: Backend[] = [];
+  private readonly backendList: IBackend[] = [];
   private parsed?: { value?: VipSpec; issues: SpecIssue[] };
 
   constructor(scope: Construct, id: string, props: DsrVipProps) {
     super(scope, id);
-    if (!props || typeof props !== 'object' || !props.balancer || typeof (props.balancer as { _addVip?: unknown })._addVip !== 'function') {
+    if (!props || typeof props !== 'object' || !isBalancer(props.balancer)) {
       throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
     }
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize'], this.node.path));
+    brand(this, 'vip');
     this.balancer = props.balancer;
     this.balancer._addVip(this);
     // The balancer's list holds this VIP's own issues and the cross-object ones (clashes, no backends, …).
     reportIssues(this, () => this.balancer._issues());
   }
 
-  get backends(): readonly Backend[] {
+  get backends(): readonly IBackend[] {
     return this.backendList;
   }
 
@@ -82,7 +83,7 @@ export class DsrVip extends Construct {
   }
 
   /** @internal */
-  _addBackend(backend: Backend): void {
+  _addBackend(backend: IBackend): void {
     this.backendList.push(backend);
     this.parsed = undefined;
     this.balancer._invalidate();

@@ -7,6 +7,8 @@ export type { BackendProps } from './backend';
 export { BackendHost } from './backend-host';
 export type { BackendHostProps } from './backend-host';
 export type { SshTarget } from './ssh-target';
+export type { IBalancer, IDsrVip, IBackend, IBackendHost } from './interfaces';
+export { isBalancer, isDsrVip, isBackendHost } from './interfaces';
 export { ENGINE_CONTEXT_KEY, ENGINES } from './host-resource';
 export type { Engine } from './host-resource';
 export { SpecError, formatIssues } from '../model/issues';

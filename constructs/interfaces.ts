@@ -1,0 +1,63 @@
+/**
+ * What the constructs know of each other, as aws-cdk-lib's `I…` interfaces: each construct file imports these
+ * instead of the other classes, so there is no import circle, and a runtime check asks for a brand instead of
+ * probing for methods.
+ */
+import type { TerraformResource } from 'cdktf';
+import type { IConstruct } from 'constructs';
+import type { BackendSpec, SpecIssue, VipSpec } from '../model';
+
+/** Something VIPs attach to: it collects their problems and renders their rules. */
+export interface IBalancer extends IConstruct {
+  /** The Terraform resource that applies the configuration. */
+  readonly resource: TerraformResource;
+  /** The VIPs bound to it, in creation order. */
+  readonly vips: readonly IDsrVip[];
+  /** @internal */
+  _addVip(vip: IDsrVip): void;
+  /** @internal Forgets cached problems after a VIP or backend was added. */
+  _invalidate(): void;
+  /** @internal Every problem of the balancer, its VIPs and their backends. */
+  _issues(): SpecIssue[];
+}
+
+export interface IDsrVip extends IConstruct {
+  readonly balancer: IBalancer;
+  readonly backends: readonly IBackend[];
+  /** @internal */
+  _addBackend(backend: IBackend): void;
+  /** @internal The VIP's own fields and its backends, parsed with the synth-time schemas. */
+  _parse(): { value?: VipSpec; issues: SpecIssue[] };
+}
+
+export interface IBackend extends IConstruct {
+  readonly vip: IDsrVip;
+  readonly host?: IBackendHost;
+  /** @internal */
+  _parse(): { value?: BackendSpec; issues: SpecIssue[] };
+}
+
+export interface IBackendHost extends IConstruct {
+  readonly resource: TerraformResource;
+  /** The address Backends default to, if known at synth. */
+  readonly address?: string;
+  /** @internal */
+  _register(backend: IBackend): void;
+}
+
+const BRANDS = {
+  balancer: Symbol.for('tula-dsr.Balancer'),
+  vip: Symbol.for('tula-dsr.DsrVip'),
+  backendHost: Symbol.for('tula-dsr.BackendHost'),
+} as const;
+
+/** Marks a construct as one of ours (Symbol.for, so that two copies of the library still recognise each other). */
+export function brand(construct: object, kind: keyof typeof BRANDS): void {
+  Object.defineProperty(construct, BRANDS[kind], { value: true });
+}
+
+const branded = (x: unknown, kind: keyof typeof BRANDS) => typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[BRANDS[kind]] === true;
+
+export const isBalancer = (x: unknown): x is IBalancer => branded(x, 'balancer');
+export const isDsrVip = (x: unknown): x is IDsrVip => branded(x, 'vip');
+export const isBackendHost = (x: unknown): x is IBackendHost => branded(x, 'backendHost');
