@@ -1,5 +1,5 @@
 import type { BackendHostSpec, ServiceSpec } from './spec';
-import { parseIpv4 } from './ipv4';
+import { compareAddresses } from './address';
 
 /**
  * Everything one backend host needs, computed from its spec. Ordering matters and is encoded here once: ARP
@@ -45,8 +45,8 @@ export interface BackendHostPlan {
   readonly unit: string | null;
 }
 
-const byAddress = (a: string, b: string) => (parseIpv4(a) ?? 0) - (parseIpv4(b) ?? 0);
-const unique = (values: string[]) => [...new Set(values)].sort(byAddress);
+
+const unique = (values: string[]) => [...new Set(values)].sort(compareAddresses);
 
 export function backendSysctls(services: readonly ServiceSpec[]): Sysctl[] {
   const sysctls: Sysctl[] = [
@@ -150,7 +150,7 @@ export function planBackendHost(spec: BackendHostSpec): BackendHostPlan {
     const mss = s.mssClamp ?? 1440;
     const list = clamps.get(mss) ?? [];
     if (!list.includes(s.ip)) list.push(s.ip);
-    clamps.set(mss, list.sort(byAddress));
+    clamps.set(mss, list.sort(compareAddresses));
   }
   const mssClamp = l3.length ? { file: BACKEND_MSS_FILE, ruleset: renderMssClampRuleset(spec, clamps) } : null;
   const modules = l3.length ? ['ipip'] : [];

@@ -1,5 +1,5 @@
 import { renderBootUnit, HostAddress, HostFile } from './backend-host';
-import { parseIpv4 } from './ipv4';
+import { compareAddresses } from './address';
 import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balancer';
 import { renderNftDeclarative } from './nft/render';
 import { NftTable } from './nft/objects';
@@ -31,7 +31,7 @@ export function balancerHeader(spec: BalancerSpec): string[] {
 }
 
 export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
-  const vips = [...new Set(spec.vips.map((v) => v.ip))].sort((a, b) => (parseIpv4(a) ?? 0) - (parseIpv4(b) ?? 0));
+  const vips = [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
   return vips.map((ip) => ({ ip, prefix: 32, dev: spec.interface }));
 }
 

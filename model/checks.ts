@@ -1,5 +1,5 @@
 import { SpecIssue, showValue } from './issues';
-import { cidrContains, cidrSize, parseCidr, parseIpv4 } from './ipv4';
+import { broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
 
@@ -33,10 +33,10 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
     issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
   const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
   const edgeOfSubnet = (ip: string): string | null => {
-    const address = parseIpv4(ip);
+    const address = parseIpAddress(ip);
     if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= 31) return null;
-    if (address === subnet.network) return `the network address of the balancer's subnet ${balancer.subnet}`;
-    if (address === subnet.network + cidrSize(subnet) - 1) return `the broadcast address of the balancer's subnet ${balancer.subnet}`;
+    if (address.text === subnet.address.text) return `the network address of the balancer's subnet ${balancer.subnet}`;
+    if (address.text === broadcastOf(subnet)?.text) return `the broadcast address of the balancer's subnet ${balancer.subnet}`;
     return null;
   };
 
@@ -82,7 +82,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       add(backend.path, 'mac', backend.mac, "is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac");
     }
     if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
-      const address = parseIpv4(backend.ip);
+      const address = parseIpAddress(backend.ip);
       if (address !== null && !cidrContains(subnet, address)) {
         add(backend.path, 'ip', backend.ip, `is outside the balancer's subnet ${balancer.subnet}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`);
       } else {

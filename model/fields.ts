@@ -1,4 +1,4 @@
-import { parseCidr, parseIpv4, specialIpv4, formatCidr, networkOf } from './ipv4';
+import { formatCidr, isLoopback, networkOf, parseCidr, parseIpAddress, specialAddress } from './address';
 import { showValue } from './issues';
 import { MAGLEV_SIZES } from './scheduling';
 
@@ -87,15 +87,16 @@ export const checkUser: FieldCheck = (v) =>
 
 /** A unicast IPv4 address that can carry traffic (VIPs, backends, balancer addresses). */
 export const checkIpv4: FieldCheck = (v) => {
-  const parsed = typeof v === 'string' ? parseIpv4(v) : null;
-  if (parsed === null) return `${showValue(v)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
-  const special = specialIpv4(parsed);
+  const parsed = typeof v === 'string' ? parseIpAddress(v) : null;
+  if (parsed?.family !== 4) return `${showValue(v)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+  const special = specialAddress(parsed);
   return special ? `${showValue(v)} is ${special}; use a unicast IPv4 address` : null;
 };
 
 export const checkSshHost: FieldCheck = (v) => {
   // a loopback address is a valid SSH target: a port forward or tunnel to the host (the VM lab uses them)
-  if (typeof v === 'string' && parseIpv4(v) !== null) return parseIpv4(v)! >= 0x7f000000 && parseIpv4(v)! <= 0x7fffffff ? null : checkIpv4(v);
+  const address = typeof v === 'string' ? parseIpAddress(v) : null;
+  if (address?.family === 4) return isLoopback(address) ? null : checkIpv4(v);
   return typeof v === 'string' && HOSTNAME_PATTERN.test(v) && !/^[\d.]+$/.test(v)
     ? null
     : `${showValue(v)} is not a valid host; use an IPv4 address or a DNS name`;
@@ -103,11 +104,11 @@ export const checkSshHost: FieldCheck = (v) => {
 
 export const checkCidr: FieldCheck = (v) => {
   const cidr = typeof v === 'string' ? parseCidr(v) : null;
-  if (!cidr || cidr.prefix < 1 || cidr.prefix > 31) {
+  if (!cidr || cidr.address.family !== 4 || cidr.prefix < 1 || cidr.prefix > 31) {
     return `${showValue(v)} is not a valid subnet; use CIDR notation with a prefix from /1 to /31, such as 10.0.1.0/24`;
   }
-  const network = networkOf(cidr.network, cidr.prefix);
-  return network === cidr.network ? null : `${showValue(v)} has host bits set; use ${formatCidr({ network, prefix: cidr.prefix })}`;
+  const network = networkOf(cidr);
+  return network.text === cidr.address.text ? null : `${showValue(v)} has host bits set; use ${formatCidr({ address: network, prefix: cidr.prefix })}`;
 };
 
 export const checkMac: FieldCheck = (v) => {

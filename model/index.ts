@@ -1,5 +1,5 @@
 export * from './issues';
-export * from './ipv4';
+export * from './address';
 export * from './fields';
 export * from './spec';
 export * from './validate';

@@ -1,4 +1,4 @@
-import { ipv4Hex, parseIpv4 } from '../ipv4';
+import { compareAddresses, hex32, parseIpv4 } from '../address';
 import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { nftVipKey } from '../vip-key';
@@ -31,7 +31,7 @@ export function backendId(ip: string): string {
   if (id === undefined) {
     const value = parseIpv4(ip);
     if (value === null) throw new Error(`backendId: ${ip} is not an IPv4 address`);
-    id = ipv4Hex(value);
+    id = hex32(value);
     // renders look up the same few backends once per VIP: parse each address once
     if (backendIds.size > 65536) backendIds.clear();
     backendIds.set(ip, id);
@@ -85,7 +85,7 @@ function schedulerRules(shape: Shape, flows: string, slots: string, out: string,
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
   const pick = `${valueExpr} set ${vipKeyExpr(any)} . meta mark map @${slots}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
-  const seed = `0x${ipv4Hex(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
+  const seed = `0x${hex32(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
   const rules = [`counter name ${vipKeyExpr(any)} map @vip_counter_${any ? 'any' : 'port'}`];
   const newFlow = vip.protocol === 'tcp' ? 'tcp flags & (syn|ack) == syn ' : '';
   // Existing flows first. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend
@@ -168,7 +168,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     }
   }
 
-  const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort((a, b) => parseIpv4(a)! - parseIpv4(b)!);
+  const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort(compareAddresses);
   if (l2Backends.size) {
     const lbMac = spec.mac ?? facts.interfaceMac ?? null;
     defines.push({ name: 'lb_mac', value: lbMac, comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time` });
@@ -225,7 +225,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
 export function balancerTunnels(spec: BalancerSpec): { name: string; local: string; remote: string }[] {
   const remotes = new Set(spec.vips.filter((v) => v.mode === 'l3').flatMap((v) => v.backends.map((b) => b.ip)));
   return [...remotes]
-    .sort((a, b) => parseIpv4(a)! - parseIpv4(b)!)
+    .sort(compareAddresses)
     .map((remote) => ({ name: tunnelName(remote), local: spec.address!, remote }));
 }
 

@@ -1,0 +1,123 @@
+/**
+ * IP addresses, both families, on top of ipaddr.js (parsing, canonical text, prefix matching). What tula-dsr adds
+ * is strictness and its own list of addresses that cannot carry DSR traffic: ipaddr.js accepts shorthand such as
+ * `10.1` or octal `010.0.0.1` and zone ids such as `fe80::1%eth0`, and classifies documentation prefixes as
+ * reserved, none of which suits a VIP or backend checker.
+ */
+import * as ipaddr from 'ipaddr.js';
+
+export type IpFamily = 4 | 6;
+
+export interface IpAddress {
+  readonly family: IpFamily;
+  /** Network byte order: 4 or 16 bytes. */
+  readonly bytes: readonly number[];
+  /** Canonical text: dotted quad, or RFC 5952 compressed lower-case IPv6. */
+  readonly text: string;
+}
+
+const DOTTED_QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+/** Hex groups, `::` and an optional embedded dotted quad; no zone id. */
+const IPV6_TEXT = /^[0-9A-Fa-f:.]+$/;
+
+/** Parses an address strictly: dotted-quad IPv4 (no leading zeros, no shorthand) or IPv6 without a zone id. */
+export function parseIpAddress(text: string): IpAddress | null {
+  if (DOTTED_QUAD.test(text)) {
+    const bytes = ipaddr.IPv4.parse(text).toByteArray();
+    return { family: 4, bytes, text: bytes.join('.') };
+  }
+  if (!text.includes(':') || !IPV6_TEXT.test(text) || !ipaddr.IPv6.isValid(text)) return null;
+  const parsed = ipaddr.IPv6.parse(text);
+  return { family: 6, bytes: parsed.toByteArray(), text: parsed.toRFC5952String() };
+}
+
+/** An IPv4 address as an unsigned 32-bit integer, or null for anything else. */
+export function parseIpv4(text: string): number | null {
+  const parsed = parseIpAddress(text);
+  return parsed?.family === 4 ? parsed.bytes.reduce((acc, b) => acc * 256 + b, 0) : null;
+}
+
+export function formatIpv4(value: number): string {
+  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+}
+
+/** Eight lower-case hex digits of a 32-bit value: a stable, compact identity for names derived from it. */
+export function hex32(value: number): string {
+  return (value >>> 0).toString(16).padStart(8, '0');
+}
+
+/** Hex of the address bytes (8 digits for IPv4, 32 for IPv6). */
+export function addressHex(address: IpAddress): string {
+  return address.bytes.map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/** Orders address texts: IPv4 before IPv6, then numerically; texts that are not addresses (tokens) last, by text. */
+export function compareAddresses(a: string, b: string): number {
+  const pa = parseIpAddress(a);
+  const pb = parseIpAddress(b);
+  if (!pa || !pb) return pa ? -1 : pb ? 1 : a < b ? -1 : a > b ? 1 : 0;
+  if (pa.family !== pb.family) return pa.family - pb.family;
+  for (let i = 0; i < pa.bytes.length; i++) if (pa.bytes[i] !== pb.bytes[i]) return pa.bytes[i] - pb.bytes[i];
+  return 0;
+}
+
+export interface Cidr {
+  /** The network address (host bits as written: see hostBitsSet). */
+  readonly address: IpAddress;
+  readonly prefix: number;
+}
+
+export function parseCidr(text: string): Cidr | null {
+  const match = /^([^/]+)\/(\d{1,3})$/.exec(text);
+  if (!match) return null;
+  const address = parseIpAddress(match[1]);
+  const prefix = Number(match[2]);
+  if (!address || prefix > address.bytes.length * 8 || (match[2].length > 1 && match[2].startsWith('0'))) return null;
+  return { address, prefix };
+}
+
+const toIpaddr = (a: IpAddress) => ipaddr.fromByteArray([...a.bytes]);
+
+/** The CIDR's network address with the host bits cleared. */
+export function networkOf(cidr: Cidr): IpAddress {
+  const family = cidr.address.family === 4 ? ipaddr.IPv4 : ipaddr.IPv6;
+  return parseIpAddress(family.networkAddressFromCIDR(formatCidr(cidr)).toString())!;
+}
+
+/** The last address of an IPv4 CIDR (its broadcast address); IPv6 has none. */
+export function broadcastOf(cidr: Cidr): IpAddress | null {
+  return cidr.address.family === 4 ? parseIpAddress(ipaddr.IPv4.broadcastAddressFromCIDR(formatCidr(cidr)).toString()) : null;
+}
+
+export function cidrContains(cidr: Cidr, address: IpAddress): boolean {
+  return cidr.address.family === address.family && toIpaddr(address).match(toIpaddr(cidr.address), cidr.prefix);
+}
+
+export function formatCidr(cidr: Cidr): string {
+  return `${cidr.address.text}/${cidr.prefix}`;
+}
+
+/** Ranges that cannot be a VIP or a backend, most specific first, with the reason a message gives. */
+const SPECIAL_RANGES: readonly { readonly cidr: string; readonly what: string }[] = [
+  { cidr: '0.0.0.0/32', what: 'the unspecified address 0.0.0.0' },
+  { cidr: '255.255.255.255/32', what: 'the broadcast address' },
+  { cidr: '0.0.0.0/8', what: 'in 0.0.0.0/8 ("this network")' },
+  { cidr: '127.0.0.0/8', what: 'a loopback address (127.0.0.0/8)' },
+  { cidr: '224.0.0.0/4', what: 'a multicast address (224.0.0.0/4)' },
+  { cidr: '240.0.0.0/4', what: 'a reserved address (240.0.0.0/4)' },
+  { cidr: '::/128', what: 'the unspecified address ::' },
+  { cidr: '::1/128', what: 'the loopback address ::1' },
+  { cidr: '::ffff:0:0/96', what: 'an IPv4-mapped address (::ffff:0:0/96); write the IPv4 address itself' },
+  { cidr: 'fe80::/10', what: 'a link-local address (fe80::/10), which is only valid on one link' },
+  { cidr: 'ff00::/8', what: 'a multicast address (ff00::/8)' },
+];
+const SPECIAL = SPECIAL_RANGES.map((r) => ({ cidr: parseCidr(r.cidr)!, what: r.what }));
+
+/** Why an address cannot be a VIP or a backend, or null when it is an ordinary unicast address. */
+export function specialAddress(address: IpAddress): string | null {
+  return SPECIAL.find((r) => cidrContains(r.cidr, address))?.what ?? null;
+}
+
+export function isLoopback(address: IpAddress): boolean {
+  return address.family === 4 ? address.bytes[0] === 127 : address.text === '::1';
+}
