@@ -32,6 +32,14 @@ export class SpecError extends Error {
   }
 }
 
+/**
+ * A construct path used in messages and written into comments of config files and nft rulesets: one non-empty line
+ * without control characters (a line break there would start a new sysctl line or nft command).
+ */
+export function isSingleLinePrintable(value: unknown): value is string {
+  return typeof value === 'string' && value.length > 0 && !/\p{Cc}/u.test(value);
+}
+
 /** Quotes a user value for a message: strings in double quotes, everything else as JSON. */
 export function showValue(value: unknown): string {
   if (value === undefined) return 'nothing';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { showValue } from './issues';
+import { isSingleLinePrintable, showValue } from './issues';
 import {
   ALGORITHMS, MODES, PROTOCOLS, Algorithm, Mode, Protocol, FieldCheck,
   checkAlgorithm, checkBoolean, checkCidr, checkFilePath, checkFlowTimeout, checkHashTableSize, checkHostKey, checkInterface, checkIpv4, checkMac,
@@ -31,9 +31,7 @@ export const DEFAULTS = {
 export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
   const field = <T>(check: FieldCheck) =>
     z.custom<T>((v) => isUnresolved(v) || check(v) === null, { error: (iss) => check(iss.input) ?? 'is not allowed' });
-  // Construct paths are written into comments of the sysctl.d file and of the nft ruleset that `nft -f` loads: a
-  // line break would start a new sysctl line or nft command there, so they must be one line of printable text.
-  const constructPath = z.custom<string>((v) => typeof v === 'string' && v.length > 0 && !/[\u0000-\u001f\u007f]/.test(v), {
+  const constructPath = z.custom<string>(isSingleLinePrintable, {
     error: (iss) => `${showValue(iss.input)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
   });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SpecIssue } from './issues';
+import { SpecIssue, isSingleLinePrintable } from './issues';
 import { unknownKeyMessage } from './fields';
 
 type Segment = PropertyKey;
@@ -42,16 +42,15 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
     let fieldStart = 0;
     let cursor: unknown = input;
     // A path is only used to locate a problem when it is a clean single line (a bad path is itself the problem).
-    const usable = (p: unknown): p is string => typeof p === 'string' && p.length > 0 && !/[\u0000-\u001f\u007f]/.test(p);
     const own = childAt(cursor, 'path');
-    if (usable(own)) objectPath = own;
+    if (isSingleLinePrintable(own)) objectPath = own;
     issue.path.forEach((segment, index) => {
       cursor = childAt(cursor, segment);
       const p = childAt(cursor, 'path');
-      if (usable(p) && index < issue.path.length - 1) {
+      if (isSingleLinePrintable(p) && index < issue.path.length - 1) {
         objectPath = p;
         fieldStart = index + 1;
-      } else if (usable(p) && issue.code === 'unrecognized_keys') {
+      } else if (isSingleLinePrintable(p) && issue.code === 'unrecognized_keys') {
         objectPath = p;
         fieldStart = index + 1;
       }

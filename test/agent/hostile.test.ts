@@ -34,7 +34,7 @@ afterAll(async () => {
 });
 
 /** Specs are edited field by field with hostile values, so they are loosely typed here. */
-type Spec = Record<string, any>;
+type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const backend = (): Spec => backendSpec(lab, be1, [{ ip: '10.99.9.10', mssClamp: undefined }]);
 const balancer = (): Spec => balancerSpec(lab, lb, [{ name: 'web', ip: '10.99.9.10', backends: [{ name: 'be1', ip: be1.ip, mac: be1.mac }] }]);
 
