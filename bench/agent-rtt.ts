@@ -1,5 +1,5 @@
 /**
- * Agent round trips and wall time against a real sshd in a lab namespace (issue 3's performance goals):
+ * Agent round trips and wall time against a real sshd in a lab namespace, against the goals below:
  *  - cold apply of one backend host (a `remove` before each run puts the host back to fresh, untimed),
  *  - no-op apply of the same spec,
  *  - one plain system `ssh host true` with the same key and host key checking, as the yardstick.

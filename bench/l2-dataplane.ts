@@ -1,5 +1,5 @@
 /**
- * The data plane through a real L2 DSR balancer (issue 6, section 2), on the L2 namespace lab (lab/l2): client,
+ * The data plane through a real L2 DSR balancer, on the L2 namespace lab (lab/l2): client,
  * lb and web1..3, each backend running an HTTP server bound to 0.0.0.0 (see FAST_SERVER_JS).
  *
  *  - Per-packet cost against the number of VIPs: HTTP requests per second with wrk from the client through the

@@ -1,5 +1,5 @@
 /**
- * Issue 6: the agent daemon. Terraform's provisioners run `node -e 'require("tula-dsr/agent").main(["apply"])'`,
+ * The agent daemon. Terraform's provisioners run `node -e 'require("tula-dsr/agent").main(["apply"])'`,
  * one process per host; that small entry hands the run to a per-user daemon that has the agent loaded. These tests
  * run the provisioner command exactly as Terraform does (real processes, real sshd in the lab) and check that the
  * daemon changes nothing a user can see: results, exit codes, the caller's folder and environment, and that it

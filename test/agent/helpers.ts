@@ -1,5 +1,5 @@
 /**
- * Shared support for the agent's lab tests (issue 3): spec builders for lab hosts, the real CLI as a child process,
+ * Shared support for the agent's lab tests: spec builders for lab hosts, the real CLI as a child process,
  * and host snapshots that prove what did (or did not) change on a host.
  */
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';

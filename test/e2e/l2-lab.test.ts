@@ -226,7 +226,7 @@ describe('L2 DSR lab, end to end', () => {
       // The backend leaves the web VIP; its host stays in the stack (it still serves dns and any), so the web VIP's
       // address on its lo retires for 300 s while the flows it has finish. (Deleting a BackendHost construct outright
       // would not run its destroy provisioner: Terraform drops the provisioners of a resource removed from the
-      // configuration. See the report of issue 4.)
+      // configuration, so a destroy-time provisioner runs only while its resource is still in the configuration.)
       delete weights[removed];
       const rm = await deploy({ backends, weights });
       expect(applySummary(rm.stdout)).toMatch(/2 added, 0 changed, 2 destroyed/); // its host and lb replaced
