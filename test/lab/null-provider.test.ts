@@ -55,14 +55,22 @@ async function events(): Promise<string[]> {
   }
 }
 
-async function stateJson(): Promise<any> {
-  const res = await tf(['show', '-json', '-no-color']);
-  return JSON.parse(res.stdout);
+/** The part of `terraform show -json` these tests read: a null_resource's id and triggers. */
+interface NullResourceValues {
+  id: string;
+  triggers?: Record<string, string>;
+}
+interface ShowJson {
+  values?: { root_module?: { resources?: { address: string; values: NullResourceValues }[] } };
 }
 
-function resourceValues(state: any, address: string): any {
-  const r = (state.values?.root_module?.resources ?? []).find((x: any) => x.address === address);
-  return r?.values;
+async function stateJson(): Promise<ShowJson> {
+  const res = await tf(['show', '-json', '-no-color']);
+  return JSON.parse(res.stdout) as ShowJson;
+}
+
+function resourceValues(state: ShowJson, address: string): NullResourceValues | undefined {
+  return state.values?.root_module?.resources?.find((x) => x.address === address)?.values;
 }
 
 /** A null_resource whose provisioners log create and destroy, keyed by a `gen` trigger. */
@@ -139,7 +147,7 @@ describe('offline hashicorp/null stand-in with the real terraform binary', () =>
     const apply = await tf(['apply', '-input=false', '-no-color', 'create.tfplan']);
     expect(apply.stdout).toMatch(/null_resource\.host: Creation complete after \S+ \[id=\d+\]/);
     expect(apply.stdout).toMatch(/Apply complete! Resources: 1 added, 0 changed, 0 destroyed\./);
-    const id1: string = resourceValues(await stateJson(), 'null_resource.host').id;
+    const id1 = resourceValues(await stateJson(), 'null_resource.host')!.id;
     expect(id1).toMatch(/^\d+$/); // like the real provider: a random int as a decimal string
     expect(await events()).toEqual([`create gen=1 id=${id1}`]);
 
@@ -158,7 +166,7 @@ describe('offline hashicorp/null stand-in with the real terraform binary', () =>
 
     const replace = await tf(['apply', '-input=false', '-no-color', 'replace.tfplan']);
     expect(replace.stdout).toMatch(/Apply complete! Resources: 1 added, 0 changed, 1 destroyed\./);
-    const id2: string = resourceValues(await stateJson(), 'null_resource.host').id;
+    const id2 = resourceValues(await stateJson(), 'null_resource.host')!.id;
     expect(id2).toMatch(/^\d+$/);
     expect(id2).not.toBe(id1);
     // Terraform 1.11 fact (not a provider choice): the deposed object of a create_before_destroy
@@ -219,8 +227,8 @@ resource "null_resource" "second" {
 
     await tf(['apply', '-input=false', '-no-color', '-auto-approve']);
     const state = await stateJson();
-    const firstId = resourceValues(state, 'null_resource.first').id;
-    expect(resourceValues(state, 'null_resource.second').triggers).toEqual({ first_id: firstId, prefixed: `gen-${firstId}`, fixed: 'x' });
+    const firstId = resourceValues(state, 'null_resource.first')!.id;
+    expect(resourceValues(state, 'null_resource.second')!.triggers).toEqual({ first_id: firstId, prefixed: `gen-${firstId}`, fixed: 'x' });
 
     // Replacing "first" makes "second" plan with unknown triggers again, hence a replacement too.
     await writeConfig(config('2'));

@@ -19,7 +19,7 @@
  *
  * LAB AND TEST SUPPORT ONLY: never shipped, and not the provider.
  */
-const crypto = require('node:crypto');
+const { randomBytes } = require('node:crypto');
 const V = require('./values');
 
 const SEVERITY_ERROR = 1;
@@ -39,7 +39,7 @@ function errorDiag(summary, detail) {
  * @returns {string}
  */
 function randomId() {
-  return (crypto.randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn).toString(10);
+  return (randomBytes(8).readBigUInt64BE() & 0x7fffffffffffffffn).toString(10);
 }
 
 /**
