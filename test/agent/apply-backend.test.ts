@@ -1,5 +1,5 @@
 /**
- * Issue 3: `apply` on a backend host against a real sshd in a lab namespace (real kernel, iproute2, sysctl).
+ * `apply` on a backend host against a real sshd in a lab namespace (real kernel, iproute2, sysctl).
  * Cold apply changes the host; a second apply changes nothing at all, down to file ctimes; round trips are counted.
  */
 import { createHash } from 'node:crypto';

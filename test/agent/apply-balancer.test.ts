@@ -1,5 +1,5 @@
 /**
- * Issue 3: `apply` on a balancer host with a real L2 VIP whose backends are other lab hosts. Backend MACs are
+ * `apply` on a balancer host with a real L2 VIP whose backends are other lab hosts. Backend MACs are
  * resolved against real neighbours on the lab bridge; an unanswering backend fails clearly and changes nothing.
  */
 import { createLab, Lab, LabHost } from '../../lab/topology';

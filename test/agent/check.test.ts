@@ -1,5 +1,5 @@
 /**
- * Issue 3: `tula-dsr check` through the real CLI: in sync → exit 0; a manual change on the host → exit 2 naming
+ * `tula-dsr check` through the real CLI: in sync → exit 0; a manual change on the host → exit 2 naming
  * the drift (with before/after text under --diff) and nothing changed by check itself; `apply` repairs it;
  * `--json` is machine-readable; a synthesized stack is checked across its hosts at once.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 3: concurrent applies on one host. Real CLI processes run at once; the host lock (flock on
+ * Concurrent applies on one host. Real CLI processes run at once; the host lock (flock on
  * /run/tula-dsr.lock) is held from inside the host until every process has gathered its facts and sent its apply
  * script, so that they really contend: one applies, the others find the state file changed under them (stale
  * facts), gather facts again and converge. The end state is consistent and a re-run reports changed=0.

@@ -1,5 +1,5 @@
 /**
- * Issue 3: hostile values. Every spec field that could reach a shell or nft gets `; rm -rf /`, `$(touch …)`,
+ * Hostile values. Every spec field that could reach a shell or nft gets `; rm -rf /`, `$(touch …)`,
  * backticks, quotes and a newline: the strict spec validation rejects each with a message that quotes the value,
  * before any connection is made. Fields that are free text by nature (local key/known_hosts paths, construct
  * paths) either fail harmlessly (a local file that does not exist) or round-trip byte for byte through the one

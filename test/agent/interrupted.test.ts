@@ -1,5 +1,5 @@
 /**
- * Issue 3: an apply interrupted in the middle, then re-runs converge. A step is made slow by bind-mounting a
+ * An apply interrupted in the middle, then re-runs converge. A step is made slow by bind-mounting a
  * wrapper over a tool inside the lab host's own mount namespace (no other host and not the machine sees it), so
  * the interruption lands between two known steps:
  *  - sshd killed (listener and session processes) while `sysctl -w …arp_announce` runs on a backend: the apply

@@ -1,5 +1,5 @@
 /**
- * Issue 3: `remove` restores the host byte for byte: nft ruleset, `ip -j addr`, every net.ipv4.conf sysctl, and a
+ * `remove` restores the host byte for byte: nft ruleset, `ip -j addr`, every net.ipv4.conf sysctl, and a
  * recursive listing (mode, owner, size, mtime, ctime) plus sha256 of every file under /etc and /var/lib. Unrelated
  * nft tables, sysctl.d files and addresses survive untouched. A remove of another generation changes nothing.
  * L3 needs the ipip module, which the build machines' kernel lacks: there the L3 spec must fail cleanly at the

@@ -1,5 +1,5 @@
 /**
- * Issue 3: host keys, authentication, reachability and sudo, through the real CLI (`node dist/agent/cli.js`) as
+ * Host keys, authentication, reachability and sudo, through the real CLI (`node dist/agent/cli.js`) as
  * Terraform's provisioner runs it. Each refusal: exit code 1, a one-paragraph message on stdout with the fix,
  * no stack trace, and nothing run on the host. The runs are started together in beforeAll (they are independent)
  * and each test awaits its own.

@@ -104,7 +104,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
 
     const plan = (await tf(stackDir, env, ['plan', '-input=false'])).stdout;
     expect(plan).toMatch(new RegExp(`# ${type}\\.lb1_host_[0-9A-F]{8} will be created`));
-    expect(plan).toMatch(/\+ "?ruleset"? +\= <<-EOT$/m);
+    expect(plan).toMatch(/\+ "?ruleset"? += <<-EOT$/m);
     expect(plan).toMatch(planLine('', 'table netdev tula_dsr {'));
     expect(plan).toMatch(planLine('', '\t\ttype filter hook ingress device "eth0" priority -300; policy accept;'));
     // Each VIP's map elements are their own trigger entry, one element per line.
@@ -131,7 +131,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(new RegExp(`\\+/- resource "${type}" "lb1_host_[0-9A-F]{8}"`));
     // null marks the attribute; for terraform_data, Terraform replaces on any triggers_replace change without a mark.
     expect(plan).toMatch(new RegExp(`~ ${triggers} = \\{${engine === 'null_resource' ? ' # forces replacement' : '$'}`, 'm'));
-    expect(plan).toMatch(/~ "?ruleset"? +\= <<-EOT$/m);
+    expect(plan).toMatch(/~ "?ruleset"? += <<-EOT$/m);
     // 1:2:3 → 1:2:4: the web VIP's slot table grows from 6 to 7 slots and its chain from rr6 to rr7.
     expect(plan).toMatch(/~ "?vip:web"? += <<-EOT$/m);
     expect(plan).toMatch(planLine('+', '\t10.213.1.100 . tcp . 80 . 6 : $mac_0ad5010d'));
@@ -173,8 +173,8 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     neutralise(tokenDir);
     await tf(tokenDir, env, ['init', '-input=false']);
     const plan = (await tf(tokenDir, env, ['plan', '-input=false'])).stdout;
-    expect(plan).toMatch(/\+ "?spec"? +\= \(known after apply\)/);
-    expect(plan).toMatch(/\+ "?hash"? +\= \(known after apply\)/);
+    expect(plan).toMatch(/\+ "?spec"? += \(known after apply\)/);
+    expect(plan).toMatch(/\+ "?hash"? += \(known after apply\)/);
     expect(plan).toMatch(planLine('', '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)'));
     await tf(tokenDir, env, ['apply', '-input=false', '-auto-approve']);
     const lb = Object.entries(await stateTriggers(tokenDir, env)).find(([a]) => a.includes('lb1_host_'))![1];
