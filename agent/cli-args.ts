@@ -8,7 +8,7 @@ import type { RunMode } from './runner';
  */
 export const COMMANDS: Readonly<Record<RunMode, string>> = {
   apply: 'bring each host to its spec (ok / changed / failed per task, then a recap)',
-  check: "change nothing; report what apply would change (drift detection)",
+  check: 'change nothing; report what apply would change (drift detection)',
   remove: "undo what apply set up, if the host still runs this spec's generation",
 };
 

@@ -60,7 +60,8 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
   }
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
-    if (parsed.stack) hosts = readStackHosts(resolve(io.cwd, parsed.stack)).filter((h) => !parsed.limit || parsed.limit.includes(h.kind) || parsed.limit.includes(h.name));
+    if (parsed.stack)
+      hosts = readStackHosts(resolve(io.cwd, parsed.stack)).filter((h) => !parsed.limit || parsed.limit.includes(h.kind) || parsed.limit.includes(h.name));
     else {
       const text = parsed.specFile ? readFileSync(resolve(io.cwd, parsed.specFile), 'utf8') : readSpecFromEnv(io.env);
       if (text === null) {

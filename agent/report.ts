@@ -8,7 +8,13 @@ export function renderHostReport(result: HostRunResult, options: { diff?: boolea
   const lines: string[] = [];
   for (const task of result.tasks) {
     lines.push(`${task.status}: ${result.host} ${task.name}${task.detail ? ` (${task.detail})` : ''}`);
-    if (options.diff && task.diff && task.status !== 'ok') lines.push(...task.diff.trimEnd().split('\n').map((l) => `    ${l}`));
+    if (options.diff && task.diff && task.status !== 'ok')
+      lines.push(
+        ...task.diff
+          .trimEnd()
+          .split('\n')
+          .map((l) => `    ${l}`),
+      );
   }
   if (result.error && !result.tasks.some((t) => t.status === 'failed')) lines.push(`failed: ${result.host} ${result.error.message}`);
   return lines.join('\n') + (lines.length ? '\n' : '');
@@ -19,7 +25,9 @@ export function renderRecap(results: readonly HostRunResult[]): string {
   const lines = ['', `RECAP ${'*'.repeat(60)}`];
   for (const r of results) {
     const failed = r.counts.failed + (r.error && r.counts.failed === 0 ? 1 : 0);
-    lines.push(`${r.host.padEnd(width)} : ok=${r.counts.ok} changed=${r.counts.changed} failed=${failed} skipped=${r.counts.skipped}  (${r.durationMs} ms, ${r.roundTrips} round trips)`);
+    lines.push(
+      `${r.host.padEnd(width)} : ok=${r.counts.ok} changed=${r.counts.changed} failed=${failed} skipped=${r.counts.skipped}  (${r.durationMs} ms, ${r.roundTrips} round trips)`,
+    );
   }
   return lines.join('\n') + '\n';
 }

@@ -86,7 +86,12 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
     return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state)] };
   }
   const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
-  const journal = planned.journal && { name: `journal ${journalPath(statePath)}`, status: 'changed' as const, detail: 'written before the first change', steps: [journalStep(statePath, planned.journal)] };
+  const journal = planned.journal && {
+    name: `journal ${journalPath(statePath)}`,
+    status: 'changed' as const,
+    detail: 'written before the first change',
+    steps: [journalStep(statePath, planned.journal)],
+  };
   return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
 }
 
@@ -146,7 +151,9 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       const failedTask = tasks.find((t) => t.status === 'failed');
       const pending = tasks.filter((t) => t.status === 'changed');
       if (failedTask || mode === 'check' || pending.length === 0) {
-        const results = failedTask ? decided.map((t) => (t.status === 'changed' ? { ...t, status: 'skipped' as const, detail: `not run: ${failedTask.name} failed` } : t)) : decided;
+        const results = failedTask
+          ? decided.map((t) => (t.status === 'changed' ? { ...t, status: 'skipped' as const, detail: `not run: ${failedTask.name} failed` } : t))
+          : decided;
         const error = failedTask ? { kind: 'task-failed', task: failedTask.name, message: `${failedTask.name}: ${failedTask.detail}` } : undefined;
         return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
@@ -155,7 +162,14 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       const scriptTasks = journal ? [journal, ...tasks] : tasks;
       const { script, owners } = renderApplyScript(scriptTasks, statePath, facts.stateFingerprint, final);
       if (options.signal?.aborted) {
-        return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message: 'the caller went away before any change was applied; nothing changed' }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+        return {
+          ...base,
+          tasks: decided,
+          counts: count([]),
+          error: { kind: 'interrupted', message: 'the caller went away before any change was applied; nothing changed' },
+          roundTrips: connection.roundTrips - startTrips,
+          durationMs: Date.now() - started,
+        };
       }
       progress(`${host}: applying ${pending.length} change(s)`);
       applying = true;
@@ -168,11 +182,25 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       }
       if (outcome.lockTimeout || outcome.staleFacts) {
         const message = outcome.lockTimeout ? 'another tula-dsr run held the host lock for 120 s' : 'the host kept changing under concurrent runs';
-        return { ...base, tasks: decided, counts: count([]), error: { kind: 'lock', message }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+        return {
+          ...base,
+          tasks: decided,
+          counts: count([]),
+          error: { kind: 'lock', message },
+          roundTrips: connection.roundTrips - startTrips,
+          durationMs: Date.now() - started,
+        };
       }
       if (!outcome.finished && !outcome.failure) {
         const message = `the apply script ended early (exit ${run.code}${run.stderr.trim() ? `: ${run.stderr.trim()}` : ''}); run again to converge`;
-        return { ...base, tasks: decided, counts: count([]), error: { kind: 'interrupted', message }, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+        return {
+          ...base,
+          tasks: decided,
+          counts: count([]),
+          error: { kind: 'interrupted', message },
+          roundTrips: connection.roundTrips - startTrips,
+          durationMs: Date.now() - started,
+        };
       }
       const outcomeResults = outcomeToResults(scriptTasks, owners, outcome);
       const results = journal ? outcomeResults.results.slice(1) : outcomeResults.results;
@@ -180,9 +208,12 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
       return { ...base, tasks: results, counts: count(results), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
     }
   } catch (error) {
-    const info = isSshError(error) ? { kind: error.kind, message: error.message } : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
+    const info = isSshError(error)
+      ? { kind: error.kind, message: error.message }
+      : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
     // the apply script ignores a lost connection and runs to its end (or rolls back) on the host
-    if (applying && info.kind === 'connection-lost') info.message += ' while the apply script ran; the host completes or rolls back that run by itself: run apply again to converge';
+    if (applying && info.kind === 'connection-lost')
+      info.message += ' while the apply script ran; the host completes or rolls back that run by itself: run apply again to converge';
     return { ...base, tasks: [], counts: count([]), error: info, roundTrips: connection?.roundTrips ?? 0, durationMs: Date.now() - started };
   } finally {
     if (connection && !options.connection) await connection.close();

@@ -1,9 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import {
-  HostSpec, SPEC_ENV_PREFIX, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec,
-} from '../model';
+import { HostSpec, SPEC_ENV_PREFIX, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec } from '../model';
 
 /**
  * Specs reach the agent three ways: from Terraform's provisioner (gzipped, base64, split over numbered
@@ -46,7 +44,9 @@ export interface StackHost {
 /** Reads every tula-dsr host of a synthesized stack (cdktf.out/stacks/NAME or its cdk.tf.json). */
 export function readStackHosts(path: string): StackHost[] {
   const file = path.endsWith('.json') ? path : join(path, 'cdk.tf.json');
-  let json: { resource?: Record<string, Record<string, { triggers?: Record<string, string>; triggers_replace?: Record<string, string>; provisioner?: unknown }>> };
+  let json: {
+    resource?: Record<string, Record<string, { triggers?: Record<string, string>; triggers_replace?: Record<string, string>; provisioner?: unknown }>>;
+  };
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
@@ -57,7 +57,9 @@ export function readStackHosts(path: string): StackHost[] {
         return '';
       }
     })();
-    throw new SpecError([{ path: file, field: '(file)', message: `cannot be read as a synthesized stack${hint}: ${(error as Error).message}; run \`cdktf synth\` first` }]);
+    throw new SpecError([
+      { path: file, field: '(file)', message: `cannot be read as a synthesized stack${hint}: ${(error as Error).message}; run \`cdktf synth\` first` },
+    ]);
   }
   const hosts: StackHost[] = [];
   for (const [type, resources] of Object.entries(json.resource ?? {})) {
@@ -65,7 +67,13 @@ export function readStackHosts(path: string): StackHost[] {
       const triggers = resource.triggers ?? resource.triggers_replace;
       if (!triggers?.spec || !JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
       if (triggers.spec.includes('${')) {
-        throw new SpecError([{ path: `${type}.${name}`, field: 'spec', message: 'holds Terraform references that only `terraform apply` can resolve; deploy this stack with Terraform' }]);
+        throw new SpecError([
+          {
+            path: `${type}.${name}`,
+            field: 'spec',
+            message: 'holds Terraform references that only `terraform apply` can resolve; deploy this stack with Terraform',
+          },
+        ]);
       }
       const { kind, name: hostName } = JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend'; name: string };
       hosts.push({ address: `${type}.${name}`, name: hostName, specText: triggers.spec, kind });

@@ -9,7 +9,10 @@ import { join } from 'node:path';
 export function ensureAnsible(cacheDir: string): { collectionsPath: string; version: string } {
   if (spawnOk('ansible-playbook', ['--version']) === false) {
     process.stderr.write('bench: installing ansible-core from Debian\n');
-    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ansible-core'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+    execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'ansible-core'], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
   }
   const collectionsPath = join(cacheDir, 'collections');
   const marker = join(collectionsPath, 'ansible_collections', 'ansible', 'posix', 'plugins', 'modules', 'sysctl.py');
@@ -21,9 +24,18 @@ export function ensureAnsible(cacheDir: string): { collectionsPath: string; vers
     const deb = readdirSync(debDir).find((f) => f.startsWith('ansible_'))!;
     const staging = join(cacheDir, 'staging');
     mkdirSync(staging, { recursive: true });
-    execFileSync('sh', ['-c', `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" ./usr/lib/python3/dist-packages/ansible_collections/ansible/posix`, 'sh', join(debDir, deb), staging]);
+    execFileSync('sh', [
+      '-c',
+      `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" ./usr/lib/python3/dist-packages/ansible_collections/ansible/posix`,
+      'sh',
+      join(debDir, deb),
+      staging,
+    ]);
     mkdirSync(join(collectionsPath, 'ansible_collections', 'ansible'), { recursive: true });
-    execFileSync('mv', [join(staging, 'usr/lib/python3/dist-packages/ansible_collections/ansible/posix'), join(collectionsPath, 'ansible_collections', 'ansible', 'posix')]);
+    execFileSync('mv', [
+      join(staging, 'usr/lib/python3/dist-packages/ansible_collections/ansible/posix'),
+      join(collectionsPath, 'ansible_collections', 'ansible', 'posix'),
+    ]);
   }
   const version = execFileSync('ansible-playbook', ['--version'], { encoding: 'utf8' }).split('\n')[0];
   return { collectionsPath, version };
@@ -64,9 +76,16 @@ export function renderPlaybook(vip: string, gatherFacts: boolean): string {
 }
 
 export function renderInventory(hosts: readonly { name: string; ip: string }[], keyPath: string, knownHosts: string): string {
-  const lines = ['[backends]', ...hosts.map((h) => `${h.name} ansible_host=${h.ip}`), '', '[backends:vars]',
-    'ansible_user=root', `ansible_ssh_private_key_file=${keyPath}`, 'ansible_python_interpreter=/usr/bin/python3',
-    `ansible_ssh_common_args='-o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes'`];
+  const lines = [
+    '[backends]',
+    ...hosts.map((h) => `${h.name} ansible_host=${h.ip}`),
+    '',
+    '[backends:vars]',
+    'ansible_user=root',
+    `ansible_ssh_private_key_file=${keyPath}`,
+    'ansible_python_interpreter=/usr/bin/python3',
+    `ansible_ssh_common_args='-o UserKnownHostsFile=${knownHosts} -o StrictHostKeyChecking=yes'`,
+  ];
   return lines.join('\n') + '\n';
 }
 

@@ -87,7 +87,14 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
   try {
     const hosts = names.map((n) => lab.hosts[n]);
     const vip = lab.subnet.replace(/\.0\/24$/, '.200');
-    writeFileSync(join(work, 'inventory.ini'), renderInventory(hosts.map((h) => ({ name: h.name, ip: h.ip })), lab.clientKeyPath, lab.knownHostsPath));
+    writeFileSync(
+      join(work, 'inventory.ini'),
+      renderInventory(
+        hosts.map((h) => ({ name: h.name, ip: h.ip })),
+        lab.clientKeyPath,
+        lab.knownHostsPath,
+      ),
+    );
     writeFileSync(join(work, 'play-defaults.yml'), renderPlaybook(vip, true));
     writeFileSync(join(work, 'play-tuned.yml'), renderPlaybook(vip, false));
     // Node resolves `tula-dsr/agent` from the stack folder upwards: give the temp tree a node_modules link.
@@ -98,12 +105,17 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
     new LocalBackend(stack, { path: 'terraform.tfstate' }); // in the stack folder, never the repository
     const key = { privateKeyPath: lab.clientKeyPath };
     // The balancer is in the stack because backends belong to a VIP; T and D converge only the backend hosts.
-    const lb = new Balancer(stack, 'lb', { ssh: { host: lab.subnet.replace(/\.0\/24$/, '.250'), hostKey: hosts[0].hostKeyFingerprint, ...key }, interface: 'eth0' });
+    const lb = new Balancer(stack, 'lb', {
+      ssh: { host: lab.subnet.replace(/\.0\/24$/, '.250'), hostKey: hosts[0].hostKeyFingerprint, ...key },
+      interface: 'eth0',
+    });
     const dsr = new DsrVip(stack, 'web', { balancer: lb, ip: vip, port: 80 });
     for (const h of hosts) dsr.addBackend(h.name, { host: new BackendHost(stack, h.name, { ssh: { host: h.ip, hostKey: h.hostKeyFingerprint, ...key } }) });
     app.synth();
     const stackDir = join(work, 'out', 'stacks', 'converge');
-    const synthesized = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as { resource: { terraform_data: Record<string, { triggers_replace: { spec: string } }> } };
+    const synthesized = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as {
+      resource: { terraform_data: Record<string, { triggers_replace: { spec: string } }> };
+    };
     const backendResources = Object.entries(synthesized.resource.terraform_data)
       .filter(([, r]) => (JSON.parse(r.triggers_replace.spec) as { kind: string }).kind === 'backend')
       .map(([name]) => `terraform_data.${name}`);
@@ -122,7 +134,16 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
       ANSIBLE_PYTHON_INTERPRETER: '/usr/bin/python3',
     };
     return {
-      lab, hosts, vip, work, stackDir, backendResources, ansibleEnv, tfEnv, daemonDir, ansibleVersion: version,
+      lab,
+      hosts,
+      vip,
+      work,
+      stackDir,
+      backendResources,
+      ansibleEnv,
+      tfEnv,
+      daemonDir,
+      ansibleVersion: version,
       teardown: async () => {
         await stopAgentDaemons(daemonDir);
         await lab.teardown();
@@ -142,7 +163,13 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
  */
 export async function resetHosts(s: ConvergenceSetup): Promise<void> {
   await stopAgentDaemons(s.daemonDir);
-  await Promise.all(s.hosts.map((h) => h.exec(`rm -rf /etc/sysctl.d/99-dsr.conf /etc/sysctl.d/99-tula-dsr.conf /etc/tula-dsr /var/lib/tula-dsr /etc/systemd/system/tula-dsr-backend.service; sysctl -q -w ${SYSCTLS.map((k) => `${k}=0`).join(' ')}; ip addr del ${s.vip}/32 dev lo 2>/dev/null; true`)));
+  await Promise.all(
+    s.hosts.map((h) =>
+      h.exec(
+        `rm -rf /etc/sysctl.d/99-dsr.conf /etc/sysctl.d/99-tula-dsr.conf /etc/tula-dsr /var/lib/tula-dsr /etc/systemd/system/tula-dsr-backend.service; sysctl -q -w ${SYSCTLS.map((k) => `${k}=0`).join(' ')}; ip addr del ${s.vip}/32 dev lo 2>/dev/null; true`,
+      ),
+    ),
+  );
   rmSync(join(s.stackDir, 'terraform.tfstate'), { force: true });
   rmSync(join(s.stackDir, 'terraform.tfstate.backup'), { force: true });
 }
@@ -150,10 +177,14 @@ export async function resetHosts(s: ConvergenceSetup): Promise<void> {
 /** Every host has the runtime sysctls, a sysctl.d file holding them, and the VIP on lo. */
 export async function verifyHosts(s: ConvergenceSetup): Promise<void> {
   const problems: string[] = [];
-  await Promise.all(s.hosts.map(async (h) => {
-    const r = await h.exec(`sysctl -n ${SYSCTLS.join(' ')} | tr '\\n' ' '; grep -lE 'arp_ignore ?= ?1' /etc/sysctl.d/*.conf >/dev/null && echo file; ip -o addr show dev lo | grep -c ' ${s.vip}/32'`);
-    if (!/^1 2 file\n1\n?$/.test(r.stdout)) problems.push(`${h.name}: ${JSON.stringify(r.stdout)}`);
-  }));
+  await Promise.all(
+    s.hosts.map(async (h) => {
+      const r = await h.exec(
+        `sysctl -n ${SYSCTLS.join(' ')} | tr '\\n' ' '; grep -lE 'arp_ignore ?= ?1' /etc/sysctl.d/*.conf >/dev/null && echo file; ip -o addr show dev lo | grep -c ' ${s.vip}/32'`,
+      );
+      if (!/^1 2 file\n1\n?$/.test(r.stdout)) problems.push(`${h.name}: ${JSON.stringify(r.stdout)}`);
+    }),
+  );
   if (problems.length) throw new Error(`hosts not converged:\n${problems.join('\n')}`);
 }
 
@@ -163,9 +194,16 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
     case 'B': {
       const controlDir = mkdtempSync(join(tmpdir(), 'tula-ansible-cp-'));
       try {
-        const env = { ...s.ansibleEnv, ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir, ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: '20' } : {}) };
+        const env = {
+          ...s.ansibleEnv,
+          ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
+          ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: '20' } : {}),
+        };
         return await timed(async () => {
-          const r = await run(['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')], { env });
+          const r = await run(
+            ['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')],
+            { env },
+          );
           const recap = parseAnsibleRecap(r.out);
           if (r.code !== 0 || recap.failed) throw new Error(`ansible (${method}) failed:\n${r.out.slice(-3000)}`);
           return recap.changed;
@@ -184,7 +222,10 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
     case 'T':
       return timed(async () => {
         const targets = s.backendResources.flatMap((address) => ['-target', address]);
-        const r = await run(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', '-parallelism=20', ...targets], { cwd: s.stackDir, env: s.tfEnv });
+        const r = await run(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', '-parallelism=20', ...targets], {
+          cwd: s.stackDir,
+          env: s.tfEnv,
+        });
         if (r.code !== 0) throw new Error(`terraform apply failed:\n${r.out.slice(-3000)}`);
         return [...r.out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
       });
@@ -205,7 +246,12 @@ export interface ConvergenceResult {
 }
 
 /** Rounds interleave the methods (A B C T D, A B C T D, …) so that machine noise spreads evenly. */
-export async function measureConvergence(count = 20, runs = 3, cacheDir = join(REPO, '.cache', 'bench'), methods: readonly Method[] = ['A', 'B', 'C', 'T', 'D']): Promise<ConvergenceResult> {
+export async function measureConvergence(
+  count = 20,
+  runs = 3,
+  cacheDir = join(REPO, '.cache', 'bench'),
+  methods: readonly Method[] = ['A', 'B', 'C', 'T', 'D'],
+): Promise<ConvergenceResult> {
   const s = await setupConvergence(count, cacheDir);
   const cold: Record<string, number[]> = {};
   const noop: Record<string, number[]> = {};

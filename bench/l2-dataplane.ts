@@ -137,10 +137,26 @@ function ssh(l2: L2Lab, h: LabHost) {
 export function balancerSpec(l2: L2Lab, indexes: readonly number[]): string {
   const backends = l2.backends.map((b) => ({ path: `bench/be/${b.name}`, name: b.name, ip: b.ip, weight: 1 }));
   const vips = indexes.map((i) => ({
-    path: `bench/vip/${vipName(i)}`, name: vipName(i), ip: vipAddress(i), port: PORT, protocol: 'tcp', mode: 'l2',
-    algorithm: 'weighted-round-robin', flowTimeoutSec: 300, backends,
+    path: `bench/vip/${vipName(i)}`,
+    name: vipName(i),
+    ip: vipAddress(i),
+    port: PORT,
+    protocol: 'tcp',
+    mode: 'l2',
+    algorithm: 'weighted-round-robin',
+    flowTimeoutSec: 300,
+    backends,
   }));
-  return JSON.stringify({ kind: 'balancer', path: 'bench/lb', name: 'lb', ssh: ssh(l2, l2.lb), interface: 'eth0', address: l2.lb.ip, subnet: l2.lab.subnet, vips });
+  return JSON.stringify({
+    kind: 'balancer',
+    path: 'bench/lb',
+    name: 'lb',
+    ssh: ssh(l2, l2.lb),
+    interface: 'eth0',
+    address: l2.lb.ip,
+    subnet: l2.lab.subnet,
+    vips,
+  });
 }
 
 export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): string {
@@ -168,14 +184,16 @@ function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr:
 /** `tula-dsr apply --spec FILE --json` for each spec in parallel; returns the wall time and the changed count. */
 export async function apply(dir: string, what: string, specs: Record<string, string>): Promise<ApplyTiming> {
   const t0 = process.hrtime.bigint();
-  const results = await Promise.all(Object.entries(specs).map(async ([name, text]) => {
-    const file = join(dir, `${name}.json`);
-    writeFileSync(file, text);
-    const r = await runCli(['apply', '--spec', file, '--json', '--timeout', '30']);
-    if (r.code !== 0) throw new Error(`tula-dsr apply ${name} (${what}) failed (exit ${r.code}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
-    const json = JSON.parse(r.stdout) as { results: { counts: { changed: number } }[] };
-    return json.results.reduce((s, x) => s + x.counts.changed, 0);
-  }));
+  const results = await Promise.all(
+    Object.entries(specs).map(async ([name, text]) => {
+      const file = join(dir, `${name}.json`);
+      writeFileSync(file, text);
+      const r = await runCli(['apply', '--spec', file, '--json', '--timeout', '30']);
+      if (r.code !== 0) throw new Error(`tula-dsr apply ${name} (${what}) failed (exit ${r.code}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
+      const json = JSON.parse(r.stdout) as { results: { counts: { changed: number } }[] };
+      return json.results.reduce((s, x) => s + x.counts.changed, 0);
+    }),
+  );
   return { what, ms: Number(process.hrtime.bigint() - t0) / 1e6, changed: results.reduce((a, b) => a + b, 0) };
 }
 
@@ -193,7 +211,21 @@ export function parseWrk(out: string): WrkResult {
 
 export async function runWrk(client: LabHost, vip: string, mode: WrkMode, seconds: number, connections: number): Promise<WrkResult> {
   const header = mode === 'close' ? ['-H', 'Connection: close'] : [];
-  const argv = ['timeout', String(seconds + 20), 'wrk', '-t', '2', '-c', String(connections), '-d', `${seconds}s`, '--timeout', '5s', ...header, `http://${vip}:${PORT}/`];
+  const argv = [
+    'timeout',
+    String(seconds + 20),
+    'wrk',
+    '-t',
+    '2',
+    '-c',
+    String(connections),
+    '-d',
+    `${seconds}s`,
+    '--timeout',
+    '5s',
+    ...header,
+    `http://${vip}:${PORT}/`,
+  ];
   const r = await client.exec(argv);
   if (r.code !== 0) throw new Error(`wrk failed (exit ${r.code}): ${r.stderr}\n${r.stdout}`);
   return parseWrk(r.stdout);
@@ -217,11 +249,13 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
   const l2 = await createL2Lab({ backends: 3 });
   try {
     const { client, lb } = l2;
-    await Promise.all(l2.backends.map(async (b) => {
-      const p = b.spawn([process.execPath, '-e', FAST_SERVER_JS, b.name, String(PORT)]);
-      const ready = await waitFor(() => p.stdoutText().includes('READY') || !p.isRunning(), 10_000, 20);
-      if (!ready || !p.isRunning()) throw new Error(`${b.name}: the Node HTTP server did not start: ${p.stderrText()}`);
-    }));
+    await Promise.all(
+      l2.backends.map(async (b) => {
+        const p = b.spawn([process.execPath, '-e', FAST_SERVER_JS, b.name, String(PORT)]);
+        const ready = await waitFor(() => p.stdoutText().includes('READY') || !p.isRunning(), 10_000, 20);
+        if (!ready || !p.isRunning()) throw new Error(`${b.name}: the Node HTTP server did not start: ${p.stderrText()}`);
+      }),
+    );
     // Load-generator tuning on the client only (a lab host that tula-dsr does not manage), as usual for wrk: with
     // `Connection: close` wrk often closes first, so the client keeps thousands of ports in TIME_WAIT; once about
     // half of the default 28,000 ephemeral ports are, connect() slows to a crawl (800 requests/s instead of 10,000
@@ -238,7 +272,11 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
 
     const applies: ApplyTiming[] = [];
     const backendIndexes = backendVips === 'all' ? all : [tested];
-    const bt = await apply(dir, `backends: ${backendIndexes.length === 1 ? '1 VIP' : `${backendIndexes.length} VIPs`} on lo, ${l2.backends.length} hosts in parallel`, Object.fromEntries(l2.backends.map((b) => [b.name, backendSpec(l2, b, backendIndexes)])));
+    const bt = await apply(
+      dir,
+      `backends: ${backendIndexes.length === 1 ? '1 VIP' : `${backendIndexes.length} VIPs`} on lo, ${l2.backends.length} hosts in parallel`,
+      Object.fromEntries(l2.backends.map((b) => [b.name, backendSpec(l2, b, backendIndexes)])),
+    );
     applies.push(bt);
     log(`l2: ${bt.what}: ${(bt.ms / 1000).toFixed(1)} s`);
 
@@ -253,14 +291,19 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
     for (const config of order) {
       const n = config === 'one' ? 1 : total;
       if (loaded !== config) {
-        const t = await apply(dir, `balancer: reload from ${loaded === undefined ? 'nothing' : loaded === 'one' ? '1 VIP' : `${total} VIPs`} to ${n === 1 ? '1 VIP' : `${n} VIPs`}`, { lb: configs[config] });
+        const t = await apply(
+          dir,
+          `balancer: reload from ${loaded === undefined ? 'nothing' : loaded === 'one' ? '1 VIP' : `${total} VIPs`} to ${n === 1 ? '1 VIP' : `${n} VIPs`}`,
+          { lb: configs[config] },
+        );
         applies.push(t);
         loaded = config;
         log(`l2: ${t.what}: ${(t.ms / 1000).toFixed(1)} s (${t.changed} changed)`);
         await flushFlows(lb);
         // a short burst checks the path end to end (every answer from a backend, none from the balancer)
         const check = await httpBurst(client, l2.python, { host: testedVip, port: PORT, count: 30 });
-        if (check.failures > 0 || Object.keys(check.counts).some((k) => !k.startsWith('web'))) throw new Error(`requests through ${testedVip} failed: ${JSON.stringify(check)}`);
+        if (check.failures > 0 || Object.keys(check.counts).some((k) => !k.startsWith('web')))
+          throw new Error(`requests through ${testedVip} failed: ${JSON.stringify(check)}`);
       }
       if (perRun.length === 0) {
         // warm-up, not recorded: the servers' JIT, the client's and the backends' socket caches
@@ -271,7 +314,8 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
         const before = await vipPackets(lb, vipName(tested));
         const w = await runWrk(client, testedVip, mode, seconds, connections);
         const after = await vipPackets(lb, vipName(tested));
-        if (w.errors > w.requests * 0.01 || w.non2xx > 0) throw new Error(`wrk (${mode}) to ${testedVip} (${n} VIPs): ${w.errors} socket errors, ${w.non2xx} non-2xx of ${w.requests}`);
+        if (w.errors > w.requests * 0.01 || w.non2xx > 0)
+          throw new Error(`wrk (${mode}) to ${testedVip} (${n} VIPs): ${w.errors} socket errors, ${w.non2xx} non-2xx of ${w.requests}`);
         // every request's client packets cross the balancer: at least 1 per request on a kept-alive connection
         if (!(after - before >= w.requests)) throw new Error(`the balancer counted ${after - before} packets for ${w.requests} requests: traffic bypassed it`);
         rps[mode][config].push(w.rps);
@@ -286,7 +330,8 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
     for (let i = 0; i < (o.byteShareRuns ?? 3); i++) {
       await flushFlows(lb);
       const s = await measureByteShare(client, lb, l2.python, { host: testedVip, port: PORT });
-      if (s.download.error || s.download.bytes !== s.download.expected || s.download.expected !== 10 * 1024 * 1024) throw new Error(`10 MiB download through ${testedVip} failed: ${JSON.stringify(s.download)}`);
+      if (s.download.error || s.download.bytes !== s.download.expected || s.download.expected !== 10 * 1024 * 1024)
+        throw new Error(`10 MiB download through ${testedVip} failed: ${JSON.stringify(s.download)}`);
       shares.push(s.share);
       bytes = { client: s.clientBytes, balancer: s.balancerBytes };
       log(`l2: byte share: balancer ${s.balancerBytes} of ${s.clientBytes} bytes (${(s.share * 100).toFixed(2)}%)`);
@@ -297,8 +342,15 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
       return { one, many, ratio: many.median / one.median };
     };
     return {
-      vips: total, backends: l2.backends.length, backendVips, wrk: `${wrkVersion}, 2 threads, ${connections} connections, ${seconds} s per run`,
-      rps: { keepalive: compare('keepalive'), close: compare('close') }, runs: perRun, applies, byteShare: stat(shares), byteShareBytes: bytes,
+      vips: total,
+      backends: l2.backends.length,
+      backendVips,
+      wrk: `${wrkVersion}, 2 threads, ${connections} connections, ${seconds} s per run`,
+      rps: { keepalive: compare('keepalive'), close: compare('close') },
+      runs: perRun,
+      applies,
+      byteShare: stat(shares),
+      byteShareBytes: bytes,
     };
   } finally {
     await l2.teardown();
@@ -312,7 +364,10 @@ if (require.main === module) {
     return i > 0 ? Number(process.argv[i + 1]) : fallback;
   };
   measureL2DataPlane({
-    vips: arg('vips', 10000), runs: arg('runs', 3), seconds: arg('seconds', 5), connections: arg('connections', 16),
+    vips: arg('vips', 10000),
+    runs: arg('runs', 3),
+    seconds: arg('seconds', 5),
+    connections: arg('connections', 16),
     backendVips: process.argv.includes('--tested-only') ? 'tested' : 'all',
     log: (l) => process.stderr.write(`${l}\n`),
   }).then(

@@ -9,13 +9,23 @@ import { Stat, stat, timeMs } from './stats';
 export function scaleSpec(count: number): BalancerSpec {
   const backends = [11, 12, 13, 14].map((i) => ({ path: `be${i}`, name: `be${i}`, ip: `10.213.250.${i}`, weight: 1 }));
   const vips = Array.from({ length: count }, (_, v) => ({
-    path: `vip${v}`, name: `vip${v}`, ip: formatIpv4(0x0ad60000 + v), port: 80 as const, protocol: 'tcp' as const, mode: 'l2' as const,
-    algorithm: 'weighted-round-robin' as const, flowTimeoutSec: 300, backends,
+    path: `vip${v}`,
+    name: `vip${v}`,
+    ip: formatIpv4(0x0ad60000 + v),
+    port: 80 as const,
+    protocol: 'tcp' as const,
+    mode: 'l2' as const,
+    algorithm: 'weighted-round-robin' as const,
+    flowTimeoutSec: 300,
+    backends,
   }));
   return { kind: 'balancer', path: 'lb', name: 'lb', ssh: { host: '10.213.250.2', port: 22, user: 'root' }, interface: 'eth0', address: '10.213.250.2', vips };
 }
 
-export const SCALE_MACS = { interfaceMac: '02:00:00:00:00:aa', backendMacs: Object.fromEntries([11, 12, 13, 14].map((i) => [`10.213.250.${i}`, `02:00:00:00:00:${i}`])) };
+export const SCALE_MACS = {
+  interfaceMac: '02:00:00:00:00:aa',
+  backendMacs: Object.fromEntries([11, 12, 13, 14].map((i) => [`10.213.250.${i}`, `02:00:00:00:00:${i}`])),
+};
 
 /** Renders the in-place reload for an empty host, as a first apply does. */
 export function renderScaleRuleset(count: number): string {

@@ -46,16 +46,41 @@ async function convergenceSection(): Promise<void> {
   for (const phase of ['cold', 'noop'] as const) {
     const x = r[phase];
     const ratio = (a: Method, b: Method) => x[a].median / x[b].median;
-    rows.push({ section: `convergence ${phase}`, goal: 'D ≤ 1.3 × C', measured: `${ratio('D', 'C').toFixed(2)} × (D ${x.D.median.toFixed(0)} ms, C ${x.C.median.toFixed(0)} ms)`, pass: ratio('D', 'C') <= 1.3 });
-    rows.push({ section: `convergence ${phase}`, goal: 'T ≤ 2 × C', measured: `${ratio('T', 'C').toFixed(2)} × (T ${x.T.median.toFixed(0)} ms)`, pass: ratio('T', 'C') <= 2 });
-    rows.push({ section: `convergence ${phase}`, goal: 'T ≥ 3× faster than B', measured: `${ratio('B', 'T').toFixed(1)} × (B ${x.B.median.toFixed(0)} ms)`, pass: ratio('B', 'T') >= 3 });
-    rows.push({ section: `convergence ${phase}`, goal: 'T ≥ 6× faster than A', measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`, pass: ratio('A', 'T') >= 6 });
+    rows.push({
+      section: `convergence ${phase}`,
+      goal: 'D ≤ 1.3 × C',
+      measured: `${ratio('D', 'C').toFixed(2)} × (D ${x.D.median.toFixed(0)} ms, C ${x.C.median.toFixed(0)} ms)`,
+      pass: ratio('D', 'C') <= 1.3,
+    });
+    rows.push({
+      section: `convergence ${phase}`,
+      goal: 'T ≤ 2 × C',
+      measured: `${ratio('T', 'C').toFixed(2)} × (T ${x.T.median.toFixed(0)} ms)`,
+      pass: ratio('T', 'C') <= 2,
+    });
+    rows.push({
+      section: `convergence ${phase}`,
+      goal: 'T ≥ 3× faster than B',
+      measured: `${ratio('B', 'T').toFixed(1)} × (B ${x.B.median.toFixed(0)} ms)`,
+      pass: ratio('B', 'T') >= 3,
+    });
+    rows.push({
+      section: `convergence ${phase}`,
+      goal: 'T ≥ 6× faster than A',
+      measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`,
+      pass: ratio('A', 'T') >= 6,
+    });
   }
   // Where T's cold time goes: the same stack with the provisioner command replaced, side by side with T
   const variants = ['true', 'node', 'require', 'require-full', 'T', 'T-inproc'];
   log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
   const b = await measureBreakdown(hosts, runs, variants);
-  notes.push(`Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=20\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`, '', '| provisioner | cold | no-op |', '|---|---|---|');
+  notes.push(
+    `Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=20\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`,
+    '',
+    '| provisioner | cold | no-op |',
+    '|---|---|---|',
+  );
   for (const v of variants) notes.push(`| ${VARIANTS[v].description} | ${ms(b[v].cold)} | ${ms(b[v].noop)} |`);
   const cold = (v: string) => b[v].cold.median;
   notes.push(
@@ -71,8 +96,10 @@ async function agentSection(): Promise<void> {
   const r = await benchAgentRtt(runs);
   const f = (s: { median: number; min: number; max: number }) => `${s.median.toFixed(0)} ms (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}, n=${runs})`;
   notes.push(
-    `Agent, one backend host (two VIPs), ${runs} runs each:`, '',
-    '| measurement | wall time | SSH round trips after connect |', '|---|---|---|',
+    `Agent, one backend host (two VIPs), ${runs} runs each:`,
+    '',
+    '| measurement | wall time | SSH round trips after connect |',
+    '|---|---|---|',
     `| cold apply, in process (connect with host key check, facts, apply, close) | ${f(r.coldApplyMs)} | ${r.coldApplyRoundTrips.median} (max ${r.coldApplyRoundTrips.max}) |`,
     `| no-op apply, in process | ${f(r.noopApplyMs)} | ${r.noopApplyRoundTrips.median} (max ${r.noopApplyRoundTrips.max}) |`,
     `| cold apply, CLI \`tula-dsr apply --spec\` (node start-up included) | ${f(r.cliColdApplyMs)} | |`,
@@ -80,23 +107,48 @@ async function agentSection(): Promise<void> {
     `| plain \`ssh host true\` (OpenSSH, same key, host key checked) | ${f(r.sshTrueMs)} | 1 |`,
     '',
   );
-  rows.push({ section: 'agent', goal: 'no-op apply ≤ 2 round trips after connect', measured: `${r.noopApplyRoundTrips.max} (every run)`, pass: r.noopApplyRoundTrips.max <= 2 });
-  rows.push({ section: 'agent', goal: 'cold apply ≤ 3 round trips after connect', measured: `${r.coldApplyRoundTrips.max} (every run)`, pass: r.coldApplyRoundTrips.max <= 3 });
-  rows.push({ section: 'agent', goal: 'cold apply (CLI, node start-up included) ≤ 2 × ssh host true', measured: `${r.cliColdVsSshTrue.toFixed(2)} × (${r.cliColdApplyMs.median.toFixed(0)} ms vs ${r.sshTrueMs.median.toFixed(0)} ms)`, pass: r.cliColdVsSshTrue <= 2 });
-  rows.push({ section: 'agent', goal: 'cold apply (in process) ≤ 2 × ssh host true', measured: `${r.coldVsSshTrue.toFixed(2)} × (${r.coldApplyMs.median.toFixed(0)} ms)`, pass: r.coldVsSshTrue <= 2 });
+  rows.push({
+    section: 'agent',
+    goal: 'no-op apply ≤ 2 round trips after connect',
+    measured: `${r.noopApplyRoundTrips.max} (every run)`,
+    pass: r.noopApplyRoundTrips.max <= 2,
+  });
+  rows.push({
+    section: 'agent',
+    goal: 'cold apply ≤ 3 round trips after connect',
+    measured: `${r.coldApplyRoundTrips.max} (every run)`,
+    pass: r.coldApplyRoundTrips.max <= 3,
+  });
+  rows.push({
+    section: 'agent',
+    goal: 'cold apply (CLI, node start-up included) ≤ 2 × ssh host true',
+    measured: `${r.cliColdVsSshTrue.toFixed(2)} × (${r.cliColdApplyMs.median.toFixed(0)} ms vs ${r.sshTrueMs.median.toFixed(0)} ms)`,
+    pass: r.cliColdVsSshTrue <= 2,
+  });
+  rows.push({
+    section: 'agent',
+    goal: 'cold apply (in process) ≤ 2 × ssh host true',
+    measured: `${r.coldVsSshTrue.toFixed(2)} × (${r.coldApplyMs.median.toFixed(0)} ms)`,
+    pass: r.coldVsSshTrue <= 2,
+  });
 }
 
 async function l2Section(): Promise<void> {
   const runs = quick ? 1 : 4;
   const vips = 10000;
-  log(`data plane: HTTP through the L2 balancer, 1 VIP against ${vips} VIPs (tested VIP added last), ${runs} runs each, and the byte share of 10 MiB responses`);
+  log(
+    `data plane: HTTP through the L2 balancer, 1 VIP against ${vips} VIPs (tested VIP added last), ${runs} runs each, and the byte share of 10 MiB responses`,
+  );
   const r = await measureL2DataPlane({ vips, runs, seconds: quick ? 3 : 5, log });
   const f = (s: Stat) => `${s.median.toFixed(0)} (min ${s.min.toFixed(0)}, max ${s.max.toFixed(0)}, n=${s.runs})`;
   notes.push(
-    `HTTP requests per second through the L2 balancer (lab client → lb → ${r.backends} backends, Node HTTP server on 0.0.0.0:81 of each; ${r.wrk}; ABBA order, flow map flushed before each run; on the client only, tcp_tw_reuse=1 and ephemeral ports 32768-65535, without which wrk stalls on ports in TIME_WAIT):`, '',
-    `| wrk | 1 VIP | ${vips.toLocaleString('en')} VIPs, tested VIP added last | ratio |`, '|---|---|---|---|',
+    `HTTP requests per second through the L2 balancer (lab client → lb → ${r.backends} backends, Node HTTP server on 0.0.0.0:81 of each; ${r.wrk}; ABBA order, flow map flushed before each run; on the client only, tcp_tw_reuse=1 and ephemeral ports 32768-65535, without which wrk stalls on ports in TIME_WAIT):`,
+    '',
+    `| wrk | 1 VIP | ${vips.toLocaleString('en')} VIPs, tested VIP added last | ratio |`,
+    '|---|---|---|---|',
   );
-  for (const m of Object.keys(WRK_MODES) as WrkMode[]) notes.push(`| ${WRK_MODES[m]} | ${f(r.rps[m].one)} | ${f(r.rps[m].many)} | ${r.rps[m].ratio.toFixed(2)} |`);
+  for (const m of Object.keys(WRK_MODES) as WrkMode[])
+    notes.push(`| ${WRK_MODES[m]} | ${f(r.rps[m].one)} | ${f(r.rps[m].many)} | ${r.rps[m].ratio.toFixed(2)} |`);
   notes.push(
     '',
     `Each backend carries ${r.backendVips === 'all' ? `all ${vips.toLocaleString('en')} VIPs on lo, as its BackendHost spec says` : 'only the tested VIP on lo'}. The agent (\`tula-dsr apply --spec\`, one process per host) applied the configurations; the balancer owns every VIP on its eth0:`,
@@ -108,24 +160,59 @@ async function l2Section(): Promise<void> {
   );
   for (const m of Object.keys(WRK_MODES) as WrkMode[]) {
     const x = r.rps[m];
-    rows.push({ section: 'data plane', goal: `HTTP req/s, ${vips.toLocaleString('en')} VIPs ÷ 1 VIP ≥ 0.9 (${m === 'keepalive' ? 'keep-alive' : 'new connection per request'})`, measured: `${x.ratio.toFixed(2)} (${x.many.median.toFixed(0)} vs ${x.one.median.toFixed(0)} req/s)`, pass: x.ratio >= 0.9 });
+    rows.push({
+      section: 'data plane',
+      goal: `HTTP req/s, ${vips.toLocaleString('en')} VIPs ÷ 1 VIP ≥ 0.9 (${m === 'keepalive' ? 'keep-alive' : 'new connection per request'})`,
+      measured: `${x.ratio.toFixed(2)} (${x.many.median.toFixed(0)} vs ${x.one.median.toFixed(0)} req/s)`,
+      pass: x.ratio >= 0.9,
+    });
   }
-  rows.push({ section: 'data plane', goal: "balancer's share of bytes, 10 MiB response ≤ 1%", measured: `${(r.byteShare.median * 100).toFixed(2)}%`, pass: r.byteShare.median <= 0.01 });
+  rows.push({
+    section: 'data plane',
+    goal: "balancer's share of bytes, 10 MiB response ≤ 1%",
+    measured: `${(r.byteShare.median * 100).toFixed(2)}%`,
+    pass: r.byteShare.median <= 0.01,
+  });
 }
 
 function dataPlaneSection(): void {
   log('data plane: nft load of 1, 1,000 and 10,000 VIPs × 4 backends');
   const load = measureNftLoad([1, 1000, 10000], quick ? 1 : 5);
-  notes.push('nft load (render + `nft -f` of the in-place reload file into an empty namespace; then a second load of the same file):', '', '| VIPs × 4 backends | render | first load | reload |', '|---|---|---|---|');
+  notes.push(
+    'nft load (render + `nft -f` of the in-place reload file into an empty namespace; then a second load of the same file):',
+    '',
+    '| VIPs × 4 backends | render | first load | reload |',
+    '|---|---|---|---|',
+  );
   for (const [count, r] of Object.entries(load)) notes.push(`| ${count} | ${ms(r.render)} | ${ms(r.load)} | ${ms(r.reload)} |`);
   notes.push('');
   const big = load[10000];
   const total = big.render.median + big.load.median;
-  rows.push({ section: 'data plane', goal: '10,000 VIPs load (nft -f) ≤ 1 s', measured: `${(big.load.median / 1000).toFixed(2)} s (min ${(big.load.min / 1000).toFixed(2)}, max ${(big.load.max / 1000).toFixed(2)})`, pass: big.load.median <= 1000 });
-  rows.push({ section: 'data plane', goal: '10,000 VIPs render + load ≤ 1 s (stricter: the agent renders too)', measured: `${(total / 1000).toFixed(2)} s`, pass: total <= 1000 });
+  rows.push({
+    section: 'data plane',
+    goal: '10,000 VIPs load (nft -f) ≤ 1 s',
+    measured: `${(big.load.median / 1000).toFixed(2)} s (min ${(big.load.min / 1000).toFixed(2)}, max ${(big.load.max / 1000).toFixed(2)})`,
+    pass: big.load.median <= 1000,
+  });
+  rows.push({
+    section: 'data plane',
+    goal: '10,000 VIPs render + load ≤ 1 s (stricter: the agent renders too)',
+    measured: `${(total / 1000).toFixed(2)} s`,
+    pass: total <= 1000,
+  });
   const remap = remapFractions(10);
-  rows.push({ section: 'data plane', goal: 'consistent hash: remove 1 of 10 remaps ≤ 15%', measured: `${(remap.maglevRemove * 100).toFixed(1)}% (mod-N ${(remap.modRemove * 100).toFixed(1)}%)`, pass: remap.maglevRemove <= 0.15 });
-  rows.push({ section: 'data plane', goal: 'consistent hash: add 1 to 10 remaps ≤ 15%', measured: `${(remap.maglevAdd * 100).toFixed(1)}% (mod-N ${(remap.modAdd * 100).toFixed(1)}%)`, pass: remap.maglevAdd <= 0.15 });
+  rows.push({
+    section: 'data plane',
+    goal: 'consistent hash: remove 1 of 10 remaps ≤ 15%',
+    measured: `${(remap.maglevRemove * 100).toFixed(1)}% (mod-N ${(remap.modRemove * 100).toFixed(1)}%)`,
+    pass: remap.maglevRemove <= 0.15,
+  });
+  rows.push({
+    section: 'data plane',
+    goal: 'consistent hash: add 1 to 10 remaps ≤ 15%',
+    measured: `${(remap.maglevAdd * 100).toFixed(1)}% (mod-N ${(remap.modAdd * 100).toFixed(1)}%)`,
+    pass: remap.maglevAdd <= 0.15,
+  });
 }
 
 function synthSection(): void {
@@ -134,7 +221,10 @@ function synthSection(): void {
   const dsr: { time: number[]; rss: number[] } = { time: [], rss: [] };
   const bare: { time: number[]; rss: number[] } = { time: [], rss: [] };
   for (let i = 0; i < runs; i++) {
-    for (const [which, into] of [['dsr', dsr], ['bare', bare]] as const) {
+    for (const [which, into] of [
+      ['dsr', dsr],
+      ['bare', bare],
+    ] as const) {
       const r = synthRuns(which, 1);
       into.time.push(r.time.median);
       into.rss.push(r.rss.median);
@@ -142,10 +232,23 @@ function synthSection(): void {
   }
   const d = stat(dsr.time);
   const b = stat(bare.time);
-  notes.push(`Synth in-process (fresh Node per run): 1,000 VIPs × 10 backends ${ms(d)}, peak RSS ${stat(dsr.rss).median.toFixed(0)} MB; 11,000 bare null_resources ${ms(b)}, peak RSS ${stat(bare.rss).median.toFixed(0)} MB.`, '');
+  notes.push(
+    `Synth in-process (fresh Node per run): 1,000 VIPs × 10 backends ${ms(d)}, peak RSS ${stat(dsr.rss).median.toFixed(0)} MB; 11,000 bare null_resources ${ms(b)}, peak RSS ${stat(bare.rss).median.toFixed(0)} MB.`,
+    '',
+  );
   rows.push({ section: 'synth', goal: '1,000 VIPs × 10 backends ≤ 2 s', measured: `${(d.median / 1000).toFixed(2)} s`, pass: d.median <= 2000 });
-  rows.push({ section: 'synth', goal: '≤ 1.5 × bare null_resources (time)', measured: `${(d.median / b.median).toFixed(2)} ×`, pass: d.median / b.median <= 1.5 });
-  rows.push({ section: 'synth', goal: '≤ 1.5 × bare null_resources (peak memory)', measured: `${(stat(dsr.rss).median / stat(bare.rss).median).toFixed(2)} ×`, pass: stat(dsr.rss).median / stat(bare.rss).median <= 1.5 });
+  rows.push({
+    section: 'synth',
+    goal: '≤ 1.5 × bare null_resources (time)',
+    measured: `${(d.median / b.median).toFixed(2)} ×`,
+    pass: d.median / b.median <= 1.5,
+  });
+  rows.push({
+    section: 'synth',
+    goal: '≤ 1.5 × bare null_resources (peak memory)',
+    measured: `${(stat(dsr.rss).median / stat(bare.rss).median).toFixed(2)} ×`,
+    pass: stat(dsr.rss).median / stat(bare.rss).median <= 1.5,
+  });
 }
 
 function machine(): string {

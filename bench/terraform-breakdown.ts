@@ -28,13 +28,23 @@ export interface Variant {
 
 export const VARIANTS: Record<string, Variant> = {
   T: { name: 'T', description: 'as shipped: node -e require("tula-dsr/agent").main(["apply"]) through the agent daemon, -parallelism=20', converges: true },
-  'T-inproc': { name: 'T-inproc', description: 'the same with the daemon off (TULA_DSR_DAEMON=0): the whole agent loads in each provisioner', env: { TULA_DSR_DAEMON: '0' }, converges: true },
+  'T-inproc': {
+    name: 'T-inproc',
+    description: 'the same with the daemon off (TULA_DSR_DAEMON=0): the whole agent loads in each provisioner',
+    env: { TULA_DSR_DAEMON: '0' },
+    converges: true,
+  },
   'T-p10': { name: 'T-p10', description: 'as shipped, -parallelism=10', args: ['-parallelism=10'], converges: true },
   'T-p40': { name: 'T-p40', description: 'as shipped, -parallelism=40', args: ['-parallelism=40'], converges: true },
   'T-norefresh': { name: 'T-norefresh', description: 'as shipped, -refresh=false', args: ['-refresh=false'], converges: true },
   true: { name: 'true', description: 'provisioner `true` (terraform alone)', command: 'true', converges: false },
   node: { name: 'node', description: 'provisioner `node -e 0` (bare node start-up)', command: "node -e '0'", converges: false },
-  require: { name: 'require', description: 'provisioner `node -e require("tula-dsr/agent")` (start-up + the small provisioner entry)', command: `node -e 'require("tula-dsr/agent")'`, converges: false },
+  require: {
+    name: 'require',
+    description: 'provisioner `node -e require("tula-dsr/agent")` (start-up + the small provisioner entry)',
+    command: `node -e 'require("tula-dsr/agent")'`,
+    converges: false,
+  },
   'require-full': {
     name: 'require-full',
     description: 'provisioner `node -e require(".../dist/agent/cli.js")` (start-up + the whole agent: zod, ssh2, the model)',
@@ -71,7 +81,9 @@ function variantDir(s: ConvergenceSetup, v: Variant): string {
   cpSync(s.stackDir, dir, { recursive: true, filter: (src) => !/terraform\.tfstate/.test(src) });
   if (v.command !== undefined) {
     const file = join(dir, 'cdk.tf.json');
-    const json = JSON.parse(readFileSync(file, 'utf8')) as { resource: Record<string, Record<string, { provisioner: { 'local-exec': { command: string; when?: string } }[] }>> };
+    const json = JSON.parse(readFileSync(file, 'utf8')) as {
+      resource: Record<string, Record<string, { provisioner: { 'local-exec': { command: string; when?: string } }[] }>>;
+    };
     for (const resources of Object.values(json.resource)) {
       for (const r of Object.values(resources)) for (const p of r.provisioner) if (!p['local-exec'].when) p['local-exec'].command = v.command;
     }
@@ -135,7 +147,9 @@ if (require.main === module) {
     (r) => {
       for (const [n, x] of Object.entries(r)) {
         const d = n === 'C' ? 'plain ssh per host' : n === 'D' ? 'tula-dsr apply STACK_DIR' : variantOf(n).description;
-        process.stdout.write(`${n.split('=')[0].padEnd(12)} cold ${x.cold.median.toFixed(0).padStart(5)} ms (${x.cold.min.toFixed(0)}–${x.cold.max.toFixed(0)})  no-op ${x.noop.median.toFixed(0).padStart(5)} ms (${x.noop.min.toFixed(0)}–${x.noop.max.toFixed(0)})  ${d}\n`);
+        process.stdout.write(
+          `${n.split('=')[0].padEnd(12)} cold ${x.cold.median.toFixed(0).padStart(5)} ms (${x.cold.min.toFixed(0)}–${x.cold.max.toFixed(0)})  no-op ${x.noop.median.toFixed(0).padStart(5)} ms (${x.noop.min.toFixed(0)}–${x.noop.max.toFixed(0)})  ${d}\n`,
+        );
       }
     },
     (e) => {

@@ -1,7 +1,17 @@
 import { TerraformResource, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import {
-  BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, sha256Hex, stableJson, vipKey,
+  BackendHostSpec,
+  ServiceSpec,
+  SpecError,
+  SpecIssue,
+  DEFAULTS,
+  checkBackendHostSpec,
+  parseIpv4,
+  renderBackendHostReview,
+  sha256Hex,
+  stableJson,
+  vipKey,
 } from '../model';
 import { IBackend, IBackendHost, brand } from './interfaces';
 import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
@@ -72,7 +82,11 @@ export class BackendHost extends Construct implements IBackendHost {
       const vip = backend.vip._parse().value;
       if (!vip) continue;
       const service = defined({
-        path: vip.path, ip: vip.ip, port: vip.port, protocol: vip.protocol, mode: vip.mode,
+        path: vip.path,
+        ip: vip.ip,
+        port: vip.port,
+        protocol: vip.protocol,
+        mode: vip.mode,
         mssClamp: vip.mode === 'l3' ? (vip.mssClamp ?? DEFAULTS.mssClamp) : undefined,
       });
       const key = vipKey(vip);

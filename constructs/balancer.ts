@@ -1,7 +1,18 @@
 import { TerraformResource, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import {
-  BalancerSpec, FieldCheck, SpecError, SpecIssue, VipSpec, checkBalancerSpec, checkCidr, checkIpv4, parseIpv4, renderBalancerReview, sha256Hex, stableJson,
+  BalancerSpec,
+  FieldCheck,
+  SpecError,
+  SpecIssue,
+  VipSpec,
+  checkBalancerSpec,
+  checkCidr,
+  checkIpv4,
+  parseIpv4,
+  renderBalancerReview,
+  sha256Hex,
+  stableJson,
 } from '../model';
 import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
@@ -118,7 +129,13 @@ export class Balancer extends Construct implements IBalancer {
       // the fields that are usable (the balancer's own problems are already listed above).
       const usable = (v: unknown, check: FieldCheck) => (v !== undefined && (isUnresolved(v) || check(v) === null) ? v : undefined);
       const candidate = this.candidate([]);
-      const partial = { ...candidate, ssh: {}, address: usable(candidate.address, checkIpv4), subnet: usable(candidate.subnet, checkCidr), vips } as BalancerSpec;
+      const partial = {
+        ...candidate,
+        ssh: {},
+        address: usable(candidate.address, checkIpv4),
+        subnet: usable(candidate.subnet, checkCidr),
+        vips,
+      } as BalancerSpec;
       issues.push(...checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path));
     }
     this.cachedIssues = issues;

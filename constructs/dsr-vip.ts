@@ -65,7 +65,11 @@ export class DsrVip extends Construct implements IDsrVip {
     if (!props || typeof props !== 'object' || !isBalancer(props.balancer)) {
       throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
     }
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(
+      props,
+      ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize'],
+      this.node.path,
+    ));
     brand(this, 'vip');
     this.balancer = props.balancer;
     this.balancer._addVip(this);
@@ -100,7 +104,11 @@ export class DsrVip extends Construct implements IDsrVip {
     const issues: SpecIssue[] = [...this.propIssues];
     const backends = this.backendList.map((b) => b._parse());
     for (const b of backends) issues.push(...b.issues);
-    const own = parseCandidate(SynthSchemas.VipSpecSchema, defined({ ...rest, path: this.node.path, name: name ?? this.node.id, backends: [] }), this.node.path);
+    const own = parseCandidate(
+      SynthSchemas.VipSpecSchema,
+      defined({ ...rest, path: this.node.path, name: name ?? this.node.id, backends: [] }),
+      this.node.path,
+    );
     issues.push(...own.issues);
     if (!own.value) return { issues };
     // With some backends at fault, the VIP still goes through the cross-object checks with the backends that

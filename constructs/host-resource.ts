@@ -1,4 +1,15 @@
-import { dependable, Fn, Lazy, TerraformElement, TerraformResource, TerraformStack, hashMapper, hashMapperHcl, stringToTerraform, stringToHclTerraform } from 'cdktf';
+import {
+  dependable,
+  Fn,
+  Lazy,
+  TerraformElement,
+  TerraformResource,
+  TerraformStack,
+  hashMapper,
+  hashMapperHcl,
+  stringToTerraform,
+  stringToHclTerraform,
+} from 'cdktf';
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
@@ -12,7 +23,9 @@ export type Engine = (typeof ENGINES)[number];
 export function engineOf(scope: Construct): Engine {
   const value = scope.node.tryGetContext(ENGINE_CONTEXT_KEY) ?? 'null_resource';
   if (!(ENGINES as readonly string[]).includes(value)) {
-    throw new Error(`${scope.node.path}: context ${ENGINE_CONTEXT_KEY}: ${JSON.stringify(value)} is not supported; use 'null_resource' (default) or 'terraform_data'`);
+    throw new Error(
+      `${scope.node.path}: context ${ENGINE_CONTEXT_KEY}: ${JSON.stringify(value)} is not supported; use 'null_resource' (default) or 'terraform_data'`,
+    );
   }
   return value as Engine;
 }
@@ -22,7 +35,11 @@ export function engineOf(scope: Construct): Engine {
  * `terraform version` validation per instance (about 45 ms each), which dominates synth at 1,000 resources.
  */
 class TerraformDataResource extends TerraformResource {
-  constructor(scope: Construct, id: string, private readonly triggersReplace: Record<string, string>) {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly triggersReplace: Record<string, string>,
+  ) {
     super(scope, id, { terraformResourceType: 'terraform_data' });
   }
   protected override synthesizeAttributes(): Record<string, unknown> {
@@ -83,17 +100,23 @@ const SELF_SPEC: Record<Engine, string> = { null_resource: 'self.triggers.spec',
  * the element takes the deleted resource's construct path, hence its logical id, and emits only that block.
  */
 class RemovedHostResource extends TerraformElement {
-  constructor(scope: Construct, id: string, private readonly engine: Engine) {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly engine: Engine,
+  ) {
     super(scope, id);
   }
   override toTerraform(): Record<string, unknown> {
     const environment = agentEnvironment(SELF_SPEC[this.engine]);
     return {
-      removed: [{
-        from: `${RESOURCE_TYPE[this.engine]}.${this.friendlyUniqueId}`,
-        lifecycle: { destroy: true },
-        provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } }],
-      }],
+      removed: [
+        {
+          from: `${RESOURCE_TYPE[this.engine]}.${this.friendlyUniqueId}`,
+          lifecycle: { destroy: true },
+          provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } }],
+        },
+      ],
     };
   }
 }

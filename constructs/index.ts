@@ -14,4 +14,4 @@ export type { Engine } from './host-resource';
 export { SpecError, formatIssues } from '../model/issues';
 export type { SpecIssue } from '../model/issues';
 export type { Algorithm, Mode, Protocol } from '../model/fields';
-export { explainAndExit } from "./explain";
+export { explainAndExit } from './explain';

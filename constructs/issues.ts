@@ -30,7 +30,10 @@ export function parseCandidate<S extends z.ZodType>(schema: S, candidate: unknow
  */
 export function reportIssues(construct: IConstruct, issues: () => readonly SpecIssue[]): void {
   construct.node.addValidation({
-    validate: () => issues().filter((i) => i.path === construct.node.path).map((i) => `${i.field}: ${i.message}`),
+    validate: () =>
+      issues()
+        .filter((i) => i.path === construct.node.path)
+        .map((i) => `${i.field}: ${i.message}`),
   });
 }
 

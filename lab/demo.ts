@@ -128,21 +128,36 @@ async function run(args: Args, cleanup: Cleanup): Promise<void> {
   out(`      ${'backend'.padEnd(9)}${'weight'.padStart(6)}${'requests'.padStart(10)}${'share'.padStart(9)}${'expected'.padStart(10)}`);
   l2.backends.forEach((b, i) => {
     const n = burst.counts[b.name] ?? 0;
-    out(`      ${b.name.padEnd(9)}${String(WEIGHTS[i]).padStart(6)}${String(n).padStart(10)}${pct(n / REQUESTS).padStart(9)}${pct(WEIGHTS[i] / total).padStart(10)}`);
+    out(
+      `      ${b.name.padEnd(9)}${String(WEIGHTS[i]).padStart(6)}${String(n).padStart(10)}${pct(n / REQUESTS).padStart(9)}${pct(WEIGHTS[i] / total).padStart(10)}`,
+    );
   });
   const stray = Object.entries(burst.counts).filter(([name]) => !l2.backends.some((b) => b.name === name));
   for (const [name, n] of stray) out(`      ${name.padEnd(9)}${'-'.padStart(6)}${String(n).padStart(10)}`);
   out(`      failed requests: ${burst.failures}${burst.errors.length ? ` (${burst.errors[0]})` : ''}`);
   const udp = await udpBurst(client, python, { host: vips.dns, port: 5353, count: 30 });
-  out(`      UDP to dns ${vips.dns}:5353, 30 datagrams: ${Object.entries(udp.counts).sort().map(([n, c]) => `${n} ${c}`).join(', ')}; lost ${udp.failures}`);
+  out(
+    `      UDP to dns ${vips.dns}:5353, 30 datagrams: ${Object.entries(udp.counts)
+      .sort()
+      .map(([n, c]) => `${n} ${c}`)
+      .join(', ')}; lost ${udp.failures}`,
+  );
   const any80 = await httpBurst(client, python, { host: vips.any, port: 80, count: 30 });
   const any8080 = await httpBurst(client, python, { host: vips.any, port: 8080, count: 30 });
-  const fmt = (c: Record<string, number>) => Object.entries(c).sort().map(([n, k]) => `${n} ${k}`).join(', ');
+  const fmt = (c: Record<string, number>) =>
+    Object.entries(c)
+      .sort()
+      .map(([n, k]) => `${n} ${k}`)
+      .join(', ');
   out(`      all-ports VIP any ${vips.any}: port 80 -> ${fmt(any80.counts)}; port 8080 -> ${fmt(any8080.counts)}`);
   const share = await measureByteShare(client, lb, python, { host: vips.web, port: 80 });
   const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
-  out(`      10 MiB download from web (served by ${share.download.backend ?? '?'}, ${share.download.bytes} bytes${share.download.error ? `, ERROR ${share.download.error}` : ''}):`);
-  out(`        client eth0 ${mb(share.clientBytes)}, lb eth0 ${(share.balancerBytes / 1e3).toFixed(1)} kB: the balancer carried ${(share.share * 100).toFixed(2)}% of the bytes`);
+  out(
+    `      10 MiB download from web (served by ${share.download.backend ?? '?'}, ${share.download.bytes} bytes${share.download.error ? `, ERROR ${share.download.error}` : ''}):`,
+  );
+  out(
+    `        client eth0 ${mb(share.clientBytes)}, lb eth0 ${(share.balancerBytes / 1e3).toFixed(1)} kB: the balancer carried ${(share.share * 100).toFixed(2)}% of the bytes`,
+  );
   out('        (requests go through the balancer; responses go from the backend straight to the client)');
 
   if (args.keep) {

@@ -21,7 +21,8 @@ export interface ExampleOptions {
 export function parseExampleOptions(json: string | undefined): ExampleOptions {
   if (!json || !json.trim()) return {};
   const value = JSON.parse(json) as unknown;
-  if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error(`TULA_DSR_EXAMPLE: ${json} is not a JSON object like {"weights":{"web1":1},"backends":["web1"]}`);
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new Error(`TULA_DSR_EXAMPLE: ${json} is not a JSON object like {"weights":{"web1":1},"backends":["web1"]}`);
   return value as ExampleOptions;
 }
 
@@ -46,7 +47,8 @@ export class ExampleStack extends TerraformStack {
     this.balancer = new Balancer(this, lb.name, { ssh: ssh(inventory, lb), interface: lb.interface, address: lb.address, subnet: lb.subnet });
     const chosen = (options.backends ?? inventory.backends.map((b) => b.name)).map((name) => {
       const found = inventory.backends.find((b) => b.name === name);
-      if (!found) throw new Error(`example stack: backend ${JSON.stringify(name)} is not in the inventory; it has ${inventory.backends.map((b) => b.name).join(', ')}`);
+      if (!found)
+        throw new Error(`example stack: backend ${JSON.stringify(name)} is not in the inventory; it has ${inventory.backends.map((b) => b.name).join(', ')}`);
       return found;
     });
     this.hosts = chosen.map((b) => new BackendHost(this, b.name, { ssh: ssh(inventory, b), address: b.address }));
@@ -59,7 +61,14 @@ export class ExampleStack extends TerraformStack {
       const weight = weightOf(host, i);
       if (weight !== undefined) this.web.addBackend(host.node.id, { host, weight });
     });
-    const dns = new DsrVip(this, 'dns', { balancer: this.balancer, ip: inventory.vips.dns, port: 5353, protocol: 'udp', algorithm: 'round-robin', flowTimeoutSec: 30 });
+    const dns = new DsrVip(this, 'dns', {
+      balancer: this.balancer,
+      ip: inventory.vips.dns,
+      port: 5353,
+      protocol: 'udp',
+      algorithm: 'round-robin',
+      flowTimeoutSec: 30,
+    });
     const any = new DsrVip(this, 'any', { balancer: this.balancer, ip: inventory.vips.any, port: '*', algorithm: 'consistent-hash' });
     for (const host of this.hosts) {
       dns.addBackend(host.node.id, { host });

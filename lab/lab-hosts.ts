@@ -53,7 +53,11 @@ export async function generateLabKeys(names: LabNames, hosts: readonly LabHostSp
  */
 function addUserScripts(clientKey: KeyPair): (u: LabUserSpec) => string {
   let nextUid = FIRST_USER_UID;
-  const takenUids = new Set(readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => Number(l.split(':')[2])));
+  const takenUids = new Set(
+    readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => Number(l.split(':')[2])),
+  );
   const allocUid = () => {
     while (takenUids.has(nextUid)) nextUid++;
     takenUids.add(nextUid);
@@ -176,10 +180,24 @@ function labHostHandle(ctx: HostContext, spec: LabHostSpec, ip: string, anchor: 
       ...overrides,
     }),
     sshArgv: (user = 'root') => [
-      'ssh', '-F', '/dev/null', '-i', clientKeyPath,
-      '-o', `UserKnownHostsFile=${knownHostsPath}`, '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'ConnectTimeout=5',
-      '-l', user, ip,
+      'ssh',
+      '-F',
+      '/dev/null',
+      '-i',
+      clientKeyPath,
+      '-o',
+      `UserKnownHostsFile=${knownHostsPath}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'ConnectTimeout=5',
+      '-l',
+      user,
+      ip,
     ],
   };
 }

@@ -31,7 +31,11 @@ export function checkLabProps(props: LabProps): ReadonlySet<string> {
   const allUsers: LabUserSpec[] = [...(props.users ?? []), ...props.hosts.flatMap((h) => h.users ?? [])];
   assertLabPrerequisites(allUsers.some((u) => u.sudo));
   validateHosts(props.hosts);
-  const machineUsers = new Set(readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')[0]));
+  const machineUsers = new Set(
+    readFileSync('/etc/passwd', 'utf8')
+      .split('\n')
+      .map((l) => l.split(':')[0]),
+  );
   for (const u of allUsers) validateUserName(u.name, machineUsers);
   return machineUsers;
 }

@@ -132,7 +132,10 @@ async function deleteLinkIfPresent(name: string): Promise<void> {
 function teardownSync(s: LabState, dir: string): void {
   for (const n of s.netns) {
     const pids = spawnSync('ip', ['netns', 'pids', n], { encoding: 'utf8' }).stdout ?? '';
-    for (const pid of pids.split('\n').map(Number).filter((p) => p > 0)) {
+    for (const pid of pids
+      .split('\n')
+      .map(Number)
+      .filter((p) => p > 0)) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {

@@ -115,10 +115,21 @@ export function renderAnchorScript(opts: AnchorOptions): string {
 /** Starts the anchor of one host and resolves once its mounts are ready. */
 export async function startAnchor(opts: AnchorOptions, timeoutMs = 5000): Promise<Anchor> {
   const argv = [
-    'ip', 'netns', 'exec', opts.netns,
-    'setpriv', '--pdeathsig', 'KILL',
-    'unshare', '--mount', '--uts', '--propagation', 'private',
-    'sh', '-c', renderAnchorScript(opts),
+    'ip',
+    'netns',
+    'exec',
+    opts.netns,
+    'setpriv',
+    '--pdeathsig',
+    'KILL',
+    'unshare',
+    '--mount',
+    '--uts',
+    '--propagation',
+    'private',
+    'sh',
+    '-c',
+    renderAnchorScript(opts),
   ];
   const proc = spawnBackground(argv);
   const ready = await waitFor(() => proc.stderrText().includes(READY_MARK) || !proc.isRunning(), timeoutMs);

@@ -80,9 +80,7 @@ export function renderSshdProvision(o: SshdProvisionOptions): string {
  * it gets SIGTERM if the test process dies.
  */
 export async function startSshd(anchorPid: number, hostname: string, timeoutMs = 5000): Promise<BackgroundProcess> {
-  const proc = spawnBackground(
-    enterHostArgv(anchorPid, ['setpriv', '--pdeathsig', 'TERM', '/usr/sbin/sshd', '-D', '-e', '-f', '/etc/ssh/sshd_config']),
-  );
+  const proc = spawnBackground(enterHostArgv(anchorPid, ['setpriv', '--pdeathsig', 'TERM', '/usr/sbin/sshd', '-D', '-e', '-f', '/etc/ssh/sshd_config']));
   const ok = await waitFor(() => /Server listening on/.test(proc.stderrText()) || !proc.isRunning(), timeoutMs);
   if (!ok || !proc.isRunning()) {
     await proc.stop('SIGKILL');

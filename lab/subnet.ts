@@ -66,10 +66,7 @@ export function isAlive(owner: ProcessIdentity): boolean {
 
 /** Octets of 10.213.x.0/24 subnets that have an address or a route in the root namespace. */
 async function octetsInUse(): Promise<Set<number>> {
-  const [addrs, routes] = await Promise.all([
-    execOk(['ip', '-4', '-j', 'addr', 'show']),
-    execOk(['ip', '-4', '-j', 'route', 'show', 'table', 'all']),
-  ]);
+  const [addrs, routes] = await Promise.all([execOk(['ip', '-4', '-j', 'addr', 'show']), execOk(['ip', '-4', '-j', 'route', 'show', 'table', 'all'])]);
   const used = new Set<number>();
   const note = (ip: string | undefined) => {
     const m = /^10\.213\.(\d+)\./.exec(ip ?? '');

@@ -143,13 +143,7 @@ function writeKnownHosts(path: string, hosts: Readonly<Record<string, LabHost>>)
   );
 }
 
-function labHandle(
-  names: LabNames,
-  resources: LabResources,
-  subnet: Subnet,
-  clientKey: KeyPair,
-  hosts: Record<string, LabHost>,
-): Lab {
+function labHandle(names: LabNames, resources: LabResources, subnet: Subnet, clientKey: KeyPair, hosts: Record<string, LabHost>): Lab {
   return {
     id: names.id,
     dir: names.dir,

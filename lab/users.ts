@@ -46,10 +46,7 @@ export function renderAddUser(u: AddUserOptions): string {
   ];
   if (u.sudo) {
     const file = `/etc/sudoers.d/tula-lab-${u.name}`;
-    lines.push(
-      `printf '%s\\n' ${shellQuote(`${u.name} ALL=(ALL:ALL) NOPASSWD: ALL`)} > ${shellQuote(file)}`,
-      `chmod 0440 ${shellQuote(file)}`,
-    );
+    lines.push(`printf '%s\\n' ${shellQuote(`${u.name} ALL=(ALL:ALL) NOPASSWD: ALL`)} > ${shellQuote(file)}`, `chmod 0440 ${shellQuote(file)}`);
   }
   return lines.join('\n');
 }

@@ -45,7 +45,6 @@ export interface BackendHostPlan {
   readonly unit: string | null;
 }
 
-
 const unique = (values: string[]) => [...new Set(values)].sort(compareAddresses);
 
 export function backendSysctls(services: readonly ServiceSpec[]): Sysctl[] {
@@ -157,7 +156,8 @@ export function planBackendHost(spec: BackendHostSpec): BackendHostPlan {
   const base = { sysctls, tunnel, addresses, mssClamp, modules };
   if (!spec.persist) return { ...base, files: [], unit: null };
   const files: HostFile[] = [{ path: BACKEND_SYSCTL_FILE, content: renderSysctlFile(spec, sysctls), mode: '0644' }];
-  if (modules.length) files.push({ path: MODULES_LOAD_FILE, content: `# Managed by tula-dsr: IPIP decapsulation for L3 DSR\n${modules.join('\n')}\n`, mode: '0644' });
+  if (modules.length)
+    files.push({ path: MODULES_LOAD_FILE, content: `# Managed by tula-dsr: IPIP decapsulation for L3 DSR\n${modules.join('\n')}\n`, mode: '0644' });
   if (mssClamp) files.push({ path: BACKEND_MSS_FILE, content: mssClamp.ruleset, mode: '0644' });
   files.push({ path: BACKEND_BOOT_SCRIPT, content: renderBackendBootScript(spec, base), mode: '0755' });
   const unit = renderBootUnit(`tula-dsr DSR backend ${spec.name}: ARP sysctls, VIPs on lo${tunnel ? ', ipip0 and MSS clamp' : ''}`, BACKEND_BOOT_SCRIPT);

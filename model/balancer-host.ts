@@ -43,12 +43,13 @@ export function renderBalancerBootRuleset(table: NftTable): string {
   return declarative.slice(0, at) + idempotent + declarative.slice(at);
 }
 
-export function renderBalancerBootScript(spec: BalancerSpec, tunnels: readonly Tunnel[], addresses: readonly HostAddress[], modules: readonly string[]): string {
-  const lines = [
-    '#!/bin/sh',
-    `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`,
-    'set -eu',
-  ];
+export function renderBalancerBootScript(
+  spec: BalancerSpec,
+  tunnels: readonly Tunnel[],
+  addresses: readonly HostAddress[],
+  modules: readonly string[],
+): string {
+  const lines = ['#!/bin/sh', `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`, 'set -eu'];
   for (const m of modules) lines.push(`modprobe ${m}`);
   for (const t of tunnels) {
     lines.push(`ip link show ${t.name} >/dev/null 2>&1 || ip link add ${t.name} type ipip local ${t.local} remote ${t.remote}`, `ip link set ${t.name} up`);
@@ -66,7 +67,11 @@ export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}):
   const files: HostFile[] = [
     { path: BALANCER_RULESET_FILE, content: renderBalancerBootRuleset(table), mode: '0644' },
     { path: BALANCER_BOOT_SCRIPT, content: renderBalancerBootScript(spec, tunnels, addresses, modules), mode: '0755' },
-    { path: BALANCER_UNIT_FILE, content: renderBootUnit(`tula-dsr DSR balancer ${spec.name}: VIPs, tunnels and nft table`, BALANCER_BOOT_SCRIPT), mode: '0644' },
+    {
+      path: BALANCER_UNIT_FILE,
+      content: renderBootUnit(`tula-dsr DSR balancer ${spec.name}: VIPs, tunnels and nft table`, BALANCER_BOOT_SCRIPT),
+      mode: '0644',
+    },
   ];
   return { table, tunnels, addresses, modules, files, unit: BALANCER_UNIT };
 }

@@ -17,20 +17,22 @@ const known = (opts: CheckOptions, ...values: unknown[]) => values.every((v) => 
 export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'): SpecIssue[] {
   const count = Number(ssh.hostKey !== undefined) + Number(ssh.knownHostsFile !== undefined);
   if (count === 1) return [];
-  return [{
-    path,
-    field: `${prefix}hostKey`,
-    message: count === 0
-      ? `is missing: host keys are always verified, so set exactly one of ${prefix}hostKey ('SHA256:…' from \`ssh-keygen -lf\`, or an OpenSSH public key line) or ${prefix}knownHostsFile`
-      : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
-  }];
+  return [
+    {
+      path,
+      field: `${prefix}hostKey`,
+      message:
+        count === 0
+          ? `is missing: host keys are always verified, so set exactly one of ${prefix}hostKey ('SHA256:…' from \`ssh-keygen -lf\`, or an OpenSSH public key line) or ${prefix}knownHostsFile`
+          : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
+    },
+  ];
 }
 
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
   // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
-  const add = (path: string, field: string, value: unknown, message: string) =>
-    issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
+  const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
   const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
   const edgeOfSubnet = (ip: string): string | null => {
     const address = parseIpAddress(ip);
@@ -41,13 +43,28 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
   };
 
   if (vip.backends.length === 0) {
-    issues.push({ path: vip.path, field: 'backends', value: [], message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })' });
+    issues.push({
+      path: vip.path,
+      field: 'backends',
+      value: [],
+      message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
+    });
   }
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
-    add(vip.path, 'mssClamp', vip.mssClamp, "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'");
+    add(
+      vip.path,
+      'mssClamp',
+      vip.mssClamp,
+      "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
+    );
   }
   if (vip.hashTableSize !== undefined && vip.algorithm !== 'consistent-hash') {
-    add(vip.path, 'hashTableSize', vip.hashTableSize, `${showValue(vip.hashTableSize)} is set on a '${vip.algorithm}' VIP, but hashTableSize only applies to algorithm 'consistent-hash'; remove it or change the algorithm`);
+    add(
+      vip.path,
+      'hashTableSize',
+      vip.hashTableSize,
+      `${showValue(vip.hashTableSize)} is set on a '${vip.algorithm}' VIP, but hashTableSize only applies to algorithm 'consistent-hash'; remove it or change the algorithm`,
+    );
   }
   if (known(opts, vip.ip, balancer.address) && vip.ip === balancer.address) {
     add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
@@ -68,9 +85,14 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       } else ips.set(backend.ip, backend.path);
     }
     if (backend.port !== undefined && known(opts, backend.port, vip.port) && backend.port !== vip.port) {
-      add(backend.path, 'port', backend.port, vip.port === '*'
-        ? "is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset"
-        : `differs from the VIP port ${vip.port}; DSR cannot translate ports, so the backend must listen on ${vip.port} (leave port unset)`);
+      add(
+        backend.path,
+        'port',
+        backend.port,
+        vip.port === '*'
+          ? "is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset"
+          : `differs from the VIP port ${vip.port}; DSR cannot translate ports, so the backend must listen on ${vip.port} (leave port unset)`,
+      );
     }
     if (known(opts, backend.ip, vip.ip) && backend.ip === vip.ip) {
       add(backend.path, 'ip', backend.ip, "is the VIP itself; use the backend's real address");
@@ -79,12 +101,22 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       add(backend.path, 'ip', backend.ip, "is the balancer's own address; use the backend's real address");
     }
     if (backend.mac !== undefined && vip.mode === 'l3') {
-      add(backend.path, 'mac', backend.mac, "is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac");
+      add(
+        backend.path,
+        'mac',
+        backend.mac,
+        'is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac',
+      );
     }
     if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
       const address = parseIpAddress(backend.ip);
       if (address !== null && !cidrContains(subnet, address)) {
-        add(backend.path, 'ip', backend.ip, `is outside the balancer's subnet ${balancer.subnet}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`);
+        add(
+          backend.path,
+          'ip',
+          backend.ip,
+          `is outside the balancer's subnet ${balancer.subnet}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
+        );
       } else {
         const edge = edgeOfSubnet(backend.ip);
         if (edge) add(backend.path, 'ip', backend.ip, `is ${edge}; use a host address`);
@@ -102,7 +134,12 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
   const names = new Set<string>();
   for (const vip of vips) {
     if (names.has(vip.name)) {
-      issues.push({ path: vip.path, field: 'name', value: vip.name, message: `${showValue(vip.name)} is used by another VIP on the same balancer; VIP names must be unique per balancer` });
+      issues.push({
+        path: vip.path,
+        field: 'name',
+        value: vip.name,
+        message: `${showValue(vip.name)} is used by another VIP on the same balancer; VIP names must be unique per balancer`,
+      });
     }
     names.add(vip.name);
     if (!known(opts, vip.ip, vip.port)) continue;
@@ -125,7 +162,11 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
 export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): SpecIssue[] {
   const issues = [...checkSshTarget(spec.ssh, spec.path)];
   if (spec.address === undefined && spec.vips.some((v) => v.mode === 'l3')) {
-    issues.push({ path: spec.path, field: 'address', message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels` });
+    issues.push({
+      path: spec.path,
+      field: 'address',
+      message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
+    });
   }
   for (const vip of spec.vips) issues.push(...checkVip(vip, spec, opts));
   issues.push(...checkVipClashes(spec.vips, opts));
@@ -135,7 +176,11 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
 export function checkBackendHostSpec(spec: BackendHostSpec, _opts: CheckOptions = {}): SpecIssue[] {
   const issues = [...checkSshTarget(spec.ssh, spec.path)];
   if (spec.address === undefined && spec.services.some((s) => s.mode === 'l3')) {
-    issues.push({ path: spec.path, field: 'address', message: `is required when the host serves L3 VIPs and ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the local end of ipip0` });
+    issues.push({
+      path: spec.path,
+      field: 'address',
+      message: `is required when the host serves L3 VIPs and ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the local end of ipip0`,
+    });
   }
   return issues;
 }

@@ -23,7 +23,8 @@ export const USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
-const KEY_LINE_PATTERN = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n\r]*)?$/;
+const KEY_LINE_PATTERN =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n\r]*)?$/;
 
 export const LIMITS = {
   weight: { min: 0, max: 1000 },
@@ -39,9 +40,7 @@ export function integerIn(min: number, max: number, allowed: string): FieldCheck
 
 export function oneOf(values: readonly string[], what: string): FieldCheck {
   return (v) =>
-    typeof v === 'string' && values.includes(v)
-      ? null
-      : `${showValue(v)} is not a supported ${what}; use one of ${values.map((x) => `'${x}'`).join(', ')}`;
+    typeof v === 'string' && values.includes(v) ? null : `${showValue(v)} is not a supported ${what}; use one of ${values.map((x) => `'${x}'`).join(', ')}`;
 }
 
 export const checkBoolean: FieldCheck = (v) => (typeof v === 'boolean' ? null : `${showValue(v)} is not allowed; use true or false`);
@@ -49,9 +48,7 @@ export const checkBoolean: FieldCheck = (v) => (typeof v === 'boolean' ? null : 
 export const checkPort: FieldCheck = integerIn(1, 65535, 'an integer from 1 to 65535');
 
 export const checkVipPort: FieldCheck = (v) =>
-  v === '*' || (isInteger(v) && v >= 1 && v <= 65535)
-    ? null
-    : `${showValue(v)} is not allowed; use an integer from 1 to 65535, or '*' for all ports`;
+  v === '*' || (isInteger(v) && v >= 1 && v <= 65535) ? null : `${showValue(v)} is not allowed; use an integer from 1 to 65535, or '*' for all ports`;
 
 export const checkWeight: FieldCheck = integerIn(LIMITS.weight.min, LIMITS.weight.max, 'an integer from 0 to 1000 (0 drains the backend)');
 export const checkFlowTimeout: FieldCheck = integerIn(LIMITS.flowTimeoutSec.min, LIMITS.flowTimeoutSec.max, 'an integer number of seconds from 1 to 86400');

@@ -67,14 +67,14 @@ export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {
   const sysctls = plan.sysctls.map((s) => `${s.key} = ${s.value}`).join('\n') + '\n';
   return {
     sysctl_file: plan.files[0]?.content ?? `(persist = false: runtime only)\n${sysctls}`,
-    addresses: [
-      ...(plan.tunnel ? [`${plan.tunnel.name}: ipip local ${plan.tunnel.local} remote any`] : []),
-      ...plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`),
-    ].join('\n') + '\n',
+    addresses:
+      [
+        ...(plan.tunnel ? [`${plan.tunnel.name}: ipip local ${plan.tunnel.local} remote any`] : []),
+        ...plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`),
+      ].join('\n') + '\n',
     mss_clamp: plan.mssClamp?.ruleset ?? '(none: no L3 VIPs)\n',
     boot_unit: plan.unit
       ? `# ${BACKEND_UNIT_FILE}\n${fileText(BACKEND_UNIT_FILE)}\n# ${BACKEND_BOOT_SCRIPT}\n${fileText(BACKEND_BOOT_SCRIPT)}`
       : '(persist = false: nothing survives a reboot)\n',
   };
 }
-

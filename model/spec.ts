@@ -1,9 +1,32 @@
 import { z } from 'zod';
 import { isSingleLinePrintable, showValue } from './issues';
 import {
-  ALGORITHMS, MODES, PROTOCOLS, Algorithm, Mode, Protocol, FieldCheck,
-  checkAlgorithm, checkBoolean, checkCidr, checkFilePath, checkFlowTimeout, checkHashTableSize, checkHostKey, checkInterface, checkIpv4, checkMac,
-  checkMode, checkMssClamp, checkName, checkPort, checkProtocol, checkSshHost, checkUser, checkVipPort, checkWeight,
+  ALGORITHMS,
+  MODES,
+  PROTOCOLS,
+  Algorithm,
+  Mode,
+  Protocol,
+  FieldCheck,
+  checkAlgorithm,
+  checkBoolean,
+  checkCidr,
+  checkFilePath,
+  checkFlowTimeout,
+  checkHashTableSize,
+  checkHostKey,
+  checkInterface,
+  checkIpv4,
+  checkMac,
+  checkMode,
+  checkMssClamp,
+  checkName,
+  checkPort,
+  checkProtocol,
+  checkSshHost,
+  checkUser,
+  checkVipPort,
+  checkWeight,
 } from './fields';
 
 export { ALGORITHMS, MODES, PROTOCOLS };
@@ -29,10 +52,10 @@ export const DEFAULTS = {
  * accepted at synth; the agent passes nothing, so that the same schemas reject anything still unresolved.
  */
 export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
-  const field = <T>(check: FieldCheck) =>
-    z.custom<T>((v) => isUnresolved(v) || check(v) === null, { error: (iss) => check(iss.input) ?? 'is not allowed' });
+  const field = <T>(check: FieldCheck) => z.custom<T>((v) => isUnresolved(v) || check(v) === null, { error: (iss) => check(iss.input) ?? 'is not allowed' });
   const constructPath = z.custom<string>(isSingleLinePrintable, {
-    error: (iss) => `${showValue(iss.input)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
+    error: (iss) =>
+      `${showValue(iss.input)} is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)`,
   });
 
   const SshTargetSpecSchema = z.strictObject({
@@ -102,8 +125,13 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
   const HostSpecSchema = z.discriminatedUnion('kind', [BalancerSpecSchema, BackendHostSpecSchema]);
 
   return {
-    SshTargetSpecSchema, BackendSpecSchema, VipSpecSchema, BalancerSpecSchema, ServiceSpecSchema,
-    BackendHostSpecSchema, HostSpecSchema,
+    SshTargetSpecSchema,
+    BackendSpecSchema,
+    VipSpecSchema,
+    BalancerSpecSchema,
+    ServiceSpecSchema,
+    BackendHostSpecSchema,
+    HostSpecSchema,
   };
 }
 

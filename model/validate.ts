@@ -56,7 +56,10 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
       }
     });
     const fieldOf = (extra: Segment[]) =>
-      [...issue.path.slice(fieldStart), ...extra].map((s) => (typeof s === 'number' ? `[${s}]` : String(s))).join('.').replace(/\.\[/g, '[') || '(root)';
+      [...issue.path.slice(fieldStart), ...extra]
+        .map((s) => (typeof s === 'number' ? `[${s}]` : String(s)))
+        .join('.')
+        .replace(/\.\[/g, '[') || '(root)';
     if (issue.code === 'unrecognized_keys') {
       const known = objectKeysAt(schema, issue.path).filter((k) => k !== 'path' && k !== 'kind');
       for (const key of issue.keys) {

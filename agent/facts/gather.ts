@@ -1,6 +1,16 @@
 import { renderCommand } from '../shell';
 import { HostState, STATE_DIR, journalPath, mergeJournal, parseHostState } from '../state';
-import { parseDirLines, parseFiles, parseIpAddrJson, parseKeyValues, parseNeighJson, parseNftTableText, parseSysctlLines, IpAddrFacts, FileFact } from './parsers';
+import {
+  parseDirLines,
+  parseFiles,
+  parseIpAddrJson,
+  parseKeyValues,
+  parseNeighJson,
+  parseNftTableText,
+  parseSysctlLines,
+  IpAddrFacts,
+  FileFact,
+} from './parsers';
 import { parseSections, sectionLine } from './sections';
 import type { NftTableFacts } from '../../model';
 
@@ -143,7 +153,13 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     const hash = /\b[0-9a-f]{64}\b/.exec(sections.get(`nfthash ${id}`) ?? '')?.[0] ?? null;
     const text = (section: string) => {
       const body = sections.get(section);
-      return body === undefined ? undefined : body.split('\n').filter((l) => l.startsWith('|')).map((l) => l.slice(1)).join('\n') + '\n';
+      return body === undefined
+        ? undefined
+        : body
+            .split('\n')
+            .filter((l) => l.startsWith('|'))
+            .map((l) => l.slice(1))
+            .join('\n') + '\n';
     };
     nft[`${t.family} ${t.name}`] = { table, listingHash: table.exists ? hash : null, live: text(`nftlive ${id}`), recorded: text(`nftrecorded ${id}`) };
   }

@@ -100,7 +100,15 @@ export function parseNftTableText(text: string): NftTableFacts {
   const lines = text.split('\n');
   const start = lines.findIndex((l) => /^table \S+ \S+ \{$/.test(l));
   if (start < 0) return NO_TABLE;
-  const facts = { exists: true, counters: [] as string[], maps: [] as string[], sets: [] as string[], chains: [] as string[], sizes: {} as Record<string, number>, hooks: {} as Record<string, string> };
+  const facts = {
+    exists: true,
+    counters: [] as string[],
+    maps: [] as string[],
+    sets: [] as string[],
+    chains: [] as string[],
+    sizes: {} as Record<string, number>,
+    hooks: {} as Record<string, string>,
+  };
   let chain: string | null = null;
   let map: string | null = null;
   for (const line of lines.slice(start + 1)) {

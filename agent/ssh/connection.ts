@@ -92,16 +92,13 @@ function attempt(r: ResolvedTarget, opts: Required<Omit<ConnectOptions, 'env' | 
       switch (err.level) {
         case 'client-socket': {
           const code = err.code ?? '';
-          const kind: SshErrorKind =
-            code === 'ETIMEDOUT' ? 'timeout' : code === 'ECONNRESET' || code === 'EPIPE' ? 'connection-lost' : 'unreachable';
+          const kind: SshErrorKind = code === 'ETIMEDOUT' ? 'timeout' : code === 'ECONNRESET' || code === 'EPIPE' ? 'connection-lost' : 'unreachable';
           return settleFail(kind, SOCKET_MESSAGES[code] ?? `socket error: ${err.message}`, { code });
         }
         case 'client-timeout':
           return settleFail(
             'timeout',
-            handshakeDone
-              ? `timed out after ${opts.timeoutMs} ms during authentication`
-              : `timed out after ${opts.timeoutMs} ms waiting for the SSH handshake`,
+            handshakeDone ? `timed out after ${opts.timeoutMs} ms during authentication` : `timed out after ${opts.timeoutMs} ms waiting for the SSH handshake`,
           );
         case 'client-authentication':
           return settleFail(
@@ -308,4 +305,3 @@ const SIGNALS: Record<string, number> = { HUP: 1, INT: 2, QUIT: 3, KILL: 9, PIPE
 function signalNumber(signal: string | undefined): number {
   return (signal && SIGNALS[signal.replace(/^SIG/, '')]) || 0;
 }
-

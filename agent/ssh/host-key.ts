@@ -62,8 +62,7 @@ function abbreviate(s: string): string {
 }
 
 export type HostPattern =
-  | { readonly kind: 'hashed'; readonly salt: Buffer; readonly hash: Buffer }
-  | { readonly kind: 'patterns'; readonly patterns: readonly string[] };
+  { readonly kind: 'hashed'; readonly salt: Buffer; readonly hash: Buffer } | { readonly kind: 'patterns'; readonly patterns: readonly string[] };
 
 export interface KnownHostsEntry {
   readonly line: number;
@@ -167,9 +166,7 @@ export interface HostKeyRejection {
   readonly message: string;
 }
 
-export type HostKeyDecision =
-  | { readonly ok: true; readonly offeredType: string; readonly offeredFingerprint: string }
-  | HostKeyRejection;
+export type HostKeyDecision = { readonly ok: true; readonly offeredType: string; readonly offeredFingerprint: string } | HostKeyRejection;
 
 /** Decides whether the key `offered` (raw blob) is the right key for host:port under `policy`. */
 export function verifyHostKey(host: string, port: number, offered: Buffer, policy: HostKeyPolicy): HostKeyDecision {

@@ -7,7 +7,8 @@ export function wrapScript(script: string, stdin?: string | Buffer): string {
   if (stdin === undefined) {
     return `{\n${body}} </dev/null\n`;
   }
-  const data = Buffer.from(stdin).toString('base64').replace(/.{1,76}/g, '$&\n');
+  const data = Buffer.from(stdin)
+    .toString('base64')
+    .replace(/.{1,76}/g, '$&\n');
   return `tula_dsr_stdin() {\nbase64 -d <<'TULA_DSR_STDIN'\n${data}TULA_DSR_STDIN\n}\ntula_dsr_stdin | {\n${body}}\n`;
 }
-

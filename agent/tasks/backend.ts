@@ -2,7 +2,17 @@ import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHo
 import type { HostFacts } from '../facts/gather';
 import { StateAddress, statePath } from '../state';
 import {
-  addressTasks, ancestorDirs, fileTask, hasAddress, moduleTask, ownedAddresses, staleAddressTasks, staleFileTasks, sysctlTask, tunnelTask, unitTask,
+  addressTasks,
+  ancestorDirs,
+  fileTask,
+  hasAddress,
+  moduleTask,
+  ownedAddresses,
+  staleAddressTasks,
+  staleFileTasks,
+  sysctlTask,
+  tunnelTask,
+  unitTask,
 } from './common';
 import { HostPlanResult, finishHostPlan } from './host-plan';
 import { NftWant, nftTableTask } from './nft';
@@ -32,7 +42,11 @@ export function backendFactsRequest(spec: BackendHostSpec) {
 
 /** Every file a backend host can carry, so that facts always report the ones left by an earlier generation. */
 const ALL_BACKEND_FILES = planBackendHost({
-  kind: 'backend', path: 'x', name: 'x', persist: true, address: '10.0.0.1',
+  kind: 'backend',
+  path: 'x',
+  name: 'x',
+  persist: true,
+  address: '10.0.0.1',
   ssh: { host: 'x', port: 22, user: 'root' },
   services: [{ path: 'x', ip: '10.0.0.2', port: 1, protocol: 'tcp', mode: 'l3', mssClamp: 1440 }],
 }).files.map((f) => f.path);
@@ -43,7 +57,11 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   const tasks: Task[] = [];
   const needed = ['ip', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed', ...(plan.mssClamp ? ['nft'] : [])];
   const missing = facts.missingTools.filter((t) => needed.includes(t));
-  if (missing.length) return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, procps, util-linux, nftables, coreutils)`)], writtenFiles: [] };
+  if (missing.length)
+    return {
+      tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, procps, util-linux, nftables, coreutils)`)],
+      writtenFiles: [],
+    };
 
   const originals = { ...(state?.originalSysctls ?? {}) };
   // ARP sysctls first: a VIP on lo before arp_ignore=1 would make this host answer ARP for it.
@@ -77,7 +95,13 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
     else retained.push({ ...a, retiredAt });
   }
   tasks.push(...staleAddressTasks(expired, facts));
-  for (const a of retained) tasks.push({ name: `address ${a.ip}/${a.prefix} dev ${a.dev}`, status: 'ok', detail: `retiring: no longer wanted, removed by an apply after ${RETIRE_GRACE_SEC}s so open flows finish`, steps: [] });
+  for (const a of retained)
+    tasks.push({
+      name: `address ${a.ip}/${a.prefix} dev ${a.dev}`,
+      status: 'ok',
+      detail: `retiring: no longer wanted, removed by an apply after ${RETIRE_GRACE_SEC}s so open flows finish`,
+      steps: [],
+    });
 
   const nftWants: NftWant[] = plan.mssClamp ? [{ family: 'ip', name: MSS_TABLE, desired: plan.mssClamp.ruleset, load: plan.mssClamp.ruleset }] : [];
   for (const want of nftWants) tasks.push(nftTableTask(want, facts, state, 'MSS clamp for L3 VIPs'));
@@ -90,8 +114,23 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   }
 
   const fileTasks = plan.files.map((f) => fileTask(f, facts));
-  tasks.push(...fileTasks, ...staleFileTasks(state, plan.files.map((f) => f.path), facts));
-  if (plan.unit) tasks.push(unitTask(plan.unit, facts, state, fileTasks.some((t) => t.status === 'changed')));
+  tasks.push(
+    ...fileTasks,
+    ...staleFileTasks(
+      state,
+      plan.files.map((f) => f.path),
+      facts,
+    ),
+  );
+  if (plan.unit)
+    tasks.push(
+      unitTask(
+        plan.unit,
+        facts,
+        state,
+        fileTasks.some((t) => t.status === 'changed'),
+      ),
+    );
 
   const keepTunnel = plan.tunnel ?? (retained.some((a) => a.dev === BACKEND_TUNNEL) ? state?.tunnels[0] : undefined);
   return finishHostPlan(

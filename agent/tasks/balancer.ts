@@ -1,9 +1,28 @@
 import {
-  BALANCER_TABLE, BALANCER_UNIT, BalancerSpec, planBalancerHost, renderNftDeclarative, renderNftReload, BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE,
+  BALANCER_TABLE,
+  BALANCER_UNIT,
+  BalancerSpec,
+  planBalancerHost,
+  renderNftDeclarative,
+  renderNftReload,
+  BALANCER_RULESET_FILE,
+  BALANCER_BOOT_SCRIPT,
+  BALANCER_UNIT_FILE,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { statePath } from '../state';
-import { addressTasks, ancestorDirs, fileTask, moduleTask, ownedAddresses, staleAddressTasks, staleAddresses, staleFileTasks, tunnelTask, unitTask } from './common';
+import {
+  addressTasks,
+  ancestorDirs,
+  fileTask,
+  moduleTask,
+  ownedAddresses,
+  staleAddressTasks,
+  staleAddresses,
+  staleFileTasks,
+  tunnelTask,
+  unitTask,
+} from './common';
 import { HostPlanResult, finishHostPlan } from './host-plan';
 import { NftWant, nftTableTask } from './nft';
 import { Task, changed, failed, ok } from './task';
@@ -40,9 +59,11 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const resolve = backendsToResolve(spec);
   const needed = ['ip', 'nft', 'flock', 'sha256sum', 'awk', 'sed', ...(resolve.length ? ['ping'] : [])];
   const missing = facts.missingTools.filter((t) => needed.includes(t));
-  if (missing.length) return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, nftables, util-linux, coreutils)`)], ...none };
+  if (missing.length)
+    return { tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, nftables, util-linux, coreutils)`)], ...none };
   const link = facts.ip.links[spec.interface];
-  if (!link) return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
+  if (!link)
+    return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
 
   const decisions: Task[] = [];
   const macs: Record<string, string> = {};
@@ -52,7 +73,12 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       macs[ip] = mac;
       decisions.push(ok(`backend MAC ${ip}`, `${mac} (resolved on ${spec.interface})`));
     } else {
-      decisions.push(failed(`backend MAC ${ip}`, `${path}: ${ip} does not answer ARP on ${spec.interface} of ${spec.name}; check that it is up and on the balancer's segment, or set mac on the backend`));
+      decisions.push(
+        failed(
+          `backend MAC ${ip}`,
+          `${path}: ${ip} does not answer ARP on ${spec.interface} of ${spec.name}; check that it is up and on the balancer's segment, or set mac on the backend`,
+        ),
+      );
     }
   }
   const owner = new Map<string, string>();
@@ -60,13 +86,19 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     for (const b of vip.backends) {
       const mac = b.mac ?? macs[b.ip];
       if (mac && owner.has(mac) && owner.get(mac) !== b.ip) {
-        decisions.push(failed(`backend MAC ${b.ip}`, `${b.path}: ${b.ip} has the same MAC ${mac} as ${owner.get(mac)}; L2 DSR forwards by MAC, so two backend addresses on one host cannot be told apart`));
+        decisions.push(
+          failed(
+            `backend MAC ${b.ip}`,
+            `${b.path}: ${b.ip} has the same MAC ${mac} as ${owner.get(mac)}; L2 DSR forwards by MAC, so two backend addresses on one host cannot be told apart`,
+          ),
+        );
       }
       if (mac) owner.set(mac, b.ip);
     }
   }
   const interfaceMac = spec.mac ?? link.mac;
-  if (!interfaceMac && spec.vips.some((v) => v.mode === 'l2')) decisions.push(failed(`interface ${spec.interface}`, 'has no MAC address; L2 DSR needs an Ethernet interface (or set mac)'));
+  if (!interfaceMac && spec.vips.some((v) => v.mode === 'l2'))
+    decisions.push(failed(`interface ${spec.interface}`, 'has no MAC address; L2 DSR needs an Ethernet interface (or set mac)'));
   if (decisions.some((t) => t.status === 'failed')) return { tasks: decisions, ...none };
 
   const plan = planBalancerHost(spec, { interfaceMac, backendMacs: macs });
@@ -75,7 +107,14 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   for (const t of plan.tunnels) tasks.push(tunnelTask(t, facts));
   tasks.push(...addressTasks(plan.addresses, facts));
   const fileTasks = plan.files.map((f) => fileTask(f, facts));
-  tasks.push(...fileTasks, ...staleFileTasks(state, plan.files.map((f) => f.path), facts));
+  tasks.push(
+    ...fileTasks,
+    ...staleFileTasks(
+      state,
+      plan.files.map((f) => f.path),
+      facts,
+    ),
+  );
 
   const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
   const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(plan.table, tableFacts) };
@@ -85,9 +124,17 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   tasks.push(...staleAddressTasks(staleAddresses(state, plan.addresses), facts));
   const wantedTunnels = new Set(plan.tunnels.map((t) => t.name));
   for (const t of state?.tunnels ?? []) {
-    if (!wantedTunnels.has(t.name) && facts.ip.links[t.name]) tasks.push(changed(`tunnel ${t.name}`, 'no longer needed: removed', [removeTunnelStep(t.name, t.local, t.remote)]));
+    if (!wantedTunnels.has(t.name) && facts.ip.links[t.name])
+      tasks.push(changed(`tunnel ${t.name}`, 'no longer needed: removed', [removeTunnelStep(t.name, t.local, t.remote)]));
   }
-  tasks.push(unitTask(plan.unit, facts, state, fileTasks.some((t) => t.status === 'changed')));
+  tasks.push(
+    unitTask(
+      plan.unit,
+      facts,
+      state,
+      fileTasks.some((t) => t.status === 'changed'),
+    ),
+  );
 
   return finishHostPlan(
     tasks,

@@ -4,16 +4,19 @@ import { renderCommand } from '../shell';
 import type { HostFacts } from '../facts/gather';
 import type { HostState, StateAddress } from '../state';
 import { Task, changed, failed, ok } from './task';
-import {
-  addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep,
-} from './steps';
+import { addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep } from './steps';
 
 /** Files: compare hashes; show a line diff; write atomically. */
 export function fileTask(file: HostFile, facts: HostFacts): Task {
   const current = facts.files[file.path];
   const name = `file ${file.path}`;
   if (current?.sha256 === sha256Hex(file.content)) return ok(name, 'up to date');
-  return changed(name, current ? 'content differs' : 'missing', [writeFileStep(file.path, file.content, file.mode, !!current)], renderDiff(current?.content ?? '', file.content, file.path));
+  return changed(
+    name,
+    current ? 'content differs' : 'missing',
+    [writeFileStep(file.path, file.content, file.mode, !!current)],
+    renderDiff(current?.content ?? '', file.content, file.path),
+  );
 }
 
 export function staleFileTasks(state: HostState | null, wanted: readonly string[], facts: HostFacts): Task[] {
@@ -24,7 +27,7 @@ export function staleFileTasks(state: HostState | null, wanted: readonly string[
 
 /** Runtime sysctl: the value now, and the step that sets it (undo restores the value seen in facts). */
 export function sysctlTask(key: string, value: string, facts: HostFacts, knownMissing = false): Task {
-  const current = knownMissing ? null : facts.sysctls[key] ?? null;
+  const current = knownMissing ? null : (facts.sysctls[key] ?? null);
   const name = `sysctl ${key}=${value}`;
   if (current === value) return ok(name, 'already set');
   return changed(name, current === null ? 'set (key appears with its device)' : `was ${current}`, [sysctlStep(key, value, current)]);
@@ -74,17 +77,27 @@ export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): 
     if (!missing.length) return [ok(name, 'all present')];
     return [changed(name, `${missing.length} added`, [addressBatchStep('add', missing)], missing.map((a) => `+ ${addressKey(a)}`).join('\n'))];
   }
-  return wanted.map((a) => (hasAddress(facts, a) ? ok(`address ${addressKey(a)}`, 'present') : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev)], `+ ${addressKey(a)}`)));
+  return wanted.map((a) =>
+    hasAddress(facts, a)
+      ? ok(`address ${addressKey(a)}`, 'present')
+      : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev)], `+ ${addressKey(a)}`),
+  );
 }
 
 /** Removes addresses tula-dsr added earlier that the spec no longer wants (only those present on the host). */
 export function staleAddressTasks(stale: readonly StateAddress[], facts: HostFacts, detail = 'no longer wanted: removed'): Task[] {
   const present = stale.filter((a) => hasAddress(facts, a));
   if (present.length > ADDRESS_BATCH) {
-    return [changed(`${addressSummary(present)} (${present.length})`, detail, [addressBatchStep('del', present)], present.map((a) => `- ${addressKey(a)}`).join('\n'))];
+    return [
+      changed(
+        `${addressSummary(present)} (${present.length})`,
+        detail,
+        [addressBatchStep('del', present)],
+        present.map((a) => `- ${addressKey(a)}`).join('\n'),
+      ),
+    ];
   }
-  return present
-    .map((a) => changed(`address ${addressKey(a)}`, detail, [removeAddressStep(a.ip, a.prefix, a.dev)], `- ${addressKey(a)}`));
+  return present.map((a) => changed(`address ${addressKey(a)}`, detail, [removeAddressStep(a.ip, a.prefix, a.dev)], `- ${addressKey(a)}`));
 }
 
 export function staleAddresses(state: HostState | null, wanted: readonly HostAddress[]): StateAddress[] {
@@ -104,16 +117,21 @@ export function tunnelTask(t: TunnelWant, facts: HostFacts): Task {
   const name = `tunnel ${t.name} (ipip local ${t.local} remote ${t.remote})`;
   const remoteMatches = (link?.remote ?? 'any') === t.remote || (t.remote === 'any' && (link?.remote === '0.0.0.0' || link?.remote === undefined));
   if (link && link.kind === 'ipip' && link.local === t.local && remoteMatches) {
-    return link.up ? ok(name, 'present') : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down') }]);
+    return link.up
+      ? ok(name, 'present')
+      : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down') }]);
   }
-  const steps = link ? [removeTunnelStep(t.name, link.local ?? 'any', link.remote ?? 'any'), addTunnelStep(t.name, t.local, t.remote)] : [addTunnelStep(t.name, t.local, t.remote)];
+  const steps = link
+    ? [removeTunnelStep(t.name, link.local ?? 'any', link.remote ?? 'any'), addTunnelStep(t.name, t.local, t.remote)]
+    : [addTunnelStep(t.name, t.local, t.remote)];
   return changed(name, link ? `had other endpoints (${link.kind ?? '?'} local ${link.local ?? '?'} remote ${link.remote ?? '?'})` : 'created', steps);
 }
 
 export function moduleTask(module: string, facts: HostFacts): Task {
   const name = `kernel module ${module}`;
   if (facts.ipip === 'loaded') return ok(name, 'loaded');
-  if (facts.ipip === 'missing') return failed(name, `the kernel (${facts.kernel}) has no ${module} module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`);
+  if (facts.ipip === 'missing')
+    return failed(name, `the kernel (${facts.kernel}) has no ${module} module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`);
   return changed(name, 'loaded now', [{ run: cmd('modprobe', module), undo: ':' }]);
 }
 
@@ -122,10 +140,12 @@ export function unitTask(unit: string, facts: HostFacts, state: HostState | null
   const name = `boot unit ${unit}`;
   if (!facts.systemd) return ok(name, 'written, not enabled: systemd is not running on this host (run /etc/tula-dsr/*-up.sh from your init system)');
   if (state?.unit?.name === unit && state.unit.enabled && !filesChanged) return ok(name, 'enabled');
-  return changed(name, 'enabled', [{
-    run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', '-q', 'enable', unit)}`,
-    undo: cmd('systemctl', '-q', 'disable', unit),
-  }]);
+  return changed(name, 'enabled', [
+    {
+      run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', '-q', 'enable', unit)}`,
+      undo: cmd('systemctl', '-q', 'disable', unit),
+    },
+  ]);
 }
 
 export function disableUnitStep(unit: string): { run: string; undo: string } {

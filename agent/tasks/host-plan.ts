@@ -57,7 +57,13 @@ export function finishHostPlan(
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
   const all = [...tasks, stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
-  const journal = { ...next, nft: journalNft(state, outcome.nft.map((w) => nftKey(w.family, w.name))) };
+  const journal = {
+    ...next,
+    nft: journalNft(
+      state,
+      outcome.nft.map((w) => nftKey(w.family, w.name)),
+    ),
+  };
   // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
   return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? [])])], journal };
 }

@@ -43,11 +43,14 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
   const run = [
     cmd('mkdir', '-p', STATE_DIR),
     `printf '%s' ${renderCommand([want.load])} > ${renderCommand([load])}`,
-    existed ? `{ printf 'delete table %s %s\\n' ${renderCommand([want.family])} ${renderCommand([want.name])}; ${cmd('nft', 'list', 'table', want.family, want.name)}; } > ${renderCommand([before])}` : ':',
+    existed
+      ? `{ printf 'delete table %s %s\\n' ${renderCommand([want.family])} ${renderCommand([want.name])}; ${cmd('nft', 'list', 'table', want.family, want.name)}; } > ${renderCommand([before])}`
+      : ':',
     cmd('nft', '-f', load),
   ].join(' && ');
   const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
-  const diff = live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
+  const diff =
+    live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
   return nftChange(name, reasons.join('; '), [{ run, undo }], diff);
 }
 
@@ -63,5 +66,7 @@ export function listingSubstitutions(tables: readonly NftWant[]): Record<string,
 }
 
 export function nftRecord(tables: readonly NftWant[]): Record<string, { rulesetHash: string; listingHash: string }> {
-  return Object.fromEntries(tables.map((t) => [nftKey(t.family, t.name), { rulesetHash: sha256Hex(t.desired), listingHash: listingPlaceholder(t.family, t.name) }]));
+  return Object.fromEntries(
+    tables.map((t) => [nftKey(t.family, t.name), { rulesetHash: sha256Hex(t.desired), listingHash: listingPlaceholder(t.family, t.name) }]),
+  );
 }

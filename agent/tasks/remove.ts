@@ -15,7 +15,12 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
   const state: HostState | null = facts.state;
   if (!state) return { tasks: [ok('remove', 'nothing to remove: tula-dsr has not configured this host')], removedFiles: [] };
   if (state.generation !== generation) {
-    return { tasks: [ok('remove', `skipped: the host runs generation ${state.generation.slice(0, 12)}, not ${generation.slice(0, 12)}; a newer configuration is live`)], removedFiles: [] };
+    return {
+      tasks: [
+        ok('remove', `skipped: the host runs generation ${state.generation.slice(0, 12)}, not ${generation.slice(0, 12)}; a newer configuration is live`),
+      ],
+      removedFiles: [],
+    };
   }
   const tasks: Task[] = [];
   for (const key of Object.keys(state.nft)) {
@@ -39,10 +44,7 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
     const [family, name] = key.split(' ');
     return Object.values(nftScratchFiles(family, name));
   });
-  tasks.push(changed(`state ${statePath}`, 'removed', [
-    { run: cmd('rm', '-f', ...scratch), undo: ':' },
-    removeStateStep(statePath),
-  ]));
+  tasks.push(changed(`state ${statePath}`, 'removed', [{ run: cmd('rm', '-f', ...scratch), undo: ':' }, removeStateStep(statePath)]));
   return { tasks, removedFiles };
 }
 
@@ -50,4 +52,3 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
 export function removeDirsCommands(state: HostState | null): string[] {
   return [...(state?.dirs ?? [])].sort((a, b) => b.length - a.length).map((d) => `rmdir ${cmd(d)} 2>/dev/null || true`);
 }
-

@@ -27,4 +27,7 @@ export const failed = (name: string, detail: string): Task => ({ name, status: '
 export const changed = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({ name, status: 'changed', detail, steps, diff });
 
 /** A change to an nft table (see Task.touchesNft). */
-export const nftChange = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({ ...changed(name, detail, steps, diff), touchesNft: true });
+export const nftChange = (name: string, detail: string, steps: readonly Step[], diff?: string): Task => ({
+  ...changed(name, detail, steps, diff),
+  touchesNft: true,
+});

@@ -151,7 +151,20 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
     };
     writeFileSync(
       path.join(dir, 'cdktf.json'),
-      JSON.stringify({ language: 'typescript', app: `${process.execPath} ${mainJs}`, output: 'cdktf.out', projectId: 'tula-dsr-lab', sendCrashReports: 'false', terraformProviders: [], terraformModules: [], context: {} }, null, 2),
+      JSON.stringify(
+        {
+          language: 'typescript',
+          app: `${process.execPath} ${mainJs}`,
+          output: 'cdktf.out',
+          projectId: 'tula-dsr-lab',
+          sendCrashReports: 'false',
+          terraformProviders: [],
+          terraformModules: [],
+          context: {},
+        },
+        null,
+        2,
+      ),
     );
     const ws: Workspace = {
       dir,

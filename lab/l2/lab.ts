@@ -55,11 +55,7 @@ export async function createL2Lab(options: L2LabOptions = {}): Promise<L2Lab> {
   const count = options.backends ?? 3;
   if (!Number.isInteger(count) || count < 1 || count > 50) throw new Error(`backends: ${count} is not allowed: use 1 to 50`);
   const names = Array.from({ length: count }, (_, i) => `web${i + 1}`);
-  const hosts: LabHostSpec[] = [
-    { name: 'client', octet: 1, sshd: false },
-    { name: 'lb', octet: 2 },
-    ...names.map((name, i) => ({ name, octet: 11 + i })),
-  ];
+  const hosts: LabHostSpec[] = [{ name: 'client', octet: 1, sshd: false }, { name: 'lb', octet: 2 }, ...names.map((name, i) => ({ name, octet: 11 + i }))];
   // createLab refuses namespaces that exist already (names carry a fresh random lab id) and cleans up after itself
   const lab = await createLab({ hosts, subnet: options.subnet });
   try {

@@ -38,7 +38,11 @@ async function runClient<T>(client: LabHost, python: string, mode: string, confi
  * hand out the same port again within a few hundred connections, and the balancer rightly treats a reused 4-tuple
  * as the same flow, which would make exact counts depend on the kernel's port choice.
  */
-export function httpBurst(client: LabHost, python: string, o: { host: string; port: number; count: number; concurrency?: number; path?: string }): Promise<BurstResult> {
+export function httpBurst(
+  client: LabHost,
+  python: string,
+  o: { host: string; port: number; count: number; concurrency?: number; path?: string },
+): Promise<BurstResult> {
   if (o.count > 2000) throw new Error(`httpBurst: count ${o.count} is too large: at most 2000`);
   const sourcePortBase = 20000 + Math.floor(Math.random() * (12000 - o.count));
   return runClient(client, python, 'burst', { concurrency: 4, ...o, sourcePortBase }, 25_000);

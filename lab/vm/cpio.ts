@@ -109,9 +109,6 @@ const pad4 = (n: number) => Buffer.alloc((4 - (n % 4)) % 4);
 function record(name: string, ino: number, mode: number, nlink: number, data: Buffer, rmajor: number, rminor: number): Buffer[] {
   const nameBuf = Buffer.from(name + '\0');
   const hex = (n: number) => n.toString(16).padStart(8, '0');
-  const header = Buffer.from(
-    '070701' +
-      [ino, mode, 0, 0, nlink, MTIME, data.length, 0, 0, rmajor, rminor, nameBuf.length, 0].map(hex).join(''),
-  );
+  const header = Buffer.from('070701' + [ino, mode, 0, 0, nlink, MTIME, data.length, 0, 0, rmajor, rminor, nameBuf.length, 0].map(hex).join(''));
   return [header, nameBuf, pad4(header.length + nameBuf.length), data, pad4(data.length)];
 }

@@ -12,7 +12,16 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { applySummary, assertFreshBuild, hostProgress } from '../l2/deploy';
 import {
-  createL3Workspace, dsrCounters, flushFlows, httpBurst, L3_WEIGHTS, L3Workspace, measureByteShare, RunResult, terraformFailure, udpBurst,
+  createL3Workspace,
+  dsrCounters,
+  flushFlows,
+  httpBurst,
+  L3_WEIGHTS,
+  L3Workspace,
+  measureByteShare,
+  RunResult,
+  terraformFailure,
+  udpBurst,
 } from './deploy';
 import { startVmLab, VmLab, VmLabError } from './vm-lab';
 
@@ -96,12 +105,18 @@ export async function runL3Demo(o: L3DemoOptions): Promise<number> {
   try {
     out('tula-dsr demo: L3 Direct Server Return (IPIP) in a qemu VM');
     out();
-    out('[1/6] VM lab: Debian\'s cloud kernel under qemu (TCG); client, lb, be1, be2 in their own subnets behind a router, a real sshd each');
+    out("[1/6] VM lab: Debian's cloud kernel under qemu (TCG); client, lb, be1, be2 in their own subnets behind a router, a real sshd each");
     lab = await startVmLab({ log: (line) => out(`      vm-lab: ${line}`), handleSignals: false });
     const inv = lab.inventory;
-    out(`      client ${inv.client.address}, lb ${inv.balancer.address}, ${inv.backends.map((b) => `${b.name} ${b.address}`).join(', ')}; the router routes ${inv.vipPrefix} to lb`);
-    out(`      VIPs (mode l3, IPIP to the backends): web ${inv.vips.web}:${inv.ports.http} (weighted round robin ${L3_WEIGHTS.join(':')}), dns ${inv.vips.dns}:${inv.ports.udp}/udp (round robin)`);
-    out(`      ssh ports on 127.0.0.1: ${[inv.client, inv.balancer, ...inv.backends].map((h) => `${h.name} ${h.sshPort}`).join(', ')}; inventory: ${path.join(lab.workDir, 'inventory.json')}`);
+    out(
+      `      client ${inv.client.address}, lb ${inv.balancer.address}, ${inv.backends.map((b) => `${b.name} ${b.address}`).join(', ')}; the router routes ${inv.vipPrefix} to lb`,
+    );
+    out(
+      `      VIPs (mode l3, IPIP to the backends): web ${inv.vips.web}:${inv.ports.http} (weighted round robin ${L3_WEIGHTS.join(':')}), dns ${inv.vips.dns}:${inv.ports.udp}/udp (round robin)`,
+    );
+    out(
+      `      ssh ports on 127.0.0.1: ${[inv.client, inv.balancer, ...inv.backends].map((h) => `${h.name} ${h.sshPort}`).join(', ')}; inventory: ${path.join(lab.workDir, 'inventory.json')}`,
+    );
 
     ws = await timed('[2/6] synthesize the L3 stack (cdktf App in process, terraform_data engine)', () => createL3Workspace(inv));
     out(`      ${ws.stackDir}/cdk.tf.json`);
@@ -120,7 +135,9 @@ export async function runL3Demo(o: L3DemoOptions): Promise<number> {
     out(`      ${'backend'.padEnd(9)}${'weight'.padStart(6)}${'requests'.padStart(10)}${'share'.padStart(9)}${'expected'.padStart(10)}`);
     [be1, be2].forEach((b, i) => {
       const n = burst.counts[b.name] ?? 0;
-      out(`      ${b.name.padEnd(9)}${String(L3_WEIGHTS[i]).padStart(6)}${String(n).padStart(10)}${pct(n / requests).padStart(9)}${pct(L3_WEIGHTS[i] / total).padStart(10)}`);
+      out(
+        `      ${b.name.padEnd(9)}${String(L3_WEIGHTS[i]).padStart(6)}${String(n).padStart(10)}${pct(n / requests).padStart(9)}${pct(L3_WEIGHTS[i] / total).padStart(10)}`,
+      );
     });
     const stray = Object.entries(burst.counts).filter(([name]) => name !== be1.name && name !== be2.name);
     for (const [name, n] of stray) out(`      ${name.padEnd(9)}${'-'.padStart(6)}${String(n).padStart(10)}`);
@@ -128,16 +145,24 @@ export async function runL3Demo(o: L3DemoOptions): Promise<number> {
 
     await flushFlows(lab, 'flows_l3_udp');
     const udp = await udpBurst(lab, { host: inv.vips.dns, port: inv.ports.udp, count: UDP_DATAGRAMS });
-    const fmt = (c: Record<string, number>) => Object.entries(c).sort().map(([n, k]) => `${n} ${k}`).join(', ');
+    const fmt = (c: Record<string, number>) =>
+      Object.entries(c)
+        .sort()
+        .map(([n, k]) => `${n} ${k}`)
+        .join(', ');
     out(`      UDP to dns ${inv.vips.dns}:${inv.ports.udp}, ${UDP_DATAGRAMS} datagrams at once: ${fmt(udp.counts) || 'no answer'}; lost ${udp.failures}`);
 
     const share = await measureByteShare(lab, { host: inv.vips.web, port: inv.ports.http });
     const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
     out(`      1 MiB download from web (served by ${share.backend ?? '?'}, ${share.bytes} bytes${share.error ? `, ERROR ${share.error}` : ''}):`);
-    out(`        client eth0 ${mb(share.clientBytes)}, lb eth0 ${(share.balancerBytes / 1e3).toFixed(1)} kB: the balancer carried ${(share.share * 100).toFixed(2)}% of the bytes`);
+    out(
+      `        client eth0 ${mb(share.clientBytes)}, lb eth0 ${(share.balancerBytes / 1e3).toFixed(1)} kB: the balancer carried ${(share.share * 100).toFixed(2)}% of the bytes`,
+    );
     out('        (requests and ACKs go through the balancer, in and out again through the tunnel; responses go from the backend straight to the client)');
     const c = await dsrCounters(lab);
-    out(`      VIP-sourced packets: ${c.balancerIn} in and ${c.balancerOut} out of lb eth0, ${c.routerFromLb} forwarded from lb; ${c.routerFromBackends} forwarded from be1/be2 straight to the client`);
+    out(
+      `      VIP-sourced packets: ${c.balancerIn} in and ${c.balancerOut} out of lb eth0, ${c.routerFromLb} forwarded from lb; ${c.routerFromBackends} forwarded from be1/be2 straight to the client`,
+    );
 
     const problems = [
       burst.failures > 0 && `${burst.failures} failed HTTP request(s)`,

@@ -48,7 +48,12 @@ export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOpti
   const stack = new TerraformStack(app, L3_STACK_NAME);
   // cdktf's default local state is <cwd>/terraform.l3.tfstate: the repository, shared by concurrent runs
   new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });
-  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({ host: h.sshHost, port: h.sshPort, hostKey: h.hostKey, privateKeyPath: i.privateKeyPath });
+  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({
+    host: h.sshHost,
+    port: h.sshPort,
+    hostKey: h.hostKey,
+    privateKeyPath: i.privateKeyPath,
+  });
   const lb = new Balancer(stack, 'lb', { ssh: ssh(i.balancer), interface: i.balancer.interface, address: i.balancer.address });
   const [be1, be2] = i.backends.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address }));
   const web = new DsrVip(stack, 'web', { balancer: lb, ip: i.vips.web, port: i.ports.http, mode: 'l3', algorithm: 'weighted-round-robin' });
@@ -90,7 +95,12 @@ export async function createL3Workspace(inv: VmInventory, o: L3StackOptions & { 
       stackDir,
       env,
       terraform: (args, t = {}) =>
-        runStreaming([env.TERRAFORM_BIN || 'terraform', ...args], { cwd: stackDir, env, timeoutMs: t.timeoutMs ?? 180_000, onLine: t.onLine && ((l) => t.onLine!(l)) }),
+        runStreaming([env.TERRAFORM_BIN || 'terraform', ...args], {
+          cwd: stackDir,
+          env,
+          timeoutMs: t.timeoutMs ?? 180_000,
+          onLine: t.onLine && ((l) => t.onLine!(l)),
+        }),
       agent: (args) => runStreaming([process.execPath, path.join(root, 'dist', 'agent', 'cli.js'), ...args], { cwd: dir, env, timeoutMs: 120_000 }),
       remove: () => {
         signalAgentDaemons(agentRuntimeDir(dir));
@@ -120,7 +130,11 @@ export async function nftCounter(lab: VmLab, host: VmHostName, family: string, t
 /** Counts equal lines (blank lines ignored). */
 export function tally(lines: string): Record<string, number> {
   const counts: Record<string, number> = {};
-  for (const l of lines.split('\n').map((x) => x.trim()).filter(Boolean)) counts[l] = (counts[l] ?? 0) + 1;
+  for (const l of lines
+    .split('\n')
+    .map((x) => x.trim())
+    .filter(Boolean))
+    counts[l] = (counts[l] ?? 0) + 1;
   return counts;
 }
 
@@ -141,7 +155,10 @@ function burstResult(out: string): BurstResult {
   const counts: Record<string, number> = {};
   const errors: string[] = [];
   let failures = 0;
-  for (const l of out.split('\n').map((x) => x.trim()).filter(Boolean)) {
+  for (const l of out
+    .split('\n')
+    .map((x) => x.trim())
+    .filter(Boolean)) {
     if (l.startsWith('failed')) {
       failures++;
       if (errors.length < 3) errors.push(l);
@@ -164,13 +181,7 @@ export async function httpBurst(lab: VmLab, o: { host: string; port: number; cou
   const script =
     parallel === 1
       ? loop(o.count)
-      : [
-          'd=$(mktemp -d)',
-          ...per.map((n, k) => `(${loop(n)}) > "$d/${k}" 2>&1 &`),
-          'wait',
-          'cat "$d"/*',
-          'rm -rf "$d"',
-        ].join('\n');
+      : ['d=$(mktemp -d)', ...per.map((n, k) => `(${loop(n)}) > "$d/${k}" 2>&1 &`), 'wait', 'cat "$d"/*', 'rm -rf "$d"'].join('\n');
   return burstResult(await lab.execOk('client', script));
 }
 
@@ -182,14 +193,17 @@ export async function httpBurst(lab: VmLab, o: { host: string; port: number; cou
  */
 export async function udpBurst(lab: VmLab, o: { host: string; port: number; count: number; sourcePortBase?: number }): Promise<BurstResult> {
   const ask = `echo ping | timeout 8 socat -t 3 - UDP4:${o.host}:${o.port},sourceport=$((${o.sourcePortBase ?? 40000} + i)),reuseaddr`;
-  const out = await lab.execOk('client', [
-    'd=$(mktemp -d)',
-    // one answer per client: a late answer to an earlier attempt can reach a retry's socket (same port) too
-    `for i in $(seq ${o.count}); do (for a in 1 2 3; do r=$(${ask} | head -n 1); [ -n "$r" ] && break; done; echo "\${r:-failed: no answer from port $((${o.sourcePortBase ?? 40000} + i))}") > "$d/$i" & done`,
-    'wait',
-    'cat "$d"/*',
-    'rm -rf "$d"',
-  ].join('\n'));
+  const out = await lab.execOk(
+    'client',
+    [
+      'd=$(mktemp -d)',
+      // one answer per client: a late answer to an earlier attempt can reach a retry's socket (same port) too
+      `for i in $(seq ${o.count}); do (for a in 1 2 3; do r=$(${ask} | head -n 1); [ -n "$r" ] && break; done; echo "\${r:-failed: no answer from port $((${o.sourcePortBase ?? 40000} + i))}") > "$d/$i" & done`,
+      'wait',
+      'cat "$d"/*',
+      'rm -rf "$d"',
+    ].join('\n'),
+  );
   return burstResult(out);
 }
 
@@ -218,21 +232,40 @@ export interface VmByteShare {
 /** Downloads /big (1 MiB, random per backend) through a VIP and compares the balancer's eth0 bytes with the client's. */
 export async function measureByteShare(lab: VmLab, o: { host: string; port: number }): Promise<VmByteShare> {
   const inv = lab.inventory;
-  const hashes = await lab.execOk('router', `for b in ${inv.backends.map((b) => b.name).join(' ')}; do echo "$(sha256sum < /srv/$b/big | cut -c1-64) $b"; done`);
-  const owner = Object.fromEntries(hashes.trim().split('\n').map((l) => l.split(' ') as [string, string]));
+  const hashes = await lab.execOk(
+    'router',
+    `for b in ${inv.backends.map((b) => b.name).join(' ')}; do echo "$(sha256sum < /srv/$b/big | cut -c1-64) $b"; done`,
+  );
+  const owner = Object.fromEntries(
+    hashes
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ') as [string, string]),
+  );
   const [c0, l0] = await Promise.all([interfaceBytes(lab, 'client'), interfaceBytes(lab, 'lb')]);
-  const out = await lab.execOk('client', [
-    `timeout 60 wget -q -O /tmp/big http://${o.host}${o.port === 80 ? '' : `:${o.port}`}/big; rc=$?`,
-    'echo "$rc $(wc -c < /tmp/big) $(sha256sum < /tmp/big | cut -c1-64)"',
-    'rm -f /tmp/big',
-  ].join('\n'));
+  const out = await lab.execOk(
+    'client',
+    [
+      `timeout 60 wget -q -O /tmp/big http://${o.host}${o.port === 80 ? '' : `:${o.port}`}/big; rc=$?`,
+      'echo "$rc $(wc -c < /tmp/big) $(sha256sum < /tmp/big | cut -c1-64)"',
+      'rm -f /tmp/big',
+    ].join('\n'),
+  );
   const [c1, l1] = await Promise.all([interfaceBytes(lab, 'client'), interfaceBytes(lab, 'lb')]);
   const [rc, bytes, hash] = out.trim().split(' ');
   const backend = owner[hash] ?? null;
-  const error = rc !== '0' ? `wget exited with ${rc}` : backend ? undefined : 'the download matches no backend\'s /big';
+  const error = rc !== '0' ? `wget exited with ${rc}` : backend ? undefined : "the download matches no backend's /big";
   const clientBytes = c1 - c0;
   const balancerBytes = l1 - l0;
-  return { backend, bytes: Number(bytes), expected: inv.bigBytes, ...(error ? { error } : {}), clientBytes, balancerBytes, share: clientBytes > 0 ? balancerBytes / clientBytes : 1 };
+  return {
+    backend,
+    bytes: Number(bytes),
+    expected: inv.bigBytes,
+    ...(error ? { error } : {}),
+    clientBytes,
+    balancerBytes,
+    share: clientBytes > 0 ? balancerBytes / clientBytes : 1,
+  };
 }
 
 export interface DsrCounters {

@@ -37,7 +37,9 @@ export async function ensureQemu(log: Log): Promise<string> {
   const found = await which('qemu-system-x86_64');
   if (found) return found;
   if (process.getuid?.() !== 0) {
-    throw new Error('VM lab: qemu-system-x86_64 is not installed, and installing it (apt-get install qemu-system-x86) needs root; run as root or install it yourself');
+    throw new Error(
+      'VM lab: qemu-system-x86_64 is not installed, and installing it (apt-get install qemu-system-x86) needs root; run as root or install it yourself',
+    );
   }
   log('installing qemu-system-x86 with apt-get (about 17 MB of packages)');
   await aptUpdateIfNeeded(log, 'qemu-system-x86');

@@ -62,7 +62,9 @@ export function vmSshdConfig(h: VmHostDef): string {
 
 /** The lab tables that observe traffic. They exist before tula-dsr runs, so they also prove it leaves other tables alone. */
 export function routerRuleset(): string {
-  const backendIfs = VM_HOSTS.filter((h) => h.name.startsWith('be')).map((h) => `"r-${h.name}"`).join(', ');
+  const backendIfs = VM_HOSTS.filter((h) => h.name.startsWith('be'))
+    .map((h) => `"r-${h.name}"`)
+    .join(', ');
   return [
     'table inet lab_router {',
     '\tcounter vip_from_backends {',
@@ -167,13 +169,13 @@ export function renderInit(o: InitOptions): string {
     'mount -t devtmpfs devtmpfs /dev',
     'mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts',
     'mount -t tmpfs -o mode=0755 tmpfs /run',
-    '# /lab/run: the lab\'s own logs, outside every host\'s bound folders, so any host can read them',
+    "# /lab/run: the lab's own logs, outside every host's bound folders, so any host can read them",
     'mkdir -p /run/netns /lab/run',
     'say "BOOT $(up)"',
     `( sleep ${o.lifetimeSec}; say "LIFETIME over (${o.lifetimeSec}s): powering off"; poweroff -f ) &`,
     '',
     '# Runs "$@" inside host $1: its network namespace, its own UTS and mount namespace with its /etc, /var, /run,',
-    '# /root and /tmp bound over the shared ones. Everything is exec\'d, so $! is the command\'s own PID.',
+    "# /root and /tmp bound over the shared ones. Everything is exec'd, so $! is the command's own PID.",
     'in_host() {',
     '  n=$1; shift',
     `  exec ip netns exec "$n" unshare -u /bin/sh -c 'h=/hosts/$0; for d in etc var run root tmp; do mount --bind "$h/$d" "/$d" || exit 1; done; hostname "$0"; exec "$@"' "$n" "$@"`,
@@ -198,7 +200,7 @@ export function renderInit(o: InitOptions): string {
     `  printf '%s' ${q(routerRuleset())} > /lab/run/router.nft`,
     '  nft -f /lab/run/router.nft',
     '  echo "topology $(up)"',
-    '  # each host\'s own filesystem view and sshd',
+    "  # each host's own filesystem view and sshd",
     `  for n in ${all}; do`,
     '    h=/hosts/$n',
     '    mkdir -p $h/var/lib $h/var/log $h/run/sshd $h/root/.ssh $h/tmp',

@@ -32,20 +32,119 @@ export const OPTIONAL_HOST_BINARIES = ['tcpdump'] as const;
  * busybox applet of the same name first: the lab's scripts call them only for programs that are not applets.
  */
 export const BUSYBOX_APPLETS = [
-  '[', 'ash', 'awk', 'base64', 'basename', 'cat', 'chmod', 'chown', 'cmp', 'cp', 'cut', 'date', 'dd', 'df', 'diff',
-  'dirname', 'dmesg', 'du', 'echo', 'egrep', 'expr', 'false', 'fgrep', 'find', 'free', 'grep', 'halt', 'head',
-  'hexdump', 'hostname', 'httpd', 'id', 'insmod', 'kill', 'killall', 'less', 'ln', 'ls', 'lsmod', 'md5sum', 'mkdir',
-  'mkfifo', 'mknod', 'mktemp', 'modinfo', 'modprobe', 'more', 'mount', 'mv', 'nc', 'netstat', 'nproc', 'nsenter', 'od',
-  'pidof', 'ping', 'poweroff', 'printf', 'ps', 'pwd', 'readlink', 'realpath', 'reboot', 'rm', 'rmdir', 'rmmod', 'sed',
-  'seq', 'setsid', 'sha256sum', 'sleep', 'sort', 'stat', 'stty', 'sync', 'tail', 'tee', 'test', 'time', 'timeout',
-  'top', 'touch', 'tr', 'true', 'truncate', 'umount', 'uname', 'uniq', 'unshare', 'uptime', 'usleep', 'vi', 'wc',
-  'wget', 'which', 'xargs', 'yes', 'zcat',
+  '[',
+  'ash',
+  'awk',
+  'base64',
+  'basename',
+  'cat',
+  'chmod',
+  'chown',
+  'cmp',
+  'cp',
+  'cut',
+  'date',
+  'dd',
+  'df',
+  'diff',
+  'dirname',
+  'dmesg',
+  'du',
+  'echo',
+  'egrep',
+  'expr',
+  'false',
+  'fgrep',
+  'find',
+  'free',
+  'grep',
+  'halt',
+  'head',
+  'hexdump',
+  'hostname',
+  'httpd',
+  'id',
+  'insmod',
+  'kill',
+  'killall',
+  'less',
+  'ln',
+  'ls',
+  'lsmod',
+  'md5sum',
+  'mkdir',
+  'mkfifo',
+  'mknod',
+  'mktemp',
+  'modinfo',
+  'modprobe',
+  'more',
+  'mount',
+  'mv',
+  'nc',
+  'netstat',
+  'nproc',
+  'nsenter',
+  'od',
+  'pidof',
+  'ping',
+  'poweroff',
+  'printf',
+  'ps',
+  'pwd',
+  'readlink',
+  'realpath',
+  'reboot',
+  'rm',
+  'rmdir',
+  'rmmod',
+  'sed',
+  'seq',
+  'setsid',
+  'sha256sum',
+  'sleep',
+  'sort',
+  'stat',
+  'stty',
+  'sync',
+  'tail',
+  'tee',
+  'test',
+  'time',
+  'timeout',
+  'top',
+  'touch',
+  'tr',
+  'true',
+  'truncate',
+  'umount',
+  'uname',
+  'uniq',
+  'unshare',
+  'uptime',
+  'usleep',
+  'vi',
+  'wc',
+  'wget',
+  'which',
+  'xargs',
+  'yes',
+  'zcat',
 ] as const;
 
 /** Modules in the image: all netfilter and bridge modules, the tunnel, veth and the virtio NIC, with dependencies. */
 export const MODULE_SEEDS = [
-  'kernel/net/netfilter/', 'kernel/net/ipv4/netfilter/', 'kernel/net/bridge/', 'kernel/net/bridge/netfilter/',
-  'ipip', 'tunnel4', 'ip_tunnel', 'veth', 'virtio_pci', 'virtio_net', 'virtio_rng',
+  'kernel/net/netfilter/',
+  'kernel/net/ipv4/netfilter/',
+  'kernel/net/bridge/',
+  'kernel/net/bridge/netfilter/',
+  'ipip',
+  'tunnel4',
+  'ip_tunnel',
+  'veth',
+  'virtio_pci',
+  'virtio_net',
+  'virtio_rng',
 ] as const;
 
 /**
@@ -54,7 +153,17 @@ export const MODULE_SEEDS = [
  * namespace, so a host where tula-dsr loads it could never be restored byte for byte (see README.md).
  */
 export const PRELOAD_MODULES = [
-  'virtio_pci', 'virtio_rng', 'virtio_net', 'veth', 'bridge', 'ipip', 'nf_tables', 'nft_numgen', 'nft_hash', 'nft_fwd_netdev', 'nft_objref',
+  'virtio_pci',
+  'virtio_rng',
+  'virtio_net',
+  'veth',
+  'bridge',
+  'ipip',
+  'nf_tables',
+  'nft_numgen',
+  'nft_hash',
+  'nft_fwd_netdev',
+  'nft_objref',
 ] as const;
 
 export interface BaseImage {
@@ -137,7 +246,24 @@ export async function buildBaseImage(pkgs: VmPackages, log: (line: string) => vo
   log(`building the base initramfs (${key})`);
   const a = new CpioArchive();
   for (const d of ['bin', 'sbin', 'lib', 'lib64']) a.symlink(d, `usr/${d}`);
-  for (const d of ['usr/bin', 'usr/sbin', 'usr/lib', 'usr/lib64', 'proc', 'sys', 'dev', 'run', 'var/lib', 'var/log', 'etc/ssh', 'etc/sysctl.d', 'etc/modules-load.d', 'srv', 'mnt']) a.dir(d);
+  for (const d of [
+    'usr/bin',
+    'usr/sbin',
+    'usr/lib',
+    'usr/lib64',
+    'proc',
+    'sys',
+    'dev',
+    'run',
+    'var/lib',
+    'var/log',
+    'etc/ssh',
+    'etc/sysctl.d',
+    'etc/modules-load.d',
+    'srv',
+    'mnt',
+  ])
+    a.dir(d);
   a.dir('tmp', 0o1777).dir('root', 0o700);
   a.chardev('dev/console', 5, 1).chardev('dev/null', 1, 3, 0o666);
 
@@ -152,7 +278,10 @@ export async function buildBaseImage(pkgs: VmPackages, log: (line: string) => vo
     if (!a.has(at) && !a.has(`usr/sbin/${applet}`)) a.symlink(at, 'busybox');
   }
 
-  a.file('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n');
+  a.file(
+    'etc/passwd',
+    'root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n',
+  );
   a.file('etc/group', 'root:x:0:\nnogroup:x:65534:\n');
   a.file('etc/shadow', 'root:*:19000:0:99999:7:::\nsshd:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n', 0o640);
   a.file('etc/nsswitch.conf', 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n');
@@ -166,7 +295,10 @@ export async function buildBaseImage(pkgs: VmPackages, log: (line: string) => vo
   a.file(`${modRoot}/modules.alias`, renderModulesAlias(modules));
   a.file(`${modRoot}/modules.builtin`, readFileSync(path.join(pkgs.modulesDir, 'modules.builtin')));
   const names = new Set(modules.map((m) => m.name));
-  const preload = loadOrder(modules, PRELOAD_MODULES.filter((n) => names.has(n)));
+  const preload = loadOrder(
+    modules,
+    PRELOAD_MODULES.filter((n) => names.has(n)),
+  );
   a.file(`${modRoot}/tula-preload`, preload.map((m) => `${m.rel}\n`).join(''));
 
   const bytes = a.toBuffer();

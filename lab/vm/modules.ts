@@ -30,7 +30,10 @@ export function readModinfo(file: Buffer): string[] {
     const s = section(i);
     const nameEnd = file.indexOf(0, strtab.offset + s.name);
     if (file.toString('latin1', strtab.offset + s.name, nameEnd) === '.modinfo') {
-      return file.toString('latin1', s.offset, s.offset + s.size).split('\0').filter(Boolean);
+      return file
+        .toString('latin1', s.offset, s.offset + s.size)
+        .split('\0')
+        .filter(Boolean);
     }
   }
   return [];
@@ -66,15 +69,16 @@ export function resolveModules(modulesDir: string, seeds: readonly string[]): Mo
     if (!rel) throw new Error(`VM lab: kernel module ${name} (needed by ${wantedBy}) is not in ${modulesDir}; is it built in? (see modules.builtin)`);
     const strings = readModinfo(readFileSync(path.join(modulesDir, rel)));
     const value = (k: string) => strings.filter((s) => s.startsWith(`${k}=`)).map((s) => s.slice(k.length + 1));
-    const depends = (value('depends')[0] ?? '').split(',').filter(Boolean).map((d) => d.replace(/-/g, '_'));
+    const depends = (value('depends')[0] ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((d) => d.replace(/-/g, '_'));
     const info = { name, rel, depends, aliases: value('alias') };
     infos.set(name, info);
     for (const d of depends) load(d, name);
     return info;
   };
-  const builtin = new Set(
-    readFileSync(path.join(modulesDir, 'modules.builtin'), 'utf8').split('\n').filter(Boolean).map(moduleName),
-  );
+  const builtin = new Set(readFileSync(path.join(modulesDir, 'modules.builtin'), 'utf8').split('\n').filter(Boolean).map(moduleName));
   for (const seed of seeds) {
     if (seed.endsWith('/')) {
       const dir = path.join(modulesDir, seed);
@@ -112,7 +116,14 @@ function closure(m: ModuleInfo, byName: Map<string, ModuleInfo>): ModuleInfo[] {
 
 export function renderModulesDep(modules: readonly ModuleInfo[]): string {
   const byName = new Map(modules.map((m) => [m.name, m]));
-  return modules.map((m) => `${m.rel}:${closure(m, byName).map((d) => ` ${d.rel}`).join('')}\n`).join('');
+  return modules
+    .map(
+      (m) =>
+        `${m.rel}:${closure(m, byName)
+          .map((d) => ` ${d.rel}`)
+          .join('')}\n`,
+    )
+    .join('');
 }
 
 export function renderModulesAlias(modules: readonly ModuleInfo[]): string {

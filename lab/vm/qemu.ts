@@ -18,23 +18,35 @@ export interface QemuArgsInput {
 export function qemuArgs(i: QemuArgsInput): string[] {
   const hostfwd = i.forwards.map((f) => `hostfwd=tcp:127.0.0.1:${f.port}-${f.guestIp}:22`).join(',');
   return [
-    '-accel', 'tcg',
-    '-smp', '2',
-    '-m', String(i.memoryMb),
+    '-accel',
+    'tcg',
+    '-smp',
+    '2',
+    '-m',
+    String(i.memoryMb),
     '-nographic',
     '-no-reboot',
     // no floppy, CD-ROM, VGA or parallel port to probe at boot
-    '-nodefaults', '-no-user-config', '-serial', 'stdio',
-    '-kernel', i.kernel,
-    '-initrd', i.initrd,
-    '-append', 'console=ttyS0 quiet panic=-1',
+    '-nodefaults',
+    '-no-user-config',
+    '-serial',
+    'stdio',
+    '-kernel',
+    i.kernel,
+    '-initrd',
+    i.initrd,
+    '-append',
+    'console=ttyS0 quiet panic=-1',
     // restrict=on: the guest reaches nothing outside; the forwards still work. ipv6=off: no router
     // advertisements, whose addresses and routes would age and make host snapshots differ
-    '-netdev', `user,id=n0,restrict=on,ipv6=off,${hostfwd}`,
+    '-netdev',
+    `user,id=n0,restrict=on,ipv6=off,${hostfwd}`,
     // romfile=: no iPXE option ROM to run at boot
-    '-device', 'virtio-net-pci,netdev=n0,romfile=',
+    '-device',
+    'virtio-net-pci,netdev=n0,romfile=',
     // seeds the kernel's CRNG at once (see PRELOAD_MODULES in initramfs.ts)
-    '-device', 'virtio-rng-pci',
+    '-device',
+    'virtio-rng-pci',
   ];
 }
 

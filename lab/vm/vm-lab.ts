@@ -21,8 +21,18 @@ import { generateKeyPair, KeyPair } from '../sshd';
 import { CpioArchive } from './cpio';
 import { ensureQemu, fetchPackages, VmPackages } from './fetch';
 import {
-  renderInit, VM_BALANCER_INTERFACE, VM_BIG_BYTES, VM_DATA_PREFIX, VM_HOSTS, VM_HTTP_PORT, VM_UDP_PORT, VM_VIP_PREFIX, VM_VIPS,
-  VmHostDef, VmHostName, vmSshdConfig,
+  renderInit,
+  VM_BALANCER_INTERFACE,
+  VM_BIG_BYTES,
+  VM_DATA_PREFIX,
+  VM_HOSTS,
+  VM_HTTP_PORT,
+  VM_UDP_PORT,
+  VM_VIP_PREFIX,
+  VM_VIPS,
+  VmHostDef,
+  VmHostName,
+  vmSshdConfig,
 } from './guest';
 import { buildBaseImage } from './initramfs';
 import { QemuProcess, qemuArgs } from './qemu';
@@ -110,7 +120,10 @@ export interface VmLab {
 }
 
 export class VmLabError extends Error {
-  constructor(message: string, readonly serial?: string) {
+  constructor(
+    message: string,
+    readonly serial?: string,
+  ) {
     super(serial ? `${message}\n----- serial console -----\n${serial.trimEnd()}\n----- end of serial console -----` : message);
     this.name = 'VmLabError';
   }
@@ -163,7 +176,9 @@ export async function startVmLab(options: VmLabOptions = {}): Promise<VmLab> {
       sshMs: done - booted,
       totalMs: done - started,
     };
-    log(`ready in ${((done - started) / 1000).toFixed(1)} s (boot ${((booted - prepared) / 1000).toFixed(1)} s, guest uptime ${guestReadySec} s); work folder ${lab.workDir}`);
+    log(
+      `ready in ${((done - started) / 1000).toFixed(1)} s (boot ${((booted - prepared) / 1000).toFixed(1)} s, guest uptime ${guestReadySec} s); work folder ${lab.workDir}`,
+    );
     return lab;
   } catch (error) {
     // the error carries the serial console, so stop() need not print it
@@ -231,7 +246,10 @@ class RunningVmLab implements VmLab {
     let c = this.conns.get(name);
     if (!c) {
       const h = this.host(name);
-      c = connect({ host: h.sshHost, port: h.sshPort, user: 'root', privateKeyPath: this.inventory.privateKeyPath, hostKey: h.hostKey }, { timeoutMs: 30_000, retries: 3 });
+      c = connect(
+        { host: h.sshHost, port: h.sshPort, user: 'root', privateKeyPath: this.inventory.privateKeyPath, hostKey: h.hostKey },
+        { timeoutMs: 30_000, retries: 3 },
+      );
       this.conns.set(name, c);
       c.catch(() => this.conns.delete(name));
     }
@@ -246,7 +264,9 @@ class RunningVmLab implements VmLab {
   execOk = async (name: VmHostName, script: string, opts?: { stdin?: string | Buffer }): Promise<string> => {
     const r = await this.exec(name, script, opts);
     if (r.code !== 0) {
-      throw new Error(`VM lab: on ${name}, the script exited with ${r.code}:\n${script.trim()}\n--- stdout ---\n${r.stdout.trimEnd()}\n--- stderr ---\n${r.stderr.trimEnd()}`);
+      throw new Error(
+        `VM lab: on ${name}, the script exited with ${r.code}:\n${script.trim()}\n--- stdout ---\n${r.stdout.trimEnd()}\n--- stderr ---\n${r.stderr.trimEnd()}`,
+      );
     }
     return r.stdout;
   };
@@ -332,9 +352,7 @@ function hostEntry(h: VmHostDef, port: number, key: KeyPair): VmLabHost {
  * `/init`, the keys and each host's sshd config. Returns its path.
  */
 function writeRunInitrd(workDir: string, baseImage: string, keys: RunKeys, lifetimeSec: number): string {
-  const run = new CpioArchive()
-    .file('init', renderInit({ lifetimeSec }), 0o755)
-    .file('lab/authorized_keys', `${keys.client.publicLine}\n`, 0o600);
+  const run = new CpioArchive().file('init', renderInit({ lifetimeSec }), 0o755).file('lab/authorized_keys', `${keys.client.publicLine}\n`, 0o600);
   for (const { def, key } of keys.hosts) {
     run.file(`lab/hosts/${def.name}/ssh_host_ed25519_key`, key.privateKey, 0o600);
     run.file(`lab/hosts/${def.name}/ssh_host_ed25519_key.pub`, `${key.publicLine}\n`);
@@ -375,7 +393,9 @@ async function bootVm(lab: RunningVmLab, qemu: string, initrd: string, options: 
   const bootTimeout = options.bootTimeoutMs ?? 120_000;
   const outcome = await lab.qemu.waitForBoot(bootTimeout);
   if (outcome !== 'ready') {
-    const why = { failed: 'the VM init failed', exited: 'qemu exited before the VM was ready', timeout: `the VM was not ready after ${bootTimeout / 1000} s` }[outcome];
+    const why = { failed: 'the VM init failed', exited: 'qemu exited before the VM was ready', timeout: `the VM was not ready after ${bootTimeout / 1000} s` }[
+      outcome
+    ];
     throw new VmLabError(`VM lab: ${why} (serial console: ${lab.serialLogPath})`, lab.serial());
   }
 }
@@ -384,6 +404,7 @@ async function bootVm(lab: RunningVmLab, qemu: string, initrd: string, options: 
 async function checkHostIdentities(lab: RunningVmLab): Promise<void> {
   const names = await Promise.all(lab.hosts.map((h) => lab.execOk(h.name, 'hostname')));
   names.forEach((n, i) => {
-    if (n.trim() !== lab.hosts[i].name) throw new VmLabError(`VM lab: port ${lab.hosts[i].sshPort} reached host ${n.trim()}, expected ${lab.hosts[i].name}`, lab.serial());
+    if (n.trim() !== lab.hosts[i].name)
+      throw new VmLabError(`VM lab: port ${lab.hosts[i].sshPort} reached host ${n.trim()}, expected ${lab.hosts[i].name}`, lab.serial());
   });
 }

@@ -92,12 +92,13 @@ function schedulerRules(shape: Shape, flows: string, slots: string, out: string,
   // still takes new flows: clients reuse source ports long before entries expire, and such a new connection must
   // not reach a drained or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
   rules.push(`${newFlow ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
-  if (newFlow) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} @${live} ${out}`, `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`);
+  if (newFlow)
+    rules.push(
+      `${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} @${live} ${out}`,
+      `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`,
+    );
   if (modulus === 0) return rules;
-  const hash =
-    shape.algorithm === 'sh'
-      ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}`
-      : `jhash ${FLOW_KEY} mod ${modulus} seed ${seed}`;
+  const hash = shape.algorithm === 'sh' ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}` : `jhash ${FLOW_KEY} mod ${modulus} seed ${seed}`;
   const chooser = shape.algorithm === 'rr' ? `numgen inc mod ${modulus}` : hash;
   rules.push(`${newFlow}meta mark set ${chooser} ${pick} ${remember} ${out}`);
   if (vip.protocol === 'tcp') {
@@ -171,11 +172,19 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
   const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort(compareAddresses);
   if (l2Backends.size) {
     const lbMac = spec.mac ?? facts.interfaceMac ?? null;
-    defines.push({ name: 'lb_mac', value: lbMac, comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time` });
+    defines.push({
+      name: 'lb_mac',
+      value: lbMac,
+      comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
+    });
     const counterMap = mapOf('backend_counter_l2', 'ether_addr : counter');
     for (const ip of orderedIps(l2Backends)) {
       const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
-      defines.push({ name: macVar(ip), value: mac, comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time` });
+      defines.push({
+        name: macVar(ip),
+        value: mac,
+        comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time`,
+      });
       counters.add(`be_${backendId(ip)}`);
       counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
@@ -198,9 +207,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     }
   }
 
-  const ingressRules = ['vip_port', 'vip_any']
-    .filter((m) => maps.has(m))
-    .map((m) => `meta protocol ip ${vipKeyExpr(m === 'vip_any')} vmap @${m}`);
+  const ingressRules = ['vip_port', 'vip_any'].filter((m) => maps.has(m)).map((m) => `meta protocol ip ${vipKeyExpr(m === 'vip_any')} vmap @${m}`);
   const ingress: NftChain = {
     name: 'ingress',
     hook: `type filter hook ingress device "${spec.interface}" priority -300; policy accept;`,
@@ -224,8 +231,5 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
 /** The balancer's IPIP tunnels for L3 backends, in address order. */
 export function balancerTunnels(spec: BalancerSpec): { name: string; local: string; remote: string }[] {
   const remotes = new Set(spec.vips.filter((v) => v.mode === 'l3').flatMap((v) => v.backends.map((b) => b.ip)));
-  return [...remotes]
-    .sort(compareAddresses)
-    .map((remote) => ({ name: tunnelName(remote), local: spec.address!, remote }));
+  return [...remotes].sort(compareAddresses).map((remote) => ({ name: tunnelName(remote), local: spec.address!, remote }));
 }
-

@@ -23,7 +23,13 @@ let specText: string;
 beforeAll(async () => {
   lab = await createLab({ hosts: [{ name: 'be1' }] });
   be = lab.hosts.be1;
-  specText = JSON.stringify(backendSpec(lab, be, [{ ip: VIP_A, port: 80 }, { ip: VIP_B, port: 443 }, { ip: VIP_A, port: 8080 }]));
+  specText = JSON.stringify(
+    backendSpec(lab, be, [
+      { ip: VIP_A, port: 80 },
+      { ip: VIP_B, port: 443 },
+      { ip: VIP_A, port: 8080 },
+    ]),
+  );
 });
 
 afterAll(async () => {

@@ -23,7 +23,17 @@ beforeAll(async () => {
   lab = await createLab({ hosts: [{ name: 'lb' }, { name: 'be1' }, { name: 'be2' }, { name: 'client', sshd: false }] });
   ({ lb, be1, be2, client } = lab.hosts);
   specText = JSON.stringify(
-    balancerSpec(lab, lb, [{ name: VIP_NAME, ip: VIP, port: 80, backends: [{ name: 'be-1_x', ip: be1.ip }, { name: 'be_2-y', ip: be2.ip }] }]),
+    balancerSpec(lab, lb, [
+      {
+        name: VIP_NAME,
+        ip: VIP,
+        port: 80,
+        backends: [
+          { name: 'be-1_x', ip: be1.ip },
+          { name: 'be_2-y', ip: be2.ip },
+        ],
+      },
+    ]),
   );
 });
 
@@ -106,7 +116,15 @@ describe('balancer host apply (real nft, real neighbours)', () => {
   test('GIVEN a backend address nobody answers WHEN apply runs THEN a clear failed task names it and nothing changes on the host', async () => {
     const ghost = unusedIp(lab, 201);
     const spec = balancerSpec(lab, lb, [
-      { name: VIP_NAME, ip: VIP, port: 80, backends: [{ name: 'be-1_x', ip: be1.ip }, { name: 'ghost', ip: ghost }] },
+      {
+        name: VIP_NAME,
+        ip: VIP,
+        port: 80,
+        backends: [
+          { name: 'be-1_x', ip: be1.ip },
+          { name: 'ghost', ip: ghost },
+        ],
+      },
       { name: 'api', ip: '10.99.2.11', port: 443, backends: [{ name: 'be_2-y', ip: be2.ip }] },
     ]);
     const before = await snapshot(lb);
@@ -121,7 +139,11 @@ describe('balancer host apply (real nft, real neighbours)', () => {
         diff: undefined,
       },
     ]);
-    expect(result.error).toEqual({ kind: 'task-failed', task: `backend MAC ${ghost}`, message: `backend MAC ${ghost}: ${result.tasks.find((t) => t.status === 'failed')!.detail}` });
+    expect(result.error).toEqual({
+      kind: 'task-failed',
+      task: `backend MAC ${ghost}`,
+      message: `backend MAC ${ghost}: ${result.tasks.find((t) => t.status === 'failed')!.detail}`,
+    });
     expect(result.roundTrips).toBe(1);
     // nothing changed: same ruleset (the old VIP still forwards), addresses, sysctls and files
     const after = await snapshot(lb);

@@ -25,7 +25,20 @@ beforeAll(async () => {
   lab = await createLab({ hosts: [{ name: 'lb' }, { name: 'be1' }, { name: 'be2' }] });
   ({ lb, be1, be2 } = lab.hosts);
   beFile = writeSpec(lab, backendSpec(lab, be1, [{ ip: VIP }]), 'be1.json');
-  lbFile = writeSpec(lab, balancerSpec(lab, lb, [{ name: 'web', ip: VIP, backends: [{ name: 'be1', ip: be1.ip }, { name: 'be2', ip: be2.ip }] }]), 'lb.json');
+  lbFile = writeSpec(
+    lab,
+    balancerSpec(lab, lb, [
+      {
+        name: 'web',
+        ip: VIP,
+        backends: [
+          { name: 'be1', ip: be1.ip },
+          { name: 'be2', ip: be2.ip },
+        ],
+      },
+    ]),
+    'lb.json',
+  );
   for (const file of [beFile, lbFile]) {
     const r = await runCli(['apply', '--spec', file]);
     if (r.code !== 0) throw new Error(`apply ${file} failed:\n${r.stdout}${r.stderr}`);
@@ -41,7 +54,10 @@ const notOk = (stdout: string) => stdout.split('\n').filter((l) => /^(changed|fa
 
 describe('check (drift detection) through the CLI', () => {
   test('GIVEN hosts in sync WHEN check runs THEN exit 0, every task ok, progress on stderr and results on stdout', async () => {
-    for (const [file, host, tasks] of [[beFile, 'be1', 8], [lbFile, 'lb', 9]] as const) {
+    for (const [file, host, tasks] of [
+      [beFile, 'be1', 8],
+      [lbFile, 'lb', 9],
+    ] as const) {
       const r = await runCli(['check', '--spec', file]);
       expect(r.code).toBe(0);
       expect(notOk(r.stdout)).toEqual([]);
@@ -113,15 +129,14 @@ describe('check (drift detection) through the CLI', () => {
   test('GIVEN drifted hosts WHEN apply runs THEN it repairs exactly the drift, and check is back to exit 0', async () => {
     const be = await runCli(['apply', '--spec', beFile]);
     expect(be.code).toBe(0);
-    expect(notOk(be.stdout)).toEqual([
-      `changed: be1 address ${VIP}/32 dev lo (added)`,
-      `changed: be1 file ${BACKEND_SYSCTL_FILE} (content differs)`,
-    ]);
+    expect(notOk(be.stdout)).toEqual([`changed: be1 address ${VIP}/32 dev lo (added)`, `changed: be1 file ${BACKEND_SYSCTL_FILE} (content differs)`]);
     const balancer = await runCli(['apply', '--spec', lbFile]);
     expect(balancer.code).toBe(0);
     expect(notOk(balancer.stdout)).toEqual([
       'changed: lb nft table netdev tula_dsr (1 VIPs) (live table was changed outside tula-dsr)',
-      'changed: lb state /var/lib/tula-dsr/balancer.json (generation ' + (balancer.stdout.match(/generation ([0-9a-f]{12}) recorded/)?.[1] ?? '?') + ' recorded)',
+      'changed: lb state /var/lib/tula-dsr/balancer.json (generation ' +
+        (balancer.stdout.match(/generation ([0-9a-f]{12}) recorded/)?.[1] ?? '?') +
+        ' recorded)',
     ]);
     // the hand-made rule is gone, the file and the VIP are back
     expect(await sh(lb, 'nft list chain netdev tula_dsr l2_out')).not.toMatch(/\n\t\tcounter packets/);
@@ -134,7 +149,10 @@ describe('check (drift detection) through the CLI', () => {
     await sh(be1, `ip addr del ${VIP}/32 dev lo`);
     const r = await runCli(['check', '--spec', beFile, '--json']);
     expect(r.code).toBe(2);
-    const json = JSON.parse(r.stdout) as { mode: string; results: { host: string; tasks: { name: string; status: string }[]; counts: Record<string, number>; roundTrips: number }[] };
+    const json = JSON.parse(r.stdout) as {
+      mode: string;
+      results: { host: string; tasks: { name: string; status: string }[]; counts: Record<string, number>; roundTrips: number }[];
+    };
     expect(json.mode).toBe('check');
     expect(json.results).toHaveLength(1);
     const [host] = json.results;
@@ -157,7 +175,7 @@ describe('check (drift detection) through the CLI', () => {
     mkdirSync(dir, { recursive: true });
     const resource = (file: string) => ({
       triggers: { spec: readFileSync(file, 'utf8') },
-      provisioner: [{ 'local-exec': { command: 'node -e "require(\'tula-dsr/agent\').main([\'apply\'])"' } }],
+      provisioner: [{ 'local-exec': { command: "node -e \"require('tula-dsr/agent').main(['apply'])\"" } }],
     });
     writeFileSync(join(dir, 'cdk.tf.json'), JSON.stringify({ resource: { null_resource: { lb: resource(lbFile), be1: resource(beFile) } } }));
 

@@ -88,7 +88,7 @@ describe('provisioners through the daemon', () => {
     expect(daemonPid(rt)).toBe(pid);
   });
 
-  test('exit codes and errors are the agent\'s own: a bad spec fails with its message and no stack trace', async () => {
+  test("exit codes and errors are the agent's own: a bad spec fails with its message and no stack trace", async () => {
     const rt = runtimeFolder();
     const bad = JSON.parse(specText('be1')) as { services: { ip: string }[] };
     bad.services[0].ip = '10.0.0.300';
@@ -102,7 +102,7 @@ describe('provisioners through the daemon', () => {
     expect(pidFiles(rt)).toHaveLength(1);
   });
 
-  test('the caller\'s folder and environment: relative spec and key paths resolve where the provisioner runs', async () => {
+  test("the caller's folder and environment: relative spec and key paths resolve where the provisioner runs", async () => {
     const rt = runtimeFolder();
     const work = mkdtempSync(join(lab.dir, 'cwd-'));
     // a project of the user's, with tula-dsr installed in its node_modules
@@ -163,7 +163,10 @@ describe('when the daemon cannot serve', () => {
     const rt = runtimeFolder();
     // learn the socket's name from a daemon, stop it, and leave a dead socket file in its place
     expect((await provision(rt, terraformEnv(specText('be1')))).code).toBe(0);
-    const sock = join(rt, readdirSync(rt).find((n) => n.endsWith('.sock'))!);
+    const sock = join(
+      rt,
+      readdirSync(rt).find((n) => n.endsWith('.sock'))!,
+    );
     await stopAgentDaemons(rt);
     const bound = await execFile(['python3', '-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', sock]);
     expect(bound.code).toBe(0);
@@ -177,7 +180,10 @@ describe('when the daemon cannot serve', () => {
   test('a daemon that goes away mid-run: the provisioner fails with a clear message', async () => {
     const rt = runtimeFolder();
     expect((await provision(rt, terraformEnv(specText('be1')))).code).toBe(0);
-    const sock = join(rt, readdirSync(rt).find((n) => n.endsWith('.sock'))!);
+    const sock = join(
+      rt,
+      readdirSync(rt).find((n) => n.endsWith('.sock'))!,
+    );
     await stopAgentDaemons(rt);
     // a stand-in that accepts the request and hangs up without a result, as a crashed daemon would
     const server = createServer((s) => s.once('data', () => s.destroy()));
@@ -194,14 +200,22 @@ describe('when the daemon cannot serve', () => {
   test('a malformed request gets a usage error, not a crash', async () => {
     const rt = runtimeFolder();
     expect((await provision(rt, terraformEnv(specText('be1')))).code).toBe(0);
-    const sock = join(rt, readdirSync(rt).find((n) => n.endsWith('.sock'))!);
+    const sock = join(
+      rt,
+      readdirSync(rt).find((n) => n.endsWith('.sock'))!,
+    );
     const reply = await new Promise<string>((resolve) => {
       let text = '';
       const c = connect(sock, () => c.write('{"v":1,"argv":"apply","cwd":"/","env":{}}\n'));
       c.on('data', (d) => (text += d));
       c.on('close', () => resolve(text));
     });
-    expect(reply.trim().split('\n').map((l) => JSON.parse(l))).toEqual([{ err: 'tula-dsr: agent daemon: argv must be a list of strings\n' }, { exit: 64 }]);
+    expect(
+      reply
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l)),
+    ).toEqual([{ err: 'tula-dsr: agent daemon: argv must be a list of strings\n' }, { exit: 64 }]);
     // and it still serves
     expect((await provision(rt, terraformEnv(specText('be1')))).code).toBe(0);
   });
@@ -212,7 +226,11 @@ describe('runtimeDir', () => {
     const base = mkdtempSync(join(lab.dir, 'perm-'));
     const ok = join(base, 'ok');
     expect(runtimeDir({ TULA_DSR_RUNTIME_DIR: ok })).toEqual({ dir: ok });
-    expect((readdirSync(base, { withFileTypes: true }).find((e) => e.name === 'ok')?.isDirectory())).toBe(true);
+    expect(
+      readdirSync(base, { withFileTypes: true })
+        .find((e) => e.name === 'ok')
+        ?.isDirectory(),
+    ).toBe(true);
 
     const link = join(base, 'link');
     symlinkSync(ok, link);

@@ -88,25 +88,30 @@ describe('hostile values are rejected before anything runs', () => {
     expect(result.target).toBeUndefined();
   });
 
-  test.each(['ssh.privateKeyPath', 'ssh.knownHostsFile'])('%s: a newline is rejected; other hostile paths are only ever read locally, and fail', async (field) => {
-    for (const value of HOSTILE) {
-      const spec = backend();
-      if (field === 'ssh.privateKeyPath') spec.ssh.privateKeyPath = value;
-      else {
-        delete spec.ssh.hostKey;
-        spec.ssh.knownHostsFile = value;
+  test.each(['ssh.privateKeyPath', 'ssh.knownHostsFile'])(
+    '%s: a newline is rejected; other hostile paths are only ever read locally, and fail',
+    async (field) => {
+      for (const value of HOSTILE) {
+        const spec = backend();
+        if (field === 'ssh.privateKeyPath') spec.ssh.privateKeyPath = value;
+        else {
+          delete spec.ssh.hostKey;
+          spec.ssh.knownHostsFile = value;
+        }
+        const result = await run(spec, 'apply');
+        if (value.includes('\n')) {
+          expect(result.error?.message).toContain(
+            `\n  - lab/be1: ${field}: ${JSON.stringify(value)} is not a usable file path; use a path without NUL or line breaks`,
+          );
+        } else if (field === 'ssh.privateKeyPath') {
+          expect(result.error).toEqual({ kind: 'private-key', message: `root@${be1.ip}:22: cannot read private key ${value}: ENOENT` });
+        } else {
+          expect(result.error).toEqual({ kind: 'config', message: `root@${be1.ip}:22: cannot read knownHostsFile ${value}: ENOENT` });
+        }
+        expect(result.roundTrips).toBe(0);
       }
-      const result = await run(spec, 'apply');
-      if (value.includes('\n')) {
-        expect(result.error?.message).toContain(`\n  - lab/be1: ${field}: ${JSON.stringify(value)} is not a usable file path; use a path without NUL or line breaks`);
-      } else if (field === 'ssh.privateKeyPath') {
-        expect(result.error).toEqual({ kind: 'private-key', message: `root@${be1.ip}:22: cannot read private key ${value}: ENOENT` });
-      } else {
-        expect(result.error).toEqual({ kind: 'config', message: `root@${be1.ip}:22: cannot read knownHostsFile ${value}: ENOENT` });
-      }
-      expect(result.roundTrips).toBe(0);
-    }
-  });
+    },
+  );
 
   test.each([
     ['backend', 'path'],
@@ -126,9 +131,14 @@ describe('hostile values are rejected before anything runs', () => {
         if (typeof target.path === 'string') [where, whereDepth] = [target.path, i];
         target = target[p];
       });
-      if (parts.length > 1 && typeof target.path === 'string' && /^\d+$/.test(parts[parts.length - 2]) === false) [where, whereDepth] = [target.path, parts.length - 1];
+      if (parts.length > 1 && typeof target.path === 'string' && /^\d+$/.test(parts[parts.length - 2]) === false)
+        [where, whereDepth] = [target.path, parts.length - 1];
       target[parts[parts.length - 1]] = value;
-      const rest = parts.slice(whereDepth).map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('').replace(/^\./, '');
+      const rest = parts
+        .slice(whereDepth)
+        .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+        .join('')
+        .replace(/^\./, '');
       const result = await run(spec, 'apply');
       expect(result.error?.kind).toBe('spec');
       expect(result.error?.message).toContain(
@@ -138,27 +148,30 @@ describe('hostile values are rejected before anything runs', () => {
     }
   });
 
-  test.each(HOSTILE.map((v) => [JSON.stringify(v), v]))('the CLI given every field = %s lists each problem, exits 1 and touches no host', async (_shown, value) => {
-    for (const kind of ['backend', 'balancer']) {
-      const spec = kind === 'backend' ? backend() : balancer();
-      const fields = STRICT_FIELDS.filter(([k]) => k === kind);
-      for (const [, , , set] of fields) set(spec, value);
+  test.each(HOSTILE.map((v) => [JSON.stringify(v), v]))(
+    'the CLI given every field = %s lists each problem, exits 1 and touches no host',
+    async (_shown, value) => {
+      for (const kind of ['backend', 'balancer']) {
+        const spec = kind === 'backend' ? backend() : balancer();
+        const fields = STRICT_FIELDS.filter(([k]) => k === kind);
+        for (const [, , , set] of fields) set(spec, value);
 
-      const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
+        const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
 
-      expect(r.code).toBe(1);
-      expectNoStackTrace(r.stdout + r.stderr);
-      expect(r.stderr).toBe('');
-      expect(r.stdout).toMatch(/^failed: \(spec\) tula-dsr found \d+ problems in the configuration:\n/);
-      for (const [, field] of fields) expect(r.stdout).toContain(`: ${field}: ${JSON.stringify(value)} `);
-      expect(r.stdout).toMatch(/^\(spec\) +: ok=0 changed=0 failed=1 skipped=0 +\(\d+ ms, 0 round trips\)$/m);
-    }
-    expect(existsSync(SENTINEL)).toBe(false);
-    for (const host of [lb, be1]) {
-      expect((await host.exec(['test', '-e', SENTINEL])).code).not.toBe(0);
-      expect((await host.exec(['test', '-e', '/var/lib/tula-dsr'])).code).not.toBe(0);
-    }
-  });
+        expect(r.code).toBe(1);
+        expectNoStackTrace(r.stdout + r.stderr);
+        expect(r.stderr).toBe('');
+        expect(r.stdout).toMatch(/^failed: \(spec\) tula-dsr found \d+ problems in the configuration:\n/);
+        for (const [, field] of fields) expect(r.stdout).toContain(`: ${field}: ${JSON.stringify(value)} `);
+        expect(r.stdout).toMatch(/^\(spec\) +: ok=0 changed=0 failed=1 skipped=0 +\(\d+ ms, 0 round trips\)$/m);
+      }
+      expect(existsSync(SENTINEL)).toBe(false);
+      for (const host of [lb, be1]) {
+        expect((await host.exec(['test', '-e', SENTINEL])).code).not.toBe(0);
+        expect((await host.exec(['test', '-e', '/var/lib/tula-dsr'])).code).not.toBe(0);
+      }
+    },
+  );
 
   test('GIVEN a balancer path that smuggles nft commands after a line break WHEN apply runs THEN it is refused and no table appears', async () => {
     const spec = balancer();

@@ -120,7 +120,7 @@ describe('an apply interrupted in the middle', () => {
     expect(await sh(be, 'sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce')).toBe('0\n0\n');
   });
 
-  test('GIVEN the apply script SIGKILLed on a fresh backend after arp_ignore changed WHEN apply runs again THEN the recorded originals are the host\'s, and remove restores them', async () => {
+  test("GIVEN the apply script SIGKILLed on a fresh backend after arp_ignore changed WHEN apply runs again THEN the recorded originals are the host's, and remove restores them", async () => {
     const be = lab.hosts.be2;
     const sysctls = () => sh(be, 'sysctl -n net.ipv4.conf.all.arp_ignore net.ipv4.conf.all.arp_announce');
     expect(await sysctls()).toBe('0\n0\n');
@@ -135,7 +135,8 @@ describe('an apply interrupted in the middle', () => {
     expect(await sysctls()).toBe('1\n0\n');
     expect((await be.exec(['test', '-e', '/var/lib/tula-dsr/backend.json'])).code).not.toBe(0);
     expect(JSON.parse(await sh(be, 'cat /var/lib/tula-dsr/backend.json.journal')).originalSysctls).toEqual({
-      'net.ipv4.conf.all.arp_ignore': '0', 'net.ipv4.conf.all.arp_announce': '0',
+      'net.ipv4.conf.all.arp_ignore': '0',
+      'net.ipv4.conf.all.arp_announce': '0',
     });
 
     // THEN a re-run records the host's real originals (from the journal, not the half-changed host) and drops it

@@ -1,8 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines,
-} from '../../agent/facts/parsers';
+import { extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines } from '../../agent/facts/parsers';
 import { parseSections } from '../../agent/facts/sections';
 import { parseApplyOutput } from '../../agent/script';
 import { renderDiff } from '../../agent/diff';
@@ -14,11 +12,13 @@ const JUNK = 'Last login: Sun Nov 29 01:00:00 2026\nwarning: stmt ops map have n
 describe('parseIpAddrJson', () => {
   test('GIVEN a recorded `ip -j -d addr` WHEN parsed THEN it lists IPv4 addresses per device, MACs and link state', () => {
     const facts = parseIpAddrJson(fixture('ip-addr.json'));
-    expect(facts.addresses).toEqual(expect.arrayContaining([
-      { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
-      { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
-      { dev: 'eth0', ip: '10.213.99.100', prefix: 32 },
-    ]));
+    expect(facts.addresses).toEqual(
+      expect.arrayContaining([
+        { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
+        { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
+        { dev: 'eth0', ip: '10.213.99.100', prefix: 32 },
+      ]),
+    );
     expect(facts.addresses.every((a) => !a.ip.includes(':'))).toBe(true);
     expect(facts.links.eth0).toMatchObject({ up: true, kind: 'veth' });
     expect(facts.links.eth0.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
@@ -30,7 +30,15 @@ describe('parseIpAddrJson', () => {
   });
 
   test('GIVEN an ipip tunnel entry WHEN parsed THEN its endpoints are read from linkinfo', () => {
-    const text = JSON.stringify([{ ifname: 'ipip0', flags: ['NOARP', 'UP'], address: '10.0.2.11', linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.2.11', remote: 'any' } }, addr_info: [{ family: 'inet', local: '10.0.9.100', prefixlen: 32 }] }]);
+    const text = JSON.stringify([
+      {
+        ifname: 'ipip0',
+        flags: ['NOARP', 'UP'],
+        address: '10.0.2.11',
+        linkinfo: { info_kind: 'ipip', info_data: { local: '10.0.2.11', remote: 'any' } },
+        addr_info: [{ family: 'inet', local: '10.0.9.100', prefixlen: 32 }],
+      },
+    ]);
     const facts = parseIpAddrJson(text);
     expect(facts.links.ipip0).toEqual({ mac: undefined, up: true, kind: 'ipip', local: '10.0.2.11', remote: 'any' });
     expect(facts.addresses).toEqual([{ dev: 'ipip0', ip: '10.0.9.100', prefix: 32 }]);
@@ -97,7 +105,10 @@ describe('small parsers', () => {
 
   test('sections: junk before the first marker is ignored', () => {
     const sections = parseSections('motd\n@@tula basics\nnow=1\n@@tula end\n');
-    expect([...sections.entries()]).toEqual([['basics', 'now=1'], ['end', '']]);
+    expect([...sections.entries()]).toEqual([
+      ['basics', 'now=1'],
+      ['end', ''],
+    ]);
   });
 
   test('extractJson finds a JSON value after junk and returns undefined when there is none', () => {
@@ -107,7 +118,12 @@ describe('small parsers', () => {
 
   test('apply output: completed steps, a failure with its stderr, and the end marker', () => {
     const out = parseApplyOutput('@@tula done 1\n@@tula done 2\n@@tula failed 3 2\n|Error: Could not process rule\n|  line 4\n\n');
-    expect(out).toMatchObject({ completedSteps: 2, failure: { step: 3, exitCode: 2, stderr: 'Error: Could not process rule\n  line 4' }, finished: false, staleFacts: false });
+    expect(out).toMatchObject({
+      completedSteps: 2,
+      failure: { step: 3, exitCode: 2, stderr: 'Error: Could not process rule\n  line 4' },
+      finished: false,
+      staleFacts: false,
+    });
     expect(parseApplyOutput('@@tula stale-facts\n').staleFacts).toBe(true);
     expect(parseApplyOutput('@@tula done 1\n@@tula end\n')).toMatchObject({ completedSteps: 1, finished: true });
   });
@@ -115,7 +131,9 @@ describe('small parsers', () => {
 
 describe('renderDiff (check and --diff)', () => {
   test('GIVEN a changed line WHEN diffed THEN removals come before additions, as diff -u prints them, with context', () => {
-    expect(renderDiff('a\nb\nc\nd\n', 'a\nB\nc\nd\n', '/etc/x')).toBe(['--- /etc/x (host)', '+++ /etc/x (desired)', ' a', '-b', '+B', ' c', ' d', ''].join('\n'));
+    expect(renderDiff('a\nb\nc\nd\n', 'a\nB\nc\nd\n', '/etc/x')).toBe(
+      ['--- /etc/x (host)', '+++ /etc/x (desired)', ' a', '-b', '+B', ' c', ' d', ''].join('\n'),
+    );
     expect(renderDiff('same\n', 'same\n', '/etc/x')).toBe('');
   });
 });

@@ -154,7 +154,16 @@ describe('remove restores the pre-apply state byte for byte', () => {
   });
 
   test('GIVEN a balancer with an unrelated nft table WHEN apply then remove THEN ruleset, addresses and files are byte-identical to before', async () => {
-    const spec = balancerSpec(lab, lb, [{ name: 'web', ip: VIP, backends: [{ name: 'be1', ip: be1.ip }, { name: 'be2', ip: be2.ip }] }]);
+    const spec = balancerSpec(lab, lb, [
+      {
+        name: 'web',
+        ip: VIP,
+        backends: [
+          { name: 'be1', ip: be1.ip },
+          { name: 'be2', ip: be2.ip },
+        ],
+      },
+    ]);
     const before = await snapshot(lb);
     expect(before.ruleset).toContain('table inet keepme {');
 

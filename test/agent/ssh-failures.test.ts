@@ -30,7 +30,14 @@ function applyWith(host: LabHost, ssh: Record<string, unknown>, timeout = '1'): 
 beforeAll(async () => {
   assertDistFresh();
   lab = await createLab({
-    hosts: [{ name: 'be1' }, { name: 'be2' }, { name: 'down' }, { name: 'walled' }, { name: 'sudoer', users: [{ name: 'tulaops', sudo: true }] }, { name: 'nosudo', users: [{ name: 'tulanosudo', sudo: false }] }],
+    hosts: [
+      { name: 'be1' },
+      { name: 'be2' },
+      { name: 'down' },
+      { name: 'walled' },
+      { name: 'sudoer', users: [{ name: 'tulaops', sudo: true }] },
+      { name: 'nosudo', users: [{ name: 'tulanosudo', sudo: false }] },
+    ],
   });
   ({ be1, be2, down, walled } = lab.hosts);
   await execOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', 'stranger', '-f', join(lab.dir, 'stranger_ed25519')]);
@@ -38,7 +45,10 @@ beforeAll(async () => {
   writeFileSync(join(lab.dir, 'known_hosts_other'), `${be2.ip} ${be2.hostKeyLine}\n`);
   await down.stopSshd();
   // a host that silently drops SSH: the connect can only time out
-  await sh(walled, 'nft add table inet wall && nft add chain inet wall input "{ type filter hook input priority 0; policy accept; }" && nft add rule inet wall input tcp dport 22 drop');
+  await sh(
+    walled,
+    'nft add table inet wall && nft add chain inet wall input "{ type filter hook input priority 0; policy accept; }" && nft add rule inet wall input tcp dport 22 drop',
+  );
 
   runs.set('wrong pin', applyWith(be1, { hostKey: be2.hostKeyFingerprint }));
   runs.set('known_hosts mismatch', applyWith(be1, { hostKey: undefined, knownHostsFile: join(lab.dir, 'known_hosts_mismatch') }));
@@ -127,7 +137,9 @@ describe('authentication', () => {
 describe('reachability', () => {
   test('GIVEN sshd stopped WHEN apply runs THEN connection refused after 3 attempts, quickly', async () => {
     const r = await runs.get('sshd stopped')!;
-    expect(refusal(r, 'down')).toBe(`failed: down root@${down.ip}:22: connection refused: is sshd running and listening on that address and port? (3 attempts)`);
+    expect(refusal(r, 'down')).toBe(
+      `failed: down root@${down.ip}:22: connection refused: is sshd running and listening on that address and port? (3 attempts)`,
+    );
     // 3 refused attempts with 0.25 s and 0.5 s backoff in between
     expect(agentMs(r)).toBeGreaterThanOrEqual(700);
     expect(agentMs(r)).toBeLessThan(3000);
@@ -138,7 +150,11 @@ describe('reachability', () => {
     const r = await runs.get('unused ip')!;
     const ghost = unusedIp(lab, 202);
     // ARP for the address fails after about 3 s (no route to host); until then the 1 s handshake timeout fires
-    expect(refusal(r)).toMatch(new RegExp(`^failed: be1 root@${ghost.replace(/\./g, '\\.')}:22: (no route to host|timed out after 1000 ms waiting for the SSH handshake) \\(3 attempts\\)$`));
+    expect(refusal(r)).toMatch(
+      new RegExp(
+        `^failed: be1 root@${ghost.replace(/\./g, '\\.')}:22: (no route to host|timed out after 1000 ms waiting for the SSH handshake) \\(3 attempts\\)$`,
+      ),
+    );
     // 3 attempts of at most 1 s each, plus 0.25 s + 0.5 s backoff
     expect(agentMs(r)).toBeLessThan(5500);
   });

@@ -44,7 +44,11 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
 
   test('GIVEN two balancers and four backend hosts WHEN synthesized THEN there is exactly one resource per Balancer and per BackendHost, and nothing else', () => {
     expect(Object.keys(json.resource)).toEqual([typeOf(engine)]);
-    expect(Object.keys(json.resource[typeOf(engine)]).map((k) => k.replace(/_host_[0-9A-F]{8}$/, '')).sort()).toEqual(['idle', 'lb1', 'lb2', 'web1', 'web2', 'web3']);
+    expect(
+      Object.keys(json.resource[typeOf(engine)])
+        .map((k) => k.replace(/_host_[0-9A-F]{8}$/, ''))
+        .sort(),
+    ).toEqual(['idle', 'lb1', 'lb2', 'web1', 'web2', 'web3']);
     expect(json.data).toBeUndefined();
   });
 
@@ -91,8 +95,12 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(Object.keys(triggers).sort()).toEqual(HOST_TRIGGERS);
     expect(triggers).toEqual({ ...renderBackendHostReview(web1), spec: stableJson(web1), hash: sha256Hex(stableJson(web1)) });
     expect(triggers.sysctl_file).toContain('\nnet.ipv4.conf.all.arp_ignore = 1\nnet.ipv4.conf.all.arp_announce = 2\nnet.ipv4.conf.all.rp_filter = 2\n');
-    expect(triggers.addresses).toBe('ipip0: ipip local 10.0.1.11 remote any\n10.0.1.100/32 dev lo\n10.0.1.110/32 dev lo\n10.0.1.120/32 dev lo\n10.0.1.110/32 dev ipip0\n');
-    expect(triggers.mss_clamp).toContain('ip saddr { 10.0.1.110 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1400 tcp option maxseg size set 1400');
+    expect(triggers.addresses).toBe(
+      'ipip0: ipip local 10.0.1.11 remote any\n10.0.1.100/32 dev lo\n10.0.1.110/32 dev lo\n10.0.1.120/32 dev lo\n10.0.1.110/32 dev ipip0\n',
+    );
+    expect(triggers.mss_clamp).toContain(
+      'ip saddr { 10.0.1.110 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1400 tcp option maxseg size set 1400',
+    );
     expect(triggers.boot_unit).toContain('ExecStart=/bin/sh /etc/tula-dsr/backend-up.sh\n');
     expect(triggers.boot_unit).toContain('\nip link set ipip0 up\n');
   });
@@ -124,7 +132,9 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
   });
 
   test('GIVEN any host resource WHEN synthesized THEN it is created before the old one is destroyed', () => {
-    expect(Testing.synth(m.stack, true)).toHaveResourceWithProperties({ tfResourceType: typeOf(engine) } as never, { lifecycle: { create_before_destroy: true } });
+    expect(Testing.synth(m.stack, true)).toHaveResourceWithProperties({ tfResourceType: typeOf(engine) } as never, {
+      lifecycle: { create_before_destroy: true },
+    });
     for (const id of ['lb1', 'lb2', 'web1', 'web2', 'web3', 'idle']) expect(resourceOf(json, engine, id).lifecycle).toEqual({ create_before_destroy: true });
   });
 
@@ -144,7 +154,9 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(after.addresses).toBe(before.addresses);
     expect(after.tunnels).toBe(before.tunnels);
     // Only the web VIP's entry and the table (its scheduler chain's modulus) change; every other VIP entry is equal.
-    const changedKeys = Object.keys(after).filter((k) => after[k] !== before[k]).sort();
+    const changedKeys = Object.keys(after)
+      .filter((k) => after[k] !== before[k])
+      .sort();
     expect(changedKeys).toEqual(['hash', 'ruleset', 'spec', 'vip:web']);
     const lines = (s: string) => new Set(s.split('\n'));
     const diff = (key: string) => ({
@@ -156,7 +168,11 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const table = diff('ruleset');
     expect([...table.removed, ...table.added].length).toBeGreaterThan(0);
     expect([...table.removed, ...table.added].every((l) => /_rr[34]_t300|mod [34] /.test(l))).toBe(true);
-    expect(JSON.parse(after.spec).vips.find((v: Json) => v.name === 'web').backends.map((b: Json) => b.weight)).toEqual([3, 1, 0]);
+    expect(
+      JSON.parse(after.spec)
+        .vips.find((v: Json) => v.name === 'web')
+        .backends.map((b: Json) => b.weight),
+    ).toEqual([3, 1, 0]);
   });
 
   test('GIVEN the same input WHEN synthesized twice in separate apps THEN the JSON is byte-identical', () => {
@@ -175,24 +191,30 @@ describe('the engine context', () => {
   test('GIVEN the two engines WHEN synthesized THEN the triggers carry the same text', () => {
     const a = synthJson(mixedStack(root(), 'null_resource'));
     const b = synthJson(mixedStack(root(), 'terraform_data'));
-    for (const id of ['lb1', 'lb2', 'web1', 'web2', 'web3', 'idle']) expect(resourceOf(b, 'terraform_data', id).triggers_replace).toEqual(resourceOf(a, 'null_resource', id).triggers);
+    for (const id of ['lb1', 'lb2', 'web1', 'web2', 'web3', 'idle'])
+      expect(resourceOf(b, 'terraform_data', id).triggers_replace).toEqual(resourceOf(a, 'null_resource', id).triggers);
   });
 });
 
 describe('portable output', () => {
-  const machinePaths = () => [...new Set(['/work', '/root', '/tmp', '/home', process.cwd(), os.tmpdir(), os.homedir(), root(), path.resolve(__dirname, '..', '..')])];
+  const machinePaths = () => [
+    ...new Set(['/work', '/root', '/tmp', '/home', process.cwd(), os.tmpdir(), os.homedir(), root(), path.resolve(__dirname, '..', '..')]),
+  ];
   const absolutePathsIn = (text: string) => machinePaths().filter((p) => text.includes(p));
 
-  test.each(ENGINE_LIST)('GIVEN the %s engine WHEN the stack is synthesized to disk THEN no resource, provider or provisioner holds an absolute path of this machine', (engine) => {
-    const m = mixedStack(root(), engine);
-    // Testing.synth first: app.synth() adds cdktf's default LocalBackend (an absolute path, see the next test).
-    expect(absolutePathsIn(Testing.synth(m.stack, true))).toEqual([]);
-    m.app.synth();
-    const file = readFileSync(path.join(m.app.outdir, 'stacks', 'mixed', 'cdk.tf.json'), 'utf8');
-    const { resource, provider } = JSON.parse(file);
-    expect(Object.keys(resource)).toEqual([engine]);
-    expect(absolutePathsIn(JSON.stringify({ resource, provider }))).toEqual([]);
-  });
+  test.each(ENGINE_LIST)(
+    'GIVEN the %s engine WHEN the stack is synthesized to disk THEN no resource, provider or provisioner holds an absolute path of this machine',
+    (engine) => {
+      const m = mixedStack(root(), engine);
+      // Testing.synth first: app.synth() adds cdktf's default LocalBackend (an absolute path, see the next test).
+      expect(absolutePathsIn(Testing.synth(m.stack, true))).toEqual([]);
+      m.app.synth();
+      const file = readFileSync(path.join(m.app.outdir, 'stacks', 'mixed', 'cdk.tf.json'), 'utf8');
+      const { resource, provider } = JSON.parse(file);
+      expect(Object.keys(resource)).toEqual([engine]);
+      expect(absolutePathsIn(JSON.stringify({ resource, provider }))).toEqual([]);
+    },
+  );
 
   test.each(ENGINE_LIST)('GIVEN the example app (%s) WHEN synthesized to disk THEN the whole cdk.tf.json holds no absolute path of this machine', (engine) => {
     // Fails while the example stack keeps cdktf's default LocalBackend, whose `path` is `${process.cwd()}/terraform.dsr.tfstate`.

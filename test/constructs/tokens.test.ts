@@ -85,7 +85,10 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect({ ruleset: lb.ruleset, addresses: lb.addresses, tunnels: lb.tunnels }).toEqual({ ruleset: PENDING, addresses: PENDING, tunnels: PENDING });
     const vm = hostResource(json, 'vm')[triggersKey(engine)];
     expect({ sysctl_file: vm.sysctl_file, addresses: vm.addresses, mss_clamp: vm.mss_clamp, boot_unit: vm.boot_unit }).toEqual({
-      sysctl_file: PENDING, addresses: PENDING, mss_clamp: PENDING, boot_unit: PENDING,
+      sysctl_file: PENDING,
+      addresses: PENDING,
+      mss_clamp: PENDING,
+      boot_unit: PENDING,
     });
     expect(JSON.parse(vm.spec).ssh.host).toBe(t.vmHost.reference);
     expect(JSON.parse(vm.spec).address).toBe(t.vmHost.reference);

@@ -28,7 +28,8 @@ function stackWith(build: (k: Kit) => void): TerraformStack {
   const s = new TerraformStack(newApp(root()), 's');
   const kit: Kit = {
     s,
-    lb: (over = {}) => new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0', subnet: '10.0.1.0/24', ...over } as BalancerProps),
+    lb: (over = {}) =>
+      new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0', subnet: '10.0.1.0/24', ...over } as BalancerProps),
     host: (id, ip, over = {}) => new BackendHost(s, id, { ssh: { host: ip, hostKey: HOST_KEY }, ...over } as any),
     vip: (balancer, id, over = {}, backends = [['web1', { ip: '10.0.1.11' }]]) => {
       const v = new DsrVip(s, id, { balancer, ip: '10.0.1.100', port: 80, ...over } as DsrVipProps);
@@ -50,7 +51,10 @@ function problems(stack: TerraformStack): string[] {
   }
   if (message === undefined) throw new Error('expected synth to fail validation, but it succeeded');
   expect(message.startsWith(`${HEADER}\n`)).toBe(true);
-  return message.split('\n').filter((l) => l.startsWith('  [')).map((l) => l.slice(2));
+  return message
+    .split('\n')
+    .filter((l) => l.startsWith('  ['))
+    .map((l) => l.slice(2));
 }
 
 const badIp = (v: string) => `"${v}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
@@ -64,113 +68,286 @@ test('GIVEN a valid stack WHEN synthesized with validations THEN it passes (the 
 describe('each bad input gets its own exact message', () => {
   test.each<[string, (k: Kit) => void, string[]]>([
     ['VIP ip not IPv4', (k) => k.vip(k.lb(), 'web', { ip: '10.0.1' }), [`[s/web] ip: ${badIp('10.0.1')}`]],
-    ['VIP ip the network address', (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.0' }), [`[s/web] ip: "10.0.1.0" is the network address of the balancer's subnet 10.0.1.0/24; use a host address`]],
-    ['VIP ip the subnet broadcast', (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.255' }), [`[s/web] ip: "10.0.1.255" is the broadcast address of the balancer's subnet 10.0.1.0/24; use a host address`]],
-    ['VIP ip 255.255.255.255', (k) => k.vip(k.lb(), 'web', { ip: '255.255.255.255' }), ['[s/web] ip: "255.255.255.255" is the broadcast address; use a unicast IPv4 address']],
-    ['VIP ip 0.0.0.0', (k) => k.vip(k.lb(), 'web', { ip: '0.0.0.0' }), ['[s/web] ip: "0.0.0.0" is the unspecified address 0.0.0.0; use a unicast IPv4 address']],
-    ['VIP ip loopback', (k) => k.vip(k.lb(), 'web', { ip: '127.0.0.1' }), ['[s/web] ip: "127.0.0.1" is a loopback address (127.0.0.0/8); use a unicast IPv4 address']],
-    ['VIP ip multicast', (k) => k.vip(k.lb(), 'web', { ip: '224.1.2.3' }), ['[s/web] ip: "224.1.2.3" is a multicast address (224.0.0.0/4); use a unicast IPv4 address']],
+    [
+      'VIP ip the network address',
+      (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.0' }),
+      [`[s/web] ip: "10.0.1.0" is the network address of the balancer's subnet 10.0.1.0/24; use a host address`],
+    ],
+    [
+      'VIP ip the subnet broadcast',
+      (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.255' }),
+      [`[s/web] ip: "10.0.1.255" is the broadcast address of the balancer's subnet 10.0.1.0/24; use a host address`],
+    ],
+    [
+      'VIP ip 255.255.255.255',
+      (k) => k.vip(k.lb(), 'web', { ip: '255.255.255.255' }),
+      ['[s/web] ip: "255.255.255.255" is the broadcast address; use a unicast IPv4 address'],
+    ],
+    [
+      'VIP ip 0.0.0.0',
+      (k) => k.vip(k.lb(), 'web', { ip: '0.0.0.0' }),
+      ['[s/web] ip: "0.0.0.0" is the unspecified address 0.0.0.0; use a unicast IPv4 address'],
+    ],
+    [
+      'VIP ip loopback',
+      (k) => k.vip(k.lb(), 'web', { ip: '127.0.0.1' }),
+      ['[s/web] ip: "127.0.0.1" is a loopback address (127.0.0.0/8); use a unicast IPv4 address'],
+    ],
+    [
+      'VIP ip multicast',
+      (k) => k.vip(k.lb(), 'web', { ip: '224.1.2.3' }),
+      ['[s/web] ip: "224.1.2.3" is a multicast address (224.0.0.0/4); use a unicast IPv4 address'],
+    ],
     ['backend ip not IPv4', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: 'fe80::1' }]]), [`[s/web/web1] ip: ${badIp('fe80::1')}`]],
-    ['balancer address loopback', (k) => k.vip(k.lb({ address: '127.0.0.1' }), 'web'), ['[s/lb1] address: "127.0.0.1" is a loopback address (127.0.0.0/8); use a unicast IPv4 address']],
+    [
+      'balancer address loopback',
+      (k) => k.vip(k.lb({ address: '127.0.0.1' }), 'web'),
+      ['[s/lb1] address: "127.0.0.1" is a loopback address (127.0.0.0/8); use a unicast IPv4 address'],
+    ],
     ['VIP port 0', (k) => k.vip(k.lb(), 'web', { port: 0 }), ["[s/web] port: 0 is not allowed; use an integer from 1 to 65535, or '*' for all ports"]],
-    ['VIP port 65536', (k) => k.vip(k.lb(), 'web', { port: 65536 }), ["[s/web] port: 65536 is not allowed; use an integer from 1 to 65535, or '*' for all ports"]],
-    ["VIP port 'all'", (k) => k.vip(k.lb(), 'web', { port: 'all' }), [`[s/web] port: "all" is not allowed; use an integer from 1 to 65535, or '*' for all ports`]],
-    ['ssh port 70000', (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2', hostKey: HOST_KEY, port: 70000 } }), 'web'), ['[s/lb1] ssh.port: 70000 is not allowed; use an integer from 1 to 65535']],
+    [
+      'VIP port 65536',
+      (k) => k.vip(k.lb(), 'web', { port: 65536 }),
+      ["[s/web] port: 65536 is not allowed; use an integer from 1 to 65535, or '*' for all ports"],
+    ],
+    [
+      "VIP port 'all'",
+      (k) => k.vip(k.lb(), 'web', { port: 'all' }),
+      [`[s/web] port: "all" is not allowed; use an integer from 1 to 65535, or '*' for all ports`],
+    ],
+    [
+      'ssh port 70000',
+      (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2', hostKey: HOST_KEY, port: 70000 } }), 'web'),
+      ['[s/lb1] ssh.port: 70000 is not allowed; use an integer from 1 to 65535'],
+    ],
     ['protocol sctp', (k) => k.vip(k.lb(), 'web', { protocol: 'sctp' }), [`[s/web] protocol: "sctp" is not a supported protocol; use one of 'tcp', 'udp'`]],
     ['mode l4', (k) => k.vip(k.lb(), 'web', { mode: 'l4' }), [`[s/web] mode: "l4" is not a supported mode; use one of 'l2', 'l3'`]],
-    ['algorithm random', (k) => k.vip(k.lb(), 'web', { algorithm: 'random' }), [`[s/web] algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`]],
-    ['algorithm least-connections', (k) => k.vip(k.lb(), 'web', { algorithm: 'least-connections' }), [
-      `[s/web] algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
-    ]],
-    ['weight -1', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: -1 }]]), ['[s/web/web1] weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)']],
-    ['weight 1001', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 1001 }]]), ['[s/web/web1] weight: 1001 is not allowed; use an integer from 0 to 1000 (0 drains the backend)']],
-    ['weight 2.5', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 2.5 }]]), ['[s/web/web1] weight: 2.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)']],
-    ["weight '3'", (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: '3' }]]), ['[s/web/web1] weight: "3" is not allowed; use an integer from 0 to 1000 (0 drains the backend)']],
-    ['VIP without backends', (k) => k.vip(k.lb(), 'web', {}, []), [
-      '[s/web] backends: is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
-    ]],
-    ['backend port 8080 on a port-80 VIP', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', port: 8080 }]]), [
-      '[s/web/web1] port: 8080 differs from the VIP port 80; DSR cannot translate ports, so the backend must listen on 80 (leave port unset)',
-    ]],
-    ["backend port on a '*' VIP", (k) => k.vip(k.lb(), 'web', { port: '*' }, [['web1', { ip: '10.0.1.11', port: 443 }]]), [
-      "[s/web/web1] port: 443 is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset",
-    ]],
-    ['duplicate backend IPs', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11' }], ['web1b', { ip: '10.0.1.11' }]]), [
-      '[s/web/web1b] ip: "10.0.1.11" is used twice in VIP web (also by s/web/web1); each backend needs its own address',
-    ]],
-    ['two VIPs on the same ip/protocol/port', (k) => { const lb = k.lb(); k.vip(lb, 'web'); k.vip(lb, 'web2', {}, [['web2', { ip: '10.0.1.12' }]]); }, [
-      "[s/web2] port: 80 clashes with s/web (10.0.1.100 tcp/80) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port",
-    ]],
-    ["a '*' VIP overlapping a single port", (k) => { const lb = k.lb(); k.vip(lb, 'web'); k.vip(lb, 'all', { port: '*' }); }, [
-      `[s/all] port: "*" clashes with s/web (10.0.1.100 tcp/80) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
-    ]],
-    ['two VIPs with the same name', (k) => { const lb = k.lb(); k.vip(lb, 'web', { name: 'www' }); k.vip(lb, 'web2', { name: 'www', ip: '10.0.1.101' }); }, [
-      '[s/web2] name: "www" is used by another VIP on the same balancer; VIP names must be unique per balancer',
-    ]],
-    ["an L2 backend outside the balancer's subnet", (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.2.11' }]]), [
-      "[s/web/web1] ip: \"10.0.2.11\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
-    ]],
-    ['a backend ip equal to the VIP', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.100' }]]), [`[s/web/web1] ip: "10.0.1.100" is the VIP itself; use the backend's real address`]],
-    ["a backend ip equal to the balancer's address", (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.2' }]]), [`[s/web/web1] ip: "10.0.1.2" is the balancer's own address; use the backend's real address`]],
-    ["a VIP equal to the balancer's address", (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.2' }), [`[s/web] ip: "10.0.1.2" is the balancer's own address; a VIP needs an address of its own`]],
-    ["a VIP name 'web1; rm -rf /'", (k) => k.vip(k.lb(), 'web', { name: 'web1; rm -rf /' }), [
-      `[s/web] name: "web1; rm -rf /" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`,
-    ]],
-    ['an interface of 16 characters', (k) => k.vip(k.lb({ interface: 'eth0-very-long-1' }), 'web'), [
-      `[s/lb1] interface: "eth0-very-long-1" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
-    ]],
-    ['an interface with a shell character', (k) => k.vip(k.lb({ interface: 'eth0;reboot' }), 'web'), [
-      `[s/lb1] interface: "eth0;reboot" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
-    ]],
-    ['a malformed backend MAC', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', mac: '52:54:00:12:34' }]]), [
-      `[s/web/web1] mac: "52:54:00:12:34" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
-    ]],
-    ['a malformed balancer MAC', (k) => k.vip(k.lb({ mac: '52-54-00-12-34-56' }), 'web'), [
-      `[s/lb1] mac: "52-54-00-12-34-56" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
-    ]],
-    ['a missing host key on the balancer', (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2' } }), 'web'), [
-      "[s/lb1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
-    ]],
-    ['a missing host key on a backend host', (k) => { k.host('web1', '10.0.1.11', { ssh: { host: '10.0.1.11' } }); }, [
-      "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
-    ]],
-    ['a malformed host key', (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2', hostKey: 'SHA256:abc' } }), 'web'), [
-      `[s/lb1] ssh.hostKey: "SHA256:abc" is not a host key; use a pinned fingerprint 'SHA256:<43 base64 characters>' (ssh-keygen -lf) or an OpenSSH public key line 'ssh-ed25519 AAAA…'`,
-    ]],
-    ['mssClamp 535 on an L3 VIP', (k) => k.vip(k.lb(), 'web', { mode: 'l3', mssClamp: 535 }), ['[s/web] mssClamp: 535 is not allowed; use an integer from 536 to 1460 (bytes)']],
-    ['mssClamp 1461 on an L3 VIP', (k) => k.vip(k.lb(), 'web', { mode: 'l3', mssClamp: 1461 }), ['[s/web] mssClamp: 1461 is not allowed; use an integer from 536 to 1460 (bytes)']],
-    ['mssClamp on an L2 VIP', (k) => k.vip(k.lb(), 'web', { mssClamp: 1400 }), [
-      "[s/web] mssClamp: 1400 is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
-    ]],
-    ['flowTimeoutSec 0', (k) => k.vip(k.lb(), 'web', { flowTimeoutSec: 0 }), ['[s/web] flowTimeoutSec: 0 is not allowed; use an integer number of seconds from 1 to 86400']],
-    ['persist "yes"', (k) => { k.host('web1', '10.0.1.11', { persist: 'yes' }); }, ['[s/web1] persist: "yes" is not allowed; use true or false']],
-    ['a backend without ip whose host has no known address', (k) => {
-      const h = k.host('web9', 'web9.example.net');
-      k.vip(k.lb(), 'web', {}, [['web9', { host: h }]]);
-    }, ['[s/web/web9] ip: is required: set ip, or set host to a BackendHost whose address is known']],
+    [
+      'algorithm random',
+      (k) => k.vip(k.lb(), 'web', { algorithm: 'random' }),
+      [`[s/web] algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`],
+    ],
+    [
+      'algorithm least-connections',
+      (k) => k.vip(k.lb(), 'web', { algorithm: 'least-connections' }),
+      [
+        `[s/web] algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
+      ],
+    ],
+    [
+      'weight -1',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: -1 }]]),
+      ['[s/web/web1] weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)'],
+    ],
+    [
+      'weight 1001',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 1001 }]]),
+      ['[s/web/web1] weight: 1001 is not allowed; use an integer from 0 to 1000 (0 drains the backend)'],
+    ],
+    [
+      'weight 2.5',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 2.5 }]]),
+      ['[s/web/web1] weight: 2.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)'],
+    ],
+    [
+      "weight '3'",
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: '3' }]]),
+      ['[s/web/web1] weight: "3" is not allowed; use an integer from 0 to 1000 (0 drains the backend)'],
+    ],
+    [
+      'VIP without backends',
+      (k) => k.vip(k.lb(), 'web', {}, []),
+      ['[s/web] backends: is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })'],
+    ],
+    [
+      'backend port 8080 on a port-80 VIP',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', port: 8080 }]]),
+      ['[s/web/web1] port: 8080 differs from the VIP port 80; DSR cannot translate ports, so the backend must listen on 80 (leave port unset)'],
+    ],
+    [
+      "backend port on a '*' VIP",
+      (k) => k.vip(k.lb(), 'web', { port: '*' }, [['web1', { ip: '10.0.1.11', port: 443 }]]),
+      ["[s/web/web1] port: 443 is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset"],
+    ],
+    [
+      'duplicate backend IPs',
+      (k) =>
+        k.vip(k.lb(), 'web', {}, [
+          ['web1', { ip: '10.0.1.11' }],
+          ['web1b', { ip: '10.0.1.11' }],
+        ]),
+      ['[s/web/web1b] ip: "10.0.1.11" is used twice in VIP web (also by s/web/web1); each backend needs its own address'],
+    ],
+    [
+      'two VIPs on the same ip/protocol/port',
+      (k) => {
+        const lb = k.lb();
+        k.vip(lb, 'web');
+        k.vip(lb, 'web2', {}, [['web2', { ip: '10.0.1.12' }]]);
+      },
+      ["[s/web2] port: 80 clashes with s/web (10.0.1.100 tcp/80) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port"],
+    ],
+    [
+      "a '*' VIP overlapping a single port",
+      (k) => {
+        const lb = k.lb();
+        k.vip(lb, 'web');
+        k.vip(lb, 'all', { port: '*' });
+      },
+      [`[s/all] port: "*" clashes with s/web (10.0.1.100 tcp/80) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`],
+    ],
+    [
+      'two VIPs with the same name',
+      (k) => {
+        const lb = k.lb();
+        k.vip(lb, 'web', { name: 'www' });
+        k.vip(lb, 'web2', { name: 'www', ip: '10.0.1.101' });
+      },
+      ['[s/web2] name: "www" is used by another VIP on the same balancer; VIP names must be unique per balancer'],
+    ],
+    [
+      "an L2 backend outside the balancer's subnet",
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.2.11' }]]),
+      [
+        "[s/web/web1] ip: \"10.0.2.11\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
+      ],
+    ],
+    [
+      'a backend ip equal to the VIP',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.100' }]]),
+      [`[s/web/web1] ip: "10.0.1.100" is the VIP itself; use the backend's real address`],
+    ],
+    [
+      "a backend ip equal to the balancer's address",
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.2' }]]),
+      [`[s/web/web1] ip: "10.0.1.2" is the balancer's own address; use the backend's real address`],
+    ],
+    [
+      "a VIP equal to the balancer's address",
+      (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.2' }),
+      [`[s/web] ip: "10.0.1.2" is the balancer's own address; a VIP needs an address of its own`],
+    ],
+    [
+      "a VIP name 'web1; rm -rf /'",
+      (k) => k.vip(k.lb(), 'web', { name: 'web1; rm -rf /' }),
+      [`[s/web] name: "web1; rm -rf /" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`],
+    ],
+    [
+      'an interface of 16 characters',
+      (k) => k.vip(k.lb({ interface: 'eth0-very-long-1' }), 'web'),
+      [`[s/lb1] interface: "eth0-very-long-1" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`],
+    ],
+    [
+      'an interface with a shell character',
+      (k) => k.vip(k.lb({ interface: 'eth0;reboot' }), 'web'),
+      [`[s/lb1] interface: "eth0;reboot" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`],
+    ],
+    [
+      'a malformed backend MAC',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', mac: '52:54:00:12:34' }]]),
+      [`[s/web/web1] mac: "52:54:00:12:34" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`],
+    ],
+    [
+      'a malformed balancer MAC',
+      (k) => k.vip(k.lb({ mac: '52-54-00-12-34-56' }), 'web'),
+      [`[s/lb1] mac: "52-54-00-12-34-56" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`],
+    ],
+    [
+      'a missing host key on the balancer',
+      (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2' } }), 'web'),
+      [
+        "[s/lb1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
+      ],
+    ],
+    [
+      'a missing host key on a backend host',
+      (k) => {
+        k.host('web1', '10.0.1.11', { ssh: { host: '10.0.1.11' } });
+      },
+      [
+        "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
+      ],
+    ],
+    [
+      'a malformed host key',
+      (k) => k.vip(k.lb({ ssh: { host: '10.0.1.2', hostKey: 'SHA256:abc' } }), 'web'),
+      [
+        `[s/lb1] ssh.hostKey: "SHA256:abc" is not a host key; use a pinned fingerprint 'SHA256:<43 base64 characters>' (ssh-keygen -lf) or an OpenSSH public key line 'ssh-ed25519 AAAA…'`,
+      ],
+    ],
+    [
+      'mssClamp 535 on an L3 VIP',
+      (k) => k.vip(k.lb(), 'web', { mode: 'l3', mssClamp: 535 }),
+      ['[s/web] mssClamp: 535 is not allowed; use an integer from 536 to 1460 (bytes)'],
+    ],
+    [
+      'mssClamp 1461 on an L3 VIP',
+      (k) => k.vip(k.lb(), 'web', { mode: 'l3', mssClamp: 1461 }),
+      ['[s/web] mssClamp: 1461 is not allowed; use an integer from 536 to 1460 (bytes)'],
+    ],
+    [
+      'mssClamp on an L2 VIP',
+      (k) => k.vip(k.lb(), 'web', { mssClamp: 1400 }),
+      [
+        "[s/web] mssClamp: 1400 is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
+      ],
+    ],
+    [
+      'flowTimeoutSec 0',
+      (k) => k.vip(k.lb(), 'web', { flowTimeoutSec: 0 }),
+      ['[s/web] flowTimeoutSec: 0 is not allowed; use an integer number of seconds from 1 to 86400'],
+    ],
+    [
+      'persist "yes"',
+      (k) => {
+        k.host('web1', '10.0.1.11', { persist: 'yes' });
+      },
+      ['[s/web1] persist: "yes" is not allowed; use true or false'],
+    ],
+    [
+      'a backend without ip whose host has no known address',
+      (k) => {
+        const h = k.host('web9', 'web9.example.net');
+        k.vip(k.lb(), 'web', {}, [['web9', { host: h }]]);
+      },
+      ['[s/web/web9] ip: is required: set ip, or set host to a BackendHost whose address is known'],
+    ],
   ])('GIVEN %s WHEN synthesized THEN exactly that problem is reported', (_what, build, expected) => {
     expect(problems(stackWith(build))).toEqual(expected);
   });
 });
 
 describe('unknown properties', () => {
-  const l7 = '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
+  const l7 =
+    '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
   const vipProps = 'balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize';
 
-  test.each(['cookie', 'stickyCookie', 'headers', 'path', 'urlPath', 'tls'])('GIVEN the L7-looking prop %j on a DsrVip WHEN synthesized THEN the message says DSR is Layer 4 and points to an L7 VIP', (key) => {
-    expect(problems(stackWith((k) => k.vip(k.lb(), 'web', { [key]: '/x' })))).toEqual([`[s/web] ${key}: "${key}" is not a known property; known properties are ${vipProps}${l7}`]);
-  });
+  test.each(['cookie', 'stickyCookie', 'headers', 'path', 'urlPath', 'tls'])(
+    'GIVEN the L7-looking prop %j on a DsrVip WHEN synthesized THEN the message says DSR is Layer 4 and points to an L7 VIP',
+    (key) => {
+      expect(problems(stackWith((k) => k.vip(k.lb(), 'web', { [key]: '/x' })))).toEqual([
+        `[s/web] ${key}: "${key}" is not a known property; known properties are ${vipProps}${l7}`,
+      ]);
+    },
+  );
 
-  test.each(['weigth', 'backends', 'timeout'])('GIVEN the unknown prop %j on a DsrVip WHEN synthesized THEN the real props are listed, without the L7 hint', (key) => {
-    expect(problems(stackWith((k) => k.vip(k.lb(), 'web', { [key]: 1 })))).toEqual([`[s/web] ${key}: "${key}" is not a known property; known properties are ${vipProps}`]);
-  });
+  test.each(['weigth', 'backends', 'timeout'])(
+    'GIVEN the unknown prop %j on a DsrVip WHEN synthesized THEN the real props are listed, without the L7 hint',
+    (key) => {
+      expect(problems(stackWith((k) => k.vip(k.lb(), 'web', { [key]: 1 })))).toEqual([
+        `[s/web] ${key}: "${key}" is not a known property; known properties are ${vipProps}`,
+      ]);
+    },
+  );
 
   test('GIVEN unknown props on a Balancer, a Backend, a BackendHost and an ssh target WHEN synthesized THEN each is reported at its construct', () => {
-    const lines = problems(stackWith((k) => {
-      k.host('web1', '10.0.1.11', { healthCheck: '/hc' });
-      k.vip(k.lb({ name: 'lb', headerRewrite: true }), 'web', {}, [['web1', { ip: '10.0.1.11', cookie: 'SRV' }]]);
-      k.host('web2', '10.0.1.12', { ssh: { host: '10.0.1.12', hostKey: HOST_KEY, password: 'hunter2' } });
-    }));
+    const lines = problems(
+      stackWith((k) => {
+        k.host('web1', '10.0.1.11', { healthCheck: '/hc' });
+        k.vip(k.lb({ name: 'lb', headerRewrite: true }), 'web', {}, [['web1', { ip: '10.0.1.11', cookie: 'SRV' }]]);
+        k.host('web2', '10.0.1.12', { ssh: { host: '10.0.1.12', hostKey: HOST_KEY, password: 'hunter2' } });
+      }),
+    );
     expect(lines).toEqual([
       '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, persist',
       '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac',
@@ -183,7 +360,13 @@ describe('unknown properties', () => {
 
 describe('names from construct ids', () => {
   test("GIVEN a BackendHost id 'web1; rm -rf /' WHEN synthesized THEN its name is refused (constructs turns '/' in ids into '--')", () => {
-    expect(problems(stackWith((k) => { k.host('web1; rm -rf /', '10.0.1.11'); }))).toEqual([
+    expect(
+      problems(
+        stackWith((k) => {
+          k.host('web1; rm -rf /', '10.0.1.11');
+        }),
+      ),
+    ).toEqual([
       `[s/web1; rm -rf --] name: "web1; rm -rf --" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`,
     ]);
   });
@@ -195,7 +378,14 @@ describe('names from construct ids', () => {
   });
 
   test('GIVEN two backends with the same id in one VIP WHEN constructed THEN constructs refuses the second immediately', () => {
-    expect(() => stackWith((k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11' }], ['web1', { ip: '10.0.1.12' }]]))).toThrow(/There is already a Construct with name 'web1'/);
+    expect(() =>
+      stackWith((k) =>
+        k.vip(k.lb(), 'web', {}, [
+          ['web1', { ip: '10.0.1.11' }],
+          ['web1', { ip: '10.0.1.12' }],
+        ]),
+      ),
+    ).toThrow(/There is already a Construct with name 'web1'/);
   });
 
   test('GIVEN an unknown engine in the context WHEN a Balancer is constructed THEN it is refused with the allowed engines', () => {
@@ -210,13 +400,17 @@ describe('names from construct ids', () => {
 
 describe('all problems at once', () => {
   /** Mistakes of every kind spread over the stack, including cross-object ones next to field ones. */
-  const messy = () => stackWith((k) => {
-    const lb = k.lb({ interface: 'eth0-very-long-name' });
-    k.host('web1', '10.0.1.11', { ssh: { host: '10.0.1.11' } });
-    k.vip(lb, 'web', { algorithm: 'least-connections' }, [['web1', { ip: '10.0.1.11', weight: 1.5 }]]);
-    k.vip(lb, 'all', { port: '*', ip: '10.0.1.100', stickyCookie: 'x' }, []);
-    k.vip(lb, 'api', { ip: '10.0.1.101', mssClamp: 1400 }, [['a', { ip: '10.0.2.5' }], ['b', { ip: '10.0.1.12', port: 8080, weight: 2000 }]]);
-  });
+  const messy = () =>
+    stackWith((k) => {
+      const lb = k.lb({ interface: 'eth0-very-long-name' });
+      k.host('web1', '10.0.1.11', { ssh: { host: '10.0.1.11' } });
+      k.vip(lb, 'web', { algorithm: 'least-connections' }, [['web1', { ip: '10.0.1.11', weight: 1.5 }]]);
+      k.vip(lb, 'all', { port: '*', ip: '10.0.1.100', stickyCookie: 'x' }, []);
+      k.vip(lb, 'api', { ip: '10.0.1.101', mssClamp: 1400 }, [
+        ['a', { ip: '10.0.2.5' }],
+        ['b', { ip: '10.0.1.12', port: 8080, weight: 2000 }],
+      ]);
+    });
   const expected = [
     `[s/lb1] interface: "eth0-very-long-name" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
     "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
@@ -251,8 +445,13 @@ describe('all problems at once', () => {
       error = e;
     }
     let written = '';
-    const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: any) => { written += String(chunk); return true; });
-    const exit = jest.spyOn(process, 'exit').mockImplementation(((code?: number) => { throw new Error(`exit ${code}`); }) as never);
+    const write = jest.spyOn(process.stderr, 'write').mockImplementation((chunk: any) => {
+      written += String(chunk);
+      return true;
+    });
+    const exit = jest.spyOn(process, 'exit').mockImplementation(((code?: number) => {
+      throw new Error(`exit ${code}`);
+    }) as never);
     try {
       expect(() => explainAndExit(error)).toThrow('exit 1');
     } finally {
@@ -276,12 +475,42 @@ describe('values that are fine', () => {
   test.each<[string, (k: Kit) => void]>([
     ["an L3 backend outside the balancer's subnet", (k) => k.vip(k.lb(), 'web', { mode: 'l3' }, [['far', { ip: '10.9.0.5' }]])],
     ['a backend port equal to the VIP port', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', port: 80 }]])],
-    ['the same ip and port on another protocol', (k) => { const lb = k.lb(); k.vip(lb, 'web'); k.vip(lb, 'webu', { protocol: 'udp' }); }],
-    ['weights 0 and 1000', (k) => k.vip(k.lb(), 'web', {}, [['a', { ip: '10.0.1.11', weight: 0 }], ['b', { ip: '10.0.1.12', weight: 1000 }]])],
-    ['mssClamp 536 and 1460 on L3 VIPs', (k) => { const lb = k.lb(); k.vip(lb, 'a', { mode: 'l3', mssClamp: 536 }); k.vip(lb, 'b', { mode: 'l3', mssClamp: 1460, ip: '10.0.1.101' }); }],
+    [
+      'the same ip and port on another protocol',
+      (k) => {
+        const lb = k.lb();
+        k.vip(lb, 'web');
+        k.vip(lb, 'webu', { protocol: 'udp' });
+      },
+    ],
+    [
+      'weights 0 and 1000',
+      (k) =>
+        k.vip(k.lb(), 'web', {}, [
+          ['a', { ip: '10.0.1.11', weight: 0 }],
+          ['b', { ip: '10.0.1.12', weight: 1000 }],
+        ]),
+    ],
+    [
+      'mssClamp 536 and 1460 on L3 VIPs',
+      (k) => {
+        const lb = k.lb();
+        k.vip(lb, 'a', { mode: 'l3', mssClamp: 536 });
+        k.vip(lb, 'b', { mode: 'l3', mssClamp: 1460, ip: '10.0.1.101' });
+      },
+    ],
     ['an interface of exactly 15 characters', (k) => k.vip(k.lb({ interface: 'vlan.100_dsr-lb' }), 'web')],
-    ['a known_hosts file instead of a host key', (k) => k.vip(k.lb({ ssh: { host: 'lb1.example.net', knownHostsFile: 'known_hosts' }, address: '10.0.1.2' }), 'web')],
-    ['a backend via its BackendHost', (k) => { const h = k.host('web1', '10.0.1.11'); k.vip(k.lb(), 'web', {}, [['web1', { host: h, weight: 3 }]]); }],
+    [
+      'a known_hosts file instead of a host key',
+      (k) => k.vip(k.lb({ ssh: { host: 'lb1.example.net', knownHostsFile: 'known_hosts' }, address: '10.0.1.2' }), 'web'),
+    ],
+    [
+      'a backend via its BackendHost',
+      (k) => {
+        const h = k.host('web1', '10.0.1.11');
+        k.vip(k.lb(), 'web', {}, [['web1', { host: h, weight: 3 }]]);
+      },
+    ],
   ])('GIVEN %s WHEN synthesized THEN validation passes', (_what, build) => {
     expect(() => Testing.synth(stackWith(build), true)).not.toThrow();
   });

@@ -122,14 +122,19 @@ describe('L2 DSR lab, end to end', () => {
     expect(share.clientBytes).toBeGreaterThan(10 * 1024 * 1024);
     expect(share.share).toBeLessThanOrEqual(0.01);
 
-    const lines = capture.stdoutText().split('\n').filter((l) => / IP /.test(l));
+    const lines = capture
+      .stdoutText()
+      .split('\n')
+      .filter((l) => / IP /.test(l));
     const vip = l2.vips.web.replace(/\./g, '\\.');
     const toVip = lines.filter((l) => new RegExp(` > ${vip}\\.80: `).test(l));
     const fromVip = lines.filter((l) => new RegExp(` IP ${vip}\\.\\d+ > `).test(l));
     // the capture works (it sees the requests, coming in and forwarded) and sees no reply
     expect(toVip.length).toBeGreaterThan(0);
     expect(fromVip).toEqual([]);
-    process.stdout.write(`DSR: lb carried ${(share.share * 100).toFixed(3)}% of ${share.clientBytes} bytes; ${toVip.length} request packets, ${fromVip.length} VIP-sourced packets seen on lb eth0\n`);
+    process.stdout.write(
+      `DSR: lb carried ${(share.share * 100).toFixed(3)}% of ${share.clientBytes} bytes; ${toVip.length} request packets, ${fromVip.length} VIP-sourced packets seen on lb eth0\n`,
+    );
   });
 
   test('3. GIVEN the deployment WHEN terraform apply runs again with no change THEN it runs nothing and `tula-dsr check` on the stack reports in sync', async () => {
@@ -144,7 +149,7 @@ describe('L2 DSR lab, end to end', () => {
     for (const host of ['lb', 'web1', 'web2', 'web3']) expect(check.stdout).toMatch(new RegExp(`^${host}\\s+: ok=\\d+ changed=0 failed=0`, 'm'));
   });
 
-  test('5. GIVEN the deployment WHEN the VIP is deleted from one backend\'s lo by hand THEN check exits 2 naming it, and apply repairs it', async () => {
+  test("5. GIVEN the deployment WHEN the VIP is deleted from one backend's lo by hand THEN check exits 2 naming it, and apply repairs it", async () => {
     const web2 = byName('web2');
     expect((await web2.exec(['ip', 'addr', 'del', `${l2.vips.web}/32`, 'dev', 'lo'])).code).toBe(0);
 
@@ -167,9 +172,7 @@ describe('L2 DSR lab, end to end', () => {
 
   test('7. GIVEN a backend whose runtime state is lost (reboot) WHEN its boot script runs THEN it serves again', async () => {
     const web1 = byName('web1');
-    const cleared = await web1.exec(
-      'ip -4 addr flush dev lo scope global && sysctl -q -w net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0',
-    );
+    const cleared = await web1.exec('ip -4 addr flush dev lo scope global && sysctl -q -w net.ipv4.conf.all.arp_ignore=0 net.ipv4.conf.all.arp_announce=0');
     expect(cleared.code).toBe(0);
     expect((await web1.exec(['ip', '-4', '-o', 'addr', 'show', 'dev', 'lo'])).stdout).not.toContain(l2.vips.web);
     expect((await ws.agent('check')).code).toBe(2);
@@ -192,7 +195,7 @@ describe('L2 DSR lab, end to end', () => {
     expect(burst.counts).toEqual({ web1: 10, web2: 20, web3: 30 });
   });
 
-  test('4. GIVEN steady client traffic and a slow 10 MiB download WHEN a backend is added, a weight changed, a backend removed and the download\'s backend drained THEN no request fails, the download completes and the drained backend gets no new flow', async () => {
+  test("4. GIVEN steady client traffic and a slow 10 MiB download WHEN a backend is added, a weight changed, a backend removed and the download's backend drained THEN no request fails, the download completes and the drained backend gets no new flow", async () => {
     const started = Date.now();
     const load = startLoad(l2.client, l2.python, { host: l2.vips.web, port: 80, workers: 4, intervalMs: 10, maxRequests: 40_000, maxSeconds: 170 });
     // a long flow: paced over 160 s at most, sped up (released) once the last update is in place
@@ -202,10 +205,16 @@ describe('L2 DSR lab, end to end', () => {
     try {
       // which backend serves the long flow: its server logs the request
       let drained = '';
-      expect(await waitFor(() => {
-        drained = Object.entries(l2.servers).find(([, p]) => p.stdoutText().includes(' /slow '))?.[0] ?? '';
-        return drained !== '';
-      }, 5000, 20)).toBe(true);
+      expect(
+        await waitFor(
+          () => {
+            drained = Object.entries(l2.servers).find(([, p]) => p.stdoutText().includes(' /slow '))?.[0] ?? '';
+            return drained !== '';
+          },
+          5000,
+          20,
+        ),
+      ).toBe(true);
       const removed = ['web1', 'web2', 'web3'].find((n) => n !== drained)!;
       const pause = () => new Promise((r) => setTimeout(r, 1000));
       const marks: Record<string, number> = {};
@@ -249,7 +258,9 @@ describe('L2 DSR lab, end to end', () => {
       process.stdout.write(
         `zero-downtime: ${all.length} requests, ${failed.length} failed; download ${download.bytes} bytes from ${download.backend} in ${download.ms} ms; ` +
           `drained ${drained}, removed ${removed}; after drain: ${JSON.stringify(served(after(marks.drained)))}; ` +
-          `applied at +${Object.entries(marks).map(([k, t]) => `${k} ${((t - started) / 1000).toFixed(1)} s`).join(', ')}\n`,
+          `applied at +${Object.entries(marks)
+            .map(([k, t]) => `${k} ${((t - started) / 1000).toFixed(1)} s`)
+            .join(', ')}\n`,
       );
 
       expect(failed.slice(0, 5)).toEqual([]);

@@ -180,7 +180,10 @@ describe('offline hashicorp/null stand-in with the real terraform binary', () =>
     expect(resourceValues(await stateJson(), 'null_resource.host')).toBeUndefined();
 
     // The provider really was asked: RequiresReplace came from PlanResourceChange.
-    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     expect(rpc.some((e) => e.rpc === 'PlanResourceChange' && JSON.stringify(e.requires_replace) === '[["triggers"]]')).toBe(true);
     expect(rpc.filter((e) => e.rpc === 'ApplyResourceChange').map((e) => e.action)).toEqual(['create', 'create', 'delete', 'delete']);
   });
@@ -238,7 +241,10 @@ resource "null_resource" "second" {
     expect(change.stdout).toMatch(/Plan: 2 to add, 0 to change, 2 to destroy\./);
 
     // The refined unknown ("gen-" prefix) reached the provider and came back untouched.
-    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     const planned = rpc.filter((e) => e.rpc === 'PlanResourceChange' && e.planned_state?.triggers?.fixed === 'x');
     expect(planned.some((e) => e.planned_state.triggers.prefixed?.$unknown === true && e.planned_state.triggers.prefixed?.refined === true)).toBe(true);
   });
@@ -272,7 +278,10 @@ resource "null_resource" "second" {
 
     const plan = await tf(['plan', '-input=false', '-no-color', '-target=null_resource.old', '-detailed-exitcode']);
     expect(plan.stdout).toMatch(/No changes\./);
-    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const rpc = (await fsp.readFile(tfEnv.providerLogPath!, 'utf8'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     expect(rpc.find((e) => e.rpc === 'PlanResourceChange')).toMatchObject({
       prior_state: { id: '5577006791947779410', triggers: null },
       prior_private: '{"schema_version":"0"}',

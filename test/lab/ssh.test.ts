@@ -96,7 +96,9 @@ describe('lab lifecycle', () => {
         netns: [...lab.netnsNames].sort(),
         links: [expect.stringMatching(new RegExp(`^${lab.controllerIf}@if\\d+ +UP `))],
         addrs: [expect.stringMatching(new RegExp(`^${lab.controllerIf}@if\\d+ +UP +${lab.controllerIp}/24 *$`))],
-        routes: expect.arrayContaining([expect.stringMatching(new RegExp(`^${lab.subnet} dev ${lab.controllerIf} proto kernel scope link src ${lab.controllerIp}`))]),
+        routes: expect.arrayContaining([
+          expect.stringMatching(new RegExp(`^${lab.subnet} dev ${lab.controllerIf} proto kernel scope link src ${lab.controllerIp}`)),
+        ]),
         etcNetns: [],
         labDir: true,
         subnetLock: true,
@@ -122,7 +124,14 @@ describe('lab lifecycle', () => {
     await expect(createLab({ hosts: [{ name: 'be1', octet: 254 }] })).rejects.toThrow(
       new Error('lab host be1: octet 254 is invalid: use 1 to 253 (254 is the controller)'),
     );
-    await expect(createLab({ hosts: [{ name: 'be1', octet: 7 }, { name: 'be2', octet: 7 }] })).rejects.toThrow(new Error('lab host octet 7 is used twice'));
+    await expect(
+      createLab({
+        hosts: [
+          { name: 'be1', octet: 7 },
+          { name: 'be2', octet: 7 },
+        ],
+      }),
+    ).rejects.toThrow(new Error('lab host octet 7 is used twice'));
     await expect(createLab({ hosts: [{ name: 'be1' }], subnet: '192.168.1.0/24' })).rejects.toThrow(
       new Error('lab subnet "192.168.1.0/24" is not allowed: use a /24 inside 10.213.0.0/16, 10.213.1.0/24 to 10.213.254.0/24'),
     );
@@ -146,9 +155,7 @@ describe('lab safety', () => {
     const name = `tula-foreign-${process.pid}`;
     await execOk(['ip', 'netns', 'add', name]);
     try {
-      await expect(addNetns(name)).rejects.toThrow(
-        new Error(`network namespace "${name}" exists already and was not created by this lab: refusing to use it`),
-      );
+      await expect(addNetns(name)).rejects.toThrow(new Error(`network namespace "${name}" exists already and was not created by this lab: refusing to use it`));
     } finally {
       await execOk(['ip', 'netns', 'delete', name]);
     }
@@ -185,7 +192,13 @@ describe('lab hosts and ssh', () => {
   beforeAll(async () => {
     lab = await createLab({
       hosts: [
-        { name: 'be1', users: [{ name: 'tulaops', sudo: true }, { name: 'tulanosudo', sudo: false }] },
+        {
+          name: 'be1',
+          users: [
+            { name: 'tulaops', sudo: true },
+            { name: 'tulanosudo', sudo: false },
+          ],
+        },
         { name: 'be2', octet: 12 },
         { name: 'client', sshd: false },
       ],
@@ -279,7 +292,7 @@ describe('lab hosts and ssh', () => {
     });
 
     test('passes stdin byte for byte, also without a trailing newline', async () => {
-      const data = "line 1\n'quoted' \"double\" $HOME `id` \\ \ttab\nTULA_DSR_STDIN\nlast line without newline";
+      const data = 'line 1\n\'quoted\' "double" $HOME `id` \\ \ttab\nTULA_DSR_STDIN\nlast line without newline';
       const r = await conn.run('cat > /tmp/in && wc -c < /tmp/in && cat /tmp/in', { stdin: data });
       expect(r).toEqual({ stdout: `${Buffer.byteLength(data)}\n${data}`, stderr: '', code: 0 });
     });
@@ -426,7 +439,11 @@ describe('lab hosts and ssh', () => {
         { hostKey: undefined },
         "hostKey: is missing: host keys are always verified, so set exactly one of hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or knownHostsFile",
       ],
-      ['a missing known_hosts file', { hostKey: undefined, knownHostsFile: '/nonexistent/known_hosts' }, 'cannot read knownHostsFile /nonexistent/known_hosts: ENOENT'],
+      [
+        'a missing known_hosts file',
+        { hostKey: undefined, knownHostsFile: '/nonexistent/known_hosts' },
+        'cannot read knownHostsFile /nonexistent/known_hosts: ENOENT',
+      ],
       ['a bad port', { port: 70000 }, 'port: 70000 is not allowed; use an integer from 1 to 65535'],
     ])('a target with %s is a config error before any connection', async (_what, overrides, message) => {
       const t = lab.hosts.be1.target(overrides);
@@ -571,7 +588,10 @@ describe('lab hosts and ssh', () => {
     test('an address where nobody answers times out within the configured timeout', async () => {
       const ip = lab.subnet.replace(/\.0\/24$/, '.200');
       const t0 = Date.now();
-      const err = await connectError({ host: ip, hostKey: lab.hosts.be1.hostKeyFingerprint, privateKeyPath: lab.clientKeyPath }, { timeoutMs: 2000, retries: 0 });
+      const err = await connectError(
+        { host: ip, hostKey: lab.hosts.be1.hostKeyFingerprint, privateKeyPath: lab.clientKeyPath },
+        { timeoutMs: 2000, retries: 0 },
+      );
       const elapsed = Date.now() - t0;
       expect(err.info).toEqual<SshErrorInfo>({
         kind: 'timeout',

@@ -61,7 +61,11 @@ describe('prefixes and order', () => {
 
   test('GIVEN mixed addresses and a token THEN IPv4 sorts first, numerically, then IPv6, then the rest', () => {
     expect(['2001:db8::2', '10.0.0.10', '${TfToken[1]}', '10.0.0.9', '2001:db8::1'].sort(compareAddresses)).toEqual([
-      '10.0.0.9', '10.0.0.10', '2001:db8::1', '2001:db8::2', '${TfToken[1]}',
+      '10.0.0.9',
+      '10.0.0.10',
+      '2001:db8::1',
+      '2001:db8::2',
+      '${TfToken[1]}',
     ]);
   });
 });

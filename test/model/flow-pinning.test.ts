@@ -132,10 +132,12 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
     expect(backendOf(flowValue(mode, vip.ip, 41000))).toBe(first);
     const after = counts();
     // round robin would have moved each new SYN on: all three reached the same backend
-    expect(Object.fromEntries(vip.backends.map((b) => [b.ip, after[b.ip] - before[b.ip]]))).toEqual(Object.fromEntries(vip.backends.map((b) => [b.ip, b.ip === first ? 3 : 0])));
+    expect(Object.fromEntries(vip.backends.map((b) => [b.ip, after[b.ip] - before[b.ip]]))).toEqual(
+      Object.fromEntries(vip.backends.map((b) => [b.ip, b.ip === first ? 3 : 0])),
+    );
   });
 
-  test('GIVEN a backend drained WHEN a SYN reuses its flow\'s 4-tuple THEN it is scheduled to a live backend, while another flow on the drained backend goes on', () => {
+  test("GIVEN a backend drained WHEN a SYN reuses its flow's 4-tuple THEN it is scheduled to a live backend, while another flow on the drained backend goes on", () => {
     // two flows: one whose 4-tuple a new connection reuses after the drain, one that stays established
     send(vip.ip, 42000, SYN);
     const drained = backendOf(flowValue(mode, vip.ip, 42000))!;

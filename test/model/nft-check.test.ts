@@ -12,9 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, BalancerSpec, NftTableFacts, planBalancerHost, renderNftReload } from '../../model';
-import {
-  BALANCER_CASES, RenderedRuleset, SHRINK_BASE, SHRINK_NAME, allRenderedRulesets, factsFor, macOf, shrunkSpec,
-} from '../support/render-fixtures';
+import { BALANCER_CASES, RenderedRuleset, SHRINK_BASE, SHRINK_NAME, allRenderedRulesets, factsFor, macOf, shrunkSpec } from '../support/render-fixtures';
 
 const suffix = randomBytes(4).toString('hex');
 const CHECK_NS = `tula-t-${suffix}`;
@@ -79,9 +77,13 @@ beforeAll(() => {
         'It does not skip: run `sudo npx jest test/model/nft-check.test.ts --runInBand` (or the whole suite as root, as CI does).',
     );
   }
-  for (const tool of [['nft', '--version'], ['ip', '-V']]) {
+  for (const tool of [
+    ['nft', '--version'],
+    ['ip', '-V'],
+  ]) {
     const r = spawnSync(tool[0], [tool[1]], { encoding: 'utf8' });
-    if (r.error || r.status !== 0) throw new Error(`nft-check.test.ts needs \`${tool[0]}\` on PATH (Debian: nftables, iproute2): ${r.error?.message ?? r.stderr}`);
+    if (r.error || r.status !== 0)
+      throw new Error(`nft-check.test.ts needs \`${tool[0]}\` on PATH (Debian: nftables, iproute2): ${r.error?.message ?? r.stderr}`);
   }
   workDir = mkdtempSync(path.join(os.tmpdir(), 'tula-nft-check-'));
   rulesets = allRenderedRulesets();
@@ -166,7 +168,18 @@ const reloadFor = (spec: BalancerSpec, facts: NftTableFacts) => renderNftReload(
 /** A flow entry, as the packet path would add it, in the tcp flow map of the base case. */
 function addFlow(ns: string): void {
   const backend = SHRINK_BASE.spec.vips[0].backends[0].ip;
-  mustRun(['ip', 'netns', 'exec', ns, 'nft', 'add', 'element', ...TABLE.split(' '), 'flows_l2_tcp', `{ 192.0.2.7 . 40000 . 10.0.1.100 . 80 timeout 600s : ${macOf(backend)} }`]);
+  mustRun([
+    'ip',
+    'netns',
+    'exec',
+    ns,
+    'nft',
+    'add',
+    'element',
+    ...TABLE.split(' '),
+    'flows_l2_tcp',
+    `{ 192.0.2.7 . 40000 . 10.0.1.100 . 80 timeout 600s : ${macOf(backend)} }`,
+  ]);
 }
 
 describe('the reload form, really loaded', () => {
@@ -210,8 +223,18 @@ describe('the reload form, really loaded', () => {
     const after = liveFacts(LIVE_NS);
     const wanted = planBalancerHost(shrunkSpec(), factsFor(shrunkSpec())).table;
     expect([...after.counters].sort()).toEqual([...wanted.counters].sort());
-    expect([...after.maps].sort()).toEqual(wanted.maps.filter((m) => !m.set).map((m) => m.name).sort());
-    expect([...after.sets].sort()).toEqual(wanted.maps.filter((m) => m.set).map((m) => m.name).sort());
+    expect([...after.maps].sort()).toEqual(
+      wanted.maps
+        .filter((m) => !m.set)
+        .map((m) => m.name)
+        .sort(),
+    );
+    expect([...after.sets].sort()).toEqual(
+      wanted.maps
+        .filter((m) => m.set)
+        .map((m) => m.name)
+        .sort(),
+    );
     expect([...after.chains].sort()).toEqual(wanted.chains.map((c) => c.name).sort());
     expect(after.counters).not.toContain(`vip_${udpVip.name}`);
     expect(after.maps).not.toContain('flows_l2_udp');
@@ -234,7 +257,14 @@ describe('the reload form, really loaded', () => {
     // What the earlier release rendered for the same spec
     const old = current
       .replace(/^add set (\S+ \S+ live_l2_port) \{ type ([^;]+); size \d+; \}$/m, 'add map $1 { type $2 : verdict; }')
-      .replace(/^(add element \S+ \S+ live_l2_port \{ )(.*)( \})$/m, (_, a: string, list: string, b: string) => `${a}${list.split(', ').map((e) => `${e} : goto l2_out`).join(', ')}${b}`)
+      .replace(
+        /^(add element \S+ \S+ live_l2_port \{ )(.*)( \})$/m,
+        (_, a: string, list: string, b: string) =>
+          `${a}${list
+            .split(', ')
+            .map((e) => `${e} : goto l2_out`)
+            .join(', ')}${b}`,
+      )
       .replace(/ @live_l2_port goto l2_out$/m, ' vmap @live_l2_port')
       .replace(/^flush set (\S+ \S+ live_l2_port)$/m, 'flush map $1')
       .replace(/; size \d+; \}$/gm, '; }');

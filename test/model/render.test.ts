@@ -3,17 +3,41 @@
  * properties of the slot tables that the snapshots alone would not make obvious.
  */
 import {
-  ALGORITHMS, Algorithm, BalancerSpec, INTERFACE_PATTERN, MODES, NftTable, backendId, fnv1a32, maglevTable, nftVipKey,
-  DEFAULT_MAGLEV_SIZE, planBalancerHost, renderBackendHostReview, renderNftDeclarative, renderNftReload, tunnelName,
+  ALGORITHMS,
+  Algorithm,
+  BalancerSpec,
+  INTERFACE_PATTERN,
+  MODES,
+  NftTable,
+  backendId,
+  fnv1a32,
+  maglevTable,
+  nftVipKey,
+  DEFAULT_MAGLEV_SIZE,
+  planBalancerHost,
+  renderBackendHostReview,
+  renderNftDeclarative,
+  renderNftReload,
+  tunnelName,
 } from '../../model';
 import {
-  BACKEND_HOST_CASES, BALANCER_CASES, FRESH, SHRINK_BASE, SHRINK_NAME, VipInput, backends, balancerSpec, factsFor,
-  renderBackendHostCase, renderBalancerCase, renderShrinkingReload, shrunkSpec,
+  BACKEND_HOST_CASES,
+  BALANCER_CASES,
+  FRESH,
+  SHRINK_BASE,
+  SHRINK_NAME,
+  VipInput,
+  backends,
+  balancerSpec,
+  factsFor,
+  renderBackendHostCase,
+  renderBalancerCase,
+  renderShrinkingReload,
+  shrunkSpec,
 } from '../support/render-fixtures';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers: read a VIP's slot table back out of the rendered table.
-
 
 /** Backend names in slot order, as the slot map sends them; throws unless slot numbers are exactly 0..n-1. */
 function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[] {
@@ -80,12 +104,15 @@ describe('balancer ruleset snapshots', () => {
 });
 
 describe('backend host file snapshots', () => {
-  test.each(BACKEND_HOST_CASES.map((c) => [c.name, c.spec] as const))('GIVEN %s WHEN planned THEN every file and the review text match the snapshot', (name, spec) => {
-    const plan = renderBackendHostCase(name, spec);
-    for (const file of plan.files) expect(`${file.path} (mode ${file.mode})\n${file.content}`).toMatchSnapshot(file.path);
-    expect(plan.mssClamp?.ruleset ?? '(no MSS clamp)').toMatchSnapshot('mss clamp ruleset');
-    expect(renderBackendHostReview(spec)).toMatchSnapshot('review text (plan triggers)');
-  });
+  test.each(BACKEND_HOST_CASES.map((c) => [c.name, c.spec] as const))(
+    'GIVEN %s WHEN planned THEN every file and the review text match the snapshot',
+    (name, spec) => {
+      const plan = renderBackendHostCase(name, spec);
+      for (const file of plan.files) expect(`${file.path} (mode ${file.mode})\n${file.content}`).toMatchSnapshot(file.path);
+      expect(plan.mssClamp?.ruleset ?? '(no MSS clamp)').toMatchSnapshot('mss clamp ruleset');
+      expect(renderBackendHostReview(spec)).toMatchSnapshot('review text (plan triggers)');
+    },
+  );
 
   test('GIVEN an L2-only host WHEN planned THEN there is no tunnel, no rp_filter change and no MSS clamp', () => {
     const plan = renderBackendHostCase(BACKEND_HOST_CASES[0].name, BACKEND_HOST_CASES[0].spec);
@@ -105,16 +132,28 @@ describe('backend host file snapshots', () => {
     };
     const firstAddress = at(/^ip addr replace /);
     expect(at(/^sysctl -q -p \/etc\/sysctl.d\/99-tula-dsr.conf$/)).toBeLessThan(firstAddress);
-    expect(at(/^ip link show ipip0 .* \|\| ip link add ipip0 type ipip local 10\.0\.1\.11 remote any$/)).toBeLessThan(at(/^sysctl -q -w net.ipv4.conf.ipip0.rp_filter=2$/));
+    expect(at(/^ip link show ipip0 .* \|\| ip link add ipip0 type ipip local 10\.0\.1\.11 remote any$/)).toBeLessThan(
+      at(/^sysctl -q -w net.ipv4.conf.ipip0.rp_filter=2$/),
+    );
     expect(at(/^sysctl -q -w net.ipv4.conf.ipip0.rp_filter=2$/)).toBeLessThan(firstAddress);
     expect(at(/^nft -f \/etc\/tula-dsr\/backend-mss.nft$/)).toBeGreaterThan(firstAddress);
     // Each L3 VIP is on lo and on ipip0; the L2 VIP only on lo.
     expect(plan.addresses.map((a) => `${a.ip} ${a.dev}`)).toEqual([
-      '10.0.1.100 lo', '10.0.2.100 lo', '10.0.2.101 lo', '10.0.2.102 lo', '10.0.2.100 ipip0', '10.0.2.101 ipip0', '10.0.2.102 ipip0',
+      '10.0.1.100 lo',
+      '10.0.2.100 lo',
+      '10.0.2.101 lo',
+      '10.0.2.102 lo',
+      '10.0.2.100 ipip0',
+      '10.0.2.101 ipip0',
+      '10.0.2.102 ipip0',
     ]);
     // One clamp rule per MSS value, VIPs grouped under it.
-    expect(plan.mssClamp!.ruleset).toContain('ip saddr { 10.0.2.101 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1400 tcp option maxseg size set 1400');
-    expect(plan.mssClamp!.ruleset).toContain('ip saddr { 10.0.2.100, 10.0.2.102 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1440 tcp option maxseg size set 1440');
+    expect(plan.mssClamp!.ruleset).toContain(
+      'ip saddr { 10.0.2.101 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1400 tcp option maxseg size set 1400',
+    );
+    expect(plan.mssClamp!.ruleset).toContain(
+      'ip saddr { 10.0.2.100, 10.0.2.102 } tcp flags & (syn|ack) == syn|ack tcp option maxseg size > 1440 tcp option maxseg size set 1440',
+    );
   });
 
   test('GIVEN persist = false WHEN planned THEN no file and no unit are written', () => {
@@ -138,12 +177,15 @@ describe('slot tables', () => {
     },
   );
 
-  test.each([[[1, 1]], [[5, 0, 1]], [[3, 7]], [[1000, 1]]])('GIVEN weighted-round-robin with weights %j WHEN rendered THEN each backend gets exactly its weight in slots', (weights) => {
-    const spec = oneVip('weighted-round-robin', weights);
-    const slots = slotsOf(planBalancerHost(spec).table, spec, 'v');
-    const expected = Object.fromEntries(weights.map((w, i) => [`be${i + 1}`, w]).filter(([, w]) => (w as number) > 0));
-    expect(count(slots)).toEqual(expected);
-  });
+  test.each([[[1, 1]], [[5, 0, 1]], [[3, 7]], [[1000, 1]]])(
+    'GIVEN weighted-round-robin with weights %j WHEN rendered THEN each backend gets exactly its weight in slots',
+    (weights) => {
+      const spec = oneVip('weighted-round-robin', weights);
+      const slots = slotsOf(planBalancerHost(spec).table, spec, 'v');
+      const expected = Object.fromEntries(weights.map((w, i) => [`be${i + 1}`, w]).filter(([, w]) => (w as number) > 0));
+      expect(count(slots)).toEqual(expected);
+    },
+  );
 
   test('GIVEN weights 1:2:3 WHEN weighted-round-robin THEN consecutive slots interleave backends (smooth), not a b b c c c', () => {
     const spec = oneVip('weighted-round-robin', [1, 2, 3]);
@@ -158,14 +200,17 @@ describe('slot tables', () => {
     expect(modulusOf(table, spec, 'v')).toBe(3);
   });
 
-  test.each(MODES.flatMap((mode) => ALGORITHMS.map((a) => [mode, a] as const)))('GIVEN %s %s with a drained backend (weight 0) WHEN rendered THEN it never appears in the slots', (mode, algorithm) => {
-    const spec = oneVip(algorithm, [2, 0, 1], { mode });
-    const table = planBalancerHost(spec, factsFor(spec)).table;
-    const slots = slotsOf(table, spec, 'v');
-    expect(slots.length).toBeGreaterThan(0);
-    expect(slots).not.toContain('be2');
-    expect(new Set(slots)).toEqual(new Set(['be1', 'be3']));
-  });
+  test.each(MODES.flatMap((mode) => ALGORITHMS.map((a) => [mode, a] as const)))(
+    'GIVEN %s %s with a drained backend (weight 0) WHEN rendered THEN it never appears in the slots',
+    (mode, algorithm) => {
+      const spec = oneVip(algorithm, [2, 0, 1], { mode });
+      const table = planBalancerHost(spec, factsFor(spec)).table;
+      const slots = slotsOf(table, spec, 'v');
+      expect(slots.length).toBeGreaterThan(0);
+      expect(slots).not.toContain('be2');
+      expect(new Set(slots)).toEqual(new Set(['be1', 'be3']));
+    },
+  );
 
   test.each(MODES)('GIVEN %s with a drained backend WHEN rendered THEN established flows can still reach it (MAC define / tunnel and counter stay)', (mode) => {
     const spec = oneVip('weighted-round-robin', [1, 0], { mode });
@@ -187,13 +232,16 @@ describe('slot tables', () => {
     expect(modulusOf(table, spec, 'v')).toBeNull();
   });
 
-  test.each(BALANCER_CASES.map((c) => [c.name, c.spec] as const))('GIVEN %s WHEN rendered THEN every VIP\'s chain picks slots with mod N where N is exactly its slot count', (_name, spec) => {
-    const table = planBalancerHost(spec, factsFor(spec)).table;
-    for (const vip of spec.vips) {
-      const slots = slotsOf(table, spec, vip.name);
-      expect([vip.name, modulusOf(table, spec, vip.name)]).toEqual([vip.name, slots.length === 0 ? null : slots.length]);
-    }
-  });
+  test.each(BALANCER_CASES.map((c) => [c.name, c.spec] as const))(
+    "GIVEN %s WHEN rendered THEN every VIP's chain picks slots with mod N where N is exactly its slot count",
+    (_name, spec) => {
+      const table = planBalancerHost(spec, factsFor(spec)).table;
+      for (const vip of spec.vips) {
+        const slots = slotsOf(table, spec, vip.name);
+        expect([vip.name, modulusOf(table, spec, vip.name)]).toEqual([vip.name, slots.length === 0 ? null : slots.length]);
+      }
+    },
+  );
 });
 
 describe('determinism and seeds', () => {
@@ -214,10 +262,18 @@ describe('determinism and seeds', () => {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const crypto = require('node:crypto');
     const spies = [
-      jest.spyOn(Math, 'random').mockImplementation(() => { throw new Error('Math.random called'); }),
-      jest.spyOn(crypto, 'randomBytes').mockImplementation(() => { throw new Error('randomBytes called'); }),
-      jest.spyOn(crypto, 'randomInt').mockImplementation(() => { throw new Error('randomInt called'); }),
-      jest.spyOn(crypto, 'randomUUID').mockImplementation(() => { throw new Error('randomUUID called'); }),
+      jest.spyOn(Math, 'random').mockImplementation(() => {
+        throw new Error('Math.random called');
+      }),
+      jest.spyOn(crypto, 'randomBytes').mockImplementation(() => {
+        throw new Error('randomBytes called');
+      }),
+      jest.spyOn(crypto, 'randomInt').mockImplementation(() => {
+        throw new Error('randomInt called');
+      }),
+      jest.spyOn(crypto, 'randomUUID').mockImplementation(() => {
+        throw new Error('randomUUID called');
+      }),
     ];
     try {
       for (const c of BALANCER_CASES) renderNftReload(planBalancerHost(c.spec, factsFor(c.spec)).table, FRESH);
@@ -261,15 +317,21 @@ describe('determinism and seeds', () => {
 });
 
 describe('tunnel names', () => {
-  test.each(['0.0.0.1', '10.0.1.11', '192.168.77.200', '223.255.255.254', '255.255.255.255'])('GIVEN backend %s WHEN named THEN the tunnel name is a valid interface name of at most 15 characters', (ip) => {
-    const name = tunnelName(ip);
-    expect(name.length).toBeLessThanOrEqual(15);
-    expect(name).toMatch(INTERFACE_PATTERN);
-    expect(tunnelName(ip)).toBe(name);
-  });
+  test.each(['0.0.0.1', '10.0.1.11', '192.168.77.200', '223.255.255.254', '255.255.255.255'])(
+    'GIVEN backend %s WHEN named THEN the tunnel name is a valid interface name of at most 15 characters',
+    (ip) => {
+      const name = tunnelName(ip);
+      expect(name.length).toBeLessThanOrEqual(15);
+      expect(name).toMatch(INTERFACE_PATTERN);
+      expect(tunnelName(ip)).toBe(name);
+    },
+  );
 
   test('GIVEN 5,000 distinct backend addresses WHEN named THEN every tunnel name is distinct', () => {
-    const ips = Array.from({ length: 5000 }, (_, i) => { const h = fnv1a32(`ip${i}`); return `${(h >>> 24) % 223 + 1}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`; });
+    const ips = Array.from({ length: 5000 }, (_, i) => {
+      const h = fnv1a32(`ip${i}`);
+      return `${((h >>> 24) % 223) + 1}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`;
+    });
     const unique = new Set(ips);
     expect(new Set([...unique].map(tunnelName)).size).toBe(unique.size);
   });
@@ -297,18 +359,26 @@ describe('consistent hashing (Maglev) versus mod-N', () => {
     for (const [, slots] of Object.entries(count(table))) expect(Math.abs(slots / size - 0.1)).toBeLessThan(0.02);
   });
 
-  test.each(ten.map((b, i) => [b.name, i] as const))('GIVEN 10 backends WHEN %s is removed THEN at most 15%% of flows move, while mod-N moves about 90%%', (_name, i) => {
-    const after = viaTable(maglevTable(ten.filter((_, j) => j !== i), size));
-    const maglevMoved = moved(viaTable(table), after);
-    // mod-N with the removed backend's position filled by renumbering the rest.
-    const survivors = ten.filter((_, j) => j !== i).map((b) => b.name);
-    const modNAfter = FLOW_HASHES.map((h) => survivors[h % 9]);
-    const modNMoved = moved(modN(10), modNAfter);
-    expect(maglevMoved).toBeLessThanOrEqual(0.15);
-    expect(maglevMoved).toBeGreaterThanOrEqual(0.09); // its own tenth has to move
-    expect(modNMoved).toBeGreaterThan(0.8);
-    expect(maglevMoved * 5).toBeLessThan(modNMoved);
-  });
+  test.each(ten.map((b, i) => [b.name, i] as const))(
+    'GIVEN 10 backends WHEN %s is removed THEN at most 15%% of flows move, while mod-N moves about 90%%',
+    (_name, i) => {
+      const after = viaTable(
+        maglevTable(
+          ten.filter((_, j) => j !== i),
+          size,
+        ),
+      );
+      const maglevMoved = moved(viaTable(table), after);
+      // mod-N with the removed backend's position filled by renumbering the rest.
+      const survivors = ten.filter((_, j) => j !== i).map((b) => b.name);
+      const modNAfter = FLOW_HASHES.map((h) => survivors[h % 9]);
+      const modNMoved = moved(modN(10), modNAfter);
+      expect(maglevMoved).toBeLessThanOrEqual(0.15);
+      expect(maglevMoved).toBeGreaterThanOrEqual(0.09); // its own tenth has to move
+      expect(modNMoved).toBeGreaterThan(0.8);
+      expect(maglevMoved * 5).toBeLessThan(modNMoved);
+    },
+  );
 
   test('GIVEN 10 backends WHEN an 11th is added at the same table size THEN at most 15% of flows move (mod-N: about 90%)', () => {
     const after = viaTable(maglevTable([...ten, { name: 'be10', weight: 1 }], size));
@@ -319,11 +389,14 @@ describe('consistent hashing (Maglev) versus mod-N', () => {
   const tenBackends = backends(Array(10).fill(1), 11);
   const chVip = (bes: VipInput['backends']) => balancerSpec([{ name: 'v', ip: '10.0.1.100', port: 80, algorithm: 'consistent-hash', backends: bes }]);
 
-  test.each(MODES)('GIVEN a rendered %s consistent-hash VIP with 10 backends WHEN one is removed THEN at most 15%% of simulated flows land elsewhere', (mode) => {
-    const spec = (bes: VipInput['backends']) => balancerSpec([{ name: 'v', ip: '10.0.1.100', port: 80, mode, algorithm: 'consistent-hash', backends: bes }]);
-    const before = landing(spec(tenBackends));
-    expect(moved(before, landing(spec(tenBackends.filter((b) => b.name !== 'be4'))))).toBeLessThanOrEqual(0.15);
-  });
+  test.each(MODES)(
+    'GIVEN a rendered %s consistent-hash VIP with 10 backends WHEN one is removed THEN at most 15%% of simulated flows land elsewhere',
+    (mode) => {
+      const spec = (bes: VipInput['backends']) => balancerSpec([{ name: 'v', ip: '10.0.1.100', port: 80, mode, algorithm: 'consistent-hash', backends: bes }]);
+      const before = landing(spec(tenBackends));
+      expect(moved(before, landing(spec(tenBackends.filter((b) => b.name !== 'be4'))))).toBeLessThanOrEqual(0.15);
+    },
+  );
 
   test('GIVEN a rendered consistent-hash VIP with 3 backends WHEN one is drained (weight 0) THEN its flows move and hardly any other', () => {
     const three = backends([1, 1, 1]);

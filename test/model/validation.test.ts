@@ -2,9 +2,7 @@
  * Model-level validation: the strict schemas (what the agent applies) plus the cross-object checks, reporting every
  * problem at once as `path: field: message`, where the message quotes the bad value and says what is allowed.
  */
-import {
-  ALGORITHMS, MODES, PROTOCOLS, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, formatIssue,
-} from '../../model';
+import { ALGORITHMS, MODES, PROTOCOLS, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, formatIssue } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
 import { HOST_KEY } from '../support/common';
 
@@ -13,11 +11,25 @@ type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-ex
 /** A valid balancer spec as JSON (what the agent receives), two backends on the balancer's /24. */
 function base(): Json {
   return {
-    kind: 'balancer', path: 's/lb1', name: 'lb1', ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0', address: '10.0.1.2', subnet: '10.0.1.0/24',
-    vips: [{
-      path: 's/web', name: 'web', ip: '10.0.1.100', port: 80,
-      backends: [{ path: 's/web/web1', name: 'web1', ip: '10.0.1.11' }, { path: 's/web/web2', name: 'web2', ip: '10.0.1.12', weight: 2 }],
-    }],
+    kind: 'balancer',
+    path: 's/lb1',
+    name: 'lb1',
+    ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
+    interface: 'eth0',
+    address: '10.0.1.2',
+    subnet: '10.0.1.0/24',
+    vips: [
+      {
+        path: 's/web',
+        name: 'web',
+        ip: '10.0.1.100',
+        port: 80,
+        backends: [
+          { path: 's/web/web1', name: 'web1', ip: '10.0.1.11' },
+          { path: 's/web/web2', name: 'web2', ip: '10.0.1.12', weight: 2 },
+        ],
+      },
+    ],
   };
 }
 
@@ -62,15 +74,29 @@ describe('IP addresses', () => {
     ['10.0.1.0', 'network'],
     ['10.0.1.255', 'broadcast'],
   ])("GIVEN VIP ip %s, the %s address of the balancer's subnet WHEN checked THEN it is refused", (ip, which) => {
-    expect(problems(variant((s) => (vip0(s).ip = ip)))).toEqual([`s/web: ip: "${ip}" is the ${which} address of the balancer's subnet 10.0.1.0/24; use a host address`]);
+    expect(problems(variant((s) => (vip0(s).ip = ip)))).toEqual([
+      `s/web: ip: "${ip}" is the ${which} address of the balancer's subnet 10.0.1.0/24; use a host address`,
+    ]);
   });
 
-  test.each([['10.0.1.0', 'network'], ['10.0.1.255', 'broadcast']])("GIVEN an L2 backend on the subnet's %s address WHEN checked THEN it is refused", (ip, which) => {
-    expect(problems(variant((s) => (be0(s).ip = ip)))).toEqual([`s/web/web1: ip: "${ip}" is the ${which} address of the balancer's subnet 10.0.1.0/24; use a host address`]);
+  test.each([
+    ['10.0.1.0', 'network'],
+    ['10.0.1.255', 'broadcast'],
+  ])("GIVEN an L2 backend on the subnet's %s address WHEN checked THEN it is refused", (ip, which) => {
+    expect(problems(variant((s) => (be0(s).ip = ip)))).toEqual([
+      `s/web/web1: ip: "${ip}" is the ${which} address of the balancer's subnet 10.0.1.0/24; use a host address`,
+    ]);
   });
 
   test('GIVEN a backend ip that is not IPv4 and a balancer address that is loopback WHEN checked THEN both are reported', () => {
-    expect(problems(variant((s) => { be0(s).ip = '10.0.1.x'; s.address = '127.0.0.2'; }))).toEqual([
+    expect(
+      problems(
+        variant((s) => {
+          be0(s).ip = '10.0.1.x';
+          s.address = '127.0.0.2';
+        }),
+      ),
+    ).toEqual([
       's/lb1: address: "127.0.0.2" is a loopback address (127.0.0.0/8); use a unicast IPv4 address',
       's/web/web1: ip: "10.0.1.x" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100',
     ]);
@@ -80,7 +106,9 @@ describe('IP addresses', () => {
 describe('ports, protocols, modes, algorithms', () => {
   test.each([0, 65536, -1, 80.5, '80', 'all', null])('GIVEN VIP port %j WHEN checked THEN it is refused with what is allowed', (port) => {
     const shown = typeof port === 'string' ? `"${port}"` : String(port);
-    expect(problems(variant((s) => (vip0(s).port = port)))).toEqual([`s/web: port: ${shown} is not allowed; use an integer from 1 to 65535, or '*' for all ports`]);
+    expect(problems(variant((s) => (vip0(s).port = port)))).toEqual([
+      `s/web: port: ${shown} is not allowed; use an integer from 1 to 65535, or '*' for all ports`,
+    ]);
   });
 
   test.each([0, 65536, '*'])('GIVEN backend port %j WHEN checked THEN it is refused', (port) => {
@@ -88,9 +116,12 @@ describe('ports, protocols, modes, algorithms', () => {
     expect(problems(variant((s) => (be0(s).port = port)))).toEqual([`s/web/web1: port: ${shown} is not allowed; use an integer from 1 to 65535`]);
   });
 
-  test.each(PROTOCOLS.flatMap((p) => MODES.flatMap((m) => ALGORITHMS.map((a) => [p, m, a] as const))))('GIVEN protocol %s, mode %s, algorithm %s WHEN checked THEN it is accepted', (protocol, mode, algorithm) => {
-    expect(problems(variant((s) => Object.assign(vip0(s), { protocol, mode, algorithm })))).toEqual([]);
-  });
+  test.each(PROTOCOLS.flatMap((p) => MODES.flatMap((m) => ALGORITHMS.map((a) => [p, m, a] as const))))(
+    'GIVEN protocol %s, mode %s, algorithm %s WHEN checked THEN it is accepted',
+    (protocol, mode, algorithm) => {
+      expect(problems(variant((s) => Object.assign(vip0(s), { protocol, mode, algorithm })))).toEqual([]);
+    },
+  );
 
   test.each([
     ['protocol', 'sctp', `"sctp" is not a supported protocol; use one of 'tcp', 'udp'`],
@@ -102,17 +133,22 @@ describe('ports, protocols, modes, algorithms', () => {
     expect(problems(variant((s) => (vip0(s)[field] = value)))).toEqual([`s/web: ${field}: ${message}`]);
   });
 
-  test.each(['least-connections', 'weighted-least-connections'])('GIVEN algorithm %s WHEN checked THEN it is "not supported yet" with the alternatives', (algorithm) => {
-    expect(problems(variant((s) => (vip0(s).algorithm = algorithm)))).toEqual([
-      `s/web: algorithm: "${algorithm}" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
-    ]);
-  });
+  test.each(['least-connections', 'weighted-least-connections'])(
+    'GIVEN algorithm %s WHEN checked THEN it is "not supported yet" with the alternatives',
+    (algorithm) => {
+      expect(problems(variant((s) => (vip0(s).algorithm = algorithm)))).toEqual([
+        `s/web: algorithm: "${algorithm}" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
+      ]);
+    },
+  );
 });
 
 describe('weights and backends', () => {
   test.each([-1, 1001, 1.5, '2', null, Number.NaN])('GIVEN weight %j WHEN checked THEN it is refused: an integer from 0 to 1000', (weight) => {
     const shown = typeof weight === 'string' ? `"${weight}"` : String(weight);
-    expect(problems(variant((s) => (be0(s).weight = weight)))).toEqual([`s/web/web1: weight: ${shown} is not allowed; use an integer from 0 to 1000 (0 drains the backend)`]);
+    expect(problems(variant((s) => (be0(s).weight = weight)))).toEqual([
+      `s/web/web1: weight: ${shown} is not allowed; use an integer from 0 to 1000 (0 drains the backend)`,
+    ]);
   });
 
   test.each([0, 1000])('GIVEN weight %j WHEN checked THEN it is accepted', (weight) => {
@@ -136,9 +172,14 @@ describe('weights and backends', () => {
   });
 
   test("GIVEN a backend port on a '*' VIP WHEN checked THEN it is refused", () => {
-    expect(problems(variant((s) => { vip0(s).port = '*'; be0(s).port = 80; }))).toEqual([
-      "s/web/web1: port: 80 is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset",
-    ]);
+    expect(
+      problems(
+        variant((s) => {
+          vip0(s).port = '*';
+          be0(s).port = 80;
+        }),
+      ),
+    ).toEqual(["s/web/web1: port: 80 is set, but the VIP serves all ports ('*'); DSR cannot translate ports, so leave the backend port unset"]);
   });
 
   test('GIVEN two backends with the same IP WHEN checked THEN the second is refused, naming the first', () => {
@@ -160,7 +201,14 @@ describe('weights and backends', () => {
   });
 
   test("GIVEN an L3 backend outside the balancer's subnet WHEN checked THEN it is accepted", () => {
-    expect(problems(variant((s) => { vip0(s).mode = 'l3'; be0(s).ip = '10.0.2.11'; }))).toEqual([]);
+    expect(
+      problems(
+        variant((s) => {
+          vip0(s).mode = 'l3';
+          be0(s).ip = '10.0.2.11';
+        }),
+      ),
+    ).toEqual([]);
   });
 
   test('GIVEN a backend ip equal to the VIP WHEN checked THEN it is refused', () => {
@@ -168,28 +216,41 @@ describe('weights and backends', () => {
   });
 
   test("GIVEN a backend ip equal to the balancer's address WHEN checked THEN it is refused", () => {
-    expect(problems(variant((s) => (be0(s).ip = '10.0.1.2')))).toEqual([`s/web/web1: ip: "10.0.1.2" is the balancer's own address; use the backend's real address`]);
+    expect(problems(variant((s) => (be0(s).ip = '10.0.1.2')))).toEqual([
+      `s/web/web1: ip: "10.0.1.2" is the balancer's own address; use the backend's real address`,
+    ]);
   });
 
   test("GIVEN a VIP equal to the balancer's address WHEN checked THEN it is refused", () => {
-    expect(problems(variant((s) => (vip0(s).ip = '10.0.1.2')))).toEqual([`s/web: ip: "10.0.1.2" is the balancer's own address; a VIP needs an address of its own`]);
+    expect(problems(variant((s) => (vip0(s).ip = '10.0.1.2')))).toEqual([
+      `s/web: ip: "10.0.1.2" is the balancer's own address; a VIP needs an address of its own`,
+    ]);
   });
 });
 
 describe('VIP clashes on one balancer', () => {
-  const second = (port: number | '*', protocol = 'tcp', ip = '10.0.1.100') => (s: Json) =>
-    s.vips.push({ path: 's/other', name: 'other', ip, port, protocol, backends: [{ path: 's/other/b', name: 'b', ip: '10.0.1.13' }] });
+  const second =
+    (port: number | '*', protocol = 'tcp', ip = '10.0.1.100') =>
+    (s: Json) =>
+      s.vips.push({ path: 's/other', name: 'other', ip, port, protocol, backends: [{ path: 's/other/b', name: 'b', ip: '10.0.1.13' }] });
 
   test.each([
-    ['the same port', 80, "80 clashes with s/web (10.0.1.100 tcp/80)"],
+    ['the same port', 80, '80 clashes with s/web (10.0.1.100 tcp/80)'],
     ["'*' over a single port", '*', '"*" clashes with s/web (10.0.1.100 tcp/80)'],
   ] as const)('GIVEN a second VIP on %s WHEN checked THEN it clashes', (_what, port, start) => {
-    expect(problems(variant(second(port)))).toEqual([`s/other: port: ${start} on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`]);
+    expect(problems(variant(second(port)))).toEqual([
+      `s/other: port: ${start} on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+    ]);
   });
 
   test("GIVEN a single-port VIP after a '*' VIP WHEN checked THEN it clashes with the '*' VIP", () => {
-    const spec = variant((s) => { vip0(s).port = '*'; second(443)(s); });
-    expect(problems(spec)).toEqual([`s/other: port: 443 clashes with s/web (10.0.1.100 tcp/*) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`]);
+    const spec = variant((s) => {
+      vip0(s).port = '*';
+      second(443)(s);
+    });
+    expect(problems(spec)).toEqual([
+      `s/other: port: 443 clashes with s/web (10.0.1.100 tcp/*) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
+    ]);
   });
 
   test.each([
@@ -202,22 +263,33 @@ describe('VIP clashes on one balancer', () => {
   });
 
   test('GIVEN two VIPs with the same name WHEN checked THEN the second is refused', () => {
-    expect(problems(variant((s) => { second(443)(s); s.vips[1].name = 'web'; }))).toEqual([
-      's/other: name: "web" is used by another VIP on the same balancer; VIP names must be unique per balancer',
-    ]);
+    expect(
+      problems(
+        variant((s) => {
+          second(443)(s);
+          s.vips[1].name = 'web';
+        }),
+      ),
+    ).toEqual(['s/other: name: "web" is used by another VIP on the same balancer; VIP names must be unique per balancer']);
   });
 });
 
 describe('names, interfaces, MACs, host keys, mssClamp', () => {
   const badName = (v: string) => `"${v}" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`;
-  test.each(['web1; rm -rf /', '$(reboot)', '-web', '', 'a'.repeat(33), 'web 1', 'wéb'])('GIVEN VIP name %j WHEN checked THEN it fails the strict pattern', (name) => {
-    expect(problems(variant((s) => (vip0(s).name = name)))).toEqual([`s/web: name: ${badName(name)}`]);
-  });
+  test.each(['web1; rm -rf /', '$(reboot)', '-web', '', 'a'.repeat(33), 'web 1', 'wéb'])(
+    'GIVEN VIP name %j WHEN checked THEN it fails the strict pattern',
+    (name) => {
+      expect(problems(variant((s) => (vip0(s).name = name)))).toEqual([`s/web: name: ${badName(name)}`]);
+    },
+  );
 
   const badIf = (v: string) => `"${v}" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
-  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1'])('GIVEN interface %j WHEN checked THEN it is refused', (iface) => {
-    expect(problems(variant((s) => (s.interface = iface)))).toEqual([`s/lb1: interface: ${badIf(iface)}`]);
-  });
+  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1'])(
+    'GIVEN interface %j WHEN checked THEN it is refused',
+    (iface) => {
+      expect(problems(variant((s) => (s.interface = iface)))).toEqual([`s/lb1: interface: ${badIf(iface)}`]);
+    },
+  );
 
   test.each(['abcdefghijklmno', 'vlan.100_dsr-lb', 'eth0'])('GIVEN interface %j (at most 15 characters) WHEN checked THEN it is accepted', (iface) => {
     expect(problems(variant((s) => (s.interface = iface)))).toEqual([]);
@@ -241,7 +313,14 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
   });
 
   test('GIVEN a mac on a backend of an L3 VIP WHEN checked THEN it is refused', () => {
-    expect(problems(variant((s) => { vip0(s).mode = 'l3'; be0(s).mac = '02:00:00:00:00:0b'; }))).toEqual([
+    expect(
+      problems(
+        variant((s) => {
+          vip0(s).mode = 'l3';
+          be0(s).mac = '02:00:00:00:00:0b';
+        }),
+      ),
+    ).toEqual([
       's/web/web1: mac: "02:00:00:00:00:0b" is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac',
     ]);
   });
@@ -258,21 +337,42 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
     ]);
   });
 
-  const badKey = (v: string) => `"${v}" is not a host key; use a pinned fingerprint 'SHA256:<43 base64 characters>' (ssh-keygen -lf) or an OpenSSH public key line 'ssh-ed25519 AAAA…'`;
-  test.each(['SHA256:short', 'MD5:aa:bb', `SHA256:${'A'.repeat(42)}`, 'ssh-ed25519', 'ssh-dss AAAAB3NzaC1kc3M=', ''])('GIVEN host key %j WHEN checked THEN it is refused', (key) => {
-    expect(problems(variant((s) => (s.ssh.hostKey = key)))).toEqual([`s/lb1: ssh.hostKey: ${badKey(key)}`]);
-  });
+  const badKey = (v: string) =>
+    `"${v}" is not a host key; use a pinned fingerprint 'SHA256:<43 base64 characters>' (ssh-keygen -lf) or an OpenSSH public key line 'ssh-ed25519 AAAA…'`;
+  test.each(['SHA256:short', 'MD5:aa:bb', `SHA256:${'A'.repeat(42)}`, 'ssh-ed25519', 'ssh-dss AAAAB3NzaC1kc3M=', ''])(
+    'GIVEN host key %j WHEN checked THEN it is refused',
+    (key) => {
+      expect(problems(variant((s) => (s.ssh.hostKey = key)))).toEqual([`s/lb1: ssh.hostKey: ${badKey(key)}`]);
+    },
+  );
 
-  test.each([HOST_KEY, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ root@lb1'])('GIVEN host key %j WHEN checked THEN it is accepted', (key) => {
-    expect(problems(variant((s) => (s.ssh.hostKey = key)))).toEqual([]);
-  });
+  test.each([HOST_KEY, 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ root@lb1'])(
+    'GIVEN host key %j WHEN checked THEN it is accepted',
+    (key) => {
+      expect(problems(variant((s) => (s.ssh.hostKey = key)))).toEqual([]);
+    },
+  );
 
   test.each([535, 1461, 1440.5, 0])('GIVEN mssClamp %j on an L3 VIP WHEN checked THEN it is refused: 536 to 1460', (mss) => {
-    expect(problems(variant((s) => { vip0(s).mode = 'l3'; vip0(s).mssClamp = mss; }))).toEqual([`s/web: mssClamp: ${mss} is not allowed; use an integer from 536 to 1460 (bytes)`]);
+    expect(
+      problems(
+        variant((s) => {
+          vip0(s).mode = 'l3';
+          vip0(s).mssClamp = mss;
+        }),
+      ),
+    ).toEqual([`s/web: mssClamp: ${mss} is not allowed; use an integer from 536 to 1460 (bytes)`]);
   });
 
   test.each([536, 1460])('GIVEN mssClamp %j on an L3 VIP WHEN checked THEN it is accepted', (mss) => {
-    expect(problems(variant((s) => { vip0(s).mode = 'l3'; vip0(s).mssClamp = mss; }))).toEqual([]);
+    expect(
+      problems(
+        variant((s) => {
+          vip0(s).mode = 'l3';
+          vip0(s).mssClamp = mss;
+        }),
+      ),
+    ).toEqual([]);
   });
 
   test('GIVEN mssClamp on an L2 VIP WHEN checked THEN it is refused', () => {
@@ -284,17 +384,31 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
 
 describe('unknown properties (objects are strict)', () => {
   const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends';
-  const l7 = '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
-  test.each(['cookie', 'stickyCookie', 'headers', 'requestHeader', 'urlPath', 'pathPrefix', 'tlsCertificate', 'httpRedirect'])('GIVEN an L7-looking key %j on a VIP WHEN checked THEN the message points to an L7 VIP', (key) => {
-    expect(problems(variant((s) => (vip0(s)[key] = 'x')))).toEqual([`s/web: ${key}: "${key}" is not a known property; known properties are ${vipKeys}${l7}`]);
-  });
+  const l7 =
+    '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
+  test.each(['cookie', 'stickyCookie', 'headers', 'requestHeader', 'urlPath', 'pathPrefix', 'tlsCertificate', 'httpRedirect'])(
+    'GIVEN an L7-looking key %j on a VIP WHEN checked THEN the message points to an L7 VIP',
+    (key) => {
+      expect(problems(variant((s) => (vip0(s)[key] = 'x')))).toEqual([`s/web: ${key}: "${key}" is not a known property; known properties are ${vipKeys}${l7}`]);
+    },
+  );
 
-  test.each(['weigth', 'timeout', 'healthcheck'])('GIVEN a misspelt or unknown key %j WHEN checked THEN the known keys are listed, without the L7 hint', (key) => {
-    expect(problems(variant((s) => (vip0(s)[key] = 1)))).toEqual([`s/web: ${key}: "${key}" is not a known property; known properties are ${vipKeys}`]);
-  });
+  test.each(['weigth', 'timeout', 'healthcheck'])(
+    'GIVEN a misspelt or unknown key %j WHEN checked THEN the known keys are listed, without the L7 hint',
+    (key) => {
+      expect(problems(variant((s) => (vip0(s)[key] = 1)))).toEqual([`s/web: ${key}: "${key}" is not a known property; known properties are ${vipKeys}`]);
+    },
+  );
 
   test('GIVEN unknown keys on a backend and in ssh WHEN checked THEN each is reported at its own object', () => {
-    expect(problems(variant((s) => { be0(s).cookie = 'x'; s.ssh.password = 'hunter2'; }))).toEqual([
+    expect(
+      problems(
+        variant((s) => {
+          be0(s).cookie = 'x';
+          s.ssh.password = 'hunter2';
+        }),
+      ),
+    ).toEqual([
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
       `s/web/web1: cookie: "cookie" is not a known property; known properties are name, ip, port, weight, mac${l7}`,
     ]);
@@ -310,7 +424,7 @@ describe('all problems at once', () => {
       vip0(s).backends[1].mac = 'zz';
     });
     expect(problems(spec)).toEqual([
-      `s/lb1: interface: ${'"eth0-very-long-name" is not a valid interface name; use 1 to 15 characters of letters, digits, \'_\', \'.\' and \'-\''}`,
+      `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'"}`,
       `s/web: algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
       's/web/web1: weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       `s/web/web2: mac: "zz" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
@@ -334,7 +448,10 @@ describe('all problems at once', () => {
   });
 
   test('GIVEN mistakes WHEN the agent parses the spec THEN one SpecError lists them all, with a count', () => {
-    const spec = variant((s) => { s.interface = 'a;b'; be0(s).weight = -1; });
+    const spec = variant((s) => {
+      s.interface = 'a;b';
+      be0(s).weight = -1;
+    });
     let error: unknown;
     try {
       parseHostSpec(JSON.stringify(spec));
@@ -342,19 +459,28 @@ describe('all problems at once', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(SpecError);
-    expect((error as SpecError).message).toBe([
-      'tula-dsr found 2 problems in the configuration:',
-      `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
-      '  - s/web/web1: weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
-    ].join('\n'));
-    expect((error as SpecError).issues.map((i) => [i.path, i.field, i.value])).toEqual([['s/lb1', 'interface', 'a;b'], ['s/web/web1', 'weight', -1]]);
+    expect((error as SpecError).message).toBe(
+      [
+        'tula-dsr found 2 problems in the configuration:',
+        `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
+        '  - s/web/web1: weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
+      ].join('\n'),
+    );
+    expect((error as SpecError).issues.map((i) => [i.path, i.field, i.value])).toEqual([
+      ['s/lb1', 'interface', 'a;b'],
+      ['s/web/web1', 'weight', -1],
+    ]);
   });
 });
 
 describe('backend host specs', () => {
   const host = (over: Json = {}): Json => ({
-    kind: 'backend', path: 's/web3', name: 'web3', ssh: { host: 'web3.example.net', hostKey: HOST_KEY },
-    services: [{ path: 's/far', ip: '10.0.2.100', port: 443, protocol: 'tcp', mode: 'l3', mssClamp: 1440 }], ...over,
+    kind: 'backend',
+    path: 's/web3',
+    name: 'web3',
+    ssh: { host: 'web3.example.net', hostKey: HOST_KEY },
+    services: [{ path: 's/far', ip: '10.0.2.100', port: 443, protocol: 'tcp', mode: 'l3', mssClamp: 1440 }],
+    ...over,
   });
   const hostProblems = (input: unknown) => {
     const r = checkSpec(StrictSpecSchemas.BackendHostSpecSchema, input, '(spec)', (v) => checkBackendHostSpec(v));
@@ -370,7 +496,11 @@ describe('backend host specs', () => {
 
   test.each([
     ['persist', 'yes', 's/web3: persist: "yes" is not allowed; use true or false'],
-    ['name', 'web3; rm -rf /', `s/web3: name: "web3; rm -rf /" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`],
+    [
+      'name',
+      'web3; rm -rf /',
+      `s/web3: name: "web3; rm -rf /" is not a valid name; use 1 to 32 characters of letters, digits, '_' and '-', starting with a letter or digit`,
+    ],
     ['address', '10.0.2', 's/web3: address: "10.0.2" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100'],
   ])('GIVEN host %s %j WHEN checked THEN it is refused', (field, value, line) => {
     expect(hostProblems(host({ address: '10.0.2.13', [field]: value }))).toEqual([line]);
@@ -378,7 +508,12 @@ describe('backend host specs', () => {
 });
 
 describe('the agent-side (strict) schemas and Terraform tokens', () => {
-  test.each(['${TfToken[TOKEN.12]}', '${aws_instance.web.private_ip}'])('GIVEN an unresolved value %j as a backend ip WHEN the agent checks it THEN it is refused', (token) => {
-    expect(problems(variant((s) => (be0(s).ip = token)))).toEqual([`s/web/web1: ip: "${token}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`]);
-  });
+  test.each(['${TfToken[TOKEN.12]}', '${aws_instance.web.private_ip}'])(
+    'GIVEN an unresolved value %j as a backend ip WHEN the agent checks it THEN it is refused',
+    (token) => {
+      expect(problems(variant((s) => (be0(s).ip = token)))).toEqual([
+        `s/web/web1: ip: "${token}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`,
+      ]);
+    },
+  );
 });

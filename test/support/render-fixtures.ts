@@ -5,9 +5,23 @@
  */
 import { joinBalancerReview } from './review';
 import {
-  ALGORITHMS, Algorithm, BackendHostSpec, BalancerFacts, BalancerSpec, Mode, NftTable, NftTableFacts, PROTOCOLS,
-  StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, formatIssues, planBackendHost, planBalancerHost,
-  renderBalancerReview, renderNftReload,
+  ALGORITHMS,
+  Algorithm,
+  BackendHostSpec,
+  BalancerFacts,
+  BalancerSpec,
+  Mode,
+  NftTable,
+  NftTableFacts,
+  PROTOCOLS,
+  StrictSpecSchemas,
+  checkBackendHostSpec,
+  checkBalancerSpec,
+  formatIssues,
+  planBackendHost,
+  planBalancerHost,
+  renderBalancerReview,
+  renderNftReload,
 } from '../../model';
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';
@@ -78,9 +92,15 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
     ALGORITHMS.map((algorithm) => {
       // Maglev tables have >= 50 slots per backend: two backends keep the snapshot readable (127 slots).
       const bes = algorithm === 'consistent-hash' ? backends([1, 2]) : backends();
-      const vips = PROTOCOLS.map((protocol, i) => vip(`${protocol}${i}`, `10.0.1.${100 + i}`, protocol === 'tcp' ? 80 : 53, {
-        protocol, mode, algorithm, backends: bes, ...(mode === 'l3' && protocol === 'tcp' ? { mssClamp: 1400 } : {}),
-      }));
+      const vips = PROTOCOLS.map((protocol, i) =>
+        vip(`${protocol}${i}`, `10.0.1.${100 + i}`, protocol === 'tcp' ? 80 : 53, {
+          protocol,
+          mode,
+          algorithm,
+          backends: bes,
+          ...(mode === 'l3' && protocol === 'tcp' ? { mssClamp: 1400 } : {}),
+        }),
+      );
       return { name: `${mode} ${algorithm}`, spec: balancerSpec(vips) };
     }),
   ),
@@ -98,7 +118,10 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
   },
   {
     name: 'l2 drained backend (weight 0)',
-    spec: balancerSpec([vip('web', '10.0.1.100', 80, { backends: backends([0, 1, 2]) }), vip('dns', '10.0.1.101', 53, { protocol: 'udp', algorithm: 'round-robin', backends: backends([1, 0, 1]) })]),
+    spec: balancerSpec([
+      vip('web', '10.0.1.100', 80, { backends: backends([0, 1, 2]) }),
+      vip('dns', '10.0.1.101', 53, { protocol: 'udp', algorithm: 'round-robin', backends: backends([1, 0, 1]) }),
+    ]),
   },
   {
     name: 'l2 every backend drained',
@@ -109,7 +132,13 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
     spec: balancerSpec(
       [
         vip('l2web', '10.0.1.100', 80, { backends: backends([1, 2]).map((b) => ({ ...b, mac: macOf(b.ip) })) }),
-        vip('l3web', '10.0.1.101', 80, { mode: 'l3', backends: [{ name: 'far1', ip: '10.9.0.5' }, { name: 'far2', ip: '192.168.77.200', weight: 3 }] }),
+        vip('l3web', '10.0.1.101', 80, {
+          mode: 'l3',
+          backends: [
+            { name: 'far1', ip: '10.9.0.5' },
+            { name: 'far2', ip: '192.168.77.200', weight: 3 },
+          ],
+        }),
       ],
       { interface: 'vlan.100_dsr-lb' },
     ),
@@ -118,7 +147,13 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
 
 function backendHostSpec(name: string, services: BackendHostSpec['services'], persist = true): BackendHostSpec {
   const spec = StrictSpecSchemas.BackendHostSpecSchema.parse({
-    kind: 'backend', path: `t/${name}`, name, ssh: { host: '10.0.1.11', hostKey: HOST_KEY }, address: '10.0.1.11', persist, services,
+    kind: 'backend',
+    path: `t/${name}`,
+    name,
+    ssh: { host: '10.0.1.11', hostKey: HOST_KEY },
+    address: '10.0.1.11',
+    persist,
+    services,
   });
   const issues = checkBackendHostSpec(spec);
   if (issues.length) throw new Error(formatIssues(issues));

@@ -64,7 +64,11 @@ export function mixedStack(root: string, engine?: Engine, opts: { webWeights?: [
   const app = newApp(root, engine);
   const stack = new TerraformStack(app, 'mixed');
   const lb1 = new Balancer(stack, 'lb1', { ssh: ssh('10.0.1.2'), interface: 'eth0', subnet: '10.0.1.0/24' });
-  const lb2 = new Balancer(stack, 'lb2', { ssh: { ...ssh('10.0.1.3'), user: 'deploy', port: 2222, privateKeyPath: 'keys/lb2' }, interface: 'ens3', subnet: '10.0.1.0/24' });
+  const lb2 = new Balancer(stack, 'lb2', {
+    ssh: { ...ssh('10.0.1.3'), user: 'deploy', port: 2222, privateKeyPath: 'keys/lb2' },
+    interface: 'ens3',
+    subnet: '10.0.1.0/24',
+  });
   const web1 = new BackendHost(stack, 'web1', { ssh: ssh('10.0.1.11') });
   const web2 = new BackendHost(stack, 'web2', { ssh: ssh('10.0.1.12') });
   const web3 = new BackendHost(stack, 'web3', { ssh: { host: 'web3.example.net', knownHostsFile: 'known_hosts' }, address: '10.0.2.13' });

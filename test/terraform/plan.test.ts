@@ -121,7 +121,11 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     await tf(stackDir, env, ['apply', '-input=false', '-auto-approve']);
     const applied = await stateTriggers(stackDir, env);
     // Each create provisioner received, from self, exactly the spec whose sha256 is the hash trigger.
-    expect((await events(stackDir)).sort()).toEqual(Object.values(applied).map((t) => `apply ${t.hash}`).sort());
+    expect((await events(stackDir)).sort()).toEqual(
+      Object.values(applied)
+        .map((t) => `apply ${t.hash}`)
+        .sort(),
+    );
     for (const t of Object.values(applied)) expect(t.hash).toBe(sha256(t.spec));
 
     synth(path.join(dir, 'out'), engine, (app) => new ExampleStack(app, 'dsr', DEFAULT_INVENTORY, { weights: [1, 2, 4] }));
@@ -158,7 +162,11 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     await tf(stackDir, env, ['destroy', '-input=false', '-auto-approve']);
     const removed = (await events(stackDir)).slice(before);
     expect(removed[0]).toBe(`remove ${replaced[lb].hash}`);
-    expect([...removed].sort()).toEqual(Object.values(replaced).map((t) => `remove ${t.hash}`).sort());
+    expect([...removed].sort()).toEqual(
+      Object.values(replaced)
+        .map((t) => `remove ${t.hash}`)
+        .sort(),
+    );
   });
 
   test('GIVEN a backend IP from another resource WHEN planned and applied THEN the plan defers it and the hash trigger is the sha256 of the resolved spec', async () => {

@@ -29,8 +29,10 @@ function synth(dir: string, engine: Engine, retireWeb2: boolean): string {
   // The agent would SSH to hosts that do not exist: log each call and the spec it received instead.
   const log = path.join(dir, 'calls.log');
   const json = readFileSync(file, 'utf8')
-    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"apply\\"])'`).join(`echo apply >> ${log}`)
-    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"remove\\"])'`).join(`echo remove $TULA_DSR_SPEC_GZ_0 >> ${log}`);
+    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"apply\\"])'`)
+    .join(`echo apply >> ${log}`)
+    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"remove\\"])'`)
+    .join(`echo remove $TULA_DSR_SPEC_GZ_0 >> ${log}`);
   writeFileSync(file, json);
   return path.dirname(file);
 }
@@ -41,9 +43,10 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   test('GIVEN an applied stack WHEN a backend host construct is replaced by BackendHost.retire THEN apply destroys it and runs remove with its spec', async () => {
-    const env = engine === 'null_resource'
-      ? (await prepareTerraformEnv(dir)).env
-      : { ...process.env, TF_CLI_CONFIG_FILE: path.join(dir, 'cli.tfrc'), CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1' };
+    const env =
+      engine === 'null_resource'
+        ? (await prepareTerraformEnv(dir)).env
+        : { ...process.env, TF_CLI_CONFIG_FILE: path.join(dir, 'cli.tfrc'), CHECKPOINT_DISABLE: '1', TF_IN_AUTOMATION: '1' };
     if (engine !== 'null_resource') writeFileSync(path.join(dir, 'cli.tfrc'), '');
     const cwd = synth(dir, engine, false);
     const tf = async (args: string[]) => {

@@ -60,8 +60,7 @@ const NULL_RESOURCE = {
       name: 'triggers',
       type: ['map', 'string'],
       optional: true,
-      description:
-        'A map of arbitrary strings that, when changed, will force the null resource to be replaced, re-running any associated provisioners.',
+      description: 'A map of arbitrary strings that, when changed, will force the null resource to be replaced, re-running any associated provisioners.',
     },
   ],
 };
@@ -91,8 +90,7 @@ const NULL_DATA_SOURCE = {
       type: 'string',
       computed: true,
       deprecated: true,
-      description:
-        'This attribute is only present for some legacy compatibility issues and should not be used. It will be removed in a future version.',
+      description: 'This attribute is only present for some legacy compatibility issues and should not be used. It will be removed in a future version.',
     },
     {
       name: 'inputs',
@@ -216,7 +214,10 @@ function createProvider(log) {
     GetSchema(_req) {
       note('GetSchema');
       return {
-        provider: { version: 0, block: { version: 0, attributes: [], block_types: [], description: '', description_kind: STRING_KIND_PLAIN, deprecated: false } },
+        provider: {
+          version: 0,
+          block: { version: 0, attributes: [], block_types: [], description: '', description_kind: STRING_KIND_PLAIN, deprecated: false },
+        },
         resource_schemas: { null_resource: toProtoSchema(NULL_RESOURCE) },
         data_source_schemas: { null_data_source: toProtoSchema(NULL_DATA_SOURCE) },
         diagnostics: [],
@@ -389,7 +390,10 @@ function createProvider(log) {
       return {
         imported_resources: [],
         diagnostics: [
-          errorDiag('Resource Import Not Implemented', 'This resource does not support import. Please contact the provider developer for additional information.'),
+          errorDiag(
+            'Resource Import Not Implemented',
+            'This resource does not support import. Please contact the provider developer for additional information.',
+          ),
         ],
       };
     },

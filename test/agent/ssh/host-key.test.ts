@@ -59,9 +59,21 @@ describe('parsePinnedHostKey', () => {
   });
 
   test.each([
-    ['an MD5 fingerprint', 'MD5:12:34:56', 'hostKey "MD5:12:34:56" is not understood: use a SHA256 fingerprint such as "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) or a public key line such as "ssh-ed25519 AAAA…"'],
-    ['a short fingerprint', 'SHA256:abc', 'hostKey "SHA256:abc" is not understood: use a SHA256 fingerprint such as "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) or a public key line such as "ssh-ed25519 AAAA…"'],
-    ['a key line whose blob has another type', `ssh-ed25519 ${EC_LINE.split(' ')[1]}`, 'hostKey "ssh-ed25519 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyN..." is not a valid public key: the key data says ecdsa-sha2-nistp256, but the line says ssh-ed25519'],
+    [
+      'an MD5 fingerprint',
+      'MD5:12:34:56',
+      'hostKey "MD5:12:34:56" is not understood: use a SHA256 fingerprint such as "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) or a public key line such as "ssh-ed25519 AAAA…"',
+    ],
+    [
+      'a short fingerprint',
+      'SHA256:abc',
+      'hostKey "SHA256:abc" is not understood: use a SHA256 fingerprint such as "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) or a public key line such as "ssh-ed25519 AAAA…"',
+    ],
+    [
+      'a key line whose blob has another type',
+      `ssh-ed25519 ${EC_LINE.split(' ')[1]}`,
+      'hostKey "ssh-ed25519 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyN..." is not a valid public key: the key data says ecdsa-sha2-nistp256, but the line says ssh-ed25519',
+    ],
     ['a key line with junk data', 'ssh-ed25519 !!!', 'hostKey "ssh-ed25519 !!!" is not a valid public key: the key data of a ssh-ed25519 key is not base64'],
   ])('rejects %s', (_what, text, message) => {
     expect(() => parsePinnedHostKey(text)).toThrow(new Error(message));
