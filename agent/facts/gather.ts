@@ -54,10 +54,11 @@ export interface HostFacts {
 }
 
 /**
- * Strips what changes without anyone touching the configuration (flow map elements) from `nft -s list table`,
- * so that the hash of the rest detects edits made outside tula-dsr. Shared by the facts and apply scripts.
+ * Strips what changes without anyone touching the configuration from `nft -s list table`: the elements of dynamic
+ * maps (open and closing flows, which the packet path writes), so that the hash of the rest detects edits made
+ * outside tula-dsr. Shared by the facts and apply scripts.
  */
-export const NFT_LISTING_FILTER = `awk '/^\\tmap flows_/{f=1} f&&/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} /^\\t\\}/{f=0} {print}'`;
+export const NFT_LISTING_FILTER = `awk '/^\\t(map|set) /{f=0} /^\\t\\tflags .*dynamic/{f=1} f&&/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
 
 /** Where the apply keeps the table's listing as loaded, so that check can show what changed behind its back. */
 export function nftListingFile(family: string, name: string): string {

@@ -194,23 +194,34 @@ def burst():
     errors = []
     lock = threading.Lock()
     todo = iter(range(count))
-    # distinct source ports below the ephemeral range: the kernel may reuse a port within a few hundred
-    # connections, and a reused 4-tuple is one flow to the balancer, not a new one
+    # Source ports below the ephemeral range: distinct ones (the kernel may hand out a port again within a few
+    # hundred connections, which would make counts depend on its choice), or a small pool that every request
+    # reuses in turn, as clients behind a NAT do (sourcePorts = the pool's size)
     base = int(CFG.get('sourcePortBase', 0))
+    pool_size = int(CFG.get('sourcePorts', 0))
+    pause = float(CFG.get('pauseMs', 0)) / 1000
+    free = list(range(base, base + pool_size))
     def worker():
         while True:
             with lock:
                 i = next(todo, None)
                 if i is None:
                     return
+                port = free.pop(0) if pool_size else (base + i if base else 0)
             try:
-                status, headers, _body = http_get(path, read_body=False, source_port=base + i if base else 0)
+                status, headers, _body = http_get(path, read_body=False, source_port=port)
                 name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
                 with lock:
                     counts[name] = counts.get(name, 0) + 1
             except Exception as e:
                 with lock:
                     errors.append(repr(e))
+            finally:
+                if pool_size:
+                    with lock:
+                        free.append(port)
+            if pause:
+                time.sleep(pause)
     threads = [threading.Thread(target=worker) for _ in range(int(CFG.get('concurrency', 4)))]
     for t in threads: t.start()
     for t in threads: t.join()

@@ -33,19 +33,21 @@ async function runClient<T>(client: LabHost, python: string, mode: string, confi
 }
 
 /**
- * `count` HTTP GETs to host:port, each on a new connection (bounded: 5 s per request, 25 s in all). Each request
- * uses its own source port, from a random base in 20000-31999 (below the kernel's ephemeral range): the kernel may
- * hand out the same port again within a few hundred connections, and the balancer rightly treats a reused 4-tuple
- * as the same flow, which would make exact counts depend on the kernel's port choice.
+ * `count` HTTP GETs to host:port, each on a new connection (bounded: 5 s per request, 25 s in all), from source
+ * ports at a random base in 20000-31999 (below the kernel's ephemeral range, so that the kernel's own port choice
+ * plays no part). Each request uses its own port, unless `sourcePorts` is set: then every request reuses one of that
+ * many ports, in turn, as clients behind a NAT gateway do (at most `sourcePorts` requests run at once). `pauseMs`:
+ * each worker's pause after each request, to pace the client.
  */
 export function httpBurst(
   client: LabHost,
   python: string,
-  o: { host: string; port: number; count: number; concurrency?: number; path?: string },
+  o: { host: string; port: number; count: number; concurrency?: number; path?: string; sourcePorts?: number; pauseMs?: number },
 ): Promise<BurstResult> {
   if (o.count > 2000) throw new Error(`httpBurst: count ${o.count} is too large: at most 2000`);
-  const sourcePortBase = 20000 + Math.floor(Math.random() * (12000 - o.count));
-  return runClient(client, python, 'burst', { concurrency: 4, ...o, sourcePortBase }, 25_000);
+  const concurrency = Math.min(o.concurrency ?? 4, o.sourcePorts ?? Infinity);
+  const sourcePortBase = 20000 + Math.floor(Math.random() * (12000 - (o.sourcePorts ?? o.count)));
+  return runClient(client, python, 'burst', { ...o, concurrency, sourcePortBase }, 25_000);
 }
 
 /** `count` UDP datagrams to host:port, each from a new socket. */

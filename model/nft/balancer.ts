@@ -79,32 +79,69 @@ function vipKeyExpr(any: boolean): string {
   return any ? 'ip daddr . meta l4proto' : 'ip daddr . meta l4proto . th dport';
 }
 
-function schedulerRules(shape: Shape, flows: string, slots: string, out: string, valueExpr: string, live: string): string[] {
+/** The maps a scheduler chain reads and writes, by role. */
+interface SchedulerMaps {
+  /** Open flows: 4-tuple → backend. */
+  readonly flows: string;
+  /** Flows the client ended (FIN or RST seen): kept only so that its last packets reach the same backend. */
+  readonly closing?: string;
+  readonly slots: string;
+  /** The (VIP, backend) pairs that take new flows. */
+  readonly live: string;
+  /** Backend → its counter of new flows, and of flows the client ended. */
+  readonly newCounter: string;
+  readonly endedCounter: string;
+}
+
+function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
   const { vip, any, modulus } = shape;
+  const { flows, closing, slots, live } = maps;
   const timeout = `timeout ${vip.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
   const pick = `${valueExpr} set ${vipKeyExpr(any)} . meta mark map @${slots}`;
+  const countNew = `counter name ${valueExpr} map @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
   const seed = `0x${hex32(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
   const rules = [`counter name ${vipKeyExpr(any)} map @vip_counter_${any ? 'any' : 'port'}`];
-  const newFlow = vip.protocol === 'tcp' ? 'tcp flags & (syn|ack) == syn ' : '';
-  // Existing flows first. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend
-  // still takes new flows: clients reuse source ports long before entries expire, and such a new connection must
-  // not reach a drained or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
-  rules.push(`${newFlow ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
-  if (newFlow)
+  const tcp = vip.protocol === 'tcp';
+  const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
+  if (tcp && closing) {
+    // The client ends its connection (FIN or RST): the flow leaves the open flows for the closing ones, so that its
+    // last packets (the ACK after a FIN, retransmissions) still reach its backend, while a later SYN on the same
+    // 4-tuple is a new connection and is scheduled afresh, as IPVS does from the client's packets alone.
+    rules.push(
+      `tcp flags & (fin|rst) != 0 tcp flags & syn == 0 ${valueExpr} set ${FLOW_KEY} map @${flows} ` +
+        `update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } delete @${flows} { ${FLOW_KEY} : ${valueExpr} } ` +
+        `counter name ${valueExpr} map @${maps.endedCounter} ${out}`,
+    );
+  }
+  // Open flows next. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend still
+  // takes new flows, so that a new connection on a 4-tuple whose end the balancer never saw cannot reach a drained
+  // or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
+  rules.push(`${tcp ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
+  if (tcp && closing)
+    rules.push(`tcp flags & (syn|ack) != syn ${valueExpr} set ${FLOW_KEY} map @${closing} update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } ${out}`);
+  if (tcp)
     rules.push(
       `${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} @${live} ${out}`,
       `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`,
     );
+  // A new connection also retires what a closed one on the same 4-tuple left: `update` never replaces the value of an
+  // element that exists, so a stale closing entry would send the new connection's last packets to the old backend.
+  if (tcp && closing) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${closing} delete @${closing} { ${FLOW_KEY} : ${valueExpr} }`);
   if (modulus === 0) return rules;
   const hash = shape.algorithm === 'sh' ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}` : `jhash ${FLOW_KEY} mod ${modulus} seed ${seed}`;
   const chooser = shape.algorithm === 'rr' ? `numgen inc mod ${modulus}` : hash;
-  rules.push(`${newFlow}meta mark set ${chooser} ${pick} ${remember} ${out}`);
-  if (vip.protocol === 'tcp') {
-    // A mid-stream packet without a flow entry (entry expired, balancer restarted): a pinned-seed hash, never
-    // the balancer's own stack, which owns the VIP and would answer with a reset.
-    rules.push(`meta mark set ${hash} ${pick} ${remember} ${out}`);
+  rules.push(`${newFlow}meta mark set ${chooser} ${pick} ${remember} ${countNew} ${out}`);
+  // The kernel may refuse to record a flow whose 4-tuple was ended and reused moments before (its old entry waits
+  // for the once-a-second garbage collection). Such a first packet then goes where the pinned-seed hash sends it,
+  // which is where every later packet of the flow goes too until one of them records it: the flow works, it is
+  // just not placed by round robin. Never the balancer's own stack, which owns the VIP and would answer a reset.
+  if (tcp || shape.algorithm !== 'rr') rules.push(`${newFlow}meta mark set ${hash} ${pick} ${countNew} ${out}`);
+  if (tcp) {
+    // A mid-stream packet without a flow entry (entry expired, balancer restarted): the same pinned-seed hash,
+    // recorded when the kernel takes it, forwarded either way.
+    rules.push(`meta mark set ${hash} ${pick} ${remember} ${out}`, `meta mark set ${hash} ${pick} ${out}`);
   }
   return rules;
 }
@@ -150,11 +187,19 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
     mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(own(`${key} : ${vipCounter}`));
 
     const l2 = vip.mode === 'l2';
-    const flows = `flows_${vip.mode}_${vip.protocol}`;
-    const slots = `slots_${vip.mode}_${kind}`;
-    const live = `live_${vip.mode}_${kind}`;
     const valueType = l2 ? 'ether_addr' : 'mark';
-    mapOf(flows, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
+    const roles: SchedulerMaps = {
+      flows: `flows_${vip.mode}_${vip.protocol}`,
+      closing: vip.protocol === 'tcp' ? `closing_${vip.mode}_tcp` : undefined,
+      slots: `slots_${vip.mode}_${kind}`,
+      live: `live_${vip.mode}_${kind}`,
+      newCounter: `backend_new_${vip.mode}`,
+      endedCounter: `backend_ended_${vip.mode}`,
+    };
+    const { slots, live } = roles;
+    for (const dynamic of [roles.flows, roles.closing]) {
+      if (dynamic) mapOf(dynamic, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
+    }
     const slotMap = mapOf(slots, `${keyType} . mark : ${valueType}`);
     const values = new Map(vip.backends.map((b) => [b.name, slotValue(vip, b)]));
     sequence.forEach((name, index) => slotMap.elements.push(own(`${key} . ${index} : ${values.get(name)}`)));
@@ -165,11 +210,22 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
 
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
-      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, flows, slots, out, l2 ? 'ether daddr' : 'meta mark', live) });
+      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, roles, out, l2 ? 'ether daddr' : 'meta mark') });
     }
   }
 
   const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort(compareAddresses);
+  // Per backend: new flows (scheduled) and flows the client ended (FIN or RST); active ≈ new − ended − expired.
+  const addFlowCounters = (mode: 'l2' | 'l3', ips: readonly string[], value: (ip: string) => string) => {
+    const valueType = mode === 'l2' ? 'ether_addr' : 'mark';
+    const byRole = { new: mapOf(`backend_new_${mode}`, `${valueType} : counter`), end: mapOf(`backend_ended_${mode}`, `${valueType} : counter`) };
+    for (const ip of ips) {
+      for (const [role, map] of Object.entries(byRole)) {
+        counters.add(`${role}_${backendId(ip)}`);
+        map.elements.push({ text: `${value(ip)} : ${role}_${backendId(ip)}` });
+      }
+    }
+  };
   if (l2Backends.size) {
     const lbMac = spec.mac ?? facts.interfaceMac ?? null;
     defines.push({
@@ -188,6 +244,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
       counters.add(`be_${backendId(ip)}`);
       counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
+    addFlowCounters('l2', orderedIps(l2Backends), (ip) => `$${macVar(ip)}`);
     chains.set('l2_out', {
       name: 'l2_out',
       rules: [
@@ -205,6 +262,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
       dispatch.elements.push({ text: `0x${id} : goto be_${id}` });
       chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} fwd ip to ${ip} device "${tunnelName(ip)}"`] });
     }
+    addFlowCounters('l3', orderedIps(l3Backends), (ip) => `0x${backendId(ip)}`);
   }
 
   const ingressRules = ['vip_port', 'vip_any'].filter((m) => maps.has(m)).map((m) => `meta protocol ip ${vipKeyExpr(m === 'vip_any')} vmap @${m}`);

@@ -110,6 +110,26 @@ describe('L2 DSR lab, end to end', () => {
     }
   });
 
+  test('10. GIVEN a client that reuses 20 source ports (as behind a NAT) WHEN 600 requests run, then a backend is drained and restored THEN each 600 split exactly 100/200/300, with no flow map flushed, and the restored backend gets its full share at once', async () => {
+    // Every connection ends with the client's FIN, so each reuse of a port is a new connection, scheduled afresh.
+    // Paced to about 5 reuses of each 4-tuple a second: the README says why a much faster reuse of one 4-tuple can
+    // leave a connection to the pinned-seed hash instead of round robin.
+    const reuse = { host: l2.vips.web, port: 80, count: 600, concurrency: 2, sourcePorts: 20, pauseMs: 20 };
+    const first = await httpBurst(l2.client, l2.python, reuse);
+    expect(first.failures).toBe(0);
+    expect(first.counts).toEqual({ web1: 100, web2: 200, web3: 300 });
+
+    await deploy({ ...INITIAL, weights: { ...INITIAL.weights, web3: 0 } });
+    const drained = await httpBurst(l2.client, l2.python, { ...reuse, count: 60 });
+    expect(drained.failures).toBe(0);
+    expect(drained.counts).toEqual({ web1: 20, web2: 40 });
+
+    await deploy(INITIAL);
+    const restored = await httpBurst(l2.client, l2.python, reuse);
+    expect(restored.failures).toBe(0);
+    expect(restored.counts).toEqual({ web1: 100, web2: 200, web3: 300 });
+  });
+
   test('2. GIVEN the deployment WHEN the client downloads 10 MiB through the VIP THEN the balancer carries <= 1% of the bytes and no VIP-sourced packet crosses it', async () => {
     const capture = l2.lb.spawn(['tcpdump', '-U', '-l', '-n', '-Z', 'root', '-i', 'eth0', `host ${l2.vips.web}`]);
     expect(await waitFor(() => /listening on/.test(capture.stderrText()) || !capture.isRunning(), 5000, 20)).toBe(true);

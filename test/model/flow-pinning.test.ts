@@ -1,9 +1,10 @@
 /**
  * The balancer's flow pinning, packet by packet on the real kernel. The reload form of a rendered ruleset is loaded
  * into a network namespace whose eth0 is a veth; a second namespace sends hand-made TCP frames (python3, AF_PACKET)
- * into it, and the flow map and the per-backend counters tell where each one went. It proves what the live
- * (VIP, backend) set is for: a retransmitted SYN keeps its backend, a SYN on a reused 4-tuple leaves a drained
- * backend, and the established flow on that backend keeps going. In L2 and L3.
+ * into it, and the flow maps and the per-backend counters tell where each one went. It proves that a retransmitted
+ * SYN keeps its backend, that a connection the client ended (FIN or RST) frees its 4-tuple for a new connection
+ * scheduled afresh while its last packets still reach its backend, that a SYN on a reused 4-tuple leaves a drained
+ * backend, and that the established flow on that backend keeps going. In L2 and L3.
  *
  * Needs root (network namespaces, nftables, raw sockets). Without it this file FAILS: it never skips silently.
  */
@@ -57,6 +58,9 @@ s.send(frame)
 
 const SYN = '0x02';
 const ACK = '0x10';
+const FIN_ACK = '0x11';
+const RST = '0x04';
+const RST_ACK = '0x14';
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('flow-pinning tests need root (network namespaces, nft, raw sockets); run them as root');
@@ -90,14 +94,17 @@ function load(spec: BalancerSpec): void {
   inLb('nft', '-f', file);
 }
 
-/** The value the flow map holds for the client's 4-tuple (a MAC in L2, a mark in L3), or undefined. */
-function flowValue(mode: 'l2' | 'l3', vip: string, sport: number): string | undefined {
-  const text = inLb('nft', 'list', 'map', 'netdev', BALANCER_TABLE, `flows_${mode}_tcp`);
+/** The value a flow map (open flows, or closing ones) holds for the client's 4-tuple (a MAC in L2, a mark in L3). */
+function flowValue(mode: 'l2' | 'l3', vip: string, sport: number, map: 'flows' | 'closing' = 'flows'): string | undefined {
+  const text = inLb('nft', 'list', 'map', 'netdev', BALANCER_TABLE, `${map}_${mode}_tcp`);
   const key = `${CLIENT_IP} . ${sport} . ${vip} . 80`.replace(/\./g, '\\.');
   return new RegExp(`${key}(?: timeout \\S+)?(?: expires \\S+)? : (\\S+?)[,\\s}]`).exec(text)?.[1];
 }
 
-const packets = (backendIp: string) => Number(/packets (\d+)/.exec(inLb('nft', 'list', 'counter', 'netdev', BALANCER_TABLE, `be_${backendId(backendIp)}`))![1]);
+const counterPackets = (name: string) => Number(/packets (\d+)/.exec(inLb('nft', 'list', 'counter', 'netdev', BALANCER_TABLE, name))![1]);
+const packets = (backendIp: string) => counterPackets(`be_${backendId(backendIp)}`);
+/** Flows the client ended (FIN or RST) on a backend, as its named counter counts them. */
+const ended = (backendIp: string) => counterPackets(`end_${backendId(backendIp)}`);
 
 describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends get no new flow', (mode) => {
   const base = BALANCER_CASES.find((c) => c.name === `${mode} round-robin`)!.spec;
@@ -135,6 +142,50 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
     expect(Object.fromEntries(vip.backends.map((b) => [b.ip, after[b.ip] - before[b.ip]]))).toEqual(
       Object.fromEntries(vip.backends.map((b) => [b.ip, b.ip === first ? 3 : 0])),
     );
+  });
+
+  test.each([
+    ['FIN', FIN_ACK],
+    ['RST', RST],
+    ['RST+ACK', RST_ACK],
+  ])('GIVEN a connection the client ends with %s WHEN a new SYN reuses its 4-tuple THEN round robin schedules it to the next backend', (_what, flags) => {
+    send(vip.ip, 44000, SYN);
+    const first = backendOf(flowValue(mode, vip.ip, 44000))!;
+    expect(first).toBeDefined();
+    send(vip.ip, 44000, ACK);
+    const endedBefore = ended(first);
+    send(vip.ip, 44000, flags);
+    // the flow left the open flows for the closing ones, and the backend's ended counter counted it once
+    expect(flowValue(mode, vip.ip, 44000)).toBeUndefined();
+    expect(backendOf(flowValue(mode, vip.ip, 44000, 'closing'))).toBe(first);
+    expect(ended(first) - endedBefore).toBe(1);
+
+    send(vip.ip, 44000, SYN);
+    const second = backendOf(flowValue(mode, vip.ip, 44000));
+    expect(second).toBeDefined();
+    expect(second).not.toBe(first);
+    // and it is a connection like any other: its retransmitted SYN stays
+    send(vip.ip, 44000, SYN);
+    expect(backendOf(flowValue(mode, vip.ip, 44000))).toBe(second);
+    // end it too, so the next case starts from no open flow on this 4-tuple
+    send(vip.ip, 44000, RST);
+  });
+
+  test('GIVEN the client sent its FIN WHEN its last ACK and a retransmitted FIN follow THEN they reach the same backend', () => {
+    send(vip.ip, 45000, SYN);
+    const backend = backendOf(flowValue(mode, vip.ip, 45000))!;
+    send(vip.ip, 45000, FIN_ACK);
+    const before = counts();
+    const endedBefore = ended(backend);
+    send(vip.ip, 45000, ACK);
+    send(vip.ip, 45000, FIN_ACK);
+    send(vip.ip, 45000, ACK);
+    const after = counts();
+    expect(Object.fromEntries(vip.backends.map((b) => [b.ip, after[b.ip] - before[b.ip]]))).toEqual(
+      Object.fromEntries(vip.backends.map((b) => [b.ip, b.ip === backend ? 3 : 0])),
+    );
+    // a retransmitted FIN is not a second ended connection
+    expect(ended(backend) - endedBefore).toBe(0);
   });
 
   test("GIVEN a backend drained WHEN a SYN reuses its flow's 4-tuple THEN it is scheduled to a live backend, while another flow on the drained backend goes on", () => {

@@ -165,8 +165,8 @@ function listTable(ns: string): string {
 
 const reloadFor = (spec: BalancerSpec, facts: NftTableFacts) => renderNftReload(planBalancerHost(spec, factsFor(spec)).table, facts);
 
-/** A flow entry, as the packet path would add it, in the tcp flow map of the base case. */
-function addFlow(ns: string): void {
+/** A flow entry, as the packet path would add it, in the tcp flow map of the base case (open, or closing). */
+function addFlow(ns: string, map: 'flows_l2_tcp' | 'closing_l2_tcp' = 'flows_l2_tcp', sport = 40000): void {
   const backend = SHRINK_BASE.spec.vips[0].backends[0].ip;
   mustRun([
     'ip',
@@ -177,8 +177,8 @@ function addFlow(ns: string): void {
     'add',
     'element',
     ...TABLE.split(' '),
-    'flows_l2_tcp',
-    `{ 192.0.2.7 . 40000 . 10.0.1.100 . 80 timeout 600s : ${macOf(backend)} }`,
+    map,
+    `{ 192.0.2.7 . ${sport} . 10.0.1.100 . 80 timeout 600s : ${macOf(backend)} }`,
   ]);
 }
 
@@ -196,12 +196,14 @@ describe('the reload form, really loaded', () => {
     const facts = liveFacts(LIVE_NS);
     expect(facts.exists).toBe(true);
     expect(facts.hooks).toEqual({ ingress: 'type filter hook ingress device "eth0" priority -300; policy accept;' });
+    addFlow(LIVE_NS, 'closing_l2_tcp', 40001);
     expectNftOk('second load', nftFile(LIVE_NS, reloadFor(SHRINK_BASE.spec, facts), false));
     const afterSecond = listTable(LIVE_NS);
-    // The flow added in between survives the reload (dynamic maps are never flushed) ...
+    // The flows added in between, open and closing, survive the reload (dynamic maps are never flushed) ...
     expect(afterSecond).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
-    // ... and apart from it the table is the same.
-    const withoutFlows = (t: string) => t.replace(/\n\t\telements = \{ 192\.0\.2\.7[^}]*\}/, '');
+    expect(afterSecond).toContain('192.0.2.7 . 40001 . 10.0.1.100 . 80');
+    // ... and apart from them the table is the same.
+    const withoutFlows = (t: string) => t.replace(/\n\t\telements = \{ 192\.0\.2\.7[^}]*\}/g, '');
     expect(withoutFlows(afterSecond)).toBe(afterFirst);
   });
 
@@ -280,7 +282,7 @@ describe('the reload form, really loaded', () => {
     const text = reloadFor(spec, before);
     expect(text).toMatch(/^delete map netdev tula_dsr live_l2_port$/m);
     expect(text).toMatch(/^delete map netdev tula_dsr vip_port$/m);
-    expect(text).not.toMatch(/^delete (map|set) netdev tula_dsr flows_/m);
+    expect(text).not.toMatch(/^delete (map|set) netdev tula_dsr (flows|closing)_/m);
     expectNftOk('upgrade reload', nftFile(LIVE_NS, text, false));
     const after = liveFacts(LIVE_NS);
     expect(after.sets).toEqual(['live_l2_port']);
