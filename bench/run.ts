@@ -12,10 +12,16 @@ import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
 
 /**
  * `npm run bench`: every figure of BENCHMARKS.md, measured side by side in one run on this machine, with each goal
- * marked PASS or MISS. Run as root (namespaces, nft, sshd). `--quick` uses fewer hosts and runs (a smoke test).
+ * marked PASS or MISS. Run as root (namespaces, nft, sshd). `--quick` uses fewer hosts and runs (a smoke test);
+ * `--only SECTION[,SECTION]` runs those sections alone (then BENCHMARKS.md is left as it is).
  */
 const REPO = resolve(__dirname, '..', '..');
 const quick = process.argv.includes('--quick');
+const SECTIONS = ['synth', 'dataplane', 'l2', 'agent', 'convergence'] as const;
+type Section = (typeof SECTIONS)[number];
+const onlyArg = process.argv[process.argv.indexOf('--only') + 1];
+const only = process.argv.includes('--only') ? (onlyArg ?? '').split(',').filter(Boolean) : undefined;
+const selected = (section: Section) => !only || only.includes(section);
 const rows: GoalRow[] = [];
 const notes: string[] = [];
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
@@ -261,17 +267,22 @@ async function main(): Promise<void> {
     process.stderr.write('bench: needs root (network namespaces, nft, sshd); run as root\n');
     process.exit(1);
   }
+  const unknown = only?.filter((x) => !(SECTIONS as readonly string[]).includes(x)) ?? [];
+  if (only && (only.length === 0 || unknown.length)) {
+    process.stderr.write(`bench: --only takes sections from ${SECTIONS.join(', ')} (comma-separated)${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}\n`);
+    process.exit(64);
+  }
   const started = Date.now();
-  ensureWrk(log);
-  synthSection();
-  dataPlaneSection();
-  await l2Section();
-  await agentSection();
-  await convergenceSection();
+  if (selected('l2')) ensureWrk(log);
+  if (selected('synth')) synthSection();
+  if (selected('dataplane')) dataPlaneSection();
+  if (selected('l2')) await l2Section();
+  if (selected('agent')) await agentSection();
+  if (selected('convergence')) await convergenceSection();
   const table = renderTable(rows);
   const header = `Measured on ${machine()}${quick ? ' (--quick: fewer hosts and runs)' : ''}, in ${((Date.now() - started) / 1000).toFixed(0)} s.`;
   process.stdout.write(`\n${header}\n\n${table}\n${notes.join('\n')}\n`);
-  if (!quick) {
+  if (!quick && !only) {
     const file = join(REPO, 'BENCHMARKS.md');
     const intro = readFileSync(file, 'utf8').split('<!-- results -->')[0];
     writeFileSync(file, `${intro}<!-- results -->\n${header}\n\n${table}\n${notes.join('\n')}\n`);

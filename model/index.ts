@@ -13,5 +13,7 @@ export * from './review';
 export * from './nft/objects';
 export * from './nft/render';
 export * from './nft/balancer';
+export * from './nft/pools';
 export * from './ssh-target';
 export * from './agent-contract';
+export * from './runtime-state';

@@ -1,7 +1,8 @@
 import { planBackendHost, BACKEND_BOOT_SCRIPT, BACKEND_UNIT_FILE } from './backend-host';
 import { planBalancerHost } from './balancer-host';
 import { BalancerFacts } from './nft/balancer';
-import { NftMap, NftTable } from './nft/objects';
+import { NftElement, NftMap, NftTable } from './nft/objects';
+import { Pool, groupPools, poolClassid, poolName } from './nft/pools';
 import { renderNftDeclarative } from './nft/render';
 import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
@@ -13,46 +14,67 @@ import { vipKey } from './vip-key';
  */
 export type ReviewText = Record<string, string>;
 
-/** Trigger keys of the per-VIP sections of a balancer's ruleset. */
+/** Trigger keys of the per-VIP and per-pool sections of a balancer's ruleset. */
 export const VIP_SECTION_PREFIX = 'vip:';
+export const POOL_SECTION_PREFIX = 'pool:';
 
-/** Each VIP's elements, map by map, in the table's order: one pass over the table, whatever the number of VIPs. */
-export function elementsByVip(table: NftTable): Map<string, { map: NftMap; elements: string[] }[]> {
-  const byVip = new Map<string, { map: NftMap; elements: string[] }[]>();
+type ElementGroups = { map: NftMap; elements: string[] }[];
+
+/** Elements grouped by their owner, map by map, in the table's order: one pass over the table. */
+export function elementsByOwner(table: NftTable, ownerOf: (e: NftElement) => string | undefined): Map<string, ElementGroups> {
+  const byOwner = new Map<string, ElementGroups>();
   for (const map of table.maps) {
     for (const element of map.elements) {
-      if (element.vip === undefined) continue;
-      const groups = byVip.get(element.vip) ?? [];
-      if (!byVip.has(element.vip)) byVip.set(element.vip, groups);
+      const owner = ownerOf(element);
+      if (owner === undefined) continue;
+      const groups = byOwner.get(owner) ?? [];
+      if (!byOwner.has(owner)) byOwner.set(owner, groups);
       const last = groups[groups.length - 1];
       if (last?.map === map) last.elements.push(element.text);
       else groups.push({ map, elements: [element.text] });
     }
   }
-  return byVip;
+  return byOwner;
 }
 
-function renderVipSection(table: NftTable, vip: VipSpec, groups: readonly { map: NftMap; elements: string[] }[]): string {
+function renderSection(table: NftTable, comment: string, groups: ElementGroups): string {
   const id = `${table.family} ${table.name}`;
-  const lines = [`# VIP ${vip.name} (${vip.path}): ${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`];
+  const lines = [`# ${comment}`];
   for (const { map, elements } of groups) {
     lines.push(`add element ${id} ${map.name} {`, ...elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`), '}');
   }
   return lines.join('\n') + '\n';
 }
 
+const vipComment = (vip: VipSpec) => `VIP ${vip.name} (${vip.path}): ${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`;
+
+const poolComment = (pool: Pool) =>
+  `pool ${poolClassid(pool.id)} of ${pool.vips.join(', ')}: ${pool.algorithm} over ${pool.backends.map((b) => `${b.name} ${b.ip} ×${b.weight}`).join(', ')}`;
+
+/**
+ * A pool's section is named after the first of its VIPs, so that a weight change shows as a diff of that section
+ * (its id, a hash of its content, changes with it).
+ */
+export const poolSectionKey = (pool: Pool) => `${POOL_SECTION_PREFIX}${pool.vips[0]}`;
+
 /**
  * A balancer's ruleset for review, split so that a plan shows only what changed: `ruleset` holds the table (chains,
- * rules, map declarations, shared elements) and each `vip:<name>` entry holds that VIP's map elements as `add element`
- * statements. Terraform hides unchanged map entries, so a weight change shows one VIP's slot lines, not the whole
- * table.
+ * rules, map declarations, shared elements), each `vip:<name>` entry holds that VIP's map elements and each
+ * `pool:<first VIP>` entry its slot pool's elements (slots, live backends, dispatch) as `add element` statements.
+ * Terraform hides unchanged map entries, so a weight change shows one pool's slot lines, not the whole table.
  */
 export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = {}): ReviewText {
   const plan = planBalancerHost(spec, facts);
   const vips = [...spec.vips].sort((a, b) => (a.name < b.name ? -1 : 1));
-  const byVip = elementsByVip(plan.table);
-  const skeleton: NftTable = { ...plan.table, maps: plan.table.maps.map((m) => ({ ...m, elements: m.elements.filter((e) => e.vip === undefined) })) };
-  const sections = Object.fromEntries(vips.map((vip) => [`${VIP_SECTION_PREFIX}${vip.name}`, renderVipSection(plan.table, vip, byVip.get(vip.name) ?? [])]));
+  const byVip = elementsByOwner(plan.table, (e) => e.vip);
+  const byPool = elementsByOwner(plan.table, (e) => e.pool);
+  const skeleton: NftTable = {
+    ...plan.table,
+    maps: plan.table.maps.map((m) => ({ ...m, elements: m.elements.filter((e) => e.vip === undefined && e.pool === undefined) })),
+  };
+  const sections: ReviewText = {};
+  for (const vip of vips) sections[`${VIP_SECTION_PREFIX}${vip.name}`] = renderSection(plan.table, vipComment(vip), byVip.get(vip.name) ?? []);
+  for (const pool of groupPools(spec.vips)) sections[poolSectionKey(pool)] = renderSection(plan.table, poolComment(pool), byPool.get(poolName(pool.id)) ?? []);
   return {
     ruleset: renderNftDeclarative(skeleton),
     ...sections,

@@ -1,9 +1,10 @@
 import { compareAddresses, hex32, parseIpv4 } from '../address';
-import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
+import { fnv1a32 } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { nftVipKey } from '../vip-key';
 import { NftChain, NftDefine, NftElement, NftMap, NftTable } from './objects';
 import { staticMapSize } from './render';
+import { BackendFilter, Pool, groupPools, poolClassid, poolName, poolSequence, takesNewFlows } from './pools';
 
 export const BALANCER_TABLE = 'tula_dsr';
 /**
@@ -49,29 +50,15 @@ const FLOW_KEY = 'ip saddr . th sport . ip daddr . th dport';
 
 interface Shape {
   readonly chain: string;
-  readonly vip: VipSpec;
-  readonly any: boolean;
+  readonly pool: Pool;
   readonly modulus: number;
   readonly algorithm: 'rr' | 'sh' | 'ch';
 }
 
-function slotSequence(vip: VipSpec): string[] {
-  const weighted = vip.backends.map((b) => ({ name: b.name, weight: b.weight }));
-  switch (vip.algorithm) {
-    case 'round-robin':
-      return equalShareSequence(weighted);
-    case 'consistent-hash':
-      return maglevTable(weighted, vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE);
-    default:
-      return smoothWeightedSequence(weighted);
-  }
-}
-
-function shapeOf(vip: VipSpec, modulus: number): Shape {
-  const any = vip.port === '*';
-  const algorithm = vip.algorithm === 'source-hash' ? 'sh' : vip.algorithm === 'consistent-hash' ? 'ch' : 'rr';
-  const chain = `${vip.mode}_${vip.protocol}_${any ? 'any' : 'port'}_${algorithm}${modulus}_t${vip.flowTimeoutSec}`;
-  return { chain, vip, any, modulus, algorithm };
+function shapeOf(pool: Pool, modulus: number): Shape {
+  const algorithm = pool.algorithm === 'source-hash' ? 'sh' : pool.algorithm === 'consistent-hash' ? 'ch' : 'rr';
+  const chain = `${pool.mode}_${pool.protocol}_${pool.any ? 'any' : 'port'}_${algorithm}${modulus}_t${pool.flowTimeoutSec}`;
+  return { chain, pool, modulus, algorithm };
 }
 
 /** The key that identifies a VIP on the packet path; the map names differ for single-port and all-port VIPs. */
@@ -85,25 +72,30 @@ interface SchedulerMaps {
   readonly flows: string;
   /** Flows the client ended (FIN or RST seen): kept only so that its last packets reach the same backend. */
   readonly closing?: string;
+  /** (pool, slot) → backend. */
   readonly slots: string;
-  /** The (VIP, backend) pairs that take new flows. */
+  /** The (pool, backend) pairs that take new flows. */
   readonly live: string;
-  /** Backend → its counter of new flows, and of flows the client ended. */
+  /** (pool, backend) → its counter of new flows, and of flows the client ended. */
   readonly newCounter: string;
   readonly endedCounter: string;
 }
 
+/**
+ * The rules of a scheduler chain. The VIP's pool id is in `meta priority` (set by the ingress dispatch); the backend
+ * goes into `ether daddr` (L2) or `meta mark` (L3, which picks the tunnel).
+ */
 function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
-  const { vip, any, modulus } = shape;
+  const { pool, modulus } = shape;
   const { flows, closing, slots, live } = maps;
-  const timeout = `timeout ${vip.flowTimeoutSec}s`;
+  const timeout = `timeout ${pool.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
-  const pick = `${valueExpr} set ${vipKeyExpr(any)} . meta mark map @${slots}`;
-  const countNew = `counter name ${valueExpr} map @${maps.newCounter}`;
+  const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${slots}`;
+  const countNew = `counter name meta priority . ${valueExpr} map @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
-  const seed = `0x${hex32(fnv1a32(`tula-dsr/${vip.mode}_${vip.protocol}_${shape.algorithm}`))}`;
-  const rules = [`counter name ${vipKeyExpr(any)} map @vip_counter_${any ? 'any' : 'port'}`];
-  const tcp = vip.protocol === 'tcp';
+  const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
+  const rules = [`counter name ${vipKeyExpr(pool.any)} map @vip_counter_${pool.any ? 'any' : 'port'}`];
+  const tcp = pool.protocol === 'tcp';
   const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
   if (tcp && closing) {
     // The client ends its connection (FIN or RST): the flow leaves the open flows for the closing ones, so that its
@@ -112,7 +104,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
     rules.push(
       `tcp flags & (fin|rst) != 0 tcp flags & syn == 0 ${valueExpr} set ${FLOW_KEY} map @${flows} ` +
         `update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } delete @${flows} { ${FLOW_KEY} : ${valueExpr} } ` +
-        `counter name ${valueExpr} map @${maps.endedCounter} ${out}`,
+        `counter name meta priority . ${valueExpr} map @${maps.endedCounter} ${out}`,
     );
   }
   // Open flows next. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend still
@@ -121,111 +113,139 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   rules.push(`${tcp ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
   if (tcp && closing)
     rules.push(`tcp flags & (syn|ack) != syn ${valueExpr} set ${FLOW_KEY} map @${closing} update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } ${out}`);
-  if (tcp)
+  if (tcp) {
     rules.push(
-      `${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} ${vipKeyExpr(any)} . ${valueExpr} @${live} ${out}`,
+      `${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} meta priority . ${valueExpr} @${live} ${out}`,
       `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`,
     );
+  }
   // A new connection also retires what a closed one on the same 4-tuple left: `update` never replaces the value of an
   // element that exists, so a stale closing entry would send the new connection's last packets to the old backend.
   if (tcp && closing) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${closing} delete @${closing} { ${FLOW_KEY} : ${valueExpr} }`);
   if (modulus === 0) return rules;
   const hash = shape.algorithm === 'sh' ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}` : `jhash ${FLOW_KEY} mod ${modulus} seed ${seed}`;
   const chooser = shape.algorithm === 'rr' ? `numgen inc mod ${modulus}` : hash;
-  rules.push(`${newFlow}meta mark set ${chooser} ${pick} ${remember} ${countNew} ${out}`);
+  rules.push(`${newFlow}${pick(chooser)} ${remember} ${countNew} ${out}`);
   // The kernel may refuse to record a flow whose 4-tuple was ended and reused moments before (its old entry waits
   // for the once-a-second garbage collection). Such a first packet then goes where the pinned-seed hash sends it,
   // which is where every later packet of the flow goes too until one of them records it: the flow works, it is
   // just not placed by round robin. Never the balancer's own stack, which owns the VIP and would answer a reset.
-  if (tcp || shape.algorithm !== 'rr') rules.push(`${newFlow}meta mark set ${hash} ${pick} ${countNew} ${out}`);
+  if (tcp || shape.algorithm !== 'rr') rules.push(`${newFlow}${pick(hash)} ${countNew} ${out}`);
   if (tcp) {
     // A mid-stream packet without a flow entry (entry expired, balancer restarted): the same pinned-seed hash,
     // recorded when the kernel takes it, forwarded either way.
-    rules.push(`meta mark set ${hash} ${pick} ${remember} ${out}`, `meta mark set ${hash} ${pick} ${out}`);
+    rules.push(`${pick(hash)} ${remember} ${out}`, `${pick(hash)} ${out}`);
   }
   return rules;
 }
 
-function slotValue(vip: VipSpec, backend: BackendSpec): string {
-  return vip.mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendId(backend.ip)}`;
+/** The named counter of a pool's new (`new`) or client-ended (`end`) flows to one backend. */
+export function flowCounterName(role: 'new' | 'end', poolId: number, backendIp: string): string {
+  return `${role}_${poolName(poolId)}_${backendId(backendIp)}`;
+}
+
+function slotValue(mode: VipSpec['mode'], backend: BackendSpec): string {
+  return mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendId(backend.ip)}`;
 }
 
 function byName<T extends { name: string }>(items: readonly T[]): T[] {
   return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+type MapDraft = { type: string; typeof?: boolean; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] };
+
 /**
- * Builds the balancer's single table: one ingress base chain on the balancer interface dispatches every packet
- * with one map lookup on (daddr, protocol, dport), or on (daddr, protocol) for all-port VIPs, into a scheduler
- * chain shared by all VIPs of the same shape. Per VIP and per backend state lives in maps, so the packet path
- * does O(1) lookups whatever the number of VIPs.
+ * Builds the balancer's single table: one ingress base chain on the balancer interface looks the VIP up once, on
+ * (daddr, protocol, dport) or on (daddr, protocol) for all-port VIPs, which gives the VIP's slot pool (see pools.ts),
+ * and the pool's dispatch jumps to a scheduler chain shared by all pools of the same shape. Per VIP, per pool and
+ * per backend state lives in maps, so the packet path does O(1) lookups whatever the number of VIPs.
+ *
+ * `accept` decides which backends of a pool take new flows (default: those with a weight); the balancer runtime
+ * passes one that also leaves out backends whose health check failed.
  */
-export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}, header: readonly string[] = []): NftTable {
+export function buildBalancerTable(
+  spec: BalancerSpec,
+  facts: BalancerFacts = {},
+  header: readonly string[] = [],
+  accept: BackendFilter = takesNewFlows,
+): NftTable {
   const vips = byName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
-  const maps = new Map<string, { type: string; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] }>();
+  const maps = new Map<string, MapDraft>();
   const chains = new Map<string, NftChain>();
-  const mapOf = (name: string, type: string, dynamic?: { timeoutSec: number; size: number }, set?: boolean) => {
-    if (!maps.has(name)) maps.set(name, { type, dynamic, elements: [], ...(set ? { set } : {}) });
+  const mapOf = (name: string, draft: Omit<MapDraft, 'elements'>) => {
+    if (!maps.has(name)) maps.set(name, { ...draft, elements: [] });
     return maps.get(name)!;
   };
   const l2Backends = new Map<string, BackendSpec>();
   const l3Backends = new Map<string, BackendSpec>();
 
+  const pools = groupPools(vips);
+  const poolOf = new Map(pools.flatMap((p) => p.vips.map((name) => [name, p] as const)));
   for (const vip of vips) {
-    const sequence = slotSequence(vip);
-    const shape = shapeOf(vip, sequence.length);
-    const any = shape.any;
-    const kind = any ? 'any' : 'port';
-    const keyType = any ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
+    const kind = vip.port === '*' ? 'any' : 'port';
+    const keyType = vip.port === '*' ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
     const key = nftVipKey(vip);
     const own = (text: string): NftElement => ({ text, vip: vip.name });
     const vipCounter = `vip_${vip.name}`;
     counters.add(vipCounter);
-    mapOf(`vip_${kind}`, `${keyType} : verdict`).elements.push(own(`${key} : goto ${shape.chain}`));
-    mapOf(`vip_counter_${kind}`, `${keyType} : counter`).elements.push(own(`${key} : ${vipCounter}`));
+    mapOf(`vip_pool_${kind}`, { type: `${keyType} : classid` }).elements.push(own(`${key} : ${poolClassid(poolOf.get(vip.name)!.id)}`));
+    mapOf(`vip_counter_${kind}`, { type: `${keyType} : counter` }).elements.push(own(`${key} : ${vipCounter}`));
+  }
 
-    const l2 = vip.mode === 'l2';
+  for (const pool of pools) {
+    const sequence = poolSequence(pool, accept);
+    const shape = shapeOf(pool, sequence.length);
+    const classid = poolClassid(pool.id);
+    const own = (text: string): NftElement => ({ text, pool: poolName(pool.id) });
+    const l2 = pool.mode === 'l2';
     const valueType = l2 ? 'ether_addr' : 'mark';
+    const valueExpr = l2 ? 'ether daddr' : 'meta mark';
     const roles: SchedulerMaps = {
-      flows: `flows_${vip.mode}_${vip.protocol}`,
-      closing: vip.protocol === 'tcp' ? `closing_${vip.mode}_tcp` : undefined,
-      slots: `slots_${vip.mode}_${kind}`,
-      live: `live_${vip.mode}_${kind}`,
-      newCounter: `backend_new_${vip.mode}`,
-      endedCounter: `backend_ended_${vip.mode}`,
+      flows: `flows_${pool.mode}_${pool.protocol}`,
+      closing: pool.protocol === 'tcp' ? `closing_${pool.mode}_tcp` : undefined,
+      slots: `slots_${pool.mode}`,
+      live: `live_${pool.mode}`,
+      newCounter: `pool_new_${pool.mode}`,
+      endedCounter: `pool_ended_${pool.mode}`,
     };
-    const { slots, live } = roles;
     for (const dynamic of [roles.flows, roles.closing]) {
-      if (dynamic) mapOf(dynamic, `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, { timeoutSec: 3600, size: FLOW_MAP_SIZE });
+      if (dynamic)
+        mapOf(dynamic, { type: `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, dynamic: { timeoutSec: 3600, size: FLOW_MAP_SIZE } });
     }
-    const slotMap = mapOf(slots, `${keyType} . mark : ${valueType}`);
-    const values = new Map(vip.backends.map((b) => [b.name, slotValue(vip, b)]));
-    sequence.forEach((name, index) => slotMap.elements.push(own(`${key} . ${index} : ${values.get(name)}`)));
-    for (const backend of vip.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
-    // (VIP, backend) pairs that take new flows; a set, because the verdict is the same for every element
-    const liveSet = vip.protocol === 'tcp' ? mapOf(live, `${keyType} . ${valueType}`, undefined, true) : undefined;
-    for (const b of vip.backends) if (b.weight > 0) liveSet?.elements.push(own(`${key} . ${values.get(b.name)}`));
-
+    mapOf('pool_chain', { type: 'classid : verdict' }).elements.push(own(`${classid} : goto ${shape.chain}`));
+    // the typeof's modulus is only there to give the key its type: each rule uses its pool's own modulus
+    const slotMap = mapOf(roles.slots, { type: `meta priority . numgen inc mod 2 : ${valueExpr}`, typeof: true });
+    const values = new Map(pool.backends.map((b) => [b.name, slotValue(pool.mode, b)]));
+    sequence.forEach((name, index) => slotMap.elements.push(own(`${classid} . ${index} : ${values.get(name)}`)));
+    for (const backend of pool.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
+    // Per (pool, backend): new flows (scheduled) and flows the client ended (FIN or RST); the runtime's least
+    // connections and the statistics infer active connections from them (new − ended − expired).
+    for (const [role, map] of [
+      ['new', roles.newCounter],
+      ['end', roles.endedCounter],
+    ] as const) {
+      const counterMap = mapOf(map, { type: `classid . ${valueType} : counter` });
+      for (const b of pool.backends) {
+        const name = flowCounterName(role, pool.id, b.ip);
+        counters.add(name);
+        counterMap.elements.push(own(`${classid} . ${values.get(b.name)} : ${name}`));
+      }
+    }
+    if (pool.protocol === 'tcp') {
+      // (pool, backend) pairs that take new flows; a set, because the verdict is the same for every element
+      const liveSet = mapOf(roles.live, { type: `classid . ${valueType}`, set: true });
+      const live = new Set(sequence);
+      for (const b of pool.backends) if (live.has(b.name)) liveSet.elements.push(own(`${classid} . ${values.get(b.name)}`));
+    }
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
-      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, roles, out, l2 ? 'ether daddr' : 'meta mark') });
+      chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, roles, out, valueExpr) });
     }
   }
 
   const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort(compareAddresses);
-  // Per backend: new flows (scheduled) and flows the client ended (FIN or RST); active ≈ new − ended − expired.
-  const addFlowCounters = (mode: 'l2' | 'l3', ips: readonly string[], value: (ip: string) => string) => {
-    const valueType = mode === 'l2' ? 'ether_addr' : 'mark';
-    const byRole = { new: mapOf(`backend_new_${mode}`, `${valueType} : counter`), end: mapOf(`backend_ended_${mode}`, `${valueType} : counter`) };
-    for (const ip of ips) {
-      for (const [role, map] of Object.entries(byRole)) {
-        counters.add(`${role}_${backendId(ip)}`);
-        map.elements.push({ text: `${value(ip)} : ${role}_${backendId(ip)}` });
-      }
-    }
-  };
   if (l2Backends.size) {
     const lbMac = spec.mac ?? facts.interfaceMac ?? null;
     defines.push({
@@ -233,7 +253,7 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
       value: lbMac,
       comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
     });
-    const counterMap = mapOf('backend_counter_l2', 'ether_addr : counter');
+    const counterMap = mapOf('backend_counter_l2', { type: 'ether_addr : counter' });
     for (const ip of orderedIps(l2Backends)) {
       const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
       defines.push({
@@ -244,28 +264,29 @@ export function buildBalancerTable(spec: BalancerSpec, facts: BalancerFacts = {}
       counters.add(`be_${backendId(ip)}`);
       counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
-    addFlowCounters('l2', orderedIps(l2Backends), (ip) => `$${macVar(ip)}`);
     chains.set('l2_out', {
       name: 'l2_out',
       rules: [
         'counter name ether daddr map @backend_counter_l2',
-        // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port.
-        `ether saddr set $lb_mac fwd to "${spec.interface}"`,
+        // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port; the pool
+        // id goes, so that it cannot pick a queue of the outgoing interface (skb->priority selects pfifo bands).
+        `meta priority set 0:0 ether saddr set $lb_mac fwd to "${spec.interface}"`,
       ],
     });
   }
   if (l3Backends.size) {
-    const dispatch = mapOf('l3_backends', 'mark : verdict');
+    const dispatch = mapOf('l3_backends', { type: 'mark : verdict' });
     for (const ip of orderedIps(l3Backends)) {
       const id = backendId(ip);
       counters.add(`be_${id}`);
       dispatch.elements.push({ text: `0x${id} : goto be_${id}` });
-      chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} fwd ip to ${ip} device "${tunnelName(ip)}"`] });
+      chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} meta priority set 0:0 fwd ip to ${ip} device "${tunnelName(ip)}"`] });
     }
-    addFlowCounters('l3', orderedIps(l3Backends), (ip) => `0x${backendId(ip)}`);
   }
 
-  const ingressRules = ['vip_port', 'vip_any'].filter((m) => maps.has(m)).map((m) => `meta protocol ip ${vipKeyExpr(m === 'vip_any')} vmap @${m}`);
+  const ingressRules = (['port', 'any'] as const)
+    .filter((kind) => maps.has(`vip_pool_${kind}`))
+    .map((kind) => `meta protocol ip meta priority set ${vipKeyExpr(kind === 'any')} map @vip_pool_${kind} meta priority vmap @pool_chain`);
   const ingress: NftChain = {
     name: 'ingress',
     hook: `type filter hook ingress device "${spec.interface}" priority -300; policy accept;`,

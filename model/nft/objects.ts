@@ -15,14 +15,21 @@ export interface NftElement {
   readonly text: string;
   /** Name of the VIP that owns the element; the review and incremental updates group elements by it. */
   readonly vip?: string;
+  /** Id of the slot pool that owns the element (elements shared by the VIPs of one pool). */
+  readonly pool?: string;
 }
 
 export interface NftMap {
   readonly name: string;
   /** A set (its `type` and elements have no `: value` part) rather than a map. */
   readonly set?: boolean;
-  /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`. */
+  /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`; or, with `typeof`, the expressions whose types it has. */
   readonly type: string;
+  /**
+   * `type` holds expressions (`typeof meta priority . numgen inc mod 2 : ether daddr`): the only way to declare a key
+   * that concatenates a register with a computed number, which `type mark . mark` refuses as a datatype mismatch.
+   */
+  readonly typeof?: boolean;
   /** Dynamic maps hold state written by the packet path (flows); a reload never flushes them. */
   readonly dynamic?: { readonly timeoutSec: number; readonly size: number };
   /**

@@ -41,10 +41,10 @@ afterAll(async () => {
   await lab?.teardown();
 });
 
-/** The map elements `<vip> . tcp . 80 . <slot> : <mac>` of the live scheduler map. */
+/** The map elements `<pool> . <slot> : <mac>` of the live slot map (one VIP, so one pool). */
 async function slotMacs(): Promise<string[]> {
-  const listing = await sh(lb, 'nft list map netdev tula_dsr slots_l2_port');
-  return [...listing.matchAll(/\. (0x[0-9a-f]+) : ([0-9a-f:]{17})/g)].map((m) => `${Number(m[1])} ${m[2]}`);
+  const listing = await sh(lb, 'nft list map netdev tula_dsr slots_l2');
+  return [...listing.matchAll(/[0-9a-f]+:[0-9a-f]+ \. (\d+) : ([0-9a-f:]{17})/g)].map((m) => `${Number(m[1])} ${m[2]}`);
 }
 
 describe('balancer host apply (real nft, real neighbours)', () => {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BALANCER_TABLE, BalancerSpec, backendId, planBalancerHost, renderNftReload, tunnelName } from '../../model';
+import { BALANCER_TABLE, BalancerSpec, backendId, flowCounterName, groupPools, planBalancerHost, renderNftReload, tunnelName } from '../../model';
 import { BALANCER_CASES, FRESH, factsFor, macOf } from '../support/render-fixtures';
 import { parseNftTableText } from '../../agent/facts/parsers';
 
@@ -103,8 +103,8 @@ function flowValue(mode: 'l2' | 'l3', vip: string, sport: number, map: 'flows' |
 
 const counterPackets = (name: string) => Number(/packets (\d+)/.exec(inLb('nft', 'list', 'counter', 'netdev', BALANCER_TABLE, name))![1]);
 const packets = (backendIp: string) => counterPackets(`be_${backendId(backendIp)}`);
-/** Flows the client ended (FIN or RST) on a backend, as its named counter counts them. */
-const ended = (backendIp: string) => counterPackets(`end_${backendId(backendIp)}`);
+/** Flows the client ended (FIN or RST) on a backend of a VIP's pool, as its named counter counts them. */
+const ended = (spec: BalancerSpec, backendIp: string) => counterPackets(flowCounterName('end', groupPools(spec.vips)[0].id, backendIp));
 
 describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends get no new flow', (mode) => {
   const base = BALANCER_CASES.find((c) => c.name === `${mode} round-robin`)!.spec;
@@ -153,12 +153,12 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
     const first = backendOf(flowValue(mode, vip.ip, 44000))!;
     expect(first).toBeDefined();
     send(vip.ip, 44000, ACK);
-    const endedBefore = ended(first);
+    const endedBefore = ended(spec, first);
     send(vip.ip, 44000, flags);
     // the flow left the open flows for the closing ones, and the backend's ended counter counted it once
     expect(flowValue(mode, vip.ip, 44000)).toBeUndefined();
     expect(backendOf(flowValue(mode, vip.ip, 44000, 'closing'))).toBe(first);
-    expect(ended(first) - endedBefore).toBe(1);
+    expect(ended(spec, first) - endedBefore).toBe(1);
 
     send(vip.ip, 44000, SYN);
     const second = backendOf(flowValue(mode, vip.ip, 44000));
@@ -176,7 +176,7 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
     const backend = backendOf(flowValue(mode, vip.ip, 45000))!;
     send(vip.ip, 45000, FIN_ACK);
     const before = counts();
-    const endedBefore = ended(backend);
+    const endedBefore = ended(spec, backend);
     send(vip.ip, 45000, ACK);
     send(vip.ip, 45000, FIN_ACK);
     send(vip.ip, 45000, ACK);
@@ -185,7 +185,7 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
       Object.fromEntries(vip.backends.map((b) => [b.ip, b.ip === backend ? 3 : 0])),
     );
     // a retransmitted FIN is not a second ended connection
-    expect(ended(backend) - endedBefore).toBe(0);
+    expect(ended(spec, backend) - endedBefore).toBe(0);
   });
 
   test("GIVEN a backend drained WHEN a SYN reuses its flow's 4-tuple THEN it is scheduled to a live backend, while another flow on the drained backend goes on", () => {

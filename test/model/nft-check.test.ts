@@ -8,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, BalancerSpec, NftTableFacts, planBalancerHost, renderNftReload } from '../../model';
@@ -123,7 +123,7 @@ describe('every rendered ruleset passes the real `nft -c -f`', () => {
   });
 
   test('GIVEN a ruleset with a typo WHEN checked THEN nft -c rejects it (the check can fail)', () => {
-    const broken = rulesets.find((r) => r.name.endsWith('| reload'))!.text.replace('vmap @vip_port', 'vmap @no_such_map');
+    const broken = rulesets.find((r) => r.name.endsWith('| reload'))!.text.replace('vmap @pool_chain', 'vmap @no_such_map');
     const r = nftFile(CHECK_NS, broken, true);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/no_such_map/);
@@ -253,41 +253,26 @@ describe('the reload form, really loaded', () => {
     expect(liveFacts(LIVE_NS).hooks).toEqual({ ingress: 'type filter hook ingress device "eth1" priority -300; policy accept;' });
   });
 
-  test('GIVEN a table loaded by an earlier release (live backends as a verdict map, no sizes) WHEN reloaded THEN it is redeclared in place and flows stay', () => {
+  test('GIVEN a table loaded by the previous release (slot tables per VIP, no closing flows) WHEN reloaded THEN it becomes the pooled table in place and flows stay', () => {
     const spec = { ...shrunkSpec(), interface: 'eth1' };
-    const current = reloadFor(spec, { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
-    // What the earlier release rendered for the same spec
-    const old = current
-      .replace(/^add set (\S+ \S+ live_l2_port) \{ type ([^;]+); size \d+; \}$/m, 'add map $1 { type $2 : verdict; }')
-      .replace(
-        /^(add element \S+ \S+ live_l2_port \{ )(.*)( \})$/m,
-        (_, a: string, list: string, b: string) =>
-          `${a}${list
-            .split(', ')
-            .map((e) => `${e} : goto l2_out`)
-            .join(', ')}${b}`,
-      )
-      .replace(/ @live_l2_port goto l2_out$/m, ' vmap @live_l2_port')
-      .replace(/^flush set (\S+ \S+ live_l2_port)$/m, 'flush map $1')
-      .replace(/; size \d+; \}$/gm, '; }');
-    expect(old).toMatch(/vmap @live_l2_port$/m);
-    expect(old).not.toMatch(/; size \d+; \}$/m);
+    // what release 0.1 loaded for the same spec (its reload from nothing, recorded with that release's renderer)
+    const old = readFileSync(path.join(__dirname, 'fixtures', 'release-0.1-reload.nft'), 'utf8');
     mustRun(['ip', 'netns', 'exec', LIVE_NS, 'nft', 'delete', 'table', ...TABLE.split(' ')]);
-    expectNftOk('earlier release', nftFile(LIVE_NS, old, false));
+    expectNftOk('previous release', nftFile(LIVE_NS, old, false));
     addFlow(LIVE_NS);
     const before = liveFacts(LIVE_NS);
-    expect(before.maps).toContain('live_l2_port');
-    expect(before.sizes.vip_port).toBeUndefined();
+    expect(before.maps).toEqual(expect.arrayContaining(['vip_port', 'slots_l2_port']));
+    expect(before.maps).not.toContain('closing_l2_tcp');
 
     const text = reloadFor(spec, before);
-    expect(text).toMatch(/^delete map netdev tula_dsr live_l2_port$/m);
-    expect(text).toMatch(/^delete map netdev tula_dsr vip_port$/m);
+    for (const stale of ['vip_port', 'slots_l2_port']) expect(text).toMatch(new RegExp(`^delete map netdev tula_dsr ${stale}$`, 'm'));
+    expect(text).toMatch(/^delete set netdev tula_dsr live_l2_port$/m);
     expect(text).not.toMatch(/^delete (map|set) netdev tula_dsr (flows|closing)_/m);
     expectNftOk('upgrade reload', nftFile(LIVE_NS, text, false));
     const after = liveFacts(LIVE_NS);
-    expect(after.sets).toEqual(['live_l2_port']);
-    expect(after.maps).not.toContain('live_l2_port');
-    expect(after.sizes.vip_port).toBe(64);
+    expect(after.maps).toEqual(expect.arrayContaining(['vip_pool_port', 'pool_chain', 'slots_l2', 'closing_l2_tcp']));
+    expect(after.maps).not.toContain('vip_port');
+    expect(after.sets).toEqual(['live_l2']);
     expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
     // from now on a reload redeclares nothing
     expect(reloadFor(spec, after)).not.toMatch(/^delete /m);
@@ -301,18 +286,19 @@ describe('the reload form, really loaded', () => {
       vips: Array.from({ length: 40 }, (_, i) => ({ ...template, path: `${template.path}${i}`, name: `many${i}`, ip: `10.0.9.${i + 1}` })),
     };
     const before = liveFacts(LIVE_NS);
-    expect(before.sizes.vip_port).toBe(64);
+    expect(before.sizes.vip_pool_port).toBe(64);
     const text = reloadFor(many, before);
-    expect(text).toMatch(/^delete map netdev tula_dsr vip_port$/m);
+    expect(text).toMatch(/^delete map netdev tula_dsr vip_pool_port$/m);
     expectNftOk('growing reload', nftFile(LIVE_NS, text, false));
     const after = liveFacts(LIVE_NS);
-    expect(after.sizes.vip_port).toBe(128);
-    expect(after.sizes.live_l2_port).toBe(256);
+    expect(after.sizes.vip_pool_port).toBe(128);
+    // the 40 VIPs have the same backends and weights: one pool, one small slot table
+    expect(after.sizes.slots_l2).toBe(64);
     expect(listTable(LIVE_NS)).toContain('10.0.9.40 . tcp . 80');
     expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
     // and back: the next reload shrinks them again
     expectNftOk('shrinking back', nftFile(LIVE_NS, reloadFor(spec, after), false));
-    expect(liveFacts(LIVE_NS).sizes.vip_port).toBe(64);
+    expect(liveFacts(LIVE_NS).sizes.vip_pool_port).toBe(64);
   });
 
   test('GIVEN a reload with an error WHEN loaded THEN nft refuses it and the old table is untouched (atomic)', () => {

@@ -9,6 +9,7 @@ import {
   INTERFACE_PATTERN,
   MODES,
   NftTable,
+  VipSpec,
   backendId,
   fnv1a32,
   maglevTable,
@@ -39,13 +40,19 @@ import {
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers: read a VIP's slot table back out of the rendered table.
 
-/** Backend names in slot order, as the slot map sends them; throws unless slot numbers are exactly 0..n-1. */
+/** The classid of the slot pool a VIP points at. */
+function poolOfVip(table: NftTable, vip: VipSpec): string {
+  const map = table.maps.find((m) => m.name === `vip_pool_${vip.port === '*' ? 'any' : 'port'}`)!;
+  return map.elements.find((e) => e.text.startsWith(`${nftVipKey(vip)} : `))!.text.split(' : ')[1];
+}
+
+/** Backend names in slot order, as the VIP's pool sends them; throws unless slot numbers are exactly 0..n-1. */
 function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[] {
   const vip = spec.vips.find((v) => v.name === vipName)!;
-  const map = table.maps.find((m) => m.name === `slots_${vip.mode}_${vip.port === '*' ? 'any' : 'port'}`);
+  const map = table.maps.find((m) => m.name === `slots_${vip.mode}`);
   if (!map) return [];
   const byValue = new Map(vip.backends.map((b) => [vip.mode === 'l2' ? `$mac_${backendId(b.ip)}` : `0x${backendId(b.ip)}`, b.name]));
-  const prefix = `${nftVipKey(vip)} . `;
+  const prefix = `${poolOfVip(table, vip)} . `;
   const slots: string[] = [];
   for (const element of map.elements.filter((e) => e.text.startsWith(prefix)).map((e) => e.text)) {
     const m = /^(\d+) : (\S+)$/.exec(element.slice(prefix.length));
@@ -61,8 +68,8 @@ function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[]
 /** The `mod N` the VIP's scheduler chain uses to pick a slot (numgen or jhash), or null when it has none. */
 function modulusOf(table: NftTable, spec: BalancerSpec, vipName: string): number | null {
   const vip = spec.vips.find((v) => v.name === vipName)!;
-  const vmap = table.maps.find((m) => m.name === `vip_${vip.port === '*' ? 'any' : 'port'}`)!;
-  const element = vmap.elements.find((e) => e.text.startsWith(`${nftVipKey(vip)} : goto `))!.text;
+  const dispatch = table.maps.find((m) => m.name === 'pool_chain')!;
+  const element = dispatch.elements.find((e) => e.text.startsWith(`${poolOfVip(table, vip)} : goto `))!.text;
   const chain = table.chains.find((c) => c.name === element.split(' : goto ')[1])!;
   const mods = new Set(chain.rules.flatMap((r) => [...r.matchAll(/ mod (\d+)/g)].map((m) => Number(m[1]))));
   if (mods.size > 1) throw new Error(`chain ${chain.name} uses several moduli: ${[...mods].join(', ')}`);

@@ -88,6 +88,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
   let dir: string;
   let env: NodeJS.ProcessEnv;
   let stackDir: string;
+  let WEB_POOL: string;
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'tula-dsr-tf-'));
@@ -109,8 +110,13 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(planLine('', '\t\ttype filter hook ingress device "eth0" priority -300; policy accept;'));
     // Each VIP's map elements are their own trigger entry, one element per line.
     expect(plan).toMatch(/^ *\+ "vip:web" += <<-EOT$/m);
-    expect(plan).toMatch(planLine('', '\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
-    expect(plan).toMatch(planLine('', '\t\tmeta protocol ip ip daddr . meta l4proto . th dport vmap @vip_port'));
+    // the web VIP points at its slot pool (a pool of its own here), whose id the later steps follow
+    WEB_POOL = /^ *\t10\.213\.1\.100 \. tcp \. 80 : ([0-9a-f]+:[0-9a-f]+)$/m.exec(plan)?.[1] ?? 'none';
+    expect(plan).toMatch(/^ *\+ "pool:web" += <<-EOT$/m);
+    expect(plan).toMatch(planLine('', `\t${WEB_POOL} . 5 : $mac_0ad5010d`));
+    expect(plan).toMatch(
+      planLine('', '\t\tmeta protocol ip meta priority set ip daddr . meta l4proto . th dport map @vip_pool_port meta priority vmap @pool_chain'),
+    );
     expect(plan).toMatch(/\+ "?sysctl_file"? += <<-EOT$/m);
     expect(plan).toMatch(planLine('', 'net.ipv4.conf.all.arp_ignore = 1'));
     expect(plan).toMatch(/Plan: 4 to add, 0 to change, 0 to destroy\./);
@@ -137,14 +143,16 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(new RegExp(`~ ${triggers} = \\{${engine === 'null_resource' ? ' # forces replacement' : '$'}`, 'm'));
     expect(plan).toMatch(/~ "?ruleset"? += <<-EOT$/m);
     // 1:2:3 → 1:2:4: the web VIP's slot table grows from 6 to 7 slots and its chain from rr6 to rr7.
-    expect(plan).toMatch(/~ "?vip:web"? += <<-EOT$/m);
-    expect(plan).toMatch(planLine('+', '\t10.213.1.100 . tcp . 80 . 6 : $mac_0ad5010d'));
-    expect(plan).toMatch(planLine('-', '\t10.213.1.100 . tcp . 80 . 5 : $mac_0ad5010d'));
-    expect(plan).toMatch(planLine('-', '\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr6_t300'));
-    expect(plan).toMatch(planLine('+', '\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300'));
+    // the web VIP's slot pool keeps its id: only the slots that moved, and its dispatch, show as changed
+    expect(plan).toMatch(/~ "?pool:web"? += <<-EOT$/m);
+    expect(plan).toMatch(planLine('+', `\t${WEB_POOL} . 6 : $mac_0ad5010d`));
+    expect(plan).toMatch(planLine('-', `\t${WEB_POOL} . 5 : $mac_0ad5010d`));
+    expect(plan).toMatch(planLine('-', `\t${WEB_POOL} : goto l2_tcp_port_rr6_t300`));
+    expect(plan).toMatch(planLine('+', `\t${WEB_POOL} : goto l2_tcp_port_rr7_t300`));
+    expect(plan).not.toMatch(/"?vip:web"? += /);
     // Only the web VIP's lines change: the dns and all-ports VIPs' entries are hidden as unchanged.
     expect(plan).not.toMatch(/^ *[-+] .*10\.213\.1\.10[12] \./m);
-    expect(plan).not.toMatch(/"?vip:(dns|any)"? += /);
+    expect(plan).not.toMatch(/"?(vip|pool):(dns|any)"? += /);
     expect(plan).not.toMatch(/web[123]_host_[0-9A-F]{8} (must be replaced|will be)/);
     expect(plan).toMatch(/Plan: 1 to add, 0 to change, 1 to destroy\./);
 

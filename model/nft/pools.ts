@@ -1,0 +1,107 @@
+import { hex32 } from '../address';
+import { stableJson } from '../digest';
+import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
+import type { BackendSpec, VipSpec } from '../spec';
+
+/**
+ * Slot pools. VIPs that would compute the same slot table (same mode, protocol, algorithm, flow timeout and the
+ * same backends with the same weights) share one: its slots, its live backends and its scheduler dispatch are
+ * stored once, under the pool's id, and each VIP only points at its pool. So the packet path still does O(1)
+ * lookups, ten thousand VIPs over four backends keep one small slot table instead of ten thousand, and a change that
+ * concerns a pool (a weight, a backend's health) rewrites a handful of elements whatever the number of VIPs.
+ */
+export interface Pool {
+  /** 32-bit id, the `meta priority` (a classid) the packet path carries from the VIP lookup to the slot lookup. */
+  readonly id: number;
+  /** What makes two VIPs share a pool. */
+  readonly key: string;
+  readonly mode: VipSpec['mode'];
+  readonly protocol: VipSpec['protocol'];
+  /** All-port ('*') VIPs count in other maps than single-port ones, so they never share a pool with them. */
+  readonly any: boolean;
+  readonly algorithm: VipSpec['algorithm'];
+  readonly hashTableSize?: number;
+  readonly flowTimeoutSec: number;
+  readonly backends: readonly BackendSpec[];
+  /** The VIPs that use it, by name. */
+  readonly vips: readonly string[];
+}
+
+/** Which backends may take new flows: by default those with a weight; the runtime also leaves out failed ones. */
+export type BackendFilter = (backend: BackendSpec, pool: Pool) => boolean;
+
+function poolKey(vip: VipSpec): string {
+  return stableJson({
+    mode: vip.mode,
+    protocol: vip.protocol,
+    any: vip.port === '*',
+    algorithm: vip.algorithm,
+    hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined,
+    flowTimeoutSec: vip.flowTimeoutSec,
+    // order matters: weighted round robin interleaves backends in the order they were added
+    backends: vip.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: b.weight })),
+  });
+}
+
+/** 0 means "no pool" (the register's value before the VIP lookup) and 0xffffffff is the classid `root`. */
+const usableId = (id: number) => id !== 0 && id !== 0xffffffff;
+
+/**
+ * The pools of a balancer, in id order. A pool's id is a hash of the name of its first VIP, not of its content: a
+ * weight change then keeps the pool's id, its named counters and the slots that did not move, and shows in a plan
+ * as the few slot lines that changed. (A collision moves the later pool, in first-VIP order, to the next free id.)
+ */
+export function groupPools(vips: readonly VipSpec[]): Pool[] {
+  const byKey = new Map<string, { vip: VipSpec; names: string[] }>();
+  for (const vip of vips) {
+    const key = poolKey(vip);
+    const entry = byKey.get(key);
+    if (entry) entry.names.push(vip.name);
+    else byKey.set(key, { vip, names: [vip.name] });
+  }
+  const taken = new Set<number>();
+  const pools: Pool[] = [];
+  const firstName = (key: string) => [...byKey.get(key)!.names].sort()[0];
+  for (const key of [...byKey.keys()].sort((a, b) => (firstName(a) < firstName(b) ? -1 : 1))) {
+    const { vip, names } = byKey.get(key)!;
+    let id = fnv1a32(`tula-dsr pool/${firstName(key)}`);
+    while (!usableId(id) || taken.has(id)) id = (id + 1) >>> 0;
+    taken.add(id);
+    pools.push({
+      id,
+      key,
+      mode: vip.mode,
+      protocol: vip.protocol,
+      any: vip.port === '*',
+      algorithm: vip.algorithm,
+      hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined,
+      flowTimeoutSec: vip.flowTimeoutSec,
+      backends: vip.backends,
+      vips: [...names].sort(),
+    });
+  }
+  return pools.sort((a, b) => a.id - b.id);
+}
+
+/** A pool id as nft writes a classid: `major:minor` in hex. */
+export function poolClassid(id: number): string {
+  return `${(id >>> 16).toString(16)}:${(id & 0xffff).toString(16)}`;
+}
+
+/** Eight hex digits, for names and review keys. */
+export const poolName = (id: number) => hex32(id);
+
+export const takesNewFlows: BackendFilter = (b) => b.weight > 0;
+
+/** Backend names in slot order: the slot table the pool's scheduler steps through or hashes into. */
+export function poolSequence(pool: Pool, accept: BackendFilter = takesNewFlows): string[] {
+  const weighted = pool.backends.map((b) => ({ name: b.name, weight: accept(b, pool) ? b.weight : 0 }));
+  switch (pool.algorithm) {
+    case 'round-robin':
+      return equalShareSequence(weighted);
+    case 'consistent-hash':
+      return maglevTable(weighted, pool.hashTableSize);
+    default:
+      return smoothWeightedSequence(weighted);
+  }
+}
