@@ -269,7 +269,9 @@ async function main(): Promise<void> {
   }
   const unknown = only?.filter((x) => !(SECTIONS as readonly string[]).includes(x)) ?? [];
   if (only && (only.length === 0 || unknown.length)) {
-    process.stderr.write(`bench: --only takes sections from ${SECTIONS.join(', ')} (comma-separated)${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}\n`);
+    process.stderr.write(
+      `bench: --only takes sections from ${SECTIONS.join(', ')} (comma-separated)${unknown.length ? `; unknown: ${unknown.join(', ')}` : ''}\n`,
+    );
     process.exit(64);
   }
   const started = Date.now();
