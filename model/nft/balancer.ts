@@ -76,7 +76,7 @@ interface SchedulerMaps {
   readonly slots: string;
   /** The (pool, backend) pairs that take new flows. */
   readonly live: string;
-  /** (pool, backend) → its counter of new flows, and of flows the client ended. */
+  /** Sets of (pool, backend) whose elements count new flows, and flows the client ended. */
   readonly newCounter: string;
   readonly endedCounter: string;
 }
@@ -91,7 +91,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   const timeout = `timeout ${pool.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
   const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${slots}`;
-  const countNew = `counter name meta priority . ${valueExpr} map @${maps.newCounter}`;
+  const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
   const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
   const rules = [`counter name ${vipKeyExpr(pool.any)} map @vip_counter_${pool.any ? 'any' : 'port'}`];
@@ -104,7 +104,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
     rules.push(
       `tcp flags & (fin|rst) != 0 tcp flags & syn == 0 ${valueExpr} set ${FLOW_KEY} map @${flows} ` +
         `update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } delete @${flows} { ${FLOW_KEY} : ${valueExpr} } ` +
-        `counter name meta priority . ${valueExpr} map @${maps.endedCounter} ${out}`,
+        `meta priority . ${valueExpr} @${maps.endedCounter} ${out}`,
     );
   }
   // Open flows next. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend still
@@ -139,11 +139,6 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   return rules;
 }
 
-/** The named counter of a pool's new (`new`) or client-ended (`end`) flows to one backend. */
-export function flowCounterName(role: 'new' | 'end', poolId: number, backendIp: string): string {
-  return `${role}_${poolName(poolId)}_${backendId(backendIp)}`;
-}
-
 function slotValue(mode: VipSpec['mode'], backend: BackendSpec): string {
   return mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendId(backend.ip)}`;
 }
@@ -152,7 +147,7 @@ function byName<T extends { name: string }>(items: readonly T[]): T[] {
   return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
-type MapDraft = { type: string; typeof?: boolean; set?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] };
+type MapDraft = { type: string; typeof?: boolean; set?: boolean; counter?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] };
 
 /**
  * Builds the balancer's single table: one ingress base chain on the balancer interface looks the VIP up once, on
@@ -220,18 +215,13 @@ export function buildBalancerTable(
     const values = new Map(pool.backends.map((b) => [b.name, slotValue(pool.mode, b)]));
     sequence.forEach((name, index) => slotMap.elements.push(own(`${classid} . ${index} : ${values.get(name)}`)));
     for (const backend of pool.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
-    // Per (pool, backend): new flows (scheduled) and flows the client ended (FIN or RST); the runtime's least
-    // connections and the statistics infer active connections from them (new − ended − expired).
-    for (const [role, map] of [
-      ['new', roles.newCounter],
-      ['end', roles.endedCounter],
-    ] as const) {
-      const counterMap = mapOf(map, { type: `classid . ${valueType} : counter` });
-      for (const b of pool.backends) {
-        const name = flowCounterName(role, pool.id, b.ip);
-        counters.add(name);
-        counterMap.elements.push(own(`${classid} . ${values.get(b.name)} : ${name}`));
-      }
+    // Per (pool, backend): new flows (scheduled) and flows the client ended (FIN or RST), counted by the set
+    // elements themselves; the runtime's least connections and the statistics infer active connections from them
+    // (new − ended − expired). Element counters, not named ones: nft 1.0.6 reads a named counter only after loading
+    // every set element of the ruleset (seconds with 100,000 flows), while listing one set reads that set alone.
+    for (const name of [roles.newCounter, roles.endedCounter]) {
+      const counterSet = mapOf(name, { type: `classid . ${valueType}`, set: true, counter: true });
+      for (const b of pool.backends) counterSet.elements.push(own(`${classid} . ${values.get(b.name)}`));
     }
     if (pool.protocol === 'tcp') {
       // (pool, backend) pairs that take new flows; a set, because the verdict is the same for every element

@@ -23,6 +23,8 @@ export interface NftMap {
   readonly name: string;
   /** A set (its `type` and elements have no `: value` part) rather than a map. */
   readonly set?: boolean;
+  /** Each element counts the packets and bytes that match it (a reload that flushes the set resets them). */
+  readonly counter?: boolean;
   /** `type …` clause, e.g. `ipv4_addr . inet_service : verdict`; or, with `typeof`, the expressions whose types it has. */
   readonly type: string;
   /**

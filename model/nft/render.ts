@@ -20,6 +20,7 @@ export function staticMapSize(count: number): number {
 
 function mapBody(map: NftMap, indent: string): string[] {
   const lines = [`${indent}${map.typeof ? 'typeof' : 'type'} ${map.type}`];
+  if (map.counter) lines.push(`${indent}counter`);
   if (map.dynamic) {
     lines.push(`${indent}size ${map.dynamic.size}`, `${indent}flags dynamic,timeout`, `${indent}timeout ${map.dynamic.timeoutSec}s`);
   } else if (map.size !== undefined) {

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BALANCER_TABLE, BalancerSpec, backendId, flowCounterName, groupPools, planBalancerHost, renderNftReload, tunnelName } from '../../model';
+import { BALANCER_TABLE, BalancerSpec, backendId, groupPools, poolClassid, planBalancerHost, renderNftReload, tunnelName } from '../../model';
 import { BALANCER_CASES, FRESH, factsFor, macOf } from '../support/render-fixtures';
 import { parseNftTableText } from '../../agent/facts/parsers';
 
@@ -103,8 +103,15 @@ function flowValue(mode: 'l2' | 'l3', vip: string, sport: number, map: 'flows' |
 
 const counterPackets = (name: string) => Number(/packets (\d+)/.exec(inLb('nft', 'list', 'counter', 'netdev', BALANCER_TABLE, name))![1]);
 const packets = (backendIp: string) => counterPackets(`be_${backendId(backendIp)}`);
-/** Flows the client ended (FIN or RST) on a backend of a VIP's pool, as its named counter counts them. */
-const ended = (spec: BalancerSpec, backendIp: string) => counterPackets(flowCounterName('end', groupPools(spec.vips)[0].id, backendIp));
+/** Flows the client ended (FIN or RST) on a backend of a VIP's pool, as that (pool, backend) element counts them. */
+function ended(spec: BalancerSpec, backendIp: string): number {
+  const mode = spec.vips[0].mode;
+  const element = `${poolClassid(groupPools(spec.vips)[0].id)} . ${mode === 'l2' ? macOf(backendIp) : `0x${backendId(backendIp)}`}`;
+  const listing = inLb('nft', 'list', 'set', 'netdev', BALANCER_TABLE, `pool_ended_${mode}`);
+  const count = new RegExp(`${element.replace(/\./g, '\\.')} counter packets (\\d+)`).exec(listing);
+  if (!count) throw new Error(`no element ${element} in pool_ended_${mode}:\n${listing}`);
+  return Number(count[1]);
+}
 
 describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends get no new flow', (mode) => {
   const base = BALANCER_CASES.find((c) => c.name === `${mode} round-robin`)!.spec;

@@ -272,7 +272,7 @@ describe('the reload form, really loaded', () => {
     const after = liveFacts(LIVE_NS);
     expect(after.maps).toEqual(expect.arrayContaining(['vip_pool_port', 'pool_chain', 'slots_l2', 'closing_l2_tcp']));
     expect(after.maps).not.toContain('vip_port');
-    expect(after.sets).toEqual(['live_l2']);
+    expect(after.sets).toEqual(['live_l2', 'pool_ended_l2', 'pool_new_l2']);
     expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
     // from now on a reload redeclares nothing
     expect(reloadFor(spec, after)).not.toMatch(/^delete /m);
