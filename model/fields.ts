@@ -10,7 +10,7 @@ export type FieldCheck = (value: unknown) => string | null;
 
 export const PROTOCOLS = ['tcp', 'udp'] as const;
 export const MODES = ['l2', 'l3'] as const;
-export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'] as const;
+export const ALGORITHMS = ['round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 export type Mode = (typeof MODES)[number];
 export type Algorithm = (typeof ALGORITHMS)[number];
@@ -60,12 +60,10 @@ export const checkMssClamp: FieldCheck = integerIn(LIMITS.mssClamp.min, LIMITS.m
 export const checkProtocol: FieldCheck = oneOf(PROTOCOLS, 'protocol');
 export const checkMode: FieldCheck = oneOf(MODES, 'mode');
 
-export const checkAlgorithm: FieldCheck = (v) => {
-  if (v === 'least-connections' || v === 'weighted-least-connections') {
-    return `${showValue(v)} is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of ${ALGORITHMS.map((x) => `'${x}'`).join(', ')}`;
-  }
-  return oneOf(ALGORITHMS, 'algorithm')(v);
-};
+export const checkAlgorithm: FieldCheck = oneOf(ALGORITHMS, 'algorithm');
+
+/** Algorithms whose slot tables the balancer runtime keeps re-weighting from the connections it infers. */
+export const LEAST_CONNECTIONS: readonly Algorithm[] = ['least-connections', 'weighted-least-connections'];
 
 export const checkName: FieldCheck = (v) =>
   typeof v === 'string' && NAME_PATTERN.test(v)

@@ -14,6 +14,7 @@ export * from './nft/objects';
 export * from './nft/render';
 export * from './nft/balancer';
 export * from './nft/pools';
+export * from './nft/incremental';
 export * from './ssh-target';
 export * from './agent-contract';
 export * from './runtime-state';

@@ -23,12 +23,14 @@ export function fnv1a32(text: string, basis = 0x811c9dc5): number {
  * Smooth weighted round robin (the nginx sequence): weights 1:2:3 give c b a c b c rather than a b b c c c, so
  * that consecutive new flows spread across backends while a whole cycle still splits exactly by weight.
  */
-export function smoothWeightedSequence(backends: readonly WeightedName[]): string[] {
+export function smoothWeightedSequence(backends: readonly WeightedName[], length?: number): string[] {
   const active = backends.filter((b) => b.weight > 0);
   const total = active.reduce((sum, b) => sum + b.weight, 0);
   const current = active.map(() => 0);
   const sequence: string[] = [];
-  for (let step = 0; step < total; step++) {
+  // The sequence repeats every `total` steps, so a longer one is whole cycles, plus a part of one when `total` does not
+  // divide `length`.
+  for (let step = 0; step < (total === 0 ? 0 : (length ?? total)); step++) {
     let best = 0;
     active.forEach((b, i) => {
       current[i] += b.weight;

@@ -1,6 +1,7 @@
 import { hex32 } from '../address';
 import { stableJson } from '../digest';
-import { DEFAULT_MAGLEV_SIZE, equalShareSequence, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
+import { LEAST_CONNECTIONS } from '../fields';
+import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, VipSpec } from '../spec';
 
 /**
@@ -25,6 +26,12 @@ export interface Pool {
   readonly backends: readonly BackendSpec[];
   /** The VIPs that use it, by name. */
   readonly vips: readonly string[];
+  /**
+   * The balancer runtime rewrites its slots (least connections; failed health checks): its slot count then stays
+   * fixed (see managedSlotCount), so that the runtime only ever changes slot and live elements, never a scheduler
+   * chain, and the split stays within one slot of the weights whatever backends it leaves out.
+   */
+  readonly managed: boolean;
 }
 
 /** Which backends may take new flows: by default those with a weight; the runtime also leaves out failed ones. */
@@ -78,6 +85,7 @@ export function groupPools(vips: readonly VipSpec[]): Pool[] {
       flowTimeoutSec: vip.flowTimeoutSec,
       backends: vip.backends,
       vips: [...names].sort(),
+      managed: LEAST_CONNECTIONS.includes(vip.algorithm),
     });
   }
   return pools.sort((a, b) => a.id - b.id);
@@ -93,15 +101,29 @@ export const poolName = (id: number) => hex32(id);
 
 export const takesNewFlows: BackendFilter = (b) => b.weight > 0;
 
+/** Equal weights for round robin and least connections; the configured ones otherwise. */
+function weightsOf(pool: Pool, accept: BackendFilter): { name: string; weight: number }[] {
+  const equal = pool.algorithm === 'round-robin' || pool.algorithm === 'least-connections';
+  return pool.backends.map((b) => ({ name: b.name, weight: accept(b, pool) && b.weight > 0 ? (equal ? 1 : b.weight) : 0 }));
+}
+
+/** Slots of a managed pool at least: one slot moves at most 1/MANAGED_MIN_SLOTS of the new flows. */
+export const MANAGED_MIN_SLOTS = 120;
+
+/**
+ * A managed pool's fixed slot count: the smallest multiple of its total weight that is at least MANAGED_MIN_SLOTS,
+ * so that with every backend up each backend has exactly its share (whole weight cycles), and with some left out
+ * the others share the same slots within one slot of their weights (exactly when their total divides the count).
+ */
+export function managedSlotCount(pool: Pool): number {
+  const total = weightsOf(pool, takesNewFlows).reduce((sum, b) => sum + b.weight, 0);
+  if (total === 0) return 0;
+  return Math.max(1, Math.ceil(MANAGED_MIN_SLOTS / total)) * total;
+}
+
 /** Backend names in slot order: the slot table the pool's scheduler steps through or hashes into. */
 export function poolSequence(pool: Pool, accept: BackendFilter = takesNewFlows): string[] {
-  const weighted = pool.backends.map((b) => ({ name: b.name, weight: accept(b, pool) ? b.weight : 0 }));
-  switch (pool.algorithm) {
-    case 'round-robin':
-      return equalShareSequence(weighted);
-    case 'consistent-hash':
-      return maglevTable(weighted, pool.hashTableSize);
-    default:
-      return smoothWeightedSequence(weighted);
-  }
+  const weighted = weightsOf(pool, accept);
+  if (pool.algorithm === 'consistent-hash') return maglevTable(weighted, pool.hashTableSize);
+  return smoothWeightedSequence(weighted, pool.managed ? managedSlotCount(pool) : undefined);
 }

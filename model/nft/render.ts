@@ -2,7 +2,7 @@ import { NftDefine, NftMap, NftTable, NftTableFacts } from './objects';
 
 const PENDING = (d: NftDefine) => `# define ${d.name} = <${d.comment}>`;
 
-function renderDefines(defines: readonly NftDefine[]): string[] {
+export function renderDefines(defines: readonly NftDefine[]): string[] {
   return defines.map((d) => (d.value === null ? PENDING(d) : `define ${d.name} = ${d.value}  # ${d.comment}`));
 }
 

@@ -128,19 +128,18 @@ describe('ports, protocols, modes, algorithms', () => {
     ['protocol', 'TCP', `"TCP" is not a supported protocol; use one of 'tcp', 'udp'`],
     ['mode', 'l4', `"l4" is not a supported mode; use one of 'l2', 'l3'`],
     ['mode', 'nat', `"nat" is not a supported mode; use one of 'l2', 'l3'`],
-    ['algorithm', 'random', `"random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`],
+    [
+      'algorithm',
+      'random',
+      `"random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'`,
+    ],
   ])('GIVEN %s %j WHEN checked THEN it is refused with the allowed set', (field, value, message) => {
     expect(problems(variant((s) => (vip0(s)[field] = value)))).toEqual([`s/web: ${field}: ${message}`]);
   });
 
-  test.each(['least-connections', 'weighted-least-connections'])(
-    'GIVEN algorithm %s WHEN checked THEN it is "not supported yet" with the alternatives',
-    (algorithm) => {
-      expect(problems(variant((s) => (vip0(s).algorithm = algorithm)))).toEqual([
-        `s/web: algorithm: "${algorithm}" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
-      ]);
-    },
-  );
+  test.each(['least-connections', 'weighted-least-connections'])('GIVEN algorithm %s WHEN checked THEN it is accepted', (algorithm) => {
+    expect(problems(variant((s) => (vip0(s).algorithm = algorithm)))).toEqual([]);
+  });
 });
 
 describe('weights and backends', () => {
@@ -419,13 +418,13 @@ describe('all problems at once', () => {
   test('GIVEN several mistakes across balancer, VIPs and backends WHEN checked THEN every one is reported, each at its object', () => {
     const spec = variant((s) => {
       s.interface = 'eth0-very-long-name';
-      vip0(s).algorithm = 'least-connections';
+      vip0(s).algorithm = 'random';
       be0(s).weight = 1.5;
       vip0(s).backends[1].mac = 'zz';
     });
     expect(problems(spec)).toEqual([
       `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'"}`,
-      `s/web: algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
+      `s/web: algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'`,
       's/web/web1: weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       `s/web/web2: mac: "zz" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
     ]);

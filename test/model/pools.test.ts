@@ -1,0 +1,96 @@
+/**
+ * Slot pools: which VIPs share one, the slot tables of pools the runtime manages (least connections, health), and the
+ * small transaction that rewrites one pool's elements while every other element stays as it is.
+ */
+import { BackendSpec, Pool, buildBalancerTable, groupPools, managedSlotCount, poolName, poolSequence, renderOwnedUpdate } from '../../model';
+import { backends, balancerSpec, factsFor } from '../support/render-fixtures';
+
+const count = (items: readonly string[]) => items.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x]: (acc[x] ?? 0) + 1 }), {});
+
+describe('grouping', () => {
+  test('GIVEN 1,000 VIPs over the same backends and weights and one with other weights WHEN grouped THEN two pools, the odd VIP alone', () => {
+    const vips = Array.from({ length: 1000 }, (_, i) => ({
+      name: `v${i}`,
+      ip: `10.0.${2 + Math.floor(i / 250)}.${(i % 250) + 1}`,
+      port: 80,
+      backends: backends(),
+    }));
+    const spec = balancerSpec([...vips, { name: 'odd', ip: '10.0.9.1', port: 80, backends: backends([1, 1, 1]) }]);
+    const pools = groupPools(spec.vips);
+    expect(pools.map((p) => p.vips.length).sort((a, b) => a - b)).toEqual([1, 1000]);
+    expect(pools.find((p) => p.vips.length === 1)!.vips).toEqual(['odd']);
+  });
+
+  test('GIVEN a weight change WHEN grouped again THEN the pool keeps its id (it follows its first VIP)', () => {
+    const before = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 3]) }]).vips);
+    const after = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 4]) }]).vips);
+    expect(after[0].id).toBe(before[0].id);
+    expect(after[0].key).not.toBe(before[0].key);
+  });
+});
+
+describe('managed pools (least connections)', () => {
+  const pool = (algorithm: 'least-connections' | 'weighted-least-connections', weights: number[]): Pool =>
+    groupPools(balancerSpec([{ name: 'lc', ip: '10.0.1.100', port: 80, algorithm, backends: backends(weights) }]).vips)[0];
+
+  test.each([
+    ['least-connections', [1, 2, 3], 120, { be1: 40, be2: 40, be3: 40 }],
+    ['weighted-least-connections', [1, 2, 3], 120, { be1: 20, be2: 40, be3: 60 }],
+    ['weighted-least-connections', [1, 2], 120, { be1: 40, be2: 80 }],
+    ['weighted-least-connections', [7, 0, 4], 121, { be1: 77, be3: 44 }],
+  ] as const)('GIVEN %s with weights %j WHEN its slots are computed THEN %d slots split exactly by weight', (algorithm, weights, slots, split) => {
+    const p = pool(algorithm, [...weights]);
+    expect(p.managed).toBe(true);
+    expect(managedSlotCount(p)).toBe(slots);
+    expect(count(poolSequence(p))).toEqual(split);
+  });
+
+  test('GIVEN a backend left out WHEN its slots are computed THEN the slot count stays and the others share it by weight', () => {
+    const p = pool('weighted-least-connections', [1, 2, 3]);
+    const withoutBe3 = poolSequence(p, (b: BackendSpec) => b.name !== 'be3');
+    expect(withoutBe3).toHaveLength(120);
+    expect(count(withoutBe3)).toEqual({ be1: 40, be2: 80 });
+  });
+
+  test('GIVEN a weighted round robin VIP WHEN pooled THEN it is not managed and keeps one slot per weight unit', () => {
+    const p = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 3]) }]).vips)[0];
+    expect(p.managed).toBe(false);
+    expect(poolSequence(p)).toHaveLength(6);
+  });
+});
+
+describe('renderOwnedUpdate', () => {
+  const spec = balancerSpec([
+    { name: 'lc', ip: '10.0.1.100', port: 80, algorithm: 'weighted-least-connections', backends: backends([1, 1, 1]) },
+    { name: 'web', ip: '10.0.1.101', port: 80, backends: backends([1, 2, 3]) },
+  ]);
+  const facts = factsFor(spec);
+  const before = buildBalancerTable(spec, facts);
+  const lc = groupPools(spec.vips).find((p) => p.vips.includes('lc'))!;
+  const after = buildBalancerTable(spec, facts, [], (b, p) => p.id !== lc.id || b.name !== 'be2');
+  const owned = (e: { pool?: string }) => e.pool === poolName(lc.id);
+
+  test("GIVEN one backend of a managed pool left out WHEN the update is rendered THEN it rewrites that pool's moved slots and its live set only", () => {
+    const text = renderOwnedUpdate(before, after, owned)!;
+    const statements = text.split('\n').filter((l) => /^(add|delete) /.test(l));
+    expect(statements.every((l) => /^(delete|add) element netdev tula_dsr (slots_l2|live_l2) \{/.test(l))).toBe(true);
+    expect(statements.some((l) => l.startsWith('delete element netdev tula_dsr live_l2 {'))).toBe(true);
+    // nothing of the other VIP's pool, no chain, no flow map
+    const webPool = groupPools(spec.vips).find((p) => p.vips.includes('web'))!;
+    const classid = `${(webPool.id >>> 16).toString(16)}:${(webPool.id & 0xffff).toString(16)}`;
+    expect(text).not.toContain(classid);
+    expect(text).not.toMatch(/chain|flows_|closing_/);
+  });
+
+  test('GIVEN no change WHEN the update is rendered THEN it is empty', () => {
+    expect(renderOwnedUpdate(before, before, owned)).toBe('');
+  });
+
+  test('GIVEN a change that needs a map the table lacks WHEN the update is rendered THEN it says a full reload is needed (null)', () => {
+    const l3 = buildBalancerTable(
+      balancerSpec([{ name: 'lc', ip: '10.0.1.100', port: 80, mode: 'l3', algorithm: 'weighted-least-connections', backends: backends([1, 1, 1]) }]),
+      facts,
+    );
+    expect(renderOwnedUpdate(before, l3, () => true)).toBeNull();
+  });
+});
