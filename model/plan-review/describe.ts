@@ -1,7 +1,7 @@
 import type { BackendSpec, VipSpec } from '../spec';
 import { vipKey } from '../vip-key';
 import { Inline, code, codeList, count, showField } from './inline';
-import type { BackendHostDiff, BalancerDiff, BackendChange, FieldChange, VipChange } from './spec-diff';
+import { fieldChanges, type BackendHostDiff, type BalancerDiff, type BackendChange, type FieldChange, type VipChange } from './spec-diff';
 
 /** One line of a host's change list, with the lines under it and, for the summary table, a shorter form. */
 export interface ChangeItem {
@@ -23,8 +23,12 @@ function backendSummary(b: BackendSpec): string {
   return `${b.ip}, weight ${b.weight}${b.mac ? `, MAC ${b.mac}` : ''}`;
 }
 
+/** The fields vipSummary spells out; any other field a VIP sets (mssClamp, hashTableSize, …) follows generically. */
+const SUMMARISED = ['path', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'backends'];
+
 export function vipSummary(vip: VipSpec): string {
-  return `${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`;
+  const more = fieldChanges(undefined, vip, SUMMARISED).map((f) => `, ${f.field} ${showField(f.after)}`);
+  return `${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s${more.join('')}`;
 }
 
 function backendItems(change: VipChange): ChangeItem[] {
@@ -41,8 +45,9 @@ export function balancerItems(diff: BalancerDiff): ChangeItem[] {
     ...diff.fields.map((f) => ({ text: describeField(f) })),
     ...diff.vipsAdded.map((v) => ({
       text: ['VIP ', code(v.name), ` added (${vipSummary(v)}) with ${count(v.backends.length, 'backend')}: `, ...codeList(v.backends.map((b) => b.name))],
+      short: ['VIP ', code(v.name), ' added'],
     })),
-    ...diff.vipsRemoved.map((v) => ({ text: ['VIP ', code(v.name), ` removed (${vipKey(v)})`] })),
+    ...diff.vipsRemoved.map((v) => ({ text: ['VIP ', code(v.name), ` removed (${vipKey(v)})`], short: ['VIP ', code(v.name), ' removed'] })),
     ...diff.vipsChanged.map((v) => {
       const children = [...v.fields.map((f) => ({ text: describeField(f) })), ...backendItems(v)];
       const short: Inline = children.length === 1 ? ['VIP ', code(v.name), ': ', ...children[0].text] : ['VIP ', code(v.name), `: ${children.length} changes`];

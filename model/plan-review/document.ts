@@ -1,3 +1,4 @@
+import { VIP_SECTION_PREFIX } from '../review';
 import type { ChangeItem } from './describe';
 import { Inline, code, count, joinInline, strong } from './inline';
 import type { HostReview, PlanReview, StackReview, TerraformCounts } from './review';
@@ -59,6 +60,15 @@ function toListItems(items: readonly ChangeItem[]): ListItem[] {
   return items.map((i) => ({ text: i.text, children: i.children ? toListItems(i.children) : undefined }));
 }
 
+/** The triggers a diff covers: every key, but the per-VIP sections counted when there are many. */
+function diffKeys(keys: readonly string[]): string {
+  const vips = keys.filter((k) => k.startsWith(VIP_SECTION_PREFIX));
+  if (vips.length <= 3) return keys.join(', ');
+  const at = keys.indexOf(vips[0]);
+  const rest = keys.filter((k) => !k.startsWith(VIP_SECTION_PREFIX));
+  return [...rest.slice(0, at), `${count(vips.length, 'VIP section')} (${VIP_SECTION_PREFIX}…)`, ...rest.slice(at)].join(', ');
+}
+
 function hostBlocks(review: HostReview): Block[] {
   const { host } = review;
   const kind = host.kind === 'balancer' ? 'Balancer' : 'Backend host';
@@ -70,7 +80,7 @@ function hostBlocks(review: HostReview): Block[] {
     const lines = review.diffs.flatMap((d) => d.lines);
     const added = lines.filter((l) => l.startsWith('+') && !l.startsWith('+++')).length;
     const removed = lines.filter((l) => l.startsWith('-') && !l.startsWith('---')).length;
-    const keys = review.diffs.map((d) => d.key).join(', ');
+    const keys = diffKeys(review.diffs.map((d) => d.key));
     blocks.push({
       kind: 'details',
       label: `the exact diff of ${host.name}`,

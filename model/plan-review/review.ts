@@ -53,9 +53,14 @@ const textRank = (key: string) => {
 };
 
 function textDiff(text: TriggerText): TextDiff | undefined {
-  const hidden = '(sensitive value: not shown)\n';
-  const before = text.sensitive && text.before !== undefined ? hidden : (text.before ?? '');
-  const after = text.afterUnknown ? '(known after apply)\n' : text.sensitive && text.after !== undefined ? hidden : (text.after ?? '');
+  // A sensitive value is compared but never printed.
+  const hidden = (side: string | undefined, changed: boolean) => (side === undefined ? '' : `(sensitive value${changed ? ', changed' : ''}: not shown)\n`);
+  const before = text.sensitive ? hidden(text.before, false) : (text.before ?? '');
+  const after = text.afterUnknown
+    ? '(known after apply)\n'
+    : text.sensitive
+      ? hidden(text.after, text.before !== undefined && text.before !== text.after)
+      : (text.after ?? '');
   const diff = renderDiff(before, after, text.key, { context: 3, sides: ['before', 'after'] });
   return diff ? { key: text.key, lines: diff.replace(/\n$/, '').split('\n') } : undefined;
 }
