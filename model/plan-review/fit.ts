@@ -33,13 +33,22 @@ export interface FitResult {
  * change lists and tables, and a note at the top says what was cut and how to see everything. Whole sections are
  * left out last, so the Markdown stays well formed (no fence or <details> left open).
  */
-export function fitToLimit(doc: ReviewDocument, render: (doc: ReviewDocument) => string, maxChars: number, limitName: string): FitResult {
+export interface FitLimit {
+  readonly maxChars: number;
+  /** The limit as the note names it: "GitHub's limit of 65,536 characters per comment". */
+  readonly name: string;
+  /** How to see everything: "run … on the plan". */
+  readonly hint: string;
+}
+
+export function fitToLimit(doc: ReviewDocument, render: (doc: ReviewDocument) => string, limit: FitLimit): FitResult {
+  const { maxChars } = limit;
   const full = render(doc);
   if (full.length <= maxChars) return { text: full, cuts: [] };
   const blocks = [...doc];
   const withNote = (bs: readonly Block[]) => {
     const cuts = bs.flatMap((b, i) => (isCuttable(b) && shownOf(b) < unitsOf(b) ? [describeCut(b, doc[i] as CuttableBlock)] : []));
-    return { doc: insertNote(bs, cuts, limitName), cuts };
+    return { doc: insertNote(bs, cuts, limit), cuts };
   };
   for (;;) {
     const { doc: noted, cuts } = withNote(blocks);
@@ -47,7 +56,7 @@ export function fitToLimit(doc: ReviewDocument, render: (doc: ReviewDocument) =>
     const over = text.length - maxChars;
     if (over <= 0) return { text, cuts };
     const target = pickTarget(blocks);
-    if (target === undefined) return leaveOutSections(noted, render, maxChars, limitName, cuts);
+    if (target === undefined) return leaveOutSections(noted, render, limit, cuts);
     const b = blocks[target] as CuttableBlock;
     let shown = shownOf(b);
     let saved = 0;
@@ -78,26 +87,21 @@ function describeCut(b: CuttableBlock, original: CuttableBlock): string {
     : `${b.label}: ${shown.toLocaleString('en-US')} of ${unitsOf(original).toLocaleString('en-US')} ${noun} shown`;
 }
 
-function insertNote(blocks: readonly Block[], cuts: readonly string[], limitName: string): Block[] {
+function insertNote(blocks: readonly Block[], cuts: readonly string[], limit: FitLimit): Block[] {
   if (!cuts.length) return [...blocks];
   const note: Block = {
     kind: 'alert',
     level: 'NOTE',
-    items: [[`This review was shortened to fit ${limitName}; run tula-dsr review --format text on the plan to see everything. Cut: ${cuts.join('; ')}.`]],
+    items: [[`This review was shortened to fit ${limit.name}; ${limit.hint} to see everything. Cut: ${cuts.join('; ')}.`]],
   };
   const at = blocks.findIndex((b) => b.kind === 'paragraph');
   return [...blocks.slice(0, at + 1), note, ...blocks.slice(at + 1)];
 }
 
 /** Last resort: the first sections that fit, and a line saying how many were left out. */
-function leaveOutSections(
-  doc: readonly Block[],
-  render: (doc: ReviewDocument) => string,
-  maxChars: number,
-  limitName: string,
-  cuts: readonly string[],
-): FitResult {
-  const ending = (left: number): Block => ({ kind: 'paragraph', text: [`${left} more sections left out to fit ${limitName}.`] });
+function leaveOutSections(doc: readonly Block[], render: (doc: ReviewDocument) => string, limit: FitLimit, cuts: readonly string[]): FitResult {
+  const { maxChars } = limit;
+  const ending = (left: number): Block => ({ kind: 'paragraph', text: [`${left} more sections left out to fit ${limit.name}.`] });
   let low = 0;
   let high = doc.length - 1;
   while (low < high) {

@@ -36,10 +36,14 @@ export function renderPlanReview(plans: readonly { readonly source: string; read
   const review = reviewPlans(plans.map((p) => ({ source: p.source, plan: parsePlanJson(p.text, p.source) })));
   const render = options.format === 'markdown' ? renderMarkdown : renderText;
   const maxChars = options.maxChars ?? (options.format === 'markdown' ? GITHUB_COMMENT_LIMIT : Infinity);
-  const limitName =
-    maxChars === GITHUB_COMMENT_LIMIT
-      ? `GitHub's limit of ${GITHUB_COMMENT_LIMIT.toLocaleString('en-US')} characters per comment`
-      : `${maxChars.toLocaleString('en-US')} characters (--max-chars)`;
-  const { text, cuts } = fitToLimit(reviewDocument(review), render, maxChars, limitName);
+  const limit = {
+    maxChars,
+    name:
+      maxChars === GITHUB_COMMENT_LIMIT
+        ? `GitHub's limit of ${GITHUB_COMMENT_LIMIT.toLocaleString('en-US')} characters per comment`
+        : `${maxChars.toLocaleString('en-US')} characters (--max-chars)`,
+    hint: options.format === 'markdown' ? 'run tula-dsr review --format text on the plan' : 'run it without --max-chars',
+  };
+  const { text, cuts } = fitToLimit(reviewDocument(review), render, limit);
   return { output: text, review, cuts };
 }

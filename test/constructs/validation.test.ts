@@ -6,7 +6,7 @@
 import 'cdktf/lib/testing/adapters/jest';
 import { TerraformStack, Testing } from 'cdktf';
 import { Backend, BackendHost, Balancer, BalancerProps, DsrVip, DsrVipProps, ENGINE_CONTEXT_KEY, SpecError, explainAndExit } from '../../constructs';
-import { HOST_KEY } from '../support/common';
+import { HOST_KEY, thrownBy } from '../support/common';
 import { newApp, scratchDir } from '../support/stacks';
 
 Testing.setupJest();
@@ -411,12 +411,7 @@ describe('names from construct ids', () => {
 
   test('GIVEN validations skipped WHEN a stack with a mistake is synthesized THEN the host is still refused with a SpecError holding the problem', () => {
     const s = stackWith((k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 5000 }]]));
-    let error: unknown;
-    try {
-      Testing.synth(s, false);
-    } catch (e) {
-      error = e;
-    }
+    const error = thrownBy(() => Testing.synth(s, false));
     expect(error).toBeInstanceOf(SpecError);
     expect((error as SpecError).issues).toEqual([
       { path: 's/web/web1', field: 'weight', value: 5000, message: '5000 is not allowed; use an integer from 0 to 1000 (0 drains the backend)' },
@@ -436,12 +431,7 @@ describe('names from construct ids', () => {
     ],
   ])('GIVEN %s WHEN constructed THEN a SpecError without stack frames names the construct and the field', (_what, build, problem) => {
     const s = new TerraformStack(newApp(root()), 's');
-    let error: unknown;
-    try {
-      build(s);
-    } catch (e) {
-      error = e;
-    }
+    const error = thrownBy(() => build(s));
     expect(error).toBeInstanceOf(SpecError);
     expect((error as SpecError).message).toBe(`tula-dsr found 1 problem in the configuration:\n  - ${problem}`);
     expect((error as SpecError).stack).toBe(`SpecError: ${(error as SpecError).message}`);

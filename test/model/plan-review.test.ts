@@ -7,7 +7,7 @@ import { BackendHostSpec, BalancerSpec, HostSpec, StrictSpecSchemas, renderBacke
 import { GITHUB_COMMENT_LIMIT, PlanReadError, renderPlanReview } from '../../model/plan-review';
 import { terraformReferences } from '../../model/plan-review/references';
 import { fieldChanges } from '../../model/plan-review/spec-diff';
-import { HOST_KEY } from '../support/common';
+import { HOST_KEY, thrownBy } from '../support/common';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Vip = Record<string, any>;
@@ -99,12 +99,7 @@ describe('plans it refuses', () => {
       'unexpected plan structure at resource_changes[0].change.actions: Invalid input: expected array, received undefined',
     ],
   ])('GIVEN %s WHEN reviewed THEN it is refused with what to do instead', (_what, text, problem) => {
-    let error: unknown;
-    try {
-      markdown(text);
-    } catch (e) {
-      error = e;
-    }
+    const error = thrownBy(() => markdown(text));
     expect(error).toBeInstanceOf(PlanReadError);
     expect((error as PlanReadError).message).toBe(`plan.json: ${problem}`);
   });

@@ -84,7 +84,8 @@ function small(variant: (s: TerraformStack, parts: { lb: Balancer; web: DsrVip; 
   };
 }
 
-const line = (markdown: string, text: string) => expect(markdown.split('\n')).toContain(text);
+/** Each expected line stands, whole, somewhere in the review. */
+const expectLines = (markdown: string, expected: readonly string[]) => expect(markdown.split('\n')).toEqual(expect.arrayContaining([...expected]));
 
 test('GIVEN an applied example stack WHEN the weight of web3 goes from 3 to 4 THEN the review names that one change and exits 2, on both engines', async () => {
   const [r, onNull] = [
@@ -93,11 +94,13 @@ test('GIVEN an applied example stack WHEN the weight of web3 goes from 3 to 4 TH
   ];
   expect(r.code).toBe(2);
   expect(r.stderr).toBe('');
-  line(r.markdown, '**1 host replaced, 3 hosts unchanged.** Terraform: 1 to add, 0 to change, 1 to destroy.');
-  line(r.markdown, '| `lb1` | balancer | replace | VIP `web`: backend `web3`: weight 3 → 4 |');
-  line(r.markdown, '  - backend `web3`: weight 3 → 4');
-  line(r.markdown, '<details><summary>Exact diff of lb1: ruleset, vip:web (+9 −8 lines)</summary>');
-  line(r.markdown, '+\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300');
+  expectLines(r.markdown, [
+    '**1 host replaced, 3 hosts unchanged.** Terraform: 1 to add, 0 to change, 1 to destroy.',
+    '| `lb1` | balancer | replace | VIP `web`: backend `web3`: weight 3 → 4 |',
+    '  - backend `web3`: weight 3 → 4',
+    '<details><summary>Exact diff of lb1: ruleset, vip:web (+9 −8 lines)</summary>',
+    '+\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300',
+  ]);
   expect(r.markdown).not.toContain('[!WARNING]');
   // The review does not depend on the engine: the same comment for null_resource and terraform_data.
   expect(onNull).toEqual(expect.objectContaining({ code: r.code, markdown: r.markdown, text: r.text }));
@@ -112,21 +115,25 @@ describe('engine terraform_data', () => {
     const before = example({ backends: ['web1', 'web2'], weights: { web1: 1, web2: 2 } });
     const r = await review(engine, before, example({ weights: { web1: 1, web2: 2, web3: 3 } }));
     expect(r.code).toBe(2);
-    line(r.markdown, '**1 host replaced, 1 host created, 2 hosts unchanged.** Terraform: 2 to add, 0 to change, 1 to destroy.');
-    line(r.markdown, '| `web3` | backend host | create | new backend host for 3 VIPs |');
-    line(r.markdown, '  - backend `web3` added (10.213.1.13, weight 3)');
-    line(r.markdown, '  - backend `web3` added (10.213.1.13, weight 1)');
-    line(r.markdown, '- VIP 10.213.1.100 added to `lo`');
-    line(r.markdown, '- sysctl `net.ipv4.conf.all.arp_ignore` set to 1');
+    expectLines(r.markdown, [
+      '**1 host replaced, 1 host created, 2 hosts unchanged.** Terraform: 2 to add, 0 to change, 1 to destroy.',
+      '| `web3` | backend host | create | new backend host for 3 VIPs |',
+      '  - backend `web3` added (10.213.1.13, weight 3)',
+      '  - backend `web3` added (10.213.1.13, weight 1)',
+      '- VIP 10.213.1.100 added to `lo`',
+      '- sysctl `net.ipv4.conf.all.arp_ignore` set to 1',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
   test('GIVEN weights 1:2:3 WHEN web3 is drained to weight 0 THEN the review warns that it takes no new flows', async () => {
     const r = await review(engine, example(), example({ weights: { web1: 1, web2: 2, web3: 0 } }));
     expect(r.code).toBe(2);
-    line(r.markdown, '> [!WARNING]');
-    line(r.markdown, '> - backend `web3` (10.213.1.13) of VIP `web` is drained (weight 3 → 0): no new flows, established flows stay');
-    line(r.markdown, '  - backend `web3`: weight 3 → 0 (drained: no new flows)');
+    expectLines(r.markdown, [
+      '> [!WARNING]',
+      '> - backend `web3` (10.213.1.13) of VIP `web` is drained (weight 3 → 0): no new flows, established flows stay',
+      '  - backend `web3`: weight 3 → 0 (drained: no new flows)',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
@@ -144,20 +151,19 @@ describe('engine terraform_data', () => {
     };
     const r = await review(engine, before, after);
     expect(r.code).toBe(2);
-    line(r.markdown, '> - VIP `dns` (10.0.1.101 udp/53) stops serving: it is removed from balancer `lb1`');
-    line(
-      r.markdown,
+    expectLines(r.markdown, [
+      '> - VIP `dns` (10.0.1.101 udp/53) stops serving: it is removed from balancer `lb1`',
       '> - VIP `web`: algorithm weighted-round-robin → source-hash reschedules flows: new flows, and flows whose entry expired, are placed by the new algorithm (established flows keep their backend)',
-    );
-    line(r.markdown, '- VIP `api` added (10.0.1.102 tcp/443, l3, weighted-round-robin, flow timeout 300s, mssClamp 1400) with 1 backend: `web1`');
-    line(r.markdown, '| `lb1` | balancer | replace | VIP `api` added; VIP `dns` removed; VIP `web`: 2 changes |');
-    line(r.markdown, '- VIP `dns` removed (10.0.1.101 udp/53)');
-    line(r.markdown, '  - algorithm weighted-round-robin → source-hash');
-    line(r.markdown, '  - flowTimeoutSec 300 → 120');
-    line(r.markdown, '- VIP 10.0.1.102 added to `lo` and `ipip0`');
-    line(r.markdown, '- VIP 10.0.1.101 removed from `lo`');
-    line(r.markdown, '- tunnel `ipip0` created');
-    line(r.markdown, '- sysctl `net.ipv4.conf.all.rp_filter` set to 2');
+      '- VIP `api` added (10.0.1.102 tcp/443, l3, weighted-round-robin, flow timeout 300s, mssClamp 1400) with 1 backend: `web1`',
+      '| `lb1` | balancer | replace | VIP `api` added; VIP `dns` removed; VIP `web`: 2 changes |',
+      '- VIP `dns` removed (10.0.1.101 udp/53)',
+      '  - algorithm weighted-round-robin → source-hash',
+      '  - flowTimeoutSec 300 → 120',
+      '- VIP 10.0.1.102 added to `lo` and `ipip0`',
+      '- VIP 10.0.1.101 removed from `lo`',
+      '- tunnel `ipip0` created',
+      '- sysctl `net.ipv4.conf.all.rp_filter` set to 2',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
@@ -169,10 +175,12 @@ describe('engine terraform_data', () => {
       small((s) => BackendHost.retire(s, 'web2')),
     );
     expect(r.code).toBe(2);
-    line(r.markdown, '**1 host destroyed, 1 host replaced, 1 host unchanged.** Terraform: 1 to add, 0 to change, 2 to destroy.');
-    line(r.markdown, '> - backend `web2` (10.0.1.12) is removed from VIP `web`: it gets no new flows');
-    line(r.markdown, '> - backend host `web2` is destroyed: `tula-dsr remove` takes VIPs 10.0.1.100 off `lo` and restores its sysctls');
-    line(r.markdown, '| `web2` | backend host | destroy | retired: `tula-dsr remove` undoes its configuration on the host |');
+    expectLines(r.markdown, [
+      '**1 host destroyed, 1 host replaced, 1 host unchanged.** Terraform: 1 to add, 0 to change, 2 to destroy.',
+      '> - backend `web2` (10.0.1.12) is removed from VIP `web`: it gets no new flows',
+      '> - backend host `web2` is destroyed: `tula-dsr remove` takes VIPs 10.0.1.100 off `lo` and restores its sysctls',
+      '| `web2` | backend host | destroy | retired: `tula-dsr remove` undoes its configuration on the host |',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
@@ -188,13 +196,12 @@ describe('engine terraform_data', () => {
       withToken,
     );
     expect(r.code).toBe(2);
-    line(
-      r.markdown,
+    expectLines(r.markdown, [
       '> - `lb1`: its spec holds values known only after apply (it uses `terraform_data.backend_ip.output`): this review cannot show its VIP and backend changes; the agent checks them at apply time',
-    );
-    line(r.markdown, '| `lb1` | balancer | replace | its spec is known only after apply |');
-    line(r.markdown, 'Other resources in this plan: `terraform_data.backend_ip` (create)');
-    line(r.markdown, '+(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)');
+      '| `lb1` | balancer | replace | its spec is known only after apply |',
+      'Other resources in this plan: `terraform_data.backend_ip` (create)',
+      '+(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
@@ -212,8 +219,7 @@ describe('engine terraform_data', () => {
     expect(r.code).toBe(2);
     expect(r.markdown.length).toBeLessThanOrEqual(GITHUB_COMMENT_LIMIT);
     expect(r.markdown.length).toBeGreaterThan(GITHUB_COMMENT_LIMIT - 5_000);
-    line(r.markdown, '| `lb1` | balancer | create | new balancer with 1,000 VIPs |');
-    line(r.markdown, '> [!NOTE]');
+    expectLines(r.markdown, ['| `lb1` | balancer | create | new balancer with 1,000 VIPs |', '> [!NOTE]']);
     const note = r.markdown.split('\n').find((l) => l.startsWith('> - This review was shortened'));
     expect(note).toMatch(/^> - This review was shortened to fit GitHub's limit of 65,536 characters per comment; .* Cut: /);
     expect(note).toMatch(/the exact diff of lb1: left out \([\d,]+ lines\)/);
@@ -231,8 +237,10 @@ describe('engine terraform_data', () => {
   test('GIVEN an applied stack WHEN planned again unchanged THEN the review says so and exits 0', async () => {
     const r = await review(engine, example(), example());
     expect(r.code).toBe(0);
-    line(r.markdown, '**No changes in 1 stack: the hosts already match the configuration.**');
-    line(r.markdown, '**4 hosts unchanged.** Terraform: 0 to add, 0 to change, 0 to destroy.');
+    expectLines(r.markdown, [
+      '**No changes in 1 stack: the hosts already match the configuration.**',
+      '**4 hosts unchanged.** Terraform: 0 to add, 0 to change, 0 to destroy.',
+    ]);
     expect(r.markdown).toMatchSnapshot();
   });
 
