@@ -1,4 +1,4 @@
-import type { BalancerSpec } from '../spec';
+import type { BalancerSpec, HostSpec } from '../spec';
 import { renderDiff } from '../text-diff';
 import { ChangeItem, backendHostItems, balancerItems, shortReason, vipSummary } from './describe';
 import { classifyResources, type HostResource, type OtherResource, type TriggerText } from './hosts';
@@ -76,30 +76,31 @@ interface HostAnalysis {
   readonly warnings: readonly ReviewWarning[];
 }
 
+const balancerSpec = (spec: HostSpec | undefined) => (spec?.kind === 'balancer' ? spec : undefined);
+const backendSpec = (spec: HostSpec | undefined) => (spec?.kind === 'backend' ? spec : undefined);
+
 function analyseHost(host: HostResource, balancersAfter: readonly BalancerSpec[]): HostAnalysis {
-  const before = specOf(host.before);
-  const after = specOf(host.after);
   const warnings: ReviewWarning[] = [];
-  const diffs = diffsOf(host);
   for (const side of [host.before, host.after]) if (side.state === 'unreadable') warnings.push(unreadableWarning(host, side.problem));
   if (host.after.state === 'unknown') warnings.push(knownAfterApplyWarning(host));
-
-  let items: ChangeItem[] = [];
+  // Changes are described only when no side is unknown or unreadable (an absent side, on create or destroy, is empty).
+  const describable = host.after.state !== 'unknown' && host.after.state !== 'unreadable' && host.before.state !== 'unreadable';
   const destroyed = host.action === 'destroy';
-  if (host.kind === 'balancer' && (before?.kind ?? 'balancer') === 'balancer' && (after?.kind ?? 'balancer') === 'balancer') {
-    const canDiff = host.after.state !== 'unknown' && host.after.state !== 'unreadable' && host.before.state !== 'unreadable';
-    const diff = diffBalancer(before as BalancerSpec | undefined, after as BalancerSpec | undefined);
-    if (canDiff) {
-      items = host.action === 'create' && after?.kind === 'balancer' ? createdBalancerItems(after) : destroyed ? [] : balancerItems(diff);
+  let items: ChangeItem[] = [];
+  if (host.kind === 'balancer') {
+    const after = balancerSpec(specOf(host.after));
+    const diff = diffBalancer(balancerSpec(specOf(host.before)), after);
+    if (describable) {
+      items = destroyed ? [] : host.action === 'create' && after ? createdBalancerItems(after) : balancerItems(diff);
       warnings.push(...balancerWarnings(host.name, diff, destroyed));
     }
     if (destroyed) warnings.push(...destroyedWarnings(host, balancersAfter));
-  } else if (host.kind === 'backend') {
-    const canDiff = host.after.state !== 'unknown' && host.after.state !== 'unreadable' && host.before.state !== 'unreadable';
-    const diff = diffBackendHost(before?.kind === 'backend' ? before : undefined, after?.kind === 'backend' ? after : undefined);
-    if (canDiff && !destroyed) items = backendHostItems(diff);
+  } else {
+    const diff = diffBackendHost(backendSpec(specOf(host.before)), backendSpec(specOf(host.after)));
+    if (describable && !destroyed) items = backendHostItems(diff);
     if (destroyed) warnings.push(...destroyedWarnings(host, balancersAfter, diff));
   }
+  const diffs = diffsOf(host);
   return { review: { host, reason: reasonFor(host, items, diffs), items, diffs }, warnings };
 }
 
