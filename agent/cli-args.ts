@@ -1,17 +1,13 @@
 import { parseArgs } from 'node:util';
 import { SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { GITHUB_COMMENT_LIMIT, MIN_REVIEW_CHARS, REVIEW_FORMATS, ReviewFormat } from '../model/plan-review';
 import type { RunMode } from './runner';
 
 /**
- * The command line, defined once: the parser and the usage text both come from these tables. Node's own
- * `util.parseArgs` does the parsing, so the provisioner's entry loads nothing extra.
+ * The command line, defined once: the parser and the usage text both come from these tables. Commands that take
+ * the same arguments form a group with one option table. Node's own `util.parseArgs` does the parsing, so the
+ * provisioner's entry loads nothing extra.
  */
-export const COMMANDS: Readonly<Record<RunMode, string>> = {
-  apply: 'bring each host to its spec (ok / changed / failed per task, then a recap)',
-  check: 'change nothing; report what apply would change (drift detection)',
-  remove: "undo what apply set up, if the host still runs this spec's generation",
-};
-
 interface OptionDef {
   readonly type: 'boolean' | 'string';
   /** Placeholder for the value in the usage text. */
@@ -19,7 +15,16 @@ interface OptionDef {
   readonly help: string;
 }
 
-export const OPTIONS = {
+interface GroupDef {
+  /** What the positional arguments are, as [name, help] lines of the usage text. */
+  readonly operands: readonly (readonly [string, string])[];
+  readonly options: Readonly<Record<string, OptionDef>>;
+  readonly exits: string;
+}
+
+export const EXIT = { ok: 0, failed: 1, drift: 2, changes: 2, usage: 64 } as const;
+
+const HOST_OPTIONS = {
   spec: { type: 'string', value: 'FILE', help: 'one host spec (JSON) from a file' },
   diff: { type: 'boolean', help: 'show before/after text of files and rulesets' },
   json: { type: 'boolean', help: 'print machine-readable results on stdout' },
@@ -27,31 +32,74 @@ export const OPTIONS = {
   limit: { type: 'string', value: 'L', help: "only the hosts named in L (comma-separated host names, or 'balancer' / 'backend')" },
 } as const satisfies Record<string, OptionDef>;
 
-export const EXIT = { ok: 0, failed: 1, drift: 2, usage: 64 } as const;
+const REVIEW_OPTIONS = {
+  format: { type: 'string', value: REVIEW_FORMATS.join('|'), help: 'markdown for a pull-request comment (default), text for a terminal' },
+  'max-chars': {
+    type: 'string',
+    value: 'N',
+    help: `longest output: past it the longest parts are cut, and the review says so (default: ${GITHUB_COMMENT_LIMIT}, GitHub's comment limit, for markdown; none for text)`,
+  },
+} as const satisfies Record<string, OptionDef>;
+
+const GROUPS = {
+  hosts: {
+    operands: [
+      ['STACK_DIR', 'a synthesized stack (cdktf.out/stacks/NAME): every host in it, in parallel'],
+      ['', '(backend hosts before balancers for apply, the reverse for remove)'],
+      ['(neither)', `the spec Terraform's provisioner passes in ${SPEC_ENV_PREFIX}0, _1, …`],
+    ],
+    options: HOST_OPTIONS,
+    exits: `${EXIT.ok} ok (check: in sync), ${EXIT.failed} failure, ${EXIT.drift} check found drift, ${EXIT.usage} usage error`,
+  },
+  review: {
+    operands: [['PLAN_JSON', "a plan as `terraform show -json PLAN` writes it, one per stack; '-' reads standard input"]],
+    options: REVIEW_OPTIONS,
+    exits: `${EXIT.ok} no changes, ${EXIT.changes} changes, ${EXIT.failed} unreadable plan, ${EXIT.usage} usage error`,
+  },
+} as const satisfies Record<string, GroupDef>;
+
+type GroupName = keyof typeof GROUPS;
+export type CommandName = RunMode | 'review';
+
+export const COMMANDS: Readonly<Record<CommandName, { readonly group: GroupName; readonly args: string; readonly help: string }>> = {
+  apply: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: 'bring each host to its spec (ok / changed / failed per task, then a recap)' },
+  check: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: 'change nothing; report what apply would change (drift detection)' },
+  remove: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: "undo what apply set up, if the host still runs this spec's generation" },
+  review: { group: 'review', args: 'PLAN_JSON... | -', help: 'summarise a Terraform plan of tula-dsr hosts for a pull request' },
+};
 
 function renderUsage(): string {
-  const commands = Object.keys(COMMANDS).join('|');
-  const width = Math.max(...Object.entries(OPTIONS).map(([name, o]) => `--${name}${'value' in o ? ` ${o.value}` : ''}`.length));
-  const option = ([name, o]: [string, OptionDef]) => `  ${`--${name}${o.value ? ` ${o.value}` : ''}`.padEnd(width)}  ${o.help}`;
+  const entries = Object.entries(COMMANDS);
+  const commandWidth = Math.max(...entries.map(([name, c]) => `${name} ${c.args}`.length));
+  const optionText = ([name, o]: [string, OptionDef]) => `--${name}${o.value ? ` ${o.value}` : ''}`;
+  const width = Math.max(
+    ...Object.values(GROUPS).flatMap((g) => [...g.operands.map(([n]) => n.length), ...Object.entries(g.options).map((e) => optionText(e).length)]),
+  );
+  const groups = Object.entries(GROUPS).flatMap(([group, g]: [string, GroupDef]) => [
+    '',
+    `${entries
+      .filter(([, c]) => c.group === group)
+      .map(([name]) => name)
+      .join(', ')}:`,
+    ...g.operands.map(([name, help]) => `  ${name.padEnd(width)}  ${help}`),
+    ...Object.entries(g.options).map((e) => `  ${optionText(e).padEnd(width)}  ${e[1].help}`),
+    `  exit codes: ${g.exits}`,
+  ]);
   return [
-    `usage: tula-dsr <${commands}> [STACK_DIR | --spec FILE] [options]`,
+    'usage: tula-dsr <command> [arguments] [options]',
     '',
-    ...Object.entries(COMMANDS).map(([name, help]) => `  ${name.padEnd(width)}  ${help}`),
+    ...entries.map(([name, c]) => `  ${`${name} ${c.args}`.padEnd(commandWidth)}  ${c.help}`),
+    ...groups,
     '',
-    `  ${'STACK_DIR'.padEnd(width)}  a synthesized stack (cdktf.out/stacks/NAME): every host in it, in parallel`,
-    `  ${''.padEnd(width)}  (backend hosts before balancers for apply, the reverse for remove)`,
-    `  ${'(neither)'.padEnd(width)}  the spec Terraform's provisioner passes in ${SPEC_ENV_PREFIX}0, _1, …`,
-    '',
-    ...Object.entries(OPTIONS).map(option),
-    '',
-    `exit codes: ${EXIT.ok} ok (check: in sync), ${EXIT.failed} failure, ${EXIT.drift} check found drift, ${EXIT.usage} usage error`,
     'progress goes to stderr, results to stdout.',
   ].join('\n');
 }
 
 export const USAGE = renderUsage();
 
-export interface CliArgs {
+/** apply, check and remove: which hosts, and how to report. */
+export interface HostCommandArgs {
+  readonly command: RunMode;
   readonly mode: RunMode;
   readonly stack?: string;
   readonly specFile?: string;
@@ -61,17 +109,27 @@ export interface CliArgs {
   readonly limit?: readonly string[];
 }
 
-/** The parsed command line, or the message of a usage error. */
-export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliArgs | string {
-  const [mode, ...rest] = argv;
-  if (!mode) return 'missing command';
-  if (!Object.hasOwn(COMMANDS, mode)) return `unknown command ${JSON.stringify(mode)}`;
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true; args: string[] }>>;
+/** review: the plans to read and how to print the review. */
+export interface ReviewArgs {
+  readonly command: 'review';
+  readonly plans: readonly string[];
+  readonly format: ReviewFormat;
+  readonly maxChars?: number;
+}
+
+export type CliArgs = HostCommandArgs | ReviewArgs;
+
+function parseGroup<O extends Record<string, OptionDef>>(args: readonly string[], options: O) {
   try {
-    parsed = parseArgs({ args: [...rest], options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: [...args], options, allowPositionals: true, strict: true });
   } catch (error) {
     return (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
   }
+}
+
+function hostArgs(mode: RunMode, rest: readonly string[], env: NodeJS.ProcessEnv): HostCommandArgs | string {
+  const parsed = parseGroup(rest, HOST_OPTIONS);
+  if (typeof parsed === 'string') return parsed;
   const { values, positionals } = parsed;
   if (positionals.length > 1) return `one STACK_DIR at most (got ${positionals.map((p) => JSON.stringify(p)).join(', ')})`;
   // Terraform's provisioners pass no options, so the environment can set the timeout for them.
@@ -79,7 +137,8 @@ export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
   const timeoutMs = timeout === undefined ? undefined : Number(timeout) * 1000;
   if (timeoutMs !== undefined && !(timeoutMs > 0)) return '--timeout needs a positive number of seconds';
   return {
-    mode: mode as RunMode,
+    command: mode,
+    mode,
     stack: positionals[0],
     specFile: values.spec,
     diff: values.diff ?? false,
@@ -87,4 +146,27 @@ export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv): C
     timeoutMs,
     limit: values.limit?.split(',').filter(Boolean),
   };
+}
+
+function reviewArgs(rest: readonly string[]): ReviewArgs | string {
+  const parsed = parseGroup(rest, REVIEW_OPTIONS);
+  if (typeof parsed === 'string') return parsed;
+  const { values, positionals } = parsed;
+  if (positionals.length === 0) return 'review needs a plan: PLAN_JSON (terraform show -json PLAN > plan.json), or - for standard input';
+  if (positionals.includes('-') && positionals.length > 1) return "'-' (standard input) cannot be combined with files";
+  const format = values.format ?? 'markdown';
+  if (!(REVIEW_FORMATS as readonly string[]).includes(format)) return `--format ${JSON.stringify(format)} is not supported; use ${REVIEW_FORMATS.join(' or ')}`;
+  const maxChars = values['max-chars'] === undefined ? undefined : Number(values['max-chars']);
+  if (maxChars !== undefined && !(Number.isInteger(maxChars) && maxChars >= MIN_REVIEW_CHARS)) {
+    return `--max-chars ${JSON.stringify(values['max-chars'])} is not allowed; use an integer of at least ${MIN_REVIEW_CHARS}`;
+  }
+  return { command: 'review', plans: positionals, format: format as ReviewFormat, maxChars };
+}
+
+/** The parsed command line, or the message of a usage error. */
+export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliArgs | string {
+  const [command, ...rest] = argv;
+  if (!command) return 'missing command';
+  if (!Object.hasOwn(COMMANDS, command)) return `unknown command ${JSON.stringify(command)}`;
+  return command === 'review' ? reviewArgs(rest) : hostArgs(command as RunMode, rest, env);
 }

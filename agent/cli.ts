@@ -7,7 +7,8 @@ import { renderHostReport, renderRecap, hasFailure } from './report';
 import { CliIo, processIo } from './io';
 import { HostRunResult, runHost } from './runner';
 import { readSpecFromEnv, readStackHosts } from './spec-input';
-import { CliArgs, EXIT, USAGE, parseCliArgs } from './cli-args';
+import { EXIT, HostCommandArgs, USAGE, parseCliArgs } from './cli-args';
+import { runReview } from './review-command';
 
 export { EXIT };
 
@@ -16,7 +17,7 @@ export function userPathResolver(io: Pick<CliIo, 'env' | 'cwd'>): (path: string)
   return (path) => (path.startsWith('~/') ? `${io.env.HOME ?? homedir()}${path.slice(1)}` : resolve(io.cwd, path));
 }
 
-async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: CliArgs, io: CliIo): Promise<HostRunResult[]> {
+async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: HostCommandArgs, io: CliIo): Promise<HostRunResult[]> {
   const options = {
     progress: (line: string) => io.stderr(`tula-dsr: ${line}\n`),
     connectOptions: { env: io.env, ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}) },
@@ -58,6 +59,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stderr(`tula-dsr: ${parsed}\n${USAGE}\n`);
     return EXIT.usage;
   }
+  if (parsed.command === 'review') return runReview(parsed, io);
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
     if (parsed.stack)

@@ -9,8 +9,20 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
   /** Ends the run early (the caller went away): no host starts applying changes after this. */
   readonly signal?: AbortSignal;
+  /** Reads all of standard input; absent where there is none to read (runs served by the agent daemon). */
+  readonly stdin?: () => Promise<string>;
 }
 
 export function processIo(): CliIo {
-  return { env: process.env, cwd: process.cwd(), stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+  return {
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    stdin: async () => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks).toString('utf8');
+    },
+  };
 }

@@ -63,7 +63,11 @@ export class BackendHost extends Construct implements IBackendHost {
     const sshHost = props?.ssh?.host;
     this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
     reportIssues(this, () => this.issues());
-    this.resource = emitHostResource(this, 'host', { triggers: () => this.triggers(), dependsOn: () => [] });
+    this.resource = emitHostResource(this, 'host', {
+      triggers: () => this.triggers(),
+      hasProblems: () => this.issues().length > 0,
+      dependsOn: () => [],
+    });
   }
 
   /** The backends this host serves. */

@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { BackendSpec, SpecIssue } from '../model';
+import { BackendSpec, SpecError, SpecIssue } from '../model';
 import { IBackend, IBackendHost, IDsrVip, isBackendHost, isDsrVip } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
@@ -41,14 +41,23 @@ export class Backend extends Construct implements IBackend {
   constructor(scope: IDsrVip, id: string, props: BackendProps = {}) {
     super(scope, id);
     if (!isDsrVip(scope)) {
-      throw new Error(`${this.node.path}: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))`);
+      // Outside a VIP the backend belongs to no balancer, whose validation would report its problems: refused at once.
+      throw new SpecError([
+        {
+          path: this.node.path,
+          field: 'scope',
+          message: 'a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))',
+        },
+      ]);
     }
     this.vip = scope;
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host'], this.node.path));
-    this.host = this.props.host;
-    if (this.host && !isBackendHost(this.host)) {
-      throw new Error(`${this.node.path}: host: must be a BackendHost construct`);
+    if (this.props.host !== undefined && !isBackendHost(this.props.host)) {
+      this.propIssues.push({ path: this.node.path, field: 'host', value: this.props.host, message: 'must be a BackendHost construct' });
+      const { host: _notAHost, ...rest } = this.props;
+      this.props = rest;
     }
+    this.host = this.props.host;
     this.host?._register(this);
     scope._addBackend(this);
     // The balancer's list holds this backend's own issues and the cross-object ones (subnet, VIP port, …).

@@ -70,6 +70,7 @@ export class Balancer extends Construct implements IBalancer {
     reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
       triggers: () => this.triggers(),
+      hasProblems: () => this._issues().length > 0,
       dependsOn: () => [...new Set(this.vipList.flatMap((v) => v.backends.flatMap((b) => (b.host ? [b.host.resource] : []))))],
     });
   }

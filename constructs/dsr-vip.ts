@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Algorithm, Mode, Protocol, SpecIssue, VipSpec } from '../model';
+import { Algorithm, Mode, Protocol, SpecError, SpecIssue, VipSpec } from '../model';
 import { Backend, BackendProps } from './backend';
 import { IBackend, IBalancer, IDsrVip, brand, isBalancer } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
@@ -63,7 +63,8 @@ export class DsrVip extends Construct implements IDsrVip {
   constructor(scope: Construct, id: string, props: DsrVipProps) {
     super(scope, id);
     if (!props || typeof props !== 'object' || !isBalancer(props.balancer)) {
-      throw new Error(`${this.node.path}: balancer: is required and must be a Balancer construct`);
+      // Without its balancer the VIP cannot join the tree that validation walks: refused at once.
+      throw new SpecError([{ path: this.node.path, field: 'balancer', value: props?.balancer, message: 'is required and must be a Balancer construct' }]);
     }
     ({ props: this.props, issues: this.propIssues } = knownProps(
       props,

@@ -1,6 +1,8 @@
 import {
   dependable,
   Fn,
+  IResolvable,
+  IResolveContext,
   Lazy,
   TerraformElement,
   TerraformResource,
@@ -9,25 +11,49 @@ import {
   hashMapperHcl,
   stringToTerraform,
   stringToHclTerraform,
+  Token,
 } from 'cdktf';
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
 import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { SpecIssue } from '../model/issues';
+import { reportIssues } from './issues';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
 export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
 export const ENGINES = ['null_resource', 'terraform_data'] as const;
 export type Engine = (typeof ENGINES)[number];
 
-export function engineOf(scope: Construct): Engine {
+/**
+ * The engine the context selects. An unknown value is a user mistake (often a typo in cdktf.json), reported through
+ * the construct's validation with every other problem; synth goes on with the default engine until then.
+ */
+export function engineOf(scope: Construct): { engine: Engine; issue?: SpecIssue } {
   const value = scope.node.tryGetContext(ENGINE_CONTEXT_KEY) ?? 'null_resource';
-  if (!(ENGINES as readonly string[]).includes(value)) {
-    throw new Error(
-      `${scope.node.path}: context ${ENGINE_CONTEXT_KEY}: ${JSON.stringify(value)} is not supported; use 'null_resource' (default) or 'terraform_data'`,
-    );
+  if ((ENGINES as readonly string[]).includes(value)) return { engine: value as Engine };
+  return {
+    engine: 'null_resource',
+    issue: {
+      path: scope.node.path,
+      field: `context ${ENGINE_CONTEXT_KEY}`,
+      value,
+      message: `${JSON.stringify(value)} is not supported; use 'null_resource' (default) or 'terraform_data'`,
+    },
+  };
+}
+
+const stacksWithEngineIssue = new WeakSet<TerraformStack>();
+
+/** The engine for a host construct's resources; an unknown engine becomes one problem of its stack. */
+function checkedEngine(scope: Construct): Engine {
+  const { engine, issue } = engineOf(scope);
+  const stack = TerraformStack.of(scope);
+  if (issue && !stacksWithEngineIssue.has(stack)) {
+    stacksWithEngineIssue.add(stack);
+    reportIssues(stack, () => [{ ...issue, path: stack.node.path }]);
   }
-  return value as Engine;
+  return engine;
 }
 
 /**
@@ -80,8 +106,10 @@ export function terraformSha256(text: string): string {
 }
 
 export interface HostResourceOptions {
-  /** All trigger values, produced at synth once every VIP and backend exists. */
+  /** All trigger values, produced at synth once every VIP and backend exists; throws SpecError on a problem. */
   readonly triggers: () => Record<string, string>;
+  /** Whether the host has problems (its validation reports them). */
+  readonly hasProblems: () => boolean;
   /** Resources that must be applied first (backend hosts before the balancer that sends them traffic). */
   readonly dependsOn: () => TerraformResource[];
 }
@@ -124,13 +152,30 @@ class RemovedHostResource extends TerraformElement {
 /** The `removed` block for a deleted host construct at `scope/id` (see Balancer.retire and BackendHost.retire). */
 export function emitRemovedHost(scope: Construct, id: string): void {
   const holder = new Construct(scope, id);
-  new RemovedHostResource(holder, 'host', engineOf(scope));
+  new RemovedHostResource(holder, 'host', checkedEngine(holder));
+}
+
+/**
+ * The triggers as a token resolved at synth. cdktf resolves every value once before it runs the validations (the
+ * "preparing" pass, which looks for cross-stack references): a problem thrown there would reach the user wrapped in
+ * "Resolution error: …" with the token's creation stack, ahead of the validation that lists every problem at its
+ * construct path. So that pass gets a placeholder, and the problems reach the user through validation only. The
+ * final pass still refuses a host with problems (reachable only when validations are skipped): a SpecError, with no
+ * creation stack to append.
+ */
+function triggersToken(options: HostResourceOptions): Record<string, string> {
+  const token: IResolvable = {
+    creationStack: [],
+    resolve: (context: IResolveContext) => (context.preparing && options.hasProblems() ? {} : options.triggers()),
+    toString: () => Token.asString(token),
+  };
+  return Token.asAny(token) as unknown as Record<string, string>;
 }
 
 /** One Terraform resource per host, replaced whenever its rendered configuration changes. */
 export function emitHostResource(scope: Construct, id: string, options: HostResourceOptions): TerraformResource {
-  const engine = engineOf(scope);
-  const triggers = Lazy.anyValue({ produce: () => options.triggers() }) as unknown as Record<string, string>;
+  const engine = checkedEngine(scope);
+  const triggers = triggersToken(options);
   let resource: TerraformResource;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);

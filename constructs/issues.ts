@@ -30,10 +30,33 @@ export function parseCandidate<S extends z.ZodType>(schema: S, candidate: unknow
  */
 export function reportIssues(construct: IConstruct, issues: () => readonly SpecIssue[]): void {
   construct.node.addValidation({
-    validate: () =>
-      issues()
+    validate: () => {
+      const messages = issues()
         .filter((i) => i.path === construct.node.path)
-        .map((i) => `${i.field}: ${i.message}`),
+        .map((i) => `${i.field}: ${i.message}`);
+      if (messages.length) createErrorsWithoutFramesUntilSynthEnds();
+      return messages;
+    },
+  });
+}
+
+let framesSuppressed = false;
+
+/**
+ * cdktf turns failed validations into one Error, thrown from inside `app.synth()`. An app that does not catch it
+ * prints that Error's stack after the list of problems: a dozen frames inside cdktf that say nothing about the
+ * mistake, which each construct path already locates. So once a problem is reported, errors are created without
+ * frames until the synchronous synth has ended (the next microtask), when the previous limit comes back; cdktf
+ * itself sets and restores the limit the same way to capture creation stacks.
+ */
+function createErrorsWithoutFramesUntilSynthEnds(): void {
+  if (framesSuppressed) return;
+  framesSuppressed = true;
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  queueMicrotask(() => {
+    Error.stackTraceLimit = limit;
+    framesSuppressed = false;
   });
 }
 

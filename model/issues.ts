@@ -22,13 +22,18 @@ export function formatIssues(issues: readonly SpecIssue[]): string {
   return [`tula-dsr found ${issues.length} ${noun} in the configuration:`, ...issues.map((i) => `  - ${formatIssue(i)}`)].join('\n');
 }
 
-/** Thrown for user mistakes; the CLI and constructs print `message` without a stack trace. */
+/**
+ * Thrown for user mistakes; the CLI and constructs print the issues without a stack trace. The construct paths in
+ * the message locate the mistake, so the error carries no stack frames (they would only show where it was noticed)
+ * and keeps its issues out of what Node prints for an error nobody caught.
+ */
 export class SpecError extends Error {
-  readonly issues: readonly SpecIssue[];
+  declare readonly issues: readonly SpecIssue[];
   constructor(issues: readonly SpecIssue[]) {
     super(formatIssues(issues));
     this.name = 'SpecError';
-    this.issues = issues;
+    Object.defineProperty(this, 'issues', { value: issues, enumerable: false });
+    this.stack = `${this.name}: ${this.message}`;
   }
 }
 

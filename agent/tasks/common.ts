@@ -1,5 +1,5 @@
 import { HostFile, HostAddress, sha256Hex } from '../../model';
-import { renderDiff } from '../diff';
+import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../shell';
 import type { HostFacts } from '../facts/gather';
 import type { HostState, StateAddress } from '../state';

@@ -1,7 +1,7 @@
 import { sha256Hex } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import { nftListingFile, nftRecordListingCommand } from '../facts/gather';
-import { renderDiff } from '../diff';
+import { renderDiff } from '../../model/text-diff';
 import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { Task, nftChange, ok } from './task';

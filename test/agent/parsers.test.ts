@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines } from '../../agent/facts/parsers';
 import { parseSections } from '../../agent/facts/sections';
 import { parseApplyOutput } from '../../agent/script';
-import { renderDiff } from '../../agent/diff';
+import { renderDiff } from '../../model/text-diff';
 
 // Recorded from a real namespace (nft 1.0.6, iproute2 6.1) after tula-dsr applied a one-VIP L2 balancer.
 const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name), 'utf8');

@@ -5,8 +5,8 @@
  */
 import 'cdktf/lib/testing/adapters/jest';
 import { TerraformStack, Testing } from 'cdktf';
-import { BackendHost, Balancer, BalancerProps, DsrVip, DsrVipProps, ENGINE_CONTEXT_KEY, explainAndExit } from '../../constructs';
-import { HOST_KEY } from '../support/common';
+import { Backend, BackendHost, Balancer, BalancerProps, DsrVip, DsrVipProps, ENGINE_CONTEXT_KEY, SpecError, explainAndExit } from '../../constructs';
+import { HOST_KEY, thrownBy } from '../support/common';
 import { newApp, scratchDir } from '../support/stacks';
 
 Testing.setupJest();
@@ -383,13 +383,53 @@ describe('names from construct ids', () => {
     ).toThrow(/There is already a Construct with name 'web1'/);
   });
 
-  test('GIVEN an unknown engine in the context WHEN a Balancer is constructed THEN it is refused with the allowed engines', () => {
+  test('GIVEN an unknown engine in the context WHEN the stack is synthesized THEN the stack reports it once, with the other problems', () => {
     const app = newApp(root());
     app.node.setContext(ENGINE_CONTEXT_KEY, 'null');
     const s = new TerraformStack(app, 's');
-    expect(() => new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0' })).toThrow(
-      `s/lb1: context tula-dsr:engine: "null" is not supported; use 'null_resource' (default) or 'terraform_data'`,
-    );
+    const lb = new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0' });
+    const web1 = new BackendHost(s, 'web1', { ssh: { host: '10.0.1.11', hostKey: HOST_KEY } });
+    new DsrVip(s, 'web', { balancer: lb, ip: '10.0.1.100', port: 80 }).addBackend('web1', { host: web1, weight: 5000 });
+    expect(problems(s)).toEqual([
+      `[s] context tula-dsr:engine: "null" is not supported; use 'null_resource' (default) or 'terraform_data'`,
+      '[s/web/web1] weight: 5000 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
+    ]);
+  });
+
+  test('GIVEN a Backend whose host is not a BackendHost WHEN synthesized THEN the host field is reported with the other problems', () => {
+    expect(problems(stackWith((k) => k.vip(k.lb(), 'web', {}, [['web1', { host: { address: '10.0.1.11' }, weight: -1 }]])))).toEqual([
+      '[s/web/web1] host: must be a BackendHost construct',
+      '[s/web/web1] weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
+      '[s/web/web1] ip: is required: set ip, or set host to a BackendHost whose address is known',
+    ]);
+  });
+
+  test('GIVEN validations skipped WHEN a stack with a mistake is synthesized THEN the host is still refused with a SpecError holding the problem', () => {
+    const s = stackWith((k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: '10.0.1.11', weight: 5000 }]]));
+    const error = thrownBy(() => Testing.synth(s, false));
+    expect(error).toBeInstanceOf(SpecError);
+    expect((error as SpecError).issues).toEqual([
+      { path: 's/web/web1', field: 'weight', value: 5000, message: '5000 is not allowed; use an integer from 0 to 1000 (0 drains the backend)' },
+    ]);
+  });
+
+  test.each<[string, (s: TerraformStack) => void, string]>([
+    [
+      'a DsrVip without a balancer',
+      (s) => new DsrVip(s, 'web', { ip: '10.0.1.100', port: 80 } as any),
+      's/web: balancer: is required and must be a Balancer construct',
+    ],
+    [
+      'a Backend outside a DsrVip',
+      (s) => new Backend(s as any, 'web1', { ip: '10.0.1.11' }),
+      's/web1: scope: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))',
+    ],
+  ])('GIVEN %s WHEN constructed THEN a SpecError without stack frames names the construct and the field', (_what, build, problem) => {
+    const s = new TerraformStack(newApp(root()), 's');
+    const error = thrownBy(() => build(s));
+    expect(error).toBeInstanceOf(SpecError);
+    expect((error as SpecError).message).toBe(`tula-dsr found 1 problem in the configuration:\n  - ${problem}`);
+    expect((error as SpecError).stack).toBe(`SpecError: ${(error as SpecError).message}`);
   });
 });
 

@@ -23,3 +23,13 @@ export function fillPendingDefines(text: string): string {
     return `define ${name} = 02:00:${hex[1].match(/../g)!.join(':')}`;
   });
 }
+
+/** What `run` throws (undefined when it returns), so that a test can look at the error itself, not only its message. */
+export function thrownBy(run: () => unknown): unknown {
+  try {
+    run();
+  } catch (error) {
+    return error;
+  }
+  return undefined;
+}

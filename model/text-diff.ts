@@ -1,14 +1,23 @@
+export interface DiffOptions {
+  /** Unchanged lines shown around each change. @default 2 */
+  readonly context?: number;
+  /** What the two texts are, shown in the header after the label. @default ['host', 'desired'] */
+  readonly sides?: readonly [string, string];
+}
+
 /**
- * A line diff for reports (check and --diff): unified-style `-`/`+` lines with a little context. Small texts get
- * an exact LCS diff; very large ones (rulesets with thousands of VIPs) a multiset diff, which is linear.
+ * A line diff for reports (the agent's check and --diff, the plan review): unified-style `-`/`+` lines with a
+ * little context. Small texts get an exact LCS diff; very large ones (rulesets with thousands of VIPs) a multiset
+ * diff, which is linear.
  */
-export function renderDiff(before: string, after: string, label: string, context = 2): string {
+export function renderDiff(before: string, after: string, label: string, options: DiffOptions = {}): string {
   if (before === after) return '';
+  const { context = 2, sides = ['host', 'desired'] } = options;
   const a = before.split('\n');
   const b = after.split('\n');
   if (a[a.length - 1] === '') a.pop();
   if (b[b.length - 1] === '') b.pop();
-  const header = [`--- ${label} (host)`, `+++ ${label} (desired)`];
+  const header = [`--- ${label} (${sides[0]})`, `+++ ${label} (${sides[1]})`];
   if (a.length * b.length > 4_000_000) return [...header, ...multisetDiff(a, b)].join('\n') + '\n';
   const ops = lcsOps(a, b);
   const keep = new Set<number>();
