@@ -1,4 +1,4 @@
-import { VIP_SECTION_PREFIX } from '../review';
+import { POOL_SECTION_PREFIX, VIP_SECTION_PREFIX } from '../review';
 import type { ChangeItem } from './describe';
 import { Inline, code, count, joinInline, strong } from './inline';
 import type { HostReview, PlanReview, StackReview, TerraformCounts } from './review';
@@ -60,13 +60,20 @@ function toListItems(items: readonly ChangeItem[]): ListItem[] {
   return items.map((i) => ({ text: i.text, children: i.children ? toListItems(i.children) : undefined }));
 }
 
-/** The triggers a diff covers: every key, but the per-VIP sections counted when there are many. */
+/** The triggers a diff covers: every key, but the per-VIP and per-pool sections counted when there are many. */
 function diffKeys(keys: readonly string[]): string {
-  const vips = keys.filter((k) => k.startsWith(VIP_SECTION_PREFIX));
-  if (vips.length <= 3) return keys.join(', ');
-  const at = keys.indexOf(vips[0]);
-  const rest = keys.filter((k) => !k.startsWith(VIP_SECTION_PREFIX));
-  return [...rest.slice(0, at), `${count(vips.length, 'VIP section')} (${VIP_SECTION_PREFIX}…)`, ...rest.slice(at)].join(', ');
+  let out = [...keys];
+  for (const [prefix, what] of [
+    [VIP_SECTION_PREFIX, 'VIP section'],
+    [POOL_SECTION_PREFIX, 'pool section'],
+  ] as const) {
+    const sections = out.filter((k) => k.startsWith(prefix));
+    if (sections.length <= 3) continue;
+    const at = out.indexOf(sections[0]);
+    const rest = out.filter((k) => !k.startsWith(prefix));
+    out = [...rest.slice(0, at), `${count(sections.length, what)} (${prefix}…)`, ...rest.slice(at)];
+  }
+  return out.join(', ');
 }
 
 function hostBlocks(review: HostReview): Block[] {

@@ -98,9 +98,10 @@ test('GIVEN an applied example stack WHEN the weight of web3 goes from 3 to 4 TH
     '**1 host replaced, 3 hosts unchanged.** Terraform: 1 to add, 0 to change, 1 to destroy.',
     '| `lb1` | balancer | replace | VIP `web`: backend `web3`: weight 3 → 4 |',
     '  - backend `web3`: weight 3 → 4',
-    '<details><summary>Exact diff of lb1: ruleset, vip:web (+9 −8 lines)</summary>',
-    '+\t10.213.1.100 . tcp . 80 : goto l2_tcp_port_rr7_t300',
+    '<details><summary>Exact diff of lb1: ruleset, pool:web (+12 −11 lines)</summary>',
   ]);
+  // the web VIP's pool keeps its id: its dispatch moves to the 7-slot scheduler chain
+  expect(r.markdown).toMatch(/^\+\t[0-9a-f]+:[0-9a-f]+ : goto l2_tcp_port_rr7_t300$/m);
   expect(r.markdown).not.toContain('[!WARNING]');
   // The review does not depend on the engine: the same comment for null_resource and terraform_data.
   expect(onNull).toEqual(expect.objectContaining({ code: r.code, markdown: r.markdown, text: r.text }));
