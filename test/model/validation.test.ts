@@ -415,6 +415,48 @@ describe('unknown properties (objects are strict)', () => {
   });
 });
 
+describe('unknown properties as the agent parses a host spec (either kind)', () => {
+  /** The agent's own message for a host spec text. */
+  const agentProblems = (spec: Json): string[] => {
+    try {
+      parseHostSpec(JSON.stringify(spec));
+      return [];
+    } catch (error) {
+      return (error as SpecError).issues.map(formatIssue);
+    }
+  };
+
+  test('GIVEN unknown keys at every level of a balancer spec WHEN the agent parses it THEN each message lists the known keys of its own object', () => {
+    const spec = variant((s) => {
+      s.bogus = 1;
+      s.ssh.password = 'x';
+      vip0(s).weigth = 2;
+      be0(s).wieght = 3;
+    });
+    expect(agentProblems(spec)).toEqual([
+      's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
+      's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac',
+      's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, vips',
+    ]);
+  });
+
+  test('GIVEN unknown keys in a backend host spec WHEN the agent parses it THEN the backend host keys are listed, not the balancer ones', () => {
+    const spec = {
+      kind: 'backend',
+      path: 's/web1',
+      name: 'web1',
+      ssh: { host: '10.0.1.11', hostKey: HOST_KEY },
+      services: [{ path: 's/web', ip: '10.0.1.100', port: 80, protocol: 'tcp', mode: 'l2', extra: 1 }],
+      persistt: true,
+    };
+    expect(agentProblems(spec)).toEqual([
+      's/web: extra: "extra" is not a known property; known properties are ip, port, protocol, mode, mssClamp',
+      's/web1: persistt: "persistt" is not a known property; known properties are name, ssh, address, persist, services',
+    ]);
+  });
+});
+
 describe('all problems at once', () => {
   test('GIVEN several mistakes across balancer, VIPs and backends WHEN checked THEN every one is reported, each at its object', () => {
     const spec = variant((s) => {
