@@ -10,6 +10,7 @@ import {
   checkCidr,
   checkIpv4,
   parseIpv4,
+  pushAll,
   renderBalancerReview,
   sha256Hex,
   stableJson,
@@ -116,14 +117,14 @@ export class Balancer extends Construct implements IBalancer {
     if (this.cachedIssues) return this.cachedIssues;
     const issues: SpecIssue[] = [...this.propIssues];
     const own = parseCandidate(SynthSchemas.BalancerSpecSchema, this.candidate([]), this.node.path);
-    issues.push(...own.issues);
+    pushAll(issues, own.issues);
     const vips: VipSpec[] = [];
     for (const vip of this.vipList) {
       const parsed = vip._parse();
-      issues.push(...parsed.issues);
+      pushAll(issues, parsed.issues);
       if (parsed.value) vips.push(parsed.value);
     }
-    if (own.value) issues.push(...checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
+    if (own.value) pushAll(issues, checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
     else {
       // A mistake in the balancer's own fields must not hide its VIPs' cross-object problems: check them against
       // the fields that are usable (the balancer's own problems are already listed above).
@@ -136,7 +137,10 @@ export class Balancer extends Construct implements IBalancer {
         subnet: usable(candidate.subnet, checkCidr),
         vips,
       } as BalancerSpec;
-      issues.push(...checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path));
+      pushAll(
+        issues,
+        checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path),
+      );
     }
     this.cachedIssues = issues;
     return issues;

@@ -15,3 +15,4 @@ export * from './nft/render';
 export * from './nft/balancer';
 export * from './ssh-target';
 export * from './agent-contract';
+export * from './arrays';

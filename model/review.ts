@@ -5,6 +5,7 @@ import { NftMap, NftTable } from './nft/objects';
 import { renderNftDeclarative } from './nft/render';
 import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
+import { pushAll } from './arrays';
 
 /**
  * The human-readable parts of each host's desired state, one multi-line string per concern. They go into the
@@ -36,7 +37,12 @@ function renderVipSection(table: NftTable, vip: VipSpec, groups: readonly { map:
   const id = `${table.family} ${table.name}`;
   const lines = [`# VIP ${vip.name} (${vip.path}): ${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`];
   for (const { map, elements } of groups) {
-    lines.push(`add element ${id} ${map.name} {`, ...elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`), '}');
+    lines.push(`add element ${id} ${map.name} {`);
+    pushAll(
+      lines,
+      elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`),
+    );
+    lines.push('}');
   }
   return lines.join('\n') + '\n';
 }
