@@ -1,4 +1,4 @@
-import { renderCommand } from './shell';
+import { renderCommand } from '../model/shell';
 import { LOCK_FILE } from './state';
 import { SECTION_MARKER, parseSections } from './facts/sections';
 import type { Task } from './tasks/task';

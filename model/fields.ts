@@ -17,8 +17,11 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** Names reach nft object names, file names and shell commands, so they are restricted to this pattern. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
-/** Linux interface names: at most 15 characters (IFNAMSIZ - 1). */
-export const INTERFACE_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+/**
+ * Linux interface names: at most 15 characters (IFNAMSIZ - 1). A leading '-' is refused: in a command line the
+ * name would read as an option.
+ */
+export const INTERFACE_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/;
 export const USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -75,7 +78,7 @@ export const checkName: FieldCheck = (v) =>
 export const checkInterface: FieldCheck = (v) =>
   typeof v === 'string' && INTERFACE_PATTERN.test(v) && v !== '.' && v !== '..'
     ? null
-    : `${showValue(v)} is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
+    : `${showValue(v)} is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`;
 
 export const checkUser: FieldCheck = (v) =>
   typeof v === 'string' && USER_PATTERN.test(v)

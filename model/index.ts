@@ -16,3 +16,4 @@ export * from './nft/balancer';
 export * from './ssh-target';
 export * from './agent-contract';
 export * from './arrays';
+export * from './shell';

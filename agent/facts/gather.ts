@@ -1,4 +1,4 @@
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath, mergeJournal, parseHostState } from '../state';
 import {
   parseDirLines,

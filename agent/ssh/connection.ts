@@ -9,7 +9,7 @@ import { SOCKET_MESSAGES, SshError, SshErrorInfo, SshErrorKind, isRetryable, ssh
 import { HostKeyDecision, preferredHostKeyAlgorithms, verifyHostKey } from './host-key';
 import { ResolvedTarget, resolveTarget } from './resolve-target';
 import { wrapScript } from './wrap-script';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 
 export interface ConnectOptions {
   /** Time allowed for TCP connect, handshake and authentication, per attempt. Default 10 000 ms. */

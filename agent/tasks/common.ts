@@ -1,6 +1,6 @@
 import { HostFile, HostAddress, sha256Hex } from '../../model';
 import { renderDiff } from '../diff';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
 import type { HostState, StateAddress } from '../state';
 import { Task, changed, failed, ok } from './task';

@@ -6,7 +6,7 @@ import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { Task, nftChange, ok } from './task';
 import { cmd } from './steps';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 
 export interface NftWant {
   readonly family: string;

@@ -1,4 +1,4 @@
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
 import { cmd } from './steps';

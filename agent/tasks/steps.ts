@@ -1,4 +1,4 @@
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import type { Step } from './task';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */

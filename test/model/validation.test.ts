@@ -283,8 +283,8 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
     },
   );
 
-  const badIf = (v: string) => `"${v}" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
-  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1'])(
+  const badIf = (v: string) => `"${v}" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`;
+  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1', '-eth0', '-', '--help'])(
     'GIVEN interface %j WHEN checked THEN it is refused',
     (iface) => {
       expect(problems(variant((s) => (s.interface = iface)))).toEqual([`s/lb1: interface: ${badIf(iface)}`]);
@@ -466,7 +466,7 @@ describe('all problems at once', () => {
       vip0(s).backends[1].mac = 'zz';
     });
     expect(problems(spec)).toEqual([
-      `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'"}`,
+      `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'"}`,
       `s/web: algorithm: "least-connections" is not supported yet: a stateless DSR balancer never sees the replies, so it cannot count connections; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash'`,
       's/web/web1: weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       `s/web/web2: mac: "zz" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
@@ -504,7 +504,7 @@ describe('all problems at once', () => {
     expect((error as SpecError).message).toBe(
       [
         'tula-dsr found 2 problems in the configuration:',
-        `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
+        `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`,
         '  - s/web/web1: weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       ].join('\n'),
     );
