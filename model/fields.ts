@@ -111,12 +111,25 @@ export const checkCidr: FieldCheck = (v) => {
   return network.text === cidr.address.text ? null : `${showValue(v)} has host bits set; use ${formatCidr({ address: network, prefix: cidr.prefix })}`;
 };
 
+/**
+ * What makes a value unusable as the MAC frames are forwarded to (or sent from), or null. The same check covers
+ * MACs a user gives and MACs the agent reads on a host (the balancer's neighbour table, its interface).
+ */
+export function macProblem(v: unknown): 'is not a MAC address' | 'is the all-zero MAC address' | 'is a multicast MAC address' | null {
+  if (typeof v !== 'string' || !MAC_PATTERN.test(v)) return 'is not a MAC address';
+  if (v === '00:00:00:00:00:00') return 'is the all-zero MAC address';
+  return parseInt(v.slice(0, 2), 16) % 2 === 1 ? 'is a multicast MAC address' : null;
+}
+
+const MAC_ADVICE = {
+  'is not a MAC address': "use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56",
+  'is the all-zero MAC address': "use the backend's unicast MAC",
+  'is a multicast MAC address': 'use a unicast MAC',
+};
+
 export const checkMac: FieldCheck = (v) => {
-  if (typeof v !== 'string' || !MAC_PATTERN.test(v)) {
-    return `${showValue(v)} is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`;
-  }
-  if (v === '00:00:00:00:00:00') return `${showValue(v)} is the all-zero MAC address; use the backend's unicast MAC`;
-  return parseInt(v.slice(0, 2), 16) % 2 === 1 ? `${showValue(v)} is a multicast MAC address; use a unicast MAC` : null;
+  const problem = macProblem(v);
+  return problem && `${showValue(v)} ${problem}; ${MAC_ADVICE[problem]}`;
 };
 
 export const checkHostKey: FieldCheck = (v) =>
