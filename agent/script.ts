@@ -26,7 +26,9 @@ export function renderApplyScript(tasks: readonly Task[], statePath: string, fin
     // the next: without this, the first marker written to the dead channel kills sh with SIGPIPE, leaving a
     // half-applied host whose changed sysctls the next run would record as the "original" values.
     "trap '' HUP PIPE",
-    'umask 022',
+    // Private by default: the state folder holds the spec and, in rollback snapshots, client flow tuples. Files
+    // elsewhere get their mode set explicitly (writeFileStep).
+    'umask 077',
     `exec 9>>${renderCommand([LOCK_FILE])} || exit ${LOCK_TIMEOUT_EXIT}`,
     `flock -w 120 9 || { echo '${SECTION_MARKER} lock-timeout'; exit ${LOCK_TIMEOUT_EXIT}; }`,
     `cur=$(sha256sum ${renderCommand([statePath])} 2>/dev/null | cut -c1-64); [ -n "$cur" ] || cur=none`,

@@ -51,6 +51,8 @@ export interface HostFacts {
   readonly stateFingerprint: string;
   /** An interrupted run left a journal; `state` already includes it, and this run must record the merged state. */
   readonly journalPending: boolean;
+  /** Octal mode of STATE_DIR (`755`), or null when it does not exist. */
+  readonly stateDirMode: string | null;
 }
 
 /**
@@ -107,6 +109,7 @@ export function renderFactsScript(request: FactsRequest): string {
     'echo "now=$(date +%s)"',
     'echo "kernel=$(uname -r)"',
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
+    `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
     // busybox modprobe has no -n (dry run): then look the module up in modules.dep
     'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null || grep -qs "/ipip\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then echo ipip=available; else echo ipip=missing; fi',
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
@@ -178,5 +181,6 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     state: journal ? mergeJournal(parseHostState(stateFile?.content), journal) : parseHostState(stateFile?.content),
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
+    stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,
   };
 }

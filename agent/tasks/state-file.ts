@@ -26,6 +26,20 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   return changed(`state ${path}`, detail, [{ run, undo }]);
 }
 
+/**
+ * The state folder holds the spec and, in rollback snapshots, client flow tuples: only root may read it. Runs
+ * create it private (umask 077); this tightens one left open (by an older tula-dsr, or by hand), with everything
+ * in it. No task when it is private or absent.
+ */
+export function stateDirTasks(facts: HostFacts): Task[] {
+  if (facts.stateDirMode === null || facts.stateDirMode === '700') return [];
+  return [
+    changed(`state folder ${STATE_DIR}`, `mode ${facts.stateDirMode} -> 700, its files readable by root only (it holds the spec and client flow tuples)`, [
+      { run: cmd('chmod', '-R', 'go-rwx', STATE_DIR), undo: ':' },
+    ]),
+  ];
+}
+
 export function removeStateStep(path: string): { run: string; undo: string } {
   return { run: cmd('rm', '-f', path), undo: ':' };
 }

@@ -16,7 +16,8 @@ export function writeFileStep(path: string, content: string, mode: string, exist
   const tmp = `${path}.tula-tmp`;
   const bak = `${path}.tula-bak`;
   const run = [
-    cmd('mkdir', '-p', dirname(path)),
+    // folders under /etc stay readable, as the distribution's own are (the script's umask is 077)
+    `(umask 022 && ${cmd('mkdir', '-p', dirname(path))})`,
     `printf '%s' ${renderCommand([content])} > ${renderCommand([tmp])}`,
     cmd('chmod', mode, tmp),
     ...(existed ? [cmd('cp', '-p', path, bak)] : []),
