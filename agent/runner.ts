@@ -95,6 +95,16 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
   return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
 }
 
+/** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
+export function unreadableStateMessage(path: string, problem: string): string {
+  return (
+    `${path} cannot be read: ${problem}. It records what tula-dsr created on this host and the sysctl values the host had ` +
+    "before; going on without it would record tula-dsr's own values as the originals and make remove leave its VIPs behind, " +
+    `so nothing was changed. Restore the file from a backup or repair it; or move it away (mv ${path} ${path}.broken) and ` +
+    'run again to start afresh, knowing that remove will then neither restore those sysctls nor delete what the lost file recorded'
+  );
+}
+
 /** Maps the apply script's outcome back to tasks: done, failed (with command and stderr), rolled back, skipped. */
 function outcomeToResults(tasks: readonly Task[], owners: readonly number[], outcome: ApplyOutcome): { results: TaskResult[]; error?: RunError } {
   const failedTask = outcome.failure ? owners[outcome.failure.step - 1] : undefined;
@@ -146,6 +156,10 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
+      if (facts.stateProblem) {
+        const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
+        return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
       const { tasks, final, journal } = decide(spec, facts, mode, specText, generation);
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');

@@ -1,5 +1,5 @@
 import { renderCommand } from '../../model/shell';
-import { HostState, STATE_DIR, journalPath, mergeJournal, parseHostState } from '../state';
+import { HostState, STATE_DIR, journalPath, mergeJournal, readHostState } from '../state';
 import {
   parseDirLines,
   parseFiles,
@@ -53,6 +53,8 @@ export interface HostFacts {
   readonly journalPending: boolean;
   /** Octal mode of STATE_DIR (`755`), or null when it does not exist. */
   readonly stateDirMode: string | null;
+  /** The state file or journal exists but cannot be read: the path and why. The runner then refuses to act. */
+  readonly stateProblem?: { readonly path: string; readonly problem: string };
 }
 
 /**
@@ -146,7 +148,16 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
   const basics = parseKeyValues(sections.get('basics') ?? '');
   const files = parseFiles(sections.get('files') ?? '');
   const stateFile = files[request.statePath];
-  const journal = parseHostState(files[journalPath(request.statePath)]?.content);
+  const recorded = readHostState(stateFile?.content);
+  const journalRead = readHostState(files[journalPath(request.statePath)]?.content);
+  const journal = 'state' in journalRead ? journalRead.state : null;
+  const state = 'state' in recorded ? recorded.state : null;
+  const stateProblem =
+    'problem' in recorded
+      ? { path: request.statePath, problem: recorded.problem }
+      : 'problem' in journalRead
+        ? { path: journalPath(request.statePath), problem: journalRead.problem }
+        : undefined;
   const ourFiles = Object.fromEntries(Object.entries(files).filter(([p]) => p !== request.statePath && p !== journalPath(request.statePath)));
   const dirs = parseDirLines(sections.get('dirs') ?? '');
   const nft: Record<string, NftFacts> = {};
@@ -178,9 +189,10 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     dirs,
     nft,
     neighbours: request.neighbours ? parseNeighJson(sections.get('neigh') ?? '') : {},
-    state: journal ? mergeJournal(parseHostState(stateFile?.content), journal) : parseHostState(stateFile?.content),
+    state: journal ? mergeJournal(state, journal) : state,
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
     stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,
+    ...(stateProblem ? { stateProblem } : {}),
   };
 }

@@ -14,14 +14,9 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const previous = facts.state;
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
   if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
-  const tmp = `${path}.tula-tmp`;
   const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
-  const run = [
-    cmd('mkdir', '-p', STATE_DIR),
-    `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"} > ${renderCommand([tmp])}`,
-    cmd('mv', '-f', tmp, path),
-  ].join(' && ');
-  const undo = previous ? `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])} > ${renderCommand([path])}` : cmd('rm', '-f', path);
+  const run = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
+  const undo = previous ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`) : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
   return changed(`state ${path}`, detail, [{ run, undo }]);
 }
@@ -50,10 +45,19 @@ export function removeStateStep(path: string): { run: string; undo: string } {
  */
 export function journalStep(path: string, journal: HostState): Step {
   const file = journalPath(path);
-  const tmp = `${file}.tula-tmp`;
   const text = JSON.stringify({ ...journal, spec: '' }) + '\n';
-  return {
-    run: [cmd('mkdir', '-p', STATE_DIR), `printf '%s' ${renderCommand([text])} > ${renderCommand([tmp])}`, cmd('mv', '-f', tmp, file)].join(' && '),
-    undo: cmd('rm', '-f', file),
-  };
+  return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: cmd('rm', '-f', file) };
+}
+
+/** fsync of one file or folder; `sync` without arguments (everything) where sync takes none (old busybox). */
+const fsync = (path: string) => `{ ${cmd('sync', path)} 2>/dev/null || sync; }`;
+
+/**
+ * Shell that replaces a file in STATE_DIR with what `producer` prints, so that a crash or power loss leaves the old
+ * content or the new, never an empty file (which the next run would have to refuse): a temp file, fsynced before
+ * the rename, and the folder fsynced after it.
+ */
+export function durableWrite(path: string, producer: string): string {
+  const tmp = `${path}.tula-tmp`;
+  return [cmd('mkdir', '-p', STATE_DIR), `${producer} > ${renderCommand([tmp])}`, fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
 }
