@@ -105,27 +105,48 @@ export function unreadableStateMessage(path: string, problem: string): string {
   );
 }
 
-/** Maps the apply script's outcome back to tasks: done, failed (with command and stderr), rolled back, skipped. */
+/** The text of each of a task's steps that `byStep` has (warnings, failed undos), joined. */
+function stepTexts(steps: readonly number[], byStep: ReadonlyMap<number, string>): string | undefined {
+  const texts = steps.filter((n) => byStep.has(n)).map((n) => byStep.get(n) || '(no message)');
+  return texts.length ? texts.join('; ') : undefined;
+}
+
+/**
+ * Maps the apply script's outcome back to tasks: done (with any warning), failed (with command and stderr), rolled
+ * back, rollback failed, skipped.
+ */
 function outcomeToResults(tasks: readonly Task[], owners: readonly number[], outcome: ApplyOutcome): { results: TaskResult[]; error?: RunError } {
-  const failedTask = outcome.failure ? owners[outcome.failure.step - 1] : undefined;
+  const stepsOf = new Map<number, number[]>();
+  owners.forEach((owner, i) => stepsOf.set(owner, [...(stepsOf.get(owner) ?? []), i + 1]));
+  const failure = outcome.failure;
+  const failedTask = failure ? owners[failure.step - 1] : undefined;
+  const undoFailed = tasks.filter((_, index) => stepTexts(stepsOf.get(index) ?? [], outcome.undoFailures) !== undefined).map((t) => t.name);
+  const rollback = undoFailed.length
+    ? `rolling back failed for ${undoFailed.join(', ')}: those changes may still be on the host; fix the cause and run apply again`
+    : 'every change of this run was rolled back';
   let error: RunError | undefined;
   const results = tasks.map((task, index): TaskResult => {
+    const steps = stepsOf.get(index) ?? [];
+    const undoProblem = stepTexts(steps, outcome.undoFailures);
     if (task.status !== 'changed') return { name: task.name, status: task.status, detail: task.detail, diff: task.diff };
-    if (outcome.failure === undefined) return { name: task.name, status: 'changed', detail: task.detail, diff: task.diff };
+    if (failure === undefined) {
+      const warning = stepTexts(steps, outcome.warnings);
+      return { name: task.name, status: 'changed', detail: warning ? `${task.detail}; warning: ${warning}` : task.detail, diff: task.diff };
+    }
     if (index === failedTask) {
-      const stepIndex = outcome.failure.step - 1 - owners.indexOf(index);
-      const command = task.steps[stepIndex]?.run ?? '?';
+      const command = task.steps[failure.step - 1 - owners.indexOf(index)]?.run ?? '?';
       error = {
         kind: 'task-failed',
         task: task.name,
         command: command.length > 300 ? `${command.slice(0, 300)}…` : command,
-        exitCode: outcome.failure.exitCode,
-        stderr: outcome.failure.stderr,
-        message: `${task.name}: command exited with ${outcome.failure.exitCode}${outcome.failure.stderr ? `: ${outcome.failure.stderr}` : ''}; every change of this run was rolled back`,
+        exitCode: failure.exitCode,
+        stderr: failure.stderr,
+        message: `${task.name}: command exited with ${failure.exitCode}${failure.stderr ? `: ${failure.stderr}` : ''}; ${rollback}`,
       };
-      return { name: task.name, status: 'failed', detail: error.message };
+      return { name: task.name, status: 'failed', detail: undoProblem ? `${error.message}; its undo failed: ${undoProblem}` : error.message };
     }
-    const ran = owners.some((owner, step) => owner === index && step < outcome.failure!.step - 1);
+    if (undoProblem) return { name: task.name, status: 'failed', detail: `rolling back failed: ${undoProblem}` };
+    const ran = steps.some((n) => n < failure.step);
     return { name: task.name, status: 'skipped', detail: ran ? 'rolled back' : 'not run: an earlier task failed' };
   });
   return { results, error };

@@ -68,7 +68,8 @@ export function nftListingFile(family: string, name: string): string {
   return `${STATE_DIR}/${family}-${name}.listing`;
 }
 
-const listingCommand = (family: string, name: string) => `${renderCommand(['nft', '-s', 'list', 'table', family, name])} 2>/dev/null | ${NFT_LISTING_FILTER}`;
+// After loading, the table exists: an error listing it must reach stderr (the state step fails on it).
+const listingCommand = (family: string, name: string) => `${renderCommand(['nft', '-s', 'list', 'table', family, name])} | ${NFT_LISTING_FILTER}`;
 
 /** After loading: records the listing and prints its hash (for the state file). */
 export function nftRecordListingCommand(family: string, name: string): string {

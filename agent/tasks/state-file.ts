@@ -18,7 +18,8 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const run = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
   const undo = previous ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`) : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
-  return changed(`state ${path}`, detail, [{ run, undo }]);
+  // the listing hashes come from command substitutions inside the pipeline: their errors show only on stderr
+  return changed(`state ${path}`, detail, [{ run, undo, stderr: 'failure' }]);
 }
 
 /**
