@@ -19,7 +19,11 @@ export function userPathResolver(io: Pick<CliIo, 'env' | 'cwd'>): (path: string)
 async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: CliArgs, io: CliIo): Promise<HostRunResult[]> {
   const options = {
     progress: (line: string) => io.stderr(`tula-dsr: ${line}\n`),
-    connectOptions: { env: io.env, ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}) },
+    connectOptions: {
+      env: io.env,
+      ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
+      ...(args.runTimeoutMs ? { runTimeoutMs: args.runTimeoutMs } : {}),
+    },
     resolvePath: userPathResolver(io),
     signal: io.signal,
   };

@@ -246,9 +246,11 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     const info = isSshError(error)
       ? { kind: error.kind, message: error.message }
       : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
-    // the apply script ignores a lost connection and runs to its end (or rolls back) on the host
+    // the apply script ignores a lost connection (or closed channel) and runs to its end, or rolls back, on the host
     if (applying && info.kind === 'connection-lost')
       info.message += ' while the apply script ran; the host completes or rolls back that run by itself: run apply again to converge';
+    if (applying && (info.kind === 'run-timeout' || info.kind === 'output-limit'))
+      info.message += '; the apply script goes on without it and completes or rolls back that run by itself: run apply again to converge';
     return { ...base, tasks: [], counts: count([]), error: info, roundTrips: connection?.roundTrips ?? 0, durationMs: Date.now() - started };
   } finally {
     if (connection && !options.connection) await connection.close();
