@@ -1,7 +1,17 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { HostSpec, SPEC_ENV_PREFIX, SPEC_MAX_BYTES, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec } from '../model';
+import {
+  HostSpec,
+  SPEC_ENV_PREFIX,
+  SPEC_MAX_BYTES,
+  SpecError,
+  literalOfTemplate,
+  StrictSpecSchemas,
+  checkBackendHostSpec,
+  checkBalancerSpec,
+  checkSpec,
+} from '../model';
 
 /**
  * Specs reach the agent three ways: from Terraform's provisioner (gzipped, base64, split over numbered
@@ -76,7 +86,9 @@ export function readStackHosts(path: string): StackHost[] {
     for (const [name, resource] of Object.entries(resources)) {
       const triggers = resource.triggers ?? resource.triggers_replace;
       if (!triggers?.spec || !JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
-      if (triggers.spec.includes('${')) {
+      // Terraform reads the trigger as a template: its literal text is what the provisioner would hand over
+      const specText = literalOfTemplate(triggers.spec);
+      if (specText === null) {
         throw new SpecError([
           {
             path: `${type}.${name}`,
@@ -85,8 +97,8 @@ export function readStackHosts(path: string): StackHost[] {
           },
         ]);
       }
-      const { kind, name: hostName } = JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend'; name: string };
-      hosts.push({ address: `${type}.${name}`, name: hostName, specText: triggers.spec, kind });
+      const { kind, name: hostName } = JSON.parse(specText) as { kind: 'balancer' | 'backend'; name: string };
+      hosts.push({ address: `${type}.${name}`, name: hostName, specText, kind });
     }
   }
   return hosts;

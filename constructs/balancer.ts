@@ -1,4 +1,4 @@
-import { TerraformResource, Token } from 'cdktf';
+import { TerraformResource } from 'cdktf';
 import { Construct } from 'constructs';
 import {
   BalancerSpec,
@@ -12,10 +12,8 @@ import {
   parseIpv4,
   pushAll,
   renderBalancerReview,
-  sha256Hex,
-  stableJson,
 } from '../model';
-import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
+import { emitHostResource, emitRemovedHost } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 import { IBalancer, IDsrVip, brand } from './interfaces';
@@ -70,7 +68,9 @@ export class Balancer extends Construct implements IBalancer {
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'interface', 'address', 'subnet', 'mac'], this.node.path));
     reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
-      triggers: () => this.triggers(),
+      spec: () => this.toSpec(),
+      review: (spec) => renderBalancerReview(spec),
+      pendingKeys: ['ruleset', 'addresses', 'tunnels'],
       dependsOn: () => [...new Set(this.vipList.flatMap((v) => v.backends.flatMap((b) => (b.host ? [b.host.resource] : []))))],
     });
   }
@@ -152,15 +152,5 @@ export class Balancer extends Construct implements IBalancer {
     if (issues.length) throw new SpecError(issues);
     const vips = this.vipList.map((v) => v._parse().value!);
     return SynthSchemas.BalancerSpecSchema.parse(this.candidate(vips));
-  }
-
-  private triggers(): Record<string, string> {
-    const spec = this.toSpec();
-    const specJson = stableJson(spec);
-    if (Token.isUnresolved(specJson)) {
-      const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
-      return { spec: specJson, hash: terraformSha256(specJson), ruleset: pending, addresses: pending, tunnels: pending };
-    }
-    return { spec: specJson, hash: sha256Hex(specJson), ...renderBalancerReview(spec) };
   }
 }

@@ -1,6 +1,5 @@
 import {
   dependable,
-  Fn,
   Lazy,
   TerraformElement,
   TerraformResource,
@@ -14,6 +13,8 @@ import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
 import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { escapeTemplate } from '../model/terraform-template';
+import { SpecTrigger, specTrigger } from './spec-trigger';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
 export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
@@ -69,21 +70,42 @@ export function agentEnvironment(selfSpec: string): string {
   return `\${{ for i in range(ceil(length(${packed}) / ${SPEC_ENV_CHUNK})) : "${SPEC_ENV_PREFIX}\${i}" => substr(${packed}, i * ${SPEC_ENV_CHUNK}, ${SPEC_ENV_CHUNK}) }}`;
 }
 
-/**
- * Terraform's `sha256()` of a text that holds token references, e.g. the spec JSON with an IP known only after
- * apply. cdktf inserts a function's string argument between double quotes without escaping them (and refuses
- * quotes for that reason), so backslashes and quotes are escaped here; the `${…}` token markers contain neither,
- * and cdktf escapes the newlines. Terraform then hashes exactly the text it puts in the trigger.
- */
-export function terraformSha256(text: string): string {
-  return Fn.sha256(text.replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
-}
-
-export interface HostResourceOptions {
-  /** All trigger values, produced at synth once every VIP and backend exists. */
-  readonly triggers: () => Record<string, string>;
+export interface HostResourceOptions<S extends object> {
+  /** The host's validated spec, produced at synth once every VIP and backend exists. */
+  readonly spec: () => S;
+  /** The configuration as the plan shows it (trigger key → text), rendered from a spec that holds no token. */
+  readonly review: (spec: S) => Record<string, string>;
+  /** The review keys a spec with tokens still shows, saying that the agent renders them at apply time. */
+  readonly pendingKeys: readonly string[];
   /** Resources that must be applied first (backend hosts before the balancer that sends them traffic). */
   readonly dependsOn: () => TerraformResource[];
+}
+
+const PENDING = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
+
+/** The local that holds the template of a spec with tokens (see specTrigger); nothing for a spec without. */
+class SpecLocal extends TerraformElement {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly localName: string,
+    private readonly template: () => string | undefined,
+  ) {
+    super(scope, id);
+  }
+  override toTerraform(): Record<string, unknown> {
+    const template = this.template();
+    return template === undefined ? {} : { locals: { [this.localName]: template } };
+  }
+}
+
+/** All triggers of a host resource: `spec` and `hash`, and the review text, each read literally by Terraform. */
+function hostTriggers<S extends object>(options: HostResourceOptions<S>, spec: S, trigger: SpecTrigger): Record<string, string> {
+  const review =
+    trigger.template === undefined
+      ? options.review(spec)
+      : { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), spec_review: trigger.review! };
+  return { ...Object.fromEntries(Object.entries(review).map(([key, text]) => [key, escapeTemplate(text)])), spec: trigger.spec, hash: trigger.hash };
 }
 
 function ensureNullProvider(scope: Construct): void {
@@ -128,9 +150,19 @@ export function emitRemovedHost(scope: Construct, id: string): void {
 }
 
 /** One Terraform resource per host, replaced whenever its rendered configuration changes. */
-export function emitHostResource(scope: Construct, id: string, options: HostResourceOptions): TerraformResource {
+export function emitHostResource<S extends object>(scope: Construct, id: string, options: HostResourceOptions<S>): TerraformResource {
   const engine = engineOf(scope);
-  const triggers = Lazy.anyValue({ produce: () => options.triggers() }) as unknown as Record<string, string>;
+  let localName = '';
+  // The resource resolves before the local that follows it (tree order): the local reuses what the resource's
+  // resolution computed instead of building the spec again (each synth resolves twice, preparing and for real).
+  let computed: SpecTrigger | undefined;
+  const triggers = Lazy.anyValue({
+    produce: () => {
+      const spec = options.spec();
+      computed = specTrigger(scope, spec, localName);
+      return hostTriggers(options, spec, computed);
+    },
+  }) as unknown as Record<string, string>;
   let resource: TerraformResource;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);
@@ -138,6 +170,12 @@ export function emitHostResource(scope: Construct, id: string, options: HostReso
   } else {
     resource = new TerraformDataResource(scope, id, triggers);
   }
+  localName = `${resource.friendlyUniqueId}_spec`;
+  new SpecLocal(scope, `${id}-spec`, localName, () => {
+    const trigger = computed ?? specTrigger(scope, options.spec(), localName);
+    computed = undefined;
+    return trigger.template;
+  });
   const selfSpec = SELF_SPEC[engine];
   resource.lifecycle = { createBeforeDestroy: true };
   resource.dependsOn = Lazy.listValue({ produce: () => options.dependsOn().map((r) => dependable(r)) }) as unknown as string[];

@@ -17,3 +17,4 @@ export * from './ssh-target';
 export * from './agent-contract';
 export * from './arrays';
 export * from './shell';
+export * from './terraform-template';
