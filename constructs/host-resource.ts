@@ -1,4 +1,5 @@
 import {
+  App,
   dependable,
   Lazy,
   TerraformElement,
@@ -12,7 +13,9 @@ import {
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
+import * as path from 'node:path';
 import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { renderCommand } from '../model/shell';
 import { escapeTemplate } from '../model/terraform-template';
 import { SpecTrigger, specTrigger } from './spec-trigger';
 
@@ -54,11 +57,42 @@ class TerraformDataResource extends TerraformResource {
 }
 
 /**
- * The provisioner command. It resolves the agent from the directory Terraform runs in (the stack folder under
- * the cdktf outdir), through the project's own node_modules, so the synthesized JSON holds no absolute path.
+ * Context key: the folder of the project that synthesizes the stack, whose tula-dsr the provisioners run.
+ * @default - the folder the app runs in (cdktf runs it in the project folder, where cdktf.json is)
  */
-export function agentCommand(verb: 'apply' | 'remove'): string {
-  return `node -e 'require("tula-dsr/agent").main(["${verb}"])'`;
+export const PROJECT_ROOT_CONTEXT_KEY = 'tula-dsr:project-root';
+
+/**
+ * The provisioner's loader, run by `node -e` with two arguments: the project folder relative to the stack folder
+ * (Terraform runs provisioners there), and the verb. It resolves `tula-dsr/agent` from that project only, and runs
+ * it only if it lies inside the project or inside the project's own node_modules/tula-dsr (which may be a link, as
+ * with `npm link`): a `node_modules/tula-dsr` planted between the stack folder and the project, or above the
+ * project, is never loaded. Plain JavaScript without a single quote (it sits inside one) and without `${` or `%{`
+ * (Terraform reads the command as a template).
+ */
+const AGENT_LOADER = [
+  'const p=require("path"),f=require("fs"),root=p.resolve(process.argv[1]);',
+  'let agent;try{agent=f.realpathSync(require("module").createRequire(p.join(root,"package.json")).resolve("tula-dsr/agent"))}catch{}',
+  'const within=(d)=>{try{return agent.startsWith(f.realpathSync(d)+p.sep)}catch{return false}};',
+  'if(!agent||!(within(root)||within(p.join(root,"node_modules","tula-dsr")))){',
+  'console.error("tula-dsr: refusing to run "+(agent||"an agent that is not installed")+": provisioners run only the tula-dsr installed in "+root+", the project that synthesized this stack (cdktf context tula-dsr:project-root)");',
+  'process.exit(1)}',
+  'require(agent).main([process.argv[2]])',
+].join('');
+
+/**
+ * The provisioner command: the loader above, given where the project is relative to the stack folder, so the
+ * synthesized JSON holds no absolute path for a project that keeps its cdktf.out inside it.
+ */
+export function agentCommand(verb: 'apply' | 'remove', projectFromStack: string): string {
+  return renderCommand(['node', '-e', AGENT_LOADER, projectFromStack, verb]);
+}
+
+/** Where the project folder is, seen from the folder cdktf writes this stack to (`<outdir>/stacks/<stack id>`). */
+export function projectFromStack(scope: Construct): string {
+  const stackDir = path.resolve(App.of(scope).outdir, 'stacks', TerraformStack.of(scope).node.id);
+  const root = path.resolve(scope.node.tryGetContext(PROJECT_ROOT_CONTEXT_KEY) ?? process.cwd());
+  return path.relative(stackDir, root) || '.';
 }
 
 /**
@@ -136,7 +170,7 @@ class RemovedHostResource extends TerraformElement {
         {
           from: `${RESOURCE_TYPE[this.engine]}.${this.friendlyUniqueId}`,
           lifecycle: { destroy: true },
-          provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } }],
+          provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove', projectFromStack(this)), environment } }],
         },
       ],
     };
@@ -180,9 +214,10 @@ export function emitHostResource<S extends object>(scope: Construct, id: string,
   resource.lifecycle = { createBeforeDestroy: true };
   resource.dependsOn = Lazy.listValue({ produce: () => options.dependsOn().map((r) => dependable(r)) }) as unknown as string[];
   const environment = agentEnvironment(selfSpec);
+  const project = projectFromStack(scope);
   resource.addOverride('provisioner', [
-    { 'local-exec': { command: agentCommand('apply'), environment } },
-    { 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } },
+    { 'local-exec': { command: agentCommand('apply', project), environment } },
+    { 'local-exec': { when: 'destroy', command: agentCommand('remove', project), environment } },
   ]);
   return resource;
 }
