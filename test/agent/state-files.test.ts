@@ -41,6 +41,15 @@ const spec = (weights: [number, number]) =>
     },
   ]);
 
+/** A balancer's state folder after a reload, private: the folder 700, each file 600, the rollback snapshot too. */
+const PRIVATE = [
+  `700 ${STATE_DIR}`,
+  `600 ${STATE_DIR}/balancer.json`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.before.nft`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.listing`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.load.nft`,
+];
+
 /** `mode path` of the state folder and of everything in it, sorted. */
 const modes = async () => (await sh(lb, `find ${STATE_DIR} -printf '%m %p\\n' | sort -k2`)).trim().split('\n');
 
@@ -49,13 +58,7 @@ describe('state folder privacy', () => {
     expect((await run(spec([1, 1]), 'apply')).error).toBeUndefined();
     expect((await run(spec([1, 2]), 'apply')).error).toBeUndefined();
 
-    expect(await modes()).toEqual([
-      `700 ${STATE_DIR}`,
-      `600 ${STATE_DIR}/balancer.json`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.before.nft`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.listing`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.load.nft`,
-    ]);
+    expect(await modes()).toEqual(PRIVATE);
   });
 
   test('GIVEN a state folder left readable by all (755, files 644) WHEN apply runs with nothing else to change THEN it is made private, and the next run changes nothing', async () => {
@@ -68,13 +71,7 @@ describe('state folder privacy', () => {
     expect(fixed.tasks.find((t) => t.status === 'changed')!.detail).toBe(
       'mode 755 -> 700, its files readable by root only (it holds the spec and client flow tuples)',
     );
-    expect(await modes()).toEqual([
-      `700 ${STATE_DIR}`,
-      `600 ${STATE_DIR}/balancer.json`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.before.nft`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.listing`,
-      `600 ${STATE_DIR}/netdev-tula_dsr.load.nft`,
-    ]);
+    expect(await modes()).toEqual(PRIVATE);
     expect((await run(spec([1, 2]), 'apply')).counts.changed).toBe(0);
   });
 });
