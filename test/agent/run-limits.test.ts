@@ -27,8 +27,9 @@ afterAll(async () => {
 });
 
 /** How a run settles, and after how long; a run still pending after `patienceMs` counts as hanging. */
-async function settle(run: Promise<RunResult>, patienceMs = 8000): Promise<{ ms: number; error?: SshError; hung?: true }> {
+async function settle(start: () => Promise<RunResult>, patienceMs = 8000): Promise<{ ms: number; error?: SshError; hung?: true }> {
   const started = Date.now();
+  const run = start();
   let timer: NodeJS.Timeout | undefined;
   const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), patienceMs)));
   try {
@@ -48,7 +49,7 @@ describe('the deadline of a remote run', () => {
     ['sleeps silently', 'sleep 4'],
     ['keeps printing a line every 200 ms', 'i=0; while [ $i -lt 20 ]; do echo still here; sleep 0.2; i=$((i+1)); done'],
   ])('GIVEN a script that %s WHEN run with a 1 s deadline THEN it fails after 1 s with run-timeout', async (_what, script) => {
-    const r = await settle(connection.run(script, { timeoutMs: 1000 }));
+    const r = await settle(() => connection.run(script, { timeoutMs: 1000 }));
 
     expect(r.hung).toBeUndefined();
     expect(r.error?.info).toMatchObject({
@@ -60,7 +61,7 @@ describe('the deadline of a remote run', () => {
   });
 
   test('GIVEN a run given up at its deadline WHEN the connection runs the next script THEN that one works', async () => {
-    await settle(connection.run('sleep 3', { timeoutMs: 500 }));
+    await settle(() => connection.run('sleep 3', { timeoutMs: 500 }));
     await expect(connection.run('echo fine')).resolves.toMatchObject({ stdout: 'fine\n', code: 0 });
   });
 });
@@ -70,7 +71,7 @@ describe('the output cap of a remote run', () => {
     const buffersBefore = process.memoryUsage().arrayBuffers;
     let peak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers - buffersBefore)), 20);
-    const r = await settle(connection.run('exec cat /dev/zero', { maxOutputBytes: 8 * 1048576 }));
+    const r = await settle(() => connection.run('exec cat /dev/zero', { maxOutputBytes: 8 * 1048576 }));
     clearInterval(sampler);
 
     expect(r.hung).toBeUndefined();
