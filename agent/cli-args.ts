@@ -29,6 +29,7 @@ const HOST_OPTIONS = {
   diff: { type: 'boolean', help: 'show before/after text of files and rulesets' },
   json: { type: 'boolean', help: 'print machine-readable results on stdout' },
   timeout: { type: 'string', value: 'SECONDS', help: 'SSH connect timeout per attempt (default: $TULA_DSR_SSH_TIMEOUT, else 10)' },
+  'run-timeout': { type: 'string', value: 'SECONDS', help: 'deadline of each remote script (default: $TULA_DSR_RUN_TIMEOUT, else 600)' },
   limit: { type: 'string', value: 'L', help: "only the hosts named in L (comma-separated host names, or 'balancer' / 'backend')" },
 } as const satisfies Record<string, OptionDef>;
 
@@ -106,7 +107,15 @@ export interface HostCommandArgs {
   readonly diff: boolean;
   readonly json: boolean;
   readonly timeoutMs?: number;
+  readonly runTimeoutMs?: number;
   readonly limit?: readonly string[];
+}
+
+/** Milliseconds from an option's seconds (or the environment's, for Terraform's provisioners), or a usage error. */
+function seconds(value: string | undefined, option: string): number | undefined | string {
+  if (value === undefined) return undefined;
+  const ms = Number(value) * 1000;
+  return ms > 0 ? ms : `--${option} needs a positive number of seconds`;
 }
 
 /** review: the plans to read and how to print the review. */
@@ -132,10 +141,11 @@ function hostArgs(mode: RunMode, rest: readonly string[], env: NodeJS.ProcessEnv
   if (typeof parsed === 'string') return parsed;
   const { values, positionals } = parsed;
   if (positionals.length > 1) return `one STACK_DIR at most (got ${positionals.map((p) => JSON.stringify(p)).join(', ')})`;
-  // Terraform's provisioners pass no options, so the environment can set the timeout for them.
-  const timeout = values.timeout ?? env.TULA_DSR_SSH_TIMEOUT;
-  const timeoutMs = timeout === undefined ? undefined : Number(timeout) * 1000;
-  if (timeoutMs !== undefined && !(timeoutMs > 0)) return '--timeout needs a positive number of seconds';
+  // Terraform's provisioners pass no options, so the environment can set the timeouts for them.
+  const timeoutMs = seconds(values.timeout ?? env.TULA_DSR_SSH_TIMEOUT, 'timeout');
+  if (typeof timeoutMs === 'string') return timeoutMs;
+  const runTimeoutMs = seconds(values['run-timeout'] ?? env.TULA_DSR_RUN_TIMEOUT, 'run-timeout');
+  if (typeof runTimeoutMs === 'string') return runTimeoutMs;
   return {
     command: mode,
     mode,
@@ -144,6 +154,7 @@ function hostArgs(mode: RunMode, rest: readonly string[], env: NodeJS.ProcessEnv
     diff: values.diff ?? false,
     json: values.json ?? false,
     timeoutMs,
+    runTimeoutMs,
     limit: values.limit?.split(',').filter(Boolean),
   };
 }

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { resolve } from 'node:path';
-import { SPEC_ENV_PREFIX, SpecError } from '../model';
+import { SPEC_ENV_PREFIX, SpecError, pushAll } from '../model';
 import { renderHostReport, renderRecap, hasFailure } from './report';
 import { CliIo, processIo } from './io';
 import { HostRunResult, runHost } from './runner';
@@ -20,7 +20,11 @@ export function userPathResolver(io: Pick<CliIo, 'env' | 'cwd'>): (path: string)
 async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }[], args: HostCommandArgs, io: CliIo): Promise<HostRunResult[]> {
   const options = {
     progress: (line: string) => io.stderr(`tula-dsr: ${line}\n`),
-    connectOptions: { env: io.env, ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}) },
+    connectOptions: {
+      env: io.env,
+      ...(args.timeoutMs ? { timeoutMs: args.timeoutMs } : {}),
+      ...(args.runTimeoutMs ? { runTimeoutMs: args.runTimeoutMs } : {}),
+    },
     resolvePath: userPathResolver(io),
     signal: io.signal,
   };
@@ -28,7 +32,7 @@ async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }
   const results: HostRunResult[] = [];
   for (const kind of args.mode === 'check' ? [undefined] : phases) {
     const batch = hosts.filter((h) => kind === undefined || h.kind === kind);
-    results.push(...(await Promise.all(batch.map((h) => runHost(h.specText, args.mode, options)))));
+    pushAll(results, await Promise.all(batch.map((h) => runHost(h.specText, args.mode, options))));
     if (results.some(hasFailure)) break;
   }
   return results;

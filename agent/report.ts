@@ -1,3 +1,4 @@
+import { maxOf, pushAll } from '../model';
 import type { HostRunResult } from './runner';
 
 /**
@@ -9,8 +10,9 @@ export function renderHostReport(result: HostRunResult, options: { diff?: boolea
   for (const task of result.tasks) {
     lines.push(`${task.status}: ${result.host} ${task.name}${task.detail ? ` (${task.detail})` : ''}`);
     if (options.diff && task.diff && task.status !== 'ok')
-      lines.push(
-        ...task.diff
+      pushAll(
+        lines,
+        task.diff
           .trimEnd()
           .split('\n')
           .map((l) => `    ${l}`),
@@ -21,7 +23,10 @@ export function renderHostReport(result: HostRunResult, options: { diff?: boolea
 }
 
 export function renderRecap(results: readonly HostRunResult[]): string {
-  const width = Math.max(...results.map((r) => r.host.length), 4);
+  const width = maxOf(
+    results.map((r) => r.host.length),
+    4,
+  );
   const lines = ['', `RECAP ${'*'.repeat(60)}`];
   for (const r of results) {
     const failed = r.counts.failed + (r.error && r.counts.failed === 0 ? 1 : 0);

@@ -95,27 +95,58 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
   return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
 }
 
-/** Maps the apply script's outcome back to tasks: done, failed (with command and stderr), rolled back, skipped. */
+/** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
+export function unreadableStateMessage(path: string, problem: string): string {
+  return (
+    `${path} cannot be read: ${problem}. It records what tula-dsr created on this host and the sysctl values the host had ` +
+    "before; going on without it would record tula-dsr's own values as the originals and make remove leave its VIPs behind, " +
+    `so nothing was changed. Restore the file from a backup or repair it; or move it away (mv ${path} ${path}.broken) and ` +
+    'run again to start afresh, knowing that remove will then neither restore those sysctls nor delete what the lost file recorded'
+  );
+}
+
+/** The text of each of a task's steps that `byStep` has (warnings, failed undos), joined. */
+function stepTexts(steps: readonly number[], byStep: ReadonlyMap<number, string>): string | undefined {
+  const texts = steps.filter((n) => byStep.has(n)).map((n) => byStep.get(n) || '(no message)');
+  return texts.length ? texts.join('; ') : undefined;
+}
+
+/**
+ * Maps the apply script's outcome back to tasks: done (with any warning), failed (with command and stderr), rolled
+ * back, rollback failed, skipped.
+ */
 function outcomeToResults(tasks: readonly Task[], owners: readonly number[], outcome: ApplyOutcome): { results: TaskResult[]; error?: RunError } {
-  const failedTask = outcome.failure ? owners[outcome.failure.step - 1] : undefined;
+  const stepsOf = new Map<number, number[]>();
+  owners.forEach((owner, i) => stepsOf.set(owner, [...(stepsOf.get(owner) ?? []), i + 1]));
+  const failure = outcome.failure;
+  const failedTask = failure ? owners[failure.step - 1] : undefined;
+  const undoFailed = tasks.filter((_, index) => stepTexts(stepsOf.get(index) ?? [], outcome.undoFailures) !== undefined).map((t) => t.name);
+  const rollback = undoFailed.length
+    ? `rolling back failed for ${undoFailed.join(', ')}: those changes may still be on the host; fix the cause and run apply again`
+    : 'every change of this run was rolled back';
   let error: RunError | undefined;
   const results = tasks.map((task, index): TaskResult => {
+    const steps = stepsOf.get(index) ?? [];
+    const undoProblem = stepTexts(steps, outcome.undoFailures);
     if (task.status !== 'changed') return { name: task.name, status: task.status, detail: task.detail, diff: task.diff };
-    if (outcome.failure === undefined) return { name: task.name, status: 'changed', detail: task.detail, diff: task.diff };
+    if (failure === undefined) {
+      const warning = stepTexts(steps, outcome.warnings);
+      return { name: task.name, status: 'changed', detail: warning ? `${task.detail}; warning: ${warning}` : task.detail, diff: task.diff };
+    }
     if (index === failedTask) {
-      const stepIndex = outcome.failure.step - 1 - owners.indexOf(index);
-      const command = task.steps[stepIndex]?.run ?? '?';
+      const command = task.steps[failure.step - 1 - owners.indexOf(index)]?.run ?? '?';
       error = {
         kind: 'task-failed',
         task: task.name,
         command: command.length > 300 ? `${command.slice(0, 300)}…` : command,
-        exitCode: outcome.failure.exitCode,
-        stderr: outcome.failure.stderr,
-        message: `${task.name}: command exited with ${outcome.failure.exitCode}${outcome.failure.stderr ? `: ${outcome.failure.stderr}` : ''}; every change of this run was rolled back`,
+        exitCode: failure.exitCode,
+        stderr: failure.stderr,
+        message: `${task.name}: command exited with ${failure.exitCode}${failure.stderr ? `: ${failure.stderr}` : ''}; ${rollback}`,
       };
-      return { name: task.name, status: 'failed', detail: error.message };
+      return { name: task.name, status: 'failed', detail: undoProblem ? `${error.message}; its undo failed: ${undoProblem}` : error.message };
     }
-    const ran = owners.some((owner, step) => owner === index && step < outcome.failure!.step - 1);
+    if (undoProblem) return { name: task.name, status: 'failed', detail: `rolling back failed: ${undoProblem}` };
+    const ran = steps.some((n) => n < failure.step);
     return { name: task.name, status: 'skipped', detail: ran ? 'rolled back' : 'not run: an earlier task failed' };
   });
   return { results, error };
@@ -146,6 +177,10 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
+      if (facts.stateProblem) {
+        const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
+        return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
+      }
       const { tasks, final, journal } = decide(spec, facts, mode, specText, generation);
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');
@@ -211,9 +246,11 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     const info = isSshError(error)
       ? { kind: error.kind, message: error.message }
       : { kind: 'internal', message: error instanceof Error ? error.message : String(error) };
-    // the apply script ignores a lost connection and runs to its end (or rolls back) on the host
+    // the apply script ignores a lost connection (or closed channel) and runs to its end, or rolls back, on the host
     if (applying && info.kind === 'connection-lost')
       info.message += ' while the apply script ran; the host completes or rolls back that run by itself: run apply again to converge';
+    if (applying && (info.kind === 'run-timeout' || info.kind === 'output-limit'))
+      info.message += '; the apply script goes on without it and completes or rolls back that run by itself: run apply again to converge';
     return { ...base, tasks: [], counts: count([]), error: info, roundTrips: connection?.roundTrips ?? 0, durationMs: Date.now() - started };
   } finally {
     if (connection && !options.connection) await connection.close();

@@ -1,7 +1,17 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
-import { HostSpec, SPEC_ENV_PREFIX, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec } from '../model';
+import {
+  HostSpec,
+  SPEC_ENV_PREFIX,
+  SPEC_MAX_BYTES,
+  SpecError,
+  literalOfTemplate,
+  StrictSpecSchemas,
+  checkBackendHostSpec,
+  checkBalancerSpec,
+  checkSpec,
+} from '../model';
 
 /**
  * Specs reach the agent three ways: from Terraform's provisioner (gzipped, base64, split over numbered
@@ -11,7 +21,17 @@ import { HostSpec, SPEC_ENV_PREFIX, SpecError, StrictSpecSchemas, checkBackendHo
 export function readSpecFromEnv(env: NodeJS.ProcessEnv): string | null {
   const parts: string[] = [];
   for (let i = 0; env[`${SPEC_ENV_PREFIX}${i}`] !== undefined; i++) parts.push(env[`${SPEC_ENV_PREFIX}${i}`]!);
-  if (parts.length) return gunzipSync(Buffer.from(parts.join(''), 'base64')).toString('utf8');
+  if (parts.length) {
+    try {
+      return gunzipSync(Buffer.from(parts.join(''), 'base64'), { maxOutputLength: SPEC_MAX_BYTES }).toString('utf8');
+    } catch (error) {
+      const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
+      const message = tooLarge
+        ? `is larger than ${SPEC_MAX_BYTES / 1048576} MiB once decompressed, more than any balancer needs; it was not read`
+        : `cannot be decompressed: ${(error as Error).message}`;
+      throw new SpecError([{ path: '(spec)', field: `${SPEC_ENV_PREFIX}*`, message }]);
+    }
+  }
   return env.TULA_DSR_SPEC ?? null;
 }
 
@@ -66,7 +86,9 @@ export function readStackHosts(path: string): StackHost[] {
     for (const [name, resource] of Object.entries(resources)) {
       const triggers = resource.triggers ?? resource.triggers_replace;
       if (!triggers?.spec || !JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
-      if (triggers.spec.includes('${')) {
+      // Terraform reads the trigger as a template: its literal text is what the provisioner would hand over
+      const specText = literalOfTemplate(triggers.spec);
+      if (specText === null) {
         throw new SpecError([
           {
             path: `${type}.${name}`,
@@ -75,8 +97,8 @@ export function readStackHosts(path: string): StackHost[] {
           },
         ]);
       }
-      const { kind, name: hostName } = JSON.parse(triggers.spec) as { kind: 'balancer' | 'backend'; name: string };
-      hosts.push({ address: `${type}.${name}`, name: hostName, specText: triggers.spec, kind });
+      const { kind, name: hostName } = JSON.parse(specText) as { kind: 'balancer' | 'backend'; name: string };
+      hosts.push({ address: `${type}.${name}`, name: hostName, specText, kind });
     }
   }
   return hosts;

@@ -39,15 +39,24 @@ export const HostStateSchema = z.object({
 export type HostState = z.infer<typeof HostStateSchema>;
 export type StateAddress = z.infer<typeof AddressSchema>;
 
-/** Parses the state file; a missing or unreadable file means tula-dsr has not configured this host. */
-export function parseHostState(text: string | undefined): HostState | null {
-  if (!text || !text.trim()) return null;
+/**
+ * Reads a state file (or journal): a missing file (`undefined`) means tula-dsr has not configured this host. A file
+ * that is there but unreadable is a problem, never "not configured": taking it so would record tula-dsr's own
+ * sysctl values as the host's originals and make remove leave behind what the lost file recorded.
+ */
+export function readHostState(text: string | undefined): { state: HostState | null } | { problem: string } {
+  if (text === undefined) return { state: null };
+  if (!text.trim()) return { problem: 'it is empty (a write that never reached the disk?)' };
+  let data: unknown;
   try {
-    const parsed = HostStateSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : null;
-  } catch {
-    return null;
+    data = JSON.parse(text);
+  } catch (error) {
+    return { problem: `it is not valid JSON (${(error as Error).message})` };
   }
+  const parsed = HostStateSchema.safeParse(data);
+  if (parsed.success) return { state: parsed.data };
+  const issue = parsed.error.issues[0];
+  return { problem: `it is not a state file this tula-dsr can read (${issue.path.join('.') || '(root)'}: ${issue.message})` };
 }
 
 /**

@@ -27,7 +27,11 @@ export interface Variant {
 }
 
 export const VARIANTS: Record<string, Variant> = {
-  T: { name: 'T', description: 'as shipped: node -e require("tula-dsr/agent").main(["apply"]) through the agent daemon, -parallelism=20', converges: true },
+  T: {
+    name: 'T',
+    description: "as shipped: the synthesized provisioner (the project's tula-dsr/agent) through the agent daemon, -parallelism=20",
+    converges: true,
+  },
   'T-inproc': {
     name: 'T-inproc',
     description: 'the same with the daemon off (TULA_DSR_DAEMON=0): the whole agent loads in each provisioner',

@@ -1,20 +1,8 @@
-import { TerraformResource, Token } from 'cdktf';
+import { TerraformResource } from 'cdktf';
 import { Construct } from 'constructs';
-import {
-  BackendHostSpec,
-  ServiceSpec,
-  SpecError,
-  SpecIssue,
-  DEFAULTS,
-  checkBackendHostSpec,
-  parseIpv4,
-  renderBackendHostReview,
-  sha256Hex,
-  stableJson,
-  vipKey,
-} from '../model';
+import { BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, vipKey } from '../model';
 import { IBackend, IBackendHost, brand } from './interfaces';
-import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
+import { emitHostResource, emitRemovedHost } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 
@@ -64,7 +52,9 @@ export class BackendHost extends Construct implements IBackendHost {
     this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
     reportIssues(this, () => this.issues());
     this.resource = emitHostResource(this, 'host', {
-      triggers: () => this.triggers(),
+      spec: () => this.toSpec(),
+      review: (spec) => renderBackendHostReview(spec),
+      pendingKeys: ['sysctl_file', 'addresses', 'mss_clamp', 'boot_unit'],
       hasProblems: () => this.issues().length > 0,
       dependsOn: () => [],
     });
@@ -122,15 +112,5 @@ export class BackendHost extends Construct implements IBackendHost {
     const issues = this.issues();
     if (issues.length) throw new SpecError(issues);
     return SynthSchemas.BackendHostSpecSchema.parse(this.candidate());
-  }
-
-  private triggers(): Record<string, string> {
-    const spec = this.toSpec();
-    const specJson = stableJson(spec);
-    if (Token.isUnresolved(specJson)) {
-      const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
-      return { spec: specJson, hash: terraformSha256(specJson), sysctl_file: pending, addresses: pending, mss_clamp: pending, boot_unit: pending };
-    }
-    return { spec: specJson, hash: sha256Hex(specJson), ...renderBackendHostReview(spec) };
   }
 }

@@ -1,4 +1,4 @@
-import { TerraformResource, Token } from 'cdktf';
+import { TerraformResource } from 'cdktf';
 import { Construct } from 'constructs';
 import {
   BalancerSpec,
@@ -10,11 +10,10 @@ import {
   checkCidr,
   checkIpv4,
   parseIpv4,
+  pushAll,
   renderBalancerReview,
-  sha256Hex,
-  stableJson,
 } from '../model';
-import { emitHostResource, emitRemovedHost, terraformSha256 } from './host-resource';
+import { emitHostResource, emitRemovedHost } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
 import { IBalancer, IDsrVip, brand } from './interfaces';
@@ -69,7 +68,9 @@ export class Balancer extends Construct implements IBalancer {
     ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'interface', 'address', 'subnet', 'mac'], this.node.path));
     reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
-      triggers: () => this.triggers(),
+      spec: () => this.toSpec(),
+      review: (spec) => renderBalancerReview(spec),
+      pendingKeys: ['ruleset', 'addresses', 'tunnels'],
       hasProblems: () => this._issues().length > 0,
       dependsOn: () => [...new Set(this.vipList.flatMap((v) => v.backends.flatMap((b) => (b.host ? [b.host.resource] : []))))],
     });
@@ -117,14 +118,14 @@ export class Balancer extends Construct implements IBalancer {
     if (this.cachedIssues) return this.cachedIssues;
     const issues: SpecIssue[] = [...this.propIssues];
     const own = parseCandidate(SynthSchemas.BalancerSpecSchema, this.candidate([]), this.node.path);
-    issues.push(...own.issues);
+    pushAll(issues, own.issues);
     const vips: VipSpec[] = [];
     for (const vip of this.vipList) {
       const parsed = vip._parse();
-      issues.push(...parsed.issues);
+      pushAll(issues, parsed.issues);
       if (parsed.value) vips.push(parsed.value);
     }
-    if (own.value) issues.push(...checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
+    if (own.value) pushAll(issues, checkBalancerSpec({ ...own.value, vips }, { isUnresolved }));
     else {
       // A mistake in the balancer's own fields must not hide its VIPs' cross-object problems: check them against
       // the fields that are usable (the balancer's own problems are already listed above).
@@ -137,7 +138,10 @@ export class Balancer extends Construct implements IBalancer {
         subnet: usable(candidate.subnet, checkCidr),
         vips,
       } as BalancerSpec;
-      issues.push(...checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path));
+      pushAll(
+        issues,
+        checkBalancerSpec(partial, { isUnresolved }).filter((i) => i.path !== this.node.path),
+      );
     }
     this.cachedIssues = issues;
     return issues;
@@ -149,15 +153,5 @@ export class Balancer extends Construct implements IBalancer {
     if (issues.length) throw new SpecError(issues);
     const vips = this.vipList.map((v) => v._parse().value!);
     return SynthSchemas.BalancerSpecSchema.parse(this.candidate(vips));
-  }
-
-  private triggers(): Record<string, string> {
-    const spec = this.toSpec();
-    const specJson = stableJson(spec);
-    if (Token.isUnresolved(specJson)) {
-      const pending = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
-      return { spec: specJson, hash: terraformSha256(specJson), ruleset: pending, addresses: pending, tunnels: pending };
-    }
-    return { spec: specJson, hash: sha256Hex(specJson), ...renderBalancerReview(spec) };
   }
 }

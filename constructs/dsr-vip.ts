@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Algorithm, Mode, Protocol, SpecError, SpecIssue, VipSpec } from '../model';
+import { Algorithm, Mode, Protocol, SpecError, SpecIssue, VipSpec, pushAll } from '../model';
 import { Backend, BackendProps } from './backend';
 import { IBackend, IBalancer, IDsrVip, brand, isBalancer } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
@@ -104,13 +104,13 @@ export class DsrVip extends Construct implements IDsrVip {
     const { balancer: _balancer, name, ...rest } = this.props;
     const issues: SpecIssue[] = [...this.propIssues];
     const backends = this.backendList.map((b) => b._parse());
-    for (const b of backends) issues.push(...b.issues);
+    for (const b of backends) pushAll(issues, b.issues);
     const own = parseCandidate(
       SynthSchemas.VipSpecSchema,
       defined({ ...rest, path: this.node.path, name: name ?? this.node.id, backends: [] }),
       this.node.path,
     );
-    issues.push(...own.issues);
+    pushAll(issues, own.issues);
     if (!own.value) return { issues };
     // With some backends at fault, the VIP still goes through the cross-object checks with the backends that
     // parsed, so one synth lists every problem (unless none parsed: that is not an empty VIP).

@@ -1,6 +1,6 @@
 import {
+  App,
   dependable,
-  Fn,
   IResolvable,
   IResolveContext,
   Lazy,
@@ -16,9 +16,13 @@ import {
 import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
+import * as path from 'node:path';
 import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { renderCommand } from '../model/shell';
+import { escapeTemplate } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
 import { reportIssues } from './issues';
+import { SpecTrigger, specTrigger } from './spec-trigger';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
 export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
@@ -79,11 +83,42 @@ class TerraformDataResource extends TerraformResource {
 }
 
 /**
- * The provisioner command. It resolves the agent from the directory Terraform runs in (the stack folder under
- * the cdktf outdir), through the project's own node_modules, so the synthesized JSON holds no absolute path.
+ * Context key: the folder of the project that synthesizes the stack, whose tula-dsr the provisioners run.
+ * @default - the folder the app runs in (cdktf runs it in the project folder, where cdktf.json is)
  */
-export function agentCommand(verb: 'apply' | 'remove'): string {
-  return `node -e 'require("tula-dsr/agent").main(["${verb}"])'`;
+export const PROJECT_ROOT_CONTEXT_KEY = 'tula-dsr:project-root';
+
+/**
+ * The provisioner's loader, run by `node -e` with two arguments: the project folder relative to the stack folder
+ * (Terraform runs provisioners there), and the verb. It resolves `tula-dsr/agent` from that project only, and runs
+ * it only if it lies inside the project or inside the project's own node_modules/tula-dsr (which may be a link, as
+ * with `npm link`): a `node_modules/tula-dsr` planted between the stack folder and the project, or above the
+ * project, is never loaded. Plain JavaScript without a single quote (it sits inside one) and without `${` or `%{`
+ * (Terraform reads the command as a template).
+ */
+const AGENT_LOADER = [
+  'const p=require("path"),f=require("fs"),root=p.resolve(process.argv[1]);',
+  'let agent;try{agent=f.realpathSync(require("module").createRequire(p.join(root,"package.json")).resolve("tula-dsr/agent"))}catch{}',
+  'const within=(d)=>{try{return agent.startsWith(f.realpathSync(d)+p.sep)}catch{return false}};',
+  'if(!agent||!(within(root)||within(p.join(root,"node_modules","tula-dsr")))){',
+  'console.error("tula-dsr: refusing to run "+(agent||"an agent that is not installed")+": provisioners run only the tula-dsr installed in "+root+", the project that synthesized this stack (cdktf context tula-dsr:project-root)");',
+  'process.exit(1)}',
+  'require(agent).main([process.argv[2]])',
+].join('');
+
+/**
+ * The provisioner command: the loader above, given where the project is relative to the stack folder, so the
+ * synthesized JSON holds no absolute path for a project that keeps its cdktf.out inside it.
+ */
+export function agentCommand(verb: 'apply' | 'remove', projectFromStack: string): string {
+  return renderCommand(['node', '-e', AGENT_LOADER, projectFromStack, verb]);
+}
+
+/** Where the project folder is, seen from the folder cdktf writes this stack to (`<outdir>/stacks/<stack id>`). */
+export function projectFromStack(scope: Construct): string {
+  const stackDir = path.resolve(App.of(scope).outdir, 'stacks', TerraformStack.of(scope).node.id);
+  const root = path.resolve(scope.node.tryGetContext(PROJECT_ROOT_CONTEXT_KEY) ?? process.cwd());
+  return path.relative(stackDir, root) || '.';
 }
 
 /**
@@ -95,23 +130,44 @@ export function agentEnvironment(selfSpec: string): string {
   return `\${{ for i in range(ceil(length(${packed}) / ${SPEC_ENV_CHUNK})) : "${SPEC_ENV_PREFIX}\${i}" => substr(${packed}, i * ${SPEC_ENV_CHUNK}, ${SPEC_ENV_CHUNK}) }}`;
 }
 
-/**
- * Terraform's `sha256()` of a text that holds token references, e.g. the spec JSON with an IP known only after
- * apply. cdktf inserts a function's string argument between double quotes without escaping them (and refuses
- * quotes for that reason), so backslashes and quotes are escaped here; the `${…}` token markers contain neither,
- * and cdktf escapes the newlines. Terraform then hashes exactly the text it puts in the trigger.
- */
-export function terraformSha256(text: string): string {
-  return Fn.sha256(text.replace(/\\/g, '\\\\').replace(/"/g, '\\"'));
-}
-
-export interface HostResourceOptions {
-  /** All trigger values, produced at synth once every VIP and backend exists; throws SpecError on a problem. */
-  readonly triggers: () => Record<string, string>;
-  /** Whether the host has problems (its validation reports them). */
+export interface HostResourceOptions<S extends object> {
+  /** The host's validated spec, produced at synth once every VIP and backend exists. */
+  readonly spec: () => S;
+  /** The configuration as the plan shows it (trigger key → text), rendered from a spec that holds no token. */
+  readonly review: (spec: S) => Record<string, string>;
+  /** The review keys a spec with tokens still shows, saying that the agent renders them at apply time. */
+  readonly pendingKeys: readonly string[];
+  /** Whether the host has problems (its validation reports them; the spec cannot be built). */
   readonly hasProblems: () => boolean;
   /** Resources that must be applied first (backend hosts before the balancer that sends them traffic). */
   readonly dependsOn: () => TerraformResource[];
+}
+
+const PENDING = '(rendered by the agent at apply time: the spec holds values Terraform knows only after apply)\n';
+
+/** The local that holds the template of a spec with tokens (see specTrigger); nothing for a spec without. */
+class SpecLocal extends TerraformElement {
+  constructor(
+    scope: Construct,
+    id: string,
+    private readonly localName: string,
+    private readonly template: () => string | undefined,
+  ) {
+    super(scope, id);
+  }
+  override toTerraform(): Record<string, unknown> {
+    const template = this.template();
+    return template === undefined ? {} : { locals: { [this.localName]: template } };
+  }
+}
+
+/** All triggers of a host resource: `spec` and `hash`, and the review text, each read literally by Terraform. */
+function hostTriggers<S extends object>(options: HostResourceOptions<S>, spec: S, trigger: SpecTrigger): Record<string, string> {
+  const review =
+    trigger.template === undefined
+      ? options.review(spec)
+      : { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), spec_review: trigger.review! };
+  return { ...Object.fromEntries(Object.entries(review).map(([key, text]) => [key, escapeTemplate(text)])), spec: trigger.spec, hash: trigger.hash };
 }
 
 function ensureNullProvider(scope: Construct): void {
@@ -142,7 +198,7 @@ class RemovedHostResource extends TerraformElement {
         {
           from: `${RESOURCE_TYPE[this.engine]}.${this.friendlyUniqueId}`,
           lifecycle: { destroy: true },
-          provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } }],
+          provisioner: [{ 'local-exec': { when: 'destroy', command: agentCommand('remove', projectFromStack(this)), environment } }],
         },
       ],
     };
@@ -156,26 +212,33 @@ export function emitRemovedHost(scope: Construct, id: string): void {
 }
 
 /**
- * The triggers as a token resolved at synth. cdktf resolves every value once before it runs the validations (the
- * "preparing" pass, which looks for cross-stack references): a problem thrown there would reach the user wrapped in
- * "Resolution error: …" with the token's creation stack, ahead of the validation that lists every problem at its
- * construct path. So that pass gets a placeholder, and the problems reach the user through validation only. The
- * final pass still refuses a host with problems (reachable only when validations are skipped): a SpecError, with no
- * creation stack to append.
+ * A value produced at synth that gives way to a placeholder while the host has problems in cdktf's "preparing" pass:
+ * cdktf resolves every value once before it runs the validations, and a problem thrown there would reach the user
+ * wrapped in "Resolution error: …" with the token's creation stack, ahead of the validation that lists every
+ * problem at its construct path. The final pass still refuses a host with problems (reachable only when
+ * validations are skipped): a SpecError, with no creation stack to append.
  */
-function triggersToken(options: HostResourceOptions): Record<string, string> {
+function unlessProblems<T>(hasProblems: () => boolean, placeholder: T, produce: () => T): T {
   const token: IResolvable = {
     creationStack: [],
-    resolve: (context: IResolveContext) => (context.preparing && options.hasProblems() ? {} : options.triggers()),
+    resolve: (context: IResolveContext) => (context.preparing && hasProblems() ? placeholder : produce()),
     toString: () => Token.asString(token),
   };
-  return Token.asAny(token) as unknown as Record<string, string>;
+  return Token.asAny(token) as unknown as T;
 }
 
 /** One Terraform resource per host, replaced whenever its rendered configuration changes. */
-export function emitHostResource(scope: Construct, id: string, options: HostResourceOptions): TerraformResource {
+export function emitHostResource<S extends object>(scope: Construct, id: string, options: HostResourceOptions<S>): TerraformResource {
   const engine = checkedEngine(scope);
-  const triggers = triggersToken(options);
+  let localName = '';
+  // The resource resolves before the local that follows it (tree order): the local reuses what the resource's
+  // resolution computed instead of building the spec again (each synth resolves twice, preparing and for real).
+  let computed: SpecTrigger | undefined;
+  const triggers = unlessProblems<Record<string, string>>(options.hasProblems, {}, () => {
+    const spec = options.spec();
+    computed = specTrigger(scope, spec, localName);
+    return hostTriggers(options, spec, computed);
+  });
   let resource: TerraformResource;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);
@@ -183,13 +246,21 @@ export function emitHostResource(scope: Construct, id: string, options: HostReso
   } else {
     resource = new TerraformDataResource(scope, id, triggers);
   }
+  localName = `${resource.friendlyUniqueId}_spec`;
+  new SpecLocal(scope, `${id}-spec`, localName, () => {
+    if (options.hasProblems()) return undefined;
+    const trigger = computed ?? specTrigger(scope, options.spec(), localName);
+    computed = undefined;
+    return trigger.template;
+  });
   const selfSpec = SELF_SPEC[engine];
   resource.lifecycle = { createBeforeDestroy: true };
   resource.dependsOn = Lazy.listValue({ produce: () => options.dependsOn().map((r) => dependable(r)) }) as unknown as string[];
   const environment = agentEnvironment(selfSpec);
+  const project = projectFromStack(scope);
   resource.addOverride('provisioner', [
-    { 'local-exec': { command: agentCommand('apply'), environment } },
-    { 'local-exec': { when: 'destroy', command: agentCommand('remove'), environment } },
+    { 'local-exec': { command: agentCommand('apply', project), environment } },
+    { 'local-exec': { when: 'destroy', command: agentCommand('remove', project), environment } },
   ]);
   return resource;
 }

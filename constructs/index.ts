@@ -9,7 +9,7 @@ export type { BackendHostProps } from './backend-host';
 export type { SshTarget } from './ssh-target';
 export type { IBalancer, IDsrVip, IBackend, IBackendHost } from './interfaces';
 export { isBalancer, isDsrVip, isBackendHost } from './interfaces';
-export { ENGINE_CONTEXT_KEY, ENGINES } from './host-resource';
+export { ENGINE_CONTEXT_KEY, ENGINES, PROJECT_ROOT_CONTEXT_KEY } from './host-resource';
 export type { Engine } from './host-resource';
 export { SpecError, formatIssues } from '../model/issues';
 export type { SpecIssue } from '../model/issues';

@@ -16,7 +16,7 @@
  * Every process gets `setpriv --pdeathsig`, so servers die with the test run even if it is killed.
  */
 import { execFile, execOk, spawnBackground, BackgroundProcess, waitFor, ExecResult } from './exec';
-import { shellQuote } from '../agent/shell';
+import { shellQuote } from '../model/shell';
 
 /** Prefix of every namespace and root-namespace interface the lab creates. */
 export const LAB_PREFIX = 'tula';

@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { execOk, spawnBackground, BackgroundProcess, waitFor } from './exec';
 import { enterHostArgv } from './netns';
-import { shellQuote } from '../agent/shell';
+import { shellQuote } from '../model/shell';
 
 export interface KeyPair {
   readonly privatePath: string;

@@ -2,7 +2,7 @@
  * Extra login users on a lab host. They are written into the host's own /etc/passwd, /etc/group, /etc/shadow and
  * /etc/sudoers.d (overlays, see netns.ts), so they exist on that host only and vanish with it.
  */
-import { shellQuote } from '../agent/shell';
+import { shellQuote } from '../model/shell';
 
 export interface LabUserSpec {
   /** Login name, `[a-z][a-z0-9-]*`, at most 31 characters; must not exist on the machine already. */

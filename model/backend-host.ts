@@ -1,5 +1,6 @@
 import type { BackendHostSpec, ServiceSpec } from './spec';
 import { compareAddresses } from './address';
+import { renderCommand } from './shell';
 
 /**
  * Everything one backend host needs, computed from its spec. Ordering matters and is encoded here once: ARP
@@ -99,19 +100,22 @@ export function renderBackendBootScript(spec: BackendHostSpec, plan: Omit<Backen
     `# Managed by tula-dsr: restores DSR backend state for ${spec.name} at boot (run by ${BACKEND_UNIT}).`,
     '# Idempotent: safe to run again at any time.',
     'set -eu',
-    `sysctl -q -p ${BACKEND_SYSCTL_FILE}`,
+    renderCommand(['sysctl', '-q', '-p', BACKEND_SYSCTL_FILE]),
   ];
-  for (const module of plan.modules) lines.push(`modprobe ${module}`);
-  if (plan.tunnel) {
-    lines.push(
-      `ip link show ${plan.tunnel.name} >/dev/null 2>&1 || ip link add ${plan.tunnel.name} type ipip local ${plan.tunnel.local} remote any`,
-      `ip link set ${plan.tunnel.name} up`,
-    );
-  }
-  for (const s of plan.sysctls) if (s.device) lines.push(`sysctl -q -w ${s.key}=${s.value}`);
-  for (const a of plan.addresses) lines.push(`ip addr replace ${a.ip}/${a.prefix} dev ${a.dev}`);
-  if (plan.mssClamp) lines.push(`nft -f ${plan.mssClamp.file}`);
+  for (const module of plan.modules) lines.push(renderCommand(['modprobe', module]));
+  if (plan.tunnel) lines.push(...tunnelUpCommands(plan.tunnel.name, plan.tunnel.local, 'any'));
+  for (const s of plan.sysctls) if (s.device) lines.push(renderCommand(['sysctl', '-q', '-w', `${s.key}=${s.value}`]));
+  for (const a of plan.addresses) lines.push(renderCommand(['ip', 'addr', 'replace', `${a.ip}/${a.prefix}`, 'dev', a.dev]));
+  if (plan.mssClamp) lines.push(renderCommand(['nft', '-f', plan.mssClamp.file]));
   return lines.join('\n') + '\n';
+}
+
+/** Boot script lines that create an IPIP tunnel unless it exists, and bring it up. */
+export function tunnelUpCommands(name: string, local: string, remote: string): string[] {
+  return [
+    `${renderCommand(['ip', 'link', 'show', name])} >/dev/null 2>&1 || ${renderCommand(['ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote])}`,
+    renderCommand(['ip', 'link', 'set', name, 'up']),
+  ];
 }
 
 export function renderBootUnit(description: string, script: string): string {

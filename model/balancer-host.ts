@@ -1,4 +1,6 @@
-import { renderBootUnit, HostAddress, HostFile } from './backend-host';
+import { renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
+import { pushAll } from './arrays';
+import { renderCommand } from './shell';
 import { compareAddresses } from './address';
 import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balancer';
 import { renderNftDeclarative } from './nft/render';
@@ -50,12 +52,10 @@ export function renderBalancerBootScript(
   modules: readonly string[],
 ): string {
   const lines = ['#!/bin/sh', `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`, 'set -eu'];
-  for (const m of modules) lines.push(`modprobe ${m}`);
-  for (const t of tunnels) {
-    lines.push(`ip link show ${t.name} >/dev/null 2>&1 || ip link add ${t.name} type ipip local ${t.local} remote ${t.remote}`, `ip link set ${t.name} up`);
-  }
-  for (const a of addresses) lines.push(`ip addr replace ${a.ip}/${a.prefix} dev ${a.dev}`);
-  lines.push(`nft -f ${BALANCER_RULESET_FILE}`);
+  for (const m of modules) lines.push(renderCommand(['modprobe', m]));
+  for (const t of tunnels) pushAll(lines, tunnelUpCommands(t.name, t.local, t.remote));
+  for (const a of addresses) lines.push(renderCommand(['ip', 'addr', 'replace', `${a.ip}/${a.prefix}`, 'dev', a.dev]));
+  lines.push(renderCommand(['nft', '-f', BALANCER_RULESET_FILE]));
   return lines.join('\n') + '\n';
 }
 

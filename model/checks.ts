@@ -2,6 +2,8 @@ import { SpecIssue, showValue } from './issues';
 import { broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
+import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
+import { pushAll } from './arrays';
 
 /**
  * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
@@ -49,6 +51,21 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       value: [],
       message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
     });
+  }
+  if (vip.algorithm !== 'consistent-hash' && known(opts, vip.algorithm, ...vip.backends.map((b) => b.weight))) {
+    const slots = slotCount(vip.algorithm, vip.backends);
+    if (slots > MAX_SLOTS_PER_VIP) {
+      const why =
+        vip.algorithm === 'round-robin'
+          ? `${slots} backends take new flows`
+          : `the weights need ${slots} slots (their sum divided by their greatest common divisor)`;
+      issues.push({
+        path: vip.path,
+        field: 'backends',
+        value: slots,
+        message: `${why}; a VIP's table holds at most ${MAX_SLOTS_PER_VIP} slots: use smaller weights or weights with a common divisor, or algorithm 'consistent-hash' (a fixed table of hashTableSize slots)`,
+      });
+    }
   }
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
     add(
@@ -168,8 +185,8 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
       message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
     });
   }
-  for (const vip of spec.vips) issues.push(...checkVip(vip, spec, opts));
-  issues.push(...checkVipClashes(spec.vips, opts));
+  for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));
+  pushAll(issues, checkVipClashes(spec.vips, opts));
   return issues;
 }
 

@@ -17,8 +17,11 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** Names reach nft object names, file names and shell commands, so they are restricted to this pattern. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
-/** Linux interface names: at most 15 characters (IFNAMSIZ - 1). */
-export const INTERFACE_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
+/**
+ * Linux interface names: at most 15 characters (IFNAMSIZ - 1). A leading '-' is refused: in a command line the
+ * name would read as an option.
+ */
+export const INTERFACE_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/;
 export const USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
 const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -73,7 +76,7 @@ export const checkName: FieldCheck = (v) =>
 export const checkInterface: FieldCheck = (v) =>
   typeof v === 'string' && INTERFACE_PATTERN.test(v) && v !== '.' && v !== '..'
     ? null
-    : `${showValue(v)} is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
+    : `${showValue(v)} is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`;
 
 export const checkUser: FieldCheck = (v) =>
   typeof v === 'string' && USER_PATTERN.test(v)
@@ -106,12 +109,25 @@ export const checkCidr: FieldCheck = (v) => {
   return network.text === cidr.address.text ? null : `${showValue(v)} has host bits set; use ${formatCidr({ address: network, prefix: cidr.prefix })}`;
 };
 
+/**
+ * What makes a value unusable as the MAC frames are forwarded to (or sent from), or null. The same check covers
+ * MACs a user gives and MACs the agent reads on a host (the balancer's neighbour table, its interface).
+ */
+export function macProblem(v: unknown): 'is not a MAC address' | 'is the all-zero MAC address' | 'is a multicast MAC address' | null {
+  if (typeof v !== 'string' || !MAC_PATTERN.test(v)) return 'is not a MAC address';
+  if (v === '00:00:00:00:00:00') return 'is the all-zero MAC address';
+  return parseInt(v.slice(0, 2), 16) % 2 === 1 ? 'is a multicast MAC address' : null;
+}
+
+const MAC_ADVICE = {
+  'is not a MAC address': "use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56",
+  'is the all-zero MAC address': "use the backend's unicast MAC",
+  'is a multicast MAC address': 'use a unicast MAC',
+};
+
 export const checkMac: FieldCheck = (v) => {
-  if (typeof v !== 'string' || !MAC_PATTERN.test(v)) {
-    return `${showValue(v)} is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`;
-  }
-  if (v === '00:00:00:00:00:00') return `${showValue(v)} is the all-zero MAC address; use the backend's unicast MAC`;
-  return parseInt(v.slice(0, 2), 16) % 2 === 1 ? `${showValue(v)} is a multicast MAC address; use a unicast MAC` : null;
+  const problem = macProblem(v);
+  return problem && `${showValue(v)} ${problem}; ${MAC_ADVICE[problem]}`;
 };
 
 export const checkHostKey: FieldCheck = (v) =>

@@ -18,3 +18,6 @@ export * from './nft/incremental';
 export * from './ssh-target';
 export * from './agent-contract';
 export * from './runtime-state';
+export * from './arrays';
+export * from './shell';
+export * from './terraform-template';

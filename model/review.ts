@@ -6,6 +6,7 @@ import { Pool, groupPools, poolClassid, poolName } from './nft/pools';
 import { renderNftDeclarative } from './nft/render';
 import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
+import { pushAll } from './arrays';
 
 /**
  * The human-readable parts of each host's desired state, one multi-line string per concern. They go into the
@@ -41,7 +42,12 @@ function renderSection(table: NftTable, comment: string, groups: ElementGroups):
   const id = `${table.family} ${table.name}`;
   const lines = [`# ${comment}`];
   for (const { map, elements } of groups) {
-    lines.push(`add element ${id} ${map.name} {`, ...elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`), '}');
+    lines.push(`add element ${id} ${map.name} {`);
+    pushAll(
+      lines,
+      elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`),
+    );
+    lines.push('}');
   }
   return lines.join('\n') + '\n';
 }

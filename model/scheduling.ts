@@ -19,12 +19,28 @@ export function fnv1a32(text: string, basis = 0x811c9dc5): number {
   return hash >>> 0;
 }
 
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/** The weights of the backends that take new flows, divided by their greatest common divisor: 1000:1000 is 1:1. */
+export function reducedWeights(backends: readonly WeightedName[]): WeightedName[] {
+  const active = backends.filter((b) => b.weight > 0);
+  const divisor = active.reduce((d, b) => gcd(b.weight, d), 0) || 1;
+  return active.map((b) => ({ name: b.name, weight: b.weight / divisor }));
+}
+
+/**
+ * The most slots one VIP's table may have: each slot is one element of a map on the balancer and one line of the
+ * plan. 65,536 slots load in about 0.7 s; the Maglev table sizes stay below it.
+ */
+export const MAX_SLOTS_PER_VIP = 65536;
+
 /**
  * Smooth weighted round robin (the nginx sequence): weights 1:2:3 give c b a c b c rather than a b b c c c, so
- * that consecutive new flows spread across backends while a whole cycle still splits exactly by weight.
+ * that consecutive new flows spread across backends while a whole cycle still splits exactly by weight. The
+ * weights are reduced by their greatest common divisor first: the cycle is as short as the split allows.
  */
 export function smoothWeightedSequence(backends: readonly WeightedName[], length?: number): string[] {
-  const active = backends.filter((b) => b.weight > 0);
+  const active = reducedWeights(backends);
   const total = active.reduce((sum, b) => sum + b.weight, 0);
   const current = active.map(() => 0);
   const sequence: string[] = [];
@@ -40,6 +56,22 @@ export function smoothWeightedSequence(backends: readonly WeightedName[], length
     sequence.push(active[best].name);
   }
   return sequence;
+}
+
+/** Slots of a least-connections table at least: the runtime moves new flows in steps of one slot in this many. */
+export const MANAGED_MIN_SLOTS = 120;
+
+/**
+ * How many slots a VIP's table gets for its algorithm and backends, without building it. Least connections tables,
+ * which the runtime keeps re-weighting, have a fixed count: the smallest multiple of the (reduced) total weight that
+ * is at least MANAGED_MIN_SLOTS, so that every backend has exactly its share until the runtime moves slots.
+ */
+export function slotCount(algorithm: string, backends: readonly WeightedName[], hashTableSize: number = DEFAULT_MAGLEV_SIZE): number {
+  if (algorithm === 'consistent-hash') return backends.some((b) => b.weight > 0) ? hashTableSize : 0;
+  const equal = algorithm === 'round-robin' || algorithm === 'least-connections';
+  const total = equal ? backends.filter((b) => b.weight > 0).length : reducedWeights(backends).reduce((sum, b) => sum + b.weight, 0);
+  if (total === 0 || !algorithm.includes('least-connections')) return total;
+  return Math.ceil(MANAGED_MIN_SLOTS / total) * total;
 }
 
 /** Round robin treats every active backend alike; weight 0 still drains. */
@@ -64,7 +96,7 @@ export const DEFAULT_MAGLEV_SIZE = 1021;
 export function maglevTable(backends: readonly WeightedName[], size: number = DEFAULT_MAGLEV_SIZE): string[] {
   const active = [...backends].filter((b) => b.weight > 0).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   if (active.length === 0) return [];
-  const maxWeight = Math.max(...active.map((b) => b.weight));
+  const maxWeight = active.reduce((max, b) => Math.max(max, b.weight), 0);
   const offset = active.map((b) => fnv1a32(b.name, 0x811c9dc5) % size);
   const skip = active.map((b) => (fnv1a32(b.name, 0x050c5d1f) % (size - 1)) + 1);
   const next = active.map(() => 0);

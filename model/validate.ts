@@ -8,26 +8,49 @@ function childAt(value: unknown, segment: Segment): unknown {
   return value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[segment] : undefined;
 }
 
-/** Unwraps optional/default/array wrappers to reach the object schema at `segments`, to list its known keys. */
-function objectKeysAt(schema: z.ZodType, segments: readonly Segment[]): string[] {
+type SchemaDef = Record<string, unknown>;
+const defOf = (schema: unknown): SchemaDef | undefined => (schema as { _zod?: { def?: SchemaDef } } | undefined)?._zod?.def;
+
+/**
+ * The option of a (discriminated) union that `value` selects: the one whose literal discriminator matches it, or
+ * the only object option. Undefined when the value selects none (zod then reports the discriminator, not keys).
+ */
+function unionOption(def: SchemaDef, value: unknown): unknown {
+  const options = (def.options as unknown[]) ?? [];
+  const discriminator = def.discriminator as string | undefined;
+  if (discriminator === undefined) return options.length === 1 ? options[0] : undefined;
+  const selected = childAt(value, discriminator);
+  return options.find((option) => {
+    const literal = defOf((defOf(option)?.shape as Record<string, unknown> | undefined)?.[discriminator]);
+    return literal?.type === 'literal' && (literal.values as unknown[]).includes(selected);
+  });
+}
+
+/**
+ * Unwraps optional/default/array wrappers (and picks the union option the input selects) to reach the object schema
+ * at `segments`, to list its known keys.
+ */
+function objectKeysAt(schema: z.ZodType, segments: readonly Segment[], input: unknown): string[] {
   let current: unknown = schema;
+  let value = input;
   const unwrap = () => {
     for (;;) {
-      const def = (current as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
-      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) {
-        current = def.innerType;
-      } else return;
+      const def = defOf(current);
+      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) current = def.innerType;
+      else if (def?.type === 'union') current = unionOption(def, value);
+      else return;
     }
   };
   for (const segment of segments) {
     unwrap();
-    const def = (current as { _zod: { def: Record<string, unknown> } })._zod.def;
-    if (def.type === 'array') current = def.element;
-    else if (def.type === 'object') current = (def.shape as Record<PropertyKey, unknown>)[segment];
+    const def = defOf(current);
+    if (def?.type === 'array') current = def.element;
+    else if (def?.type === 'object') current = (def.shape as Record<PropertyKey, unknown>)[segment];
     else return [];
+    value = childAt(value, segment);
   }
   unwrap();
-  const def = (current as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
+  const def = defOf(current);
   return def?.type === 'object' ? Object.keys(def.shape as object) : [];
 }
 
@@ -61,7 +84,7 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
         .join('.')
         .replace(/\.\[/g, '[') || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      const known = objectKeysAt(schema, issue.path).filter((k) => k !== 'path' && k !== 'kind');
+      const known = objectKeysAt(schema, issue.path, input).filter((k) => k !== 'path' && k !== 'kind');
       for (const key of issue.keys) {
         issues.push({ path: objectPath, field: fieldOf([key]), value: childAt(cursor, key), message: unknownKeyMessage(key, known) });
       }

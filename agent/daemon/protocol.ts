@@ -15,12 +15,33 @@ export interface DaemonRequest {
 
 export type DaemonFrame = { readonly out: string } | { readonly err: string } | { readonly exit: number };
 
-/** Calls `onLine` for each complete line received. */
-export function readLines(socket: Socket, onLine: (line: string) => void): void {
+/**
+ * The largest request the daemon reads: its environment carries the gzipped spec (a balancer with 10,000 VIPs is
+ * well under 1 MB of it), so this bounds what one client can make the shared daemon hold, not what a spec may be.
+ */
+export const MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Calls `onLine` for each complete line received. With `tooLong`, a line longer than `maxBytes` (counted in
+ * characters) stops the reading, and `tooLong` gets the reason.
+ */
+export function readLines(socket: Socket, onLine: (line: string) => void, tooLong?: (problem: string) => void, maxBytes = MAX_REQUEST_BYTES): void {
   let buffered = '';
+  let refused = false;
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
+    // the rest of a refused line is read and dropped, so that the sender can finish writing and see the answer
+    if (refused) return;
     buffered += chunk;
+    // only the new chunk can hold a line end: the buffer before it had none (scanning all of it each time is quadratic)
+    if (!chunk.includes('\n')) {
+      if (tooLong && buffered.length > maxBytes) {
+        refused = true;
+        buffered = '';
+        tooLong(`the request is longer than ${maxBytes / 1048576} MiB`);
+      }
+      return;
+    }
     let nl: number;
     while ((nl = buffered.indexOf('\n')) >= 0) {
       const line = buffered.slice(0, nl);

@@ -1,9 +1,13 @@
 import { appendFileSync, chmodSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, Server, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { main } from '../cli';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { EXIT, main } from '../cli';
+import type { CliIo } from '../io';
 import { RUNTIME_DIR_ENV, runtimeDir } from './paths';
 import { parseRequest, readLines, writeFrame } from './protocol';
+
+const EXIT_USAGE = EXIT.usage;
 
 /**
  * The per-user agent daemon. Terraform starts one provisioner process per host, all at once; each would pay
@@ -21,38 +25,82 @@ function log(dir: string, line: string): void {
   }
 }
 
-async function handle(socket: Socket, dir: string): Promise<void> {
-  const aborter = new AbortController();
-  socket.on('close', () => aborter.abort());
-  socket.on('error', () => aborter.abort());
-  const line = await new Promise<string | null>((resolve) => {
-    readLines(socket, resolve);
-    socket.once('close', () => resolve(null));
+/** What the daemon runs for a request: the CLI, in process (tests give another to provoke faults). */
+export type RunRequest = (argv: readonly string[], io: CliIo) => Promise<number>;
+
+/** One client's run: it ends once, with one exit frame, whether the run returns, throws, or faults later. */
+interface Request {
+  readonly aborter: AbortController;
+  /** Sends what is left to send (an internal error, then the exit code) and ends the connection; once. */
+  finish(code: number, internalError?: unknown): void;
+}
+
+/** Each request's async context: a fault (an exception or rejection nothing caught) is charged to its request. */
+const requests = new AsyncLocalStorage<Request>();
+
+async function handle(socket: Socket, dir: string, run: RunRequest, finished: () => void): Promise<void> {
+  let ended = false;
+  const request: Request = {
+    aborter: new AbortController(),
+    finish(code, internalError) {
+      if (ended) return;
+      ended = true;
+      if (internalError !== undefined) {
+        const error = internalError instanceof Error ? internalError : new Error(String(internalError));
+        log(dir, `internal error: ${error.stack ?? error.message}`);
+        writeFrame(socket, { err: `tula-dsr: internal error in the agent daemon: ${error.message} (see ${join(dir, 'daemon.log')})\n` });
+        request.aborter.abort();
+      }
+      writeFrame(socket, { exit: code });
+      socket.end();
+      finished();
+    },
+  };
+  socket.on('close', () => request.aborter.abort());
+  socket.on('error', () => request.aborter.abort());
+  await requests.run(request, async () => {
+    try {
+      const line = await new Promise<string | null>((resolve) => {
+        readLines(socket, resolve, (problem: string) => {
+          writeFrame(socket, { err: `tula-dsr: agent daemon: ${problem}\n` });
+          resolve(null);
+        });
+        socket.once('close', () => resolve(null));
+      });
+      if (line === null) return request.finish(EXIT_USAGE);
+      const parsed = parseRequest(line);
+      if (typeof parsed === 'string') {
+        writeFrame(socket, { err: `tula-dsr: agent daemon: ${parsed}\n` });
+        return request.finish(EXIT_USAGE);
+      }
+      const code = await run(parsed.argv, {
+        env: parsed.env,
+        cwd: parsed.cwd,
+        stdout: (text) => writeFrame(socket, { out: text }),
+        stderr: (text) => writeFrame(socket, { err: text }),
+        signal: request.aborter.signal,
+      });
+      request.finish(code);
+    } catch (error) {
+      request.finish(1, error);
+    }
   });
-  if (line === null) return;
-  const request = parseRequest(line);
-  if (typeof request === 'string') {
-    writeFrame(socket, { err: `tula-dsr: agent daemon: ${request}\n` });
-    writeFrame(socket, { exit: 64 });
-    socket.end();
-    return;
-  }
-  let code: number;
-  try {
-    code = await main(request.argv, {
-      env: request.env,
-      cwd: request.cwd,
-      stdout: (text) => writeFrame(socket, { out: text }),
-      stderr: (text) => writeFrame(socket, { err: text }),
-      signal: aborter.signal,
-    });
-  } catch (error) {
-    log(dir, `internal error: ${(error as Error).stack ?? String(error)}`);
-    writeFrame(socket, { err: `tula-dsr: internal error in the agent daemon: ${(error as Error).message}\n` });
-    code = 1;
-  }
-  writeFrame(socket, { exit: code });
-  socket.end();
+}
+
+/**
+ * A fault that escaped every request's own handling ends only the request it came from; the others go on. One
+ * outside any request (the daemon's own code) stops it from taking new work: clients start a fresh daemon, and this
+ * one exits once its runs are done.
+ */
+function isolateFaults(dir: string, stopTakingWork: (why: string) => void): void {
+  const onFault = (fault: unknown) => {
+    const request = requests.getStore();
+    if (request) return request.finish(1, fault);
+    log(dir, `internal error outside any request: ${fault instanceof Error ? (fault.stack ?? fault.message) : String(fault)}`);
+    stopTakingWork('internal error');
+  };
+  process.on('uncaughtException', onFault);
+  process.on('unhandledRejection', onFault);
 }
 
 function listen(server: Server, path: string): Promise<void> {
@@ -78,7 +126,7 @@ function alive(path: string): Promise<boolean> {
 }
 
 /** Serves on `path` until idle; resolves once the daemon has stopped (or found another one serving). */
-export async function serve(path: string, idleMs: number): Promise<void> {
+export async function serve(path: string, idleMs: number, run: RunRequest = main): Promise<void> {
   const dir = dirname(path);
   const place = runtimeDir({ [RUNTIME_DIR_ENV]: dir });
   if ('problem' in place) throw new Error(place.problem);
@@ -89,7 +137,7 @@ export async function serve(path: string, idleMs: number): Promise<void> {
   const server = createServer((socket) => {
     active++;
     clearTimeout(timer);
-    void handle(socket, dir).finally(() => {
+    void handle(socket, dir, run, () => {
       active--;
       arm();
     });
@@ -113,7 +161,10 @@ export async function serve(path: string, idleMs: number): Promise<void> {
   rmSync(lock, { force: true });
   log(dir, `serving ${path} (idle exit after ${idleMs} ms)`);
 
+  let stopping = false;
   const stop = (why: string) => {
+    if (stopping) return;
+    stopping = true;
     server.close();
     // only our own socket: a newer daemon may have replaced a file we took for stale
     if (statSync(path, { throwIfNoEntry: false })?.ino === ino) rmSync(path, { force: true });
@@ -123,9 +174,10 @@ export async function serve(path: string, idleMs: number): Promise<void> {
   };
   const arm = () => {
     clearTimeout(timer);
-    if (active === 0) timer = setTimeout(() => stop(`idle for ${idleMs} ms`), idleMs);
+    if (active === 0 && !stopping) timer = setTimeout(() => stop(`idle for ${idleMs} ms`), idleMs);
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
+  isolateFaults(dir, stop);
   arm();
   return done;
 }

@@ -1,5 +1,5 @@
-import { renderCommand } from '../shell';
-import { HostState, STATE_DIR, journalPath, mergeJournal, parseHostState } from '../state';
+import { renderCommand } from '../../model/shell';
+import { HostState, STATE_DIR, journalPath, mergeJournal, readHostState } from '../state';
 import {
   parseDirLines,
   parseFiles,
@@ -51,6 +51,10 @@ export interface HostFacts {
   readonly stateFingerprint: string;
   /** An interrupted run left a journal; `state` already includes it, and this run must record the merged state. */
   readonly journalPending: boolean;
+  /** Octal mode of STATE_DIR (`755`), or null when it does not exist. */
+  readonly stateDirMode: string | null;
+  /** The state file or journal exists but cannot be read: the path and why. The runner then refuses to act. */
+  readonly stateProblem?: { readonly path: string; readonly problem: string };
 }
 
 /**
@@ -65,7 +69,8 @@ export function nftListingFile(family: string, name: string): string {
   return `${STATE_DIR}/${family}-${name}.listing`;
 }
 
-const listingCommand = (family: string, name: string) => `${renderCommand(['nft', '-s', 'list', 'table', family, name])} 2>/dev/null | ${NFT_LISTING_FILTER}`;
+// After loading, the table exists: an error listing it must reach stderr (the state step fails on it).
+const listingCommand = (family: string, name: string) => `${renderCommand(['nft', '-s', 'list', 'table', family, name])} | ${NFT_LISTING_FILTER}`;
 
 /** After loading: records the listing and prints its hash (for the state file). */
 export function nftRecordListingCommand(family: string, name: string): string {
@@ -108,6 +113,7 @@ export function renderFactsScript(request: FactsRequest): string {
     'echo "now=$(date +%s)"',
     'echo "kernel=$(uname -r)"',
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
+    `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
     // busybox modprobe has no -n (dry run): then look the module up in modules.dep
     'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null || grep -qs "/ipip\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then echo ipip=available; else echo ipip=missing; fi',
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
@@ -144,7 +150,16 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
   const basics = parseKeyValues(sections.get('basics') ?? '');
   const files = parseFiles(sections.get('files') ?? '');
   const stateFile = files[request.statePath];
-  const journal = parseHostState(files[journalPath(request.statePath)]?.content);
+  const recorded = readHostState(stateFile?.content);
+  const journalRead = readHostState(files[journalPath(request.statePath)]?.content);
+  const journal = 'state' in journalRead ? journalRead.state : null;
+  const state = 'state' in recorded ? recorded.state : null;
+  const stateProblem =
+    'problem' in recorded
+      ? { path: request.statePath, problem: recorded.problem }
+      : 'problem' in journalRead
+        ? { path: journalPath(request.statePath), problem: journalRead.problem }
+        : undefined;
   const ourFiles = Object.fromEntries(Object.entries(files).filter(([p]) => p !== request.statePath && p !== journalPath(request.statePath)));
   const dirs = parseDirLines(sections.get('dirs') ?? '');
   const nft: Record<string, NftFacts> = {};
@@ -176,8 +191,10 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     dirs,
     nft,
     neighbours: request.neighbours ? parseNeighJson(sections.get('neigh') ?? '') : {},
-    state: journal ? mergeJournal(parseHostState(stateFile?.content), journal) : parseHostState(stateFile?.content),
+    state: journal ? mergeJournal(state, journal) : state,
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
+    stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,
+    ...(stateProblem ? { stateProblem } : {}),
   };
 }

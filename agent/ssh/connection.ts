@@ -9,7 +9,7 @@ import { SOCKET_MESSAGES, SshError, SshErrorInfo, SshErrorKind, isRetryable, ssh
 import { HostKeyDecision, preferredHostKeyAlgorithms, verifyHostKey } from './host-key';
 import { ResolvedTarget, resolveTarget } from './resolve-target';
 import { wrapScript } from './wrap-script';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 
 export interface ConnectOptions {
   /** Time allowed for TCP connect, handshake and authentication, per attempt. Default 10 000 ms. */
@@ -26,11 +26,27 @@ export interface ConnectOptions {
   readonly sudo?: boolean;
   /** Where `TULA_DSR_SSH_PASSPHRASE` and `SSH_AUTH_SOCK` are read. Default `process.env`. */
   readonly env?: NodeJS.ProcessEnv;
+  /** Default deadline of each `run()`, see RunOptions.timeoutMs. Default DEFAULT_RUN_TIMEOUT_MS. */
+  readonly runTimeoutMs?: number;
+  /** Default output cap of each `run()`, see RunOptions.maxOutputBytes. Default DEFAULT_MAX_OUTPUT_BYTES. */
+  readonly maxOutputBytes?: number;
 }
+
+/**
+ * A remote script that has not ended by then is given up (its channel closed). Generous: an apply may first wait
+ * up to 120 s for another run's lock, and a balancer with 10,000 VIPs applies in well under a minute.
+ */
+export const DEFAULT_RUN_TIMEOUT_MS = 600_000;
+/** stdout and stderr together; the facts of a balancer with 10,000 VIPs are a few MB, with drift listings a few more. */
+export const DEFAULT_MAX_OUTPUT_BYTES = 256 * 1024 * 1024;
 
 export interface RunOptions {
   /** Bytes the script reads on its standard input. */
   readonly stdin?: string | Buffer;
+  /** The run fails with `run-timeout` (its channel closed) when the script has not ended after this long. */
+  readonly timeoutMs?: number;
+  /** The run fails with `output-limit` (its channel closed) once the script wrote more than this. */
+  readonly maxOutputBytes?: number;
 }
 
 export interface RunResult {
@@ -59,7 +75,10 @@ interface AttemptFailure {
 }
 
 /** One connection attempt; rejects with an AttemptFailure. */
-function attempt(r: ResolvedTarget, opts: Required<Omit<ConnectOptions, 'env' | 'sudo'>>): Promise<{ client: Client; fingerprint: string }> {
+function attempt(
+  r: ResolvedTarget,
+  opts: Required<Omit<ConnectOptions, 'env' | 'sudo' | 'runTimeoutMs' | 'maxOutputBytes'>>,
+): Promise<{ client: Client; fingerprint: string }> {
   return new Promise((resolve, reject) => {
     const client = new Client();
     let decision: HostKeyDecision | undefined;
@@ -160,7 +179,8 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   for (let n = 1; ; n++) {
     try {
       const { client, fingerprint } = await attempt(r, opts);
-      return new SshConnection(client, r, fingerprint, sudo, n);
+      const limits = { timeoutMs: options.runTimeoutMs ?? DEFAULT_RUN_TIMEOUT_MS, maxOutputBytes: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES };
+      return new SshConnection(client, r, fingerprint, sudo, n, limits);
     } catch (e) {
       const f = e as AttemptFailure;
       if (!(f?.error instanceof SshError)) throw e;
@@ -198,6 +218,11 @@ export class SshConnection {
     readonly sudo: boolean,
     /** Attempts it took to connect. */
     readonly attempts: number,
+    /** What each `run()` allows unless it says otherwise. */
+    private readonly limits: { readonly timeoutMs: number; readonly maxOutputBytes: number } = {
+      timeoutMs: DEFAULT_RUN_TIMEOUT_MS,
+      maxOutputBytes: DEFAULT_MAX_OUTPUT_BYTES,
+    },
   ) {
     this.host = target.host;
     this.port = target.port;
@@ -229,27 +254,75 @@ export class SshConnection {
 
   /**
    * Runs a POSIX sh script on the host in one exec channel and resolves with its output and exit code. A non-zero
-   * exit is a result, not an error. Throws SshError for sudo needing a password, a missing sudo, or a lost connection.
+   * exit is a result, not an error. Throws SshError for sudo needing a password, a missing sudo, a lost connection,
+   * a script past its deadline (`run-timeout`) or one that writes more than a run buffers (`output-limit`); the last
+   * two close the channel, and keepalives cannot hold a run open.
    */
   run(script: string, opts: RunOptions = {}): Promise<RunResult> {
     if (this.lost) return Promise.reject(this.lost);
     if (this.closed) return Promise.reject(fail(this, 'connection-lost', 'connection is closed'));
     this.roundTrips++;
+    const timeoutMs = opts.timeoutMs ?? this.limits.timeoutMs;
+    const maxOutputBytes = opts.maxOutputBytes ?? this.limits.maxOutputBytes;
     return new Promise((resolve, reject) => {
+      // The deadline counts from the request: a server that never opens the channel is given up too. A stopped run
+      // settles at once; the script on the host may go on (an apply script finishes or rolls back by itself).
+      let stopped: SshError | undefined;
+      let channel: ClientChannel | undefined;
+      const stop = (error: SshError) => {
+        if (stopped) return;
+        stopped = error;
+        clearTimeout(deadline);
+        channel?.close();
+        reject(error);
+      };
+      const deadline = setTimeout(
+        () =>
+          stop(
+            fail(
+              this,
+              'run-timeout',
+              `the remote script did not end within ${timeoutMs / 1000} s, so tula-dsr closed its channel (set a longer deadline with --run-timeout or TULA_DSR_RUN_TIMEOUT, in seconds)`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.client.exec(this.command, (err: Error | undefined, stream: ClientChannel) => {
+        if (stopped) {
+          stream?.close();
+          return;
+        }
         if (err) {
+          clearTimeout(deadline);
           reject(this.lost ?? fail(this, 'channel', `cannot open an exec channel: ${err.message}`));
           return;
         }
+        channel = stream;
         const out: Buffer[] = [];
         const errOut: Buffer[] = [];
+        let received = 0;
         let exit: { code: number | null; signal?: string } | undefined;
-        stream.on('data', (b: Buffer) => out.push(b));
-        stream.stderr.on('data', (b: Buffer) => errOut.push(b));
+        const collect = (into: Buffer[]) => (b: Buffer) => {
+          if (stopped) return;
+          received += b.length;
+          if (received <= maxOutputBytes) into.push(b);
+          else
+            stop(
+              fail(
+                this,
+                'output-limit',
+                `the remote script wrote more than ${maxOutputBytes / 1048576} MiB, so tula-dsr closed its channel; tula-dsr's own scripts write far less: check what the login runs on that host (a profile that prints without end?)`,
+              ),
+            );
+        };
+        stream.on('data', collect(out));
+        stream.stderr.on('data', collect(errOut));
         stream.on('exit', (code: number | null, signal?: string) => {
           exit = { code, signal };
         });
         stream.on('close', () => {
+          clearTimeout(deadline);
+          if (stopped) return;
           const stdout = Buffer.concat(out).toString('utf8');
           const stderr = Buffer.concat(errOut).toString('utf8');
           if (!exit) {

@@ -26,6 +26,10 @@ export type SshErrorKind =
   | 'connection-lost'
   /** The server refused to open an exec channel. */
   | 'channel'
+  /** A remote script ran past its deadline; the channel was closed. */
+  | 'run-timeout'
+  /** A remote script wrote more output than a run may buffer; the channel was closed. */
+  | 'output-limit'
   | 'sudo-password'
   | 'sudo-missing';
 

@@ -106,7 +106,11 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   const nftWants: NftWant[] = plan.mssClamp ? [{ family: 'ip', name: MSS_TABLE, desired: plan.mssClamp.ruleset, load: plan.mssClamp.ruleset }] : [];
   for (const want of nftWants) tasks.push(nftTableTask(want, facts, state, 'MSS clamp for L3 VIPs'));
   if (!plan.mssClamp && facts.nft[`ip ${MSS_TABLE}`]?.table.exists && state?.nft[`ip ${MSS_TABLE}`]) {
-    tasks.push(nftChange(`nft table ip ${MSS_TABLE}`, 'no L3 VIPs left: removed', [{ run: cmd('nft', 'delete', 'table', 'ip', MSS_TABLE), undo: ':' }]));
+    tasks.push(
+      nftChange(`nft table ip ${MSS_TABLE}`, 'no L3 VIPs left: removed', [
+        { run: cmd('nft', 'delete', 'table', 'ip', MSS_TABLE), undo: ':', allOrNothing: true },
+      ]),
+    );
   }
   if (!plan.tunnel && state?.tunnels.length && facts.ip.links[BACKEND_TUNNEL] && !retained.some((a) => a.dev === BACKEND_TUNNEL)) {
     const t = state.tunnels[0];

@@ -8,6 +8,7 @@ import {
   BALANCER_RULESET_FILE,
   BALANCER_BOOT_SCRIPT,
   BALANCER_UNIT_FILE,
+  macProblem,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { statePath } from '../state';
@@ -69,7 +70,15 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const macs: Record<string, string> = {};
   for (const { ip, path } of resolve) {
     const mac = facts.neighbours[ip];
-    if (mac) {
+    const problem = mac === undefined ? null : macProblem(mac);
+    if (mac && problem) {
+      decisions.push(
+        failed(
+          `backend MAC ${ip}`,
+          `${path}: the neighbour table of ${spec.interface} on ${spec.name} maps ${ip} to ${JSON.stringify(mac)}, which ${problem}; L2 DSR forwards only to a backend's unicast MAC: correct the entry (ip neigh del ${ip} dev ${spec.interface}) or set mac on the backend`,
+        ),
+      );
+    } else if (mac) {
       macs[ip] = mac;
       decisions.push(ok(`backend MAC ${ip}`, `${mac} (resolved on ${spec.interface})`));
     } else {
@@ -97,8 +106,16 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     }
   }
   const interfaceMac = spec.mac ?? link.mac;
-  if (!interfaceMac && spec.vips.some((v) => v.mode === 'l2'))
-    decisions.push(failed(`interface ${spec.interface}`, 'has no MAC address; L2 DSR needs an Ethernet interface (or set mac)'));
+  const l2 = spec.vips.some((v) => v.mode === 'l2');
+  const interfaceProblem = interfaceMac === undefined ? null : macProblem(interfaceMac);
+  if (!interfaceMac && l2) decisions.push(failed(`interface ${spec.interface}`, 'has no MAC address; L2 DSR needs an Ethernet interface (or set mac)'));
+  else if (interfaceProblem && l2)
+    decisions.push(
+      failed(
+        `interface ${spec.interface}`,
+        `has the MAC ${JSON.stringify(interfaceMac)}, which ${interfaceProblem}; L2 DSR needs an Ethernet interface (or set mac)`,
+      ),
+    );
   if (decisions.some((t) => t.status === 'failed')) return { tasks: decisions, ...none };
 
   const plan = planBalancerHost(spec, { interfaceMac, backendMacs: macs });

@@ -1,9 +1,9 @@
 import { HostFile, HostAddress, sha256Hex } from '../../model';
 import { renderDiff } from '../../model/text-diff';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
 import type { HostState, StateAddress } from '../state';
-import { Task, changed, failed, ok } from './task';
+import { Step, Task, changed, failed, ok } from './task';
 import { addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep } from './steps';
 
 /** Files: compare hashes; show a line diff; write atomically. */
@@ -59,10 +59,17 @@ export function ownedAddresses(wanted: readonly HostAddress[], facts: HostFacts,
  */
 export const ADDRESS_BATCH = 32;
 
-function addressBatchStep(op: 'add' | 'del', list: readonly { ip: string; prefix: number; dev: string }[]): { run: string; undo: string } {
-  const lines = (o: string) => list.map((a) => renderCommand([`addr ${o} ${a.ip}/${a.prefix} dev ${a.dev}`])).join(' ');
-  const inverse = op === 'add' ? 'del' : 'add';
-  return { run: `printf '%s\\n' ${lines(op)} | ip -batch -`, undo: `printf '%s\\n' ${lines(inverse)} | ip -force -batch -` };
+/**
+ * `ip -batch` stops at the first line that fails, so the step may have done part of its work. The undo of an add
+ * deletes those of the addresses that are present (awk keeps the lines naming one, from one listing of the host's
+ * addresses); the undo of a delete uses `replace`, which adds an address or leaves it as it is.
+ */
+function addressBatchStep(op: 'add' | 'del', list: readonly { ip: string; prefix: number; dev: string }[]): Step {
+  const lines = (words: (a: { ip: string; prefix: number; dev: string }) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
+  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -`;
+  if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => `addr replace ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -` };
+  const present = `awk 'BEGIN { while (("ip -o -4 addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
+  return { run, undo: `printf '%s\\n' ${lines((a) => `${a.ip}/${a.prefix} dev ${a.dev}`)} | ${present} | ip -batch -` };
 }
 
 function addressSummary(list: readonly { ip: string; prefix: number; dev: string }[]): string {
@@ -119,7 +126,7 @@ export function tunnelTask(t: TunnelWant, facts: HostFacts): Task {
   if (link && link.kind === 'ipip' && link.local === t.local && remoteMatches) {
     return link.up
       ? ok(name, 'present')
-      : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down') }]);
+      : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down'), allOrNothing: true }]);
   }
   const steps = link
     ? [removeTunnelStep(t.name, link.local ?? 'any', link.remote ?? 'any'), addTunnelStep(t.name, t.local, t.remote)]
@@ -132,6 +139,7 @@ export function moduleTask(module: string, facts: HostFacts): Task {
   if (facts.ipip === 'loaded') return ok(name, 'loaded');
   if (facts.ipip === 'missing')
     return failed(name, `the kernel (${facts.kernel}) has no ${module} module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`);
+  // a module other software may use by now is not unloaded again
   return changed(name, 'loaded now', [{ run: cmd('modprobe', module), undo: ':' }]);
 }
 
@@ -139,11 +147,13 @@ export function moduleTask(module: string, facts: HostFacts): Task {
 export function unitTask(unit: string, facts: HostFacts, state: HostState | null, filesChanged: boolean): Task {
   const name = `boot unit ${unit}`;
   if (!facts.systemd) return ok(name, 'written, not enabled: systemd is not running on this host (run /etc/tula-dsr/*-up.sh from your init system)');
-  if (state?.unit?.name === unit && state.unit.enabled && !filesChanged) return ok(name, 'enabled');
+  const wasEnabled = state?.unit?.name === unit && state.unit.enabled;
+  if (wasEnabled && !filesChanged) return ok(name, 'enabled');
   return changed(name, 'enabled', [
     {
       run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', '-q', 'enable', unit)}`,
-      undo: cmd('systemctl', '-q', 'disable', unit),
+      // a unit enabled before this run stays enabled; disabling one that is not enabled changes nothing
+      undo: wasEnabled ? ':' : cmd('systemctl', '-q', 'disable', unit),
     },
   ]);
 }

@@ -3,7 +3,7 @@ import type { HostFacts } from '../facts/gather';
 import { HostState, journalNft } from '../state';
 import { createdDirs } from './common';
 import { NftWant, listingSubstitutions, nftKey, nftRecord } from './nft';
-import { stateTask } from './state-file';
+import { stateDirTasks, stateTask } from './state-file';
 import type { Task } from './task';
 
 /** What a planner hands the runner: the tasks in order, and what the apply script needs around them. */
@@ -56,7 +56,7 @@ export function finishHostPlan(
     unit: outcome.unit,
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
-  const all = [...tasks, stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
+  const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
   const journal = {
     ...next,
     nft: journalNft(

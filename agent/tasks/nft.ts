@@ -6,7 +6,7 @@ import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { Task, nftChange, ok } from './task';
 import { cmd } from './steps';
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 
 export interface NftWant {
   readonly family: string;
@@ -40,18 +40,21 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
   if (!reasons.length) return ok(name, 'in sync');
   const { load, before } = nftScratchFiles(want.family, want.name);
   const existed = !!live?.table.exists;
+  // `nft -f` goes last and is one transaction: when the step fails, the table is as it was (allOrNothing)
   const run = [
     cmd('mkdir', '-p', STATE_DIR),
+    cmd('rm', '-f', before),
     `printf '%s' ${renderCommand([want.load])} > ${renderCommand([load])}`,
     existed
       ? `{ printf 'delete table %s %s\\n' ${renderCommand([want.family])} ${renderCommand([want.name])}; ${cmd('nft', 'list', 'table', want.family, want.name)}; } > ${renderCommand([before])}`
       : ':',
     cmd('nft', '-f', load),
   ].join(' && ');
-  const undo = existed ? cmd('nft', '-f', before) : cmd('nft', 'delete', 'table', want.family, want.name);
+  const present = `${cmd('nft', 'list', 'tables', want.family)} | grep -qxF ${renderCommand([`table ${want.family} ${want.name}`])}`;
+  const undo = existed ? cmd('nft', '-f', before) : `if ${present}; then ${cmd('nft', 'delete', 'table', want.family, want.name)}; fi`;
   const diff =
     live?.live !== undefined && live.recorded !== undefined ? renderDiff(live.live, live.recorded, `nft table ${key} (live vs as applied)`) : undefined;
-  return nftChange(name, reasons.join('; '), [{ run, undo }], diff);
+  return nftChange(name, reasons.join('; '), [{ run, undo, allOrNothing: true }], diff);
 }
 
 /** Files the agent keeps for a table under STATE_DIR: what it loaded, the table before, and the listing after. */

@@ -25,7 +25,8 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
   const tasks: Task[] = [];
   for (const key of Object.keys(state.nft)) {
     const [family, name] = key.split(' ');
-    if (facts.nft[key]?.table.exists) tasks.push(changed(`nft table ${key}`, 'removed', [{ run: cmd('nft', 'delete', 'table', family, name), undo: ':' }]));
+    if (facts.nft[key]?.table.exists)
+      tasks.push(changed(`nft table ${key}`, 'removed', [{ run: cmd('nft', 'delete', 'table', family, name), undo: ':', allOrNothing: true }]));
   }
   tasks.push(...staleAddressTasks(state.addresses, facts, 'removed'));
   for (const t of state.tunnels) {

@@ -1,4 +1,4 @@
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
 import { cmd } from './steps';
@@ -14,16 +14,26 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const previous = facts.state;
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
   if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
-  const tmp = `${path}.tula-tmp`;
   const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
-  const run = [
-    cmd('mkdir', '-p', STATE_DIR),
-    `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"} > ${renderCommand([tmp])}`,
-    cmd('mv', '-f', tmp, path),
-  ].join(' && ');
-  const undo = previous ? `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])} > ${renderCommand([path])}` : cmd('rm', '-f', path);
+  const run = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
+  const undo = previous ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`) : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
-  return changed(`state ${path}`, detail, [{ run, undo }]);
+  // the listing hashes come from command substitutions inside the pipeline: their errors show only on stderr
+  return changed(`state ${path}`, detail, [{ run, undo, stderr: 'failure' }]);
+}
+
+/**
+ * The state folder holds the spec and, in rollback snapshots, client flow tuples: only root may read it. Runs
+ * create it private (umask 077); this tightens one left open (by an older tula-dsr, or by hand), with everything
+ * in it. No task when it is private or absent.
+ */
+export function stateDirTasks(facts: HostFacts): Task[] {
+  if (facts.stateDirMode === null || facts.stateDirMode === '700') return [];
+  return [
+    changed(`state folder ${STATE_DIR}`, `mode ${facts.stateDirMode} -> 700, its files readable by root only (it holds the spec and client flow tuples)`, [
+      { run: cmd('chmod', '-R', 'go-rwx', STATE_DIR), undo: ':' },
+    ]),
+  ];
 }
 
 export function removeStateStep(path: string): { run: string; undo: string } {
@@ -36,10 +46,19 @@ export function removeStateStep(path: string): { run: string; undo: string } {
  */
 export function journalStep(path: string, journal: HostState): Step {
   const file = journalPath(path);
-  const tmp = `${file}.tula-tmp`;
   const text = JSON.stringify({ ...journal, spec: '' }) + '\n';
-  return {
-    run: [cmd('mkdir', '-p', STATE_DIR), `printf '%s' ${renderCommand([text])} > ${renderCommand([tmp])}`, cmd('mv', '-f', tmp, file)].join(' && '),
-    undo: cmd('rm', '-f', file),
-  };
+  return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: cmd('rm', '-f', file) };
+}
+
+/** fsync of one file or folder; `sync` without arguments (everything) where sync takes none (old busybox). */
+const fsync = (path: string) => `{ ${cmd('sync', path)} 2>/dev/null || sync; }`;
+
+/**
+ * Shell that replaces a file in STATE_DIR with what `producer` prints, so that a crash or power loss leaves the old
+ * content or the new, never an empty file (which the next run would have to refuse): a temp file, fsynced before
+ * the rename, and the folder fsynced after it.
+ */
+export function durableWrite(path: string, producer: string): string {
+  const tmp = `${path}.tula-tmp`;
+  return [cmd('mkdir', '-p', STATE_DIR), `${producer} > ${renderCommand([tmp])}`, fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
 }

@@ -1,4 +1,4 @@
-import { renderCommand } from '../shell';
+import { renderCommand } from '../../model/shell';
 import type { Step } from './task';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */
@@ -8,28 +8,41 @@ export function dirname(path: string): string {
   return path.slice(0, path.lastIndexOf('/')) || '/';
 }
 
+/** `if CONDITION; then COMMAND; fi`: undos act only where their step left something to undo. */
+const onlyIf = (condition: string, command: string) => `if ${condition}; then ${command}; fi`;
+const exists = (path: string) => cmd('test', '-e', path);
+const linkExists = (name: string) => `${cmd('ip', 'link', 'show', name)} >/dev/null 2>&1`;
+
 /**
- * Writes a file atomically: a temp file in the same directory, then rename. The undo restores the backup
- * taken just before the rename, or removes the file if it did not exist.
+ * Writes a file atomically: a temp file in the same directory, then rename. The file it replaces stays as a backup
+ * (copied under a temp name, then renamed: whole or absent) until the run succeeds. The undo tells how far the step
+ * got: while the temp file is there, the file was not replaced yet, so only the temp files go; otherwise it puts
+ * the backup back, or removes a file that did not exist.
  */
 export function writeFileStep(path: string, content: string, mode: string, existed: boolean): Step {
   const tmp = `${path}.tula-tmp`;
   const bak = `${path}.tula-bak`;
+  const bakTmp = `${bak}.tula-tmp`;
   const run = [
-    cmd('mkdir', '-p', dirname(path)),
+    // a backup left by a run that was killed is not this run's
+    cmd('rm', '-f', bak),
+    // folders under /etc stay readable, as the distribution's own are (the script's umask is 077)
+    `(umask 022 && ${cmd('mkdir', '-p', dirname(path))})`,
     `printf '%s' ${renderCommand([content])} > ${renderCommand([tmp])}`,
     cmd('chmod', mode, tmp),
-    ...(existed ? [cmd('cp', '-p', path, bak)] : []),
+    ...(existed ? [cmd('cp', '-p', path, bakTmp), cmd('mv', '-f', bakTmp, bak)] : []),
     cmd('mv', '-f', tmp, path),
   ].join(' && ');
-  const undo = existed ? cmd('mv', '-f', bak, path) : cmd('rm', '-f', path);
+  const undo = existed
+    ? `if ${exists(tmp)}; then ${cmd('rm', '-f', tmp, bakTmp, bak)}; elif ${exists(bak)}; then ${cmd('mv', '-f', bak, path)}; fi`
+    : cmd('rm', '-f', tmp, path);
   return { run, undo };
 }
 
 /** Removes a file, keeping a backup until the run succeeds. */
 export function removeFileStep(path: string): Step {
   const bak = `${path}.tula-bak`;
-  return { run: cmd('mv', '-f', path, bak), undo: cmd('mv', '-f', bak, path) };
+  return { run: `${cmd('rm', '-f', bak)} && ${cmd('mv', '-f', path, bak)}`, undo: onlyIf(exists(bak), cmd('mv', '-f', bak, path)) };
 }
 
 /** Backups are dropped only once every step has succeeded. */
@@ -41,24 +54,43 @@ export function sysctlStep(key: string, value: string, previous: string | null):
   return {
     run: cmd('sysctl', '-q', '-w', `${key}=${value}`),
     undo: previous === null ? ':' : cmd('sysctl', '-q', '-w', `${key}=${previous}`),
+    allOrNothing: true,
   };
 }
 
+/** Whether `ip/prefix` is on `dev` (false as well when `dev` does not exist). */
+export function addressPresent(ip: string, prefix: number, dev: string): string {
+  return `${cmd('ip', '-o', 'addr', 'show', 'dev', dev, 'to', `${ip}/${prefix}`)} 2>/dev/null | grep -q .`;
+}
+
 export function addAddressStep(ip: string, prefix: number, dev: string): Step {
-  return { run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev), undo: cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev) };
+  return {
+    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev),
+    undo: onlyIf(addressPresent(ip, prefix, dev), cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev)),
+    allOrNothing: true,
+  };
 }
 
 export function removeAddressStep(ip: string, prefix: number, dev: string): Step {
-  return { run: cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev), undo: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev) };
+  return {
+    run: cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev),
+    undo: cmd('ip', 'addr', 'replace', `${ip}/${prefix}`, 'dev', dev),
+    allOrNothing: true,
+  };
 }
 
+/** Creates the tunnel unless it exists, and brings it up. */
+const tunnelUp = (name: string, local: string, remote: string) =>
+  `{ ${linkExists(name)} || ${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)}; } && ${cmd('ip', 'link', 'set', name, 'up')}`;
+
+/** The undo deletes the tunnel if it is there: the run may have stopped after creating it, before bringing it up. */
 export function addTunnelStep(name: string, local: string, remote: string): Step {
   return {
     run: `${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)} && ${cmd('ip', 'link', 'set', name, 'up')}`,
-    undo: cmd('ip', 'link', 'del', name),
+    undo: onlyIf(linkExists(name), cmd('ip', 'link', 'del', name)),
   };
 }
 
 export function removeTunnelStep(name: string, local: string, remote: string): Step {
-  return { run: cmd('ip', 'link', 'del', name), undo: addTunnelStep(name, local, remote).run };
+  return { run: cmd('ip', 'link', 'del', name), undo: tunnelUp(name, local, remote), allOrNothing: true };
 }

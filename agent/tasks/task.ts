@@ -4,7 +4,23 @@
  */
 export interface Step {
   readonly run: string;
+  /**
+   * Puts back what `run` changed. It runs for every step that succeeded and for the step that failed (which may
+   * have done part of its work), so it must be idempotent: safe whether `run` did nothing, some or all of its work.
+   * Its exit status says whether the undo worked; a failed undo is reported.
+   */
   readonly undo: string;
+  /**
+   * `run` changes the host only in its last command, which either succeeds or changes nothing (`nft -f`, a single
+   * `ip` or `sysctl` call): when the step fails there is nothing to undo, so its undo does not run. Default false.
+   */
+  readonly allOrNothing?: boolean;
+  /**
+   * What output on stderr means when `run` exits 0. `warning` (the default): the step worked, the tools used report
+   * failure by their exit status, and the text is shown with the task. `failure`: the step fails, for commands whose
+   * errors can only show on stderr (a command substitution inside a pipeline).
+   */
+  readonly stderr?: 'warning' | 'failure';
 }
 
 export type TaskStatus = 'ok' | 'changed' | 'failed' | 'skipped';

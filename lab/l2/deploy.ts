@@ -1,7 +1,7 @@
 /**
  * A deploy workspace for the example stack against a lab: a temp folder holding the synthesized stack, the
- * Terraform state and CLI config, and `node_modules/tula-dsr` -> this repository, so that the provisioner's
- * `require("tula-dsr/agent")` resolves from the stack folder exactly as it does in a user's project.
+ * Terraform state and CLI config, and `node_modules/tula-dsr` -> this repository: the workspace is the project
+ * (context tula-dsr:project-root), and the provisioner runs the agent it finds there, as in a user's project.
  *
  * Terraform installs hashicorp/null from the offline stand-in (lab/terraform/env.ts, lab support only); the
  * `terraform_data` engine needs no provider at all.
@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, syml
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App } from 'cdktf';
-import { ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
+import { ENGINE_CONTEXT_KEY, Engine, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
 import { ExampleOptions, ExampleStack } from '../example-stack';
 import type { Inventory } from '../inventory';
 import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
@@ -135,7 +135,7 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
   const engine = o.engine ?? 'null_resource';
   const dir = mkdtempSync(path.join(o.parent ?? os.tmpdir(), 'tula-dsr-deploy-'));
   try {
-    // The provisioner runs `node -e 'require("tula-dsr/agent")…'` in the stack folder: resolve it to this checkout.
+    // The provisioner runs the project's tula-dsr/agent (the workspace is the project): this checkout.
     mkdirSync(path.join(dir, 'node_modules'));
     symlinkSync(root, path.join(dir, 'node_modules', 'tula-dsr'), 'dir');
     const tf = await prepareTerraformEnv(dir);
@@ -173,7 +173,8 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
       engine,
       env,
       synth(options = {}) {
-        const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine } });
+        // the workspace is the project: its node_modules/tula-dsr is what the provisioners may run
+        const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine, [PROJECT_ROOT_CONTEXT_KEY]: dir } });
         // the stack keeps its state at ../../../terraform.dsr.tfstate from the stack folder: statePath
         new ExampleStack(app, STACK_NAME, o.inventory, options);
         app.synth();

@@ -8,14 +8,14 @@
  *   const burst = await httpBurst(lab, { host: inv.vips.web, port: inv.ports.http, count: 40 });
  *
  * The stack is synthesized with the real constructs in process (engine terraform_data by default: Terraform needs
- * no provider). Its provisioners run `node -e 'require("tula-dsr/agent")…'` in the stack folder, which resolves to
- * this checkout through `<workspace>/node_modules/tula-dsr`, so dist/ must be built.
+ * no provider). Its provisioners run the tula-dsr/agent of the project, the workspace, whose
+ * `node_modules/tula-dsr` is this checkout, so dist/ must be built.
  */
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
+import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
 import { prepareTerraformEnv } from '../terraform/env';
 import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
 import { signalAgentDaemons } from '../agent-daemons';
@@ -44,7 +44,8 @@ export interface L3StackOptions {
  */
 export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOptions = {}): string {
   const [w1, w2] = o.weights ?? L3_WEIGHTS;
-  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: o.engine ?? 'terraform_data' } });
+  // the workspace above outdir is the project: its node_modules/tula-dsr is what the provisioners may run
+  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: o.engine ?? 'terraform_data', [PROJECT_ROOT_CONTEXT_KEY]: path.dirname(outdir) } });
   const stack = new TerraformStack(app, L3_STACK_NAME);
   // cdktf's default local state is <cwd>/terraform.l3.tfstate: the repository, shared by concurrent runs
   new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });

@@ -11,7 +11,7 @@
  * network forwards 127.0.0.1:<port> on the host to <mgmt ip>:22 of each host. The router is the VM's root
  * namespace; it forwards with loose rp_filter (strict would drop the backends' replies, whose source is the VIP).
  */
-import { shellQuote } from '../../agent/shell';
+import { shellQuote } from '../../model/shell';
 import { renderSshdConfig } from '../sshd';
 
 export const VM_HOST_NAMES = ['router', 'client', 'lb', 'be1', 'be2'] as const;

@@ -1,7 +1,7 @@
 import { hex32 } from '../address';
 import { stableJson } from '../digest';
 import { LEAST_CONNECTIONS } from '../fields';
-import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, smoothWeightedSequence } from '../scheduling';
+import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, slotCount, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, VipSpec } from '../spec';
 
 /**
@@ -107,18 +107,9 @@ function weightsOf(pool: Pool, accept: BackendFilter): { name: string; weight: n
   return pool.backends.map((b) => ({ name: b.name, weight: accept(b, pool) && b.weight > 0 ? (equal ? 1 : b.weight) : 0 }));
 }
 
-/** Slots of a managed pool at least: one slot moves at most 1/MANAGED_MIN_SLOTS of the new flows. */
-export const MANAGED_MIN_SLOTS = 120;
-
-/**
- * A managed pool's fixed slot count: the smallest multiple of its total weight that is at least MANAGED_MIN_SLOTS,
- * so that with every backend up each backend has exactly its share (whole weight cycles), and with some left out
- * the others share the same slots within one slot of their weights (exactly when their total divides the count).
- */
+/** A managed pool's fixed slot count (see slotCount): it stays when the runtime leaves backends out. */
 export function managedSlotCount(pool: Pool): number {
-  const total = weightsOf(pool, takesNewFlows).reduce((sum, b) => sum + b.weight, 0);
-  if (total === 0) return 0;
-  return Math.max(1, Math.ceil(MANAGED_MIN_SLOTS / total)) * total;
+  return slotCount(pool.algorithm, pool.backends, pool.hashTableSize);
 }
 
 /** Backend names in slot order: the slot table the pool's scheduler steps through or hashes into. */

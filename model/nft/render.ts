@@ -1,3 +1,4 @@
+import { pushAll } from '../arrays';
 import { NftDefine, NftMap, NftTable, NftTableFacts } from './objects';
 
 const PENDING = (d: NftDefine) => `# define ${d.name} = <${d.comment}>`;
@@ -27,7 +28,12 @@ function mapBody(map: NftMap, indent: string): string[] {
     lines.push(`${indent}size ${map.size}`);
   }
   if (map.elements.length) {
-    lines.push(`${indent}elements = {`, ...map.elements.map((e, i) => `${indent}\t${e.text}${i < map.elements.length - 1 ? ',' : ''}`), `${indent}}`);
+    lines.push(`${indent}elements = {`);
+    pushAll(
+      lines,
+      map.elements.map((e, i) => `${indent}\t${e.text}${i < map.elements.length - 1 ? ',' : ''}`),
+    );
+    lines.push(`${indent}}`);
   }
   return lines;
 }
@@ -39,11 +45,19 @@ function mapBody(map: NftMap, indent: string): string[] {
 export function renderNftDeclarative(table: NftTable): string {
   const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines), `table ${table.family} ${table.name} {`];
   for (const counter of table.counters) lines.push(`\tcounter ${counter} {`, '\t}');
-  for (const map of table.maps) lines.push(`\t${kindOf(map)} ${map.name} {`, ...mapBody(map, '\t\t'), '\t}');
+  for (const map of table.maps) {
+    lines.push(`\t${kindOf(map)} ${map.name} {`);
+    pushAll(lines, mapBody(map, '\t\t'));
+    lines.push('\t}');
+  }
   for (const chain of table.chains) {
     lines.push(`\tchain ${chain.name} {`);
     if (chain.hook) lines.push(`\t\t${chain.hook}`);
-    lines.push(...chain.rules.map((r) => `\t\t${r}`), '\t}');
+    pushAll(
+      lines,
+      chain.rules.map((r) => `\t\t${r}`),
+    );
+    lines.push('\t}');
   }
   lines.push('}');
   return lines.join('\n') + '\n';

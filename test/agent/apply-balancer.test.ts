@@ -151,6 +151,32 @@ describe('balancer host apply (real nft, real neighbours)', () => {
     expect(await slotMacs()).toEqual([`0 ${be1.mac}`, `1 ${be2.mac}`]);
   });
 
+  test.each([
+    ['a multicast MAC', '01:00:5e:00:00:01', 'is a multicast MAC address'],
+    ['the broadcast MAC', 'ff:ff:ff:ff:ff:ff', 'is a multicast MAC address'],
+    ['the all-zero MAC', '00:00:00:00:00:00', 'is the all-zero MAC address'],
+  ])(
+    "GIVEN the balancer's neighbour table maps a backend to %s WHEN apply runs THEN it is refused like a user-given one and nothing changes",
+    async (_what, mac, problem) => {
+      const odd = unusedIp(lab, 202);
+      await sh(lb, `ip neigh replace ${odd} lladdr ${mac} dev eth0 nud permanent`);
+      try {
+        const spec = balancerSpec(lab, lb, [{ name: 'odd', ip: '10.99.2.12', port: 80, backends: [{ name: 'odd1', ip: odd }] }]);
+        const before = await snapshot(lb);
+
+        const result = await run(spec, 'apply');
+
+        expect(result.tasks.filter((t) => t.status === 'failed').map((t) => `${t.name}: ${t.detail}`)).toEqual([
+          `backend MAC ${odd}: lab/odd/odd1: the neighbour table of eth0 on lb maps ${odd} to "${mac}", which ${problem}; ` +
+            `L2 DSR forwards only to a backend's unicast MAC: correct the entry (ip neigh del ${odd} dev eth0) or set mac on the backend`,
+        ]);
+        expect(await snapshot(lb)).toEqual(before);
+      } finally {
+        await sh(lb, `ip neigh del ${odd} dev eth0`);
+      }
+    },
+  );
+
   test('GIVEN 200 VIPs WHEN apply, re-apply and remove run THEN the addresses go in one ip -batch step each way and the host ends as it began', async () => {
     // From a clean host: the earlier tests' configuration goes first.
     expect((await run(specText, 'remove')).error).toBeUndefined();

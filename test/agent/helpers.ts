@@ -202,3 +202,32 @@ export function expectNoStackTrace(text: string): void {
   expect(text).not.toMatch(/^\s+at .+\(.+:\d+:\d+\)$/m);
   expect(text).not.toMatch(/TypeError|ReferenceError|SyntaxError|Unhandled/);
 }
+
+/**
+ * Runs `body` with `tool` (an absolute path, e.g. /usr/sbin/nft) replaced inside the host by a sh wrapper: `wrapper`
+ * is shell run first with the tool's arguments ("$@"), `$REAL` names the real tool, and the real tool runs after the
+ * wrapper unless the wrapper exits. A bind mount in the host's own mount namespace: no other host, and not the machine, sees it.
+ */
+export async function withWrappedTool<T>(host: LabHost, tool: string, wrapper: string, body: () => Promise<T>): Promise<T> {
+  const name = tool.split('/').pop()!;
+  const real = `/tmp/${name}.real`;
+  await sh(
+    host,
+    [
+      `cp ${tool} ${real}`,
+      `cat > /tmp/${name}.wrapper <<'EOF'`,
+      '#!/bin/sh',
+      `REAL=${real}`,
+      wrapper,
+      'exec "$REAL" "$@"',
+      'EOF',
+      `chmod 755 /tmp/${name}.wrapper`,
+      `mount --bind /tmp/${name}.wrapper ${tool}`,
+    ].join('\n'),
+  );
+  try {
+    return await body();
+  } finally {
+    await sh(host, `umount ${tool}`);
+  }
+}

@@ -10,7 +10,7 @@ import { createLab, Lab, LabHost } from '../../lab/topology';
 import { planBackendHost, BACKEND_SYSCTL_FILE, BALANCER_RULESET_FILE } from '../../model';
 import type { BackendHostSpec } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
-import { shellQuote } from '../../agent/shell';
+import { shellQuote } from '../../model/shell';
 import { assertDistFresh, backendSpec, balancerSpec, run, runCli, sh, writeSpec, expectNoStackTrace } from './helpers';
 
 jest.setTimeout(30_000);

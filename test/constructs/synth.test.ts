@@ -6,8 +6,9 @@ import 'cdktf/lib/testing/adapters/jest';
 import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Testing } from 'cdktf';
-import { Engine } from '../../constructs';
+import { App, TerraformStack, Testing } from 'cdktf';
+import { BackendHost, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
+import { HOST_KEY } from '../support/common';
 import { renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
 import { joinBalancerReview } from '../support/review';
 import { ENGINE_LIST, MixedStack, exampleStack, mixedStack, scratchDir } from '../support/stacks';
@@ -124,12 +125,26 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
   test('GIVEN any host resource WHEN synthesized THEN create runs `tula-dsr apply`, destroy runs `tula-dsr remove`, both fed from self only', () => {
     const selfSpec = `self.${triggersKey(engine)}.spec`;
     const environment = `\${{ for i in range(ceil(length(base64gzip(${selfSpec})) / 65536)) : "TULA_DSR_SPEC_GZ_\${i}" => substr(base64gzip(${selfSpec}), i * 65536, 65536) }}`;
+    // newApp's project folder holds the outdir; cdktf writes the stack to <outdir>/stacks/mixed
+    const project = '../../..';
     for (const id of ['lb1', 'lb2', 'web1', 'web2', 'web3', 'idle']) {
-      expect(resourceOf(json, engine, id).provisioner).toEqual([
-        { 'local-exec': { command: `node -e 'require("tula-dsr/agent").main(["apply"])'`, environment } },
-        { 'local-exec': { when: 'destroy', command: `node -e 'require("tula-dsr/agent").main(["remove"])'`, environment } },
-      ]);
+      const [apply, remove] = resourceOf(json, engine, id).provisioner;
+      expect(apply).toEqual({ 'local-exec': { command: expect.stringMatching(/^node -e '.*' \S+ apply$/s), environment } });
+      expect(remove).toEqual({ 'local-exec': { when: 'destroy', command: expect.stringMatching(/^node -e '.*' \S+ remove$/s), environment } });
+      for (const { 'local-exec': exec } of [apply, remove]) {
+        expect(exec.command.split("' ")[1].split(' ')[0]).toBe(project);
+        // Terraform reads the command as a template: the loader must not hold template syntax
+        expect(exec.command).not.toMatch(/\$\{|%\{/);
+      }
     }
+  });
+
+  test('GIVEN no project root in the context WHEN synthesized THEN the provisioners run the tula-dsr of the folder the app runs in', () => {
+    const app = new App({ outdir: path.join(root(), `cwd-${engine}`), context: { [ENGINE_CONTEXT_KEY]: engine } });
+    const stack = new TerraformStack(app, 'plain');
+    new BackendHost(stack, 'web1', { ssh: { host: '10.0.1.11', hostKey: HOST_KEY } });
+    const [apply] = resourceOf(JSON.parse(Testing.synth(stack, true)), engine, 'web1').provisioner;
+    expect(apply['local-exec'].command.endsWith(`' ${path.relative(path.join(app.outdir, 'stacks', 'plain'), process.cwd())} apply`)).toBe(true);
   });
 
   test('GIVEN any host resource WHEN synthesized THEN it is created before the old one is destroyed', () => {

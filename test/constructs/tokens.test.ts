@@ -1,13 +1,15 @@
 /**
  * Terraform tokens: an IP or host known only at apply time (another resource's attribute) is accepted at synth,
- * shown as a reference in the plan, hashed by Terraform, rendered by the agent, and refused by the agent's strict
- * schema while still unresolved.
+ * named in the plan's spec_review, written into the spec by Terraform's jsonencode (test/terraform/token-values
+ * runs the real terraform with hostile values), hashed by Terraform, and rendered and checked by the agent.
  */
 import 'cdktf/lib/testing/adapters/jest';
 import { TerraformResource, TerraformStack, Testing } from 'cdktf';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { BackendHost, Balancer, DsrVip, Engine } from '../../constructs';
-import { StrictSpecSchemas, checkBalancerSpec, checkSpec, formatIssue } from '../../model';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseHostSpec, readStackHosts } from '../../agent/spec-input';
 import { HOST_KEY } from '../support/common';
 import { ENGINE_LIST, newApp, scratchDir } from '../support/stacks';
 
@@ -62,27 +64,39 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(() => Testing.synth(t.stack, true)).not.toThrow();
   });
 
-  test('GIVEN a token backend IP WHEN synthesized THEN the spec trigger holds the Terraform reference in place of the IP', () => {
+  /** The local that the spec trigger refers to, as Terraform reads it: JSON text with `${jsonencode(<reference>)}` holes. */
+  const specTemplate = (id: string): string => {
+    const reference = /^\$\{local\.([A-Za-z0-9_]+)\}$/.exec(hostResource(json, id)[triggersKey(engine)].spec)![1];
+    return json.locals[reference];
+  };
+  /** The spec text Terraform would hand the agent, with `values` as what each reference resolves to. */
+  const resolvedSpec = (id: string, values: Record<string, unknown>): string =>
+    specTemplate(id).replace(/\$\{jsonencode\(([^()]+)\)\}/g, (_, reference: string) => JSON.stringify(values[`\${${reference}}`]));
+
+  test('GIVEN a token backend IP WHEN synthesized THEN the spec trigger is a local whose template has Terraform jsonencode the value', () => {
     const triggers = hostResource(json, 'lb1')[triggersKey(engine)];
-    const spec = JSON.parse(triggers.spec);
+    expect(triggers.spec).toMatch(/^\$\{local\.lb1_host_[0-9A-F]{8}_spec\}$/);
+    const template = specTemplate('lb1');
+    expect(template).toContain(`"ip": \${jsonencode(${t.backendIp.reference.slice(2, -1)})},`);
+    const spec = JSON.parse(resolvedSpec('lb1', { [t.backendIp.reference]: '10.0.1.12', [t.vmHost.reference]: '10.0.2.13' }));
     expect(spec.vips.find((v: Json) => v.name === 'web').backends).toEqual([
       { path: 's/web/web1', name: 'web1', ip: '10.0.1.11', weight: 1 },
-      { path: 's/web/tok', name: 'tok', ip: t.backendIp.reference, weight: 2 },
+      { path: 's/web/tok', name: 'tok', ip: '10.0.1.12', weight: 2 },
     ]);
     // The host that defaults its address to its token ssh.host: the L3 backend and the tunnel's remote.
-    expect(spec.vips.find((v: Json) => v.name === 'far').backends[0].ip).toBe(t.vmHost.reference);
+    expect(spec.vips.find((v: Json) => v.name === 'far').backends[0].ip).toBe('10.0.2.13');
   });
 
-  test('GIVEN a token in the spec WHEN synthesized THEN the hash trigger is a Terraform sha256() of the same spec text', () => {
+  test("GIVEN a token in the spec WHEN synthesized THEN the hash trigger is Terraform's sha256() of the same local", () => {
     const triggers = hostResource(json, 'lb1')[triggersKey(engine)];
-    expect(triggers.hash).toMatch(/^\$\{sha256\("[\s\S]*"\)\}$/);
-    expect(triggers.hash).toContain(t.backendIp.reference);
-    expect(triggers.hash).not.toMatch(/^[0-9a-f]{64}$/);
+    expect(triggers.hash).toBe(triggers.spec.replace(/^\$\{(local\.[A-Za-z0-9_]+)\}$/, '$${sha256($1)}'));
   });
 
-  test('GIVEN a token in the spec WHEN synthesized THEN the readable triggers say they are rendered at apply time', () => {
+  test('GIVEN a token in the spec WHEN synthesized THEN the readable triggers say they are rendered at apply time, and spec_review names each token', () => {
     const lb = hostResource(json, 'lb1')[triggersKey(engine)];
     expect({ ruleset: lb.ruleset, addresses: lb.addresses, tunnels: lb.tunnels }).toEqual({ ruleset: PENDING, addresses: PENDING, tunnels: PENDING });
+    const review = JSON.parse(lb.spec_review);
+    expect(review.vips.find((v: Json) => v.name === 'web').backends[1].ip).toBe(`(known after apply: ${t.backendIp.reference.slice(2, -1)})`);
     const vm = hostResource(json, 'vm')[triggersKey(engine)];
     expect({ sysctl_file: vm.sysctl_file, addresses: vm.addresses, mss_clamp: vm.mss_clamp, boot_unit: vm.boot_unit }).toEqual({
       sysctl_file: PENDING,
@@ -90,28 +104,29 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       mss_clamp: PENDING,
       boot_unit: PENDING,
     });
-    expect(JSON.parse(vm.spec).ssh.host).toBe(t.vmHost.reference);
-    expect(JSON.parse(vm.spec).address).toBe(t.vmHost.reference);
-  });
-
-  test('GIVEN the spec trigger with its reference still unresolved WHEN the agent validates it with the strict schema THEN the value is refused', () => {
-    const specText: string = hostResource(json, 'lb1')[triggersKey(engine)].spec;
-    const result = checkSpec(StrictSpecSchemas.BalancerSpecSchema, JSON.parse(specText), '(spec)', (v) => checkBalancerSpec(v));
-    expect(result.ok ? [] : result.issues.map(formatIssue)).toEqual([
-      `s/web/tok: ip: "${t.backendIp.reference}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`,
-      `s/far/vm: ip: "${t.vmHost.reference}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`,
+    const vmReview = JSON.parse(vm.spec_review);
+    expect([vmReview.ssh.host, vmReview.address]).toEqual([
+      `(known after apply: ${t.vmHost.reference.slice(2, -1)})`,
+      `(known after apply: ${t.vmHost.reference.slice(2, -1)})`,
     ]);
   });
 
-  test('GIVEN the spec trigger once Terraform resolved the references WHEN the agent validates it THEN it passes, and the same checks run on the values', () => {
-    const specText: string = hostResource(json, 'lb1')[triggersKey(engine)].spec;
-    const resolved = (ip: string) => JSON.parse(specText.replaceAll(t.backendIp.reference, ip).replaceAll(t.vmHost.reference, '10.0.2.13'));
-    expect(checkSpec(StrictSpecSchemas.BalancerSpecSchema, resolved('10.0.1.12'), '(spec)', (v) => checkBalancerSpec(v)).ok).toBe(true);
+  test('GIVEN the synthesized stack WHEN the agent reads it without Terraform (tula-dsr check STACK_DIR) THEN it refuses: only terraform apply resolves the references', () => {
+    const dir = path.join(root(), `read-${engine}`);
+    mkdirSync(dir);
+    writeFileSync(path.join(dir, 'cdk.tf.json'), JSON.stringify(json));
+    expect(() => readStackHosts(dir)).toThrow(
+      `${engine}.${Object.keys(json.resource[engine]).find((k) => k.startsWith('lb1_host_'))}: spec: holds Terraform references that only \`terraform apply\` can resolve; deploy this stack with Terraform`,
+    );
+  });
+
+  test('GIVEN the spec once Terraform resolved the references WHEN the agent validates it THEN it passes, and the same checks run on the values', () => {
+    const resolved = (ip: string) => resolvedSpec('lb1', { [t.backendIp.reference]: ip, [t.vmHost.reference]: '10.0.2.13' });
+    expect(() => parseHostSpec(resolved('10.0.1.12'))).not.toThrow();
     // A value that resolves to something the synth-time check would have refused is refused by the agent.
-    const outside = checkSpec(StrictSpecSchemas.BalancerSpecSchema, resolved('10.0.9.9'), '(spec)', (v) => checkBalancerSpec(v));
-    expect(outside.ok ? [] : outside.issues.map(formatIssue)).toEqual([
-      "s/web/tok: ip: \"10.0.9.9\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
-    ]);
+    expect(() => parseHostSpec(resolved('10.0.9.9'))).toThrow(
+      "  - s/web/tok: ip: \"10.0.9.9\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
+    );
   });
 
   test('GIVEN a token IP next to a known mistake WHEN synthesized THEN the known values are still validated at synth', () => {

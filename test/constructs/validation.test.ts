@@ -230,12 +230,19 @@ describe('each bad input gets its own exact message', () => {
     [
       'an interface of 16 characters',
       (k) => k.vip(k.lb({ interface: 'eth0-very-long-1' }), 'web'),
-      [`[s/lb1] interface: "eth0-very-long-1" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`],
+      [
+        `[s/lb1] interface: "eth0-very-long-1" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`,
+      ],
     ],
     [
       'an interface with a shell character',
       (k) => k.vip(k.lb({ interface: 'eth0;reboot' }), 'web'),
-      [`[s/lb1] interface: "eth0;reboot" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`],
+      [`[s/lb1] interface: "eth0;reboot" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`],
+    ],
+    [
+      'an interface that starts with a dash',
+      (k) => k.vip(k.lb({ interface: '-n' }), 'web'),
+      [`[s/lb1] interface: "-n" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`],
     ],
     [
       'a malformed backend MAC',
@@ -447,7 +454,7 @@ describe('all problems at once', () => {
       ]);
     });
   const expected = [
-    `[s/lb1] interface: "eth0-very-long-name" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
+    `[s/lb1] interface: "eth0-very-long-name" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`,
     "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
     `[s/web] algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'`,
     '[s/web/web1] weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',

@@ -177,10 +177,10 @@ describe('warnings', () => {
   test('GIVEN a sensitive trigger THEN its text is not shown', () => {
     const lb = balancer([web([backend('web1', '10.0.1.11')])]);
     const c = change('lb1', ['create', 'delete'], lb, balancer([web([backend('web1', '10.0.1.11', 2)])]));
-    (c.change as any).after_sensitive = { triggers_replace: { ruleset: true } };
+    (c.change as any).after_sensitive = { triggers_replace: { 'pool:web': true } };
     const out = markdown(plan([c])).output;
     expect(out).toContain('-(sensitive value: not shown)\n+(sensitive value, changed: not shown)');
-    expect(out).not.toContain('+table netdev tula_dsr {');
+    expect(out).not.toContain('weighted-round-robin over web1 10.0.1.11 ×2');
   });
 });
 

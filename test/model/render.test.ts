@@ -140,9 +140,9 @@ describe('backend host file snapshots', () => {
     const firstAddress = at(/^ip addr replace /);
     expect(at(/^sysctl -q -p \/etc\/sysctl.d\/99-tula-dsr.conf$/)).toBeLessThan(firstAddress);
     expect(at(/^ip link show ipip0 .* \|\| ip link add ipip0 type ipip local 10\.0\.1\.11 remote any$/)).toBeLessThan(
-      at(/^sysctl -q -w net.ipv4.conf.ipip0.rp_filter=2$/),
+      at(/^sysctl -q -w 'net.ipv4.conf.ipip0.rp_filter=2'$/),
     );
-    expect(at(/^sysctl -q -w net.ipv4.conf.ipip0.rp_filter=2$/)).toBeLessThan(firstAddress);
+    expect(at(/^sysctl -q -w 'net.ipv4.conf.ipip0.rp_filter=2'$/)).toBeLessThan(firstAddress);
     expect(at(/^nft -f \/etc\/tula-dsr\/backend-mss.nft$/)).toBeGreaterThan(firstAddress);
     // Each L3 VIP is on lo and on ipip0; the L2 VIP only on lo.
     expect(plan.addresses.map((a) => `${a.ip} ${a.dev}`)).toEqual([

@@ -282,8 +282,8 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
     },
   );
 
-  const badIf = (v: string) => `"${v}" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`;
-  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1'])(
+  const badIf = (v: string) => `"${v}" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`;
+  test.each(['eth0-very-long-name', 'abcdefghijklmnop', 'eth0;reboot', 'eth 0', '', '..', 'eth0/1', '-eth0', '-', '--help'])(
     'GIVEN interface %j WHEN checked THEN it is refused',
     (iface) => {
       expect(problems(variant((s) => (s.interface = iface)))).toEqual([`s/lb1: interface: ${badIf(iface)}`]);
@@ -414,6 +414,48 @@ describe('unknown properties (objects are strict)', () => {
   });
 });
 
+describe('unknown properties as the agent parses a host spec (either kind)', () => {
+  /** The agent's own message for a host spec text. */
+  const agentProblems = (spec: Json): string[] => {
+    try {
+      parseHostSpec(JSON.stringify(spec));
+      return [];
+    } catch (error) {
+      return (error as SpecError).issues.map(formatIssue);
+    }
+  };
+
+  test('GIVEN unknown keys at every level of a balancer spec WHEN the agent parses it THEN each message lists the known keys of its own object', () => {
+    const spec = variant((s) => {
+      s.bogus = 1;
+      s.ssh.password = 'x';
+      vip0(s).weigth = 2;
+      be0(s).wieght = 3;
+    });
+    expect(agentProblems(spec)).toEqual([
+      's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
+      's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac',
+      's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, vips',
+    ]);
+  });
+
+  test('GIVEN unknown keys in a backend host spec WHEN the agent parses it THEN the backend host keys are listed, not the balancer ones', () => {
+    const spec = {
+      kind: 'backend',
+      path: 's/web1',
+      name: 'web1',
+      ssh: { host: '10.0.1.11', hostKey: HOST_KEY },
+      services: [{ path: 's/web', ip: '10.0.1.100', port: 80, protocol: 'tcp', mode: 'l2', extra: 1 }],
+      persistt: true,
+    };
+    expect(agentProblems(spec)).toEqual([
+      's/web: extra: "extra" is not a known property; known properties are ip, port, protocol, mode, mssClamp',
+      's/web1: persistt: "persistt" is not a known property; known properties are name, ssh, address, persist, services',
+    ]);
+  });
+});
+
 describe('all problems at once', () => {
   test('GIVEN several mistakes across balancer, VIPs and backends WHEN checked THEN every one is reported, each at its object', () => {
     const spec = variant((s) => {
@@ -423,7 +465,7 @@ describe('all problems at once', () => {
       vip0(s).backends[1].mac = 'zz';
     });
     expect(problems(spec)).toEqual([
-      `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'"}`,
+      `s/lb1: interface: ${"\"eth0-very-long-name\" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'"}`,
       `s/web: algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'`,
       's/web/web1: weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       `s/web/web2: mac: "zz" is not a MAC address; use six lower-case hex pairs separated by ':', such as 52:54:00:12:34:56`,
@@ -461,7 +503,7 @@ describe('all problems at once', () => {
     expect((error as SpecError).message).toBe(
       [
         'tula-dsr found 2 problems in the configuration:',
-        `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-'`,
+        `  - s/lb1: interface: "a;b" is not a valid interface name; use 1 to 15 characters of letters, digits, '_', '.' and '-', not starting with '-'`,
         '  - s/web/web1: weight: -1 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
       ].join('\n'),
     );

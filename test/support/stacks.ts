@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, TerraformStack } from 'cdktf';
-import { Backend, Balancer, BackendHost, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
+import { Backend, Balancer, BackendHost, DsrVip, ENGINE_CONTEXT_KEY, Engine, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
 import { renderBalancerReview } from '../../model';
@@ -34,10 +34,13 @@ export function scratchDir(prefix = 'tula-dsr-test-'): () => string {
 }
 
 let appCount = 0;
-/** An App in its own folder under `root`, with the engine context set (undefined = the default engine). */
+/**
+ * An App in its own folder under `root`, with the engine context set (undefined = the default engine). `root` is the
+ * project, as a project folder holds its cdktf.out: the provisioners run the tula-dsr in `root`.
+ */
 export function newApp(root: string, engine?: Engine): App {
   const outdir = path.join(root, `app${++appCount}`);
-  return new App({ outdir, context: engine ? { [ENGINE_CONTEXT_KEY]: engine } : {} });
+  return new App({ outdir, context: { [PROJECT_ROOT_CONTEXT_KEY]: root, ...(engine ? { [ENGINE_CONTEXT_KEY]: engine } : {}) } });
 }
 
 export const ssh = (host: string) => ({ host, hostKey: HOST_KEY });

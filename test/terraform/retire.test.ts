@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
+import { agentCommand, projectFromStack } from '../../constructs/host-resource';
 import { HOST_KEY } from '../support/common';
 import { ENGINE_LIST } from '../support/stacks';
 import { prepareTerraformEnv, runTerraform } from '../../lab/terraform/env';
@@ -28,10 +29,12 @@ function synth(dir: string, engine: Engine, retireWeb2: boolean): string {
   const file = path.join(dir, 'out', 'stacks', 's', 'cdk.tf.json');
   // The agent would SSH to hosts that do not exist: log each call and the spec it received instead.
   const log = path.join(dir, 'calls.log');
+  // the provisioner commands as they appear in the file (JSON-escaped)
+  const inFile = (verb: 'apply' | 'remove') => JSON.stringify(agentCommand(verb, projectFromStack(stack))).slice(1, -1);
   const json = readFileSync(file, 'utf8')
-    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"apply\\"])'`)
+    .split(inFile('apply'))
     .join(`echo apply >> ${log}`)
-    .split(`node -e 'require(\\"tula-dsr/agent\\").main([\\"remove\\"])'`)
+    .split(inFile('remove'))
     .join(`echo remove $TULA_DSR_SPEC_GZ_0 >> ${log}`);
   writeFileSync(file, json);
   return path.dirname(file);

@@ -1,7 +1,7 @@
 /**
- * POSIX shell quoting for what the agent sends to hosts. Every value that reaches a remote shell (names, paths,
- * addresses, file contents) is an argv element rendered here, once; the fixed shell text around them in the
- * agent's scripts holds no values.
+ * POSIX shell quoting, the one place for it: the agent's scripts and the boot scripts the model renders. Every
+ * value that reaches a shell on a host (names, paths, addresses, file contents) is an argv element rendered here,
+ * once; the fixed shell text around them holds no values.
  */
 
 /**

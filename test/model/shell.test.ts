@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { shellQuote, renderCommand } from '../../agent/shell';
+import { shellQuote, renderCommand } from '../../model/shell';
 
 describe('shellQuote', () => {
   test.each([
