@@ -8,6 +8,7 @@ import { CliIo, processIo } from './io';
 import { HostRunResult, runHost } from './runner';
 import { readSpecFromEnv, readStackHosts } from './spec-input';
 import { CliArgs, EXIT, USAGE, parseCliArgs } from './cli-args';
+import { runStats } from './stats/command';
 
 export { EXIT };
 
@@ -58,6 +59,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     io.stderr(`tula-dsr: ${parsed}\n${USAGE}\n`);
     return EXIT.usage;
   }
+  if ('command' in parsed) return runStats(parsed, io, userPathResolver(io));
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
     if (parsed.stack)

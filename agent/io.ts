@@ -9,8 +9,16 @@ export interface CliIo {
   readonly stderr: (text: string) => void;
   /** Ends the run early (the caller went away): no host starts applying changes after this. */
   readonly signal?: AbortSignal;
+  /** stdout is a terminal (stats --watch then redraws the screen). */
+  readonly stdoutIsTty?: boolean;
 }
 
 export function processIo(): CliIo {
-  return { env: process.env, cwd: process.cwd(), stdout: (t) => process.stdout.write(t), stderr: (t) => process.stderr.write(t) };
+  return {
+    env: process.env,
+    cwd: process.cwd(),
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    stdoutIsTty: process.stdout.isTTY === true,
+  };
 }

@@ -17,3 +17,8 @@ export * from './nft/pools';
 export * from './ssh-target';
 export * from './agent-contract';
 export * from './runtime-state';
+export * from './stats';
+export * from './stats-format';
+export * from './stats-table';
+export * from './stats-json';
+export * from './stats-prometheus';
