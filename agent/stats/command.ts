@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   BalancerSpec,
+  Pool,
   STATS_JSON_VERSION,
   SpecError,
   StatsJson,
@@ -10,6 +11,7 @@ import {
   StatsSnapshot,
   buildStatsSnapshot,
   formatSshTarget,
+  groupPools,
   renderStatsTable,
   statsJson,
 } from '../../model';
@@ -42,13 +44,16 @@ class BalancerReader {
   private connection?: SshConnection;
   private previous?: StatsSnapshot;
   private warned = false;
+  private readonly pools: readonly Pool[];
 
   constructor(
     readonly spec: BalancerSpec,
     private readonly args: StatsArgs,
     private readonly io: CliIo,
     private readonly resolvePath: (path: string) => string,
-  ) {}
+  ) {
+    this.pools = groupPools(spec.vips);
+  }
 
   /** Connects if needed (again after a lost connection) and takes one sample: one round trip. */
   async sample(): Promise<Outcome> {
@@ -66,7 +71,7 @@ class BalancerReader {
         this.warned = true;
         this.io.stderr(`tula-dsr: ${this.spec.name}: the runtime state file is not one this version reads; health is shown as unknown\n`);
       }
-      const snapshot = buildStatsSnapshot({ spec: this.spec, ...sample });
+      const snapshot = buildStatsSnapshot({ spec: this.spec, pools: this.pools, ...sample });
       const previous = this.previous;
       this.previous = snapshot;
       return { snapshot, previous };

@@ -4,6 +4,9 @@
  * Without promtool this file FAILS: it never skips.
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { StatsSnapshot, buildStatsSnapshot, renderPrometheus } from '../../model';
 import { SAMPLED_AT, STATS_SPEC, statsCounters, statsRuntime, statsSnapshot } from '../support/stats-fixtures';
 
@@ -119,5 +122,58 @@ describe('renderPrometheus', () => {
     const text = renderPrometheus(odd);
     expect(text).toContain('tula_dsr_backend_packets_total{backend="a\\"b\\\\c\\nd",remote_address="10.0.1.11"} 1500');
     expect(promtool(text)).toEqual({ status: 0, output: '' });
+  });
+
+  describe("the README's per-VIP query, run by `promtool test rules` on two samples of the textfile", () => {
+    const query = (filter: string) => `rate(tula_dsr_pool_backend_connections_total[5m]) * on(pool) group_left(vip) tula_dsr_vip_info${filter}`;
+
+    /** promtool's rule unit test: every series growing each minute by what it grew between two renders, the query at 5 min. */
+    function runQuery(expr: string, expected: { labels: string; value: number }[]): { status: number | null; output: string } {
+      const series = (text: string) =>
+        new Map(
+          text
+            .split('\n')
+            .filter((l) => l && !l.startsWith('#'))
+            .map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
+        );
+      const [first, second] = [series(renderPrometheus(statsSnapshot())), series(renderPrometheus(statsSnapshot({ scale: 2, sampledAt: SAMPLED_AT + 60 })))];
+      const yaml = [
+        'tests:',
+        '  - interval: 1m',
+        '    input_series:',
+        ...[...first.keys()].flatMap((name) => [
+          `      - series: '${name}'`,
+          `        values: '${first.get(name)}+${Number(second.get(name)) - Number(first.get(name))}x5'`,
+        ]),
+        '    promql_expr_test:',
+        `      - expr: '${expr}'`,
+        '        eval_time: 5m',
+        '        exp_samples:',
+        ...expected.flatMap((e) => [`          - labels: '${e.labels}'`, `            value: ${e.value}`]),
+      ].join('\n');
+      const dir = mkdtempSync(join(tmpdir(), 'tula-promtool-'));
+      try {
+        writeFileSync(join(dir, 'test.yml'), `${yaml}\n`);
+        const r = spawnSync('promtool', ['test', 'rules', join(dir, 'test.yml')], { encoding: 'utf8' });
+        return { status: r.status, output: `${r.stdout}${r.stderr}` };
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+
+    test('GIVEN a pool shared by api and apitls WHEN the query filters vip="apitls" THEN it gives the pool\'s new flows per second per backend, labelled with the VIP', () => {
+      // be1: 150 more new flows a minute, be2: 50 more
+      const r = runQuery(query('{vip="apitls"}'), [
+        { labels: '{pool="d1e63cbe",backend="be1",remote_address="10.0.1.11",proto="TCP",vip="apitls"}', value: 2.5 },
+        { labels: '{pool="d1e63cbe",backend="be2",remote_address="10.0.1.12",proto="TCP",vip="apitls"}', value: 50 / 60 },
+      ]);
+      expect(r).toEqual({ status: 0, output: expect.stringContaining('SUCCESS') });
+    });
+
+    test('GIVEN the same query without the vip filter THEN Prometheus refuses the join over a shared pool (what the README warns about)', () => {
+      const r = runQuery(query(''), []);
+      expect(r.status).not.toBe(0);
+      expect(r.output).toMatch(/many-to-many matching not allowed/);
+    });
   });
 });
