@@ -42,6 +42,17 @@ const REVIEW_OPTIONS = {
   },
 } as const satisfies Record<string, OptionDef>;
 
+/** stats takes the host options that make sense for reading a balancer, and --watch. */
+const STATS_OPTIONS = {
+  spec: { type: 'string', value: 'FILE', help: 'one balancer spec (JSON) from a file' },
+  json: { type: 'boolean', help: 'print the figures as JSON (with --watch, one document per line)' },
+  watch: { type: 'string', value: '[SECONDS]', help: 'keep the connections open and sample every SECONDS (default 2), with rates, until Ctrl-C' },
+  timeout: HOST_OPTIONS.timeout,
+  limit: { type: 'string', value: 'L', help: 'only the balancers named in L (comma-separated)' },
+} as const satisfies Record<string, OptionDef>;
+
+export const DEFAULT_WATCH_SEC = 2;
+
 const GROUPS = {
   hosts: {
     operands: [
@@ -57,16 +68,26 @@ const GROUPS = {
     options: REVIEW_OPTIONS,
     exits: `${EXIT.ok} no changes, ${EXIT.changes} changes, ${EXIT.failed} unreadable plan, ${EXIT.usage} usage error`,
   },
+  stats: {
+    operands: [['STACK_DIR', 'the balancers of a synthesized stack; their counters, read with one nft listing each']],
+    options: STATS_OPTIONS,
+    exits: `${EXIT.ok} ok, ${EXIT.failed} a balancer could not be read, ${EXIT.usage} usage error`,
+  },
 } as const satisfies Record<string, GroupDef>;
 
 type GroupName = keyof typeof GROUPS;
-export type CommandName = RunMode | 'review';
+export type CommandName = RunMode | 'review' | 'stats';
 
 export const COMMANDS: Readonly<Record<CommandName, { readonly group: GroupName; readonly args: string; readonly help: string }>> = {
   apply: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: 'bring each host to its spec (ok / changed / failed per task, then a recap)' },
   check: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: 'change nothing; report what apply would change (drift detection)' },
   remove: { group: 'hosts', args: '[STACK_DIR | --spec FILE]', help: "undo what apply set up, if the host still runs this spec's generation" },
   review: { group: 'review', args: 'PLAN_JSON... | -', help: 'summarise a Terraform plan of tula-dsr hosts for a pull request' },
+  stats: {
+    group: 'stats',
+    args: 'STACK_DIR | --spec FILE',
+    help: 'live figures of each balancer: packets, bytes, flows, active connections, health (one SSH round trip each)',
+  },
 };
 
 function renderUsage(): string {
@@ -126,7 +147,18 @@ export interface ReviewArgs {
   readonly maxChars?: number;
 }
 
-export type CliArgs = HostCommandArgs | ReviewArgs;
+/** stats: which balancers, how to print, and how often to sample (once without --watch). */
+export interface StatsArgs {
+  readonly command: 'stats';
+  readonly stack?: string;
+  readonly specFile?: string;
+  readonly json: boolean;
+  readonly watchSec?: number;
+  readonly timeoutMs?: number;
+  readonly limit?: readonly string[];
+}
+
+export type CliArgs = HostCommandArgs | ReviewArgs | StatsArgs;
 
 function parseGroup<O extends Record<string, OptionDef>>(args: readonly string[], options: O) {
   try {
@@ -174,10 +206,40 @@ function reviewArgs(rest: readonly string[]): ReviewArgs | string {
   return { command: 'review', plans: positionals, format: format as ReviewFormat, maxChars };
 }
 
+/** `--watch` takes an optional number: a following word that is a number is its value, as `--watch=N` always is. */
+function statsArgs(rest: readonly string[], env: NodeJS.ProcessEnv): StatsArgs | string {
+  const args: string[] = [];
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] !== '--watch') args.push(rest[i]);
+    else if (/^\d+(\.\d+)?$/.test(rest[i + 1] ?? '')) args.push(`--watch=${rest[++i]}`);
+    else args.push(`--watch=${DEFAULT_WATCH_SEC}`);
+  }
+  const parsed = parseGroup(args, STATS_OPTIONS);
+  if (typeof parsed === 'string') return parsed;
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) return `one STACK_DIR at most (got ${positionals.map((p) => JSON.stringify(p)).join(', ')})`;
+  const timeoutMs = seconds(values.timeout ?? env.TULA_DSR_SSH_TIMEOUT, 'timeout');
+  if (typeof timeoutMs === 'string') return timeoutMs;
+  const watchSec = values.watch === undefined ? undefined : Number(values.watch);
+  if (watchSec !== undefined && !(watchSec >= 0.5 && watchSec <= 3600))
+    return `--watch ${JSON.stringify(values.watch)} is not allowed: use 0.5 to 3600 seconds`;
+  return {
+    command: 'stats',
+    stack: positionals[0],
+    specFile: values.spec,
+    json: values.json ?? false,
+    watchSec,
+    timeoutMs,
+    limit: values.limit?.split(',').filter(Boolean),
+  };
+}
+
 /** The parsed command line, or the message of a usage error. */
 export function parseCliArgs(argv: readonly string[], env: NodeJS.ProcessEnv): CliArgs | string {
   const [command, ...rest] = argv;
   if (!command) return 'missing command';
   if (!Object.hasOwn(COMMANDS, command)) return `unknown command ${JSON.stringify(command)}`;
-  return command === 'review' ? reviewArgs(rest) : hostArgs(command as RunMode, rest, env);
+  if (command === 'review') return reviewArgs(rest);
+  if (command === 'stats') return statsArgs(rest, env);
+  return hostArgs(command as RunMode, rest, env);
 }

@@ -9,6 +9,7 @@ import { HostRunResult, runHost } from './runner';
 import { readSpecFromEnv, readStackHosts } from './spec-input';
 import { EXIT, HostCommandArgs, USAGE, parseCliArgs } from './cli-args';
 import { runReview } from './review-command';
+import { runStats } from './stats/command';
 
 export { EXIT };
 
@@ -64,6 +65,7 @@ async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return EXIT.usage;
   }
   if (parsed.command === 'review') return runReview(parsed, io);
+  if (parsed.command === 'stats') return runStats(parsed, io, userPathResolver(io));
   let hosts: { specText: string; kind: 'balancer' | 'backend' }[];
   try {
     if (parsed.stack)

@@ -11,6 +11,8 @@ export interface CliIo {
   readonly signal?: AbortSignal;
   /** Reads all of standard input; absent where there is none to read (runs served by the agent daemon). */
   readonly stdin?: () => Promise<string>;
+  /** stdout is a terminal (stats --watch then redraws the screen). */
+  readonly stdoutIsTty?: boolean;
 }
 
 export function processIo(): CliIo {
@@ -24,5 +26,6 @@ export function processIo(): CliIo {
       for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     },
+    stdoutIsTty: process.stdout.isTTY === true,
   };
 }

@@ -21,3 +21,8 @@ export * from './runtime-state';
 export * from './arrays';
 export * from './shell';
 export * from './terraform-template';
+export * from './stats';
+export * from './stats-format';
+export * from './stats-table';
+export * from './stats-json';
+export * from './stats-prometheus';

@@ -122,7 +122,7 @@ export interface Workspace {
   /** `cdktf deploy --auto-approve --skip-provider-lock` through the real cdktf CLI (synth via `node dist/main.js`). */
   cdktfDeploy(options?: ExampleOptions, onLine?: (line: string) => void): Promise<RunResult>;
   /** The agent CLI on the synthesized stack: `node dist/agent/cli.js <verb> <stackDir> [...extra]`. */
-  agent(verb: 'apply' | 'check' | 'remove', extra?: readonly string[]): Promise<RunResult>;
+  agent(verb: 'apply' | 'check' | 'remove' | 'stats', extra?: readonly string[]): Promise<RunResult>;
   /** Removes the workspace folder. */
   remove(): void;
 }

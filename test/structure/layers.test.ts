@@ -27,7 +27,7 @@ const into = (prefix: string) => (e: { target: string }) => e.target === prefix 
 
 describe('import graph', () => {
   test('GIVEN product, lab and bench code THEN none of it imports from test/', () => {
-    expect(edges(['model', 'constructs', 'agent', 'lab', 'bench']).filter(into('test'))).toEqual([]);
+    expect(edges(['model', 'runtime', 'constructs', 'agent', 'lab', 'bench']).filter(into('test'))).toEqual([]);
     expect(importsOf('main.ts').filter((t) => t.startsWith('test'))).toEqual([]);
   });
 
@@ -40,5 +40,11 @@ describe('import graph', () => {
   test('GIVEN constructs/ and agent/ THEN neither imports the other, and the agent never loads cdktf', () => {
     expect(edges(['constructs']).filter(into('agent'))).toEqual([]);
     expect(edges(['agent']).filter((e) => into('constructs')(e) || e.target === 'cdktf' || e.target === 'constructs')).toEqual([]);
+  });
+
+  test('GIVEN runtime/ (shipped to balancers as one file) THEN it imports only model/ and Node built-ins', () => {
+    const bad = edges(['runtime']).filter((e) => !into('model')(e) && !e.target.startsWith('node:'));
+    expect(bad).toEqual([]);
+    expect(edges(['runtime']).length).toBeGreaterThan(0);
   });
 });
