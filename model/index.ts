@@ -18,6 +18,7 @@ export * from './nft/incremental';
 export * from './ssh-target';
 export * from './agent-contract';
 export * from './runtime-state';
+export * from './runtime-config';
 export * from './arrays';
 export * from './shell';
 export * from './terraform-template';

@@ -4,7 +4,7 @@ import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { nftVipKey } from '../vip-key';
 import { NftChain, NftDefine, NftElement, NftMap, NftTable } from './objects';
 import { staticMapSize } from './render';
-import { BackendFilter, Pool, groupPools, poolClassid, poolName, poolSequence, takesNewFlows } from './pools';
+import { DEFAULT_POLICY, Pool, PoolPolicy, groupPools, poolClassid, poolName, poolSequence } from './pools';
 
 export const BALANCER_TABLE = 'tula_dsr';
 /**
@@ -57,7 +57,7 @@ interface Shape {
 
 function shapeOf(pool: Pool, modulus: number): Shape {
   const algorithm = pool.algorithm === 'source-hash' ? 'sh' : pool.algorithm === 'consistent-hash' ? 'ch' : 'rr';
-  const chain = `${pool.mode}_${pool.protocol}_${pool.any ? 'any' : 'port'}_${algorithm}${modulus}_t${pool.flowTimeoutSec}`;
+  const chain = `${pool.mode}_${pool.protocol}_${pool.any ? 'any' : 'port'}_${algorithm}${modulus}_t${pool.flowTimeoutSec}${managedSuffix(pool)}`;
   return { chain, pool, modulus, algorithm };
 }
 
@@ -139,6 +139,10 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   return rules;
 }
 
+/** Managed pools' own maps and chains end in `_rt` (see buildBalancerTable). */
+export const MANAGED_SUFFIX = '_rt';
+const managedSuffix = (pool: Pool) => (pool.managed ? MANAGED_SUFFIX : '');
+
 function slotValue(mode: VipSpec['mode'], backend: BackendSpec): string {
   return mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendId(backend.ip)}`;
 }
@@ -155,14 +159,15 @@ type MapDraft = { type: string; typeof?: boolean; set?: boolean; counter?: boole
  * and the pool's dispatch jumps to a scheduler chain shared by all pools of the same shape. Per VIP, per pool and
  * per backend state lives in maps, so the packet path does O(1) lookups whatever the number of VIPs.
  *
- * `accept` decides which backends of a pool take new flows (default: those with a weight); the balancer runtime
- * passes one that also leaves out backends whose health check failed.
+ * `policy` decides which backends of a pool take new flows and with which slot weights (default: those with a
+ * weight, with that weight); the balancer runtime passes its own for the pools it manages. Managed pools keep their
+ * slots and live backends in maps of their own (`…_rt`): the runtime rewrites them, and drift checks leave them out.
  */
 export function buildBalancerTable(
   spec: BalancerSpec,
   facts: BalancerFacts = {},
   header: readonly string[] = [],
-  accept: BackendFilter = takesNewFlows,
+  policy: PoolPolicy = DEFAULT_POLICY,
 ): NftTable {
   const vips = byName(spec.vips);
   const defines: NftDefine[] = [];
@@ -190,7 +195,7 @@ export function buildBalancerTable(
   }
 
   for (const pool of pools) {
-    const sequence = poolSequence(pool, accept);
+    const sequence = poolSequence(pool, policy);
     const shape = shapeOf(pool, sequence.length);
     const classid = poolClassid(pool.id);
     const own = (text: string): NftElement => ({ text, pool: poolName(pool.id) });
@@ -200,8 +205,8 @@ export function buildBalancerTable(
     const roles: SchedulerMaps = {
       flows: `flows_${pool.mode}_${pool.protocol}`,
       closing: pool.protocol === 'tcp' ? `closing_${pool.mode}_tcp` : undefined,
-      slots: `slots_${pool.mode}`,
-      live: `live_${pool.mode}`,
+      slots: `slots_${pool.mode}${managedSuffix(pool)}`,
+      live: `live_${pool.mode}${managedSuffix(pool)}`,
       newCounter: `pool_new_${pool.mode}`,
       endedCounter: `pool_ended_${pool.mode}`,
     };
@@ -226,7 +231,8 @@ export function buildBalancerTable(
     if (pool.protocol === 'tcp') {
       // (pool, backend) pairs that take new flows; a set, because the verdict is the same for every element
       const liveSet = mapOf(roles.live, { type: `classid . ${valueType}`, set: true });
-      const live = new Set(sequence);
+      // a backend least connections gives no slot for a moment still takes new flows: its SYNs keep their pin
+      const live = pool.managed ? new Set(pool.backends.filter((b) => policy.takes(b, pool)).map((b) => b.name)) : new Set(sequence);
       for (const b of pool.backends) if (live.has(b.name)) liveSet.elements.push(own(`${classid} . ${values.get(b.name)}`));
     }
     if (!chains.has(shape.chain)) {

@@ -34,8 +34,16 @@ export interface Pool {
   readonly managed: boolean;
 }
 
-/** Which backends may take new flows: by default those with a weight; the runtime also leaves out failed ones. */
-export type BackendFilter = (backend: BackendSpec, pool: Pool) => boolean;
+/**
+ * Which backends of a pool take new flows, and with which weight in its slot table. By default: those with a
+ * weight, with that weight. The balancer runtime also leaves out backends whose health check failed, and for least
+ * connections gives each backend the weight that evens out its active connections.
+ */
+export interface PoolPolicy {
+  readonly takes: (backend: BackendSpec, pool: Pool) => boolean;
+  /** The slot weight for a backend that takes new flows; undefined: its configured weight. */
+  readonly weight?: (backend: BackendSpec, pool: Pool) => number | undefined;
+}
 
 function poolKey(vip: VipSpec): string {
   return stableJson({
@@ -99,12 +107,16 @@ export function poolClassid(id: number): string {
 /** Eight hex digits, for names and review keys. */
 export const poolName = (id: number) => hex32(id);
 
-export const takesNewFlows: BackendFilter = (b) => b.weight > 0;
+/** The weight a backend has in its pool's table: 1 each for round robin and least connections, else its own. */
+export function configuredWeight(b: BackendSpec, pool: Pool): number {
+  if (b.weight <= 0) return 0;
+  return pool.algorithm === 'round-robin' || pool.algorithm === 'least-connections' ? 1 : b.weight;
+}
 
-/** Equal weights for round robin and least connections; the configured ones otherwise. */
-function weightsOf(pool: Pool, accept: BackendFilter): { name: string; weight: number }[] {
-  const equal = pool.algorithm === 'round-robin' || pool.algorithm === 'least-connections';
-  return pool.backends.map((b) => ({ name: b.name, weight: accept(b, pool) && b.weight > 0 ? (equal ? 1 : b.weight) : 0 }));
+export const DEFAULT_POLICY: PoolPolicy = { takes: (b) => b.weight > 0 };
+
+function weightsOf(pool: Pool, policy: PoolPolicy): { name: string; weight: number }[] {
+  return pool.backends.map((b) => ({ name: b.name, weight: policy.takes(b, pool) ? (policy.weight?.(b, pool) ?? configuredWeight(b, pool)) : 0 }));
 }
 
 /** A managed pool's fixed slot count (see slotCount): it stays when the runtime leaves backends out. */
@@ -113,8 +125,8 @@ export function managedSlotCount(pool: Pool): number {
 }
 
 /** Backend names in slot order: the slot table the pool's scheduler steps through or hashes into. */
-export function poolSequence(pool: Pool, accept: BackendFilter = takesNewFlows): string[] {
-  const weighted = weightsOf(pool, accept);
+export function poolSequence(pool: Pool, policy: PoolPolicy = DEFAULT_POLICY): string[] {
+  const weighted = weightsOf(pool, policy);
   if (pool.algorithm === 'consistent-hash') return maglevTable(weighted, pool.hashTableSize);
   return smoothWeightedSequence(weighted, pool.managed ? managedSlotCount(pool) : undefined);
 }

@@ -47,7 +47,7 @@ describe('managed pools (least connections)', () => {
 
   test('GIVEN a backend left out WHEN its slots are computed THEN the slot count stays and the others share it by weight', () => {
     const p = pool('weighted-least-connections', [1, 2, 3]);
-    const withoutBe3 = poolSequence(p, (b: BackendSpec) => b.name !== 'be3');
+    const withoutBe3 = poolSequence(p, { takes: (b: BackendSpec) => b.name !== 'be3' });
     expect(withoutBe3).toHaveLength(120);
     expect(count(withoutBe3)).toEqual({ be1: 40, be2: 80 });
   });
@@ -67,14 +67,14 @@ describe('renderOwnedUpdate', () => {
   const facts = factsFor(spec);
   const before = buildBalancerTable(spec, facts);
   const lc = groupPools(spec.vips).find((p) => p.vips.includes('lc'))!;
-  const after = buildBalancerTable(spec, facts, [], (b, p) => p.id !== lc.id || b.name !== 'be2');
+  const after = buildBalancerTable(spec, facts, [], { takes: (b, p) => p.id !== lc.id || b.name !== 'be2' });
   const owned = (e: { pool?: string }) => e.pool === poolName(lc.id);
 
   test("GIVEN one backend of a managed pool left out WHEN the update is rendered THEN it rewrites that pool's moved slots and its live set only", () => {
     const text = renderOwnedUpdate(before, after, owned)!;
     const statements = text.split('\n').filter((l) => /^(add|delete) /.test(l));
-    expect(statements.every((l) => /^(delete|add) element netdev tula_dsr (slots_l2|live_l2) \{/.test(l))).toBe(true);
-    expect(statements.some((l) => l.startsWith('delete element netdev tula_dsr live_l2 {'))).toBe(true);
+    expect(statements.every((l) => /^(delete|add) element netdev tula_dsr (slots_l2_rt|live_l2_rt) \{/.test(l))).toBe(true);
+    expect(statements.some((l) => l.startsWith('delete element netdev tula_dsr live_l2_rt {'))).toBe(true);
     // nothing of the other VIP's pool, no chain, no flow map
     const webPool = groupPools(spec.vips).find((p) => p.vips.includes('web'))!;
     const classid = `${(webPool.id >>> 16).toString(16)}:${(webPool.id & 0xffff).toString(16)}`;
