@@ -54,7 +54,7 @@ export function parseRuntimeConfig(text: string): RuntimeConfig {
   try {
     data = JSON.parse(text);
   } catch (error) {
-    throw new Error(`the runtime configuration is not JSON: ${(error as Error).message}`);
+    throw new Error(`the runtime configuration is not JSON: ${(error as Error).message}`, { cause: error });
   }
   const parsed = RuntimeConfigSchema.safeParse(data);
   if (!parsed.success)
