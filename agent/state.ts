@@ -34,6 +34,8 @@ export const HostStateSchema = z.object({
    */
   nft: z.record(z.string(), z.object({ rulesetHash: z.string(), listingHash: z.string() })),
   unit: z.object({ name: z.string(), enabled: z.boolean() }).nullable(),
+  /** The balancer runtime tula-dsr started, and how: systemd's unit, or its own supervisor (see RUNTIME_PID_FILE). */
+  runtime: z.object({ service: z.enum(['systemd', 'supervisor']) }).optional(),
 });
 
 export type HostState = z.infer<typeof HostStateSchema>;
@@ -84,6 +86,7 @@ export function mergeJournal(state: HostState | null, journal: HostState): HostS
     modules: union(state.modules, journal.modules),
     nft: { ...journal.nft, ...state.nft },
     unit: state.unit ?? journal.unit,
+    runtime: state.runtime ?? journal.runtime,
   };
 }
 

@@ -5,8 +5,8 @@
  * UTS namespaces. The anchor is started under `ip netns exec` (so it also gets a /sys for the namespace), then
  * `unshare --mount --uts` sets up the host's own view of the file system:
  *
- *  - /etc and /var are overlays of the machine's /etc and /var with a per-host tmpfs upper layer, so whatever a
- *    host writes there (sysctl.d, systemd units, /var/lib/tula-dsr, users in /etc/passwd, logs) stays on that host
+ *  - /etc, /var and /usr/local are overlays of the machine's with a per-host tmpfs upper layer, so whatever a
+ *    host writes there (sysctl.d, systemd units, /var/lib/tula-dsr, the runtime, users, logs) stays on that host
  *    and disappears with it. Nothing can leak into the build machine's /etc.
  *  - /root, /home, /tmp and /run are fresh and empty, so root's login shell does not run the machine's .bashrc.
  *  - /run/netns is detached, so a host never pins other namespaces.
@@ -96,9 +96,11 @@ export function renderAnchorScript(opts: AnchorOptions): string {
     `mount -t tmpfs -o mode=0755,size=256m tula-lab ${rw}`,
     // from here on, paths are relative to the host's tmpfs: they stay valid when /tmp or /run get covered below
     `cd ${rw}`,
-    'mkdir etc etc.work var var.work root home tmp run',
+    'mkdir etc etc.work var var.work usr-local usr-local.work root home tmp run',
     'mount -t overlay -o lowerdir=/etc,upperdir=etc,workdir=etc.work tula-etc /etc',
     'mount -t overlay -o lowerdir=/var,upperdir=var,workdir=var.work tula-var /var',
+    // the balancer runtime's program goes to /usr/local/lib
+    'mount -t overlay -o lowerdir=/usr/local,upperdir=usr-local,workdir=usr-local.work tula-usr-local /usr/local',
     'chmod 0700 root && mount --bind root /root',
     'mount --bind home /home',
     'chmod 1777 tmp && mount --bind tmp /tmp',

@@ -33,6 +33,8 @@ export interface HostFile {
   readonly path: string;
   readonly content: string;
   readonly mode: string;
+  /** A program, not a text to review (the runtime's bundle): facts bring its hash only, reports show no diff. */
+  readonly opaque?: boolean;
 }
 
 export interface BackendHostPlan {

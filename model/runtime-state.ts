@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { PoolPolicy, poolName } from './nft/pools';
 
 /**
  * What the balancer runtime reports about itself, in `RUNTIME_STATE_FILE` on the balancer. The runtime writes it
@@ -61,4 +62,19 @@ export function parseRuntimeState(text: string | undefined): RuntimeState | null
   } catch {
     return null;
   }
+}
+
+/**
+ * The policy the runtime's state file stands for: a backend a managed pool lists as down takes no new flows, unless
+ * the pool fails open. The agent renders with it, so that an apply never brings back a backend the runtime took out.
+ */
+export function runtimePolicy(state: RuntimeState | null): PoolPolicy {
+  const pools = new Map((state?.pools ?? []).map((p) => [p.id, p]));
+  return {
+    takes: (b, pool) => {
+      if (b.weight <= 0) return false;
+      const p = pools.get(poolName(pool.id));
+      return !p || p.failOpen || !p.down.includes(b.ip);
+    },
+  };
 }

@@ -66,7 +66,15 @@ export class PoolSync {
     const text = renderOwnedUpdate(before, after, owned);
     if (text === null) throw new Error('the loaded table lacks the maps of a managed pool: the agent must reload it (run tula-dsr apply)');
     const statements = text.split('\n').filter((l) => /^(add|delete) element /.test(l));
-    if (statements.length) await this.nft.apply(text);
+    if (statements.length) {
+      try {
+        await this.nft.apply(text);
+      } catch (error) {
+        // the table is not what the runtime thought (the agent reloaded it meanwhile): read it again next time
+        this.invalidate();
+        throw error;
+      }
+    }
     this.applied = after;
     const changed = [...managed].filter((id) => statements.some((l) => l.includes(` ${poolClassidOf(id)} `) || l.includes(`{ ${poolClassidOf(id)} `)));
     return { pools: changed, elements: statements.reduce((n, l) => n + l.split(',').length, 0), ms: Date.now() - started };

@@ -21,6 +21,10 @@ export interface FactsRequest {
   readonly dirs: readonly string[];
   readonly sysctls: readonly string[];
   readonly nftTables: readonly { readonly family: string; readonly name: string }[];
+  /** Files whose hash is enough (programs): their content does not travel back. */
+  readonly hashOnlyFiles?: readonly string[];
+  /** Whether Node is there and the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file). */
+  readonly runtime?: { readonly unit: string; readonly pidFile: string; readonly supervisor: string };
   /** L2 backends whose MAC the balancer must resolve: ping them all at once, then read the neighbour table. */
   readonly neighbours?: { readonly dev: string; readonly ips: readonly string[] };
 }
@@ -53,16 +57,19 @@ export interface HostFacts {
   readonly journalPending: boolean;
   /** Octal mode of STATE_DIR (`755`), or null when it does not exist. */
   readonly stateDirMode: string | null;
+  /** When requested: Node's version (absent: not installed), the runtime unit's state, the supervisor's PID. */
+  readonly runtime?: { readonly node?: string; readonly unitState?: string; readonly supervisorPid?: number };
   /** The state file or journal exists but cannot be read: the path and why. The runner then refuses to act. */
   readonly stateProblem?: { readonly path: string; readonly problem: string };
 }
 
 /**
  * Strips what changes without anyone touching the configuration from `nft -s list table`: the elements of dynamic
- * maps (open and closing flows, which the packet path writes), so that the hash of the rest detects edits made
- * outside tula-dsr. Shared by the facts and apply scripts.
+ * maps (open and closing flows, which the packet path writes) and of the maps the balancer runtime rewrites (`…_rt`:
+ * the slots of pools it manages), so that the hash of the rest detects edits made outside tula-dsr. Shared by the
+ * facts and apply scripts.
  */
-export const NFT_LISTING_FILTER = `awk '/^\\t(map|set) /{f=0} /^\\t\\tflags .*dynamic/{f=1} f&&/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
+export const NFT_LISTING_FILTER = `awk '/^\\t(map|set) /{f=0} /^\\t(map|set) [a-z0-9_]+_rt \\{/{f=1} /^\\t\\tflags .*dynamic/{f=1} f&&/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
 
 /** Where the apply keeps the table's listing as loaded, so that check can show what changed behind its back. */
 export function nftListingFile(family: string, name: string): string {
@@ -123,12 +130,25 @@ export function renderFactsScript(request: FactsRequest): string {
     ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
     sectionLine('files'),
     `for f in ${[...request.files, request.statePath, journalPath(request.statePath)].map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`,
+    ...(request.hashOnlyFiles?.length
+      ? [`for f in ${request.hashOnlyFiles.map(q).join(' ')}; do [ -f "$f" ] && echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; done`]
+      : []),
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     lines.push(...nftFactsCommands(t.family, t.name, id));
+  }
+  if (request.runtime) {
+    const { unit, pidFile, supervisor } = request.runtime;
+    lines.push(
+      sectionLine('runtime'),
+      'command -v node >/dev/null 2>&1 && echo "node=$(node --version 2>/dev/null)"',
+      `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
+      // the PID file must name a live supervisor: a PID reused by another process does not count
+      `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa ${q(supervisor)} "/proc/$p/cmdline" 2>/dev/null && echo "supervisor=$p"`,
+    );
   }
   if (request.neighbours?.ips.length) {
     const { dev, ips } = request.neighbours;
@@ -140,6 +160,12 @@ export function renderFactsScript(request: FactsRequest): string {
   }
   lines.push(sectionLine('end'));
   return lines.join('\n') + '\n';
+}
+
+function parseRuntimeFacts(text: string): NonNullable<HostFacts['runtime']> {
+  const kv = parseKeyValues(text);
+  const pid = Number(kv.supervisor);
+  return { node: kv.node || undefined, unitState: kv.unit || undefined, supervisorPid: Number.isInteger(pid) && pid > 1 ? pid : undefined };
 }
 
 export function parseHostFacts(output: string, request: FactsRequest): HostFacts {
@@ -195,6 +221,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
     stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,
+    ...(request.runtime ? { runtime: parseRuntimeFacts(sections.get('runtime') ?? '') } : {}),
     ...(stateProblem ? { stateProblem } : {}),
   };
 }

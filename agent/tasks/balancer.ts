@@ -9,6 +9,13 @@ import {
   BALANCER_BOOT_SCRIPT,
   BALANCER_UNIT_FILE,
   macProblem,
+  RUNTIME_CONFIG_FILE,
+  RUNTIME_STATE_FILE,
+  balancerHeader,
+  balancerNeedsRuntime,
+  buildBalancerTable,
+  parseRuntimeState,
+  runtimePolicy,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { statePath } from '../state';
@@ -28,6 +35,7 @@ import { HostPlanResult, finishHostPlan } from './host-plan';
 import { NftWant, nftTableTask } from './nft';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
+import { RUNTIME_FACTS, RUNTIME_FILES, nodeTask, runtimeFiles, runtimeServiceTask, runtimeStopTask } from './runtime';
 
 export const BALANCER_STATE = statePath('balancer');
 const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE];
@@ -46,8 +54,11 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
   const resolve = backendsToResolve(spec);
   return {
     statePath: BALANCER_STATE,
-    files: BALANCER_FILES,
-    dirs: [...new Set([...BALANCER_FILES, BALANCER_STATE].flatMap(ancestorDirs))],
+    // the runtime's state travels back (the health view an apply keeps); its bundle only as a hash
+    files: [...BALANCER_FILES, ...RUNTIME_FILES.slice(1), RUNTIME_STATE_FILE],
+    hashOnlyFiles: RUNTIME_FILES.slice(0, 1),
+    runtime: RUNTIME_FACTS,
+    dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE].flatMap(ancestorDirs))],
     sysctls: [],
     nftTables: [{ family: 'netdev', name: BALANCER_TABLE }],
     neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,
@@ -118,24 +129,51 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     );
   if (decisions.some((t) => t.status === 'failed')) return { tasks: decisions, ...none };
 
-  const plan = planBalancerHost(spec, { interfaceMac, backendMacs: macs });
+  const balancerFacts = { interfaceMac, backendMacs: macs };
+  const plan = planBalancerHost(spec, balancerFacts);
+  const needsRuntime = balancerNeedsRuntime(spec);
   const tasks: Task[] = [...decisions];
+  if (needsRuntime) {
+    const node = nodeTask(facts, spec.name);
+    if (node.status === 'failed') return { tasks: [...tasks, node], ...none };
+    tasks.push(node);
+  } else {
+    // before its files go, and before the reload takes its maps away
+    const stop = runtimeStopTask(facts, state, 'no longer needed (no pool with health checks or least connections): stopped');
+    if (stop) tasks.push(stop);
+  }
   for (const module of plan.modules) tasks.push(moduleTask(module, facts));
   for (const t of plan.tunnels) tasks.push(tunnelTask(t, facts));
   tasks.push(...addressTasks(plan.addresses, facts));
-  const fileTasks = plan.files.map((f) => fileTask(f, facts));
+  const files = [...plan.files, ...(needsRuntime ? runtimeFiles(spec, balancerFacts, facts.systemd) : [])];
+  const fileTasks = files.map((f) => fileTask(f, facts));
   tasks.push(
     ...fileTasks,
     ...staleFileTasks(
       state,
-      plan.files.map((f) => f.path),
+      files.map((f) => f.path),
       facts,
     ),
   );
 
   const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
-  const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(plan.table, tableFacts) };
-  tasks.push(nftTableTask(want, facts, state, `${spec.vips.length} VIPs`));
+  // The table loads with the runtime's view (a backend it found down stays out of new flows); whether it is in sync
+  // is judged on the configuration alone, since drift checks leave the runtime's maps out.
+  const loaded = needsRuntime
+    ? buildBalancerTable(spec, balancerFacts, balancerHeader(spec), runtimePolicy(parseRuntimeState(facts.files[RUNTIME_STATE_FILE]?.content)))
+    : plan.table;
+  const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(loaded, tableFacts) };
+  const nftTask = nftTableTask(want, facts, state, `${spec.vips.length} VIPs`);
+  tasks.push(nftTask);
+  if (needsRuntime) {
+    const changedPath = (paths: readonly string[]) => fileTasks.some((t, i) => t.status === 'changed' && paths.includes(files[i].path));
+    tasks.push(
+      runtimeServiceTask(facts, {
+        program: changedPath(RUNTIME_FILES.filter((p) => p !== RUNTIME_CONFIG_FILE)),
+        config: changedPath([RUNTIME_CONFIG_FILE]) || nftTask.status === 'changed',
+      }),
+    );
+  }
 
   // Only now that no rule refers to them: addresses and tunnels of earlier generations.
   tasks.push(...staleAddressTasks(staleAddresses(state, plan.addresses), facts));
@@ -165,6 +203,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       modules: plan.modules,
       nft: [want],
       unit: { name: BALANCER_UNIT, enabled: facts.systemd },
+      ...(needsRuntime ? { runtime: { service: facts.systemd ? 'systemd' : 'supervisor' } as const } : {}),
     },
     { name: spec.name, facts, specText, generation },
   );

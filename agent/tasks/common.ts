@@ -15,7 +15,7 @@ export function fileTask(file: HostFile, facts: HostFacts): Task {
     name,
     current ? 'content differs' : 'missing',
     [writeFileStep(file.path, file.content, file.mode, !!current)],
-    renderDiff(current?.content ?? '', file.content, file.path),
+    file.opaque ? `sha256 ${current?.sha256 ?? '(none)'} -> ${sha256Hex(file.content)}` : renderDiff(current?.content ?? '', file.content, file.path),
   );
 }
 

@@ -26,6 +26,7 @@ export interface HostOutcome {
   readonly modules: readonly string[];
   readonly nft: readonly NftWant[];
   readonly unit: HostState['unit'];
+  readonly runtime?: HostState['runtime'];
 }
 
 /**
@@ -54,6 +55,7 @@ export function finishHostPlan(
     modules: [...outcome.modules],
     nft: nftRecord(outcome.nft),
     unit: outcome.unit,
+    ...(outcome.runtime ? { runtime: outcome.runtime } : {}),
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
   const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];

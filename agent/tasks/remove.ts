@@ -2,6 +2,7 @@ import type { HostFacts } from '../facts/gather';
 import type { HostState } from '../state';
 import { disableUnitStep, staleAddressTasks } from './common';
 import { removeStateStep } from './state-file';
+import { runtimeStopTask } from './runtime';
 import { nftScratchFiles } from './nft';
 import { Task, changed, ok } from './task';
 import { cmd, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
@@ -23,6 +24,8 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
     };
   }
   const tasks: Task[] = [];
+  const stop = runtimeStopTask(facts, state, 'stopped');
+  if (stop) tasks.push(stop);
   for (const key of Object.keys(state.nft)) {
     const [family, name] = key.split(' ');
     if (facts.nft[key]?.table.exists)

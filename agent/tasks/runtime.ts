@@ -1,0 +1,112 @@
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import {
+  BalancerFacts,
+  BalancerSpec,
+  HostFile,
+  RUNTIME_BUNDLE_FILE,
+  RUNTIME_CONFIG_FILE,
+  RUNTIME_NODE_MAJOR,
+  RUNTIME_LOG_FILE,
+  RUNTIME_PID_FILE,
+  RUNTIME_STATE_FILE,
+  RUNTIME_SUPERVISOR_FILE,
+  RUNTIME_UNIT,
+  RUNTIME_UNIT_FILE,
+  renderCommand,
+  renderRuntimeConfig,
+  renderRuntimeSupervisor,
+  renderRuntimeUnit,
+} from '../../model';
+import type { HostFacts } from '../facts/gather';
+import type { HostState } from '../state';
+import { Step, Task, changed, failed, ok } from './task';
+import { cmd } from './steps';
+
+/** Every file the runtime can have on a balancer, so that facts always report the ones an earlier run left. */
+export const RUNTIME_FILES = [RUNTIME_BUNDLE_FILE, RUNTIME_CONFIG_FILE, RUNTIME_UNIT_FILE, RUNTIME_SUPERVISOR_FILE];
+
+/** What the facts need to tell whether the runtime can run and runs. */
+export const RUNTIME_FACTS = { unit: RUNTIME_UNIT, pidFile: RUNTIME_PID_FILE, supervisor: path.basename(RUNTIME_SUPERVISOR_FILE) };
+
+let bundle: string | undefined;
+
+/** The runtime as one file: built next to the agent (dist/runtime), or, from the sources, in dist/. */
+export function runtimeBundle(): string {
+  if (bundle === undefined) {
+    const candidates = [path.join(__dirname, '..', '..', 'runtime', 'tula-dsr-runtime.js'), path.join(__dirname, '..', '..', 'dist', 'runtime', 'tula-dsr-runtime.js')];
+    const found = candidates.find((c) => existsSync(c));
+    if (!found) throw new Error(`the balancer runtime's bundle is missing (looked at ${candidates.join(', ')}): run \`npm run build\``);
+    bundle = readFileSync(found, 'utf8');
+  }
+  return bundle;
+}
+
+/** The runtime's files for a balancer that needs it: the bundle, its configuration, and how it is kept running. */
+export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: boolean): HostFile[] {
+  return [
+    { path: RUNTIME_BUNDLE_FILE, content: runtimeBundle(), mode: '0644', opaque: true },
+    { path: RUNTIME_CONFIG_FILE, content: renderRuntimeConfig(spec, facts), mode: '0644' },
+    systemd
+      ? { path: RUNTIME_UNIT_FILE, content: renderRuntimeUnit(spec.name), mode: '0644' }
+      : { path: RUNTIME_SUPERVISOR_FILE, content: renderRuntimeSupervisor(), mode: '0755' },
+  ];
+}
+
+/** Node on the balancer, as the runtime needs it; a failed task that names the package otherwise. */
+export function nodeTask(facts: HostFacts, host: string): Task {
+  const version = facts.runtime?.node;
+  const major = Number(/^v(\d+)\./.exec(version ?? '')?.[1]);
+  const fix = `health checks and least connections run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
+  if (!version) return failed('node', `is not installed on ${host}; ${fix}`);
+  if (!(major >= RUNTIME_NODE_MAJOR)) return failed('node', `${version} on ${host} is too old; ${fix}`);
+  return ok('node', `${version}`);
+}
+
+const supervisorStart = (): Step => ({
+  // its own session (it outlives this SSH session), none of the apply script's descriptors (fd 9 holds the host
+  // lock, the others are the SSH channel)
+  run: `setsid sh ${renderCommand([RUNTIME_SUPERVISOR_FILE])} </dev/null >/dev/null 2>&1 9>&- & echo $! > ${renderCommand([RUNTIME_PID_FILE])}`,
+  undo: `kill -TERM "$(cat ${renderCommand([RUNTIME_PID_FILE])} 2>/dev/null)" 2>/dev/null; rm -f ${renderCommand([RUNTIME_PID_FILE])}`,
+});
+
+/**
+ * Keeps the runtime running with what this run installed: started when it is not running, restarted when its
+ * bundle or how it runs changed, told to reload (SIGHUP) when its configuration or the table changed. Where systemd
+ * runs, through `tula-dsr-runtime.service`; elsewhere through the agent's supervisor (see renderRuntimeSupervisor).
+ */
+export function runtimeServiceTask(facts: HostFacts, changes: { readonly program: boolean; readonly config: boolean }): Task {
+  const name = `balancer runtime (${facts.systemd ? RUNTIME_UNIT : 'supervised by tula-dsr'})`;
+  if (facts.systemd) {
+    const active = facts.runtime?.unitState === 'active';
+    if (!active)
+      return changed(name, `started (was ${facts.runtime?.unitState ?? 'not installed'})`, [
+        { run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'enable', '--now', RUNTIME_UNIT)}`, undo: cmd('systemctl', 'disable', '--now', RUNTIME_UNIT) },
+      ]);
+    if (changes.program) return changed(name, 'restarted: a new runtime', [{ run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'restart', RUNTIME_UNIT)}`, undo: ':' }]);
+    if (changes.config) return changed(name, 'reloaded: new configuration or table', [{ run: cmd('systemctl', 'reload', RUNTIME_UNIT), undo: ':' }]);
+    return ok(name, 'running');
+  }
+  const pid = facts.runtime?.supervisorPid;
+  if (!pid) return changed(name, 'started', [supervisorStart()]);
+  // the supervisor starts the new bundle a second after the old runtime ends
+  if (changes.program) return changed(name, 'restarted: a new runtime', [{ run: `pkill -TERM -P ${pid} || true`, undo: ':' }]);
+  if (changes.config) return changed(name, 'reloaded: new configuration or table', [{ run: `kill -HUP ${pid}`, undo: ':' }]);
+  return ok(name, `running (supervisor ${pid})`);
+}
+
+/** Stops a runtime an earlier run started, when the balancer needs it no more (or at remove). */
+export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: string): Task | null {
+  if (!state?.runtime) return null;
+  const name = `balancer runtime (${state.runtime.service === 'systemd' ? RUNTIME_UNIT : 'supervised by tula-dsr'})`;
+  // what the runtime wrote itself goes with it (its view of the backends, its log), once it has stopped
+  const leftovers: Step = { run: cmd('rm', '-f', RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE), undo: ':' };
+  if (state.runtime.service === 'systemd') {
+    if (!facts.systemd) return null;
+    const stop = { run: `${cmd('systemctl', 'disable', '--now', RUNTIME_UNIT)} && ${cmd('systemctl', 'daemon-reload')}`, undo: cmd('systemctl', 'enable', '--now', RUNTIME_UNIT) };
+    return changed(name, why, [stop, leftovers]);
+  }
+  const pid = facts.runtime?.supervisorPid;
+  if (!pid) return facts.files[RUNTIME_STATE_FILE] ? changed(name, `${why} (was not running)`, [leftovers]) : null;
+  return changed(name, why, [{ run: `kill -TERM ${pid} && while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`, undo: supervisorStart().run }, leftovers]);
+}
