@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { BackendSpec, SpecIssue } from '../model';
+import { BackendSpec, HealthCheck, SpecIssue } from '../model';
 import { IBackend, IBackendHost, IDsrVip, isBackendHost, isDsrVip } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
@@ -29,6 +29,12 @@ export interface BackendProps {
    * @default - none: the backend host is configured outside this stack
    */
   readonly host?: IBackendHost;
+  /**
+   * This backend's health check, replacing the VIP's entirely (fields are not merged); `{ kind: 'none' }` exempts
+   * the backend from the VIP's check.
+   * @default - the VIP's healthCheck
+   */
+  readonly healthCheck?: HealthCheck;
 }
 
 /** One real server behind a DsrVip. */
@@ -44,7 +50,7 @@ export class Backend extends Construct implements IBackend {
       throw new Error(`${this.node.path}: a Backend must be created inside a DsrVip (new Backend(vip, id, props) or vip.addBackend(id, props))`);
     }
     this.vip = scope;
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host', 'healthCheck'], this.node.path));
     this.host = this.props.host;
     if (this.host && !isBackendHost(this.host)) {
       throw new Error(`${this.node.path}: host: must be a BackendHost construct`);

@@ -8,32 +8,44 @@ function childAt(value: unknown, segment: Segment): unknown {
   return value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[segment] : undefined;
 }
 
-/** Unwraps optional/default/array wrappers to reach the object schema at `segments`, to list its known keys. */
-function objectKeysAt(schema: z.ZodType, segments: readonly Segment[]): string[] {
+type Def = Record<string, unknown>;
+const defOf = (schema: unknown): Def | undefined => (schema as { _zod?: { def?: Def } } | undefined)?._zod?.def;
+
+/**
+ * Walks the schema along `segments` beside the input, through optional/default/nullable wrappers, arrays and
+ * discriminated unions (the option the input's discriminator selects), to the object schema there; its keys, or [].
+ */
+function objectKeysAt(schema: z.ZodType, segments: readonly Segment[], input: unknown): string[] {
   let current: unknown = schema;
+  let value = input;
   const unwrap = () => {
     for (;;) {
-      const def = (current as { _zod?: { def?: Record<string, unknown> } })._zod?.def;
+      const def = defOf(current);
       if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) {
         current = def.innerType;
+      } else if (def?.type === 'union' && typeof def.discriminator === 'string') {
+        const selector = childAt(value, def.discriminator);
+        const values = (option: unknown) => defOf((defOf(option)?.shape as Def | undefined)?.[def.discriminator as string])?.values as unknown[] | undefined;
+        current = (def.options as unknown[]).find((option) => values(option)?.includes(selector));
       } else return;
     }
   };
   for (const segment of segments) {
     unwrap();
-    const def = (current as { _zod: { def: Record<string, unknown> } })._zod.def;
-    if (def.type === 'array') current = def.element;
-    else if (def.type === 'object') current = (def.shape as Record<PropertyKey, unknown>)[segment];
+    const def = defOf(current);
+    if (def?.type === 'array') current = def.element;
+    else if (def?.type === 'object') current = (def.shape as Def)[segment as string];
     else return [];
+    value = childAt(value, segment);
   }
   unwrap();
-  const def = (current as { _zod?: { def?: Record<string, unknown> } })?._zod?.def;
+  const def = defOf(current);
   return def?.type === 'object' ? Object.keys(def.shape as object) : [];
 }
 
 /**
  * Maps zod's issues to ours: the object at fault is the nearest enclosing object that carries a construct `path`
- * (every spec object does), and the field is what remains of zod's path below it.
+ * (every spec object's schema declares one), and the field is what remains of zod's path below it.
  */
 export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodType, fallbackPath: string): SpecIssue[] {
   const issues: SpecIssue[] = [];
@@ -46,7 +58,11 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
     if (isSingleLinePrintable(own)) objectPath = own;
     issue.path.forEach((segment, index) => {
       cursor = childAt(cursor, segment);
-      const p = childAt(cursor, 'path');
+      // Only spec objects carry a construct path; another object's `path` (an HTTP check's) is just a field.
+      const p =
+        isSingleLinePrintable(childAt(cursor, 'path')) && objectKeysAt(schema, issue.path.slice(0, index + 1), input).includes('path')
+          ? childAt(cursor, 'path')
+          : undefined;
       if (isSingleLinePrintable(p) && index < issue.path.length - 1) {
         objectPath = p;
         fieldStart = index + 1;
@@ -61,7 +77,7 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
         .join('.')
         .replace(/\.\[/g, '[') || '(root)';
     if (issue.code === 'unrecognized_keys') {
-      const known = objectKeysAt(schema, issue.path).filter((k) => k !== 'path' && k !== 'kind');
+      const known = objectKeysAt(schema, issue.path, input).filter((k) => k !== 'path' && k !== 'kind');
       for (const key of issue.keys) {
         issues.push({ path: objectPath, field: fieldOf([key]), value: childAt(cursor, key), message: unknownKeyMessage(key, known) });
       }

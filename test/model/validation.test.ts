@@ -383,7 +383,7 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
 });
 
 describe('unknown properties (objects are strict)', () => {
-  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends';
+  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck, backends';
   const l7 =
     '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
   test.each(['cookie', 'stickyCookie', 'headers', 'requestHeader', 'urlPath', 'pathPrefix', 'tlsCertificate', 'httpRedirect'])(
@@ -410,7 +410,7 @@ describe('unknown properties (objects are strict)', () => {
       ),
     ).toEqual([
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
-      `s/web/web1: cookie: "cookie" is not a known property; known properties are name, ip, port, weight, mac${l7}`,
+      `s/web/web1: cookie: "cookie" is not a known property; known properties are name, ip, port, weight, mac, healthCheck${l7}`,
     ]);
   });
 });
