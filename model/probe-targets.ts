@@ -74,8 +74,13 @@ export function vipBackendChecks(vip: VipSpec): ({ check: ResolvedHealthCheck; k
   });
 }
 
-/** A target's identity without its timings: a change of interval, timeout, fall or rise alone keeps its health. */
-export const targetProbeIdentity = (target: Pick<ProbeTarget, 'backend' | 'check'>): string => `${target.backend.ip} ${probeKey(target.check)}`;
+/**
+ * A target key without its timings (`10.0.1.11 tcp/80`): what is probed and where. A change of interval, timeout,
+ * fall or rise alone changes the key but not this, so the runtime keeps the target's health across it.
+ */
+export const keyProbeIdentity = (key: string): string => key.replace(/ interval=\S+ timeout=\S+ fall=\d+ rise=\d+$/, '');
+
+export const targetProbeIdentity = (target: Pick<ProbeTarget, 'key'>): string => keyProbeIdentity(target.key);
 
 /** Every probe target of a balancer, one per (backend address, check), in the order of their first VIP by name. */
 export function probeTargets(spec: Pick<BalancerSpec, 'vips'>): ProbeTarget[] {

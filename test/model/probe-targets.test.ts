@@ -73,7 +73,8 @@ describe('checkKey', () => {
     const a = probeTargets({ vips: [vip('w', '10.0.1.100', { healthCheck: TCP })] })[0];
     const b = probeTargets({ vips: [vip('w', '10.0.1.100', { healthCheck: { ...TCP, fall: 5 } })] })[0];
     expect(a.key).not.toBe(b.key);
-    expect(targetProbeIdentity(a)).toBe(targetProbeIdentity(b));
+    expect(targetProbeIdentity(a)).toBe('10.0.1.11 tcp/80');
+    expect(targetProbeIdentity(b)).toBe('10.0.1.11 tcp/80');
   });
 });
 

@@ -1,8 +1,10 @@
 /**
  * The layers, as the imports draw them: model/ is pure (no cdktf, no I/O modules, nothing from the other layers),
- * constructs/ and agent/ do not know each other, and nothing outside test/ imports test code.
+ * constructs/ and agent/ do not know each other, runtime/ (shipped to balancers as one file) needs only model/ and
+ * Node, and nothing outside test/ imports test code.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { builtinModules } from 'node:module';
 import { dirname, join, relative, resolve } from 'node:path';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -27,7 +29,7 @@ const into = (prefix: string) => (e: { target: string }) => e.target === prefix 
 
 describe('import graph', () => {
   test('GIVEN product, lab and bench code THEN none of it imports from test/', () => {
-    expect(edges(['model', 'constructs', 'agent', 'lab', 'bench']).filter(into('test'))).toEqual([]);
+    expect(edges(['model', 'constructs', 'agent', 'runtime', 'lab', 'bench']).filter(into('test'))).toEqual([]);
     expect(importsOf('main.ts').filter((t) => t.startsWith('test'))).toEqual([]);
   });
 
@@ -40,5 +42,12 @@ describe('import graph', () => {
   test('GIVEN constructs/ and agent/ THEN neither imports the other, and the agent never loads cdktf', () => {
     expect(edges(['constructs']).filter(into('agent'))).toEqual([]);
     expect(edges(['agent']).filter((e) => into('constructs')(e) || e.target === 'cdktf' || e.target === 'constructs')).toEqual([]);
+  });
+
+  test('GIVEN runtime/ THEN it imports only runtime/, model/ and Node built-ins (no agent, constructs, lab, test, cdktf, ssh2 or other package)', () => {
+    const node = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
+    const runtimeEdges = edges(['runtime']);
+    expect(runtimeEdges.length).toBeGreaterThan(0);
+    expect(runtimeEdges.filter((e) => !into('runtime')(e) && !into('model')(e) && !node.has(e.target))).toEqual([]);
   });
 });
