@@ -75,6 +75,14 @@ export function vipBackendChecks(vip: VipSpec): ({ check: ResolvedHealthCheck; k
 }
 
 /**
+ * For each backend of a VIP, the key of the probe target that decides it (null: not checked). All VIPs of a slot pool
+ * give the same keys (checks are part of the pool's key), so the runtime maps a pool's backends to targets with it.
+ */
+export function backendTargetKeys(vip: VipSpec): (string | null)[] {
+  return vipBackendChecks(vip).map((resolved, i) => (resolved ? `${vip.backends[i].ip} ${resolved.key}` : null));
+}
+
+/**
  * A target key without its timings (`10.0.1.11 tcp/80`): what is probed and where. A change of interval, timeout,
  * fall or rise alone changes the key but not this, so the runtime keeps the target's health across it.
  */

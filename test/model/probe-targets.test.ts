@@ -2,7 +2,7 @@
  * Probe targets and slot pools: one probe per (backend address, check) whatever the number of VIPs, sent through
  * the first VIP by name that uses it; VIPs whose backends are checked differently never share a slot pool.
  */
-import { BackendSpec, VipSpec, checkKey, effectiveCheck, groupPools, probeTargets, targetProbeIdentity } from '../../model';
+import { BackendSpec, VipSpec, backendTargetKeys, checkKey, effectiveCheck, groupPools, probeTargets, targetProbeIdentity } from '../../model';
 import type { HealthCheckSpec } from '../../model';
 
 const TCP: HealthCheckSpec = { kind: 'tcp', intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 };
@@ -164,6 +164,19 @@ describe('slot pools and checks', () => {
   test('GIVEN the same VIP check but one backend overriding it in one VIP WHEN grouped THEN they do not share a pool', () => {
     const overridden = [backend('a', '10.0.1.11', { healthCheck: { ...TCP, port: 22 } }), backend('b', '10.0.1.12')];
     expect(poolsOf([vip('web', '10.0.1.100', { healthCheck: TCP }), vip('api', '10.0.1.101', { healthCheck: TCP }, overridden)])).toHaveLength(2);
+  });
+
+  test("GIVEN a pool's VIPs WHEN their backends are mapped to probe targets THEN every VIP gives the keys of probeTargets, null where unchecked", () => {
+    const backends = [backend('a', '10.0.1.11'), backend('b', '10.0.1.12', { healthCheck: { kind: 'none' } }), backend('c', '10.0.1.13')];
+    const spec = { vips: [vip('web', '10.0.1.100', { healthCheck: TCP }, backends), vip('api', '10.0.1.101', { healthCheck: TCP }, backends)] };
+    const [pool] = groupPools(spec.vips);
+    const keys = pool.vips.map((name) => backendTargetKeys(spec.vips.find((v) => v.name === name)!));
+    const targets = probeTargets(spec).map((t) => t.key);
+    expect(keys).toEqual([
+      [targets[0], null, targets[1]],
+      [targets[0], null, targets[1]],
+    ]);
+    expect(targets).toEqual(['10.0.1.11 tcp/80 interval=2 timeout=1 fall=3 rise=2', '10.0.1.13 tcp/80 interval=2 timeout=1 fall=3 rise=2']);
   });
 
   test('GIVEN unchecked VIPs and VIPs with kind none WHEN grouped THEN they share a pool (kind none is no check)', () => {
