@@ -447,6 +447,25 @@ describe('all problems at once', () => {
     ]);
   });
 
+  test('GIVEN unknown keys and an HTTP check WHEN the agent parses the spec THEN known keys are listed and each problem sits at its object', () => {
+    const spec = variant((s) => {
+      s.bogus = 1;
+      vip0(s).healthCheck = { kind: 'tcp', path: '/healthz' };
+      be0(s).extra = true;
+    });
+    let error: unknown;
+    try {
+      parseHostSpec(JSON.stringify(spec));
+    } catch (e) {
+      error = e;
+    }
+    expect((error as SpecError).issues.map(formatIssue)).toEqual([
+      `s/web: healthCheck.path: "/healthz" is set on a 'tcp' check, but path only applies to 'http' checks; remove it or use kind 'http'`,
+      's/web/web1: extra: "extra" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, vips',
+    ]);
+  });
+
   test('GIVEN mistakes WHEN the agent parses the spec THEN one SpecError lists them all, with a count', () => {
     const spec = variant((s) => {
       s.interface = 'a;b';
