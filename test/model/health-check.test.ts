@@ -118,26 +118,11 @@ describe('bad values: each gets its own exact message', () => {
     ['kind TCP', { kind: 'TCP' }, [at('.kind', `"TCP" is not a supported health check kind; use one of 'none', 'tcp', 'http', 'udp'`)]],
     ['port 0', { kind: 'tcp', port: 0 }, [at('.port', '0 is not allowed; use an integer from 1 to 65535')]],
     ['port "80"', { kind: 'tcp', port: '80' }, [at('.port', '"80" is not allowed; use an integer from 1 to 65535')]],
-    [
-      'intervalSec 0.1',
-      { kind: 'tcp', intervalSec: 0.1 },
-      [at('.intervalSec', '0.1 is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)')],
-    ],
-    [
-      'intervalSec 2.55',
-      { kind: 'tcp', intervalSec: 2.55 },
-      [at('.intervalSec', '2.55 is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)')],
-    ],
-    [
-      'intervalSec 3601',
-      { kind: 'tcp', intervalSec: 3601 },
-      [at('.intervalSec', '3601 is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)')],
-    ],
-    [
-      'intervalSec "2s"',
-      { kind: 'tcp', intervalSec: '2s' },
-      [at('.intervalSec', '"2s" is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)')],
-    ],
+    ...[0.1, 2.55, 3601, '2s'].map((intervalSec): [string, unknown, string[]] => [
+      `intervalSec ${JSON.stringify(intervalSec)}`,
+      { kind: 'tcp', intervalSec },
+      [at('.intervalSec', `${JSON.stringify(intervalSec)} is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)`)],
+    ]),
     [
       'timeoutSec 0',
       { kind: 'tcp', timeoutSec: 0 },
