@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { BackendSpec, SpecError, SpecIssue } from '../model';
+import { BackendSpec, HealthCheck, SpecError, SpecIssue } from '../model';
 import { IBackend, IBackendHost, IDsrVip, isBackendHost, isDsrVip } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
@@ -29,6 +29,12 @@ export interface BackendProps {
    * @default - none: the backend host is configured outside this stack
    */
   readonly host?: IBackendHost;
+  /**
+   * This backend's health check, replacing the VIP's entirely (fields are not merged); `{ kind: 'none' }` exempts
+   * the backend from the VIP's check.
+   * @default - the VIP's healthCheck
+   */
+  readonly healthCheck?: HealthCheck;
 }
 
 /** One real server behind a DsrVip. */
@@ -51,7 +57,7 @@ export class Backend extends Construct implements IBackend {
       ]);
     }
     this.vip = scope;
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ip', 'port', 'weight', 'mac', 'host', 'healthCheck'], this.node.path));
     if (this.props.host !== undefined && !isBackendHost(this.props.host)) {
       this.propIssues.push({ path: this.node.path, field: 'host', value: this.props.host, message: 'must be a BackendHost construct' });
       const { host: _notAHost, ...rest } = this.props;

@@ -1,5 +1,5 @@
 import { Construct } from 'constructs';
-import { Algorithm, Mode, Protocol, SpecError, SpecIssue, VipSpec, pushAll } from '../model';
+import { Algorithm, HealthCheck, Mode, Protocol, SpecError, SpecIssue, VipSpec, pushAll } from '../model';
 import { Backend, BackendProps } from './backend';
 import { IBackend, IBalancer, IDsrVip, brand, isBalancer } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
@@ -50,6 +50,14 @@ export interface DsrVipProps {
    * @default 1021
    */
   readonly hashTableSize?: number;
+  /**
+   * How the balancer checks this VIP's backends (a backend's own `healthCheck` replaces it for that backend). A
+   * backend that fails `fall` probes in a row gets no new flows, its established flows stay, and it comes back after
+   * `rise` passed probes. Probes are deduplicated by (backend address, check): every VIP that checks a backend the
+   * same way shares one probe, addressed to the first of those VIPs by name and sent through that backend.
+   * @default { kind: 'none' } - no checks: every backend with a weight takes new flows
+   */
+  readonly healthCheck?: HealthCheck;
 }
 
 /** A Layer 4 virtual IP served in Direct Server Return mode: replies go from the backends straight to clients. */
@@ -68,7 +76,7 @@ export class DsrVip extends Construct implements IDsrVip {
     }
     ({ props: this.props, issues: this.propIssues } = knownProps(
       props,
-      ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize'],
+      ['balancer', 'name', 'ip', 'port', 'protocol', 'mode', 'algorithm', 'flowTimeoutSec', 'mssClamp', 'hashTableSize', 'healthCheck'],
       this.node.path,
     ));
     brand(this, 'vip');

@@ -7,6 +7,7 @@ export type { BackendProps } from './backend';
 export { BackendHost } from './backend-host';
 export type { BackendHostProps } from './backend-host';
 export type { SshTarget } from './ssh-target';
+export type { HealthCheck, HealthCheckTiming, NoHealthCheck, TcpHealthCheck, HttpHealthCheck, UdpHealthCheck } from './health-check';
 export type { IBalancer, IDsrVip, IBackend, IBackendHost } from './interfaces';
 export { isBalancer, isDsrVip, isBackendHost } from './interfaces';
 export { ENGINE_CONTEXT_KEY, ENGINES, PROJECT_ROOT_CONTEXT_KEY } from './host-resource';

@@ -1,6 +1,7 @@
 import { SpecIssue, showValue } from './issues';
 import { broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
+import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
 import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
@@ -29,6 +30,19 @@ export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'
           : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
     },
   ];
+}
+
+/** A probe needs a port: an all-ports ('*') VIP has none to lend its checks (nor its backends' own checks). */
+function checkProbePorts(vip: VipSpec): SpecIssue[] {
+  if (vip.port !== '*') return [];
+  const portless = (check: HealthCheckSpec | undefined) => check !== undefined && check.kind !== 'none' && check.port === undefined;
+  const message = (what: string) => `is required on ${what} all-ports ('*') VIP: name the port to probe, such as { kind: 'tcp', port: 80 }`;
+  const issues: SpecIssue[] = [];
+  if (portless(vip.healthCheck)) issues.push({ path: vip.path, field: 'healthCheck.port', message: message('an') });
+  for (const backend of vip.backends) {
+    if (portless(backend.healthCheck)) issues.push({ path: backend.path, field: 'healthCheck.port', message: message('a backend of an') });
+  }
+  return issues;
 }
 
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
@@ -140,6 +154,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       }
     }
   }
+  issues.push(...checkProbePorts(vip));
   return issues;
 }
 

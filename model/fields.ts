@@ -23,7 +23,7 @@ export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
  */
 export const INTERFACE_PATTERN = /^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,14}$/;
 export const USER_PATTERN = /^[a-z_][a-z0-9_-]{0,31}$/;
-const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
+export const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/;
 const MAC_PATTERN = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}=?$/;
 const KEY_LINE_PATTERN =
@@ -143,9 +143,10 @@ export const checkFilePath: FieldCheck = (v) =>
 /** Property names that suggest an L7 (HTTP) feature. */
 const L7_HINT = /cookie|header|path|url|uri|sticky|tls|ssl|cert|http|redirect|rewrite|host_?name|sni/i;
 
-export function unknownKeyMessage(key: string, known: readonly string[]): string {
+/** `layer7Hint: false` where an HTTP-looking property is not an L7 feature request (an HTTP health check's). */
+export function unknownKeyMessage(key: string, known: readonly string[], { layer7Hint = true } = {}): string {
   const base = `${showValue(key)} is not a known property; known properties are ${known.join(', ')}`;
-  return L7_HINT.test(key)
+  return layer7Hint && L7_HINT.test(key)
     ? `${base}. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead`
     : base;
 }

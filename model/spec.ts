@@ -28,6 +28,7 @@ import {
   checkVipPort,
   checkWeight,
 } from './fields';
+import { createHealthCheckSchema } from './health-check';
 
 export { ALGORITHMS, MODES, PROTOCOLS };
 export type { Algorithm, Mode, Protocol };
@@ -67,6 +68,9 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     knownHostsFile: field<string>(checkFilePath).optional(),
   });
 
+  /** Absent means kind 'none': a spec without health checks stays byte-identical (no replacement on upgrade). */
+  const HealthCheckSpecSchema = createHealthCheckSchema(isUnresolved);
+
   const BackendSpecSchema = z.strictObject({
     path: constructPath,
     name: field<string>(checkName),
@@ -74,6 +78,8 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     port: field<number>(checkPort).optional(),
     weight: field<number>(checkWeight).default(DEFAULTS.weight),
     mac: field<string>(checkMac).optional(),
+    /** Replaces the VIP's check for this backend. */
+    healthCheck: HealthCheckSpecSchema.optional(),
   });
 
   const VipSpecSchema = z.strictObject({
@@ -87,6 +93,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     flowTimeoutSec: field<number>(checkFlowTimeout).default(DEFAULTS.flowTimeoutSec),
     mssClamp: field<number>(checkMssClamp).optional(),
     hashTableSize: field<number>(checkHashTableSize).optional(),
+    healthCheck: HealthCheckSpecSchema.optional(),
     backends: z.array(BackendSpecSchema),
   });
 
@@ -126,6 +133,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
 
   return {
     SshTargetSpecSchema,
+    HealthCheckSpecSchema,
     BackendSpecSchema,
     VipSpecSchema,
     BalancerSpecSchema,

@@ -8,27 +8,12 @@ function childAt(value: unknown, segment: Segment): unknown {
   return value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[segment] : undefined;
 }
 
-type SchemaDef = Record<string, unknown>;
-const defOf = (schema: unknown): SchemaDef | undefined => (schema as { _zod?: { def?: SchemaDef } } | undefined)?._zod?.def;
+type Def = Record<string, unknown>;
+const defOf = (schema: unknown): Def | undefined => (schema as { _zod?: { def?: Def } } | undefined)?._zod?.def;
 
 /**
- * The option of a (discriminated) union that `value` selects: the one whose literal discriminator matches it, or
- * the only object option. Undefined when the value selects none (zod then reports the discriminator, not keys).
- */
-function unionOption(def: SchemaDef, value: unknown): unknown {
-  const options = (def.options as unknown[]) ?? [];
-  const discriminator = def.discriminator as string | undefined;
-  if (discriminator === undefined) return options.length === 1 ? options[0] : undefined;
-  const selected = childAt(value, discriminator);
-  return options.find((option) => {
-    const literal = defOf((defOf(option)?.shape as Record<string, unknown> | undefined)?.[discriminator]);
-    return literal?.type === 'literal' && (literal.values as unknown[]).includes(selected);
-  });
-}
-
-/**
- * Unwraps optional/default/array wrappers (and picks the union option the input selects) to reach the object schema
- * at `segments`, to list its known keys.
+ * Walks the schema along `segments` beside the input, through optional/default/nullable wrappers, arrays and
+ * discriminated unions (the option the input's discriminator selects), to the object schema there; its keys, or [].
  */
 function objectKeysAt(schema: z.ZodType, segments: readonly Segment[], input: unknown): string[] {
   let current: unknown = schema;
@@ -36,16 +21,20 @@ function objectKeysAt(schema: z.ZodType, segments: readonly Segment[], input: un
   const unwrap = () => {
     for (;;) {
       const def = defOf(current);
-      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) current = def.innerType;
-      else if (def?.type === 'union') current = unionOption(def, value);
-      else return;
+      if (def && (def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) {
+        current = def.innerType;
+      } else if (def?.type === 'union' && typeof def.discriminator === 'string') {
+        const selector = childAt(value, def.discriminator);
+        const values = (option: unknown) => defOf((defOf(option)?.shape as Def | undefined)?.[def.discriminator as string])?.values as unknown[] | undefined;
+        current = (def.options as unknown[]).find((option) => values(option)?.includes(selector));
+      } else return;
     }
   };
   for (const segment of segments) {
     unwrap();
     const def = defOf(current);
     if (def?.type === 'array') current = def.element;
-    else if (def?.type === 'object') current = (def.shape as Record<PropertyKey, unknown>)[segment];
+    else if (def?.type === 'object') current = (def.shape as Def)[segment as string];
     else return [];
     value = childAt(value, segment);
   }
@@ -56,7 +45,7 @@ function objectKeysAt(schema: z.ZodType, segments: readonly Segment[], input: un
 
 /**
  * Maps zod's issues to ours: the object at fault is the nearest enclosing object that carries a construct `path`
- * (every spec object does), and the field is what remains of zod's path below it.
+ * (every spec object's schema declares one), and the field is what remains of zod's path below it.
  */
 export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodType, fallbackPath: string): SpecIssue[] {
   const issues: SpecIssue[] = [];
@@ -69,7 +58,11 @@ export function toSpecIssues(error: z.ZodError, input: unknown, schema: z.ZodTyp
     if (isSingleLinePrintable(own)) objectPath = own;
     issue.path.forEach((segment, index) => {
       cursor = childAt(cursor, segment);
-      const p = childAt(cursor, 'path');
+      // Only spec objects carry a construct path; another object's `path` (an HTTP check's) is just a field.
+      const p =
+        isSingleLinePrintable(childAt(cursor, 'path')) && objectKeysAt(schema, issue.path.slice(0, index + 1), input).includes('path')
+          ? childAt(cursor, 'path')
+          : undefined;
       if (isSingleLinePrintable(p) && index < issue.path.length - 1) {
         objectPath = p;
         fieldStart = index + 1;

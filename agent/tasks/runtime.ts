@@ -34,7 +34,10 @@ let bundle: string | undefined;
 /** The runtime as one file: built next to the agent (dist/runtime), or, from the sources, in dist/. */
 export function runtimeBundle(): string {
   if (bundle === undefined) {
-    const candidates = [path.join(__dirname, '..', '..', 'runtime', 'tula-dsr-runtime.js'), path.join(__dirname, '..', '..', 'dist', 'runtime', 'tula-dsr-runtime.js')];
+    const candidates = [
+      path.join(__dirname, '..', '..', 'runtime', 'tula-dsr-runtime.js'),
+      path.join(__dirname, '..', '..', 'dist', 'runtime', 'tula-dsr-runtime.js'),
+    ];
     const found = candidates.find((c) => existsSync(c));
     if (!found) throw new Error(`the balancer runtime's bundle is missing (looked at ${candidates.join(', ')}): run \`npm run build\``);
     bundle = readFileSync(found, 'utf8');
@@ -81,9 +84,15 @@ export function runtimeServiceTask(facts: HostFacts, changes: { readonly program
     const active = facts.runtime?.unitState === 'active';
     if (!active)
       return changed(name, `started (was ${facts.runtime?.unitState ?? 'not installed'})`, [
-        { run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'enable', '--now', RUNTIME_UNIT)}`, undo: cmd('systemctl', 'disable', '--now', RUNTIME_UNIT) },
+        {
+          run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'enable', '--now', RUNTIME_UNIT)}`,
+          undo: cmd('systemctl', 'disable', '--now', RUNTIME_UNIT),
+        },
       ]);
-    if (changes.program) return changed(name, 'restarted: a new runtime', [{ run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'restart', RUNTIME_UNIT)}`, undo: ':' }]);
+    if (changes.program)
+      return changed(name, 'restarted: a new runtime', [
+        { run: `${cmd('systemctl', 'daemon-reload')} && ${cmd('systemctl', 'restart', RUNTIME_UNIT)}`, undo: ':' },
+      ]);
     if (changes.config) return changed(name, 'reloaded: new configuration or table', [{ run: cmd('systemctl', 'reload', RUNTIME_UNIT), undo: ':' }]);
     return ok(name, 'running');
   }
@@ -103,7 +112,10 @@ export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: 
   const leftovers: Step = { run: cmd('rm', '-f', RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE), undo: ':' };
   if (state.runtime.service === 'systemd') {
     if (!facts.systemd) return null;
-    const stop = { run: `${cmd('systemctl', 'disable', '--now', RUNTIME_UNIT)} && ${cmd('systemctl', 'daemon-reload')}`, undo: cmd('systemctl', 'enable', '--now', RUNTIME_UNIT) };
+    const stop = {
+      run: `${cmd('systemctl', 'disable', '--now', RUNTIME_UNIT)} && ${cmd('systemctl', 'daemon-reload')}`,
+      undo: cmd('systemctl', 'enable', '--now', RUNTIME_UNIT),
+    };
     return changed(name, why, [stop, leftovers]);
   }
   const pid = facts.runtime?.supervisorPid;

@@ -1,12 +1,13 @@
 import { hex32 } from '../address';
 import { stableJson } from '../digest';
 import { LEAST_CONNECTIONS } from '../fields';
+import { vipBackendChecks } from '../probe-targets';
 import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, slotCount, smoothWeightedSequence } from '../scheduling';
 import type { BackendSpec, VipSpec } from '../spec';
 
 /**
  * Slot pools. VIPs that would compute the same slot table (same mode, protocol, algorithm, flow timeout and the
- * same backends with the same weights) share one: its slots, its live backends and its scheduler dispatch are
+ * same backends with the same weights and the same health checks) share one: its slots, its live backends and its scheduler dispatch are
  * stored once, under the pool's id, and each VIP only points at its pool. So the packet path still does O(1)
  * lookups, ten thousand VIPs over four backends keep one small slot table instead of ten thousand, and a change that
  * concerns a pool (a weight, a backend's health) rewrites a handful of elements whatever the number of VIPs.
@@ -46,6 +47,7 @@ export interface PoolPolicy {
 }
 
 function poolKey(vip: VipSpec): string {
+  const checks = vipBackendChecks(vip);
   return stableJson({
     mode: vip.mode,
     protocol: vip.protocol,
@@ -53,8 +55,9 @@ function poolKey(vip: VipSpec): string {
     algorithm: vip.algorithm,
     hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined,
     flowTimeoutSec: vip.flowTimeoutSec,
-    // order matters: weighted round robin interleaves backends in the order they were added
-    backends: vip.backends.map((b) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: b.weight })),
+    // order matters: weighted round robin interleaves backends in the order they were added; the runtime rewrites a
+    // pool when a backend's check changes state, so backends checked differently (another port, path, …) cannot share
+    backends: vip.backends.map((b, i) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: b.weight, check: checks[i]?.key })),
   });
 }
 

@@ -322,7 +322,7 @@ describe('each bad input gets its own exact message', () => {
 describe('unknown properties', () => {
   const l7 =
     '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
-  const vipProps = 'balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize';
+  const vipProps = 'balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck';
 
   test.each(['cookie', 'stickyCookie', 'headers', 'path', 'urlPath', 'tls'])(
     'GIVEN the L7-looking prop %j on a DsrVip WHEN synthesized THEN the message says DSR is Layer 4 and points to an L7 VIP',
@@ -354,7 +354,7 @@ describe('unknown properties', () => {
       '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, persist',
       '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac',
       `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac${l7}`,
-      `[s/web/web1] cookie: "cookie" is not a known property; known properties are ip, port, weight, mac, host${l7}`,
+      `[s/web/web1] cookie: "cookie" is not a known property; known properties are ip, port, weight, mac, host, healthCheck${l7}`,
       '[s/web2] ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
     ]);
   });
@@ -458,7 +458,7 @@ describe('all problems at once', () => {
     "[s/web1] ssh.hostKey: is missing: host keys are always verified, so set exactly one of ssh.hostKey ('SHA256:…' from `ssh-keygen -lf`, or an OpenSSH public key line) or ssh.knownHostsFile",
     `[s/web] algorithm: "random" is not a supported algorithm; use one of 'round-robin', 'weighted-round-robin', 'source-hash', 'consistent-hash', 'least-connections', 'weighted-least-connections'`,
     '[s/web/web1] weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
-    '[s/all] stickyCookie: "stickyCookie" is not a known property; known properties are balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead',
+    '[s/all] stickyCookie: "stickyCookie" is not a known property; known properties are balancer, name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead',
     '[s/all] backends: is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
     "[s/api] mssClamp: 1400 is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
     "[s/api/a] ip: \"10.0.2.5\" is outside the balancer's subnet 10.0.1.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
@@ -555,5 +555,101 @@ describe('values that are fine', () => {
     ],
   ])('GIVEN %s WHEN synthesized THEN validation passes', (_what, build) => {
     expect(() => Testing.synth(stackWith(build), true)).not.toThrow();
+  });
+});
+
+describe('health checks', () => {
+  test.each<[string, (k: Kit) => void, string[]]>([
+    [
+      'a VIP check with intervalSec 0.05',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'tcp', intervalSec: 0.05 } }),
+      ['[s/web] healthCheck.intervalSec: 0.05 is not allowed; use a number of seconds from 0.2 to 3600, in steps of 0.1 (such as 0.5 or 2)'],
+    ],
+    [
+      'a VIP check whose timeout reaches its interval',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'http', intervalSec: 1, timeoutSec: 1.5 } }),
+      ['[s/web] healthCheck.timeoutSec: 1.5 is not less than intervalSec 1; a probe must time out before the next one is due'],
+    ],
+    [
+      'a VIP check with fall 0',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'tcp', fall: 0 } }),
+      ['[s/web] healthCheck.fall: 0 is not allowed; use an integer from 1 to 100 (failed probes in a row that mark a backend down)'],
+    ],
+    [
+      'an http check with a path without /',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'http', path: 'healthz' } }),
+      [
+        `[s/web] healthCheck.path: "healthz" is not a usable path; use an absolute path such as '/healthz', of letters, digits and -._~!$&'()*+,;=:@/? (encode anything else as %XX)`,
+      ],
+    ],
+    [
+      'an http check with a reversed status range',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'http', expectStatus: '399-200' } }),
+      [
+        `[s/web] healthCheck.expectStatus: "399-200" is not a list of HTTP status codes; use codes and ranges from 100 to 599 separated by commas, without spaces, such as '200-399' or '200,204,301-302'`,
+      ],
+    ],
+    [
+      'a udp check with an odd payload',
+      (k) => k.vip(k.lb(), 'dns', { protocol: 'udp', port: 53, healthCheck: { kind: 'udp', payloadHex: 'abc' } }),
+      [`[s/dns] healthCheck.payloadHex: "abc" is not usable as a payload; use an even number of hex digits, 1 to 512 bytes, such as 'c0ffee'`],
+    ],
+    [
+      'a udp check without payload',
+      (k) => k.vip(k.lb(), 'dns', { protocol: 'udp', port: 53, healthCheck: { kind: 'udp' } }),
+      ["[s/dns] healthCheck.payloadHex: is required for a 'udp' check: the datagram to send, as hex digits (a DNS query, for example)"],
+    ],
+    [
+      'a check of an unknown kind',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'ping' } }),
+      [`[s/web] healthCheck.kind: "ping" is not a supported health check kind; use one of 'none', 'tcp', 'http', 'udp'`],
+    ],
+    [
+      'a check given as a string',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: '/healthz' }),
+      [`[s/web] healthCheck: "/healthz" is not a health check; use an object such as { kind: 'tcp' } or { kind: 'http', path: '/healthz' }`],
+    ],
+    [
+      'an unknown key in a check (no L7 hint: it is a check, not a VIP)',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'http', header: 'X-Probe: 1' } }),
+      [
+        '[s/web] healthCheck.header: "header" is not a known property; known properties are kind, port, intervalSec, timeoutSec, fall, rise, path, expectStatus, host, payloadHex, expectHex',
+      ],
+    ],
+    [
+      'a bad backend check',
+      (k) => k.vip(k.lb(), 'web', { healthCheck: { kind: 'tcp' } }, [['web1', { ip: '10.0.1.11', healthCheck: { kind: 'http', path: '/a b' } }]]),
+      [
+        `[s/web/web1] healthCheck.path: "/a b" is not a usable path; use an absolute path such as '/healthz', of letters, digits and -._~!$&'()*+,;=:@/? (encode anything else as %XX)`,
+      ],
+    ],
+    [
+      "a check without port on a '*' VIP",
+      (k) => k.vip(k.lb(), 'web', { port: '*', healthCheck: { kind: 'tcp' } }),
+      ["[s/web] healthCheck.port: is required on an all-ports ('*') VIP: name the port to probe, such as { kind: 'tcp', port: 80 }"],
+    ],
+    [
+      "a backend check without port on a '*' VIP",
+      (k) => k.vip(k.lb(), 'web', { port: '*', healthCheck: { kind: 'tcp', port: 80 } }, [['web1', { ip: '10.0.1.11', healthCheck: { kind: 'http' } }]]),
+      ["[s/web/web1] healthCheck.port: is required on a backend of an all-ports ('*') VIP: name the port to probe, such as { kind: 'tcp', port: 80 }"],
+    ],
+  ])('GIVEN %s WHEN synthesized THEN exactly that problem is reported', (_what, build, expected) => {
+    expect(problems(stackWith(build))).toEqual(expected);
+  });
+
+  test('GIVEN valid checks on a VIP and a backend WHEN synthesized THEN the spec in the plan carries them with their defaults', () => {
+    const s = stackWith((k) =>
+      k.vip(k.lb(), 'web', { healthCheck: { kind: 'http', path: '/healthz' } }, [
+        ['web1', { ip: '10.0.1.11' }],
+        ['web2', { ip: '10.0.1.12', healthCheck: { kind: 'tcp', port: 8080, intervalSec: 0.5 } }],
+      ]),
+    );
+    const resources = JSON.parse(Testing.synth(s, true)).resource.null_resource as Record<string, { triggers: { spec: string } }>;
+    const vip = JSON.parse(Object.values(resources)[0].triggers.spec).vips[0];
+    expect(vip.healthCheck).toEqual({ kind: 'http', path: '/healthz', expectStatus: '200-399', intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 });
+    expect(vip.backends.map((b: { healthCheck?: unknown }) => b.healthCheck)).toEqual([
+      undefined,
+      { kind: 'tcp', port: 8080, intervalSec: 0.5, timeoutSec: 0.2, fall: 3, rise: 2 },
+    ]);
   });
 });

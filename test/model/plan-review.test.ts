@@ -164,12 +164,12 @@ describe('warnings', () => {
 
   test('GIVEN a spec this version cannot read THEN the review says so and still shows the exact diff', () => {
     const lb = balancer([web([backend('web1', '10.0.1.11')])]);
-    const future = { ...triggersOf(lb), spec: stableJson({ ...lb, vips: [{ ...lb.vips[0], healthCheck: { path: '/' } }] }) };
+    const future = { ...triggersOf(lb), spec: stableJson({ ...lb, vips: [{ ...lb.vips[0], geoFence: { region: 'eu' } }] }) };
     const c = change('lb1', ['create', 'delete'], lb, lb);
     (c.change as any).after.triggers_replace = { ...future, ruleset: `${triggersOf(lb).ruleset}# one more line\n` };
     const out = lines(plan([c]));
     expect(out).toContain(
-      '> - `lb1`: the spec does not match this tula-dsr version\'s schema (vips.0: Unrecognized key: "healthCheck"); only the exact text diff is shown',
+      '> - `lb1`: the spec does not match this tula-dsr version\'s schema (vips.0: Unrecognized key: "geoFence"); only the exact text diff is shown',
     );
     expect(out).toContain('+# one more line');
   });

@@ -382,7 +382,7 @@ describe('names, interfaces, MACs, host keys, mssClamp', () => {
 });
 
 describe('unknown properties (objects are strict)', () => {
-  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends';
+  const vipKeys = 'name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck, backends';
   const l7 =
     '. DSR VIPs are Layer 4 only: the balancer never sees replies or HTTP content, so put cookies, headers and paths on an L7 VIP (a reverse proxy) instead';
   test.each(['cookie', 'stickyCookie', 'headers', 'requestHeader', 'urlPath', 'pathPrefix', 'tlsCertificate', 'httpRedirect'])(
@@ -409,7 +409,7 @@ describe('unknown properties (objects are strict)', () => {
       ),
     ).toEqual([
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
-      `s/web/web1: cookie: "cookie" is not a known property; known properties are name, ip, port, weight, mac${l7}`,
+      `s/web/web1: cookie: "cookie" is not a known property; known properties are name, ip, port, weight, mac, healthCheck${l7}`,
     ]);
   });
 });
@@ -434,8 +434,8 @@ describe('unknown properties as the agent parses a host spec (either kind)', () 
     });
     expect(agentProblems(spec)).toEqual([
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
-      's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac',
-      's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, backends',
+      's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
+      's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck, backends',
       's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, vips',
     ]);
   });
@@ -485,6 +485,25 @@ describe('all problems at once', () => {
       's/web/web2: port: 8080 differs from the VIP port 80; DSR cannot translate ports, so the backend must listen on 80 (leave port unset)',
       's/dup: backends: is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
       `s/dup: ip: "10.0.1.2" is the balancer's own address; a VIP needs an address of its own`,
+    ]);
+  });
+
+  test('GIVEN unknown keys and an HTTP check WHEN the agent parses the spec THEN known keys are listed and each problem sits at its object', () => {
+    const spec = variant((s) => {
+      s.bogus = 1;
+      vip0(s).healthCheck = { kind: 'tcp', path: '/healthz' };
+      be0(s).extra = true;
+    });
+    let error: unknown;
+    try {
+      parseHostSpec(JSON.stringify(spec));
+    } catch (e) {
+      error = e;
+    }
+    expect((error as SpecError).issues.map(formatIssue)).toEqual([
+      `s/web: healthCheck.path: "/healthz" is set on a 'tcp' check, but path only applies to 'http' checks; remove it or use kind 'http'`,
+      's/web/web1: extra: "extra" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, vips',
     ]);
   });
 
