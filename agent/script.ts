@@ -1,6 +1,6 @@
 import { renderCommand } from '../model/shell';
 import { LOCK_FILE } from './state';
-import { SECTION_MARKER, parseSections } from './facts/sections';
+import { SECTION_MARKER, parseSections } from '../model/sections';
 import type { Step, Task } from './tasks/task';
 
 /**

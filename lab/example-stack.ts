@@ -1,6 +1,6 @@
 import { LocalBackend, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
-import { Balancer, BackendHost, DsrVip } from '../constructs';
+import { Algorithm, Balancer, BackendHost, DsrVip, HealthCheck } from '../constructs';
 import type { Inventory, InventoryHost } from './inventory';
 
 export interface ExampleOptions {
@@ -15,6 +15,16 @@ export interface ExampleOptions {
    * @default - every backend in the inventory
    */
   readonly backends?: readonly string[];
+  /**
+   * The web VIP's health check.
+   * @default - none
+   */
+  readonly healthCheck?: HealthCheck;
+  /**
+   * The web VIP's algorithm.
+   * @default 'weighted-round-robin'
+   */
+  readonly algorithm?: Algorithm;
 }
 
 /** Parses ExampleOptions from JSON (main.ts reads TULA_DSR_EXAMPLE); undefined or empty gives the defaults. */
@@ -56,7 +66,13 @@ export class ExampleStack extends TerraformStack {
     const weightOf = (host: BackendHost, i: number): number | undefined =>
       Array.isArray(weights) ? (weights as readonly number[])[i] : (weights as Readonly<Record<string, number>>)[host.node.id];
 
-    this.web = new DsrVip(this, 'web', { balancer: this.balancer, ip: inventory.vips.web, port: 80, algorithm: 'weighted-round-robin' });
+    this.web = new DsrVip(this, 'web', {
+      balancer: this.balancer,
+      ip: inventory.vips.web,
+      port: 80,
+      algorithm: options.algorithm ?? 'weighted-round-robin',
+      ...(options.healthCheck && { healthCheck: options.healthCheck }),
+    });
     this.hosts.forEach((host, i) => {
       const weight = weightOf(host, i);
       if (weight !== undefined) this.web.addBackend(host.node.id, { host, weight });

@@ -30,3 +30,6 @@ export * from './stats-format';
 export * from './stats-table';
 export * from './stats-json';
 export * from './stats-prometheus';
+export * from './stats-sample';
+export * from './sections';
+export * from './probe-routing';

@@ -86,9 +86,9 @@ export function renderRuntimeUnit(balancer: string): string {
 
 /**
  * Where systemd does not run (containers, the namespace lab), the agent starts this supervisor in its own session:
- * it restarts the runtime a second after it exits, passes SIGHUP on to it, and stops it on SIGTERM. The agent
- * upgrades the runtime by stopping the child (the supervisor starts the new bundle), and stops the whole by
- * SIGTERM to the supervisor, whose PID it keeps in RUNTIME_PID_FILE.
+ * it restarts the runtime a second after it exits, passes SIGUSR1 (or SIGHUP) on to it as SIGHUP, and stops it on
+ * SIGTERM. The agent upgrades the runtime by stopping the child (the supervisor starts the new bundle), and stops
+ * the whole by SIGTERM to the supervisor, whose PID it keeps in RUNTIME_PID_FILE.
  */
 export function renderRuntimeSupervisor(): string {
   return [
@@ -96,7 +96,9 @@ export function renderRuntimeSupervisor(): string {
     '# Managed by tula-dsr: keeps the balancer runtime running where systemd does not.',
     'child=',
     'stopping=',
-    'trap \'[ -n "$child" ] && kill -HUP "$child" 2>/dev/null\' HUP',
+    // SIGUSR1 from the agent: the shell that starts the supervisor ignores SIGHUP, and a shell cannot trap a signal
+    // that was ignored when it started (POSIX); the runtime itself takes SIGHUP
+    'trap \'[ -n "$child" ] && kill -HUP "$child" 2>/dev/null\' HUP USR1',
     'trap \'stopping=1; [ -n "$child" ] && kill -TERM "$child" 2>/dev/null\' TERM INT',
     'while [ -z "$stopping" ]; do',
     `  node ${RUNTIME_BUNDLE_FILE} ${RUNTIME_CONFIG_FILE} >>${RUNTIME_LOG_FILE} 2>&1 &`,

@@ -51,7 +51,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   const stop = (signal: string) => {
     log('info', `${signal}: stopping`);
     for (const s of stops) s();
-    process.exit(0);
+    runtime
+      .stop()
+      .catch((error: Error) => log('error', `stop: ${error.message}`))
+      .finally(() => process.exit(0));
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

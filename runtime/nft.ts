@@ -19,14 +19,15 @@ export interface NftListedElement {
   readonly bytes?: number;
 }
 
-function run(argv: readonly string[], input?: string, timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Runs a command without a shell (LC_ALL=C), with a deadline; never rejects for a non-zero exit. */
+export function runCommand(argv: readonly string[], input?: string, timeoutMs = 15_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(argv[0], argv.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
     let stdout = '';
     let stderr = '';
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
@@ -35,7 +36,9 @@ function run(argv: readonly string[], input?: string, timeoutMs = 15_000): Promi
       clearTimeout(timer);
       resolve({ code: code ?? 128, stdout, stderr: signal ? `${stderr}killed by ${signal} after ${timeoutMs} ms` : stderr });
     });
-    child.stdin.end(input ?? '');
+    // a command that exits without reading its input must not crash the runtime (EPIPE): its exit code tells
+    child.stdin?.on('error', () => undefined);
+    child.stdin?.end(input);
   });
 }
 
@@ -64,11 +67,11 @@ export function parseListedElements(json: string): NftListedElement[] {
 export function systemNft(lock = HOST_LOCK): NftRunner {
   return {
     async apply(input) {
-      const r = await run(['flock', '-w', '10', lock, 'nft', '-f', '-'], input);
+      const r = await runCommand(['flock', '-w', '10', lock, 'nft', '-f', '-'], input);
       if (r.code !== 0 || r.stderr.trim()) throw new Error(`nft -f refused the update (exit ${r.code}): ${r.stderr.trim()}`);
     },
     async list(kind, name) {
-      const r = await run(['nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
+      const r = await runCommand(['nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
       if (r.code !== 0) return null;
       return parseListedElements(r.stdout);
     },

@@ -3,6 +3,7 @@ import {
   BalancerSpec,
   NftElement,
   NftTable,
+  Pool,
   PoolPolicy,
   buildBalancerTable,
   groupPools,
@@ -52,15 +53,12 @@ export class PoolSync {
     this.applied = null;
   }
 
-  async sync(spec: BalancerSpec, facts: BalancerFacts, policy: PoolPolicy): Promise<SyncResult> {
+  /** `pools`: groupPools(spec.vips), which the caller keeps (grouping ten thousand VIPs takes a fifth of a second). */
+  async sync(spec: BalancerSpec, facts: BalancerFacts, policy: PoolPolicy, pools: readonly Pool[] = groupPools(spec.vips)): Promise<SyncResult> {
     const started = Date.now();
-    const managed = new Set(
-      groupPools(spec.vips)
-        .filter((p) => p.managed)
-        .map((p) => poolName(p.id)),
-    );
+    const managed = new Set(pools.filter((p) => p.managed).map((p) => poolName(p.id)));
     if (!managed.size) return { pools: [], elements: 0, ms: 0 };
-    const after = resolveDefines(buildBalancerTable(spec, facts, [], policy));
+    const after = resolveDefines(buildBalancerTable(spec, facts, [], policy, { pools, managedOnly: true }));
     const before = this.applied ?? (await this.liveTable(after, managed));
     const owned = (e: NftElement) => e.pool !== undefined && managed.has(e.pool);
     const text = renderOwnedUpdate(before, after, owned);

@@ -6,8 +6,12 @@ import {
   LEAST_CONNECTIONS,
   Pool,
   PoolPolicy,
+  ProbeTarget,
   RuntimeConfig,
   RuntimeState,
+  VipSpec,
+  assignProbePorts,
+  backendTargetKeys,
   configuredWeight,
   groupPools,
   managedSlotCount,
@@ -15,11 +19,15 @@ import {
   parseRuntimeState,
   poolClassid,
   poolName,
+  probeTargets,
+  renderProbeRouting,
 } from '../model';
+import { HealthMonitor, HealthMonitorOptions, SavedHealth, Transition } from './health-monitor';
 import { LeastConnectionsPool } from './least-connections';
 import type { Logger } from './log';
-import type { NftListedElement, NftRunner } from './nft';
+import { NftListedElement, NftRunner, runCommand } from './nft';
 import { PoolSync } from './pool-sync';
+import { CommandRunner, installProbeRouting, removeProbeRouting } from './probe-routing';
 import { writeFileAtomic } from './files';
 
 /** What the runtime needs from the outside world, so that tests can drive it on a real table without a clock. */
@@ -29,6 +37,10 @@ export interface RuntimeDeps {
   readonly now: () => number;
   readonly statePath: string;
   readonly readFile?: (path: string) => string;
+  /** Runs `ip` and `nft` for the probe routing. @default runCommand */
+  readonly run?: CommandRunner;
+  /** @default runProbe (real sockets) */
+  readonly probe?: HealthMonitorOptions['probe'];
 }
 
 /** A backend that failed its health check, per pool: pool id (8 hex) → backend names. */
@@ -50,6 +62,12 @@ export class Runtime {
   private failOpen = new Set<string>();
   private changedAt = new Map<string, number>();
   private readonly startedAt: number;
+  private vips = new Map<string, VipSpec>();
+  private targets: ProbeTarget[] = [];
+  private ports = new Map<string, number>();
+  private monitor: HealthMonitor | null = null;
+  /** Pool updates run one after another: health, least connections and reloads all rewrite the same maps. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly configPath: string,
@@ -61,25 +79,78 @@ export class Runtime {
 
   /** Reads the configuration (first start, or SIGHUP after the agent installed a new one or reloaded the table). */
   load(): void {
-    const text = (this.deps.readFile ?? ((p) => readFileSync(p, 'utf8')))(this.configPath);
+    const text = this.read(this.configPath);
+    if (text === null) throw new Error(`cannot read the runtime configuration ${this.configPath}`);
     this.config = parseRuntimeConfig(text);
     this.configHash = createHash('sha256').update(text).digest('hex');
     this.pools = groupPools(this.config.balancer.vips);
+    this.vips = new Map(this.config.balancer.vips.map((v) => [v.name, v]));
+    this.targets = probeTargets(this.config.balancer);
+    this.ports = assignProbePorts(this.targets);
     for (const id of [...this.lc.keys()]) if (!this.pools.some((p) => poolName(p.id) === id)) this.lc.delete(id);
     // the agent may have reloaded the table: the next sync reads what the kernel holds
     this.sync.invalidate();
-    // what an earlier run of the runtime had found stays true until probes say otherwise
-    const saved = parseRuntimeState((this.deps.readFile ?? ((p) => readFileSync(p, 'utf8')))(this.deps.statePath).toString());
-    if (saved && this.down.size === 0) this.down = downFromState(saved, this.pools);
+  }
+
+  private read(path: string): string | null {
+    try {
+      return (this.deps.readFile ?? ((p) => readFileSync(p, 'utf8')))(path);
+    } catch {
+      return null;
+    }
   }
 
   get spec(): BalancerSpec {
     return this.config.balancer;
   }
 
-  /** Applies the current view to the table the agent loaded (at start, and after it reloaded or reconfigured). */
+  /**
+   * Applies the configuration: probe routing for its targets, the health monitor (targets that stay keep their
+   * health; at a first start, what the state file says an earlier run had found), and the pools' slots.
+   */
   async start(): Promise<void> {
+    const run = this.deps.run ?? runCommand;
+    if (this.targets.length) await installProbeRouting(renderProbeRouting(this.config.balancer, this.targets, this.ports), run);
+    else await removeProbeRouting(run);
+    const saved = savedHealth(parseRuntimeState(this.read(this.deps.statePath) ?? undefined));
+    if (!this.monitor) {
+      this.monitor = new HealthMonitor({
+        route: (target) => ({ host: target.backend.ip, port: target.check.port, localPort: this.ports.get(target.key) }),
+        ...(this.deps.probe && { probe: this.deps.probe }),
+      });
+      this.monitor.onTransition((t) => this.onTransition(t));
+      this.monitor.start(this.targets, saved);
+    } else this.monitor.replace(this.targets, saved);
+    this.down = this.downFromMonitor();
     await this.apply('start');
+  }
+
+  /** Stops probing and removes the probe routing (SIGTERM). */
+  async stop(): Promise<void> {
+    await this.monitor?.stop();
+    this.monitor = null;
+    await removeProbeRouting(this.deps.run ?? runCommand);
+  }
+
+  private onTransition(t: Transition): void {
+    this.deps.log(
+      t.health === 'down' ? 'warn' : 'info',
+      `backend ${t.target.backend.ip} ${t.health}: ${t.reason} (${t.key.slice(t.target.backend.ip.length + 1)}; VIPs ${t.target.vips.join(', ')})`,
+    );
+    this.down = this.downFromMonitor();
+    this.apply('health').catch((error: Error) => this.deps.log('error', `health: ${error.message}`));
+  }
+
+  /** Which backends of each managed pool failed their checks, from the monitor's view. */
+  private downFromMonitor(): DownView {
+    const health = new Map((this.monitor?.status() ?? []).map((s) => [s.key, s.health]));
+    const view = new Map<string, Set<string>>();
+    for (const pool of this.pools.filter((p) => p.managed)) {
+      const keys = backendTargetKeys(this.vips.get(pool.vips[0])!);
+      const down = new Set(pool.backends.filter((_, i) => keys[i] !== null && health.get(keys[i]!) === 'down').map((b) => b.name));
+      if (down.size) view.set(poolName(pool.id), down);
+    }
+    return view;
   }
 
   leastConnectionsIntervalMs(): number {
@@ -91,12 +162,6 @@ export class Runtime {
     const managed = this.pools.filter((p) => p.managed);
     const lc = managed.filter((p) => LEAST_CONNECTIONS.includes(p.algorithm));
     return `${managed.length} managed pool(s), ${lc.length} by least connections`;
-  }
-
-  /** Sets which backends failed their checks (from the health monitor) and applies the consequences. */
-  async setDown(down: DownView): Promise<void> {
-    this.down = down;
-    await this.apply('health');
   }
 
   /** One least-connections round: fold in the counters, re-weight, apply. */
@@ -130,7 +195,14 @@ export class Runtime {
     };
   }
 
-  private async apply(why: string): Promise<void> {
+  /** Queued behind any update still running. */
+  private apply(why: string): Promise<void> {
+    const next = this.queue.then(() => this.applyNow(why));
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyNow(why: string): Promise<void> {
     const wasOpen = new Set(this.failOpen);
     this.failOpen = new Set(
       this.pools
@@ -143,7 +215,7 @@ export class Runtime {
       if (!wasOpen.has(id)) this.deps.log('warn', `pool ${id} (${this.vipsOf(id)}): every backend failed its check; sending to all of them (fail open)`);
     for (const id of wasOpen)
       if (!this.failOpen.has(id)) this.deps.log('info', `pool ${id} (${this.vipsOf(id)}): a backend passes its check again; fail open ends`);
-    const result = await this.sync.sync(this.config.balancer, this.config.facts, this.policy());
+    const result = await this.sync.sync(this.config.balancer, this.config.facts, this.policy(), this.pools);
     const now = Math.floor(this.deps.now() / 1000);
     for (const id of result.pools) this.changedAt.set(id, now);
     if (result.pools.length && why !== 'least connections') {
@@ -194,7 +266,16 @@ export class Runtime {
       pid: process.pid,
       startedAt: this.startedAt,
       updatedAt: now,
-      checks: [],
+      checks: (this.monitor?.status() ?? []).map((c) => ({
+        backend: c.target.backend.ip,
+        check: c.key.slice(c.target.backend.ip.length + 1),
+        kind: c.target.check.kind,
+        vip: c.target.via.name,
+        state: c.health,
+        since: Math.floor(c.since / 1000),
+        ...(c.lastProbeAt !== undefined && { lastProbeAt: Math.floor(c.lastProbeAt / 1000) }),
+        ...(c.lastResult && !c.lastResult.ok && c.lastResult.error !== undefined && { lastError: c.lastResult.error }),
+      })),
       pools: this.pools
         .filter((p) => p.managed)
         .map((p) => {
@@ -218,20 +299,7 @@ function valueOf(pool: Pool, b: BackendSpec, macs: Readonly<Record<string, strin
 
 const normalizeValue = (v: string) => (/^\d+$/.test(v) ? `0x${Number(v).toString(16).padStart(8, '0')}` : v.toLowerCase());
 
-/** The backends (by name) an earlier run had found down, by pool, from its state file (which lists addresses). */
-function downFromState(state: RuntimeState, pools: readonly Pool[]): DownView {
-  const byId = new Map(pools.map((p) => [poolName(p.id), p]));
-  return new Map(
-    state.pools
-      .filter((p) => byId.has(p.id))
-      .map((p) => [
-        p.id,
-        new Set(
-          byId
-            .get(p.id)!
-            .backends.filter((b) => p.down.includes(b.ip))
-            .map((b) => b.name),
-        ),
-      ]),
-  );
+/** What an earlier run had found, by target key (the state file's `since` is in seconds, the monitor's in ms). */
+function savedHealth(state: RuntimeState | null): Map<string, SavedHealth> {
+  return new Map((state?.checks ?? []).map((c) => [`${c.backend} ${c.check}`, { health: c.state, since: c.since * 1000 }]));
 }

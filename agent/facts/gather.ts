@@ -11,7 +11,7 @@ import {
   IpAddrFacts,
   FileFact,
 } from './parsers';
-import { parseSections, sectionLine } from './sections';
+import { parseSections, sectionLine } from '../../model/sections';
 import type { NftTableFacts } from '../../model';
 
 /** What the runner needs to know about one host; gathered in a single round trip. */

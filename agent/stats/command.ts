@@ -22,7 +22,7 @@ import { targetOf } from '../runner';
 import { parseHostSpec, readStackHosts } from '../spec-input';
 import { connect, SshConnection } from '../ssh/connection';
 import { isSshError } from '../ssh/errors';
-import { BalancerSample, SampleError, parseSampleOutput, renderSampleScript } from './sample';
+import { BalancerSample, SampleError, parseSampleOutput, renderSampleScript } from '../../model/stats-sample';
 
 /** The balancer specs stats reads: every balancer of the stack (or those --limit names), or the --spec file's. */
 function balancerSpecs(args: StatsArgs, io: CliIo): BalancerSpec[] {

@@ -198,7 +198,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       statePath: BALANCER_STATE,
       addresses: ownedAddresses(plan.addresses, facts, state),
       tunnels: plan.tunnels.map((t) => ({ ...t })),
-      files: plan.files,
+      files,
       originalSysctls: state?.originalSysctls ?? {},
       modules: plan.modules,
       nft: [want],

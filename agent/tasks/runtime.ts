@@ -16,6 +16,7 @@ import {
   renderCommand,
   renderRuntimeConfig,
   renderRuntimeSupervisor,
+  renderProbeRoutingCleanup,
   renderRuntimeUnit,
 } from '../../model';
 import type { HostFacts } from '../facts/gather';
@@ -100,7 +101,7 @@ export function runtimeServiceTask(facts: HostFacts, changes: { readonly program
   if (!pid) return changed(name, 'started', [supervisorStart()]);
   // the supervisor starts the new bundle a second after the old runtime ends
   if (changes.program) return changed(name, 'restarted: a new runtime', [{ run: `pkill -TERM -P ${pid} || true`, undo: ':' }]);
-  if (changes.config) return changed(name, 'reloaded: new configuration or table', [{ run: `kill -HUP ${pid}`, undo: ':' }]);
+  if (changes.config) return changed(name, 'reloaded: new configuration or table', [{ run: `kill -USR1 ${pid}`, undo: ':' }]);
   return ok(name, `running (supervisor ${pid})`);
 }
 
@@ -109,7 +110,8 @@ export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: 
   if (!state?.runtime) return null;
   const name = `balancer runtime (${state.runtime.service === 'systemd' ? RUNTIME_UNIT : 'supervised by tula-dsr'})`;
   // what the runtime wrote itself goes with it (its view of the backends, its log), once it has stopped
-  const leftovers: Step = { run: cmd('rm', '-f', RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE), undo: ':' };
+  // (and its probe routing, which a runtime killed by SIGKILL could not remove)
+  const leftovers: Step = { run: `${cmd('rm', '-f', RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE)}; ${renderProbeRoutingCleanup()}`, undo: ':' };
   if (state.runtime.service === 'systemd') {
     if (!facts.systemd) return null;
     const stop = {
@@ -119,6 +121,6 @@ export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: 
     return changed(name, why, [stop, leftovers]);
   }
   const pid = facts.runtime?.supervisorPid;
-  if (!pid) return facts.files[RUNTIME_STATE_FILE] ? changed(name, `${why} (was not running)`, [leftovers]) : null;
+  if (!pid) return changed(name, `${why} (was not running)`, [leftovers]);
   return changed(name, why, [{ run: `kill -TERM ${pid} && while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`, undo: supervisorStart().run }, leftovers]);
 }

@@ -48,8 +48,20 @@ export function assertFreshBuild(root = repoRoot()): void {
     const out = path.join(root, 'dist', rel.replace(/\.ts$/, '.js'));
     if (!existsSync(out) || statSync(out).mtimeMs < st.mtimeMs) stale.push(rel);
   };
-  for (const rel of ['main.ts', 'model', 'agent', 'constructs', 'lab/example-stack.ts', 'lab/inventory.ts']) visit(rel);
+  for (const rel of ['main.ts', 'model', 'agent', 'constructs', 'runtime', 'lab/example-stack.ts', 'lab/inventory.ts']) visit(rel);
+  // the runtime the agent installs is one bundled file, built after tsc
+  const bundle = path.join(root, 'dist', 'runtime', 'tula-dsr-runtime.js');
+  const newestRuntimeSource = Math.max(...['runtime', 'model'].flatMap((d) => sourceTimes(path.join(root, d))));
+  if (!existsSync(bundle) || statSync(bundle).mtimeMs < newestRuntimeSource) stale.push('dist/runtime/tula-dsr-runtime.js (the bundle)');
   if (stale.length) throw new Error(`dist/ is older than ${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', …' : ''}: run \`npm run build\` first`);
+}
+
+function sourceTimes(dir: string): number[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return sourceTimes(full);
+    return e.name.endsWith('.ts') ? [statSync(full).mtimeMs] : [];
+  });
 }
 
 export interface RunResult {

@@ -39,6 +39,10 @@ export interface L2Lab {
   readonly python: string;
   /** The backend servers' processes by backend name; their stdout logs each request (see scripts.ts). */
   readonly servers: Readonly<Record<string, BackgroundProcess>>;
+  /** Stops a backend's servers (HTTP and UDP), as a crashed service would be: its host stays up. */
+  stopServer(name: string): Promise<void>;
+  /** Starts a backend's servers again (after stopServer); resolves once they listen. */
+  startServer(name: string): Promise<void>;
   /** Stops every server and process, deletes every namespace and the lab dir. Idempotent. */
   teardown(): Promise<void>;
 }
@@ -67,14 +71,20 @@ export async function createL2Lab(options: L2LabOptions = {}): Promise<L2Lab> {
     const vips = { web: `${base}${VIP_OCTETS.web}`, dns: `${base}${VIP_OCTETS.dns}`, any: `${base}${VIP_OCTETS.any}` };
 
     const servers: Record<string, BackgroundProcess> = {};
-    await Promise.all(
-      backends.map(async (b) => {
-        const p = b.spawn([python, '-u', '-c', BACKEND_SERVER_PY, b.name, HTTP_PORTS.join(','), String(UDP_PORT)]);
-        servers[b.name] = p;
-        const ready = await waitFor(() => p.stdoutText().includes('READY') || !p.isRunning(), 10_000, 20);
-        if (!ready || !p.isRunning()) throw new Error(`lab host ${b.name}: the HTTP/UDP servers did not start:\n${p.stderrText().trim()}`);
-      }),
-    );
+    const startServer = async (name: string) => {
+      const b = backends.find((h) => h.name === name);
+      if (!b) throw new Error(`startServer: no backend ${name}`);
+      if (servers[name]?.isRunning()) throw new Error(`startServer: the servers of ${name} are running`);
+      const p = b.spawn([python, '-u', '-c', BACKEND_SERVER_PY, b.name, HTTP_PORTS.join(','), String(UDP_PORT)]);
+      servers[b.name] = p;
+      const ready = await waitFor(() => p.stdoutText().includes('READY') || !p.isRunning(), 10_000, 20);
+      if (!ready || !p.isRunning()) throw new Error(`lab host ${b.name}: the HTTP/UDP servers did not start:\n${p.stderrText().trim()}`);
+    };
+    const stopServer = async (name: string) => {
+      if (!servers[name]) throw new Error(`stopServer: no backend ${name}`);
+      await servers[name].stop('SIGKILL');
+    };
+    await Promise.all(backends.map((b) => startServer(b.name)));
 
     const inv = (h: LabHost): InventoryHost => ({ name: h.name, sshHost: h.ip, sshPort: h.sshPort, address: h.ip, hostKey: h.hostKeyFingerprint });
     const inventory: Inventory = {
@@ -86,7 +96,7 @@ export async function createL2Lab(options: L2LabOptions = {}): Promise<L2Lab> {
     };
     const inventoryPath = `${lab.dir}/inventory.json`;
     writeFileSync(inventoryPath, JSON.stringify(inventory, null, 2) + '\n');
-    return { lab, client, lb, backends, vips, inventory, inventoryPath, python, servers, teardown: () => lab.teardown() };
+    return { lab, client, lb, backends, vips, inventory, inventoryPath, python, servers, stopServer, startServer, teardown: () => lab.teardown() };
   } catch (e) {
     await lab.teardown().catch((t: Error) => ((e as Error).message += `\n(and tearing the lab down failed too: ${t.message})`));
     throw e;

@@ -151,6 +151,16 @@ function byName<T extends { name: string }>(items: readonly T[]): T[] {
   return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+export interface BuildOptions {
+  /** The spec's pools (groupPools), from a caller that builds the same spec again and again. */
+  readonly pools?: readonly Pool[];
+  /**
+   * Only what the managed pools own (their `_rt` maps and the definitions they use): the runtime's pool sync, which
+   * must not pay for ten thousand VIPs' maps to move one pool's slots.
+   */
+  readonly managedOnly?: boolean;
+}
+
 type MapDraft = { type: string; typeof?: boolean; set?: boolean; counter?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] };
 
 /**
@@ -168,8 +178,10 @@ export function buildBalancerTable(
   facts: BalancerFacts = {},
   header: readonly string[] = [],
   policy: PoolPolicy = DEFAULT_POLICY,
+  options: BuildOptions = {},
 ): NftTable {
-  const vips = byName(spec.vips);
+  const managedOnly = options.managedOnly ?? false;
+  const vips = managedOnly ? [] : byName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
   const maps = new Map<string, MapDraft>();
@@ -181,7 +193,7 @@ export function buildBalancerTable(
   const l2Backends = new Map<string, BackendSpec>();
   const l3Backends = new Map<string, BackendSpec>();
 
-  const pools = groupPools(vips);
+  const pools = options.pools ?? groupPools(byName(spec.vips));
   const poolOf = new Map(pools.flatMap((p) => p.vips.map((name) => [name, p] as const)));
   for (const vip of vips) {
     const kind = vip.port === '*' ? 'any' : 'port';
@@ -195,6 +207,7 @@ export function buildBalancerTable(
   }
 
   for (const pool of pools) {
+    if (managedOnly && !pool.managed) continue;
     const sequence = poolSequence(pool, policy);
     const shape = shapeOf(pool, sequence.length);
     const classid = poolClassid(pool.id);
@@ -224,7 +237,7 @@ export function buildBalancerTable(
     // elements themselves; the runtime's least connections and the statistics infer active connections from them
     // (new − ended − expired). Element counters, not named ones: nft 1.0.6 reads a named counter only after loading
     // every set element of the ruleset (seconds with 100,000 flows), while listing one set reads that set alone.
-    for (const name of [roles.newCounter, roles.endedCounter]) {
+    for (const name of managedOnly ? [] : [roles.newCounter, roles.endedCounter]) {
       const counterSet = mapOf(name, { type: `classid . ${valueType}`, set: true, counter: true });
       for (const b of pool.backends) counterSet.elements.push(own(`${classid} . ${values.get(b.name)}`));
     }

@@ -96,7 +96,8 @@ export function groupPools(vips: readonly VipSpec[]): Pool[] {
       flowTimeoutSec: vip.flowTimeoutSec,
       backends: vip.backends,
       vips: [...names].sort(),
-      managed: LEAST_CONNECTIONS.includes(vip.algorithm),
+      // the runtime rewrites a pool whose backends it checks or weighs by their connections
+      managed: LEAST_CONNECTIONS.includes(vip.algorithm) || vipBackendChecks(vip).some((c) => c !== null),
     });
   }
   return pools.sort((a, b) => a.id - b.id);

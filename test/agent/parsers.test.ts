@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines } from '../../agent/facts/parsers';
-import { parseSections } from '../../agent/facts/sections';
+import { parseSections } from '../../model/sections';
 import { parseApplyOutput } from '../../agent/script';
 import { renderDiff } from '../../model/text-diff';
 

@@ -19,7 +19,7 @@ import {
   planBalancerHost,
   renderNftDeclarative,
 } from '../../model';
-import { parseSampleOutput, renderSampleScript } from '../../agent/stats/sample';
+import { parseSampleOutput, renderSampleScript } from '../../model/stats-sample';
 import { backends, balancerSpec, factsFor, LB_MAC, macOf } from '../support/render-fixtures';
 import { CraftedPacket, SeenFrame, TCP_FIN, TCP_SYN, sendAndSniff } from '../support/packets';
 

@@ -1,21 +1,12 @@
-import {
-  BACKEND_MAC_MAP,
-  BALANCER_TABLE,
-  CounterValue,
-  POOL_FLOW_SETS,
-  RUNTIME_STATE_FILE,
-  RuntimeState,
-  STATS_COUNTERS_COMMAND,
-  parseBackendMacs,
-  parseNftCounters,
-  parsePoolFlowSets,
-  parseRuntimeState,
-  renderCommand,
-} from '../../model';
-import { parseSections, sectionLine } from '../facts/sections';
+import { BALANCER_TABLE } from './nft/balancer';
+import { RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from './runtime-state';
+import { BACKEND_MAC_MAP, CounterValue, POOL_FLOW_SETS, STATS_COUNTERS_COMMAND, parseBackendMacs, parseNftCounters, parsePoolFlowSets } from './stats';
+import { renderCommand } from './shell';
+import { parseSections, sectionLine } from './sections';
 
 /**
- * One sample of a balancer in one round trip: the clock, the counters listing (nft's whole cost, see
+ * One sample of a balancer in one round trip (over SSH for `tula-dsr stats`; run locally by the runtime for its
+ * Prometheus textfile): the clock, the counters listing (nft's whole cost, see
  * STATS_COUNTERS_COMMAND), the clock again, and the runtime's state file if there is one. The sample's time is
  * the clock after the listing, because nft reads the counters at the end of it.
  */

@@ -1,0 +1,130 @@
+import { renderCommand } from './shell';
+import { tunnelName } from './nft/balancer';
+import { ProbeTarget, keyProbeIdentity } from './probe-targets';
+import { fnv1a32 } from './scheduling';
+import type { BalancerSpec } from './spec';
+
+/**
+ * How the runtime's probes reach a service that listens on the VIP only, through one backend: the probe socket
+ * connects to the backend's own address from a source port of its own, and the balancer's kernel
+ *  - routes it (a policy rule on that source port range) by a table of its own: straight to the backend's MAC for
+ *    L2 (`via <backend> onlink`, so that the next hop stays the backend after the rewrite), into the backend's
+ *    tunnel for L3;
+ *  - rewrites its destination to the VIP after routing (postrouting, `ip` table `tula_dsr_probe`), so the backend
+ *    receives what a client's packet would look like, on the path a client's packet would take;
+ *  - rewrites the reply's source back from the VIP to the backend (ingress, `netdev` table `tula_dsr_probe`,
+ *    keyed by VIP and probe port), before the stack would drop it: its source is the balancer's own VIP.
+ * The probe socket then sees an ordinary connection to the backend. Measured on kernel 6.18 with nft 1.0.6: an
+ * HTTP server bound to the VIP only answers these probes and refuses a connection to the backend's address.
+ */
+export const PROBE_PORT_FIRST = 61000;
+/** Targets a balancer may probe: one source port each (61000–61999, above Linux's ephemeral range). */
+export const PROBE_PORT_COUNT = 1000;
+export const PROBE_ROUTE_TABLE = 61000;
+/** Before the main table (32766), after the local one (0). */
+export const PROBE_RULE_PRIORITY = { tcp: 1061, udp: 1062 } as const;
+export const PROBE_TABLE = 'tula_dsr_probe';
+
+/**
+ * A source port per target, stable across configurations: a hash of what is probed, the next free port on a
+ * collision (targets taken in key order). A port that moves would cost the target one failed probe.
+ */
+export function assignProbePorts(targets: readonly Pick<ProbeTarget, 'key'>[]): Map<string, number> {
+  if (targets.length > PROBE_PORT_COUNT) throw new Error(`${targets.length} probe targets: at most ${PROBE_PORT_COUNT} per balancer`);
+  const taken = new Set<number>();
+  const ports = new Map<string, number>();
+  for (const key of targets.map((t) => t.key).sort()) {
+    let offset = fnv1a32(keyProbeIdentity(key)) % PROBE_PORT_COUNT;
+    while (taken.has(offset)) offset = (offset + 1) % PROBE_PORT_COUNT;
+    taken.add(offset);
+    ports.set(key, PROBE_PORT_FIRST + offset);
+  }
+  return ports;
+}
+
+export interface ProbeRouting {
+  /** One `nft -f` transaction that (re)creates both probe tables. */
+  readonly nft: string;
+  /** Commands (argv) run in order after the cleanup and the tables: the routes, then the rules. */
+  readonly commands: readonly (readonly string[])[];
+}
+
+const last = PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1;
+
+/** What `installProbeRouting` sets up for these targets (ports from assignProbePorts). */
+export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTarget[], ports: ReadonlyMap<string, number>): ProbeRouting {
+  const out: string[] = [];
+  const back: string[] = [];
+  const routes = new Map<string, string[]>();
+  const src = spec.address ? ['src', spec.address] : [];
+  for (const target of targets) {
+    const port = ports.get(target.key)!;
+    out.push(`${target.backend.ip} . ${port} : ${target.via.ip}`);
+    back.push(`${target.via.ip} . ${port} : ${target.backend.ip}`);
+    const ip = target.backend.ip;
+    if (!routes.has(ip))
+      routes.set(ip, target.backend.mode === 'l2' ? [ip, 'via', ip, 'dev', spec.interface, 'onlink', ...src] : [ip, 'dev', tunnelName(ip), ...src]);
+  }
+  const elements = (list: readonly string[]) => (list.length ? [`\t\telements = { ${list.join(', ')} }`] : []);
+  const nft = [
+    `# Managed by tula-dsr's runtime: health probes through the VIP (see model/probe-routing.ts).`,
+    `table ip ${PROBE_TABLE}`,
+    `delete table ip ${PROBE_TABLE}`,
+    `table ip ${PROBE_TABLE} {`,
+    '\tmap to_vip {',
+    '\t\ttypeof ip daddr . th sport : ip daddr',
+    ...elements(out),
+    '\t}',
+    '\tchain postrouting {',
+    '\t\ttype filter hook postrouting priority filter; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ip daddr set ip daddr . th sport map @to_vip`,
+    '\t}',
+    '}',
+    `table netdev ${PROBE_TABLE}`,
+    `delete table netdev ${PROBE_TABLE}`,
+    `table netdev ${PROBE_TABLE} {`,
+    '\tmap from_vip {',
+    '\t\ttypeof ip saddr . th dport : ip saddr',
+    ...elements(back),
+    '\t}',
+    '\tchain ingress {',
+    // before the balancer's own table (-300): a reply is never a VIP's traffic, but it must not look like one
+    `\t\ttype filter hook ingress device "${spec.interface}" priority -400; policy accept;`,
+    `\t\tmeta protocol ip meta l4proto { tcp, udp } th dport ${PROBE_PORT_FIRST}-${last} ip saddr set ip saddr . th dport map @from_vip`,
+    '\t}',
+    '}',
+    '',
+  ].join('\n');
+  const commands: string[][] = [
+    ...[...routes.values()].map((r) => ['ip', 'route', 'replace', ...r, 'table', String(PROBE_ROUTE_TABLE)]),
+    ...Object.entries(PROBE_RULE_PRIORITY).map(([proto, pref]) => [
+      'ip',
+      'rule',
+      'add',
+      'pref',
+      String(pref),
+      'ipproto',
+      proto,
+      'sport',
+      `${PROBE_PORT_FIRST}-${last}`,
+      'lookup',
+      String(PROBE_ROUTE_TABLE),
+    ]),
+  ];
+  return { nft, commands };
+}
+
+/**
+ * Shell that removes every trace of probe routing, whatever is left (each part may already be gone): run by the
+ * runtime before it installs and when it stops, and by the agent after it stopped the runtime (a runtime killed
+ * with SIGKILL leaves them).
+ */
+export function renderProbeRoutingCleanup(): string {
+  const rules = Object.values(PROBE_RULE_PRIORITY).map((pref) => `while ${renderCommand(['ip', 'rule', 'del', 'pref', String(pref)])} 2>/dev/null; do :; done`);
+  return [
+    ...rules,
+    `${renderCommand(['ip', 'route', 'flush', 'table', String(PROBE_ROUTE_TABLE)])} 2>/dev/null`,
+    ...['ip', 'netdev'].map((family) => `${renderCommand(['nft', 'delete', 'table', family, PROBE_TABLE])} 2>/dev/null`),
+    'true',
+  ].join('; ');
+}
