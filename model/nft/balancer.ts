@@ -194,7 +194,8 @@ export function buildBalancerTable(
   const l3Backends = new Map<string, BackendSpec>();
 
   const pools = options.pools ?? groupPools(byName(spec.vips));
-  const poolOf = new Map(pools.flatMap((p) => p.vips.map((name) => [name, p] as const)));
+  // only the VIP maps need it: the pool sync (managedOnly, no VIPs) must not index ten thousand VIPs at every change
+  const poolOf = new Map(vips.length ? pools.flatMap((p) => p.vips.map((name) => [name, p] as const)) : []);
   for (const vip of vips) {
     const kind = vip.port === '*' ? 'any' : 'port';
     const keyType = vip.port === '*' ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
