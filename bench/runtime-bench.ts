@@ -112,7 +112,7 @@ export async function measureRuntime(o: RuntimeBenchOptions): Promise<RuntimeBen
       const spec = runtimeSpec(l2, { vips: o.vips, shape: 'one-pool', algorithm, healthCheck: CPU_CHECK });
       await loadTable(l2, spec);
       await prepareBackends(l2, spec);
-      cpu[algorithm] = await measureRuntimeCpu(l2, writeRuntimeConfig(l2, spec), CPU_CHECK.path, o.cpuSeconds);
+      cpu[algorithm] = await measureRuntimeCpu(l2, writeRuntimeConfig(l2, spec), CPU_CHECK, o.cpuSeconds);
     }
     return { vips: o.vips, flips: o.flips, flipCases: figures, cpu };
   } finally {

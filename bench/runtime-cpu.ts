@@ -24,8 +24,6 @@ export interface CpuReport {
   readonly peakRssMb: number;
   /** Probes the backends served during the window (each logs its requests). */
   readonly probes: number;
-  /** What the runtime logged (its stderr), for a report that went wrong. */
-  readonly log: string;
 }
 
 interface CpuTicks {
@@ -68,7 +66,13 @@ function readState(l2: L2Lab, path: string): RuntimeState | null {
  * Starts the bundled runtime on `configPath` (a file in the balancer's /tmp), waits until it has probed every target
  * and found it up, lets it settle for `settleMs`, then measures `seconds`; stops it (SIGTERM) whatever happens.
  */
-export async function measureRuntimeCpu(l2: L2Lab, configPath: string, checkPath: string, seconds: number, settleMs = 5000): Promise<CpuReport> {
+export async function measureRuntimeCpu(
+  l2: L2Lab,
+  configPath: string,
+  check: { readonly path: string; readonly intervalSec: number },
+  seconds: number,
+  settleMs = 5000,
+): Promise<CpuReport> {
   const statePath = '/tmp/runtime-state.json';
   const clockTicks = Number((await execOk(['getconf', 'CLK_TCK'])).stdout.trim());
   const runtime = l2.lb.spawn(['node', BUNDLE, configPath, statePath]);
@@ -91,18 +95,25 @@ export async function measureRuntimeCpu(l2: L2Lab, configPath: string, checkPath
       throw new Error(`runtime bench: the runtime did not probe every backend up within 30 s; its log:\n${runtime.stderrText().slice(-3000)}`);
     }
     await new Promise((r) => setTimeout(r, settleMs));
-    const probes0 = probesServed(l2, checkPath);
+    const probes0 = probesServed(l2, check.path);
     const before = readTicks(runtime.pid);
     const started = process.hrtime.bigint();
     await new Promise((r) => setTimeout(r, seconds * 1000));
     const after = readTicks(runtime.pid);
     const wall = Number(process.hrtime.bigint() - started) / 1e9;
     const memory = readMemoryMb(runtime.pid);
-    const probes = probesServed(l2, checkPath) - probes0;
+    const probes = probesServed(l2, check.path) - probes0;
     const state = readState(l2, statePath);
     if (!runtime.isRunning() || !state || state.checks.some((c) => c.state !== 'up')) {
       throw new Error(`runtime bench: the runtime stopped or found a backend down during the window; its log:\n${runtime.stderrText().slice(-3000)}`);
     }
+    // intervals are shortened by up to 10% (jitter), never lengthened; a tenth below the nominal count leaves room for
+    // the window's edges: fewer probes mean the runtime did not do the work it is measured for
+    const due = Math.floor((0.9 * targets * seconds) / check.intervalSec);
+    if (probes < due)
+      throw new Error(
+        `runtime bench: the backends served ${probes} probes in ${seconds} s, not the ${due} due; its log:\n${runtime.stderrText().slice(-3000)}`,
+      );
     const percent = (ticks: number) => (ticks / clockTicks / wall) * 100;
     return {
       seconds: wall,
@@ -112,7 +123,6 @@ export async function measureRuntimeCpu(l2: L2Lab, configPath: string, checkPath
       rssMb: memory.rss,
       peakRssMb: memory.peak,
       probes,
-      log: runtime.stderrText(),
     };
   } finally {
     await runtime.stop('SIGTERM', 5000);
