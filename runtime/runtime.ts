@@ -176,7 +176,7 @@ export class Runtime {
       this.lc.set(id, state);
       state.sample(counters.get(id) ?? new Map(), now);
       const backends = pool.backends.map((b) => ({ name: b.name, weight: this.takes(b, pool) ? configuredWeight(b, pool) : 0 }));
-      this.lcWeights.set(id, state.weights(backends, managedSlotCount(pool), 2 * this.config.leastConnections.intervalMs));
+      this.lcWeights.set(id, state.weights(backends, managedSlotCount(pool)));
     }
     await this.apply('least connections');
   }
