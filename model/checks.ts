@@ -81,6 +81,14 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       });
     }
   }
+  if (vip.protocol === 'udp' && known(opts, vip.algorithm) && vip.algorithm.includes('least-connections')) {
+    add(
+      vip.path,
+      'algorithm',
+      vip.algorithm,
+      "is set on a UDP VIP, but least connections counts a connection's end from the client's FIN or RST, which UDP does not have; use 'round-robin', 'weighted-round-robin' or 'consistent-hash'",
+    );
+  }
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
     add(
       vip.path,
