@@ -242,6 +242,21 @@ describe('health checks on the L2 lab', () => {
     }
   });
 
+  test('GIVEN health-driven slot changes THEN check reports in sync; GIVEN the runtime stopped THEN check exits 2 naming it, and apply starts it again', async () => {
+    // the VIP-bound test left every backend down (fail open) and the slots rewritten by the runtime: not drift
+    const inSync = await ws.agent('check');
+    expect(inSync.stdout).toMatch(/^lb\s+: ok=\d+ changed=0 failed=0/m);
+    expect(inSync.code).toBe(0);
+
+    await sh(l2.lb, `kill -TERM $(cat ${RUNTIME_PID_FILE})`);
+    const check = await ws.agent('check');
+    expect(check.code).toBe(2);
+    expect(check.stdout).toContain('changed: lb balancer runtime (supervised by tula-dsr) (started)');
+    expectOk('tula-dsr apply', await ws.agent('apply'));
+    expect((await l2.lb.exec(`pgrep -f 'node /usr/local/lib/tula-dsr/[t]ula-dsr-runtime.js'`)).stdout.trim()).not.toBe('');
+    expect((await ws.agent('check')).code).toBe(0);
+  });
+
   test('GIVEN the stack is destroyed THEN the runtime, its probe routing and its files are gone', async () => {
     expectOk('terraform destroy', await ws.terraform(['destroy', '-auto-approve', '-input=false', '-no-color']));
     expect((await l2.lb.exec(`pgrep -f '[t]ula-dsr-runtime|[r]untime-supervisor'`)).stdout.trim()).toBe('');
