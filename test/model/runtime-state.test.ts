@@ -1,14 +1,14 @@
-import { BackendSpec, RuntimeState, groupPools, parseRuntimeState, poolName, runtimePolicy } from '../../model';
+import { RuntimeState, groupPools, parseRuntimeState, poolName, runtimePolicy } from '../../model';
 import { balancerSpec } from '../support/render-fixtures';
 
-const backend = (name: string, ip: string, weight: number): BackendSpec => ({ path: `t/lb1/web/${name}`, name, ip, weight });
+const backend = (name: string, ip: string, weight: number) => ({ name, ip, weight });
 const spec = balancerSpec([
   {
     name: 'web',
     ip: '10.0.1.100',
     port: 80,
     algorithm: 'round-robin',
-    healthCheck: { kind: 'tcp', intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 },
+    healthCheck: { kind: 'tcp' },
     backends: [backend('a', '10.0.1.11', 1), backend('b', '10.0.1.12', 1), backend('c', '10.0.1.13', 0)],
   },
 ]);

@@ -7,6 +7,7 @@ import { joinBalancerReview } from './review';
 import {
   ALGORITHMS,
   Algorithm,
+  HealthCheck,
   BackendHostSpec,
   BalancerFacts,
   BalancerSpec,
@@ -45,6 +46,7 @@ export interface VipInput {
   readonly algorithm?: Algorithm;
   readonly flowTimeoutSec?: number;
   readonly mssClamp?: number;
+  readonly healthCheck?: HealthCheck;
   readonly backends: readonly BackendInput[];
 }
 
