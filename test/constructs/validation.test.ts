@@ -352,8 +352,8 @@ describe('unknown properties', () => {
     );
     expect(lines).toEqual([
       '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, persist',
-      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac',
-      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac${l7}`,
+      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec',
+      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec${l7}`,
       `[s/web/web1] cookie: "cookie" is not a known property; known properties are ip, port, weight, mac, host, healthCheck${l7}`,
       '[s/web2] ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
     ]);
