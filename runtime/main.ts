@@ -32,7 +32,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   await guarded('start', () => runtime.start())();
   log('info', `started (pid ${process.pid}) for balancer ${runtime.spec.name}: ${runtime.summary()}`);
   const stats = new StatsWriter(() => ({ spec: runtime.spec, pools: runtime.poolGroups, state: () => runtime.state() }), { log });
-  stats.configure(statsTextfileSettings(runtime.spec));
+  void stats.configure(statsTextfileSettings(runtime.spec));
 
   const stops = [
     every(
@@ -48,7 +48,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     log('info', 'SIGHUP: reading the configuration again and syncing the pools with the table');
     guarded('reload', async () => {
       runtime.load();
-      stats.configure(statsTextfileSettings(runtime.spec));
+      void stats.configure(statsTextfileSettings(runtime.spec));
       await runtime.start();
     })();
   });

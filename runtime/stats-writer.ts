@@ -53,9 +53,10 @@ export class StatsWriter {
 
   /**
    * Takes the settings of the configuration the runtime has just loaded: starts, re-times, moves or ends the
-   * textfile, and writes at once (so the figures follow a new configuration without waiting an interval).
+   * textfile, and writes at once (so the figures follow a new configuration without waiting an interval); resolves
+   * when that first write is done.
    */
-  configure(settings: StatsTextfileSettings | null): void {
+  configure(settings: StatsTextfileSettings | null): Promise<void> {
     const before = this.settings;
     this.halt();
     this.settings = settings;
@@ -63,11 +64,11 @@ export class StatsWriter {
       this.lastError = null;
       this.removeFile(before.path, settings ? `moved to ${settings.path}` : 'no longer configured');
     }
-    if (!settings) return;
+    if (!settings) return Promise.resolve();
     if (before?.path !== settings.path || before.intervalSec !== settings.intervalSec)
       this.deps.log('info', `statistics textfile ${settings.path}: written every ${settings.intervalSec} s`);
     this.timer = setInterval(() => void this.tick(), settings.intervalSec * 1000);
-    void this.tick();
+    return this.tick();
   }
 
   /**
