@@ -142,12 +142,18 @@ describe('the statistics textfile on the L2 lab', () => {
     expectOk('terraform apply (back to the default textfile)', await apply(WITH_TEXTFILE));
   });
 
-  test('GIVEN a written textfile WHEN statsTextfile moves to another path THEN the runtime writes the new file and the old one is gone', async () => {
+  test('GIVEN a written textfile and a runtime that died (SIGKILL, as a host without systemd after a crash) WHEN statsTextfile moves THEN the apply removes the old file, which no runtime knows of any more, and the new runtime writes the new one', async () => {
     expect(await textfile()).not.toBeNull();
-    expectOk('terraform apply (moved textfile)', await apply({ ...WITH_TEXTFILE, statsTextfile: MOVED }));
+    const pids = (await runtimeProcesses()).split('\n');
+    expect(pids).toHaveLength(2);
+    await sh(l2.lb, `kill -KILL ${pids.join(' ')}`);
+    expect(await runtimeProcesses()).toBe('');
+    const r = await apply({ ...WITH_TEXTFILE, statsTextfile: MOVED });
+    expectOk('terraform apply (moved textfile)', r);
+    expect(r.stdout).toContain(`changed: lb statistics textfile ${DEFAULT_TEXTFILE_PATH} (replaced by ${MOVED}: removed)\n`);
     await waitForText('the moved textfile', (t) => t !== null, (INTERVAL_SEC + 2) * 1000, MOVED);
     expect(await textfile()).toBeNull();
-    // and it stays gone: no write in flight brings it back
+    // and it stays gone: nothing writes it any more
     await new Promise((r) => setTimeout(r, (INTERVAL_SEC + 0.5) * 1000));
     expect((await sh(l2.lb, `ls -A ${FOLDER}`)).trim()).toBe('dsr_lb.prom');
   });
