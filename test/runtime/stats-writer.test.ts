@@ -74,9 +74,14 @@ let logged: string[];
 /** The sample script runs inside the balancer host, as the runtime runs it on its own balancer. */
 const onBalancer: CommandRunner = async (argv, input) => lb.exec(argv, input);
 
-function writer(path: string, deps: Partial<StatsWriterDeps> = {}): StatsWriter {
+/** Every writer a test made: stopped after each test, so that a failed one leaves no timer running. */
+const writers: StatsWriter[] = [];
+
+function writer(deps: Partial<StatsWriterDeps> = {}): StatsWriter {
   const source: StatsSource = { spec, pools, state: () => runtimeView };
-  return new StatsWriter(() => source, { log: (level: LogLevel, message: string) => logged.push(`${level}: ${message}`), run: onBalancer, ...deps });
+  const made = new StatsWriter(() => source, { log: (level: LogLevel, message: string) => logged.push(`${level}: ${message}`), run: onBalancer, ...deps });
+  writers.push(made);
+  return made;
 }
 
 async function sh(host: LabHost, command: string): Promise<string> {
@@ -121,12 +126,15 @@ beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'tula-stats-writer-'));
   logged = [];
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(() => {
+  for (const w of writers.splice(0)) w.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 describe('StatsWriter', () => {
   test("GIVEN datagrams through the VIP and the runtime's view of be2 as down WHEN it writes once THEN the file holds the kernel's counters and the runtime's own view (not the state file's), and promtool accepts it", async () => {
     const path = join(dir, 'tula_dsr.prom');
-    const w = writer(path);
+    const w = writer();
     await w.configure({ path, intervalSec: 3600 });
     w.stop();
     const text = readFileSync(path, 'utf8');
@@ -152,7 +160,7 @@ describe('StatsWriter', () => {
 
   test('GIVEN a folder that does not exist WHEN three intervals fail THEN one error is logged; WHEN the folder appears THEN the next interval writes and says so once', async () => {
     const path = join(dir, 'node-exporter', 'tula_dsr.prom');
-    const w = writer(path);
+    const w = writer();
     await w.configure({ path, intervalSec: 3600 });
     expect([await w.writeOnce(), await w.writeOnce()]).toEqual([false, false]);
     const error = `error: statistics textfile ${path}: cannot write the statistics textfile ${path}: the folder ${join(dir, 'node-exporter')} does not exist (is node_exporter's textfile collector set up?) (retried every 3600 s; logged again when the error changes)`;
@@ -166,7 +174,7 @@ describe('StatsWriter', () => {
 
   test('GIVEN a failing write WHEN the error changes (the table is gone) THEN the new error is logged too, once', async () => {
     const path = join(dir, 'missing', 'tula_dsr.prom');
-    const w = writer(path);
+    const w = writer();
     await w.configure({ path, intervalSec: 3600 });
     await sh(lb, 'nft delete table netdev tula_dsr');
     try {
@@ -186,7 +194,7 @@ describe('StatsWriter', () => {
     const first = join(dir, 'first.prom');
     const second = join(dir, 'second.prom');
     const writes: string[] = [];
-    const w = writer(first, {
+    const w = writer({
       write: (snapshot, path) => {
         writes.push(path);
         writeStatsTextfile(snapshot, path);
@@ -209,7 +217,7 @@ describe('StatsWriter', () => {
     expect(new Set(writes)).toEqual(new Set([first, second]));
   });
 
-  test('GIVEN a sample in flight WHEN the runtime stops (or takes a new configuration) before it ends THEN it is not written, and a stop leaves the written file in place', async () => {
+  test('GIVEN a sample in flight WHEN the runtime stops before it ends THEN it is not written, and a stop leaves the written file in place', async () => {
     const path = join(dir, 'tula_dsr.prom');
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -218,7 +226,7 @@ describe('StatsWriter', () => {
       await gate;
       return result;
     };
-    const w = writer(path, { run: gated });
+    const w = writer({ run: gated });
     const first = w.configure({ path, intervalSec: 3600 });
     const inFlight = w.writeOnce();
     w.stop();
@@ -227,7 +235,7 @@ describe('StatsWriter', () => {
     expect(await inFlight).toBe(false);
     expect(existsSync(path)).toBe(false);
 
-    const kept = writer(path);
+    const kept = writer();
     await kept.configure({ path, intervalSec: 3600 });
     expect(existsSync(path)).toBe(true);
     kept.stop();
@@ -237,7 +245,7 @@ describe('StatsWriter', () => {
   test('GIVEN intervalSec 1 WHEN configured THEN it writes at once and then every second, each time with a later sample', async () => {
     const path = join(dir, 'tula_dsr.prom');
     const stamps: number[] = [];
-    const w = writer(path, { write: (snapshot) => stamps.push(snapshot.sampledAt) });
+    const w = writer({ write: (snapshot) => stamps.push(snapshot.sampledAt) });
     const started = Date.now();
     void w.configure({ path, intervalSec: 1 });
     try {
