@@ -16,9 +16,12 @@ import { ENGINES } from '../constructs/host-resource';
 import { createL2Lab, L2Lab } from './l2/lab';
 import { applySummary, createWorkspace, hostProgress, RunResult, Workspace } from './l2/deploy';
 import { flushFlows, httpBurst, measureByteShare, udpBurst } from './l2/traffic';
+import { RUNTIME_STATE_FILE, parseRuntimeState } from '../model';
 
 const WEIGHTS = [1, 2, 3];
 const REQUESTS = 600;
+/** The web VIP's health check: a backend whose service stops is out within intervalSec × fall + timeoutSec. */
+const HEALTH_CHECK = { kind: 'http', path: '/name', intervalSec: 1, timeoutSec: 0.5, fall: 2, rise: 2 } as const;
 
 interface Args {
   keep: boolean;
@@ -96,31 +99,78 @@ interface Cleanup {
   release?: () => void;
 }
 
+/** Waits until the runtime's state file says `backend` is (or is not) down, at most `ms`; the time it took. */
+async function waitForHealth(lb: L2Lab['lb'], ip: string, down: boolean, ms: number): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < ms) {
+    const state = parseRuntimeState((await lb.exec(`cat ${RUNTIME_STATE_FILE}`)).stdout);
+    if (state && state.pools.some((p) => p.down.includes(ip)) === down) return Date.now() - started;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the runtime did not mark ${ip} ${down ? 'down' : 'up'} within ${ms} ms`);
+}
+
+/** A backend's service stops and comes back: the runtime takes it out and brings it back; `tula-dsr stats` shows it. */
+async function showFailover(l2: L2Lab, ws: Workspace): Promise<void> {
+  const web2 = l2.backends[1];
+  const bound = (n: number) => (HEALTH_CHECK.intervalSec * n + HEALTH_CHECK.timeoutSec + 2) * 1000;
+  out(`[6/7] health checks: ${web2.name}'s HTTP server stops, then starts again`);
+  await l2.stopServer(web2.name);
+  const downMs = await waitForHealth(l2.lb, web2.ip, true, bound(HEALTH_CHECK.fall));
+  out(
+    `      ${web2.name} marked down after ${secs(downMs)} (interval ${HEALTH_CHECK.intervalSec} s × fall ${HEALTH_CHECK.fall}); its slots went to the others`,
+  );
+  const during = await httpBurst(l2.client, l2.python, { host: l2.vips.web, port: 80, count: 60, concurrency: 4 });
+  out(`      60 requests meanwhile: ${fmtCounts(during.counts)}; failed ${during.failures}`);
+  const stats = await ws.agent('stats');
+  out("      tula-dsr stats, the web VIP's pool:");
+  const lines = stats.stdout.split('\n');
+  const start = lines.findIndex((l) => /^pool .*VIPs?: web\b/.test(l));
+  if (start < 0) throw new Error(`tula-dsr stats shows no pool of the web VIP:\n${stats.stdout}${stats.stderr}`);
+  for (const line of lines.slice(start, lines.indexOf('', start))) out(`        ${line}`);
+  await l2.startServer(web2.name);
+  const upMs = await waitForHealth(l2.lb, web2.ip, false, bound(HEALTH_CHECK.rise));
+  out(`      ${web2.name} back after ${secs(upMs)} (rise ${HEALTH_CHECK.rise})`);
+  const after = await httpBurst(l2.client, l2.python, { host: l2.vips.web, port: 80, count: 60, concurrency: 4 });
+  out(`      60 requests after: ${fmtCounts(after.counts)}; failed ${after.failures}`);
+  if (during.failures || after.failures || during.counts[web2.name] || !after.counts[web2.name]) throw new Error('the failover did not behave (see above)');
+}
+
+const fmtCounts = (c: Record<string, number>) =>
+  Object.entries(c)
+    .sort()
+    .map(([n, k]) => `${n} ${k}`)
+    .join(', ');
+
 async function run(args: Args, cleanup: Cleanup): Promise<void> {
   const started = Date.now();
   out('tula-dsr demo: L2 Direct Server Return in network namespaces');
   out();
-  const l2 = await step('[1/6] lab: client, lb, web1..3 with a real sshd each, HTTP/UDP servers on the backends', () => createL2Lab({ backends: 3 }));
+  const l2 = await step('[1/7] lab: client, lb, web1..3 with a real sshd each, HTTP/UDP servers on the backends', () => createL2Lab({ backends: 3 }));
   cleanup.lab = l2;
   const { client, lb, vips, python } = l2;
   out(`      subnet ${l2.lab.subnet}: client ${client.ip}, lb ${lb.ip}, ${l2.backends.map((b) => `${b.name} ${b.ip}`).join(', ')}`);
-  out(`      VIPs: web ${vips.web}:80 (weighted round robin ${WEIGHTS.join(':')}), dns ${vips.dns}:5353/udp, any ${vips.any}:* (consistent hash)`);
+  out(
+    `      VIPs: web ${vips.web}:80 (weighted round robin ${WEIGHTS.join(':')}, HTTP health check every ${HEALTH_CHECK.intervalSec} s), dns ${vips.dns}:5353/udp, any ${vips.any}:* (consistent hash)`,
+  );
   out(`      inventory: ${l2.inventoryPath}`);
 
   const ws = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: args.engine });
   cleanup.ws = ws;
-  await step(`[2/6] synthesize the example stack (cdktf App in process, ${args.engine} engine)`, () => ws.synth({ weights: WEIGHTS }));
+  await step(`[2/7] synthesize the example stack (cdktf App in process, ${args.engine} engine)`, () =>
+    ws.synth({ weights: WEIGHTS, healthCheck: HEALTH_CHECK }),
+  );
   out(`      ${ws.stackDir}/cdk.tf.json`);
-  await step('[3/6] terraform init', async () => {
+  await step('[3/7] terraform init', async () => {
     const r = await ws.terraform(['init', '-input=false', '-no-color']);
     if (r.code !== 0) throw terraformFailed('init', r);
   });
-  out('[4/6] terraform apply (each provisioner runs the tula-dsr agent over SSH)');
+  out('[4/7] terraform apply (each provisioner runs the tula-dsr agent over SSH)');
   const apply = await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color'], progressPrinter());
   if (apply.code !== 0) throw terraformFailed('apply', apply);
   out(`      ${applySummary(apply.stdout) ?? 'applied'} (${secs(apply.ms)})`);
 
-  out('[5/6] traffic from client');
+  out('[5/7] traffic from client');
   await flushFlows(lb);
   const burst = await httpBurst(client, python, { host: vips.web, port: 80, count: REQUESTS, concurrency: 4 });
   const total = WEIGHTS.reduce((a, b) => a + b, 0);
@@ -144,12 +194,7 @@ async function run(args: Args, cleanup: Cleanup): Promise<void> {
   );
   const any80 = await httpBurst(client, python, { host: vips.any, port: 80, count: 30 });
   const any8080 = await httpBurst(client, python, { host: vips.any, port: 8080, count: 30 });
-  const fmt = (c: Record<string, number>) =>
-    Object.entries(c)
-      .sort()
-      .map(([n, k]) => `${n} ${k}`)
-      .join(', ');
-  out(`      all-ports VIP any ${vips.any}: port 80 -> ${fmt(any80.counts)}; port 8080 -> ${fmt(any8080.counts)}`);
+  out(`      all-ports VIP any ${vips.any}: port 80 -> ${fmtCounts(any80.counts)}; port 8080 -> ${fmtCounts(any8080.counts)}`);
   const share = await measureByteShare(client, lb, python, { host: vips.web, port: 80 });
   const mb = (n: number) => `${(n / 1e6).toFixed(2)} MB`;
   out(
@@ -159,6 +204,8 @@ async function run(args: Args, cleanup: Cleanup): Promise<void> {
     `        client eth0 ${mb(share.clientBytes)}, lb eth0 ${(share.balancerBytes / 1e3).toFixed(1)} kB: the balancer carried ${(share.share * 100).toFixed(2)}% of the bytes`,
   );
   out('        (requests go through the balancer; responses go from the backend straight to the client)');
+
+  await showFailover(l2, ws);
 
   if (args.keep) {
     out();
@@ -173,7 +220,7 @@ async function run(args: Args, cleanup: Cleanup): Promise<void> {
     });
     out();
   } else {
-    out('[6/6] terraform destroy (each destroy provisioner runs `tula-dsr remove`)');
+    out('[7/7] terraform destroy (each destroy provisioner runs `tula-dsr remove`)');
     const destroy = await ws.terraform(['destroy', '-auto-approve', '-input=false', '-no-color'], progressPrinter());
     if (destroy.code !== 0) throw terraformFailed('destroy', destroy);
     out(`      ${applySummary(destroy.stdout) ?? 'destroyed'} (${secs(destroy.ms)})`);

@@ -5,6 +5,7 @@ import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
 import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
+import { statsIntervalWithoutTextfile } from './stats-textfile';
 
 /**
  * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
@@ -80,6 +81,14 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
         message: `${why}; a VIP's table holds at most ${MAX_SLOTS_PER_VIP} slots: use smaller weights or weights with a common divisor, or algorithm 'consistent-hash' (a fixed table of hashTableSize slots)`,
       });
     }
+  }
+  if (vip.protocol === 'udp' && known(opts, vip.algorithm) && vip.algorithm.includes('least-connections')) {
+    add(
+      vip.path,
+      'algorithm',
+      vip.algorithm,
+      "is set on a UDP VIP, but least connections counts a connection's end from the client's FIN or RST, which UDP does not have; use 'round-robin', 'weighted-round-robin' or 'consistent-hash'",
+    );
   }
   if (vip.mssClamp !== undefined && vip.mode === 'l2') {
     add(
@@ -200,6 +209,8 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
       message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
     });
   }
+  const interval = statsIntervalWithoutTextfile(spec);
+  if (interval) issues.push({ path: spec.path, field: 'statsIntervalSec', value: spec.statsIntervalSec, message: interval });
   for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));
   pushAll(issues, checkVipClashes(spec.vips, opts));
   return issues;

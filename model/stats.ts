@@ -210,7 +210,10 @@ function healthOf(runtime: RuntimeState | null, pool: string, address: string): 
   if (!runtime) return { health: 'unknown' };
   const checks = runtime.checks.filter((c) => c.backend === address);
   if (checks.length === 0) return { health: 'unchecked' };
-  const down = runtime.pools.find((p) => p.id === pool)?.down.includes(address) ?? checks.some((c) => c.state === 'down');
+  // a pool the runtime does not list is not checked, even where its backend is checked for another VIP
+  const listed = runtime.pools.find((p) => p.id === pool);
+  if (!listed) return { health: 'unchecked' };
+  const down = listed.down.includes(address);
   const matching = checks.filter((c) => c.state === (down ? 'down' : 'up'));
   const latest = [...(matching.length ? matching : checks)].sort((a, b) => b.since - a.since)[0];
   return { health: down ? 'down' : 'up', healthSince: latest.since, ...(down && latest.lastError ? { lastError: latest.lastError } : {}) };

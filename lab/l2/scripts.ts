@@ -12,6 +12,8 @@
  *   GET /slow?seconds=S[&release=FILE]
  *                        -> 10 MiB body spread evenly over S seconds; once FILE exists on the backend, the rest
  *                           goes at full speed (a long flow that ends when the test says so, at the latest after S)
+ *   GET /hold?<name>=MS  -> "<name>\n" after MS milliseconds (this backend's own entry; 0 when it has none): a
+ *                           request that keeps its connection open for as long as the test says, per backend
  *
  * Each HTTP response carries `X-Backend: <name>`. Each request is logged on stdout as
  * `REQ <epoch ms> <port> <path> <client ip>:<client port>`, each finished body as `END <epoch ms> <path> <bytes>`.
@@ -78,6 +80,8 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 log('END %d %s %d' % (now_ms(), url.path, sent))
             return
+        if url.path == '/hold':
+            time.sleep(float(parse_qs(url.query).get(NAME, ['0'])[0]) / 1000.0)
         body = (NAME + '\n').encode()
         self.send_response(200)
         self.send_header('Content-Type', 'text/plain')
@@ -126,6 +130,9 @@ threading.Event().wait()
  *          count datagrams, each from a new socket -> {"counts": {...}, "failures": n, "errors": [...]}
  *   get    {host, port, path, timeout?}
  *          one GET, body read to the end -> {"backend", "status", "bytes", "expected", "ms", "error"?}
+ *   rate   {host, port, path, rate, seconds, timeout?}
+ *          open loop: a GET on a new connection every 1/rate s for `seconds`, each in its own thread, whatever
+ *          the earlier ones are doing -> {"counts": {...}, "failures": n, "errors": [...], "lateMs": worst start delay}
  *   load   {host, port, workers, intervalMs, maxRequests, maxSeconds, stopFile, timeout?}
  *          GETs until stopFile exists (or a bound is hit); one line per request:
  *          {"t0": ms, "t1": ms, "backend": name|null, "ok": bool, "error"?: text}, then {"done": true, ...}
@@ -187,6 +194,17 @@ def http_get(path, read_body=True, source_port=0):
     finally:
         sock.close()
 
+def tally(counts, errors, lock, path, source_port=0):
+    """One GET; counts the backend that answered (or the status), or records the error."""
+    try:
+        status, headers, _ = http_get(path, read_body=False, source_port=source_port)
+        name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
+        with lock:
+            counts[name] = counts.get(name, 0) + 1
+    except Exception as e:
+        with lock:
+            errors.append(repr(e))
+
 def burst():
     count = int(CFG['count'])
     path = CFG.get('path', '/')
@@ -209,13 +227,7 @@ def burst():
                     return
                 port = free.pop(0) if pool_size else (base + i if base else 0)
             try:
-                status, headers, _body = http_get(path, read_body=False, source_port=port)
-                name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
-                with lock:
-                    counts[name] = counts.get(name, 0) + 1
-            except Exception as e:
-                with lock:
-                    errors.append(repr(e))
+                tally(counts, errors, lock, path, port)
             finally:
                 if pool_size:
                     with lock:
@@ -281,5 +293,29 @@ def load():
     for t in threads: t.join()
     emit({'done': True, 'issued': state['issued']})
 
-{'burst': burst, 'udp': udp, 'get': get, 'load': load}[MODE]()
+def rate():
+    path = CFG['path']
+    period = 1.0 / float(CFG['rate'])
+    total = int(float(CFG['seconds']) / period)
+    counts = {}
+    errors = []
+    lock = threading.Lock()
+    def one():
+        tally(counts, errors, lock, path)
+    threads = []
+    start = time.monotonic()
+    late = 0.0
+    for i in range(total):
+        delay = start + i * period - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            late = max(late, -delay)
+        t = threading.Thread(target=one)
+        t.start()
+        threads.append(t)
+    for t in threads: t.join()
+    emit({'counts': counts, 'failures': len(errors), 'errors': errors[:10], 'lateMs': int(late * 1000)})
+
+{'burst': burst, 'udp': udp, 'get': get, 'load': load, 'rate': rate}[MODE]()
 `;

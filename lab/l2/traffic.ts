@@ -50,6 +50,23 @@ export function httpBurst(
   return runClient(client, python, 'burst', { ...o, concurrency, sourcePortBase }, 25_000);
 }
 
+export interface RateResult extends BurstResult {
+  /** How late the worst request started, in ms (the client could not keep up when large). */
+  readonly lateMs: number;
+}
+
+/** Open-loop HTTP load: a GET on a new connection every 1/rate s for `seconds` (at most 200/s, 120 s). */
+export function httpRate(client: LabHost, python: string, o: { host: string; port: number; path: string; rate: number; seconds: number }): Promise<RateResult> {
+  if (o.rate > 200 || o.seconds > 120) throw new Error(`httpRate: ${o.rate}/s for ${o.seconds} s is too much: at most 200/s for 120 s`);
+  // longer than a host's exec allows: a background process, bounded by `timeout`
+  const p = client.spawn(['timeout', String(o.seconds + 20), python, '-c', CLIENT_PY, 'rate', JSON.stringify({ ...o, timeout: 10 })]);
+  return p.exited.then(({ code }) => {
+    const line = p.stdoutText().trim().split('\n').pop() ?? '';
+    if (code !== 0 || !line.startsWith('{')) throw new Error(`client rate to ${JSON.stringify(o)} failed (exit ${code}):\n${p.stderrText().trim()}\n${line}`);
+    return JSON.parse(line) as RateResult;
+  });
+}
+
 /** `count` UDP datagrams to host:port, each from a new socket. */
 export function udpBurst(client: LabHost, python: string, o: { host: string; port: number; count: number }): Promise<BurstResult> {
   return runClient(client, python, 'udp', { timeout: 2, ...o }, 25_000);

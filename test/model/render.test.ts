@@ -49,10 +49,13 @@ function poolOfVip(table: NftTable, vip: VipSpec): string {
 /** Backend names in slot order, as the VIP's pool sends them; throws unless slot numbers are exactly 0..n-1. */
 function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[] {
   const vip = spec.vips.find((v) => v.name === vipName)!;
-  const map = table.maps.find((m) => m.name === `slots_${vip.mode}` || m.name === `slots_${vip.mode}_rt`);
+  const prefix = `${poolOfVip(table, vip)} . `;
+  // a managed pool's slots are in the `_rt` map, the others' in the plain one
+  const map = table.maps.find(
+    (m) => (m.name === `slots_${vip.mode}` || m.name === `slots_${vip.mode}_rt`) && m.elements.some((e) => e.text.startsWith(prefix)),
+  );
   if (!map) return [];
   const byValue = new Map(vip.backends.map((b) => [vip.mode === 'l2' ? `$mac_${backendId(b.ip)}` : `0x${backendId(b.ip)}`, b.name]));
-  const prefix = `${poolOfVip(table, vip)} . `;
   const slots: string[] = [];
   for (const element of map.elements.filter((e) => e.text.startsWith(prefix)).map((e) => e.text)) {
     const m = /^(\d+) : (\S+)$/.exec(element.slice(prefix.length));

@@ -3,8 +3,18 @@
  * between samples, the terminal table and the JSON shape. The Prometheus text is in stats-prometheus.test.ts, the
  * figures from a real table in stats-counters.test.ts.
  */
-import { RUNTIME_STATE_STALE_SEC, buildStatsSnapshot, formatAge, formatBytes, parseNftCounters, renderStatsTable, statsJson, statsRates } from '../../model';
-import { SAMPLED_AT, STATS_SPEC, statsCounters, statsRuntime, statsSnapshot } from '../support/stats-fixtures';
+import {
+  RUNTIME_STATE_STALE_SEC,
+  buildStatsSnapshot,
+  poolName,
+  formatAge,
+  formatBytes,
+  parseNftCounters,
+  renderStatsTable,
+  statsJson,
+  statsRates,
+} from '../../model';
+import { SAMPLED_AT, STATS_SPEC, poolId, statsCounters, statsRuntime, statsSnapshot } from '../support/stats-fixtures';
 
 const TEXT_LISTING = `table netdev tula_dsr {
 \tcounter be_0a00010b {
@@ -84,6 +94,15 @@ describe('the snapshot', () => {
     const s = statsSnapshot({ runtime: statsRuntime({ checks: [], pools: [] }) });
     expect(new Set(s.pools.flatMap((p) => p.backends.map((b) => b.health)))).toEqual(new Set(['unchecked']));
     expect(s.pools.map((p) => p.failOpen)).toEqual([false, false, false]);
+  });
+
+  test('GIVEN a backend checked (and down) for one VIP only THEN it is down in that pool and unchecked in the pools the runtime does not manage', () => {
+    const full = statsRuntime();
+    const web = poolName(poolId('web'));
+    const s = statsSnapshot({ runtime: statsRuntime({ pools: full.pools.filter((p) => p.id === web) }) });
+    const healthOf = (vip: string) => s.pools.find((p) => p.vips.includes(vip))!.backends.map((b) => b.health);
+    expect(healthOf('web')).toEqual(['down', 'down', 'up']);
+    expect(healthOf('dns')).toEqual(['unchecked', 'unchecked', 'unchecked']);
   });
 
   test(`GIVEN a runtime state written more than ${RUNTIME_STATE_STALE_SEC} s before the sample THEN it is stale, and the table says so`, () => {

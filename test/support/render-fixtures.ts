@@ -7,6 +7,7 @@ import { joinBalancerReview } from './review';
 import {
   ALGORITHMS,
   Algorithm,
+  HealthCheck,
   BackendHostSpec,
   BalancerFacts,
   BalancerSpec,
@@ -45,6 +46,7 @@ export interface VipInput {
   readonly algorithm?: Algorithm;
   readonly flowTimeoutSec?: number;
   readonly mssClamp?: number;
+  readonly healthCheck?: HealthCheck;
   readonly backends: readonly BackendInput[];
 }
 
@@ -96,7 +98,8 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
         vip(`${protocol}${i}`, `10.0.1.${100 + i}`, protocol === 'tcp' ? 80 : 53, {
           protocol,
           mode,
-          algorithm,
+          // least connections needs the client's FIN or RST: refused on UDP, whose VIP uses round robin here
+          algorithm: protocol === 'udp' && algorithm.includes('least-connections') ? 'round-robin' : algorithm,
           backends: bes,
           ...(mode === 'l3' && protocol === 'tcp' ? { mssClamp: 1400 } : {}),
         }),

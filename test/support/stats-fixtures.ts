@@ -14,7 +14,7 @@ export const STATS_SPEC: BalancerSpec = balancerSpec([
 
 export const SAMPLED_AT = 1_750_000_000.25;
 
-const poolId = (vip: string) => groupPools(STATS_SPEC.vips).find((p) => p.vips.includes(vip))!.id;
+export const poolId = (vip: string) => groupPools(STATS_SPEC.vips).find((p) => p.vips.includes(vip))!.id;
 
 /** Counters after some traffic; `scale` multiplies every figure (a later sample). */
 export function statsCounters(scale = 1): Map<string, CounterValue> {

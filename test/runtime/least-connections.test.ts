@@ -1,0 +1,166 @@
+import { LeastConnectionsPool, largestRemainder } from '../../runtime/least-connections';
+
+/** Feeds a pool `seconds` of steady traffic in 200 ms rounds: per backend, arrivals per second and holding time. */
+function steady(pool: LeastConnectionsPool, traffic: Record<string, { perSec: number; holdSec: number }>, seconds: number, startMs = 0): number {
+  const totals = new Map(Object.keys(traffic).map((n) => [n, { created: 0, ended: 0 }]));
+  let now = startMs;
+  for (let t = 0; t <= seconds * 5; t++) {
+    for (const [name, { perSec, holdSec }] of Object.entries(traffic)) {
+      const c = totals.get(name)!;
+      c.created = Math.round((perSec * t) / 5);
+      c.ended = Math.max(0, Math.round(perSec * (t / 5 - holdSec)));
+    }
+    pool.sample(new Map([...totals].map(([n, c]) => [n, { ...c }])), now);
+    now += 200;
+  }
+  return now;
+}
+
+describe('least connections: slot weights from inferred active connections', () => {
+  test('GIVEN no connection seen yet THEN the slots follow the configured weights', () => {
+    const pool = new LeastConnectionsPool();
+    expect(
+      pool.weights(
+        [
+          { name: 'a', weight: 1 },
+          { name: 'b', weight: 2 },
+        ],
+        120,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 40],
+        ['b', 80],
+      ]),
+    );
+  });
+
+  test('GIVEN a backend that holds connections ten times longer, at equal active connections THEN it gets about a tenth of the new flows', () => {
+    const pool = new LeastConnectionsPool();
+    // 4.5/s held 2 s and 45/s held 0.2 s: 9 active each, the level least connections keeps
+    steady(pool, { slow: { perSec: 4.5, holdSec: 2 }, fast: { perSec: 45, holdSec: 0.2 } }, 20);
+    const w = pool.weights(
+      [
+        { name: 'slow', weight: 1 },
+        { name: 'fast', weight: 1 },
+      ],
+      120,
+    );
+    expect(w.get('slow')! + w.get('fast')!).toBe(120);
+    expect(w.get('slow')).toBeGreaterThanOrEqual(9);
+    expect(w.get('slow')).toBeLessThanOrEqual(13);
+  });
+
+  test('GIVEN one backend above the level THEN it gets less than its steady share, and one at twice the level or more gets none', () => {
+    const pool = new LeastConnectionsPool();
+    // equal holding times, but a has had three times the arrivals: 30 active against 10 (the level is 20)
+    steady(pool, { a: { perSec: 30, holdSec: 1 }, b: { perSec: 10, holdSec: 1 } }, 10);
+    expect(
+      pool.weights(
+        [
+          { name: 'a', weight: 1 },
+          { name: 'b', weight: 1 },
+        ],
+        120,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 30],
+        ['b', 90],
+      ]),
+    );
+    // three backends, only a busy: 30 active against a level of 10
+    const three = new LeastConnectionsPool();
+    steady(three, { a: { perSec: 30, holdSec: 1 }, b: { perSec: 0, holdSec: 1 }, c: { perSec: 0, holdSec: 1 } }, 10);
+    expect(
+      three.weights(
+        ['a', 'b', 'c'].map((name) => ({ name, weight: 1 })),
+        120,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 0],
+        ['b', 60],
+        ['c', 60],
+      ]),
+    );
+  });
+
+  test('GIVEN weights 2:1 and equal holding times at 2:1 active connections THEN the shares stay 2:1', () => {
+    const pool = new LeastConnectionsPool();
+    steady(pool, { a: { perSec: 20, holdSec: 1 }, b: { perSec: 10, holdSec: 1 } }, 10);
+    expect(
+      pool.weights(
+        [
+          { name: 'a', weight: 2 },
+          { name: 'b', weight: 1 },
+        ],
+        120,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 80],
+        ['b', 40],
+      ]),
+    );
+  });
+
+  test('GIVEN a backend with weight 0 (drained or failed its check) THEN it gets no slot', () => {
+    const pool = new LeastConnectionsPool();
+    steady(pool, { a: { perSec: 10, holdSec: 1 }, b: { perSec: 10, holdSec: 1 } }, 5);
+    expect(
+      pool.weights(
+        [
+          { name: 'a', weight: 0 },
+          { name: 'b', weight: 1 },
+        ],
+        120,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 0],
+        ['b', 120],
+      ]),
+    );
+  });
+
+  test('GIVEN counters that went down (the table was reloaded) THEN the new values count from zero, never negative', () => {
+    const pool = new LeastConnectionsPool();
+    pool.sample(new Map([['a', { created: 100, ended: 90 }]]), 0);
+    pool.sample(new Map([['a', { created: 5, ended: 2 }]]), 200);
+    expect(pool.active()).toEqual(new Map([['a', 13]]));
+  });
+
+  test('GIVEN shares THEN largestRemainder gives integers that sum to the total, in proportion', () => {
+    expect(
+      largestRemainder(
+        new Map([
+          ['a', 1],
+          ['b', 1],
+          ['c', 1],
+        ]),
+        10,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 4],
+        ['b', 3],
+        ['c', 3],
+      ]),
+    );
+    expect(
+      largestRemainder(
+        new Map([
+          ['a', 0],
+          ['b', 0],
+        ]),
+        7,
+      ),
+    ).toEqual(
+      new Map([
+        ['a', 4],
+        ['b', 3],
+      ]),
+    );
+  });
+});
