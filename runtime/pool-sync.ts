@@ -68,10 +68,9 @@ export class PoolSync {
     if (statements.length) {
       try {
         const rewrite = renderOwnedRewrite(before, after, owned);
-        // an element listed or written and a named object read cost about the same (one netlink attribute nest
-        // each): the rewrite, which lists its maps under the lock and then writes them, pays off while that is less
-        // than the update's elements plus the table's counters (one per VIP), which nft reads before an update
-        if (rewrite && rewrite.flushed + rewrite.elements <= elementCount(statements) + spec.vips.length) await this.rewrite(after, managed, owned);
+        // an element written and a named object read cost about the same (one netlink attribute nest each): the
+        // rewrite pays off while it writes fewer elements than the update plus the table's counters (one per VIP)
+        if (rewrite && rewrite.elements <= elementCount(statements) + spec.vips.length) await this.rewrite(after, managed, owned);
         else await this.nft.apply(text);
       } catch (error) {
         // the table is not what the runtime thought (the agent reloaded it meanwhile): read it again next time

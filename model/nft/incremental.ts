@@ -71,8 +71,6 @@ export interface OwnedRewrite {
   readonly text: string;
   /** Elements it writes. */
   readonly elements: number;
-  /** Elements the changed maps hold before (the flushes remove them). */
-  readonly flushed: number;
 }
 
 /**
@@ -92,7 +90,7 @@ export function renderOwnedRewrite(before: NftTable, after: NftTable, owned: (e:
   if (!changes || newChains(before, after).length) return null;
   const wholly = (map: NftMap) => !map.counter && !map.dynamic && map.elements.every(owned);
   if (changes.some((c) => !wholly(c.map) || !wholly(c.old))) return null;
-  if (!changes.length) return { text: '', elements: 0, flushed: 0 };
+  if (!changes.length) return { text: '', elements: 0 };
   const lines = renderDefines(after.defines);
   for (const { map } of changes) {
     const kind = map.set ? 'set' : 'map';
@@ -102,6 +100,5 @@ export function renderOwnedRewrite(before: NftTable, after: NftTable, owned: (e:
       lines.push(`add ${kind} ${id} ${map.name} { ${mapClauses({ ...map, size: undefined })}; elements = { ${elements} } }`);
     }
   }
-  const count = (maps: readonly NftMap[]) => maps.reduce((n, m) => n + m.elements.length, 0);
-  return { text: lines.join('\n') + '\n', elements: count(changes.map((c) => c.map)), flushed: count(changes.map((c) => c.old)) };
+  return { text: lines.join('\n') + '\n', elements: changes.reduce((n, c) => n + c.map.elements.length, 0) };
 }

@@ -169,13 +169,12 @@ describe('renderOwnedRewrite', () => {
         '',
       ].join('\n'),
       elements: live.length + slots.length,
-      flushed: elementsOf(before, 'live_l2_rt').length + elementsOf(before, 'slots_l2_rt').length,
     });
     expect(live).toHaveLength(2);
   });
 
   test('GIVEN no change WHEN the rewrite is rendered THEN it is empty', () => {
-    expect(renderOwnedRewrite(before, before, owned)).toEqual({ text: '', elements: 0, flushed: 0 });
+    expect(renderOwnedRewrite(before, before, owned)).toEqual({ text: '', elements: 0 });
   });
 
   test('GIVEN a changed map that also holds an element not owned WHEN the rewrite is rendered THEN there is none (a flush would take that element along)', () => {
