@@ -22,9 +22,9 @@ import { Runtime } from '../runtime/runtime';
 export interface FlipReport {
   /** Probe result → transaction committed, per flip (ms). */
   readonly totalMs: number[];
-  /** Of which nft: the `flock … nft -f -` process, or the host lock, the maps' listing and `nft -f -` (ms). */
+  /** Of which the `flock … nft -f -` process (ms). */
   readonly nftMs: number[];
-  /** Elements the transaction wrote (deleted, added, or rewritten), per flip. */
+  /** Elements the transaction deleted and added, per flip. */
   readonly elements: number[];
   /** The transaction's text, per flip (bytes). */
   readonly bytes: number[];
@@ -42,10 +42,7 @@ interface Committed {
 
 const FLIP_TIMEOUT_MS = 10_000;
 
-/**
- * nft as the runtime runs it, telling the bench when each transaction has been committed; under the host lock
- * (the pool sync's rewrite) the transaction counts from the moment the runtime asks for the lock.
- */
+/** nft as the runtime runs it, telling the bench when each transaction has been committed. */
 function observedNft(onCommit: (c: Committed) => void): NftRunner {
   const real = systemNft();
   return {
@@ -55,29 +52,7 @@ function observedNft(onCommit: (c: Committed) => void): NftRunner {
       await real.apply(text);
       onCommit({ started, ended: performance.now(), text });
     },
-    async locked(task) {
-      const started = performance.now();
-      return real.locked((inner) =>
-        task({
-          list: (kind, name) => inner.list(kind, name),
-          async apply(text) {
-            await inner.apply(text);
-            onCommit({ started, ended: performance.now(), text });
-          },
-        }),
-      );
-    },
   };
-}
-
-/** Elements a transaction writes: those of `add|delete element` and of `add set|map … { …; elements = { … } }`. */
-function writtenElements(text: string): number {
-  let count = 0;
-  for (const line of text.split('\n')) {
-    const list = /^(?:add|delete) element [^{]*\{ (.*) \}$/.exec(line)?.[1] ?? /^add (?:set|map) .*elements = \{ (.*) \} \}$/.exec(line)?.[1];
-    if (list) count += list.split(',').length;
-  }
-  return count;
 }
 
 /** Counts the backend's MAC per pool in the slot map and the live set, as the kernel holds them now. */
@@ -133,7 +108,8 @@ async function main(argv: readonly string[]): Promise<FlipReport> {
       if (flippedAt === null) throw new Error(`flip ${i + 1}: a transaction came before any probe saw the flip`);
       report.totalMs.push(c.ended - flippedAt);
       report.nftMs.push(c.ended - c.started);
-      report.elements.push(writtenElements(c.text));
+      const statements = c.text.split('\n').filter((l) => /^(add|delete) element /.test(l));
+      report.elements.push(statements.reduce((n, l) => n + l.split(',').length, 0));
       report.bytes.push(Buffer.byteLength(c.text));
       const seen = await presence(nft, mac);
       const pools = goingDown ? 0 : classids.length;

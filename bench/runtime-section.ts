@@ -46,9 +46,9 @@ export async function runtimeSection(context: SectionContext): Promise<void> {
   const loadAfter = loadAverage();
 
   notes.push(
-    `Health change → data plane updated (${flips} flips per case): the runtime's core (runtime/runtime.ts) inside the lab balancer's namespaces with its real nft, host lock and probe routing, on the whole table as a first apply loads it. The probe is a function the bench flips (check with fall = rise = 1), web1 down, up, down, …; each flip is timed from the probe result to \`nft -f\` exiting (committed; the pool sync rewrites the runtime's maps under the host lock when that writes fewer elements than an element update plus the table's named counters, see model/nft/incremental.ts), then checked in the kernel: web1 in no pool's slots or live set while down, in every pool's once up. ${count(VIPS / 4)} pools: 4 VIPs each, weights 1–8 per backend, so one flip rewrites every pool.`,
+    `Health change → data plane updated (${flips} flips per case): the runtime's core (runtime/runtime.ts) inside the lab balancer's namespaces with its real nft, host lock and probe routing, on the whole table as a first apply loads it. The probe is a function the bench flips (check with fall = rise = 1), web1 down, up, down, …; each flip is timed from the probe result to \`nft -f\` exiting (committed), then checked in the kernel: web1 in no pool's slots or live set while down, in every pool's once up. ${count(VIPS / 4)} pools: 4 VIPs each, weights 1–8 per backend, so one flip rewrites every pool.`,
     '',
-    '| case | median | p95 | min–max (ms) | of which nft: lock, listing, `nft -f` (median) | runtime before (median) | elements written (transaction) |',
+    '| case | median | p95 | min–max (ms) | of which `nft -f` (median) | runtime before `nft -f` (median) | elements (transaction) |',
     '|---|---|---|---|---|---|---|',
     ...r.flipCases.map(flipRow),
     '',

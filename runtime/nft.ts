@@ -9,11 +9,6 @@ export interface NftRunner {
   apply(text: string): Promise<void>;
   /** `nft -j list set|map netdev tula_dsr NAME`, parsed; null when it does not exist. */
   list(kind: 'set' | 'map', name: string): Promise<NftListedElement[] | null>;
-  /**
-   * Runs `task` while holding the host lock, with a runner whose `apply` does not take it again: what `task` lists
-   * is still what the table holds when its transaction loads (no agent reload in between).
-   */
-  locked<T>(task: (nft: Omit<NftRunner, 'locked'>) => Promise<T>): Promise<T>;
 }
 
 /** One element of a listed set or map: the key's parts, the value (maps), the counter (sets with counters). */
@@ -69,56 +64,17 @@ export function parseListedElements(json: string): NftListedElement[] {
   return elements;
 }
 
-const LOCK_WAIT_SEC = 10;
-
-/**
- * Takes `lock` with flock(1) and keeps it until the returned release is called: flock runs `cat`, whose echo of a
- * first line says the lock is held, and which exits (releasing it) when its input ends, also if the runtime dies.
- */
-function holdLock(lock: string): Promise<() => Promise<void>> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('flock', ['-w', String(LOCK_WAIT_SEC), lock, 'cat'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    let held = false;
-    const exited = new Promise<void>((done) => child.on('close', () => done()));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.stdout!.once('data', () => {
-      held = true;
-      resolve(async () => {
-        child.stdin!.end();
-        await exited;
-      });
-    });
-    void exited.then(() => {
-      if (!held) reject(new Error(`could not take the host lock ${lock} within ${LOCK_WAIT_SEC} s: ${stderr.trim() || `flock exited ${child.exitCode}`}`));
-    });
-    child.stdin!.on('error', () => undefined);
-    child.stdin!.write('locked\n');
-  });
-}
-
 /** `prefix` runs nft through another command (tests and benches: `ip netns exec NS`). */
 export function systemNft(lock = HOST_LOCK, prefix: readonly string[] = []): NftRunner {
-  const load = async (argv: readonly string[], input: string) => {
-    const r = await runCommand(argv, input);
-    if (r.code !== 0 || r.stderr.trim()) throw new Error(`nft -f refused the update (exit ${r.code}): ${r.stderr.trim()}`);
-  };
-  const list = async (kind: 'set' | 'map', name: string) => {
-    const r = await runCommand([...prefix, 'nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
-    if (r.code !== 0) return null;
-    return parseListedElements(r.stdout);
-  };
   return {
-    apply: (input) => load(['flock', '-w', String(LOCK_WAIT_SEC), lock, ...prefix, 'nft', '-f', '-'], input),
-    list,
-    async locked(task) {
-      const release = await holdLock(lock);
-      try {
-        return await task({ apply: (input) => load([...prefix, 'nft', '-f', '-'], input), list });
-      } finally {
-        await release();
-      }
+    async apply(input) {
+      const r = await runCommand(['flock', '-w', '10', lock, ...prefix, 'nft', '-f', '-'], input);
+      if (r.code !== 0 || r.stderr.trim()) throw new Error(`nft -f refused the update (exit ${r.code}): ${r.stderr.trim()}`);
+    },
+    async list(kind, name) {
+      const r = await runCommand([...prefix, 'nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
+      if (r.code !== 0) return null;
+      return parseListedElements(r.stdout);
     },
   };
 }

@@ -9,7 +9,6 @@ import {
   groupPools,
   poolClassid,
   poolName,
-  renderOwnedRewrite,
   renderOwnedUpdate,
 } from '../model';
 import type { NftListedElement, NftRunner } from './nft';
@@ -63,15 +62,11 @@ export class PoolSync {
     const before = this.applied ?? (await this.liveTable(after, managed));
     const owned = (e: NftElement) => e.pool !== undefined && managed.has(e.pool);
     const text = renderOwnedUpdate(before, after, owned);
-    if (text === null) throw new Error(LACKS_MAPS);
+    if (text === null) throw new Error('the loaded table lacks the maps of a managed pool: the agent must reload it (run tula-dsr apply)');
     const statements = text.split('\n').filter((l) => /^(add|delete) element /.test(l));
     if (statements.length) {
       try {
-        const rewrite = renderOwnedRewrite(before, after, owned);
-        // an element written and a named object read cost about the same (one netlink attribute nest each): the
-        // rewrite pays off while it writes fewer elements than the update plus the table's counters (one per VIP)
-        if (rewrite && rewrite.elements <= elementCount(statements) + spec.vips.length) await this.rewrite(after, managed, owned);
-        else await this.nft.apply(text);
+        await this.nft.apply(text);
       } catch (error) {
         // the table is not what the runtime thought (the agent reloaded it meanwhile): read it again next time
         this.invalidate();
@@ -80,31 +75,15 @@ export class PoolSync {
     }
     this.applied = after;
     const changed = [...managed].filter((id) => statements.some((l) => l.includes(` ${poolClassidOf(id)} `) || l.includes(`{ ${poolClassidOf(id)} `)));
-    return { pools: changed, elements: elementCount(statements), ms: Date.now() - started };
-  }
-
-  /**
-   * The change as a rewrite of the maps that change (renderOwnedRewrite), which nft prepares without reading the
-   * table's named objects: one counter per VIP, most of an element update's time at 10,000 VIPs. A flush takes
-   * every element of a map along, so the maps are read and rewritten under the host lock, and an element the runtime
-   * does not own (a pool of a table the agent has just loaded, before its reload signal arrives) turns it back
-   * into the element update, which leaves that element alone.
-   */
-  private async rewrite(after: NftTable, managed: ReadonlySet<string>, owned: (e: NftElement) => boolean): Promise<void> {
-    await this.nft.locked(async (nft) => {
-      const live = await this.liveTable(after, managed, nft);
-      const text = renderOwnedRewrite(live, after, owned)?.text ?? renderOwnedUpdate(live, after, owned);
-      if (text === null) throw new Error(LACKS_MAPS);
-      if (text) await nft.apply(text);
-    });
+    return { pools: changed, elements: statements.reduce((n, l) => n + l.split(',').length, 0), ms: Date.now() - started };
   }
 
   /** `after` with the managed pools' `_rt` elements as the kernel holds them now. */
-  private async liveTable(after: NftTable, managed: ReadonlySet<string>, nft: Pick<NftRunner, 'list'> = this.nft): Promise<NftTable> {
+  private async liveTable(after: NftTable, managed: ReadonlySet<string>): Promise<NftTable> {
     const maps = await Promise.all(
       after.maps.map(async (m) => {
         if (!m.name.endsWith('_rt')) return m;
-        const listed = (await nft.list(m.set ? 'set' : 'map', m.name)) ?? [];
+        const listed = (await this.nft.list(m.set ? 'set' : 'map', m.name)) ?? [];
         const poolOf = new Map([...managed].map((id) => [poolClassidOf(id), id]));
         const elements: NftElement[] = listed.map((e) => ({ text: listedText(m.name, e), pool: poolOf.get(e.key[0]) }));
         return { ...m, elements };
@@ -115,5 +94,3 @@ export class PoolSync {
 }
 
 const poolClassidOf = (name: string) => poolClassid(parseInt(name, 16));
-const elementCount = (statements: readonly string[]) => statements.reduce((n, l) => n + l.split(',').length, 0);
-const LACKS_MAPS = 'the loaded table lacks the maps of a managed pool: the agent must reload it (run tula-dsr apply)';

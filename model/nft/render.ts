@@ -38,11 +38,6 @@ function mapBody(map: NftMap, indent: string): string[] {
   return lines;
 }
 
-/** A map's declaration on one line (`type …; size …`), as `add set|map … { … }` takes it; its elements left out. */
-export function mapClauses(map: NftMap): string {
-  return mapBody({ ...map, elements: [] }, '').join('; ');
-}
-
 /**
  * The declarative form: `table … { … }`. Reviewers read this in the plan and the boot unit loads it, so it lists
  * every map element and rule in a stable order. Values known only at apply time appear as commented defines.
@@ -95,7 +90,7 @@ export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
   if (recreate) lines.push(`delete table ${id}`);
   const existing = recreate ? undefined : facts;
   const redeclared = new Set(existing ? table.maps.filter((m) => needsRedeclare(m, existing)).map((m) => m.name) : []);
-  const declare = (map: NftMap) => `add ${kindOf(map)} ${id} ${map.name} { ${mapClauses(map)}; }`;
+  const declare = (map: NftMap) => `add ${kindOf(map)} ${id} ${map.name} { ${mapBody({ ...map, elements: [] }, '').join('; ')}; }`;
   lines.push(`add table ${id}`);
   for (const counter of table.counters) lines.push(`add counter ${id} ${counter}`);
   for (const map of table.maps) if (!redeclared.has(map.name)) lines.push(declare(map));

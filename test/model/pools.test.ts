@@ -3,20 +3,7 @@
  * small transaction that rewrites one pool's elements while every other element stays as it is.
  */
 import { performance } from 'node:perf_hooks';
-import {
-  BackendSpec,
-  NftTable,
-  Pool,
-  buildBalancerTable,
-  formatIpv4,
-  groupPools,
-  managedSlotCount,
-  poolName,
-  poolSequence,
-  renderOwnedRewrite,
-  renderOwnedUpdate,
-} from '../../model';
-import { resolveDefines } from '../../runtime/pool-sync';
+import { BackendSpec, Pool, buildBalancerTable, formatIpv4, groupPools, managedSlotCount, poolName, poolSequence, renderOwnedUpdate } from '../../model';
 import { backends, balancerSpec, factsFor } from '../support/render-fixtures';
 
 const count = (items: readonly string[]) => items.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x]: (acc[x] ?? 0) + 1 }), {});
@@ -142,53 +129,5 @@ describe('renderOwnedUpdate', () => {
       facts,
     );
     expect(renderOwnedUpdate(before, l3, () => true)).toBeNull();
-  });
-});
-
-describe('renderOwnedRewrite', () => {
-  const spec = balancerSpec([
-    { name: 'lc', ip: '10.0.1.100', port: 80, algorithm: 'weighted-least-connections', backends: backends([1, 1, 1]) },
-    { name: 'web', ip: '10.0.1.101', port: 80, backends: backends([1, 2, 3]) },
-  ]);
-  const facts = factsFor(spec);
-  const before = resolveDefines(buildBalancerTable(spec, facts));
-  const lc = groupPools(spec.vips).find((p) => p.vips.includes('lc'))!;
-  const after = resolveDefines(buildBalancerTable(spec, facts, [], { takes: (b, p) => p.id !== lc.id || b.name !== 'be2' }));
-  const owned = (e: { pool?: string }) => e.pool === poolName(lc.id);
-  const elementsOf = (table: NftTable, name: string) => table.maps.find((m) => m.name === name)!.elements.map((e) => e.text);
-
-  test("GIVEN one backend of a managed pool left out WHEN the rewrite is rendered THEN it flushes the pool's two maps and adds them back whole, without a size", () => {
-    const live = elementsOf(after, 'live_l2_rt');
-    const slots = elementsOf(after, 'slots_l2_rt');
-    expect(renderOwnedRewrite(before, after, owned)).toEqual({
-      text: [
-        'flush set netdev tula_dsr live_l2_rt',
-        `add set netdev tula_dsr live_l2_rt { type classid . ether_addr; elements = { ${live.join(', ')} } }`,
-        'flush map netdev tula_dsr slots_l2_rt',
-        `add map netdev tula_dsr slots_l2_rt { typeof meta priority . numgen inc mod 2 : ether daddr; elements = { ${slots.join(', ')} } }`,
-        '',
-      ].join('\n'),
-      elements: live.length + slots.length,
-    });
-    expect(live).toHaveLength(2);
-  });
-
-  test('GIVEN no change WHEN the rewrite is rendered THEN it is empty', () => {
-    expect(renderOwnedRewrite(before, before, owned)).toEqual({ text: '', elements: 0 });
-  });
-
-  test('GIVEN a changed map that also holds an element not owned WHEN the rewrite is rendered THEN there is none (a flush would take that element along)', () => {
-    const foreign = {
-      ...before,
-      maps: before.maps.map((m) => (m.name === 'live_l2_rt' ? { ...m, elements: [...m.elements, { text: 'dead:beef . 02:00:00:00:00:99' }] } : m)),
-    };
-    expect(renderOwnedRewrite(foreign, after, owned)).toBeNull();
-    expect(renderOwnedUpdate(foreign, after, owned)).toMatch(/^delete element netdev tula_dsr live_l2_rt \{ /m);
-  });
-
-  test('GIVEN a change that needs a new chain WHEN the rewrite is rendered THEN there is none (only the update adds chains)', () => {
-    const withChain = { ...after, chains: [...after.chains, { name: 'l2_tcp_port_rr2_t300_rt', rules: ['goto l2_out'] }] };
-    expect(renderOwnedRewrite(before, withChain, owned)).toBeNull();
-    expect(renderOwnedUpdate(before, withChain, owned)).toContain('add chain netdev tula_dsr l2_tcp_port_rr2_t300_rt');
   });
 });
