@@ -10,11 +10,11 @@
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { createWorkspace, Workspace } from '../../lab/l2/deploy';
 import { BurstResult, httpBurst } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
-import type { LabHost } from '../../lab/topology';
 import { PROBE_TABLE, RUNTIME_PID_FILE, RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from '../../model';
+import { expectOk, sh } from '../support/lab-run';
 
 jest.setTimeout(180_000);
 
@@ -26,16 +26,6 @@ const OPTIONS: ExampleOptions = { backends: ['web1', 'web2', 'web3'], weights: {
 let l2: L2Lab;
 let ws: Workspace;
 const macs: Record<string, string> = {};
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
 
 /** The backends (by name) the web pool's slots send new flows to, as the kernel holds them now. */
 async function slotBackends(): Promise<string[]> {
