@@ -35,12 +35,13 @@ export interface FailoverResult {
 }
 
 /**
- * Runs `command` inside `host` and returns the host's clock (epoch ms) just before it: a command through the lab's
- * exec returns tens to hundreds of ms late on a loaded machine, so the caller's clock would place the fault too late.
+ * Runs `command` inside `host` and returns the host's clock (epoch ms) as soon as it has returned, when the fault is
+ * in place: the lab's exec returns tens to hundreds of ms later on a loaded machine, and a clock read before the
+ * command would count requests that the command (itself slow to start) did not yet disturb.
  */
 export async function faultAt(host: LabHost, command: string): Promise<number> {
-  const r = await host.exec(`date +%s%3N; ${command}`);
-  const at = Number(r.stdout.trim().split('\n')[0]);
+  const r = await host.exec(`${command} && date +%s%3N`);
+  const at = Number(r.stdout.trim().split('\n').pop());
   if (r.code !== 0 || !Number.isFinite(at)) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
   return at;
 }
