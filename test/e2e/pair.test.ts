@@ -9,7 +9,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import type { Workspace } from '../../lab/l2/deploy';
+import { deployExample, expectOk, sh } from '../support/lab-run';
 import { faultAt, holdsVip, measureFailover, waitForVip } from '../../lab/l2/failover';
 import { httpBurst, startDownload } from '../../lab/l2/traffic';
 import { diffSnapshots, snapshotHost, HostSnapshot } from '../../lab/l2/snapshot';
@@ -29,16 +30,6 @@ let lb2: LabHost;
 let ws: Workspace;
 const before: Record<string, HostSnapshot> = {};
 
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
 const keepalivedPid = async (host: LabHost) => Number((await host.exec(`cat ${KEEPALIVED_PID_FILES.main}`)).stdout.trim()) || null;
 
 /** A throttled 10 MiB download on the consistent-hash VIP (`any`, every port) that lasts `seconds`. */
@@ -49,10 +40,7 @@ beforeAll(async () => {
   l2 = await createL2Lab({ backends: 3, pair: true });
   lb2 = l2.lb2!;
   for (const h of [l2.lb, lb2]) before[h.name] = await snapshotHost(h);
-  ws = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: 'terraform_data' });
-  ws.synth(OPTIONS);
-  expectOk('terraform init', await ws.terraform(['init', '-input=false', '-no-color']));
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  ws = await deployExample(l2, OPTIONS);
   // both start as BACKUP; the primary becomes MASTER after about 3 advertisement intervals
   await waitForVip(l2.lb, l2.vips.web, true, 10_000);
 }, 180_000);
