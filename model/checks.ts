@@ -5,6 +5,7 @@ import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
 import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
+import { statsIntervalWithoutTextfile } from './stats-textfile';
 
 /**
  * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
@@ -208,6 +209,8 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
       message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
     });
   }
+  const interval = statsIntervalWithoutTextfile(spec);
+  if (interval) issues.push({ path: spec.path, field: 'statsIntervalSec', value: spec.statsIntervalSec, message: interval });
   for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));
   pushAll(issues, checkVipClashes(spec.vips, opts));
   return issues;

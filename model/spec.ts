@@ -29,6 +29,7 @@ import {
   checkWeight,
 } from './fields';
 import { createHealthCheckSchema } from './health-check';
+import { createStatsTextfileFields, withStatsDefaults } from './stats-textfile';
 
 export { ALGORITHMS, MODES, PROTOCOLS };
 export type { Algorithm, Mode, Protocol };
@@ -97,17 +98,20 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     backends: z.array(BackendSpecSchema),
   });
 
-  const BalancerSpecSchema = z.strictObject({
-    kind: z.literal('balancer'),
-    path: constructPath,
-    name: field<string>(checkName),
-    ssh: SshTargetSpecSchema,
-    interface: field<string>(checkInterface),
-    address: field<string>(checkIpv4).optional(),
-    subnet: field<string>(checkCidr).optional(),
-    mac: field<string>(checkMac).optional(),
-    vips: z.array(VipSpecSchema),
-  });
+  const BalancerSpecSchema = z
+    .strictObject({
+      kind: z.literal('balancer'),
+      path: constructPath,
+      name: field<string>(checkName),
+      ssh: SshTargetSpecSchema,
+      interface: field<string>(checkInterface),
+      address: field<string>(checkIpv4).optional(),
+      subnet: field<string>(checkCidr).optional(),
+      mac: field<string>(checkMac).optional(),
+      ...createStatsTextfileFields(isUnresolved),
+      vips: z.array(VipSpecSchema),
+    })
+    .overwrite(withStatsDefaults);
 
   /** What a backend host must serve for one VIP; derived from every Backend that names the host. */
   const ServiceSpecSchema = z.strictObject({

@@ -64,14 +64,15 @@ export function parseListedElements(json: string): NftListedElement[] {
   return elements;
 }
 
-export function systemNft(lock = HOST_LOCK): NftRunner {
+/** `prefix` runs nft through another command (tests and benches: `ip netns exec NS`). */
+export function systemNft(lock = HOST_LOCK, prefix: readonly string[] = []): NftRunner {
   return {
     async apply(input) {
-      const r = await runCommand(['flock', '-w', '10', lock, 'nft', '-f', '-'], input);
+      const r = await runCommand(['flock', '-w', '10', lock, ...prefix, 'nft', '-f', '-'], input);
       if (r.code !== 0 || r.stderr.trim()) throw new Error(`nft -f refused the update (exit ${r.code}): ${r.stderr.trim()}`);
     },
     async list(kind, name) {
-      const r = await runCommand(['nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
+      const r = await runCommand([...prefix, 'nft', '-j', 'list', kind, 'netdev', BALANCER_TABLE, name]);
       if (r.code !== 0) return null;
       return parseListedElements(r.stdout);
     },

@@ -194,6 +194,17 @@ def http_get(path, read_body=True, source_port=0):
     finally:
         sock.close()
 
+def tally(counts, errors, lock, path, source_port=0):
+    """One GET; counts the backend that answered (or the status), or records the error."""
+    try:
+        status, headers, _ = http_get(path, read_body=False, source_port=source_port)
+        name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
+        with lock:
+            counts[name] = counts.get(name, 0) + 1
+    except Exception as e:
+        with lock:
+            errors.append(repr(e))
+
 def burst():
     count = int(CFG['count'])
     path = CFG.get('path', '/')
@@ -216,13 +227,7 @@ def burst():
                     return
                 port = free.pop(0) if pool_size else (base + i if base else 0)
             try:
-                status, headers, _body = http_get(path, read_body=False, source_port=port)
-                name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
-                with lock:
-                    counts[name] = counts.get(name, 0) + 1
-            except Exception as e:
-                with lock:
-                    errors.append(repr(e))
+                tally(counts, errors, lock, path, port)
             finally:
                 if pool_size:
                     with lock:
@@ -296,14 +301,7 @@ def rate():
     errors = []
     lock = threading.Lock()
     def one():
-        try:
-            status, headers, _ = http_get(path, read_body=False)
-            name = headers.get('x-backend', '?') if status == 200 else 'status %d' % status
-            with lock:
-                counts[name] = counts.get(name, 0) + 1
-        except Exception as e:
-            with lock:
-                errors.append(repr(e))
+        tally(counts, errors, lock, path)
     threads = []
     start = time.monotonic()
     late = 0.0

@@ -257,6 +257,27 @@ describe('health checks on the L2 lab', () => {
     expect((await ws.agent('check')).code).toBe(0);
   });
 
+  test('GIVEN another runtime program on the balancer (an older tula-dsr) WHEN applied THEN the bundle is replaced and the runtime restarted with it', async () => {
+    const runtimePid = async () => (await l2.lb.exec(`pgrep -f 'node /usr/local/lib/tula-dsr/[t]ula-dsr-runtime.js'`)).stdout.trim();
+    const before = await runtimePid();
+    await sh(l2.lb, `echo '// an older build' >> /usr/local/lib/tula-dsr/tula-dsr-runtime.js`);
+    const applied = await ws.agent('apply');
+    expectOk('tula-dsr apply', applied);
+    expect(applied.stdout).toContain('changed: lb file /usr/local/lib/tula-dsr/tula-dsr-runtime.js (content differs)');
+    expect(applied.stdout).toContain('changed: lb balancer runtime (supervised by tula-dsr) (restarted: a new runtime)');
+    // the supervisor starts the new program a second after the old one ended
+    const deadline = Date.now() + 5000;
+    let after = '';
+    while (!after || after === before) {
+      if (Date.now() > deadline) throw new Error(`the runtime was not restarted (pid ${before} → ${after || 'none'})`);
+      await new Promise((r) => setTimeout(r, 100));
+      after = await runtimePid();
+    }
+    expect((await sh(l2.lb, 'tail -c 40 /usr/local/lib/tula-dsr/tula-dsr-runtime.js')).includes('an older build')).toBe(false);
+    expect((await runtimeState()).pid).toBeGreaterThan(0);
+    expect((await ws.agent('check')).code).toBe(0);
+  });
+
   test('GIVEN the stack is destroyed THEN the runtime, its probe routing and its files are gone', async () => {
     expectOk('terraform destroy', await ws.terraform(['destroy', '-auto-approve', '-input=false', '-no-color']));
     expect((await l2.lb.exec(`pgrep -f '[t]ula-dsr-runtime|[r]untime-supervisor'`)).stdout.trim()).toBe('');
