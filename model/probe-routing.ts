@@ -85,7 +85,7 @@ export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTa
     `table ip ${PROBE_TABLE}`,
     `delete table ip ${PROBE_TABLE}`,
     `table ip ${PROBE_TABLE} {`,
-    // nft refuses a map where a set is looked up (kernel 6.1), hence the set beside the map
+    // Debian's 6.1 refuses a map where a set is looked up (EINVAL; 6.18 takes it), hence the set beside the map
     '\tset probes {',
     '\t\ttypeof ip daddr . th sport',
     ...elements(probes),
