@@ -3,6 +3,9 @@
  * iproute2, nft and sshd inside. The stack is synthesized with the real constructs and deployed with the real
  * `terraform apply` (engine terraform_data: no provider download), whose provisioners run the agent over SSH.
  *
+ * The balancer runtime needs Node, which the VM lacks: for health probes through the VIP, the test installs the probe
+ * routing the runtime renders for this stack with checks, with the runtime's own install code, and probes with socat.
+ *
  * Needs root (and apt for qemu, the kernel and busybox on a cold run). Without them every test here fails: the
  * lab refuses to start with a clear message. Nothing is skipped.
  */
@@ -12,7 +15,7 @@ import { createL3Workspace, flushFlows, httpBurst, L3Workspace, nftCounter, RunR
 import { repoRoot } from '../../lab/vm/paths';
 import { balancerRunner, planL3Probes, reversePathDrops, socatProbe, SocatProbe, startVipOnlyServer, tunnelTxPackets } from '../../lab/vm/probe-path';
 import { installProbeRouting, removeProbeRouting } from '../../runtime/probe-routing';
-import { PROBE_PORT_COUNT, PROBE_PORT_FIRST, PROBE_ROUTE_TABLE, PROBE_TABLE, probeProtocol, tunnelName } from '../../model';
+import { PROBE_MARK, PROBE_PORT_COUNT, PROBE_PORT_FIRST, PROBE_ROUTE_TABLE, PROBE_TABLE, probeProtocol, tunnelName } from '../../model';
 import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
 import type { VmHostName } from '../../lab/vm/guest';
 
@@ -21,6 +24,7 @@ const REQUESTS = 40;
 const POST_BYTES = 300 * 1024;
 /** The port of a TCP service that the backends bind to the web VIP only (the lab's httpd listens everywhere). */
 const VIP_ONLY_PORT = 9090;
+const PROBE_PORTS = `${PROBE_PORT_FIRST}-${PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1}`;
 
 let lab: VmLab | undefined;
 let inv: VmInventory;
@@ -307,10 +311,10 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
       // strict, as RHEL ships it: the replies come from the router on eth0, not back through the tunnel
       await sh('lb', 'sysctl -q -w net.ipv4.conf.all.rp_filter=1');
       // an earlier runtime's retired UDP rule, left by a SIGKILL: the install's cleanup removes it
-      await sh('lb', `ip rule add pref 1062 ipproto udp sport ${PROBE_PORT_FIRST}-${PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1} lookup ${PROBE_ROUTE_TABLE}`);
+      await sh('lb', `ip rule add pref 1062 ipproto udp sport ${PROBE_PORTS} lookup ${PROBE_ROUTE_TABLE}`);
       await installProbeRouting(plan.routing, run);
       expect((await sh('lb', 'ip rule show')).split('\n').filter((l) => l.includes(`lookup ${PROBE_ROUTE_TABLE}`))).toEqual([
-        `1061:\tfrom all fwmark 0x${PROBE_ROUTE_TABLE.toString(16)} lookup ${PROBE_ROUTE_TABLE}`,
+        `1061:\tfrom all fwmark 0x${PROBE_MARK.toString(16)} lookup ${PROBE_ROUTE_TABLE}`,
       ]);
 
       const tunnels = inv.backends.map((b) => tunnelName(b.address));
@@ -342,7 +346,7 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
       // also matches the reverse path check of the reply, which then names the tunnel; strict rp_filter drops it
       for (const b of inv.backends)
         await sh('lb', `ip route replace ${b.address} dev ${tunnelName(b.address)} src ${inv.balancer.address} table ${PROBE_ROUTE_TABLE}`);
-      await sh('lb', `ip rule add pref 1062 ipproto tcp sport ${PROBE_PORT_FIRST}-${PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1} lookup ${PROBE_ROUTE_TABLE}`);
+      await sh('lb', `ip rule add pref 1062 ipproto tcp sport ${PROBE_PORTS} lookup ${PROBE_ROUTE_TABLE}`);
       const tcp = probes.find((p) => p.probe.protocol === 'tcp')!;
       const dropsOld = await reversePathDrops(lab!);
       const old = await socatProbe(lab!, tcp.probe);
