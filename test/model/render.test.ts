@@ -343,7 +343,7 @@ describe('tunnel names', () => {
       return `${((h >>> 24) % 223) + 1}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`;
     });
     const unique = new Set(ips);
-    expect(new Set([...unique].map(tunnelName)).size).toBe(unique.size);
+    expect(new Set([...unique].map((ip) => tunnelName(ip))).size).toBe(unique.size);
   });
 
   test('GIVEN every L3 case WHEN rendered THEN each device in the ruleset is one of the planned tunnels, at most 15 characters', () => {
