@@ -34,8 +34,11 @@ export const HostStateSchema = z.object({
    */
   nft: z.record(z.string(), z.object({ rulesetHash: z.string(), listingHash: z.string() })),
   unit: z.object({ name: z.string(), enabled: z.boolean() }).nullable(),
-  /** The balancer runtime tula-dsr started, and how: systemd's unit, or its own supervisor (see RUNTIME_PID_FILE). */
-  runtime: z.object({ service: z.enum(['systemd', 'supervisor']) }).optional(),
+  /**
+   * The balancer runtime tula-dsr started, and how: systemd's unit, or its own supervisor (see RUNTIME_PID_FILE); and
+   * the statistics textfile it writes, which goes when the runtime stops for good or writes it no more.
+   */
+  runtime: z.object({ service: z.enum(['systemd', 'supervisor']), statsTextfile: z.string().optional() }).optional(),
 });
 
 export type HostState = z.infer<typeof HostStateSchema>;

@@ -39,6 +39,21 @@ export interface BalancerProps {
    * @default - read from the interface at apply time
    */
   readonly mac?: string;
+  /**
+   * Where the balancer runtime writes its statistics in Prometheus' text format, for node_exporter's textfile
+   * collector: `true` for `/var/lib/prometheus/node-exporter/tula_dsr.prom` (the folder Debian's
+   * prometheus-node-exporter package reads), or an absolute path ending in `.prom` of letters, digits, `.`, `_`, `-`
+   * and `/`. The folder must exist on the balancer. The runtime (Node.js 18 or later on the balancer) then runs even
+   * without health checks or least connections. Known at synth (no Terraform token).
+   * @default false - no textfile
+   */
+  readonly statsTextfile?: string | boolean;
+  /**
+   * Seconds between two writes of the statistics textfile, an integer from 1 to 3600; only with `statsTextfile`.
+   * Each write lists the balancer's counters once (about 0.5 s of nft time at 10,000 VIPs). Known at synth.
+   * @default 15
+   */
+  readonly statsIntervalSec?: number;
 }
 
 /**
@@ -65,7 +80,11 @@ export class Balancer extends Construct implements IBalancer {
   constructor(scope: Construct, id: string, props: BalancerProps) {
     super(scope, id);
     brand(this, 'balancer');
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'interface', 'address', 'subnet', 'mac'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(
+      props,
+      ['ssh', 'interface', 'address', 'subnet', 'mac', 'statsTextfile', 'statsIntervalSec'],
+      this.node.path,
+    ));
     reportIssues(this, () => this._issues());
     this.resource = emitHostResource(this, 'host', {
       spec: () => this.toSpec(),

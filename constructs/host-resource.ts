@@ -17,7 +17,7 @@ import { NullProvider } from '@cdktf/provider-null/lib/provider';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { Construct } from 'constructs';
 import * as path from 'node:path';
-import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX } from '../model/agent-contract';
+import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX, SPEC_REVIEW_KEY } from '../model/agent-contract';
 import { renderCommand } from '../model/shell';
 import { escapeTemplate } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
@@ -166,7 +166,7 @@ function hostTriggers<S extends object>(options: HostResourceOptions<S>, spec: S
   const review =
     trigger.template === undefined
       ? options.review(spec)
-      : { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), spec_review: trigger.review! };
+      : { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review! };
   return { ...Object.fromEntries(Object.entries(review).map(([key, text]) => [key, escapeTemplate(text)])), spec: trigger.spec, hash: trigger.hash };
 }
 

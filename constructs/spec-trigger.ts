@@ -1,6 +1,6 @@
 import { DefaultTokenResolver, Fn, StringConcat, Tokenization } from 'cdktf';
 import { IConstruct } from 'constructs';
-import { escapeTemplate, sha256Hex, stableJson } from '../model';
+import { escapeTemplate, pendingValue, sha256Hex, stableJson } from '../model';
 import { isUnresolved } from './issues';
 
 /**
@@ -16,7 +16,7 @@ import { isUnresolved } from './issues';
 export interface SpecTrigger {
   readonly spec: string;
   readonly hash: string;
-  /** With tokens: the spec as synth knows it, each token shown as `(known after apply: <reference>)`. */
+  /** With tokens: the spec as synth knows it, each token shown by `pendingValue`. */
   readonly review?: string;
   /** With tokens: the template of the local that `spec` and `hash` refer to. */
   readonly template?: string;
@@ -61,8 +61,6 @@ export function specTrigger(scope: IConstruct, spec: object, localName: string):
   const literal = escapeTemplate(text);
   // Fn.jsonencode gives a token that cdktf writes as `${jsonencode(<reference>)}`, an interpolation of the template
   const template = literal.replace(PLACEHOLDER_JSON, (_, i: string) => Fn.jsonencode(tokens[Number(i)]));
-  const review = literal.replace(PLACEHOLDER_JSON, (_, i: string) =>
-    escapeTemplate(JSON.stringify(`(known after apply: ${referenceOf(scope, tokens[Number(i)])})`)),
-  );
+  const review = literal.replace(PLACEHOLDER_JSON, (_, i: string) => escapeTemplate(JSON.stringify(pendingValue(referenceOf(scope, tokens[Number(i)])))));
   return { spec: `\${local.${localName}}`, hash: `\${sha256(local.${localName})}`, review, template };
 }

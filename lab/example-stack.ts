@@ -25,6 +25,16 @@ export interface ExampleOptions {
    * @default 'weighted-round-robin'
    */
   readonly algorithm?: Algorithm;
+  /**
+   * The balancer's statistics textfile for node_exporter (see BalancerProps.statsTextfile).
+   * @default - none
+   */
+  readonly statsTextfile?: string | boolean;
+  /**
+   * Seconds between two writes of the statistics textfile.
+   * @default - the Balancer's default, 15
+   */
+  readonly statsIntervalSec?: number;
 }
 
 /** Parses ExampleOptions from JSON (main.ts reads TULA_DSR_EXAMPLE); undefined or empty gives the defaults. */
@@ -54,7 +64,14 @@ export class ExampleStack extends TerraformStack {
     // cdktf's default state path is absolute (the synth machine's cwd); a relative one keeps the plan portable.
     new LocalBackend(this, { path: '../../../terraform.dsr.tfstate' });
     const lb = inventory.balancer;
-    this.balancer = new Balancer(this, lb.name, { ssh: ssh(inventory, lb), interface: lb.interface, address: lb.address, subnet: lb.subnet });
+    this.balancer = new Balancer(this, lb.name, {
+      ssh: ssh(inventory, lb),
+      interface: lb.interface,
+      address: lb.address,
+      subnet: lb.subnet,
+      ...(options.statsTextfile !== undefined && { statsTextfile: options.statsTextfile }),
+      ...(options.statsIntervalSec !== undefined && { statsIntervalSec: options.statsIntervalSec }),
+    });
     const chosen = (options.backends ?? inventory.backends.map((b) => b.name)).map((name) => {
       const found = inventory.backends.find((b) => b.name === name);
       if (!found)

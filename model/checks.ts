@@ -6,6 +6,7 @@ import { vipKey } from './vip-key';
 import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
 import { BACKEND_TUNNEL6 } from './backend-host';
+import { statsIntervalWithoutTextfile } from './stats-textfile';
 
 /**
  * Cross-object checks. They run at synth (with `isUnresolved` = cdktf's token test, so that comparisons involving a
@@ -242,6 +243,8 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
       message: `is required for L3 IPv6 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv6 address: it is the outer source of the ip6tnl tunnels`,
     });
   }
+  const interval = statsIntervalWithoutTextfile(spec);
+  if (interval) issues.push({ path: spec.path, field: 'statsIntervalSec', value: spec.statsIntervalSec, message: interval });
   for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));
   pushAll(issues, checkVipClashes(spec.vips, opts));
   return issues;

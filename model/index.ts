@@ -31,5 +31,6 @@ export * from './stats-table';
 export * from './stats-json';
 export * from './stats-prometheus';
 export * from './stats-sample';
+export * from './stats-textfile';
 export * from './sections';
 export * from './probe-routing';

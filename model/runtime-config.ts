@@ -4,10 +4,11 @@ import { groupPools } from './nft/pools';
 import type { BalancerFacts } from './nft/balancer';
 import type { BalancerSpec } from './spec';
 import { StrictSpecSchemas } from './spec';
+import { statsTextfileSettings } from './stats-textfile';
 
 /**
  * The balancer runtime's files and configuration. The runtime runs only on balancers that need it: a slot pool it
- * manages (least connections, health checks). The agent renders the configuration from the spec and what it
+ * manages (least connections, health checks), or a statistics textfile to write. The agent renders the configuration from the spec and what it
  * resolved on the host (MACs), installs it with the runtime's bundle, and starts, reloads or stops the runtime.
  */
 export const RUNTIME_CONFIG_FILE = '/etc/tula-dsr/runtime.json';
@@ -36,7 +37,7 @@ export type RuntimeConfig = z.infer<typeof RuntimeConfigSchema>;
 export const LEAST_CONNECTIONS_INTERVAL_MS = 200;
 
 export function balancerNeedsRuntime(spec: BalancerSpec): boolean {
-  return groupPools(spec.vips).some((p) => p.managed);
+  return statsTextfileSettings(spec) !== null || groupPools(spec.vips).some((p) => p.managed);
 }
 
 export function renderRuntimeConfig(spec: BalancerSpec, facts: BalancerFacts): string {

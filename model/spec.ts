@@ -32,6 +32,7 @@ import {
   checkWeight,
 } from './fields';
 import { createHealthCheckSchema } from './health-check';
+import { createStatsTextfileFields, withStatsDefaults } from './stats-textfile';
 
 export { ALGORITHMS, MODES, PROTOCOLS };
 export type { Algorithm, Mode, Protocol };
@@ -102,19 +103,22 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     backends: z.array(BackendSpecSchema),
   });
 
-  const BalancerSpecSchema = z.strictObject({
-    kind: z.literal('balancer'),
-    path: constructPath,
-    name: field<string>(checkName),
-    ssh: SshTargetSpecSchema,
-    interface: field<string>(checkInterface),
-    address: field<string>(checkIpv4).optional(),
-    ipv6Address: field<string>(checkIpv6).optional(),
-    subnet: field<string>(checkCidr).optional(),
-    ipv6Subnet: field<string>(checkIpv6Cidr).optional(),
-    mac: field<string>(checkMac).optional(),
-    vips: z.array(VipSpecSchema),
-  });
+  const BalancerSpecSchema = z
+    .strictObject({
+      kind: z.literal('balancer'),
+      path: constructPath,
+      name: field<string>(checkName),
+      ssh: SshTargetSpecSchema,
+      interface: field<string>(checkInterface),
+      address: field<string>(checkIpv4).optional(),
+      ipv6Address: field<string>(checkIpv6).optional(),
+      subnet: field<string>(checkCidr).optional(),
+      ipv6Subnet: field<string>(checkIpv6Cidr).optional(),
+      mac: field<string>(checkMac).optional(),
+      ...createStatsTextfileFields(isUnresolved),
+      vips: z.array(VipSpecSchema),
+    })
+    .overwrite(withStatsDefaults);
 
   /** What a backend host must serve for one VIP; derived from every Backend that names the host. */
   const ServiceSpecSchema = z.strictObject({

@@ -4,10 +4,11 @@
  * configuration the agent installed, keeps the managed slot pools in line with backend health and least connections,
  * and records its view in the state file. SIGHUP: the agent installed a new configuration or reloaded the table.
  */
-import { RUNTIME_CONFIG_FILE, RUNTIME_STATE_FILE } from '../model';
+import { RUNTIME_CONFIG_FILE, RUNTIME_STATE_FILE, statsTextfileSettings } from '../model';
 import { stderrLogger } from './log';
 import { systemNft } from './nft';
 import { Runtime } from './runtime';
+import { StatsWriter } from './stats-writer';
 
 /** How often the state file is rewritten even when nothing changed: the agent reads its age as a heartbeat. */
 const HEARTBEAT_MS = 5_000;
@@ -30,6 +31,8 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   runtime.load();
   await guarded('start', () => runtime.start())();
   log('info', `started (pid ${process.pid}) for balancer ${runtime.spec.name}: ${runtime.summary()}`);
+  const stats = new StatsWriter(() => ({ spec: runtime.spec, pools: runtime.poolGroups, state: () => runtime.state() }), { log });
+  void stats.configure(statsTextfileSettings(runtime.spec));
 
   const stops = [
     every(
@@ -45,12 +48,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
     log('info', 'SIGHUP: reading the configuration again and syncing the pools with the table');
     guarded('reload', async () => {
       runtime.load();
+      void stats.configure(statsTextfileSettings(runtime.spec));
       await runtime.start();
     })();
   });
   const stop = (signal: string) => {
     log('info', `${signal}: stopping`);
     for (const s of stops) s();
+    stats.stop();
     runtime
       .stop()
       .catch((error: Error) => log('error', `stop: ${error.message}`))

@@ -2,9 +2,9 @@ import { closeSync, fchmodSync, fsyncSync, openSync, renameSync, unlinkSync, wri
 import { basename, dirname, join } from 'node:path';
 import { renderPrometheus } from '../model/stats-prometheus';
 import type { StatsSnapshot } from '../model/stats';
+import { DEFAULT_TEXTFILE_PATH } from '../model/stats-textfile';
 
-/** The textfile directory of Debian's prometheus-node-exporter package (its --collector.textfile.directory). */
-export const DEFAULT_TEXTFILE_PATH = '/var/lib/prometheus/node-exporter/tula_dsr.prom';
+export { DEFAULT_TEXTFILE_PATH };
 
 /**
  * Writes the snapshot for node_exporter's textfile collector, atomically: a temp file in the same folder (named

@@ -16,6 +16,7 @@ import {
   buildBalancerTable,
   parseRuntimeState,
   runtimePolicy,
+  statsTextfileSettings,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { statePath } from '../state';
@@ -35,7 +36,7 @@ import { HostPlanResult, finishHostPlan } from './host-plan';
 import { NftWant, nftTableTask } from './nft';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
-import { RUNTIME_FACTS, RUNTIME_FILES, nodeTask, runtimeFiles, runtimeServiceTask, runtimeStopTask } from './runtime';
+import { RUNTIME_FACTS, RUNTIME_FILES, nodeTask, runtimeFiles, runtimeServiceTask, runtimeStopTask, staleTextfileTask, textfileFolderTask } from './runtime';
 
 export const BALANCER_STATE = statePath('balancer');
 const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE];
@@ -52,13 +53,15 @@ export function backendsToResolve(spec: BalancerSpec): { ip: string; path: strin
 
 export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
   const resolve = backendsToResolve(spec);
+  const textfile = statsTextfileSettings(spec);
   return {
     statePath: BALANCER_STATE,
     // the runtime's state travels back (the health view an apply keeps); its bundle only as a hash
     files: [...BALANCER_FILES, ...RUNTIME_FILES.slice(1), RUNTIME_STATE_FILE],
     hashOnlyFiles: RUNTIME_FILES.slice(0, 1),
     runtime: RUNTIME_FACTS,
-    dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE].flatMap(ancestorDirs))],
+    // with the textfile's folder, which must exist (see textfileFolderTask)
+    dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE, ...(textfile ? [textfile.path] : [])].flatMap(ancestorDirs))],
     sysctls: [],
     nftTables: [{ family: 'netdev', name: BALANCER_TABLE }],
     neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,
@@ -132,14 +135,15 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const balancerFacts = { interfaceMac, backendMacs: macs };
   const plan = planBalancerHost(spec, balancerFacts);
   const needsRuntime = balancerNeedsRuntime(spec);
+  const textfile = statsTextfileSettings(spec);
   const tasks: Task[] = [...decisions];
   if (needsRuntime) {
-    const node = nodeTask(facts, spec.name);
-    if (node.status === 'failed') return { tasks: [...tasks, node], ...none };
-    tasks.push(node);
+    const prerequisites = [nodeTask(facts, spec.name), ...(textfile ? [textfileFolderTask(facts, spec.name, textfile)] : [])];
+    tasks.push(...prerequisites);
+    if (prerequisites.some((t) => t.status === 'failed')) return { tasks, ...none };
   } else {
     // before its files go, and before the reload takes its maps away
-    const stop = runtimeStopTask(facts, state, 'no longer needed (no pool with health checks or least connections): stopped');
+    const stop = runtimeStopTask(facts, state, 'no longer needed (no pool with health checks or least connections, no statistics textfile): stopped');
     if (stop) tasks.push(stop);
   }
   for (const module of plan.modules) tasks.push(moduleTask(module, facts));
@@ -173,6 +177,8 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
         config: changedPath([RUNTIME_CONFIG_FILE]) || nftTask.status === 'changed',
       }),
     );
+    const stale = staleTextfileTask(state, textfile);
+    if (stale) tasks.push(stale);
   }
 
   // Only now that no rule refers to them: addresses and tunnels of earlier generations.
@@ -203,7 +209,9 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       modules: plan.modules,
       nft: [want],
       unit: { name: BALANCER_UNIT, enabled: facts.systemd },
-      ...(needsRuntime ? { runtime: { service: facts.systemd ? 'systemd' : 'supervisor' } as const } : {}),
+      ...(needsRuntime
+        ? { runtime: { service: facts.systemd ? ('systemd' as const) : ('supervisor' as const), ...(textfile && { statsTextfile: textfile.path }) } }
+        : {}),
     },
     { name: spec.name, facts, specText, generation },
   );

@@ -18,6 +18,8 @@ import {
   renderRuntimeSupervisor,
   renderProbeRoutingCleanup,
   renderRuntimeUnit,
+  StatsTextfileSettings,
+  isStatsTextfilePath,
 } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import type { HostState } from '../state';
@@ -61,7 +63,7 @@ export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: 
 export function nodeTask(facts: HostFacts, host: string): Task {
   const version = facts.runtime?.node;
   const major = Number(/^v(\d+)\./.exec(version ?? '')?.[1]);
-  const fix = `health checks and least connections run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
+  const fix = `health checks, least connections and the statistics textfile run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
   if (!version) return failed('node', `is not installed on ${host}; ${fix}`);
   if (!(major >= RUNTIME_NODE_MAJOR)) return failed('node', `${version} on ${host} is too old; ${fix}`);
   return ok('node', `${version}`);
@@ -109,9 +111,10 @@ export function runtimeServiceTask(facts: HostFacts, changes: { readonly program
 export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: string): Task | null {
   if (!state?.runtime) return null;
   const name = `balancer runtime (${state.runtime.service === 'systemd' ? RUNTIME_UNIT : 'supervised by tula-dsr'})`;
-  // what the runtime wrote itself goes with it (its view of the backends, its log), once it has stopped
-  // (and its probe routing, which a runtime killed by SIGKILL could not remove)
-  const leftovers: Step = { run: `${cmd('rm', '-f', RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE)}; ${renderProbeRoutingCleanup()}`, undo: ':' };
+  // what the runtime wrote itself goes with it (its view of the backends, its log, its statistics textfile), once it
+  // has stopped (and its probe routing, which a runtime killed by SIGKILL could not remove)
+  const written = [RUNTIME_STATE_FILE, RUNTIME_LOG_FILE, RUNTIME_PID_FILE, ...recordedTextfile(state)];
+  const leftovers: Step = { run: `${cmd('rm', '-f', ...written)}; ${renderProbeRoutingCleanup()}`, undo: ':' };
   if (state.runtime.service === 'systemd') {
     if (!facts.systemd) return null;
     const stop = {
@@ -123,4 +126,34 @@ export function runtimeStopTask(facts: HostFacts, state: HostState | null, why: 
   const pid = facts.runtime?.supervisorPid;
   if (!pid) return changed(name, `${why} (was not running)`, [leftovers]);
   return changed(name, why, [{ run: `kill -TERM ${pid} && while kill -0 ${pid} 2>/dev/null; do sleep 0.1; done`, undo: supervisorStart().run }, leftovers]);
+}
+
+/** The textfile an earlier run's runtime writes, as the state records it; a path that is not one tula-dsr writes is never removed. */
+function recordedTextfile(state: HostState | null): string[] {
+  const path = state?.runtime?.statsTextfile;
+  return isStatsTextfilePath(path) ? [path] : [];
+}
+
+/**
+ * The textfile an earlier configuration wrote, when the runtime goes on running but writes another one or none: it
+ * goes after the runtime has taken the new configuration (which also removes it, so a write in flight cannot bring it
+ * back).
+ */
+export function staleTextfileTask(state: HostState | null, wanted: StatsTextfileSettings | null): Task | null {
+  const [before] = recordedTextfile(state);
+  if (!before || before === wanted?.path) return null;
+  const why = wanted ? `replaced by ${wanted.path}` : 'no longer wanted';
+  return changed(`statistics textfile ${before}`, `${why}: removed`, [{ run: cmd('rm', '-f', before), undo: ':' }]);
+}
+
+/** The folder of the textfile must exist: it is node_exporter's textfile collector's, which tula-dsr does not set up. */
+export function textfileFolderTask(facts: HostFacts, host: string, wanted: StatsTextfileSettings): Task {
+  const folder = path.posix.dirname(wanted.path);
+  const name = `statistics textfile ${wanted.path}`;
+  if (folder !== '/' && facts.dirs[folder] !== true)
+    return failed(
+      name,
+      `the folder ${folder} does not exist on ${host}; install node_exporter's textfile collector there (Debian: apt-get install prometheus-node-exporter), create the folder, or choose another statsTextfile`,
+    );
+  return ok(name, `written by the runtime every ${wanted.intervalSec} s`);
 }

@@ -1,6 +1,7 @@
 import { StrictSpecSchemas, type HostSpec } from '../spec';
 import { configResources, type ConfigResource, type ResourceChange, type TerraformPlan } from './plan-json';
 import { terraformReferences } from './references';
+import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
 
 /** What Terraform does to a resource, in the review's words; a replacement is create-then-delete or the reverse. */
 export type HostAction = 'create' | 'replace' | 'destroy' | 'update' | 'forget' | 'none' | 'other';
@@ -149,8 +150,18 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
     before: beforeSide,
     after: afterSide,
     texts,
-    references: afterSide.state === 'unknown' && typeof specExpression === 'string' ? terraformReferences(specExpression) : [],
+    references: afterSide.state === 'unknown' ? pendingReferences(specExpression, afterTriggers?.[SPEC_REVIEW_KEY]) : [],
   };
+}
+
+/**
+ * What a spec known only after apply waits for: the references of its expression, where the spec template is a local
+ * (which a plan's configuration does not show) those that the review trigger names for each token.
+ */
+function pendingReferences(specExpression: unknown, review: unknown): string[] {
+  const direct = typeof specExpression === 'string' ? terraformReferences(specExpression) : [];
+  const viaReview = typeof review === 'string' ? pendingExpressions(review).flatMap((e) => terraformReferences(`\${${e}}`)) : [];
+  return [...new Set([...direct.filter((r) => !r.startsWith('local.')), ...viaReview])].sort();
 }
 
 /** Splits a plan's resource changes into tula-dsr hosts and everything else. */

@@ -14,6 +14,12 @@ jest.setTimeout(30_000);
 const VIP = '10.99.4.10';
 const VIP2 = '10.99.4.11';
 const KERNEL_HAS_IPIP = spawnSync('sh', ['-c', '[ -d /sys/module/ipip ] || modprobe -n ipip'], { stdio: 'ignore' }).status === 0;
+if (!KERNEL_HAS_IPIP) {
+  console.warn(
+    'SKIPPED here: the L3 remove round trip on a backend needs the ipip module, which this kernel lacks; ' +
+      'test/l3 proves it byte for byte in the qemu lab, and this file tests the refusal instead.',
+  );
+}
 
 let lab: Lab;
 let lb: LabHost;
@@ -184,23 +190,26 @@ describe('remove restores the pre-apply state byte for byte', () => {
     expectSame(await snapshot(lb), before);
   });
 
-  test('GIVEN an L3 spec on a kernel without ipip WHEN apply runs THEN it fails at "kernel module ipip", says why, and changes nothing', async () => {
-    if (KERNEL_HAS_IPIP) return; // covered by the byte-for-byte L3 test below
-    const spec = backendSpec(lab, be3, [{ ip: VIP, mode: 'l3' }], { address: be3.ip });
-    const before = await snapshot(be3);
-    const kernel = (await sh(be3, 'uname -r')).trim();
+  // Exactly one of this test and the next runs, by what the kernel has; jest reports the other as skipped, not passed.
+  (KERNEL_HAS_IPIP ? test.skip : test)(
+    'GIVEN an L3 spec on a kernel without ipip WHEN apply runs THEN it fails at "kernel module ipip", says why, and changes nothing',
+    async () => {
+      const spec = backendSpec(lab, be3, [{ ip: VIP, mode: 'l3' }], { address: be3.ip });
+      const before = await snapshot(be3);
+      const kernel = (await sh(be3, 'uname -r')).trim();
 
-    const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
+      const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
 
-    expect(r.code).toBe(1);
-    const message = `the kernel (${kernel}) has no ipip module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`;
-    expect(r.stdout).toContain(`\nfailed: be3 kernel module ipip (${message})\n`);
-    expect(r.stdout).not.toMatch(/^changed: /m);
-    expect(r.stdout).toMatch(/^skipped: be3 sysctl net.ipv4.conf.all.rp_filter=2 \(not run: kernel module ipip failed\)$/m);
-    expect(r.stdout).toMatch(/^be3 +: ok=1 changed=0 failed=1 skipped=14 /m);
-    expectSame(await snapshot(be3), before);
-    expect(await sh(be3, 'sysctl -n net.ipv4.conf.all.rp_filter')).toBe('1\n');
-  });
+      expect(r.code).toBe(1);
+      const message = `the kernel (${kernel}) has no ipip module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`;
+      expect(r.stdout).toContain(`\nfailed: be3 kernel module ipip (${message})\n`);
+      expect(r.stdout).not.toMatch(/^changed: /m);
+      expect(r.stdout).toMatch(/^skipped: be3 sysctl net.ipv4.conf.all.rp_filter=2 \(not run: kernel module ipip failed\)$/m);
+      expect(r.stdout).toMatch(/^be3 +: ok=1 changed=0 failed=1 skipped=14 /m);
+      expectSame(await snapshot(be3), before);
+      expect(await sh(be3, 'sysctl -n net.ipv4.conf.all.rp_filter')).toBe('1\n');
+    },
+  );
 
   (KERNEL_HAS_IPIP ? test : test.skip)(
     'GIVEN an L3 backend with rp_filter=1 WHEN apply then remove THEN rp_filter, ipip0 and the MSS table are back to before (needs the ipip module)',

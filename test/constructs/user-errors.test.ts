@@ -60,6 +60,16 @@ const BAD_INPUTS: readonly BadInput[] = [
     ],
   },
   {
+    what: 'a relative statistics textfile and an interval of 0',
+    body: `const s = new TerraformStack(app, 'dsr');
+  const lb = new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HK }, interface: 'eth0', statsTextfile: 'tula_dsr.prom', statsIntervalSec: 0 });
+  new DsrVip(s, 'web', { balancer: lb, ip: '10.0.1.100', port: 80 }).addBackend('web1', { ip: '10.0.1.11' });`,
+    problems: [
+      `[dsr/lb1] statsTextfile: "tula_dsr.prom" is not a usable statistics textfile; use true (/var/lib/prometheus/node-exporter/tula_dsr.prom), false (none), or an absolute path ending in '.prom' of letters, digits, '.', '_', '-' and '/', without '.' or '..' segments, at most 1024 characters`,
+      '[dsr/lb1] statsIntervalSec: 0 is not allowed; use an integer number of seconds from 1 to 3600',
+    ],
+  },
+  {
     what: 'a DsrVip without a balancer (JavaScript)',
     body: `const s = new TerraformStack(app, 'dsr');
   new DsrVip(s, 'web', { ip: '10.0.1.100', port: 80 });`,

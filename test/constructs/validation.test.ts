@@ -4,7 +4,7 @@
  * value and says what is allowed).
  */
 import 'cdktf/lib/testing/adapters/jest';
-import { TerraformStack, Testing } from 'cdktf';
+import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { Backend, BackendHost, Balancer, BalancerProps, DsrVip, DsrVipProps, ENGINE_CONTEXT_KEY, SpecError, explainAndExit } from '../../constructs';
 import { HOST_KEY, thrownBy } from '../support/common';
 import { newApp, scratchDir } from '../support/stacks';
@@ -352,8 +352,8 @@ describe('unknown properties', () => {
     );
     expect(lines).toEqual([
       '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, persist',
-      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac',
-      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac${l7}`,
+      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec',
+      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec${l7}`,
       `[s/web/web1] cookie: "cookie" is not a known property; known properties are ip, port, weight, mac, host, healthCheck${l7}`,
       '[s/web2] ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
     ]);
@@ -651,5 +651,59 @@ describe('health checks', () => {
       undefined,
       { kind: 'tcp', port: 8080, intervalSec: 0.5, timeoutSec: 0.2, fall: 3, rise: 2 },
     ]);
+  });
+});
+
+describe('statistics textfile', () => {
+  const specOf = (s: TerraformStack) => {
+    const resources = JSON.parse(Testing.synth(s, true)).resource.null_resource as Record<string, { triggers: { spec: string } }>;
+    return Object.values(resources)[0].triggers.spec;
+  };
+
+  test.each<[string, (k: Kit) => void, string[]]>([
+    [
+      'a relative path',
+      (k) => k.vip(k.lb({ statsTextfile: 'node-exporter/tula_dsr.prom' }), 'web'),
+      [
+        `[s/lb1] statsTextfile: "node-exporter/tula_dsr.prom" is not a usable statistics textfile; use true (/var/lib/prometheus/node-exporter/tula_dsr.prom), false (none), or an absolute path ending in '.prom' of letters, digits, '.', '_', '-' and '/', without '.' or '..' segments, at most 1024 characters`,
+      ],
+    ],
+    [
+      'a path that climbs out with ..',
+      (k) => k.vip(k.lb({ statsTextfile: '/var/lib/prometheus/../../../etc/x.prom' }), 'web'),
+      [
+        `[s/lb1] statsTextfile: "/var/lib/prometheus/../../../etc/x.prom" is not a usable statistics textfile; use true (/var/lib/prometheus/node-exporter/tula_dsr.prom), false (none), or an absolute path ending in '.prom' of letters, digits, '.', '_', '-' and '/', without '.' or '..' segments, at most 1024 characters`,
+      ],
+    ],
+    [
+      'an interval of 0',
+      (k) => k.vip(k.lb({ statsTextfile: true, statsIntervalSec: 0 }), 'web'),
+      ['[s/lb1] statsIntervalSec: 0 is not allowed; use an integer number of seconds from 1 to 3600'],
+    ],
+    [
+      'an interval without a textfile',
+      (k) => k.vip(k.lb({ statsIntervalSec: 30 }), 'web'),
+      [
+        '[s/lb1] statsIntervalSec: 30 has no effect: it is the interval of the statistics textfile, and statsTextfile is absent or false; set statsTextfile (true writes /var/lib/prometheus/node-exporter/tula_dsr.prom) or remove statsIntervalSec',
+      ],
+    ],
+    [
+      'a Terraform variable as the path',
+      (k) => k.vip(k.lb({ statsTextfile: new TerraformVariable(k.s, 'textfile', { type: 'string' }).stringValue }), 'web'),
+      ['[s/lb1] statsTextfile: is a Terraform token, but statsTextfile must be known at synth; use a literal value'],
+    ],
+  ])('GIVEN %s WHEN synthesized THEN exactly that problem is reported', (_what, build, expected) => {
+    expect(problems(stackWith(build))).toEqual(expected);
+  });
+
+  test('GIVEN statsTextfile true WHEN synthesized THEN the spec in the plan names the file and the default interval', () => {
+    const spec = JSON.parse(specOf(stackWith((k) => k.vip(k.lb({ statsTextfile: true }), 'web'))));
+    expect([spec.statsTextfile, spec.statsIntervalSec]).toEqual(['/var/lib/prometheus/node-exporter/tula_dsr.prom', 15]);
+  });
+
+  test('GIVEN statsTextfile false WHEN synthesized THEN the spec in the plan is exactly that of a balancer without the prop', () => {
+    const without = specOf(stackWith((k) => k.vip(k.lb(), 'web')));
+    expect(specOf(stackWith((k) => k.vip(k.lb({ statsTextfile: false }), 'web')))).toBe(without);
+    expect(without).not.toMatch(/stats/);
   });
 });

@@ -10,11 +10,11 @@
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { createWorkspace, Workspace } from '../../lab/l2/deploy';
 import { BurstResult, httpBurst } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
-import type { LabHost } from '../../lab/topology';
 import { PROBE_TABLE, RUNTIME_PID_FILE, RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from '../../model';
+import { expectOk, sh } from '../support/lab-run';
 
 jest.setTimeout(180_000);
 
@@ -26,16 +26,6 @@ const OPTIONS: ExampleOptions = { backends: ['web1', 'web2', 'web3'], weights: {
 let l2: L2Lab;
 let ws: Workspace;
 const macs: Record<string, string> = {};
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
 
 /** The backends (by name) the web pool's slots send new flows to, as the kernel holds them now. */
 async function slotBackends(): Promise<string[]> {
@@ -254,6 +244,27 @@ describe('health checks on the L2 lab', () => {
     expect(check.stdout).toContain('changed: lb balancer runtime (supervised by tula-dsr) (started)');
     expectOk('tula-dsr apply', await ws.agent('apply'));
     expect((await l2.lb.exec(`pgrep -f 'node /usr/local/lib/tula-dsr/[t]ula-dsr-runtime.js'`)).stdout.trim()).not.toBe('');
+    expect((await ws.agent('check')).code).toBe(0);
+  });
+
+  test('GIVEN another runtime program on the balancer (an older tula-dsr) WHEN applied THEN the bundle is replaced and the runtime restarted with it', async () => {
+    const runtimePid = async () => (await l2.lb.exec(`pgrep -f 'node /usr/local/lib/tula-dsr/[t]ula-dsr-runtime.js'`)).stdout.trim();
+    const before = await runtimePid();
+    await sh(l2.lb, `echo '// an older build' >> /usr/local/lib/tula-dsr/tula-dsr-runtime.js`);
+    const applied = await ws.agent('apply');
+    expectOk('tula-dsr apply', applied);
+    expect(applied.stdout).toContain('changed: lb file /usr/local/lib/tula-dsr/tula-dsr-runtime.js (content differs)');
+    expect(applied.stdout).toContain('changed: lb balancer runtime (supervised by tula-dsr) (restarted: a new runtime)');
+    // the supervisor starts the new program a second after the old one ended
+    const deadline = Date.now() + 5000;
+    let after = '';
+    while (!after || after === before) {
+      if (Date.now() > deadline) throw new Error(`the runtime was not restarted (pid ${before} → ${after || 'none'})`);
+      await new Promise((r) => setTimeout(r, 100));
+      after = await runtimePid();
+    }
+    expect((await sh(l2.lb, 'tail -c 40 /usr/local/lib/tula-dsr/tula-dsr-runtime.js')).includes('an older build')).toBe(false);
+    expect((await runtimeState()).pid).toBeGreaterThan(0);
     expect((await ws.agent('check')).code).toBe(0);
   });
 

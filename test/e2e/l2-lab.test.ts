@@ -15,6 +15,7 @@ import { diffSnapshots, HostSnapshot, snapshotHost } from '../../lab/l2/snapshot
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
 import { waitFor } from '../../lab/exec';
+import { expectOk } from '../support/lab-run';
 
 jest.setTimeout(120_000);
 
@@ -47,10 +48,6 @@ let unrelatedListing: string;
 
 const byName = (name: string): LabHost => l2.lab.hosts[name];
 const tfApply = () => ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']);
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
 
 async function deploy(options: ExampleOptions): Promise<RunResult> {
   ws.synth(options);

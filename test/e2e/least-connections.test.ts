@@ -11,10 +11,11 @@
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { createWorkspace, Workspace } from '../../lab/l2/deploy';
 import { httpRate } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
+import { expectOk } from '../support/lab-run';
 
 jest.setTimeout(240_000);
 
@@ -26,10 +27,6 @@ const WARM_UP_MS = 5000;
 
 let l2: L2Lab;
 let ws: Workspace;
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
 
 interface Sample {
   readonly at: number;

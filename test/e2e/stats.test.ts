@@ -17,6 +17,7 @@ import type { ExampleOptions } from '../../lab/example-stack';
 import { StatsJson, StatsJsonDocument, StatsSnapshot } from '../../model';
 import { writeStatsTextfile } from '../../runtime/textfile';
 import { repoRoot } from '../../lab/l2/deploy';
+import { expectOk } from '../support/lab-run';
 
 jest.setTimeout(120_000);
 
@@ -25,10 +26,6 @@ const INITIAL: ExampleOptions = { backends: ['web1', 'web2', 'web3'], weights: {
 let l2: L2Lab;
 let ws: Workspace;
 let scratch: string;
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
 
 async function stats(...extra: string[]): Promise<RunResult> {
   const r = await ws.agent('stats', extra);
