@@ -7,6 +7,8 @@ import { staticMapSize } from './render';
 import { DEFAULT_POLICY, Pool, PoolPolicy, familyOf, groupPools, poolClassid, poolName, poolSequence } from './pools';
 
 export const BALANCER_TABLE = 'tula_dsr';
+/** IPv6 L2 backends' MAC → counter map (`backend_counter_l2` holds the IPv4 ones). */
+export const BACKEND_MAC_MAP6 = 'backend_counter_l2_6';
 /**
  * Capacity of each flow map. nft's default (65,535) is far too small for a balancer; entries cost memory only
  * while they exist, and they expire after the VIP's flowTimeoutSec of idleness.
@@ -362,8 +364,10 @@ export function buildBalancerTable(
       value: lbMac,
       comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
     });
-    const counterMap = mapOf('backend_counter_l2', { type: 'ether_addr : counter' });
-    for (const ip of orderedIps(l2Backends)) {
+    // A dual-stack host has one MAC for its IPv4 and its IPv6 address: each family counts in a map of its own, so
+    // that the MAC is a key once per map (IPv4 keeps the map and rules it had before IPv6 came)
+    const ips = orderedIps(l2Backends);
+    for (const ip of ips) {
       const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
       defines.push({
         name: macVar(ip),
@@ -371,17 +375,16 @@ export function buildBalancerTable(
         comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time`,
       });
       counters.add(`be_${backendId(ip)}`);
-      counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
+      const map = familyOf(ip) === 6 ? BACKEND_MAC_MAP6 : 'backend_counter_l2';
+      mapOf(map, { type: 'ether_addr : counter' }).elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
-    chains.set('l2_out', {
-      name: 'l2_out',
-      rules: [
-        'counter name ether daddr map @backend_counter_l2',
-        // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port; the pool
-        // id goes, so that it cannot pick a queue of the outgoing interface (skb->priority selects pfifo bands).
-        `meta priority set 0:0 ether saddr set $lb_mac fwd to "${spec.interface}"`,
-      ],
-    });
+    // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port; the pool
+    // id goes, so that it cannot pick a queue of the outgoing interface (skb->priority selects pfifo bands).
+    const out = `meta priority set 0:0 ether saddr set $lb_mac fwd to "${spec.interface}"`;
+    const rules: string[] = [];
+    if (ips.some((ip) => familyOf(ip) === 6)) rules.push(`meta protocol ip6 counter name ether daddr map @${BACKEND_MAC_MAP6} ${out}`);
+    if (ips.some((ip) => familyOf(ip) === 4)) rules.push('counter name ether daddr map @backend_counter_l2', out);
+    chains.set('l2_out', { name: 'l2_out', rules });
   }
   if (l3Backends.size) {
     const dispatch = mapOf('l3_backends', { type: 'mark : verdict' });

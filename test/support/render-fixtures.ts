@@ -172,10 +172,11 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
     }),
   ),
   {
-    name: "dual stack all-ports '*' VIPs, l2 and l3, IPv6 backends off the segment",
+    name: "dual stack all-ports '*' VIPs on dual-stack hosts (one MAC per host), l2 and l3, IPv6 backends off the segment",
     spec: balancerSpec([
       vip('any4', '10.0.1.100', '*', { algorithm: 'source-hash' }),
-      vip('any6', 'fd00:1::100', '*', { algorithm: 'source-hash', backends: backends6() }),
+      // each IPv6 backend on the host of an IPv4 one: one MAC for both families
+      vip('any6', 'fd00:1::100', '*', { algorithm: 'source-hash', backends: backends6().map((b, i) => ({ ...b, mac: macOf(`10.0.1.${11 + i}`) })) }),
       vip('far6', 'fd00:1::101', 443, {
         mode: 'l3',
         backends: [
