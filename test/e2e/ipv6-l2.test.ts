@@ -8,7 +8,8 @@
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
 import { flushFlows, httpBurst, measureByteShare, startLoad, udpBurst } from '../../lab/l2/traffic';
 import { LabHost } from '../../lab/topology';
-import { TASK_LINE, assertDistFresh, backendSpec, balancerSpec, leftovers, run, sh } from '../agent/helpers';
+import { StatsJson, StatsJsonDocument } from '../../model';
+import { TASK_LINE, assertDistFresh, backendSpec, balancerSpec, leftovers, run, runCli, sh, writeSpec } from '../agent/helpers';
 
 jest.setTimeout(180_000);
 
@@ -104,6 +105,15 @@ EOF`,
     expect(burst).toMatchObject({ counts: { web1: 100, web2: 200, web3: 300 }, failures: 0 });
     const udp = await udpBurst(l2.client, l2.python, { host: dns6, port: 5353, count: 300 });
     expect(udp).toMatchObject({ counts: { web1: 100, web2: 100, web3: 100 }, failures: 0 });
+    // AND `tula-dsr stats` names the same split for the IPv6 pools, and none of it for the IPv4 VIP on the same hosts
+    const stats = await runCli(['stats', '--spec', writeSpec(l2.lab, lbSpec([1, 2, 3], [1, 2, 3])), '--json']);
+    expect(stats.code).toBe(0);
+    const doc = JSON.parse(stats.stdout) as StatsJsonDocument;
+    const pools = (doc.balancers[0] as StatsJson).pools;
+    const newFlows = (vip: string) => pools.find((p) => p.vips.includes(vip))!.backends.map((b) => `${b.name} ${b.address} ${b.newFlows}`);
+    expect(newFlows('web6')).toEqual(l2.backends.map((b, i) => `${b.name} ${b.ip6} ${100 * (i + 1)}`));
+    expect(newFlows('dns6')).toEqual(l2.backends.map((b) => `${b.name} ${b.ip6} 100`));
+    expect(newFlows('web4')).toEqual(l2.backends.map((b) => `${b.name} ${b.ip} 0`));
   });
 
   test('GIVEN the IPv6 VIP WHEN the client downloads 10 MiB through it THEN the balancer sees a tiny share of the bytes (the reply bypasses it)', async () => {

@@ -179,6 +179,19 @@ describe('IPv6 addresses', () => {
     expect(problems(variant6((s) => (s[field] = value)))).toEqual([`s/lb1: ${field}: ${message}`]);
   });
 
+  test.each(['tcp', 'http'])(
+    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is refused: probes run over IPv4 only',
+    (kind) => {
+      const message = `"${kind}" is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
+      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([`s/web: healthCheck: ${message}`]);
+      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([`s/web/web1: healthCheck: ${message}`]);
+    },
+  );
+
+  test("GIVEN an IPv6 VIP whose backend opts out with kind 'none' WHEN checked THEN it is valid", () => {
+    expect(problems(variant6((s) => (be0(s).healthCheck = { kind: 'none' })))).toEqual([]);
+  });
+
   test("GIVEN an IPv6 VIP equal to the balancer's ipv6Address WHEN checked THEN it is refused", () => {
     expect(problems(variant6((s) => (s.ipv6Address = 'fd00:1::100')))).toEqual([
       `s/web: ip: "fd00:1::100" is the balancer's own address; a VIP needs an address of its own`,
