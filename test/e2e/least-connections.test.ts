@@ -15,7 +15,7 @@ import { createWorkspace, Workspace } from '../../lab/l2/deploy';
 import { httpRate } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
-import { expectOk } from '../support/lab-run';
+import { applyExample, expectOk } from '../support/lab-run';
 
 jest.setTimeout(240_000);
 
@@ -59,8 +59,7 @@ interface Measured {
 }
 
 async function measure(options: ExampleOptions): Promise<Measured> {
-  ws.synth({ backends: ['web1', 'web2'], ...options });
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  await applyExample(ws, { backends: ['web1', 'web2'], ...options });
   const samplers = Object.fromEntries(l2.backends.map((b) => [b.name, startSampler(b)]));
   const started = Date.now();
   const load = await httpRate(l2.client, l2.python, {
