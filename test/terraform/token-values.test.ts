@@ -88,6 +88,8 @@ function agentProblems(text: string): string[] {
 }
 
 const notIpv4 = (value: string) => `${JSON.stringify(value)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+/** A VIP's or backend's address may be of either family. */
+const notIp = (value: string) => `${JSON.stringify(value)} is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
 
 describe.each(ENGINE_LIST)('engine %s', (engine) => {
   let dir: string;
@@ -135,7 +137,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       ['web1', '10.9.0.11', 1],
       ['tok', hostile, 3],
     ]);
-    expect(agentProblems(lb.text)).toEqual([`s/web/tok: ip: ${notIpv4(hostile)}`]);
+    expect(agentProblems(lb.text)).toEqual([`s/web/tok: ip: ${notIp(hostile)}`]);
     expect(lb.hash).toBe(sha256Hex(lb.text));
   });
 
