@@ -148,7 +148,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const vm = received(dir, engine, 'vm');
     expect((JSON.parse(vm.text) as Json).ssh).toEqual({ host: hostile, port: 22, user: 'root', hostKey: HOST_KEY });
     expect(agentProblems(vm.text)).toEqual([
-      `s/vm: ssh.host: ${JSON.stringify(hostile)} is not a valid host; use an IPv4 address or a DNS name`,
+      `s/vm: ssh.host: ${JSON.stringify(hostile)} is not a valid host; use an IPv4 or IPv6 address or a DNS name`,
       `s/vm: address: ${notIpv4(hostile)}`,
     ]);
   });
