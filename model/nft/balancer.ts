@@ -397,13 +397,17 @@ export function buildBalancerTable(
     }
   }
 
-  // one lookup per packet: its family's protocol test picks the map for its address family
+  // one lookup per packet: its family's protocol test picks the map for its address family. A pair member takes only
+  // frames sent to its own MAC: a switch floods a frame whose destination it has not learnt (after an FDB entry aged
+  // out, or the other member's port went down) to both members, and the passive one must not schedule it too (a
+  // second SYN to another backend). VRRP's gratuitous ARP moves the VIPs' traffic to it instead.
+  const ownFrames = spec.pair ? 'meta pkttype host ' : '';
   const ingressRules = [FAMILY[4], FAMILY[6]].flatMap((family) =>
     [false, true]
       .filter((any) => maps.has(vipMap('pool', any, family)))
       .map(
         (any) =>
-          `meta protocol ${family.protocol} meta priority set ${vipKeyExpr(any, family)} map @${vipMap('pool', any, family)} meta priority vmap @pool_chain`,
+          `${ownFrames}meta protocol ${family.protocol} meta priority set ${vipKeyExpr(any, family)} map @${vipMap('pool', any, family)} meta priority vmap @pool_chain`,
       ),
   );
   const ingress: NftChain = {
