@@ -5,26 +5,36 @@ import { join } from 'node:path';
 import { buildBalancerTable, formatIpv4, renderNftReload, BalancerFacts, BalancerSpec } from '../model';
 import { Stat, stat, timeMs } from './stats';
 
-/** A balancer spec with `count` L2 VIPs × 4 backends, as the scale benchmarks use. */
-export function scaleSpec(count: number): BalancerSpec {
-  const backends = [11, 12, 13, 14].map((i) => ({ path: `be${i}`, name: `be${i}`, ip: `10.213.250.${i}`, weight: 1 }));
+/** Which VIPs a scale spec holds: IPv4, IPv6, or half of each (the first half IPv4) on one balancer. */
+export type ScaleFamily = 4 | 6 | 'mixed';
+
+const BACKEND_OCTETS = [11, 12, 13, 14];
+const backendIp = (i: number, six: boolean) => (six ? `fd00:d6:fa::${i.toString(16)}` : `10.213.250.${i}`);
+
+/** A balancer spec with `count` L2 VIPs × 4 backends (of the VIP's family), as the scale benchmarks use. */
+export function scaleSpec(count: number, family: ScaleFamily = 4): BalancerSpec {
+  const backendsOf = (six: boolean) => BACKEND_OCTETS.map((i) => ({ path: `be${i}`, name: `be${i}`, ip: backendIp(i, six), weight: 1 }));
+  const v4 = backendsOf(false);
+  const v6 = backendsOf(true);
+  const isSix = (v: number) => family === 6 || (family === 'mixed' && v >= count / 2);
   const vips = Array.from({ length: count }, (_, v) => ({
     path: `vip${v}`,
     name: `vip${v}`,
-    ip: formatIpv4(0x0ad60000 + v),
+    ip: isSix(v) ? `fd00:d6::${v.toString(16)}` : formatIpv4(0x0ad60000 + v),
     port: 80 as const,
     protocol: 'tcp' as const,
     mode: 'l2' as const,
     algorithm: 'weighted-round-robin' as const,
     flowTimeoutSec: 300,
-    backends,
+    backends: isSix(v) ? v6 : v4,
   }));
   return { kind: 'balancer', path: 'lb', name: 'lb', ssh: { host: '10.213.250.2', port: 22, user: 'root' }, interface: 'eth0', address: '10.213.250.2', vips };
 }
 
+/** Each backend host has one MAC for its IPv4 and its IPv6 address (dual stack). */
 export const SCALE_MACS = {
   interfaceMac: '02:00:00:00:00:aa',
-  backendMacs: Object.fromEntries([11, 12, 13, 14].map((i) => [`10.213.250.${i}`, `02:00:00:00:00:${i}`])),
+  backendMacs: Object.fromEntries(BACKEND_OCTETS.flatMap((i) => [false, true].map((six) => [backendIp(i, six), `02:00:00:00:00:${i}`]))),
 };
 
 /** Renders the in-place reload of a balancer's table for an empty host, as a first apply does. */
@@ -32,16 +42,20 @@ export function renderFirstLoad(spec: BalancerSpec, facts: BalancerFacts): strin
   return renderNftReload(buildBalancerTable(spec, facts), { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
 }
 
-/** The first load of `count` VIPs × 4 backends. */
-export function renderScaleRuleset(count: number): string {
-  return renderFirstLoad(scaleSpec(count), SCALE_MACS);
+/** The first load of `count` VIPs × 4 backends of the given family. */
+export function renderScaleRuleset(count: number, family: ScaleFamily = 4): string {
+  return renderFirstLoad(scaleSpec(count, family), SCALE_MACS);
 }
 
 /**
- * Render + `nft -f` time for 1, 1,000 and 10,000 VIPs in a namespace of its own (with a veth named eth0),
+ * Render + `nft -f` time for 1, 1,000 and 10,000 VIPs of the family in a namespace of its own (with a veth named eth0),
  * each measured `runs` times on a fresh table.
  */
-export function measureNftLoad(counts: readonly number[] = [1, 1000, 10000], runs = 3): Record<number, { render: Stat; load: Stat; reload: Stat }> {
+export function measureNftLoad(
+  counts: readonly number[] = [1, 1000, 10000],
+  runs = 3,
+  family: ScaleFamily = 4,
+): Record<number, { render: Stat; load: Stat; reload: Stat }> {
   const ns = `tula-bench-${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), 'tula-nft-'));
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
@@ -56,7 +70,7 @@ export function measureNftLoad(counts: readonly number[] = [1, 1000, 10000], run
       const load: number[] = [];
       const reload: number[] = [];
       for (let r = 0; r < runs; r++) {
-        const { ms, value: text } = timeMs(() => renderScaleRuleset(count));
+        const { ms, value: text } = timeMs(() => renderScaleRuleset(count, family));
         render.push(ms);
         const file = join(dir, `r${count}.nft`);
         writeFileSync(file, text);

@@ -1,6 +1,17 @@
 import { TerraformResource } from 'cdktf';
 import { Construct } from 'constructs';
-import { BackendHostSpec, ServiceSpec, SpecError, SpecIssue, DEFAULTS, checkBackendHostSpec, parseIpv4, renderBackendHostReview, vipKey } from '../model';
+import {
+  BackendHostSpec,
+  ServiceSpec,
+  SpecError,
+  SpecIssue,
+  DEFAULTS,
+  checkBackendHostSpec,
+  parseIpAddress,
+  parseIpv4,
+  renderBackendHostReview,
+  vipKey,
+} from '../model';
 import { IBackend, IBackendHost, brand } from './interfaces';
 import { emitHostResource, emitRemovedHost } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
@@ -16,6 +27,11 @@ export interface BackendHostProps {
    */
   readonly address?: string;
   /**
+   * The host's real IPv6 address: the default `ip` of Backends of IPv6 VIPs that name this host.
+   * @default - ssh.host when it is an IPv6 address
+   */
+  readonly ipv6Address?: string;
+  /**
    * Make the configuration survive a reboot: a file in /etc/sysctl.d and a systemd unit that restores the
    * addresses, the tunnel and the MSS clamp.
    * @default true
@@ -29,8 +45,10 @@ export interface BackendHostProps {
  */
 export class BackendHost extends Construct implements IBackendHost {
   readonly resource: TerraformResource;
-  /** The address Backends default to, if known at synth. */
+  /** The address Backends of IPv4 VIPs default to, if known at synth. */
   readonly address?: string;
+  /** The address Backends of IPv6 VIPs default to, if known at synth. */
+  readonly ipv6Address?: string;
   private readonly props: BackendHostProps;
   private readonly propIssues: SpecIssue[];
   private readonly backendList: IBackend[] = [];
@@ -47,9 +65,10 @@ export class BackendHost extends Construct implements IBackendHost {
   constructor(scope: Construct, id: string, props: BackendHostProps) {
     super(scope, id);
     brand(this, 'backendHost');
-    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'address', 'persist'], this.node.path));
+    ({ props: this.props, issues: this.propIssues } = knownProps(props, ['ssh', 'address', 'ipv6Address', 'persist'], this.node.path));
     const sshHost = props?.ssh?.host;
     this.address = props?.address ?? (typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined);
+    this.ipv6Address = props?.ipv6Address ?? (typeof sshHost === 'string' && parseIpAddress(sshHost)?.family === 6 ? sshHost : undefined);
     reportIssues(this, () => this.issues());
     this.resource = emitHostResource(this, 'host', {
       spec: () => this.toSpec(),
@@ -81,7 +100,7 @@ export class BackendHost extends Construct implements IBackendHost {
         port: vip.port,
         protocol: vip.protocol,
         mode: vip.mode,
-        mssClamp: vip.mode === 'l3' ? (vip.mssClamp ?? DEFAULTS.mssClamp) : undefined,
+        mssClamp: vip.mode === 'l3' ? (vip.mssClamp ?? (parseIpAddress(vip.ip)?.family === 6 ? DEFAULTS.mssClamp6 : DEFAULTS.mssClamp)) : undefined,
       });
       const key = vipKey(vip);
       if (!seen.has(key)) seen.set(key, service);
@@ -90,7 +109,7 @@ export class BackendHost extends Construct implements IBackendHost {
   }
 
   private candidate(): Record<string, unknown> {
-    const { ssh, address: _address, ...rest } = this.props;
+    const { ssh, address: _address, ipv6Address: _ipv6Address, ...rest } = this.props;
     return defined({
       ...rest,
       kind: 'backend',
@@ -98,6 +117,7 @@ export class BackendHost extends Construct implements IBackendHost {
       name: this.node.id,
       ssh: ssh && typeof ssh === 'object' ? defined({ ...ssh }) : ssh,
       address: this.address,
+      ipv6Address: this.ipv6Address,
       services: this.services(),
     });
   }

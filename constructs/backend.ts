@@ -1,12 +1,12 @@
 import { Construct } from 'constructs';
-import { BackendSpec, HealthCheck, SpecError, SpecIssue } from '../model';
+import { BackendSpec, HealthCheck, SpecError, SpecIssue, parseIpAddress } from '../model';
 import { IBackend, IBackendHost, IDsrVip, isBackendHost, isDsrVip } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface BackendProps {
   /**
-   * The backend's real IPv4 address; may be a Terraform token.
-   * @default - the address of `host`
+   * The backend's real address, of its VIP's family (IPv4 or IPv6); may be a Terraform token.
+   * @default - the address (IPv4 VIP) or ipv6Address (IPv6 VIP) of `host`
    */
   readonly ip?: string;
   /**
@@ -73,12 +73,15 @@ export class Backend extends Construct implements IBackend {
   /** @internal */
   _parse(): { value?: BackendSpec; issues: SpecIssue[] } {
     const { host, ip, ...rest } = this.props;
-    const address = ip ?? host?.address;
+    const vipIp = this.vip._ip;
+    const ipv6 = typeof vipIp === 'string' && parseIpAddress(vipIp)?.family === 6;
+    const address = ip ?? (ipv6 ? host?.ipv6Address : host?.address);
     const candidate = defined({ ...rest, path: this.node.path, name: this.node.id, ip: address });
     const parsed = parseCandidate(SynthSchemas.BackendSpecSchema, candidate, this.node.path);
     if (address === undefined) {
       const issues = [...this.propIssues, ...parsed.issues.filter((i) => i.field !== 'ip')];
-      issues.push({ path: this.node.path, field: 'ip', message: 'is required: set ip, or set host to a BackendHost whose address is known' });
+      const hostField = ipv6 ? 'ipv6Address' : 'address';
+      issues.push({ path: this.node.path, field: 'ip', message: `is required: set ip, or set host to a BackendHost whose ${hostField} is known` });
       return { issues };
     }
     return { ...parsed, issues: [...this.propIssues, ...parsed.issues] };

@@ -9,6 +9,9 @@ import {
   checkBalancerSpec,
   checkCidr,
   checkIpv4,
+  checkIpv6,
+  checkIpv6Cidr,
+  parseIpAddress,
   parseIpv4,
   pushAll,
   renderBalancerReview,
@@ -30,10 +33,22 @@ export interface BalancerProps {
    */
   readonly address?: string;
   /**
-   * CIDR of the balancer's L2 segment. When set, L2 backends outside it are refused at synth.
+   * The balancer's own IPv6 address: the outer source of L3 IPv6 (ip6tnl) tunnels, and an address no VIP or backend
+   * may reuse.
+   * @default - ssh.host when it is an IPv6 address
+   */
+  readonly ipv6Address?: string;
+  /**
+   * CIDR of the balancer's IPv4 L2 segment. When set, IPv4 L2 backends outside it are refused at synth.
    * @default - no subnet check
    */
   readonly subnet?: string;
+  /**
+   * CIDR of the balancer's IPv6 L2 segment (such as fd00:1::/64). When set, IPv6 L2 backends outside it are refused
+   * at synth.
+   * @default - no IPv6 subnet check
+   */
+  readonly ipv6Subnet?: string;
   /**
    * MAC address of `interface`, used as the source MAC of forwarded frames.
    * @default - read from the interface at apply time
@@ -84,7 +99,7 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
     brand(this, 'pairMember');
     ({ props: this.props, issues: this.propIssues } = knownProps(
       props,
-      ['ssh', 'interface', 'address', 'subnet', 'mac', 'statsTextfile', 'statsIntervalSec'],
+      ['ssh', 'interface', 'address', 'ipv6Address', 'subnet', 'ipv6Subnet', 'mac', 'statsTextfile', 'statsIntervalSec'],
       this.node.path,
     ));
     reportIssues(this, () => this._issues());
@@ -133,8 +148,9 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
   }
 
   private candidate(vips: VipSpec[]): Record<string, unknown> {
-    const { ssh, interface: iface, subnet, mac, ...rest } = this.props;
+    const { ssh, interface: iface, ipv6Address, subnet, ipv6Subnet, mac, ...rest } = this.props;
     delete (rest as { address?: string }).address;
+    const sshHost = ssh?.host;
     return defined({
       ...rest,
       kind: 'balancer',
@@ -143,7 +159,9 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
       ssh: ssh && typeof ssh === 'object' ? defined({ ...ssh }) : ssh,
       interface: iface,
       address: this._memberView().address,
+      ipv6Address: ipv6Address ?? (typeof sshHost === 'string' && parseIpAddress(sshHost)?.family === 6 ? sshHost : undefined),
       subnet,
+      ipv6Subnet,
       mac,
       pair: this.membership?.spec(),
       vips,
@@ -177,6 +195,8 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
         ssh: {},
         address: usable(candidate.address, checkIpv4),
         subnet: usable(candidate.subnet, checkCidr),
+        ipv6Address: usable(candidate.ipv6Address, checkIpv6),
+        ipv6Subnet: usable(candidate.ipv6Subnet, checkIpv6Cidr),
         vips,
       } as BalancerSpec;
       pushAll(

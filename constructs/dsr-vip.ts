@@ -12,7 +12,10 @@ export interface DsrVipProps {
    * @default - the construct id
    */
   readonly name?: string;
-  /** The virtual IPv4 address clients connect to; may be a Terraform token. */
+  /**
+   * The virtual IPv4 or IPv6 address clients connect to; may be a Terraform token (taken as IPv4). Its backends are
+   * of the same family.
+   */
   readonly ip: string;
   /** The port clients connect to, or '*' for every port. Backends serve on the same port. */
   readonly port: number | '*';
@@ -86,6 +89,11 @@ export class DsrVip extends Construct implements IDsrVip {
     this.balancer._addVip(this);
     // The balancer's list holds this VIP's own issues and the cross-object ones (clashes, no backends, …).
     reportIssues(this, () => this.balancer._issues());
+  }
+
+  /** @internal */
+  get _ip(): unknown {
+    return this.props.ip;
   }
 
   get backends(): readonly IBackend[] {

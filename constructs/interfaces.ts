@@ -42,6 +42,8 @@ export interface IPairMember extends IBalancer {
 export interface IDsrVip extends IConstruct {
   readonly balancer: IBalancer;
   readonly backends: readonly IBackend[];
+  /** @internal The VIP's address as given (a backend's default address is of its family). */
+  readonly _ip: unknown;
   /** @internal */
   _addBackend(backend: IBackend): void;
   /** @internal The VIP's own fields and its backends, parsed with the synth-time schemas. */
@@ -57,8 +59,10 @@ export interface IBackend extends IConstruct {
 
 export interface IBackendHost extends IConstruct {
   readonly resource: TerraformResource;
-  /** The address Backends default to, if known at synth. */
+  /** The address Backends of IPv4 VIPs default to, if known at synth. */
   readonly address?: string;
+  /** The address Backends of IPv6 VIPs default to, if known at synth. */
+  readonly ipv6Address?: string;
   /** @internal */
   _register(backend: IBackend): void;
 }

@@ -98,15 +98,15 @@ export async function startHosts(props: LabProps, input: StartHostsInput): Promi
   const hosts: Record<string, LabHost> = {};
   await Promise.all(
     props.hosts.map(async (spec, i) => {
-      hosts[spec.name] = await startHost(ctx, spec, addresses.hosts[i]);
+      hosts[spec.name] = await startHost(ctx, spec, addresses.hosts[i], addresses.hosts6[i]);
     }),
   );
   return hosts;
 }
 
-async function startHost(ctx: HostContext, spec: LabHostSpec, ip: string): Promise<LabHost> {
+async function startHost(ctx: HostContext, spec: LabHostSpec, ip: string, ip6: string): Promise<LabHost> {
   const anchor = await startHostAnchor(ctx, spec, ip);
-  const host = labHostHandle(ctx, spec, ip, anchor, await readMac(ctx.names.hostNetns(spec.name)));
+  const host = labHostHandle(ctx, spec, ip, ip6, anchor, await readMac(ctx.names.hostNetns(spec.name)));
   if (ctx.keys.hostKeys.has(spec.name)) await host.startSshd();
   return host;
 }
@@ -134,7 +134,7 @@ async function readMac(netns: string): Promise<string> {
   return (JSON.parse(out.stdout) as { address: string }[])[0].address;
 }
 
-function labHostHandle(ctx: HostContext, spec: LabHostSpec, ip: string, anchor: Anchor, mac: string): LabHost {
+function labHostHandle(ctx: HostContext, spec: LabHostSpec, ip: string, ip6: string, anchor: Anchor, mac: string): LabHost {
   const { id, hostNetns, knownHostsPath } = ctx.names;
   const { resources, keys } = ctx;
   const hostKey = keys.hostKeys.get(spec.name);
@@ -143,6 +143,7 @@ function labHostHandle(ctx: HostContext, spec: LabHostSpec, ip: string, anchor: 
     name: spec.name,
     netns: hostNetns(spec.name),
     ip,
+    ip6,
     sshPort: 22,
     hostKeyLine: hostKey ? hostKey.publicLine.split(' ').slice(0, 2).join(' ') : '',
     hostKeyFingerprint: keys.fingerprints.get(spec.name) ?? '',

@@ -15,10 +15,13 @@ export interface LabAddresses {
   readonly controller: string;
   /** By position in `LabProps.hosts`. */
   readonly hosts: readonly string[];
+  /** Each host's IPv6 address, by the same position. */
+  readonly hosts6: readonly string[];
 }
 
 export function labAddresses(subnet: Subnet, hosts: readonly LabHostSpec[]): LabAddresses {
-  return { subnet, controller: subnet.address(254), hosts: hostOctets(hosts).map((o) => subnet.address(o)) };
+  const octets = hostOctets(hosts);
+  return { subnet, controller: subnet.address(254), hosts: octets.map((o) => subnet.address(o)), hosts6: octets.map((o) => subnet.ipv6Address(o)) };
 }
 
 /**
@@ -48,6 +51,8 @@ export async function wireNetwork(names: LabNames, hosts: readonly LabHostSpec[]
         `ip -n ${switchNetns} link set p-${h.name} master br0 up`,
         `ip -n ${hostNetns(h.name)} link set lo up`,
         `ip -n ${hostNetns(h.name)} addr add ${addresses.hosts[i]}/${prefix} dev eth0`,
+        // nodad: the address answers at once (duplicate address detection would hold it tentative for a second)
+        `ip -n ${hostNetns(h.name)} addr add ${addresses.hosts6[i]}/64 dev eth0 nodad`,
         `ip -n ${hostNetns(h.name)} link set eth0 up`,
       ]),
       `ip link add ${rootIf} type veth peer name ctl netns ${switchNetns}`,

@@ -19,6 +19,10 @@ export interface Subnet {
   readonly prefixLength: 24;
   /** `10.213.<octet>.<host>` */
   address(host: number): string;
+  /** The lab's IPv6 segment: a ULA /64 of its own, `fd00:213:<octet in hex>::/64`. */
+  readonly ipv6Cidr: string;
+  /** `fd00:213:<octet>::<host>`, both in hex: the host's IPv6 address beside its IPv4 one. */
+  ipv6Address(host: number): string;
 }
 
 export function subnetOf(octet: number): Subnet {
@@ -27,6 +31,8 @@ export function subnetOf(octet: number): Subnet {
     cidr: `10.213.${octet}.0/24`,
     prefixLength: 24,
     address: (host: number) => `10.213.${octet}.${host}`,
+    ipv6Cidr: `fd00:213:${octet.toString(16)}::/64`,
+    ipv6Address: (host: number) => `fd00:213:${octet.toString(16)}::${host.toString(16)}`,
   };
 }
 

@@ -54,6 +54,8 @@ export interface LabHost {
   readonly name: string;
   readonly netns: string;
   readonly ip: string;
+  /** The host's address in the lab's IPv6 /64 (`Lab.subnet6`). */
+  readonly ip6: string;
   readonly sshPort: number;
   /** `ssh-ed25519 AAAA…` (no comment). */
   readonly hostKeyLine: string;
@@ -85,6 +87,8 @@ export interface Lab {
   readonly id: string;
   readonly dir: string;
   readonly subnet: string;
+  /** The lab's IPv6 segment (a ULA /64); the controller has no IPv6 address on it. */
+  readonly subnet6: string;
   readonly controllerIp: string;
   /** Root-namespace end of the controller veth. */
   readonly controllerIf: string;
@@ -148,6 +152,7 @@ function labHandle(names: LabNames, resources: LabResources, subnet: Subnet, cli
     id: names.id,
     dir: names.dir,
     subnet: subnet.cidr,
+    subnet6: subnet.ipv6Cidr,
     controllerIp: subnet.address(254),
     controllerIf: names.rootIf,
     switchNetns: names.switchNetns,

@@ -1,4 +1,4 @@
-import { renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
+import { TUNNEL_MODULES, addressArgs, hostPrefix, isIpv6, renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
 import { pushAll } from './arrays';
 import { renderCommand } from './shell';
 import { compareAddresses } from './address';
@@ -22,7 +22,7 @@ export interface Tunnel {
 export interface BalancerHostPlan {
   readonly table: NftTable;
   readonly tunnels: readonly Tunnel[];
-  /** The balancer owns each VIP on its interface, so that it answers ARP for it on the segment. */
+  /** The balancer owns each VIP on its interface, so that it answers ARP (IPv4) or Neighbour Solicitations (IPv6) for it. */
   readonly addresses: readonly HostAddress[];
   readonly modules: readonly string[];
   readonly files: readonly HostFile[];
@@ -37,7 +37,7 @@ export function balancerHeader(spec: BalancerSpec): string[] {
 export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
   if (spec.pair) return [];
   const vips = [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
-  return vips.map((ip) => ({ ip, prefix: 32, dev: spec.interface }));
+  return vips.map((ip) => (isIpv6(ip) ? { ip, prefix: hostPrefix(ip), dev: spec.interface, nodad: true } : { ip, prefix: 32, dev: spec.interface }));
 }
 
 /** The boot file starts with create-then-delete so that loading it again replaces the table in one transaction. */
@@ -57,7 +57,7 @@ export function renderBalancerBootScript(
   const lines = ['#!/bin/sh', `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`, 'set -eu'];
   for (const m of modules) lines.push(renderCommand(['modprobe', m]));
   for (const t of tunnels) pushAll(lines, tunnelUpCommands(t.name, t.local, t.remote));
-  for (const a of addresses) lines.push(renderCommand(['ip', 'addr', 'replace', `${a.ip}/${a.prefix}`, 'dev', a.dev]));
+  for (const a of addresses) lines.push(renderCommand(['ip', 'addr', 'replace', ...addressArgs(a)]));
   lines.push(renderCommand(['nft', '-f', BALANCER_RULESET_FILE]));
   return lines.join('\n') + '\n';
 }
@@ -66,7 +66,7 @@ export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}):
   const table = buildBalancerTable(spec, facts, balancerHeader(spec));
   const tunnels = balancerTunnels(spec);
   const addresses = balancerAddresses(spec);
-  const modules = tunnels.length ? ['ipip'] : [];
+  const modules = ([4, 6] as const).filter((family) => tunnels.some((t) => isIpv6(t.remote) === (family === 6))).map((family) => TUNNEL_MODULES[family]);
   const files: HostFile[] = [
     { path: BALANCER_RULESET_FILE, content: renderBalancerBootRuleset(table), mode: '0644' },
     { path: BALANCER_BOOT_SCRIPT, content: renderBalancerBootScript(spec, tunnels, addresses, modules), mode: '0755' },

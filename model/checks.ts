@@ -5,6 +5,7 @@ import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
 import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
+import { BACKEND_TUNNEL6 } from './backend-host';
 import { statsIntervalWithoutTextfile } from './stats-textfile';
 
 /**
@@ -16,6 +17,8 @@ export interface CheckOptions {
 }
 
 const known = (opts: CheckOptions, ...values: unknown[]) => values.every((v) => v !== undefined && !(opts.isUnresolved?.(v) ?? false));
+/** An address known to be IPv6; a token counts as IPv4, the family every address had before IPv6 came. */
+const isIpv6 = (opts: CheckOptions, ip: string) => known(opts, ip) && parseIpAddress(ip)?.family === 6;
 
 /** `prefix` is how the fields are named where the target sits: `ssh.` in a host spec, nothing for a bare target. */
 export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'): SpecIssue[] {
@@ -31,6 +34,29 @@ export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'
           : `and ${prefix}knownHostsFile are both set; set exactly one of them`,
     },
   ];
+}
+
+/**
+ * Health probes go through the VIP by rewriting IPv4 addresses (model/probe-routing.ts: an `ip` table and `ip rule`);
+ * the runtime has no IPv6 counterpart yet, so an IPv6 VIP's checks are refused rather than silently never probed.
+ */
+function checkIpv6Probes(vip: VipSpec, opts: CheckOptions): SpecIssue[] {
+  if (!isIpv6(opts, vip.ip)) return [];
+  const checked = (check: HealthCheckSpec | undefined) => check !== undefined && check.kind !== 'none';
+  const message = `is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
+  const issues: SpecIssue[] = [];
+  if (checked(vip.healthCheck))
+    issues.push({ path: vip.path, field: 'healthCheck', value: vip.healthCheck?.kind, message: `${showValue(vip.healthCheck?.kind)} ${message}` });
+  for (const backend of vip.backends) {
+    if (checked(backend.healthCheck))
+      issues.push({
+        path: backend.path,
+        field: 'healthCheck',
+        value: backend.healthCheck?.kind,
+        message: `${showValue(backend.healthCheck?.kind)} ${message}`,
+      });
+  }
+  return issues;
 }
 
 /** A probe needs a port: an all-ports ('*') VIP has none to lend its checks (nor its backends' own checks). */
@@ -50,14 +76,24 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
   const issues: SpecIssue[] = [];
   // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
   const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
-  const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
+  // each family's L2 segment: `subnet` for IPv4 backends, `ipv6Subnet` for IPv6 ones
+  const subnetText = (family: number | undefined) => (family === 6 ? balancer.ipv6Subnet : balancer.subnet);
+  const subnetOf = (family: number | undefined) => {
+    const text = subnetText(family);
+    return text && known(opts, text) ? parseCidr(text) : null;
+  };
   const edgeOfSubnet = (ip: string): string | null => {
     const address = parseIpAddress(ip);
-    if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= 31) return null;
-    if (address.text === subnet.address.text) return `the network address of the balancer's subnet ${balancer.subnet}`;
-    if (address.text === broadcastOf(subnet)?.text) return `the broadcast address of the balancer's subnet ${balancer.subnet}`;
+    const subnet = subnetOf(address?.family);
+    const text = subnetText(address?.family);
+    if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= subnet.address.bytes.length * 8 - 1) return null;
+    if (address.text === subnet.address.text) return `the network address of the balancer's subnet ${text}`;
+    if (address.text === broadcastOf(subnet)?.text) return `the broadcast address of the balancer's subnet ${text}`;
     return null;
   };
+  const vipFamily = known(opts, vip.ip) ? parseIpAddress(vip.ip)?.family : undefined;
+  const ownAddress = (ip: string) =>
+    (known(opts, ip, balancer.address) && ip === balancer.address) || (known(opts, ip, balancer.ipv6Address) && ip === balancer.ipv6Address);
 
   if (vip.backends.length === 0) {
     issues.push({
@@ -95,7 +131,9 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       vip.path,
       'mssClamp',
       vip.mssClamp,
-      "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
+      vipFamily === 6
+        ? "is set on an L2 VIP, but mssClamp only applies to L3 (ip6tnl) VIPs, whose request path loses 40 bytes to encapsulation; remove it or use mode 'l3'"
+        : "is set on an L2 VIP, but mssClamp only applies to L3 (IPIP) VIPs, whose request path loses 20 bytes to encapsulation; remove it or use mode 'l3'",
     );
   }
   if (vip.hashTableSize !== undefined && vip.algorithm !== 'consistent-hash') {
@@ -106,7 +144,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       `${showValue(vip.hashTableSize)} is set on a '${vip.algorithm}' VIP, but hashTableSize only applies to algorithm 'consistent-hash'; remove it or change the algorithm`,
     );
   }
-  if (known(opts, vip.ip, balancer.address) && vip.ip === balancer.address) {
+  if (ownAddress(vip.ip)) {
     add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
   }
   if (known(opts, vip.ip)) {
@@ -137,17 +175,29 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
     if (known(opts, backend.ip, vip.ip) && backend.ip === vip.ip) {
       add(backend.path, 'ip', backend.ip, "is the VIP itself; use the backend's real address");
     }
-    if (known(opts, backend.ip, balancer.address) && backend.ip === balancer.address) {
+    if (ownAddress(backend.ip)) {
       add(backend.path, 'ip', backend.ip, "is the balancer's own address; use the backend's real address");
+    }
+    const backendFamily = known(opts, backend.ip) ? parseIpAddress(backend.ip)?.family : undefined;
+    if (vipFamily && backendFamily && backendFamily !== vipFamily) {
+      add(
+        backend.path,
+        'ip',
+        backend.ip,
+        `is an IPv${backendFamily} address, but VIP ${vip.name} (${vip.ip}) is IPv${vipFamily}; a backend must be reached in its VIP's family: ` +
+          `L3 tunnels carry IPv4 in IPv4 (ipip) and IPv6 in IPv6 (ip6tnl), and health probes go to the backend's address with the VIP written in its place, ` +
+          `so give the backend its IPv${vipFamily} address (ip, or the BackendHost's ${vipFamily === 6 ? 'ipv6Address' : 'address'})`,
+      );
     }
     if (backend.mac !== undefined && vip.mode === 'l3') {
       add(
         backend.path,
         'mac',
         backend.mac,
-        'is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by IPIP to its address, so remove mac',
+        `is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by ${vipFamily === 6 ? 'ip6tnl' : 'IPIP'} to its address, so remove mac`,
       );
     }
+    const subnet = subnetOf(backendFamily);
     if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
       const address = parseIpAddress(backend.ip);
       if (address !== null && !cidrContains(subnet, address)) {
@@ -155,7 +205,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
           backend.path,
           'ip',
           backend.ip,
-          `is outside the balancer's subnet ${balancer.subnet}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
+          `is outside the balancer's subnet ${subnetText(backendFamily)}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
         );
       } else {
         const edge = edgeOfSubnet(backend.ip);
@@ -164,6 +214,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
     }
   }
   issues.push(...checkProbePorts(vip));
+  issues.push(...checkIpv6Probes(vip, opts));
   return issues;
 }
 
@@ -202,11 +253,18 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
 
 export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): SpecIssue[] {
   const issues = [...checkSshTarget(spec.ssh, spec.path)];
-  if (spec.address === undefined && spec.vips.some((v) => v.mode === 'l3')) {
+  if (spec.address === undefined && spec.vips.some((v) => v.mode === 'l3' && !isIpv6(opts, v.ip))) {
     issues.push({
       path: spec.path,
       field: 'address',
       message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
+    });
+  }
+  if (spec.ipv6Address === undefined && spec.vips.some((v) => v.mode === 'l3' && isIpv6(opts, v.ip))) {
+    issues.push({
+      path: spec.path,
+      field: 'ipv6Address',
+      message: `is required for L3 IPv6 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv6 address: it is the outer source of the ip6tnl tunnels`,
     });
   }
   if (spec.pair && spec.address === undefined) {
@@ -223,13 +281,20 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
   return issues;
 }
 
-export function checkBackendHostSpec(spec: BackendHostSpec, _opts: CheckOptions = {}): SpecIssue[] {
+export function checkBackendHostSpec(spec: BackendHostSpec, opts: CheckOptions = {}): SpecIssue[] {
   const issues = [...checkSshTarget(spec.ssh, spec.path)];
-  if (spec.address === undefined && spec.services.some((s) => s.mode === 'l3')) {
+  if (spec.address === undefined && spec.services.some((s) => s.mode === 'l3' && !isIpv6(opts, s.ip))) {
     issues.push({
       path: spec.path,
       field: 'address',
       message: `is required when the host serves L3 VIPs and ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the local end of ipip0`,
+    });
+  }
+  if (spec.ipv6Address === undefined && spec.services.some((s) => s.mode === 'l3' && isIpv6(opts, s.ip))) {
+    issues.push({
+      path: spec.path,
+      field: 'ipv6Address',
+      message: `is required when the host serves L3 IPv6 VIPs and ssh.host (${showValue(spec.ssh.host)}) is not an IPv6 address: it is the local end of ${BACKEND_TUNNEL6}`,
     });
   }
   return issues;

@@ -1,4 +1,4 @@
-import { formatCidr, isLoopback, networkOf, parseCidr, parseIpAddress, specialAddress } from './address';
+import { Cidr, IpAddress, formatCidr, isLoopback, networkOf, parseCidr, parseIpAddress, specialAddress } from './address';
 import { showValue } from './issues';
 import { MAGLEV_SIZES } from './scheduling';
 
@@ -83,31 +83,71 @@ export const checkUser: FieldCheck = (v) =>
     ? null
     : `${showValue(v)} is not a valid user name; use a lower-case POSIX login name such as 'root' or 'deploy'`;
 
+/**
+ * Why a parsed address cannot carry DSR traffic, as the end of a message about `v`, or null. An IPv4-mapped address
+ * names the IPv4 address to write instead.
+ */
+function unusableAddress(v: unknown, address: IpAddress): string | null {
+  const special = specialAddress(address);
+  if (special === null) return null;
+  if (address.family === 6 && address.bytes.slice(0, 12).join(',') === MAPPED_PREFIX)
+    return `${showValue(v)} is ${special}: ${address.bytes.slice(12).join('.')}`;
+  return `${showValue(v)} is ${special}; use a unicast IPv${address.family} address`;
+}
+const MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255].join(',');
+
 /** A unicast IPv4 address that can carry traffic (VIPs, backends, balancer addresses). */
 export const checkIpv4: FieldCheck = (v) => {
   const parsed = typeof v === 'string' ? parseIpAddress(v) : null;
   if (parsed?.family !== 4) return `${showValue(v)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
-  const special = specialAddress(parsed);
-  return special ? `${showValue(v)} is ${special}; use a unicast IPv4 address` : null;
+  return unusableAddress(v, parsed);
+};
+
+/** A unicast IPv6 address that can carry traffic (a host's or the balancer's own IPv6 address). */
+export const checkIpv6: FieldCheck = (v) => {
+  const parsed = typeof v === 'string' ? parseIpAddress(v) : null;
+  if (parsed?.family !== 6) return `${showValue(v)} is not an IPv6 address; use RFC 4291 notation without a zone, such as fd00:1::11`;
+  return unusableAddress(v, parsed);
+};
+
+/** A unicast address of either family: VIPs and backends. */
+export const checkUnicastIp: FieldCheck = (v) => {
+  const parsed = typeof v === 'string' ? parseIpAddress(v) : null;
+  if (parsed === null) return `${showValue(v)} is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
+  return unusableAddress(v, parsed);
 };
 
 export const checkSshHost: FieldCheck = (v) => {
   // a loopback address is a valid SSH target: a port forward or tunnel to the host (the VM lab uses them)
   const address = typeof v === 'string' ? parseIpAddress(v) : null;
-  if (address?.family === 4) return isLoopback(address) ? null : checkIpv4(v);
+  if (address) return isLoopback(address) ? null : unusableAddress(v, address);
   return typeof v === 'string' && HOSTNAME_PATTERN.test(v) && !/^[\d.]+$/.test(v)
     ? null
-    : `${showValue(v)} is not a valid host; use an IPv4 address or a DNS name`;
+    : `${showValue(v)} is not a valid host; use an IPv4 or IPv6 address or a DNS name`;
 };
 
 export const checkCidr: FieldCheck = (v) => {
   const cidr = typeof v === 'string' ? parseCidr(v) : null;
-  if (!cidr || cidr.address.family !== 4 || cidr.prefix < 1 || cidr.prefix > 31) {
+  if (cidr?.address.family === 6) return `${showValue(v)} is an IPv6 subnet; set it as ipv6Subnet (subnet is the IPv4 one)`;
+  if (!cidr || cidr.prefix < 1 || cidr.prefix > 31) {
     return `${showValue(v)} is not a valid subnet; use CIDR notation with a prefix from /1 to /31, such as 10.0.1.0/24`;
   }
+  return hostBitsProblem(v, cidr);
+};
+
+export const checkIpv6Cidr: FieldCheck = (v) => {
+  const cidr = typeof v === 'string' ? parseCidr(v) : null;
+  if (cidr?.address.family === 4) return `${showValue(v)} is an IPv4 subnet; set it as subnet (ipv6Subnet is the IPv6 one)`;
+  if (!cidr || cidr.prefix < 1 || cidr.prefix > 127) {
+    return `${showValue(v)} is not a valid IPv6 subnet; use CIDR notation with a prefix from /1 to /127, such as fd00:1::/64`;
+  }
+  return hostBitsProblem(v, cidr);
+};
+
+function hostBitsProblem(v: unknown, cidr: Cidr): string | null {
   const network = networkOf(cidr);
   return network.text === cidr.address.text ? null : `${showValue(v)} has host bits set; use ${formatCidr({ address: network, prefix: cidr.prefix })}`;
-};
+}
 
 /**
  * What makes a value unusable as the MAC frames are forwarded to (or sent from), or null. The same check covers

@@ -17,6 +17,9 @@ import {
   checkHostKey,
   checkInterface,
   checkIpv4,
+  checkIpv6,
+  checkIpv6Cidr,
+  checkUnicastIp,
   checkMac,
   checkMode,
   checkMssClamp,
@@ -44,6 +47,8 @@ export const DEFAULTS = {
   weight: 1,
   flowTimeoutSec: 300,
   mssClamp: 1440,
+  /** IPv6 in IPv6 costs 40 bytes (1460 left of a 1500-byte path) and the inner IPv6 header 40: 1460 - 40 - 20. */
+  mssClamp6: 1400,
   protocol: 'tcp' as Protocol,
   mode: 'l2' as Mode,
   algorithm: 'weighted-round-robin' as Algorithm,
@@ -76,7 +81,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
   const BackendSpecSchema = z.strictObject({
     path: constructPath,
     name: field<string>(checkName),
-    ip: field<string>(checkIpv4),
+    ip: field<string>(checkUnicastIp),
     port: field<number>(checkPort).optional(),
     weight: field<number>(checkWeight).default(DEFAULTS.weight),
     mac: field<string>(checkMac).optional(),
@@ -87,7 +92,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
   const VipSpecSchema = z.strictObject({
     path: constructPath,
     name: field<string>(checkName),
-    ip: field<string>(checkIpv4),
+    ip: field<string>(checkUnicastIp),
     port: field<number | '*'>(checkVipPort),
     protocol: field<Protocol>(checkProtocol).default(DEFAULTS.protocol),
     mode: field<Mode>(checkMode).default(DEFAULTS.mode),
@@ -107,7 +112,9 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
       ssh: SshTargetSpecSchema,
       interface: field<string>(checkInterface),
       address: field<string>(checkIpv4).optional(),
+      ipv6Address: field<string>(checkIpv6).optional(),
       subnet: field<string>(checkCidr).optional(),
+      ipv6Subnet: field<string>(checkIpv6Cidr).optional(),
       mac: field<string>(checkMac).optional(),
       ...createStatsTextfileFields(isUnresolved),
       /** Set on the members of a BalancerPair: keepalived holds the VIPs on the active member. */
@@ -119,7 +126,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
   /** What a backend host must serve for one VIP; derived from every Backend that names the host. */
   const ServiceSpecSchema = z.strictObject({
     path: constructPath,
-    ip: field<string>(checkIpv4),
+    ip: field<string>(checkUnicastIp),
     port: field<number | '*'>(checkVipPort),
     protocol: field<Protocol>(checkProtocol),
     mode: field<Mode>(checkMode),
@@ -132,6 +139,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
     name: field<string>(checkName),
     ssh: SshTargetSpecSchema,
     address: field<string>(checkIpv4).optional(),
+    ipv6Address: field<string>(checkIpv6).optional(),
     persist: field<boolean>(checkBoolean).default(DEFAULTS.persist),
     services: z.array(ServiceSpecSchema),
   });

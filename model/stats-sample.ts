@@ -1,4 +1,4 @@
-import { BALANCER_TABLE } from './nft/balancer';
+import { BACKEND_MAC_MAP6, BALANCER_TABLE } from './nft/balancer';
 import { RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from './runtime-state';
 import { BACKEND_MAC_MAP, CounterValue, POOL_FLOW_SETS, STATS_COUNTERS_COMMAND, parseBackendMacs, parseNftCounters, parsePoolFlowSets } from './stats';
 import { renderCommand } from './shell';
@@ -28,6 +28,7 @@ export function renderSampleScript(): string {
       ]),
       sectionLine('macs'),
       `${renderCommand(['nft', 'list', 'map', 'netdev', BALANCER_TABLE, BACKEND_MAC_MAP])} 2>/dev/null`,
+      `${renderCommand(['nft', 'list', 'map', 'netdev', BALANCER_TABLE, BACKEND_MAC_MAP6])} 2>/dev/null`,
       sectionLine('nft'),
       'echo "status=$s"',
       `sed 's/^/|/' "$e"`,

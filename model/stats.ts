@@ -72,9 +72,14 @@ export const POOL_FLOW_SETS: readonly { readonly role: 'new' | 'end'; readonly s
 /** The map whose elements name each L2 backend's counter by its MAC (`<mac> : "be_<backend id>"`). */
 export const BACKEND_MAC_MAP = 'backend_counter_l2';
 
-/** `<mac> : "be_<id>"` elements of `nft list map … backend_counter_l2`: MAC → backend id. */
-export function parseBackendMacs(text: string): Map<string, string> {
-  return new Map([...text.matchAll(/([0-9a-f]{2}(?::[0-9a-f]{2}){5}) : "?be_([0-9a-f]{8})"?/g)].map((m) => [m[1], m[2]]));
+/**
+ * `<mac> : "be_<id>"` elements of `nft list map … backend_counter_l2` (and of its IPv6 twin): MAC → backend ids. A
+ * dual-stack host's MAC names two backends, its IPv4 and its IPv6 address; a pool's counter names pick the right one.
+ */
+export function parseBackendMacs(text: string): Map<string, string[]> {
+  const macs = new Map<string, string[]>();
+  for (const m of text.matchAll(/([0-9a-f]{2}(?::[0-9a-f]{2}){5}) : "?be_([0-9a-f]{32}|[0-9a-f]{8})"?/g)) macs.set(m[1], [...(macs.get(m[1]) ?? []), m[2]]);
+  return macs;
 }
 
 /**
@@ -84,14 +89,14 @@ export function parseBackendMacs(text: string): Map<string, string> {
  */
 export function parsePoolFlowSets(
   listings: readonly { readonly role: 'new' | 'end'; readonly text: string }[],
-  macs: ReadonlyMap<string, string>,
+  macs: ReadonlyMap<string, readonly string[]>,
 ): Map<string, CounterValue> {
   const counters = new Map<string, CounterValue>();
   for (const { role, text } of listings) {
     for (const m of text.matchAll(/([0-9a-f]+):([0-9a-f]+) \. (\S+) counter packets (\d+) bytes (\d+)/g)) {
       const id = ((parseInt(m[1], 16) << 16) | parseInt(m[2], 16)) >>> 0;
-      const backend = /^0x[0-9a-f]+$/.test(m[3]) ? m[3].slice(2).padStart(8, '0') : macs.get(m[3]);
-      if (backend) counters.set(`${role}_${poolName(id)}_${backend}`, { packets: Number(m[4]), bytes: Number(m[5]) });
+      const backends = /^0x[0-9a-f]+$/.test(m[3]) ? [m[3].slice(2).padStart(8, '0')] : (macs.get(m[3]) ?? []);
+      for (const backend of backends) counters.set(`${role}_${poolName(id)}_${backend}`, { packets: Number(m[4]), bytes: Number(m[5]) });
     }
   }
   return counters;

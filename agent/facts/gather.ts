@@ -168,7 +168,8 @@ export function renderFactsScript(request: FactsRequest): string {
     const { dev, ips } = request.neighbours;
     lines.push(
       sectionLine('neigh'),
-      `for ip in ${ips.map(q).join(' ')}; do ping -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait`,
+      // an IPv6 backend answers a Neighbour Solicitation (ping -6), and its entry is in the same table (both families listed)
+      `for ip in ${ips.map(q).join(' ')}; do case "$ip" in *:*) f=-6;; *) f=-4;; esac; ping "$f" -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait`,
       `ip -j neigh show dev ${q(dev)} 2>/dev/null`,
     );
   }

@@ -1,4 +1,4 @@
-import type { NftTableFacts } from '../../model';
+import { parseIpAddress, type NftTableFacts } from '../../model';
 
 /** Pure parsers of the tools' outputs. Each tolerates junk (warnings, banners) around the part it needs. */
 
@@ -34,6 +34,9 @@ export interface IpAddrFacts {
   readonly links: Record<string, { mac?: string; up: boolean; kind?: string; local?: string; remote?: string }>;
 }
 
+/** An address in the one text the spec side compares (RFC 5952 for IPv6); anything else as it came. */
+export const canonicalIp = (ip: string): string => parseIpAddress(ip)?.text ?? ip;
+
 /** Parses `ip -j -d addr show` (one JSON array of interfaces with addr_info). */
 export function parseIpAddrJson(text: string): IpAddrFacts {
   const data = extractJson(text);
@@ -53,8 +56,8 @@ export function parseIpAddrJson(text: string): IpAddrFacts {
       remote: info?.info_data?.remote,
     };
     for (const a of (Array.isArray(item.addr_info) ? item.addr_info : []) as Record<string, unknown>[]) {
-      if (a.family === 'inet' && typeof a.local === 'string' && typeof a.prefixlen === 'number') {
-        addresses.push({ dev, ip: a.local, prefix: a.prefixlen });
+      if ((a.family === 'inet' || a.family === 'inet6') && typeof a.local === 'string' && typeof a.prefixlen === 'number') {
+        addresses.push({ dev, ip: canonicalIp(a.local), prefix: a.prefixlen });
       }
     }
   }
@@ -70,7 +73,7 @@ export function parseNeighJson(text: string): Record<string, string> {
     const state = Array.isArray(entry.state) ? (entry.state as string[]) : [];
     if (typeof entry.dst !== 'string' || typeof entry.lladdr !== 'string') continue;
     if (state.some((s) => s === 'FAILED' || s === 'INCOMPLETE')) continue;
-    result[entry.dst] = entry.lladdr.toLowerCase();
+    result[canonicalIp(entry.dst)] = entry.lladdr.toLowerCase();
   }
   return result;
 }

@@ -11,6 +11,7 @@ import {
   staleAddressTasks,
   staleFileTasks,
   sysctlTask,
+  l3Ipv6Refusal,
   tunnelTask,
   unitTask,
 } from './common';
@@ -62,6 +63,9 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
       tasks: [failed('tools', `missing on the host: ${missing.join(', ')} (install iproute2, procps, util-linux, nftables, coreutils)`)],
       writtenFiles: [],
     };
+
+  const refused = l3Ipv6Refusal(spec.services);
+  if (refused.length) return { tasks: refused, writtenFiles: [] };
 
   const originals = { ...(state?.originalSysctls ?? {}) };
   // ARP sysctls first: a VIP on lo before arp_ignore=1 would make this host answer ARP for it.

@@ -17,8 +17,10 @@ import {
   parseRuntimeState,
   runtimePolicy,
   statsTextfileSettings,
+  familyOf,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
+import { canonicalIp } from '../facts/parsers';
 import { statePath } from '../state';
 import {
   addressTasks,
@@ -29,6 +31,7 @@ import {
   staleAddressTasks,
   staleAddresses,
   staleFileTasks,
+  l3Ipv6Refusal,
   tunnelTask,
   unitTask,
 } from './common';
@@ -91,10 +94,10 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   if (!link)
     return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
 
-  const decisions: Task[] = [];
+  const decisions: Task[] = l3Ipv6Refusal(spec.vips);
   const macs: Record<string, string> = {};
   for (const { ip, path } of resolve) {
-    const mac = facts.neighbours[ip];
+    const mac = facts.neighbours[canonicalIp(ip)];
     const problem = mac === undefined ? null : macProblem(mac);
     if (mac && problem) {
       decisions.push(
@@ -110,24 +113,27 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
       decisions.push(
         failed(
           `backend MAC ${ip}`,
-          `${path}: ${ip} does not answer ARP on ${spec.interface} of ${spec.name}; check that it is up and on the balancer's segment, or set mac on the backend`,
+          `${path}: ${ip} does not answer ${ip.includes(':') ? 'Neighbour Solicitations' : 'ARP'} on ${spec.interface} of ${spec.name}; check that it is up and on the balancer's segment, or set mac on the backend`,
         ),
       );
     }
   }
+  // one owner per MAC and family: a dual-stack host's IPv4 and IPv6 addresses share its MAC, and each family's
+  // flows and counters are told apart by the packet's protocol
   const owner = new Map<string, string>();
   for (const vip of spec.vips.filter((v) => v.mode === 'l2')) {
     for (const b of vip.backends) {
       const mac = b.mac ?? macs[b.ip];
-      if (mac && owner.has(mac) && owner.get(mac) !== b.ip) {
+      const key = `${familyOf(b.ip)} ${mac}`;
+      if (mac && owner.has(key) && owner.get(key) !== b.ip) {
         decisions.push(
           failed(
             `backend MAC ${b.ip}`,
-            `${b.path}: ${b.ip} has the same MAC ${mac} as ${owner.get(mac)}; L2 DSR forwards by MAC, so two backend addresses on one host cannot be told apart`,
+            `${b.path}: ${b.ip} has the same MAC ${mac} as ${owner.get(key)}; L2 DSR forwards by MAC, so two backend addresses of one family on one host cannot be told apart`,
           ),
         );
       }
-      if (mac) owner.set(mac, b.ip);
+      if (mac) owner.set(key, b.ip);
     }
   }
   const interfaceMac = spec.mac ?? link.mac;

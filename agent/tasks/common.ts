@@ -1,7 +1,8 @@
-import { HostFile, HostAddress, sha256Hex } from '../../model';
+import { HostFile, HostAddress, familyOf, sha256Hex } from '../../model';
 import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
+import { canonicalIp } from '../facts/parsers';
 import type { HostState, StateAddress } from '../state';
 import { Step, Task, changed, failed, ok } from './task';
 import { addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep } from './steps';
@@ -33,7 +34,7 @@ export function sysctlTask(key: string, value: string, facts: HostFacts, knownMi
   return changed(name, current === null ? 'set (key appears with its device)' : `was ${current}`, [sysctlStep(key, value, current)]);
 }
 
-const addressKey = (a: { ip: string; prefix: number; dev: string }) => `${a.ip}/${a.prefix} dev ${a.dev}`;
+const addressKey = (a: { ip: string; prefix: number; dev: string }) => `${canonicalIp(a.ip)}/${a.prefix} dev ${a.dev}`;
 
 const addressSets = new WeakMap<HostFacts, Set<string>>();
 
@@ -64,11 +65,16 @@ export const ADDRESS_BATCH = 32;
  * deletes those of the addresses that are present (awk keeps the lines naming one, from one listing of the host's
  * addresses); the undo of a delete uses `replace`, which adds an address or leaves it as it is.
  */
-function addressBatchStep(op: 'add' | 'del', list: readonly { ip: string; prefix: number; dev: string }[]): Step {
-  const lines = (words: (a: { ip: string; prefix: number; dev: string }) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
-  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -`;
+type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean };
+
+function addressBatchStep(op: 'add' | 'del', written: readonly BatchAddress[]): Step {
+  // the undo's awk matches `ip -o addr show`, which prints addresses in canonical form
+  const list = written.map((a) => ({ ...a, ip: canonicalIp(a.ip) }));
+  const lines = (words: (a: BatchAddress) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
+  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${op === 'add' && a.nodad ? ' nodad' : ''}`)} | ip -batch -`;
   if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => `addr replace ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -` };
-  const present = `awk 'BEGIN { while (("ip -o -4 addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
+  // both families: `ip -o addr show` prints IPv6 addresses in the same columns, in canonical form
+  const present = `awk 'BEGIN { while (("ip -o addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
   return { run, undo: `printf '%s\\n' ${lines((a) => `${a.ip}/${a.prefix} dev ${a.dev}`)} | ${present} | ip -batch -` };
 }
 
@@ -87,7 +93,7 @@ export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): 
   return wanted.map((a) =>
     hasAddress(facts, a)
       ? ok(`address ${addressKey(a)}`, 'present')
-      : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev)], `+ ${addressKey(a)}`),
+      : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev, a.nodad)], `+ ${addressKey(a)}`),
   );
 }
 
@@ -174,4 +180,14 @@ export function createdDirs(paths: readonly string[], facts: HostFacts, state: H
   const dirs = new Set(state?.dirs ?? []);
   for (const dir of paths.flatMap(ancestorDirs)) if (facts.dirs[dir] === false) dirs.add(dir);
   return [...dirs].sort();
+}
+
+/**
+ * L3 IPv6 (ip6tnl) is rendered and checked by nft, but this agent does not create ip6tnl devices, load ip6_tunnel or
+ * the ip6 MSS clamp table, nor remove them: it refuses such VIPs before touching the host rather than half-apply them.
+ */
+export function l3Ipv6Refusal(services: readonly { path: string; ip: string; mode: string }[]): Task[] {
+  return services
+    .filter((s) => s.mode === 'l3' && familyOf(s.ip) === 6)
+    .map((s) => failed(`VIP ${s.ip}`, `${s.path}: mode 'l3' is not applied for IPv6 VIPs by this version of tula-dsr (ip6tnl); use mode 'l2' for IPv6 VIPs`));
 }

@@ -63,9 +63,10 @@ export function addressPresent(ip: string, prefix: number, dev: string): string 
   return `${cmd('ip', '-o', 'addr', 'show', 'dev', dev, 'to', `${ip}/${prefix}`)} 2>/dev/null | grep -q .`;
 }
 
-export function addAddressStep(ip: string, prefix: number, dev: string): Step {
+/** `nodad`: an IPv6 VIP the balancer owns answers at once, not after a second of duplicate address detection. */
+export function addAddressStep(ip: string, prefix: number, dev: string, nodad = false): Step {
   return {
-    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev),
+    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev, ...(nodad ? ['nodad'] : [])),
     undo: onlyIf(addressPresent(ip, prefix, dev), cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev)),
     allOrNothing: true,
   };

@@ -4,7 +4,7 @@
  */
 
 /**
- * A backend's servers: HTTP on each TCP port, a UDP echo on each UDP port, all bound to 0.0.0.0 (the VIPs appear
+ * A backend's servers: HTTP on each TCP port, a UDP echo on each UDP port, all bound to 0.0.0.0 and to :: (IPv6 only) (the VIPs appear
  * on lo only once tula-dsr applies). Every response names the backend.
  *
  *   GET /                -> "<name>\n"
@@ -35,6 +35,8 @@ CHUNK = 64 * 1024
 DATA = (NAME.encode() + b' ') * (CHUNK // (len(NAME) + 1)) + b'.' * (CHUNK % (len(NAME) + 1))
 assert len(DATA) == CHUNK
 IP_PKTINFO = getattr(socket, 'IP_PKTINFO', 8)
+IPV6_RECVPKTINFO = getattr(socket, 'IPV6_RECVPKTINFO', 49)
+IPV6_PKTINFO = getattr(socket, 'IPV6_PKTINFO', 50)
 out_lock = threading.Lock()
 
 def log(line):
@@ -102,13 +104,26 @@ def udp_echo(sock):
         for level, kind, value in ancillary:
             if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
                 _ifindex, _spec_dst, local = struct.unpack('i4s4s', value[:12])
+                local = (socket.IPPROTO_IP, IP_PKTINFO, struct.pack('i4s4s', 0, local, b'\0\0\0\0'))
+            elif level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO:
+                # in6_pktinfo: the address the datagram was sent to (the VIP), then the interface index
+                local = (socket.IPPROTO_IPV6, IPV6_PKTINFO, value[:16] + struct.pack('i', 0))
         reply = NAME.encode() + b' ' + data
         if local is not None:
-            sock.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, struct.pack('i4s4s', 0, local, b'\0\0\0\0'))], 0, addr)
+            # the reply's source is the address the request was sent to: the VIP, not the host's own address
+            sock.sendmsg([reply], [local], 0, addr)
         else:
             sock.sendto(reply, addr)
 
-servers = [Server(('0.0.0.0', port), Handler) for port in TCP_PORTS]
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        # IPv6 only: IPv4 clients keep their own server (and their plain dotted-quad addresses in the log)
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        super().server_bind()
+
+servers = [Server(('0.0.0.0', port), Handler) for port in TCP_PORTS] + [Server6(('::', port), Handler) for port in TCP_PORTS]
 for server in servers:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 for port in UDP_PORTS:
@@ -116,6 +131,11 @@ for port in UDP_PORTS:
     sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     sock.bind(('0.0.0.0', port))
     threading.Thread(target=udp_echo, args=(sock,), daemon=True).start()
+    sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock6.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+    sock6.bind(('::', port))
+    threading.Thread(target=udp_echo, args=(sock6,), daemon=True).start()
 log('READY')
 threading.Event().wait()
 `;
@@ -126,8 +146,8 @@ threading.Event().wait()
  *   burst  {host, port, count, concurrency, path?, timeout?, sourcePortBase?}
  *          count HTTP GETs, each on a new connection (from sourcePortBase + i when given)
  *          -> {"counts": {backend: n}, "failures": n, "errors": [...]}
- *   udp    {host, port, count, timeout?}
- *          count datagrams, each from a new socket -> {"counts": {...}, "failures": n, "errors": [...]}
+ *   udp    {host, port, count, timeout?, sourcePortBase?}
+ *          count datagrams, each from a new socket (from sourcePortBase + i when given) -> {"counts": {...}, "failures": n, "errors": [...]}
  *   get    {host, port, path, timeout?}
  *          one GET, body read to the end -> {"backend", "status", "bytes", "expected", "ms", "error"?}
  *   rate   {host, port, path, rate, seconds, timeout?}
@@ -145,6 +165,9 @@ CFG = json.loads(sys.argv[2])
 HOST = CFG['host']
 PORT = int(CFG['port'])
 TIMEOUT = float(CFG.get('timeout', 5))
+# an IPv6 VIP: every socket of this run is IPv6
+FAMILY = socket.AF_INET6 if ':' in HOST else socket.AF_INET
+ANY = '::' if FAMILY == socket.AF_INET6 else '0.0.0.0'
 out_lock = threading.Lock()
 
 def emit(obj):
@@ -157,12 +180,12 @@ def now_ms():
 
 def http_get(path, read_body=True, source_port=0):
     """One request on a new connection: (status, headers, body bytes or length)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(FAMILY, socket.SOCK_STREAM)
     try:
         sock.settimeout(TIMEOUT)
         if source_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(('0.0.0.0', source_port))
+            sock.bind((ANY, source_port))
         sock.connect((HOST, PORT))
         sock.sendall(('GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' % (path, HOST)).encode())
         buf = b''
@@ -242,10 +265,15 @@ def burst():
 def udp():
     counts = {}
     errors = []
+    base = int(CFG.get('sourcePortBase', 0))
     for i in range(int(CFG['count'])):
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(FAMILY, socket.SOCK_DGRAM)
         s.settimeout(TIMEOUT)
         try:
+            if base:
+                # a port of its own per datagram: a reused one would find its earlier flow and skew exact counts
+                s.bind((ANY, base + i))
+            # connected: the kernel drops a reply from any other source than the VIP
             s.connect((HOST, PORT))
             s.send(b'ping %d' % i)
             reply = s.recv(65535).decode()

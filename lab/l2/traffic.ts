@@ -67,9 +67,11 @@ export function httpRate(client: LabHost, python: string, o: { host: string; por
   });
 }
 
-/** `count` UDP datagrams to host:port, each from a new socket. */
+/** `count` UDP datagrams to host:port, each from a new socket on a port of its own (as httpBurst's, below the ephemeral range). */
 export function udpBurst(client: LabHost, python: string, o: { host: string; port: number; count: number }): Promise<BurstResult> {
-  return runClient(client, python, 'udp', { timeout: 2, ...o }, 25_000);
+  if (o.count > 2000) throw new Error(`udpBurst: count ${o.count} is too large: at most 2000`);
+  const sourcePortBase = 20000 + Math.floor(Math.random() * (12000 - o.count));
+  return runClient(client, python, 'udp', { timeout: 2, ...o, sourcePortBase }, 25_000);
 }
 
 /** One GET whose body is read to the end (a 10 MiB /big or a throttled /slow). */

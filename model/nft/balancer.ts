@@ -1,12 +1,14 @@
-import { compareAddresses, hex32, parseIpv4 } from '../address';
+import { addressHex, compareAddresses, hex32, parseIpAddress } from '../address';
 import { fnv1a32 } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { nftVipKey } from '../vip-key';
 import { NftChain, NftDefine, NftElement, NftMap, NftTable } from './objects';
 import { staticMapSize } from './render';
-import { DEFAULT_POLICY, Pool, PoolPolicy, groupPools, poolClassid, poolName, poolSequence } from './pools';
+import { DEFAULT_POLICY, Pool, PoolPolicy, familyOf, groupPools, poolClassid, poolName, poolSequence } from './pools';
 
 export const BALANCER_TABLE = 'tula_dsr';
+/** IPv6 L2 backends' MAC → counter map (`backend_counter_l2` holds the IPv4 ones). */
+export const BACKEND_MAC_MAP6 = 'backend_counter_l2_6';
 /**
  * Capacity of each flow map. nft's default (65,535) is far too small for a balancer; entries cost memory only
  * while they exist, and they expire after the VIP's flowTimeoutSec of idleness.
@@ -26,13 +28,17 @@ export interface BalancerFacts {
 
 const backendIds = new Map<string, string>();
 
-/** Stable per-backend identity: the IPv4 address as an integer (also the `meta mark` that selects an L3 tunnel). */
+/**
+ * Stable per-backend identity for names (counters `be_<id>`, defines `mac_<id>`): the address's bytes in hex, 8 digits
+ * for IPv4 (the address as an integer, also the `meta mark` that selects an L3 tunnel) and 32 for IPv6, so two
+ * backends never share a name.
+ */
 export function backendId(ip: string): string {
   let id = backendIds.get(ip);
   if (id === undefined) {
-    const value = parseIpv4(ip);
-    if (value === null) throw new Error(`backendId: ${ip} is not an IPv4 address`);
-    id = hex32(value);
+    const address = parseIpAddress(ip);
+    if (address === null) throw new Error(`backendId: ${ip} is not an IP address`);
+    id = addressHex(address);
     // renders look up the same few backends once per VIP: parse each address once
     if (backendIds.size > 65536) backendIds.clear();
     backendIds.set(ip, id);
@@ -40,13 +46,101 @@ export function backendId(ip: string): string {
   return id;
 }
 
-/** The balancer-side IPIP device for one backend: `tula` + 8 hex digits = 12 characters (IFNAMSIZ allows 15). */
-export function tunnelName(backendIp: string): string {
-  return `tula${backendId(backendIp)}`;
+/**
+ * The `meta mark` values of IPv6 L3 backends: 32 bits cannot hold their addresses, so each gets a hash, in a range no
+ * IPv4 backend's mark (its address) can take: 224.0.0.0/3, multicast and reserved, is refused as a backend. A hash
+ * already taken on this balancer moves to the next free value, addresses taken in order.
+ */
+const MARK6_BASE = 0xe0000000;
+const MARK6_SPAN = 0x20000000;
+const markCache = new WeakMap<BalancerSpec['vips'], ReadonlyMap<string, number>>();
+
+function ipv6Marks(spec: Pick<BalancerSpec, 'vips'>): ReadonlyMap<string, number> {
+  let marks = markCache.get(spec.vips);
+  if (!marks) {
+    const ips = new Set(spec.vips.filter((v) => v.mode === 'l3').flatMap((v) => v.backends.map((b) => b.ip)));
+    const taken = new Set<number>();
+    const assigned = new Map<string, number>();
+    for (const ip of [...ips].filter((x) => parseIpAddress(x)?.family === 6).sort(compareAddresses)) {
+      let offset = fnv1a32(`tula-dsr mark/${ip}`) % MARK6_SPAN;
+      while (taken.has(offset)) offset = (offset + 1) % MARK6_SPAN;
+      taken.add(offset);
+      assigned.set(ip, MARK6_BASE + offset);
+    }
+    markCache.set(spec.vips, (marks = assigned));
+  }
+  return marks;
+}
+
+/** The `meta mark` that selects an L3 backend's tunnel: its IPv4 address as an integer, or its IPv6 hash (ipv6Marks). */
+export function backendMark(ip: string, spec?: Pick<BalancerSpec, 'vips'>): string {
+  const address = parseIpAddress(ip);
+  if (address?.family === 4) return backendId(ip);
+  const mark = spec && ipv6Marks(spec).get(ip);
+  if (mark === undefined) throw new Error(`backendMark: ${ip} is not an L3 backend of this balancer`);
+  return hex32(mark);
+}
+
+/**
+ * The balancer-side tunnel for one L3 backend: `tula` + the 8 hex digits of its mark = 12 characters (IFNAMSIZ allows
+ * 15). An IPv6 backend's name depends on the balancer's other IPv6 backends (ipv6Marks), so it needs the spec.
+ */
+export function tunnelName(backendIp: string, spec?: Pick<BalancerSpec, 'vips'>): string {
+  return `tula${backendMark(backendIp, spec)}`;
 }
 
 const macVar = (ip: string) => `mac_${backendId(ip)}`;
 const FLOW_KEY = 'ip saddr . th sport . ip daddr . th dport';
+/**
+ * The IPv6 flow key: nft 1.0.6 (Debian 12) aborts on a map update whose key is longer than 16 bytes (fixed in nft
+ * 1.0.9, "netlink_linearize: skip set element expression in map statement key"), and the IPv6 4-tuple has 36. So the
+ * key is 16 bytes: two hashes of the address pair under different seeds (64 bits: two flows share an entry only if
+ * both hashes and both ports agree), both ports as one 32-bit word, and a hash of the VIP's address alone, by which
+ * the runtime tells each flow's VIP. The seeds are part of every flow's identity: they never change.
+ */
+export const FLOW6_SEEDS = { pairA: 0x7d5a1c3b, pairB: 0x2c6e94f1, vip: 0x51f0a3d7 } as const;
+const jhash32 = (expr: string, seed: number) => `jhash ${expr} mod 4294967295 seed 0x${hex32(seed)}`;
+const FLOW_KEY6 = [
+  jhash32('ip6 saddr . ip6 daddr', FLOW6_SEEDS.pairA),
+  jhash32('ip6 saddr . ip6 daddr', FLOW6_SEEDS.pairB),
+  '@th,0,32',
+  jhash32('ip6 daddr', FLOW6_SEEDS.vip),
+].join(' . ');
+/** The flow maps' key declaration: `typeof numgen` gives jhash's integer type (a `typeof jhash` makes nft 1.0.6 crash listing it). */
+const FLOW_KEY6_TYPE = 'numgen inc mod 2 . numgen inc mod 2 . @th,0,32 . numgen inc mod 2';
+
+/** What differs between an IPv4 VIP's packet path and an IPv6 one's: the address expressions and the map names. */
+interface FamilyTerms {
+  /** Appended to flow map, VIP map and scheduler chain names: '' for IPv4 (names as before IPv6 came), '6' for IPv6. */
+  readonly suffix: '' | '6';
+  readonly protocol: 'ip' | 'ip6';
+  readonly saddr: string;
+  readonly daddr: string;
+  readonly addrType: 'ipv4_addr' | 'ipv6_addr';
+  readonly flowKey: string;
+  readonly flowKeyType: (valueType: string) => { type: string; typeof?: boolean };
+}
+
+const FAMILY: Readonly<Record<4 | 6, FamilyTerms>> = {
+  4: {
+    suffix: '',
+    protocol: 'ip',
+    saddr: 'ip saddr',
+    daddr: 'ip daddr',
+    addrType: 'ipv4_addr',
+    flowKey: FLOW_KEY,
+    flowKeyType: (valueType) => ({ type: `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}` }),
+  },
+  6: {
+    suffix: '6',
+    protocol: 'ip6',
+    saddr: 'ip6 saddr',
+    daddr: 'ip6 daddr',
+    addrType: 'ipv6_addr',
+    flowKey: FLOW_KEY6,
+    flowKeyType: (valueType) => ({ type: `${FLOW_KEY6_TYPE} : ${valueType === 'ether_addr' ? 'ether daddr' : 'meta mark'}`, typeof: true }),
+  },
+};
 
 interface Shape {
   readonly chain: string;
@@ -57,14 +151,17 @@ interface Shape {
 
 function shapeOf(pool: Pool, modulus: number): Shape {
   const algorithm = pool.algorithm === 'source-hash' ? 'sh' : pool.algorithm === 'consistent-hash' ? 'ch' : 'rr';
-  const chain = `${pool.mode}_${pool.protocol}_${pool.any ? 'any' : 'port'}_${algorithm}${modulus}_t${pool.flowTimeoutSec}${managedSuffix(pool)}`;
+  const chain = `${pool.mode}_${pool.protocol}${FAMILY[pool.family].suffix}_${pool.any ? 'any' : 'port'}_${algorithm}${modulus}_t${pool.flowTimeoutSec}${managedSuffix(pool)}`;
   return { chain, pool, modulus, algorithm };
 }
 
 /** The key that identifies a VIP on the packet path; the map names differ for single-port and all-port VIPs. */
-function vipKeyExpr(any: boolean): string {
-  return any ? 'ip daddr . meta l4proto' : 'ip daddr . meta l4proto . th dport';
+function vipKeyExpr(any: boolean, family: FamilyTerms = FAMILY[4]): string {
+  return any ? `${family.daddr} . meta l4proto` : `${family.daddr} . meta l4proto . th dport`;
 }
+
+/** The VIP lookup maps of one kind and family: `vip_pool_port`, `vip_counter_any6`, … */
+const vipMap = (role: 'pool' | 'counter', any: boolean, family: FamilyTerms) => `vip_${role}_${any ? 'any' : 'port'}${family.suffix}`;
 
 /** The maps a scheduler chain reads and writes, by role. */
 interface SchedulerMaps {
@@ -88,13 +185,15 @@ interface SchedulerMaps {
 function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
   const { pool, modulus } = shape;
   const { flows, closing, slots, live } = maps;
+  const family = FAMILY[pool.family];
+  const key = family.flowKey;
   const timeout = `timeout ${pool.flowTimeoutSec}s`;
-  const remember = `update @${flows} { ${FLOW_KEY} ${timeout} : ${valueExpr} }`;
+  const remember = `update @${flows} { ${key} ${timeout} : ${valueExpr} }`;
   const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${slots}`;
   const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
   const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
-  const rules = [`counter name ${vipKeyExpr(pool.any)} map @vip_counter_${pool.any ? 'any' : 'port'}`];
+  const rules = [`counter name ${vipKeyExpr(pool.any, family)} map @${vipMap('counter', pool.any, family)}`];
   const tcp = pool.protocol === 'tcp';
   const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
   if (tcp && closing) {
@@ -102,28 +201,30 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
     // last packets (the ACK after a FIN, retransmissions) still reach its backend, while a later SYN on the same
     // 4-tuple is a new connection and is scheduled afresh, as IPVS does from the client's packets alone.
     rules.push(
-      `tcp flags & (fin|rst) != 0 tcp flags & syn == 0 ${valueExpr} set ${FLOW_KEY} map @${flows} ` +
-        `update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } delete @${flows} { ${FLOW_KEY} : ${valueExpr} } ` +
+      `tcp flags & (fin|rst) != 0 tcp flags & syn == 0 ${valueExpr} set ${key} map @${flows} ` +
+        `update @${closing} { ${key} ${timeout} : ${valueExpr} } delete @${flows} { ${key} : ${valueExpr} } ` +
         `meta priority . ${valueExpr} @${maps.endedCounter} ${out}`,
     );
   }
   // Open flows next. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend still
   // takes new flows, so that a new connection on a 4-tuple whose end the balancer never saw cannot reach a drained
   // or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
-  rules.push(`${tcp ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${FLOW_KEY} map @${flows} ${remember} ${out}`);
+  rules.push(`${tcp ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${key} map @${flows} ${remember} ${out}`);
   if (tcp && closing)
-    rules.push(`tcp flags & (syn|ack) != syn ${valueExpr} set ${FLOW_KEY} map @${closing} update @${closing} { ${FLOW_KEY} ${timeout} : ${valueExpr} } ${out}`);
+    rules.push(`tcp flags & (syn|ack) != syn ${valueExpr} set ${key} map @${closing} update @${closing} { ${key} ${timeout} : ${valueExpr} } ${out}`);
   if (tcp) {
     rules.push(
-      `${newFlow}${valueExpr} set ${FLOW_KEY} map @${flows} meta priority . ${valueExpr} @${live} ${out}`,
-      `${newFlow}delete @${flows} { ${FLOW_KEY} : ${valueExpr} }`,
+      `${newFlow}${valueExpr} set ${key} map @${flows} meta priority . ${valueExpr} @${live} ${out}`,
+      `${newFlow}delete @${flows} { ${key} : ${valueExpr} }`,
     );
   }
   // A new connection also retires what a closed one on the same 4-tuple left: `update` never replaces the value of an
   // element that exists, so a stale closing entry would send the new connection's last packets to the old backend.
-  if (tcp && closing) rules.push(`${newFlow}${valueExpr} set ${FLOW_KEY} map @${closing} delete @${closing} { ${FLOW_KEY} : ${valueExpr} }`);
+  if (tcp && closing) rules.push(`${newFlow}${valueExpr} set ${key} map @${closing} delete @${closing} { ${key} : ${valueExpr} }`);
   if (modulus === 0) return rules;
-  const hash = shape.algorithm === 'sh' ? `jhash ip saddr . ip daddr mod ${modulus} seed ${seed}` : `jhash ${FLOW_KEY} mod ${modulus} seed ${seed}`;
+  // the hash of the whole 4-tuple, whatever the flow maps' key: a jhash input may be longer than 16 bytes
+  const tuple = `${family.saddr} . th sport . ${family.daddr} . th dport`;
+  const hash = shape.algorithm === 'sh' ? `jhash ${family.saddr} . ${family.daddr} mod ${modulus} seed ${seed}` : `jhash ${tuple} mod ${modulus} seed ${seed}`;
   const chooser = shape.algorithm === 'rr' ? `numgen inc mod ${modulus}` : hash;
   rules.push(`${newFlow}${pick(chooser)} ${remember} ${countNew} ${out}`);
   // The kernel may refuse to record a flow whose 4-tuple was ended and reused moments before (its old entry waits
@@ -143,8 +244,8 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
 export const MANAGED_SUFFIX = '_rt';
 const managedSuffix = (pool: Pool) => (pool.managed ? MANAGED_SUFFIX : '');
 
-function slotValue(mode: VipSpec['mode'], backend: BackendSpec): string {
-  return mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendId(backend.ip)}`;
+function slotValue(spec: Pick<BalancerSpec, 'vips'>, mode: VipSpec['mode'], backend: BackendSpec): string {
+  return mode === 'l2' ? `$${macVar(backend.ip)}` : `0x${backendMark(backend.ip, spec)}`;
 }
 
 function byName<T extends { name: string }>(items: readonly T[]): T[] {
@@ -197,14 +298,15 @@ export function buildBalancerTable(
   // only the VIP maps need it: the pool sync (managedOnly, no VIPs) must not index ten thousand VIPs at every change
   const poolOf = new Map(vips.length ? pools.flatMap((p) => p.vips.map((name) => [name, p] as const)) : []);
   for (const vip of vips) {
-    const kind = vip.port === '*' ? 'any' : 'port';
-    const keyType = vip.port === '*' ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
+    const any = vip.port === '*';
+    const family = FAMILY[familyOf(vip.ip)];
+    const keyType = any ? `${family.addrType} . inet_proto` : `${family.addrType} . inet_proto . inet_service`;
     const key = nftVipKey(vip);
     const own = (text: string): NftElement => ({ text, vip: vip.name });
     const vipCounter = `vip_${vip.name}`;
     counters.add(vipCounter);
-    mapOf(`vip_pool_${kind}`, { type: `${keyType} : classid` }).elements.push(own(`${key} : ${poolClassid(poolOf.get(vip.name)!.id)}`));
-    mapOf(`vip_counter_${kind}`, { type: `${keyType} : counter` }).elements.push(own(`${key} : ${vipCounter}`));
+    mapOf(vipMap('pool', any, family), { type: `${keyType} : classid` }).elements.push(own(`${key} : ${poolClassid(poolOf.get(vip.name)!.id)}`));
+    mapOf(vipMap('counter', any, family), { type: `${keyType} : counter` }).elements.push(own(`${key} : ${vipCounter}`));
   }
 
   for (const pool of pools) {
@@ -216,22 +318,22 @@ export function buildBalancerTable(
     const l2 = pool.mode === 'l2';
     const valueType = l2 ? 'ether_addr' : 'mark';
     const valueExpr = l2 ? 'ether daddr' : 'meta mark';
+    const family = FAMILY[pool.family];
     const roles: SchedulerMaps = {
-      flows: `flows_${pool.mode}_${pool.protocol}`,
-      closing: pool.protocol === 'tcp' ? `closing_${pool.mode}_tcp` : undefined,
+      flows: `flows_${pool.mode}_${pool.protocol}${family.suffix}`,
+      closing: pool.protocol === 'tcp' ? `closing_${pool.mode}_tcp${family.suffix}` : undefined,
       slots: `slots_${pool.mode}${managedSuffix(pool)}`,
       live: `live_${pool.mode}${managedSuffix(pool)}`,
       newCounter: `pool_new_${pool.mode}`,
       endedCounter: `pool_ended_${pool.mode}`,
     };
     for (const dynamic of [roles.flows, roles.closing]) {
-      if (dynamic)
-        mapOf(dynamic, { type: `ipv4_addr . inet_service . ipv4_addr . inet_service : ${valueType}`, dynamic: { timeoutSec: 3600, size: FLOW_MAP_SIZE } });
+      if (dynamic) mapOf(dynamic, { ...family.flowKeyType(valueType), dynamic: { timeoutSec: 3600, size: FLOW_MAP_SIZE } });
     }
     mapOf('pool_chain', { type: 'classid : verdict' }).elements.push(own(`${classid} : goto ${shape.chain}`));
     // the typeof's modulus is only there to give the key its type: each rule uses its pool's own modulus
     const slotMap = mapOf(roles.slots, { type: `meta priority . numgen inc mod 2 : ${valueExpr}`, typeof: true });
-    const values = new Map(pool.backends.map((b) => [b.name, slotValue(pool.mode, b)]));
+    const values = new Map(pool.backends.map((b) => [b.name, slotValue(spec, pool.mode, b)]));
     sequence.forEach((name, index) => slotMap.elements.push(own(`${classid} . ${index} : ${values.get(name)}`)));
     for (const backend of pool.backends) (l2 ? l2Backends : l3Backends).set(backend.ip, backend);
     // Per (pool, backend): new flows (scheduled) and flows the client ended (FIN or RST), counted by the set
@@ -263,8 +365,10 @@ export function buildBalancerTable(
       value: lbMac,
       comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
     });
-    const counterMap = mapOf('backend_counter_l2', { type: 'ether_addr : counter' });
-    for (const ip of orderedIps(l2Backends)) {
+    // A dual-stack host has one MAC for its IPv4 and its IPv6 address: each family counts in a map of its own, so
+    // that the MAC is a key once per map (IPv4 keeps the map and rules it had before IPv6 came)
+    const ips = orderedIps(l2Backends);
+    for (const ip of ips) {
       const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
       defines.push({
         name: macVar(ip),
@@ -272,35 +376,41 @@ export function buildBalancerTable(
         comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time`,
       });
       counters.add(`be_${backendId(ip)}`);
-      counterMap.elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
+      const map = familyOf(ip) === 6 ? BACKEND_MAC_MAP6 : 'backend_counter_l2';
+      mapOf(map, { type: 'ether_addr : counter' }).elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
     }
-    chains.set('l2_out', {
-      name: 'l2_out',
-      rules: [
-        'counter name ether daddr map @backend_counter_l2',
-        // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port; the pool
-        // id goes, so that it cannot pick a queue of the outgoing interface (skb->priority selects pfifo bands).
-        `meta priority set 0:0 ether saddr set $lb_mac fwd to "${spec.interface}"`,
-      ],
-    });
+    // Rewriting the source MAC keeps the switch from learning the client's MAC on the balancer's port; the pool
+    // id goes, so that it cannot pick a queue of the outgoing interface (skb->priority selects pfifo bands).
+    const out = `meta priority set 0:0 ether saddr set $lb_mac fwd to "${spec.interface}"`;
+    const rules: string[] = [];
+    if (ips.some((ip) => familyOf(ip) === 6)) rules.push(`meta protocol ip6 counter name ether daddr map @${BACKEND_MAC_MAP6} ${out}`);
+    if (ips.some((ip) => familyOf(ip) === 4)) rules.push('counter name ether daddr map @backend_counter_l2', out);
+    chains.set('l2_out', { name: 'l2_out', rules });
   }
   if (l3Backends.size) {
     const dispatch = mapOf('l3_backends', { type: 'mark : verdict' });
     for (const ip of orderedIps(l3Backends)) {
       const id = backendId(ip);
       counters.add(`be_${id}`);
-      dispatch.elements.push({ text: `0x${id} : goto be_${id}` });
-      chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} meta priority set 0:0 fwd ip to ${ip} device "${tunnelName(ip)}"`] });
+      dispatch.elements.push({ text: `0x${backendMark(ip, spec)} : goto be_${id}` });
+      const fwd = `fwd ${FAMILY[familyOf(ip)].protocol} to ${ip} device "${tunnelName(ip, spec)}"`;
+      chains.set(`be_${id}`, { name: `be_${id}`, rules: [`counter name be_${id} meta priority set 0:0 ${fwd}`] });
     }
   }
 
-  // A pair member takes only frames sent to its own MAC: a switch floods a frame whose destination it has not learnt
-  // (after an FDB entry aged out, or the other member's port went down) to both members, and the passive one must not
-  // schedule it too (a second SYN to another backend). VRRP's gratuitous ARP moves the VIPs' traffic to it instead.
+  // one lookup per packet: its family's protocol test picks the map for its address family. A pair member takes only
+  // frames sent to its own MAC: a switch floods a frame whose destination it has not learnt (after an FDB entry aged
+  // out, or the other member's port went down) to both members, and the passive one must not schedule it too (a
+  // second SYN to another backend). VRRP's gratuitous ARP moves the VIPs' traffic to it instead.
   const ownFrames = spec.pair ? 'meta pkttype host ' : '';
-  const ingressRules = (['port', 'any'] as const)
-    .filter((kind) => maps.has(`vip_pool_${kind}`))
-    .map((kind) => `${ownFrames}meta protocol ip meta priority set ${vipKeyExpr(kind === 'any')} map @vip_pool_${kind} meta priority vmap @pool_chain`);
+  const ingressRules = [FAMILY[4], FAMILY[6]].flatMap((family) =>
+    [false, true]
+      .filter((any) => maps.has(vipMap('pool', any, family)))
+      .map(
+        (any) =>
+          `${ownFrames}meta protocol ${family.protocol} meta priority set ${vipKeyExpr(any, family)} map @${vipMap('pool', any, family)} meta priority vmap @pool_chain`,
+      ),
+  );
   const ingress: NftChain = {
     name: 'ingress',
     hook: `type filter hook ingress device "${spec.interface}" priority -300; policy accept;`,
@@ -321,8 +431,10 @@ export function buildBalancerTable(
   };
 }
 
-/** The balancer's IPIP tunnels for L3 backends, in address order. */
+/** The balancer's tunnels for L3 backends (IPIP to IPv4 ones, ip6tnl to IPv6 ones), in address order. */
 export function balancerTunnels(spec: BalancerSpec): { name: string; local: string; remote: string }[] {
   const remotes = new Set(spec.vips.filter((v) => v.mode === 'l3').flatMap((v) => v.backends.map((b) => b.ip)));
-  return [...remotes].sort(compareAddresses).map((remote) => ({ name: tunnelName(remote), local: spec.address!, remote }));
+  return [...remotes]
+    .sort(compareAddresses)
+    .map((remote) => ({ name: tunnelName(remote, spec), local: familyOf(remote) === 6 ? spec.ipv6Address! : spec.address!, remote }));
 }

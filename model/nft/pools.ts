@@ -1,4 +1,4 @@
-import { hex32 } from '../address';
+import { hex32, parseIpAddress } from '../address';
 import { stableJson } from '../digest';
 import { LEAST_CONNECTIONS } from '../fields';
 import { vipBackendChecks } from '../probe-targets';
@@ -19,6 +19,8 @@ export interface Pool {
   readonly key: string;
   readonly mode: VipSpec['mode'];
   readonly protocol: VipSpec['protocol'];
+  /** The VIPs' address family: IPv4 and IPv6 VIPs have maps and scheduler chains of their own. */
+  readonly family: 4 | 6;
   /** All-port ('*') VIPs count in other maps than single-port ones, so they never share a pool with them. */
   readonly any: boolean;
   readonly algorithm: VipSpec['algorithm'];
@@ -46,9 +48,14 @@ export interface PoolPolicy {
   readonly weight?: (backend: BackendSpec, pool: Pool) => number | undefined;
 }
 
+/** A VIP's address family (validation keeps its backends in it). */
+export const familyOf = (ip: string): 4 | 6 => (parseIpAddress(ip)?.family === 6 ? 6 : 4);
+
 function poolKey(vip: VipSpec): string {
   const checks = vipBackendChecks(vip);
   return stableJson({
+    // absent for IPv4, so that the keys (and pools) of configurations from before IPv6 stay as they were
+    family: familyOf(vip.ip) === 6 ? 6 : undefined,
     mode: vip.mode,
     protocol: vip.protocol,
     any: vip.port === '*',
@@ -90,6 +97,7 @@ export function groupPools(vips: readonly VipSpec[]): Pool[] {
       key,
       mode: vip.mode,
       protocol: vip.protocol,
+      family: familyOf(vip.ip),
       any: vip.port === '*',
       algorithm: vip.algorithm,
       hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined,

@@ -10,16 +10,15 @@ const fixture = (name: string) => readFileSync(join(__dirname, 'fixtures', name)
 const JUNK = 'Last login: Sun Nov 29 01:00:00 2026\nwarning: stmt ops map have no json callback\n';
 
 describe('parseIpAddrJson', () => {
-  test('GIVEN a recorded `ip -j -d addr` WHEN parsed THEN it lists IPv4 addresses per device, MACs and link state', () => {
+  test('GIVEN a recorded `ip -j -d addr` WHEN parsed THEN it lists IPv4 and IPv6 addresses per device, MACs and link state', () => {
     const facts = parseIpAddrJson(fixture('ip-addr.json'));
-    expect(facts.addresses).toEqual(
-      expect.arrayContaining([
-        { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
-        { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
-        { dev: 'eth0', ip: '10.213.99.100', prefix: 32 },
-      ]),
-    );
-    expect(facts.addresses.every((a) => !a.ip.includes(':'))).toBe(true);
+    expect(facts.addresses).toEqual([
+      { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
+      { dev: 'lo', ip: '::1', prefix: 128 },
+      { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
+      { dev: 'eth0', ip: '10.213.99.100', prefix: 32 },
+      { dev: 'eth0', ip: 'fe80::58e6:21ff:fede:c8c3', prefix: 64 },
+    ]);
     expect(facts.links.eth0).toMatchObject({ up: true, kind: 'veth' });
     expect(facts.links.eth0.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
     expect(facts.links.lo.mac).toBe('00:00:00:00:00:00');
@@ -61,6 +60,15 @@ describe('parseNftTableText', () => {
 
   test('GIVEN an error message (no such table) WHEN parsed THEN the table does not exist', () => {
     expect(parseNftTableText('Error: No such file or directory\nlist table netdev tula_dsr\n').exists).toBe(false);
+  });
+});
+
+describe('IPv6 in the facts', () => {
+  test('GIVEN IPv6 addresses and neighbours written in long form WHEN parsed THEN they are in RFC 5952 form, the form the spec side compares', () => {
+    const addr = JSON.stringify([{ ifname: 'lo', flags: ['UP'], addr_info: [{ family: 'inet6', local: 'FD00:1:0:0::0064', prefixlen: 128 }] }]);
+    expect(parseIpAddrJson(addr).addresses).toEqual([{ dev: 'lo', ip: 'fd00:1::64', prefix: 128 }]);
+    const neigh = JSON.stringify([{ dst: 'fd00:1:0::000b', dev: 'eth0', lladdr: '02:AA:00:00:00:0B', state: ['REACHABLE'] }]);
+    expect(parseNeighJson(neigh)).toEqual({ 'fd00:1::b': '02:aa:00:00:00:0b' });
   });
 });
 

@@ -57,7 +57,7 @@ function problems(stack: TerraformStack): string[] {
     .map((l) => l.slice(2));
 }
 
-const badIp = (v: string) => `"${v}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+const badIp = (v: string) => `"${v}" is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
 
 test('GIVEN a valid stack WHEN synthesized with validations THEN it passes (the cases below differ from it in one place)', () => {
   const s = stackWith((k) => k.vip(k.lb(), 'web'));
@@ -67,7 +67,7 @@ test('GIVEN a valid stack WHEN synthesized with validations THEN it passes (the 
 
 describe('each bad input gets its own exact message', () => {
   test.each<[string, (k: Kit) => void, string[]]>([
-    ['VIP ip not IPv4', (k) => k.vip(k.lb(), 'web', { ip: '10.0.1' }), [`[s/web] ip: ${badIp('10.0.1')}`]],
+    ['VIP ip not an address', (k) => k.vip(k.lb(), 'web', { ip: '10.0.1' }), [`[s/web] ip: ${badIp('10.0.1')}`]],
     [
       'VIP ip the network address',
       (k) => k.vip(k.lb(), 'web', { ip: '10.0.1.0' }),
@@ -98,7 +98,20 @@ describe('each bad input gets its own exact message', () => {
       (k) => k.vip(k.lb(), 'web', { ip: '224.1.2.3' }),
       ['[s/web] ip: "224.1.2.3" is a multicast address (224.0.0.0/4); use a unicast IPv4 address'],
     ],
-    ['backend ip not IPv4', (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: 'fe80::1' }]]), [`[s/web/web1] ip: ${badIp('fe80::1')}`]],
+    [
+      'backend ip link-local IPv6',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: 'fe80::1' }]]),
+      ['[s/web/web1] ip: "fe80::1" is a link-local address (fe80::/10), which is only valid on one link; use a unicast IPv6 address'],
+    ],
+    [
+      'backend of the other family',
+      (k) => k.vip(k.lb(), 'web', {}, [['web1', { ip: 'fd00:1::11' }]]),
+      [
+        '[s/web/web1] ip: "fd00:1::11" is an IPv6 address, but VIP web (10.0.1.100) is IPv4; a backend must be reached in its VIP\'s family: ' +
+          "L3 tunnels carry IPv4 in IPv4 (ipip) and IPv6 in IPv6 (ip6tnl), and health probes go to the backend's address with the VIP written in its place, " +
+          "so give the backend its IPv4 address (ip, or the BackendHost's address)",
+      ],
+    ],
     [
       'balancer address loopback',
       (k) => k.vip(k.lb({ address: '127.0.0.1' }), 'web'),
@@ -314,6 +327,28 @@ describe('each bad input gets its own exact message', () => {
       },
       ['[s/web/web9] ip: is required: set ip, or set host to a BackendHost whose address is known'],
     ],
+    [
+      'an IPv6 VIP whose backend host has only an IPv4 address',
+      (k) => {
+        const h = k.host('web1', '10.0.1.11');
+        k.vip(k.lb(), 'web', { ip: 'fd00:1::100' }, [['web1', { host: h }]]);
+      },
+      ['[s/web/web1] ip: is required: set ip, or set host to a BackendHost whose ipv6Address is known'],
+    ],
+    [
+      'mssClamp on an L2 IPv6 VIP',
+      (k) => k.vip(k.lb(), 'web', { ip: 'fd00:1::100', mssClamp: 1400 }, [['web1', { ip: 'fd00:1::11' }]]),
+      [
+        "[s/web] mssClamp: 1400 is set on an L2 VIP, but mssClamp only applies to L3 (ip6tnl) VIPs, whose request path loses 40 bytes to encapsulation; remove it or use mode 'l3'",
+      ],
+    ],
+    [
+      'an L2 IPv6 backend outside the balancer ipv6Subnet',
+      (k) => k.vip(k.lb({ ipv6Subnet: 'fd00:1::/64' }), 'web', { ip: 'fd00:1::100' }, [['web1', { ip: 'fd00:2::11' }]]),
+      [
+        "[s/web/web1] ip: \"fd00:2::11\" is outside the balancer's subnet fd00:1::/64; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)",
+      ],
+    ],
   ])('GIVEN %s WHEN synthesized THEN exactly that problem is reported', (_what, build, expected) => {
     expect(problems(stackWith(build))).toEqual(expected);
   });
@@ -351,9 +386,9 @@ describe('unknown properties', () => {
       }),
     );
     expect(lines).toEqual([
-      '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, persist',
-      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec',
-      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec${l7}`,
+      '[s/web1] healthCheck: "healthCheck" is not a known property; known properties are ssh, address, ipv6Address, persist',
+      '[s/lb1] name: "name" is not a known property; known properties are ssh, interface, address, ipv6Address, subnet, ipv6Subnet, mac, statsTextfile, statsIntervalSec',
+      `[s/lb1] headerRewrite: "headerRewrite" is not a known property; known properties are ssh, interface, address, ipv6Address, subnet, ipv6Subnet, mac, statsTextfile, statsIntervalSec${l7}`,
       `[s/web/web1] cookie: "cookie" is not a known property; known properties are ip, port, weight, mac, host, healthCheck${l7}`,
       '[s/web2] ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
     ]);

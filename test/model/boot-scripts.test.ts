@@ -41,7 +41,8 @@ test('GIVEN a backend boot script with hostile tunnel, sysctl and address values
     sysctls: [{ key: `net.ipv4.conf.${HOSTILE_DEV}.rp_filter`, value: '2 `touch pwned`', device: HOSTILE_DEV }],
     tunnel: { name: HOSTILE_DEV, local: HOSTILE_IP },
     addresses: [{ ip: HOSTILE_IP, prefix: 32, dev: HOSTILE_DEV }],
-    mssClamp: { file: '/etc/x y.nft', ruleset: '' },
+    mssClamp: { file: '/etc/x y.nft', ruleset: '', tables: [] },
+    tunnel6: null,
     modules: ['ipip;touch pwned'],
   });
   expect(runScript(script)).toEqual([

@@ -106,7 +106,7 @@ describe('every rendered ruleset passes the real `nft -c -f`', () => {
   test('GIVEN the fixture registry WHEN collected THEN it holds every balancer case in plan, boot and reload form, the MSS clamps, the construct stacks and the shrinking reload', () => {
     const names = rulesets.map((r) => r.name);
     for (const c of BALANCER_CASES) expect(names).toEqual(expect.arrayContaining([`${c.name} | plan`, `${c.name} | boot`, `${c.name} | reload`]));
-    expect(names.filter((n) => n.endsWith('| mss clamp'))).toHaveLength(2);
+    expect(names.filter((n) => n.endsWith('| mss clamp'))).toHaveLength(3);
     expect(names.filter((n) => n.startsWith('example stack') || n.startsWith('mixed stack'))).toHaveLength(4);
     expect(names).toContain(SHRINK_NAME);
   });

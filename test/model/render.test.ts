@@ -11,6 +11,7 @@ import {
   NftTable,
   VipSpec,
   backendId,
+  backendMark,
   fnv1a32,
   maglevTable,
   nftVipKey,
@@ -42,7 +43,7 @@ import {
 
 /** The classid of the slot pool a VIP points at. */
 function poolOfVip(table: NftTable, vip: VipSpec): string {
-  const map = table.maps.find((m) => m.name === `vip_pool_${vip.port === '*' ? 'any' : 'port'}`)!;
+  const map = table.maps.find((m) => m.name === `vip_pool_${vip.port === '*' ? 'any' : 'port'}${vip.ip.includes(':') ? '6' : ''}`)!;
   return map.elements.find((e) => e.text.startsWith(`${nftVipKey(vip)} : `))!.text.split(' : ')[1];
 }
 
@@ -55,7 +56,7 @@ function slotsOf(table: NftTable, spec: BalancerSpec, vipName: string): string[]
     (m) => (m.name === `slots_${vip.mode}` || m.name === `slots_${vip.mode}_rt`) && m.elements.some((e) => e.text.startsWith(prefix)),
   );
   if (!map) return [];
-  const byValue = new Map(vip.backends.map((b) => [vip.mode === 'l2' ? `$mac_${backendId(b.ip)}` : `0x${backendId(b.ip)}`, b.name]));
+  const byValue = new Map(vip.backends.map((b) => [vip.mode === 'l2' ? `$mac_${backendId(b.ip)}` : `0x${backendMark(b.ip, spec)}`, b.name]));
   const slots: string[] = [];
   for (const element of map.elements.filter((e) => e.text.startsWith(prefix)).map((e) => e.text)) {
     const m = /^(\d+) : (\S+)$/.exec(element.slice(prefix.length));
@@ -74,7 +75,8 @@ function modulusOf(table: NftTable, spec: BalancerSpec, vipName: string): number
   const dispatch = table.maps.find((m) => m.name === 'pool_chain')!;
   const element = dispatch.elements.find((e) => e.text.startsWith(`${poolOfVip(table, vip)} : goto `))!.text;
   const chain = table.chains.find((c) => c.name === element.split(' : goto ')[1])!;
-  const mods = new Set(chain.rules.flatMap((r) => [...r.matchAll(/ mod (\d+)/g)].map((m) => Number(m[1]))));
+  // 2^32-1 is the full-range jhash of the IPv6 flow key (FLOW6_SEEDS), not a slot choice
+  const mods = new Set(chain.rules.flatMap((r) => [...r.matchAll(/ mod (\d+)/g)].map((m) => Number(m[1]))).filter((m) => m !== 0xffffffff));
   if (mods.size > 1) throw new Error(`chain ${chain.name} uses several moduli: ${[...mods].join(', ')}`);
   return mods.size ? [...mods][0] : null;
 }
@@ -343,13 +345,13 @@ describe('tunnel names', () => {
       return `${((h >>> 24) % 223) + 1}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`;
     });
     const unique = new Set(ips);
-    expect(new Set([...unique].map(tunnelName)).size).toBe(unique.size);
+    expect(new Set([...unique].map((ip) => tunnelName(ip))).size).toBe(unique.size);
   });
 
   test('GIVEN every L3 case WHEN rendered THEN each device in the ruleset is one of the planned tunnels, at most 15 characters', () => {
     for (const c of BALANCER_CASES.filter((x) => x.spec.vips.some((v) => v.mode === 'l3'))) {
       const plan = planBalancerHost(c.spec, factsFor(c.spec));
-      const devices = [...renderNftDeclarative(plan.table).matchAll(/fwd ip to \S+ device "([^"]+)"/g)].map((m) => m[1]);
+      const devices = [...renderNftDeclarative(plan.table).matchAll(/fwd ip6? to \S+ device "([^"]+)"/g)].map((m) => m[1]);
       expect(devices.length).toBeGreaterThan(0);
       expect(new Set(devices)).toEqual(new Set(plan.tunnels.map((t) => t.name)));
       for (const d of devices) expect(d.length).toBeLessThanOrEqual(15);

@@ -48,13 +48,14 @@ test('GIVEN the base spec WHEN checked THEN it has no problem (the variants belo
 });
 
 describe('IP addresses', () => {
-  const notIpv4 = (v: string) => `"${v}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+  const notIp = (v: string) => `"${v}" is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
   test.each([
-    ['10.0.1', notIpv4('10.0.1')],
-    ['10.0.1.256', notIpv4('10.0.1.256')],
-    ['010.0.1.1', notIpv4('010.0.1.1')],
-    ['::1', notIpv4('::1')],
-    ['web.example.com', notIpv4('web.example.com')],
+    ['10.0.1', notIp('10.0.1')],
+    ['10.0.1.256', notIp('10.0.1.256')],
+    ['010.0.1.1', notIp('010.0.1.1')],
+    ['web.example.com', notIp('web.example.com')],
+    ['fd00::1%eth0', notIp('fd00::1%eth0')],
+    ['fd00::1::2', notIp('fd00::1::2')],
     ['0.0.0.0', '"0.0.0.0" is the unspecified address 0.0.0.0; use a unicast IPv4 address'],
     ['0.1.2.3', '"0.1.2.3" is in 0.0.0.0/8 ("this network"); use a unicast IPv4 address'],
     ['127.0.0.1', '"127.0.0.1" is a loopback address (127.0.0.0/8); use a unicast IPv4 address'],
@@ -94,7 +95,102 @@ describe('IP addresses', () => {
       ),
     ).toEqual([
       's/lb1: address: "127.0.0.2" is a loopback address (127.0.0.0/8); use a unicast IPv4 address',
-      's/web/web1: ip: "10.0.1.x" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100',
+      's/web/web1: ip: "10.0.1.x" is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100',
+    ]);
+  });
+});
+
+describe('IPv6 addresses', () => {
+  const SPECIAL6 = [
+    ['::', '"::" is the unspecified address ::; use a unicast IPv6 address'],
+    ['::1', '"::1" is the loopback address ::1; use a unicast IPv6 address'],
+    ['0:0:0:0:0:0:0:1', '"0:0:0:0:0:0:0:1" is the loopback address ::1; use a unicast IPv6 address'],
+    ['fe80::1', '"fe80::1" is a link-local address (fe80::/10), which is only valid on one link; use a unicast IPv6 address'],
+    ['febf::1', '"febf::1" is a link-local address (fe80::/10), which is only valid on one link; use a unicast IPv6 address'],
+    ['ff02::1', '"ff02::1" is a multicast address (ff00::/8); use a unicast IPv6 address'],
+    ['::ffff:10.0.1.5', '"::ffff:10.0.1.5" is an IPv4-mapped address (::ffff:0:0/96); write the IPv4 address itself: 10.0.1.5'],
+  ];
+  // an IPv6 VIP with IPv6 backends, on a balancer with an IPv6 subnet: the variants below differ from it in one place
+  const base6 = () =>
+    variant((s) => {
+      s.ipv6Subnet = 'fd00:1::/64';
+      vip0(s).ip = 'fd00:1::100';
+      vip0(s).backends.forEach((b: Json, i: number) => (b.ip = `fd00:1::${11 + i}`));
+    });
+  const variant6 = (change: (s: Json) => void) => {
+    const s = base6();
+    change(s);
+    return s;
+  };
+
+  test('GIVEN the IPv6 base spec WHEN checked THEN it has no problem', () => {
+    expect(problems(base6())).toEqual([]);
+  });
+
+  test.each(SPECIAL6)('GIVEN VIP ip %j WHEN checked THEN %s', (ip, message) => {
+    expect(problems(variant6((s) => (vip0(s).ip = ip)))).toEqual([`s/web: ip: ${message}`]);
+  });
+
+  test.each(SPECIAL6)('GIVEN backend ip %j WHEN checked THEN %s', (ip, message) => {
+    expect(problems(variant6((s) => (be0(s).ip = ip)))).toContain(`s/web/web1: ip: ${message}`);
+  });
+
+  test.each([
+    ['fd00:1::100', '10.0.1.11', 'IPv4', 'IPv6', 'ipv6Address'],
+    ['10.0.1.100', 'fd00:1::11', 'IPv6', 'IPv4', 'address'],
+  ])(
+    'GIVEN VIP %s and a backend %s WHEN checked THEN the backend of the other family is refused with the reason',
+    (vip, backend, backendFamily, vipFamily, field) => {
+      const spec = variant6((s) => {
+        vip0(s).ip = vip;
+        vip0(s).backends.forEach((b: Json, i: number) => (b.ip = vip === '10.0.1.100' ? `10.0.1.${11 + i}` : `fd00:1::${11 + i}`));
+        be0(s).ip = backend;
+      });
+      expect(problems(spec)).toEqual([
+        `s/web/web1: ip: "${backend}" is an ${backendFamily} address, but VIP web (${vip}) is ${vipFamily}; a backend must be reached in its VIP's family: ` +
+          `L3 tunnels carry IPv4 in IPv4 (ipip) and IPv6 in IPv6 (ip6tnl), and health probes go to the backend's address with the VIP written in its place, ` +
+          `so give the backend its ${vipFamily} address (ip, or the BackendHost's ${field})`,
+      ]);
+    },
+  );
+
+  test("GIVEN an L2 IPv6 backend outside the balancer's ipv6Subnet WHEN checked THEN it is refused", () => {
+    expect(problems(variant6((s) => (be0(s).ip = 'fd00:2::11')))).toEqual([
+      `s/web/web1: ip: "fd00:2::11" is outside the balancer's subnet fd00:1::/64; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
+    ]);
+  });
+
+  test('GIVEN an IPv6 backend and only an IPv4 subnet WHEN checked THEN the IPv4 subnet does not judge it', () => {
+    expect(problems(variant6((s) => (s.ipv6Subnet = undefined)))).toEqual([]);
+  });
+
+  test.each([
+    ['subnet', 'fd00:1::/64', '"fd00:1::/64" is an IPv6 subnet; set it as ipv6Subnet (subnet is the IPv4 one)'],
+    ['ipv6Subnet', '10.0.1.0/24', '"10.0.1.0/24" is an IPv4 subnet; set it as subnet (ipv6Subnet is the IPv6 one)'],
+    ['ipv6Subnet', 'fd00:1::1/64', '"fd00:1::1/64" has host bits set; use fd00:1::/64'],
+    ['ipv6Subnet', 'fd00:1::/128', '"fd00:1::/128" is not a valid IPv6 subnet; use CIDR notation with a prefix from /1 to /127, such as fd00:1::/64'],
+    ['ipv6Address', '10.0.1.1', '"10.0.1.1" is not an IPv6 address; use RFC 4291 notation without a zone, such as fd00:1::11'],
+    ['ipv6Address', 'fe80::1', '"fe80::1" is a link-local address (fe80::/10), which is only valid on one link; use a unicast IPv6 address'],
+  ])('GIVEN balancer %s %j WHEN checked THEN %s', (field, value, message) => {
+    expect(problems(variant6((s) => (s[field] = value)))).toEqual([`s/lb1: ${field}: ${message}`]);
+  });
+
+  test.each(['tcp', 'http'])(
+    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is refused: probes run over IPv4 only',
+    (kind) => {
+      const message = `"${kind}" is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
+      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([`s/web: healthCheck: ${message}`]);
+      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([`s/web/web1: healthCheck: ${message}`]);
+    },
+  );
+
+  test("GIVEN an IPv6 VIP whose backend opts out with kind 'none' WHEN checked THEN it is valid", () => {
+    expect(problems(variant6((s) => (be0(s).healthCheck = { kind: 'none' })))).toEqual([]);
+  });
+
+  test("GIVEN an IPv6 VIP equal to the balancer's ipv6Address WHEN checked THEN it is refused", () => {
+    expect(problems(variant6((s) => (s.ipv6Address = 'fd00:1::100')))).toEqual([
+      `s/web: ip: "fd00:1::100" is the balancer's own address; a VIP needs an address of its own`,
     ]);
   });
 });
@@ -445,7 +541,7 @@ describe('unknown properties as the agent parses a host spec (either kind)', () 
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
       's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
       's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck, backends',
-      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, ipv6Address, subnet, ipv6Subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
     ]);
   });
 
@@ -460,7 +556,7 @@ describe('unknown properties as the agent parses a host spec (either kind)', () 
     };
     expect(agentProblems(spec)).toEqual([
       's/web: extra: "extra" is not a known property; known properties are ip, port, protocol, mode, mssClamp',
-      's/web1: persistt: "persistt" is not a known property; known properties are name, ssh, address, persist, services',
+      's/web1: persistt: "persistt" is not a known property; known properties are name, ssh, address, ipv6Address, persist, services',
     ]);
   });
 });
@@ -512,7 +608,7 @@ describe('all problems at once', () => {
     expect((error as SpecError).issues.map(formatIssue)).toEqual([
       `s/web: healthCheck.path: "/healthz" is set on a 'tcp' check, but path only applies to 'http' checks; remove it or use kind 'http'`,
       's/web/web1: extra: "extra" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
-      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, ipv6Address, subnet, ipv6Subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
     ]);
   });
 
@@ -581,7 +677,7 @@ describe('the agent-side (strict) schemas and Terraform tokens', () => {
     'GIVEN an unresolved value %j as a backend ip WHEN the agent checks it THEN it is refused',
     (token) => {
       expect(problems(variant((s) => (be0(s).ip = token)))).toEqual([
-        `s/web/web1: ip: "${token}" is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`,
+        `s/web/web1: ip: "${token}" is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`,
       ]);
     },
   );

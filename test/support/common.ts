@@ -6,10 +6,13 @@ export const HOST_KEY = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
 export const LB_IP = '10.0.1.2';
 export const LB_MAC = '02:00:00:00:00:01';
 
-/** A made-up but unique MAC per backend address: 02:00 + the address in hex. */
+/** A made-up but unique MAC per backend address: 02:00 + the address's last four bytes in hex. */
 export function macOf(ip: string): string {
-  return `02:00:${backendId(ip).match(/../g)!.join(':')}`;
+  return macOfId(backendId(ip));
 }
+
+/** The id's last 8 hex digits (all of an IPv4 id): the test backends' IPv6 addresses differ in their last bytes. */
+const macOfId = (id: string) => `02:00:${id.slice(-8).match(/../g)!.join(':')}`;
 
 /**
  * The plan (review) text leaves apply-time MACs as commented defines; nft needs values. This fills them exactly
@@ -18,9 +21,9 @@ export function macOf(ip: string): string {
 export function fillPendingDefines(text: string): string {
   return text.replace(/^# define (\w+) = <[^>\n]*>$/gm, (_line, name: string) => {
     if (name === 'lb_mac') return `define lb_mac = ${LB_MAC}`;
-    const hex = /^mac_([0-9a-f]{8})$/.exec(name);
+    const hex = /^mac_([0-9a-f]{8}|[0-9a-f]{32})$/.exec(name);
     if (!hex) throw new Error(`fillPendingDefines: unexpected pending define ${name}`);
-    return `define ${name} = 02:00:${hex[1].match(/../g)!.join(':')}`;
+    return `define ${name} = ${macOfId(hex[1])}`;
   });
 }
 

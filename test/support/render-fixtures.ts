@@ -28,6 +28,8 @@ import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';
 
 export { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf };
+/** The balancer's own IPv6 address in the IPv6 cases. */
+export const LB_IP6 = 'fd00:1::2';
 export const FRESH: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
 
 export interface BackendInput {
@@ -55,6 +57,11 @@ export function backends(weights: readonly number[] = [1, 2, 3], base = 11): Bac
   return weights.map((weight, i) => ({ name: `be${i + 1}`, ip: `10.0.1.${base + i}`, weight }));
 }
 
+/** Three IPv6 backends on the balancer's IPv6 /64 (fd00:1::11, …), weights 1:2:3 unless given. */
+export function backends6(weights: readonly number[] = [1, 2, 3], base = 11): BackendInput[] {
+  return weights.map((weight, i) => ({ name: `be${i + 1}`, ip: `fd00:1::${base + i}`, weight }));
+}
+
 /** A validated balancer spec (strict schema + cross-object checks); throws the formatted issues otherwise. */
 export function balancerSpec(vips: readonly VipInput[], opts: { interface?: string; name?: string } = {}): BalancerSpec {
   const name = opts.name ?? 'lb1';
@@ -67,6 +74,7 @@ export function balancerSpec(vips: readonly VipInput[], opts: { interface?: stri
     interface: opts.interface ?? 'eth0',
     address: LB_IP,
     subnet: '10.0.1.0/24',
+    ...(vips.some((v) => v.ip.includes(':')) ? { ipv6Address: LB_IP6, ipv6Subnet: 'fd00:1::/64' } : {}),
     vips: vips.map((v) => ({
       ...v,
       path: `${path}/${v.name}`,
@@ -146,6 +154,38 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
       { interface: 'vlan.100_dsr-lb' },
     ),
   },
+  // IPv6: every mode × algorithm on an IPv6 TCP and UDP VIP, beside an IPv4 VIP of the same kind (dual stack)
+  ...(['l2', 'l3'] as const).flatMap((mode) =>
+    ALGORITHMS.map((algorithm) => {
+      const bes6 = algorithm === 'consistent-hash' ? backends6([1, 2]) : backends6();
+      const vips = PROTOCOLS.map((protocol, i) =>
+        vip(`${protocol}6`, `fd00:1::${100 + i}`, protocol === 'tcp' ? 80 : 53, {
+          protocol,
+          mode,
+          algorithm: protocol === 'udp' && algorithm.includes('least-connections') ? 'round-robin' : algorithm,
+          backends: bes6,
+          ...(mode === 'l3' && protocol === 'tcp' ? { mssClamp: 1380 } : {}),
+        }),
+      );
+      const v4 = vip('web4', '10.0.1.100', 80, { mode, algorithm, backends: algorithm === 'consistent-hash' ? backends([1, 2]) : backends() });
+      return { name: `dual stack ${mode} ${algorithm}`, spec: balancerSpec([v4, ...vips]) };
+    }),
+  ),
+  {
+    name: "dual stack all-ports '*' VIPs on dual-stack hosts (one MAC per host), l2 and l3, IPv6 backends off the segment",
+    spec: balancerSpec([
+      vip('any4', '10.0.1.100', '*', { algorithm: 'source-hash' }),
+      // each IPv6 backend on the host of an IPv4 one: one MAC for both families
+      vip('any6', 'fd00:1::100', '*', { algorithm: 'source-hash', backends: backends6().map((b, i) => ({ ...b, mac: macOf(`10.0.1.${11 + i}`) })) }),
+      vip('far6', 'fd00:1::101', 443, {
+        mode: 'l3',
+        backends: [
+          { name: 'far1', ip: 'fd00:9::5' },
+          { name: 'far2', ip: '2001:db8:77::200', weight: 3 },
+        ],
+      }),
+    ]),
+  },
 ];
 
 function backendHostSpec(name: string, services: BackendHostSpec['services'], persist = true): BackendHostSpec {
@@ -155,6 +195,7 @@ function backendHostSpec(name: string, services: BackendHostSpec['services'], pe
     name,
     ssh: { host: '10.0.1.11', hostKey: HOST_KEY },
     address: '10.0.1.11',
+    ...(services.some((s) => s.ip.includes(':')) ? { ipv6Address: 'fd00:1::11' } : {}),
     persist,
     services,
   });
@@ -183,6 +224,23 @@ export const BACKEND_HOST_CASES: { readonly name: string; readonly spec: Backend
   {
     name: 'l3 host without persistence',
     spec: backendHostSpec('web3', [{ path: 't/lb1/far', ip: '10.0.2.100', port: 443, protocol: 'tcp', mode: 'l3', mssClamp: 1440 }], false),
+  },
+  {
+    name: 'l2 IPv6-only host',
+    spec: backendHostSpec('web6', [
+      { path: 't/lb1/web6', ip: 'fd00:1::100', port: 80, protocol: 'tcp', mode: 'l2' },
+      { path: 't/lb1/dns6', ip: 'fd00:1::101', port: 53, protocol: 'udp', mode: 'l2' },
+    ]),
+  },
+  {
+    name: 'dual stack host, l2 and l3 in both families',
+    spec: backendHostSpec('web7', [
+      { path: 't/lb1/web', ip: '10.0.1.100', port: 80, protocol: 'tcp', mode: 'l2' },
+      { path: 't/lb1/web6', ip: 'fd00:1::100', port: 80, protocol: 'tcp', mode: 'l2' },
+      { path: 't/lb1/far', ip: '10.0.2.100', port: 443, protocol: 'tcp', mode: 'l3', mssClamp: 1440 },
+      { path: 't/lb1/far6', ip: 'fd00:2::100', port: 443, protocol: 'tcp', mode: 'l3' },
+      { path: 't/lb1/far6b', ip: 'fd00:2::101', port: 443, protocol: 'tcp', mode: 'l3', mssClamp: 1380 },
+    ]),
   },
 ];
 

@@ -88,6 +88,8 @@ function agentProblems(text: string): string[] {
 }
 
 const notIpv4 = (value: string) => `${JSON.stringify(value)} is not an IPv4 address; use dotted-quad notation such as 10.0.1.100`;
+/** A VIP's or backend's address may be of either family. */
+const notIp = (value: string) => `${JSON.stringify(value)} is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
 
 describe.each(ENGINE_LIST)('engine %s', (engine) => {
   let dir: string;
@@ -135,7 +137,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       ['web1', '10.9.0.11', 1],
       ['tok', hostile, 3],
     ]);
-    expect(agentProblems(lb.text)).toEqual([`s/web/tok: ip: ${notIpv4(hostile)}`]);
+    expect(agentProblems(lb.text)).toEqual([`s/web/tok: ip: ${notIp(hostile)}`]);
     expect(lb.hash).toBe(sha256Hex(lb.text));
   });
 
@@ -146,7 +148,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const vm = received(dir, engine, 'vm');
     expect((JSON.parse(vm.text) as Json).ssh).toEqual({ host: hostile, port: 22, user: 'root', hostKey: HOST_KEY });
     expect(agentProblems(vm.text)).toEqual([
-      `s/vm: ssh.host: ${JSON.stringify(hostile)} is not a valid host; use an IPv4 address or a DNS name`,
+      `s/vm: ssh.host: ${JSON.stringify(hostile)} is not a valid host; use an IPv4 or IPv6 address or a DNS name`,
       `s/vm: address: ${notIpv4(hostile)}`,
     ]);
   });
