@@ -49,6 +49,30 @@ async function convergenceSection(): Promise<void> {
   notes.push(`Convergence (${hosts} hosts, ${r.ansibleVersion}), median (min–max) over ${goalRuns} runs:`, '', '| method | cold | no-op |', '|---|---|---|');
   for (const m of Object.keys(METHODS) as Method[]) notes.push(`| ${m}: ${METHODS[m]} | ${ms(r.cold[m])} | ${ms(r.noop[m])} |`);
   notes.push('', 'T no-op is `terraform apply` with an unchanged configuration: Terraform finds nothing to do and runs no provisioner.', '');
+  const cpu = (phase: 'cold' | 'noop', m: Method) => r.cpu[phase].total[m];
+  notes.push(
+    `CPU per host (user + system, ms; the processes each method starts and waits for, divided by ${hosts} hosts; for T also the agent daemon, which serves every provisioner), same runs:`,
+    '',
+    '| method | cold | no-op |',
+    '|---|---|---|',
+  );
+  for (const m of Object.keys(METHODS) as Method[]) notes.push(`| ${m} | ${fmt(cpu('cold', m), 'ms', 1)} | ${fmt(cpu('noop', m), 'ms', 1)} |`);
+  notes.push(
+    '',
+    `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (node start-up and the small client that hands the run to the daemon). D is the whole agent in one process (node start-up and module loading included).`,
+    '',
+  );
+  const sshCpu = cpu('cold', 'C').median;
+  for (const [goal, agentCpu] of [
+    ['agent CPU per host, cold (D: the CLI, one process for all hosts) ≤ OpenSSH client CPU per host (C)', cpu('cold', 'D').median],
+    ['agent CPU per host, cold (T: the agent daemon) ≤ OpenSSH client CPU per host (C)', r.cpu.cold.daemon.T.median],
+  ] as const)
+    rows.push({
+      section: 'convergence cold',
+      goal,
+      measured: `${(agentCpu / sshCpu).toFixed(2)} × (${agentCpu.toFixed(1)} ms vs ${sshCpu.toFixed(1)} ms)`,
+      pass: agentCpu <= sshCpu,
+    });
   for (const phase of ['cold', 'noop'] as const) {
     const x = r[phase];
     const ratio = (a: Method, b: Method) => x[a].median / x[b].median;
