@@ -21,9 +21,9 @@ import { Stat, stat } from './stats';
 export type Method = 'A' | 'B' | 'C' | 'T' | 'D';
 export const METHODS: Record<Method, string> = {
   A: 'Ansible, defaults (forks 5, facts)',
-  B: 'Ansible, tuned (forks 20, pipelining, no facts)',
+  B: 'Ansible, tuned (forks = hosts, pipelining, no facts)',
   C: 'plain ssh per host, POSIX script',
-  T: 'tula-dsr via terraform apply -parallelism=20',
+  T: 'tula-dsr via terraform apply -parallelism=hosts',
   D: 'tula-dsr apply STACK_DIR',
 };
 
@@ -208,7 +208,7 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
         const env = {
           ...s.ansibleEnv,
           ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
-          ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: '20' } : {}),
+          ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: String(s.hosts.length) } : {}),
         };
         return await timed(s.daemonDir, async () => {
           const r = await runCounted(
@@ -236,7 +236,7 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
     case 'T':
       return timed(s.daemonDir, async () => {
         const targets = s.backendResources.flatMap((address) => ['-target', address]);
-        const r = await runCounted(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', '-parallelism=20', ...targets], {
+        const r = await runCounted(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', `-parallelism=${s.hosts.length}`, ...targets], {
           cwd: s.stackDir,
           env: s.tfEnv,
         });
@@ -262,6 +262,8 @@ export interface ConvergenceResult {
   readonly cold: Record<Method, Stat>;
   readonly noop: Record<Method, Stat>;
   readonly cpu: { readonly cold: CpuPerHost; readonly noop: CpuPerHost };
+  /** Every round's wall time (ms), in order, for ratios that must hold in each round. */
+  readonly rounds: { readonly cold: Record<Method, number[]>; readonly noop: Record<Method, number[]> };
   readonly ansibleVersion: string;
   readonly hosts: number;
 }
@@ -312,6 +314,7 @@ export async function measureConvergence(
   return {
     cold: toStats(cold),
     noop: toStats(noop),
+    rounds: { cold: cold as Record<Method, number[]>, noop: noop as Record<Method, number[]> },
     cpu: { cold: cpuStats(cpu.cold), noop: cpuStats(cpu.noop) },
     ansibleVersion: s.ansibleVersion,
     hosts: count,

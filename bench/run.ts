@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { join, resolve } from 'node:path';
 import { benchAgentRtt } from './agent-rtt';
-import { METHODS, Method, measureConvergence } from './converge';
+import { ConvergenceResult, METHODS, Method, measureConvergence } from './converge';
 import { WRK_MODES, WrkMode, ensureWrk, measureL2DataPlane } from './l2-dataplane';
 import { remapFractions } from './maglev-remap';
 import { measureNftLoad } from './nft-scale';
@@ -39,68 +39,106 @@ function synthRuns(which: 'dsr' | 'bare', runs: number): { time: Stat; rss: Stat
   return { time: stat(time), rss: stat(rss) };
 }
 
-async function convergenceSection(): Promise<void> {
-  const hosts = quick ? 4 : 20;
-  const runs = quick ? 1 : 3;
+/** `--hosts N[,N]` overrides the convergence host counts (20 and 100; 4 with --quick). */
+function convergenceHostCounts(): number[] {
+  const arg = process.argv.includes('--hosts') ? process.argv[process.argv.indexOf('--hosts') + 1] : undefined;
+  if (arg) return arg.split(',').map(Number);
+  return quick ? [4] : [20, 100];
+}
+
+/** The convergence goals at `hosts` hosts: the issue's goals at 100, the long-standing ones at 20 (and --quick). */
+function convergenceGoals(hosts: number, r: ConvergenceResult): void {
+  const large = hosts >= 100;
+  for (const phase of ['cold', 'noop'] as const) {
+    const x = r[phase];
+    const ratio = (a: Method, b: Method) => x[a].median / x[b].median;
+    const section = `convergence ${phase}, ${hosts} hosts`;
+    const dLimit = large ? 1.2 : 1.3;
+    rows.push({
+      section,
+      goal: `D ≤ ${dLimit} × C`,
+      measured: `${ratio('D', 'C').toFixed(2)} × (D ${x.D.median.toFixed(0)} ms, C ${x.C.median.toFixed(0)} ms)`,
+      pass: ratio('D', 'C') <= dLimit,
+    });
+    rows.push({ section, goal: 'T ≤ 2 × C', measured: `${ratio('T', 'C').toFixed(2)} × (T ${x.T.median.toFixed(0)} ms)`, pass: ratio('T', 'C') <= 2 });
+    if (!large) {
+      // the 20-host ratios must hold in every round, whatever C measures on a slow day
+      const worst = (a: Method, b: Method) => Math.max(...r.rounds[phase][a].map((v, i) => v / r.rounds[phase][b][i]));
+      for (const [m, limit] of [
+        ['D', dLimit],
+        ['T', 2],
+      ] as const)
+        rows.push({
+          section,
+          goal: `${m} ≤ ${limit} × C in every round`,
+          measured: `worst round ${worst(m, 'C').toFixed(2)} ×`,
+          pass: worst(m, 'C') <= limit,
+        });
+    }
+    const fasterThanB = large ? 10 : 3;
+    rows.push({
+      section,
+      goal: `T ≥ ${fasterThanB}× faster than B`,
+      measured: `${ratio('B', 'T').toFixed(1)} × (B ${x.B.median.toFixed(0)} ms)`,
+      pass: ratio('B', 'T') >= fasterThanB,
+    });
+    if (x.A)
+      rows.push({
+        section,
+        goal: 'T ≥ 6× faster than A',
+        measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`,
+        pass: ratio('A', 'T') >= 6,
+      });
+  }
+  if (large) return;
+  const sshCpu = r.cpu.cold.total.C.median;
+  for (const [goal, agentCpu] of [
+    ['agent CPU per host, cold (D: the CLI, one process for all hosts) ≤ OpenSSH client CPU per host (C)', r.cpu.cold.total.D.median],
+    ['agent CPU per host, cold (T: the agent daemon) ≤ OpenSSH client CPU per host (C)', r.cpu.cold.daemon.T.median],
+  ] as const)
+    rows.push({
+      section: `convergence cold, ${hosts} hosts`,
+      goal,
+      measured: `${(agentCpu / sshCpu).toFixed(2)} × (${agentCpu.toFixed(1)} ms vs ${sshCpu.toFixed(1)} ms)`,
+      pass: agentCpu <= sshCpu,
+    });
+}
+
+async function convergenceRuns(hosts: number): Promise<void> {
   // 5 rounds for the goals: on this shared machine a median of 3 moved T ÷ C by ±0.3 from one run to the next
   const goalRuns = quick ? 1 : 5;
-  log(`convergence: ${hosts} backend hosts, ${goalRuns} rounds of A B C T D (cold, then no-op)`);
-  const r = await measureConvergence(hosts, goalRuns);
-  notes.push(`Convergence (${hosts} hosts, ${r.ansibleVersion}), median (min–max) over ${goalRuns} runs:`, '', '| method | cold | no-op |', '|---|---|---|');
-  for (const m of Object.keys(METHODS) as Method[]) notes.push(`| ${m}: ${METHODS[m]} | ${ms(r.cold[m])} | ${ms(r.noop[m])} |`);
-  notes.push('', 'T no-op is `terraform apply` with an unchanged configuration: Terraform finds nothing to do and runs no provisioner.', '');
-  const cpu = (phase: 'cold' | 'noop', m: Method) => r.cpu[phase].total[m];
+  // A (forks 5, facts) would take minutes per run at 100 hosts, and no goal at 100 uses it
+  const methods: Method[] = hosts >= 100 ? ['B', 'C', 'T', 'D'] : ['A', 'B', 'C', 'T', 'D'];
+  log(`convergence: ${hosts} backend hosts, ${goalRuns} rounds of ${methods.join(' ')} (cold, then no-op)`);
+  const r = await measureConvergence(hosts, goalRuns, undefined, methods);
   notes.push(
-    `CPU per host (user + system, ms; the processes each method starts and waits for, divided by ${hosts} hosts; for T also the agent daemon, which serves every provisioner), same runs:`,
+    `Convergence (${hosts} hosts, ${r.ansibleVersion}), median (min–max) over ${goalRuns} runs; load averages ${loadAverages()} at the start:`,
     '',
     '| method | cold | no-op |',
     '|---|---|---|',
   );
-  for (const m of Object.keys(METHODS) as Method[]) notes.push(`| ${m} | ${fmt(cpu('cold', m), 'ms', 1)} | ${fmt(cpu('noop', m), 'ms', 1)} |`);
+  for (const m of methods) notes.push(`| ${m}: ${METHODS[m]} | ${ms(r.cold[m])} | ${ms(r.noop[m])} |`);
+  notes.push('', 'T no-op is `terraform apply` with an unchanged configuration: Terraform finds nothing to do and runs no provisioner.', '');
+  const cpu = (phase: 'cold' | 'noop', m: Method) => r.cpu[phase].total[m];
+  notes.push(
+    `CPU per host at ${hosts} hosts (user + system, ms; the processes each method starts and waits for, divided by ${hosts}; for T also the agent daemon, which serves every provisioner), same runs:`,
+    '',
+    '| method | cold | no-op |',
+    '|---|---|---|',
+  );
+  for (const m of methods) notes.push(`| ${m} | ${fmt(cpu('cold', m), 'ms', 1)} | ${fmt(cpu('noop', m), 'ms', 1)} |`);
   notes.push(
     '',
     `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (node start-up and the small client that hands the run to the daemon). D is the whole agent in one process (node start-up and module loading included).`,
     '',
   );
-  const sshCpu = cpu('cold', 'C').median;
-  for (const [goal, agentCpu] of [
-    ['agent CPU per host, cold (D: the CLI, one process for all hosts) ≤ OpenSSH client CPU per host (C)', cpu('cold', 'D').median],
-    ['agent CPU per host, cold (T: the agent daemon) ≤ OpenSSH client CPU per host (C)', r.cpu.cold.daemon.T.median],
-  ] as const)
-    rows.push({
-      section: 'convergence cold',
-      goal,
-      measured: `${(agentCpu / sshCpu).toFixed(2)} × (${agentCpu.toFixed(1)} ms vs ${sshCpu.toFixed(1)} ms)`,
-      pass: agentCpu <= sshCpu,
-    });
-  for (const phase of ['cold', 'noop'] as const) {
-    const x = r[phase];
-    const ratio = (a: Method, b: Method) => x[a].median / x[b].median;
-    rows.push({
-      section: `convergence ${phase}`,
-      goal: 'D ≤ 1.3 × C',
-      measured: `${ratio('D', 'C').toFixed(2)} × (D ${x.D.median.toFixed(0)} ms, C ${x.C.median.toFixed(0)} ms)`,
-      pass: ratio('D', 'C') <= 1.3,
-    });
-    rows.push({
-      section: `convergence ${phase}`,
-      goal: 'T ≤ 2 × C',
-      measured: `${ratio('T', 'C').toFixed(2)} × (T ${x.T.median.toFixed(0)} ms)`,
-      pass: ratio('T', 'C') <= 2,
-    });
-    rows.push({
-      section: `convergence ${phase}`,
-      goal: 'T ≥ 3× faster than B',
-      measured: `${ratio('B', 'T').toFixed(1)} × (B ${x.B.median.toFixed(0)} ms)`,
-      pass: ratio('B', 'T') >= 3,
-    });
-    rows.push({
-      section: `convergence ${phase}`,
-      goal: 'T ≥ 6× faster than A',
-      measured: `${ratio('A', 'T').toFixed(1)} × (A ${x.A.median.toFixed(0)} ms)`,
-      pass: ratio('A', 'T') >= 6,
-    });
-  }
+  convergenceGoals(hosts, r);
+}
+
+async function convergenceSection(): Promise<void> {
+  for (const hosts of convergenceHostCounts()) await convergenceRuns(hosts);
+  const hosts = quick ? 4 : 20;
+  const runs = quick ? 1 : 3;
   // Where T's cold time goes: the same stack with the provisioner command replaced, side by side with T
   const variants = ['true', 'node', 'require', 'require-full', 'T', 'T-inproc'];
   log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
@@ -283,6 +321,12 @@ function synthSection(): void {
     measured: `${(stat(dsr.rss).median / stat(bare.rss).median).toFixed(2)} ×`,
     pass: stat(dsr.rss).median / stat(bare.rss).median <= 1.5,
   });
+}
+
+function loadAverages(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(', ');
 }
 
 function machine(): string {
