@@ -39,6 +39,8 @@ export const HostStateSchema = z.object({
    * the statistics textfile it writes, which goes when the runtime stops for good or writes it no more.
    */
   runtime: z.object({ service: z.enum(['systemd', 'supervisor']), statsTextfile: z.string().optional() }).optional(),
+  /** The keepalived of a balancer pair member that tula-dsr started: through its unit, or directly (no systemd). */
+  keepalived: z.object({ service: z.enum(['systemd', 'direct']) }).optional(),
 });
 
 export type HostState = z.infer<typeof HostStateSchema>;
@@ -90,6 +92,7 @@ export function mergeJournal(state: HostState | null, journal: HostState): HostS
     nft: { ...journal.nft, ...state.nft },
     unit: state.unit ?? journal.unit,
     runtime: state.runtime ?? journal.runtime,
+    keepalived: state.keepalived ?? journal.keepalived,
   };
 }
 

@@ -127,7 +127,7 @@ export function vipAddress(index: number): string {
   return formatIpv4(VIP_BASE + 1 + index);
 }
 
-const vipName = (index: number) => `v${String(index).padStart(5, '0')}`;
+export const vipName = (index: number) => `v${String(index).padStart(5, '0')}`;
 
 function ssh(l2: L2Lab, h: LabHost) {
   return { host: h.ip, port: 22, user: 'root', privateKeyPath: l2.lab.clientKeyPath, hostKey: h.hostKeyFingerprint };

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildBalancerTable, formatIpv4, renderNftReload, BalancerSpec } from '../model';
+import { buildBalancerTable, formatIpv4, renderNftReload, BalancerFacts, BalancerSpec } from '../model';
 import { Stat, stat, timeMs } from './stats';
 
 /** A balancer spec with `count` L2 VIPs × 4 backends, as the scale benchmarks use. */
@@ -27,10 +27,14 @@ export const SCALE_MACS = {
   backendMacs: Object.fromEntries([11, 12, 13, 14].map((i) => [`10.213.250.${i}`, `02:00:00:00:00:${i}`])),
 };
 
-/** Renders the in-place reload for an empty host, as a first apply does. */
+/** Renders the in-place reload of a balancer's table for an empty host, as a first apply does. */
+export function renderFirstLoad(spec: BalancerSpec, facts: BalancerFacts): string {
+  return renderNftReload(buildBalancerTable(spec, facts), { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
+}
+
+/** The first load of `count` VIPs × 4 backends. */
 export function renderScaleRuleset(count: number): string {
-  const table = buildBalancerTable(scaleSpec(count), SCALE_MACS);
-  return renderNftReload(table, { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} });
+  return renderFirstLoad(scaleSpec(count), SCALE_MACS);
 }
 
 /** How many set and map elements an nft file adds (named objects such as counters are not elements). */

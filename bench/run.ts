@@ -7,6 +7,7 @@ import { ConvergenceResult, METHODS, Method, measureConvergence } from './conver
 import { WRK_MODES, WrkMode, ensureWrk, measureL2DataPlane } from './l2-dataplane';
 import { remapFractions } from './maglev-remap';
 import { measureNftLoad } from './nft-scale';
+import { runtimeSection } from './runtime-section';
 import { measureTerraformScale } from './terraform-scale';
 import { VARIANTS, measureBreakdown } from './terraform-breakdown';
 import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
@@ -18,7 +19,7 @@ import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
  */
 const REPO = resolve(__dirname, '..', '..');
 const quick = process.argv.includes('--quick');
-const SECTIONS = ['synth', 'dataplane', 'terraform', 'l2', 'agent', 'convergence'] as const;
+const SECTIONS = ['synth', 'dataplane', 'terraform', 'l2', 'runtime', 'agent', 'convergence'] as const;
 type Section = (typeof SECTIONS)[number];
 const onlyArg = process.argv[process.argv.indexOf('--only') + 1];
 const only = process.argv.includes('--only') ? (onlyArg ?? '').split(',').filter(Boolean) : undefined;
@@ -387,6 +388,7 @@ async function main(): Promise<void> {
   if (selected('dataplane')) dataPlaneSection();
   if (selected('terraform')) await terraformSection();
   if (selected('l2')) await l2Section();
+  if (selected('runtime')) await runtimeSection({ quick, rows, notes, log });
   if (selected('agent')) await agentSection();
   if (selected('convergence')) await convergenceSection();
   const table = renderTable(rows);

@@ -16,7 +16,7 @@ import {
 import { emitHostResource, emitRemovedHost } from './host-resource';
 import { SynthSchemas, defined, isUnresolved, knownProps, parseCandidate, reportIssues } from './issues';
 import type { SshTarget } from './ssh-target';
-import { IBalancer, IDsrVip, brand } from './interfaces';
+import { IBalancer, IDsrVip, IPairMember, PairMembership, brand } from './interfaces';
 
 export interface BalancerProps {
   /** How to reach the balancer over SSH. */
@@ -60,13 +60,14 @@ export interface BalancerProps {
  * A Linux host that balances VIP traffic in DSR mode with one nftables table, applied over SSH. It becomes one
  * Terraform resource whose triggers carry the whole ruleset, so a plan shows each rule that changes.
  */
-export class Balancer extends Construct implements IBalancer {
+export class Balancer extends Construct implements IBalancer, IPairMember {
   /** The Terraform resource that applies this balancer's configuration. */
   readonly resource: TerraformResource;
   private readonly props: BalancerProps;
   private readonly propIssues: SpecIssue[];
   private readonly vipList: IDsrVip[] = [];
   private cachedIssues?: SpecIssue[];
+  private membership?: PairMembership;
 
   /**
    * Use in place of a deleted balancer construct (same scope and id) for one apply: Terraform then destroys its
@@ -80,6 +81,7 @@ export class Balancer extends Construct implements IBalancer {
   constructor(scope: Construct, id: string, props: BalancerProps) {
     super(scope, id);
     brand(this, 'balancer');
+    brand(this, 'pairMember');
     ({ props: this.props, issues: this.propIssues } = knownProps(
       props,
       ['ssh', 'interface', 'address', 'subnet', 'mac', 'statsTextfile', 'statsIntervalSec'],
@@ -111,10 +113,28 @@ export class Balancer extends Construct implements IBalancer {
     this.cachedIssues = undefined;
   }
 
-  private candidate(vips: VipSpec[]): Record<string, unknown> {
-    const { ssh, interface: iface, address, subnet, mac, ...rest } = this.props;
+  /** @internal The pair this balancer is a member of, if any. */
+  get _pair(): PairMembership | undefined {
+    return this.membership;
+  }
+
+  /** @internal Called once by BalancerPair. */
+  _joinPair(membership: PairMembership): void {
+    this.membership = membership;
+    this._invalidate();
+  }
+
+  /** @internal What a pair checks about its members, as the user gave it. */
+  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown } {
+    const { ssh, address, subnet } = this.props;
     const sshHost = ssh?.host;
     const defaultAddress = typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined;
+    return { address: address ?? defaultAddress, subnet, sshHost, sshPort: ssh?.port };
+  }
+
+  private candidate(vips: VipSpec[]): Record<string, unknown> {
+    const { ssh, interface: iface, subnet, mac, ...rest } = this.props;
+    delete (rest as { address?: string }).address;
     return defined({
       ...rest,
       kind: 'balancer',
@@ -122,9 +142,10 @@ export class Balancer extends Construct implements IBalancer {
       name: this.node.id,
       ssh: ssh && typeof ssh === 'object' ? defined({ ...ssh }) : ssh,
       interface: iface,
-      address: address ?? defaultAddress,
+      address: this._memberView().address,
       subnet,
       mac,
+      pair: this.membership?.spec(),
       vips,
     });
   }
@@ -135,7 +156,8 @@ export class Balancer extends Construct implements IBalancer {
    */
   _issues(): SpecIssue[] {
     if (this.cachedIssues) return this.cachedIssues;
-    const issues: SpecIssue[] = [...this.propIssues];
+    // the pair's own problems block this member's resource too (the pair construct reports them)
+    const issues: SpecIssue[] = [...this.propIssues, ...(this.membership?.issues() ?? [])];
     const own = parseCandidate(SynthSchemas.BalancerSpecSchema, this.candidate([]), this.node.path);
     pushAll(issues, own.issues);
     const vips: VipSpec[] = [];

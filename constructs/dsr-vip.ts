@@ -5,7 +5,7 @@ import { IBackend, IBalancer, IDsrVip, brand, isBalancer } from './interfaces';
 import { SynthSchemas, defined, knownProps, parseCandidate, reportIssues } from './issues';
 
 export interface DsrVipProps {
-  /** The balancer that owns this VIP. */
+  /** The balancer (or BalancerPair) that owns this VIP. */
   readonly balancer: IBalancer;
   /**
    * Name used in nft counters (`vip_<name>`) and reports.
@@ -72,7 +72,9 @@ export class DsrVip extends Construct implements IDsrVip {
     super(scope, id);
     if (!props || typeof props !== 'object' || !isBalancer(props.balancer)) {
       // Without its balancer the VIP cannot join the tree that validation walks: refused at once.
-      throw new SpecError([{ path: this.node.path, field: 'balancer', value: props?.balancer, message: 'is required and must be a Balancer construct' }]);
+      throw new SpecError([
+        { path: this.node.path, field: 'balancer', value: props?.balancer, message: 'is required and must be a Balancer or BalancerPair construct' },
+      ]);
     }
     ({ props: this.props, issues: this.propIssues } = knownProps(
       props,

@@ -1,5 +1,7 @@
 export { Balancer } from './balancer';
 export type { BalancerProps } from './balancer';
+export { BalancerPair } from './balancer-pair';
+export type { BalancerPairProps, VrrpProps } from './balancer-pair';
 export { DsrVip } from './dsr-vip';
 export type { DsrVipProps } from './dsr-vip';
 export { Backend } from './backend';

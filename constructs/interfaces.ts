@@ -5,7 +5,7 @@
  */
 import type { TerraformResource } from 'cdktf';
 import type { IConstruct } from 'constructs';
-import type { BackendSpec, SpecIssue, VipSpec } from '../model';
+import type { BackendSpec, PairSpec, SpecIssue, VipSpec } from '../model';
 
 /** Something VIPs attach to: it collects their problems and renders their rules. */
 export interface IBalancer extends IConstruct {
@@ -19,6 +19,24 @@ export interface IBalancer extends IConstruct {
   _invalidate(): void;
   /** @internal Every problem of the balancer, its VIPs and their backends. */
   _issues(): SpecIssue[];
+}
+
+/** @internal How a BalancerPair tells a member its side of the pair. */
+export interface PairMembership {
+  /** The member's side of the pair; undefined while the pair has problems of its own. */
+  spec(): PairSpec | undefined;
+  /** The pair's own problems (carrying the pair's path). */
+  issues(): SpecIssue[];
+}
+
+/** A balancer that can join a BalancerPair. */
+export interface IPairMember extends IBalancer {
+  /** @internal */
+  readonly _pair: PairMembership | undefined;
+  /** @internal */
+  _joinPair(membership: PairMembership): void;
+  /** @internal */
+  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown };
 }
 
 export interface IDsrVip extends IConstruct {
@@ -49,6 +67,7 @@ const BRANDS = {
   balancer: Symbol.for('tula-dsr.Balancer'),
   vip: Symbol.for('tula-dsr.DsrVip'),
   backendHost: Symbol.for('tula-dsr.BackendHost'),
+  pairMember: Symbol.for('tula-dsr.Balancer.member'),
 } as const;
 
 /** Marks a construct as one of ours (Symbol.for, so that two copies of the library still recognise each other). */
@@ -60,4 +79,5 @@ const branded = (x: unknown, kind: keyof typeof BRANDS) => typeof x === 'object'
 
 export const isBalancer = (x: unknown): x is IBalancer => branded(x, 'balancer');
 export const isDsrVip = (x: unknown): x is IDsrVip => branded(x, 'vip');
+export const isPairMember = (x: unknown): x is IPairMember => branded(x, 'pairMember');
 export const isBackendHost = (x: unknown): x is IBackendHost => branded(x, 'backendHost');

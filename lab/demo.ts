@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * `npm run demo [-- --keep] [-- --engine terraform_data] [-- --l3]`
+ * `npm run demo [-- --keep] [-- --engine terraform_data] [-- --l3] [-- --ha]`
  *
  * Builds the L2 namespace lab (client, lb, web1..3, each with a real sshd), synthesizes the example stack against
  * it, deploys it with the real `terraform init` and `apply` (the provisioners run the tula-dsr agent over SSH),
  * sends traffic from the client and prints how it was balanced and how few bytes crossed the balancer, then
  * destroys the deployment and tears the lab down. `--keep` leaves everything running until Ctrl-C.
- * `--l3` runs the L3 (IPIP) demo in the qemu VM lab instead (lab/vm/demo.ts).
+ * `--l3` runs the L3 (IPIP) demo in the qemu VM lab instead (lab/vm/demo.ts); `--ha` the balancer pair demo
+ * (lab/ha-demo.ts), which prints the failover time.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -17,6 +18,7 @@ import { createL2Lab, L2Lab } from './l2/lab';
 import { applySummary, createWorkspace, hostProgress, RunResult, Workspace } from './l2/deploy';
 import { flushFlows, httpBurst, measureByteShare, udpBurst } from './l2/traffic';
 import { RUNTIME_STATE_FILE, parseRuntimeState } from '../model';
+import { runHaDemo } from './ha-demo';
 
 const WEIGHTS = [1, 2, 3];
 const REQUESTS = 600;
@@ -26,17 +28,19 @@ const HEALTH_CHECK = { kind: 'http', path: '/name', intervalSec: 1, timeoutSec: 
 interface Args {
   keep: boolean;
   l3: boolean;
+  ha: boolean;
   engine: Engine;
 }
 
 function parseArgs(argv: readonly string[]): Args | string {
   // terraform_data is built into Terraform: the demo then uses no stand-in at all. null_resource needs the
   // hashicorp/null provider, which this offline machine cannot download, so it runs on the test-only stand-in.
-  const args: Args = { keep: false, l3: false, engine: 'terraform_data' };
+  const args: Args = { keep: false, l3: false, ha: false, engine: 'terraform_data' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--keep') args.keep = true;
     else if (a === '--l3') args.l3 = true;
+    else if (a === '--ha') args.ha = true;
     else if (a === '--engine') {
       const e = argv[++i];
       if (!(ENGINES as readonly string[]).includes(e)) return `--engine ${e ?? ''}: use ${ENGINES.join(' or ')}`;
@@ -47,12 +51,13 @@ function parseArgs(argv: readonly string[]): Args | string {
   return args;
 }
 
-const USAGE = `usage: npm run demo [-- --keep] [-- --engine null_resource|terraform_data] [-- --l3]
+const USAGE = `usage: npm run demo [-- --keep] [-- --engine null_resource|terraform_data] [-- --l3] [-- --ha]
 
   --keep     leave the lab and the deployment running; Ctrl-C tears everything down
   --engine   the Terraform resource engine (default terraform_data, built into Terraform; null_resource runs
              on the test-only offline stand-in for hashicorp/null)
   --l3       the L3 (IPIP) demo in a qemu VM (Debian's cloud kernel; the first run fetches it with apt)
+  --ha       a balancer pair (keepalived): failover and failback at advert_int 0.2 s and 1 s, with the times
 needs root (network namespaces, sshd, nft; for --l3: qemu and apt) and terraform on PATH.`;
 
 const out = (line = '') => process.stdout.write(`${line}\n`);
@@ -279,7 +284,8 @@ async function main(): Promise<number> {
   process.once('exit', () => cleanup.ws?.remove());
   process.stdout.on('error', () => undefined); // a closed pipe (`npm run demo | head`) must not skip the teardown
   try {
-    await run(args, cleanup);
+    if (args.ha) await runHaDemo({ engine: args.engine, log: out, cleanup });
+    else await run(args, cleanup);
     return 0;
   } catch (error) {
     process.stderr.write(`\ndemo failed: ${error instanceof Error ? error.message : String(error)}\n`);

@@ -1,6 +1,6 @@
 import { LocalBackend, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
-import { Algorithm, Balancer, BackendHost, DsrVip, HealthCheck } from '../constructs';
+import { Algorithm, Balancer, BalancerPair, BackendHost, DsrVip, HealthCheck, IBalancer } from '../constructs';
 import type { Inventory, InventoryHost } from './inventory';
 
 export interface ExampleOptions {
@@ -35,6 +35,12 @@ export interface ExampleOptions {
    * @default - the Balancer's default, 15
    */
   readonly statsIntervalSec?: number;
+  /**
+   * A balancer pair of the inventory's balancer (primary) and its `secondary`, with these VRRP settings; the VIPs
+   * attach to the pair.
+   * @default - one balancer
+   */
+  readonly pair?: { readonly virtualRouterId?: number; readonly advertIntervalSec?: number; readonly preempt?: boolean };
 }
 
 /** Parses ExampleOptions from JSON (main.ts reads TULA_DSR_EXAMPLE); undefined or empty gives the defaults. */
@@ -56,6 +62,9 @@ function ssh(inventory: Inventory, host: InventoryHost) {
  */
 export class ExampleStack extends TerraformStack {
   readonly balancer: Balancer;
+  /** With the `pair` option: the secondary member and the pair. */
+  readonly secondary?: Balancer;
+  readonly pair?: BalancerPair;
   readonly hosts: BackendHost[];
   readonly web: DsrVip;
 
@@ -63,15 +72,23 @@ export class ExampleStack extends TerraformStack {
     super(scope, id);
     // cdktf's default state path is absolute (the synth machine's cwd); a relative one keeps the plan portable.
     new LocalBackend(this, { path: '../../../terraform.dsr.tfstate' });
-    const lb = inventory.balancer;
-    this.balancer = new Balancer(this, lb.name, {
-      ssh: ssh(inventory, lb),
-      interface: lb.interface,
-      address: lb.address,
-      subnet: lb.subnet,
-      ...(options.statsTextfile !== undefined && { statsTextfile: options.statsTextfile }),
-      ...(options.statsIntervalSec !== undefined && { statsIntervalSec: options.statsIntervalSec }),
-    });
+    const balancer = (lb: NonNullable<Inventory['secondary']>) =>
+      new Balancer(this, lb.name, {
+        ssh: ssh(inventory, lb),
+        interface: lb.interface,
+        address: lb.address,
+        subnet: lb.subnet,
+        ...(options.statsTextfile !== undefined && { statsTextfile: options.statsTextfile }),
+        ...(options.statsIntervalSec !== undefined && { statsIntervalSec: options.statsIntervalSec }),
+      });
+    this.balancer = balancer(inventory.balancer);
+    let target: IBalancer = this.balancer;
+    if (options.pair) {
+      if (!inventory.secondary) throw new Error('example stack: the pair option needs a secondary balancer in the inventory (createL2Lab({ pair: true }))');
+      this.secondary = balancer(inventory.secondary);
+      const { virtualRouterId = 51, ...vrrp } = options.pair;
+      target = this.pair = new BalancerPair(this, 'edge', { primary: this.balancer, secondary: this.secondary, vrrp: { virtualRouterId, ...vrrp } });
+    }
     const chosen = (options.backends ?? inventory.backends.map((b) => b.name)).map((name) => {
       const found = inventory.backends.find((b) => b.name === name);
       if (!found)
@@ -84,7 +101,7 @@ export class ExampleStack extends TerraformStack {
       Array.isArray(weights) ? (weights as readonly number[])[i] : (weights as Readonly<Record<string, number>>)[host.node.id];
 
     this.web = new DsrVip(this, 'web', {
-      balancer: this.balancer,
+      balancer: target,
       ip: inventory.vips.web,
       port: 80,
       algorithm: options.algorithm ?? 'weighted-round-robin',
@@ -95,14 +112,14 @@ export class ExampleStack extends TerraformStack {
       if (weight !== undefined) this.web.addBackend(host.node.id, { host, weight });
     });
     const dns = new DsrVip(this, 'dns', {
-      balancer: this.balancer,
+      balancer: target,
       ip: inventory.vips.dns,
       port: 5353,
       protocol: 'udp',
       algorithm: 'round-robin',
       flowTimeoutSec: 30,
     });
-    const any = new DsrVip(this, 'any', { balancer: this.balancer, ip: inventory.vips.any, port: '*', algorithm: 'consistent-hash' });
+    const any = new DsrVip(this, 'any', { balancer: target, ip: inventory.vips.any, port: '*', algorithm: 'consistent-hash' });
     for (const host of this.hosts) {
       dns.addBackend(host.node.id, { host });
       any.addBackend(host.node.id, { host });

@@ -18,6 +18,8 @@ export interface Inventory {
   readonly privateKeyPath?: string;
   readonly user?: string;
   readonly balancer: InventoryHost & { readonly interface: string; readonly subnet: string };
+  /** A second balancer: with the example's `pair` option, the secondary member of a balancer pair. */
+  readonly secondary?: InventoryHost & { readonly interface: string; readonly subnet: string };
   readonly backends: readonly InventoryHost[];
   /** VIP addresses the example stack may use, inside the lab's data subnet. */
   readonly vips: { readonly web: string; readonly dns: string; readonly any: string };

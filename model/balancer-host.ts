@@ -6,6 +6,7 @@ import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balanc
 import { renderNftDeclarative } from './nft/render';
 import { NftTable } from './nft/objects';
 import type { BalancerSpec } from './spec';
+import { KEEPALIVED_CHECK_SCRIPT, KEEPALIVED_CONFIG_FILE, renderDataplaneCheck, renderKeepalivedConfig } from './pair';
 
 export const BALANCER_RULESET_FILE = '/etc/tula-dsr/balancer.nft';
 export const BALANCER_BOOT_SCRIPT = '/etc/tula-dsr/balancer-up.sh';
@@ -32,7 +33,9 @@ export function balancerHeader(spec: BalancerSpec): string[] {
   return [`Managed by tula-dsr: DSR balancer ${spec.name} (${spec.path}) on ${spec.interface}. Do not edit.`];
 }
 
+/** A pair member owns no VIP address itself: keepalived adds them on the active member only. */
 export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
+  if (spec.pair) return [];
   const vips = [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
   return vips.map((ip) => ({ ip, prefix: 32, dev: spec.interface }));
 }
@@ -72,6 +75,12 @@ export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}):
       content: renderBootUnit(`tula-dsr DSR balancer ${spec.name}: VIPs, tunnels and nft table`, BALANCER_BOOT_SCRIPT),
       mode: '0644',
     },
+    ...(spec.pair
+      ? [
+          { path: KEEPALIVED_CHECK_SCRIPT, content: renderDataplaneCheck(spec), mode: '0755' },
+          { path: KEEPALIVED_CONFIG_FILE, content: renderKeepalivedConfig(spec), mode: '0644' },
+        ]
+      : []),
   ];
   return { table, tunnels, addresses, modules, files, unit: BALANCER_UNIT };
 }

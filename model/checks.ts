@@ -209,6 +209,13 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
       message: `is required for L3 VIPs when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: it is the outer source of the IPIP tunnels`,
     });
   }
+  if (spec.pair && spec.address === undefined) {
+    issues.push({
+      path: spec.path,
+      field: 'address',
+      message: `is required for a member of balancer pair ${spec.pair.name} when ssh.host (${showValue(spec.ssh.host)}) is not an IPv4 address: keepalived sends its advertisements from it to the other member`,
+    });
+  }
   const interval = statsIntervalWithoutTextfile(spec);
   if (interval) issues.push({ path: spec.path, field: 'statsIntervalSec', value: spec.statsIntervalSec, message: interval });
   for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));

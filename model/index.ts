@@ -34,3 +34,5 @@ export * from './stats-sample';
 export * from './stats-textfile';
 export * from './sections';
 export * from './probe-routing';
+export * from './pair-fields';
+export * from './pair';

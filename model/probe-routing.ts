@@ -7,22 +7,36 @@ import type { BalancerSpec } from './spec';
 /**
  * How the runtime's probes reach a service that listens on the VIP only, through one backend: the probe socket
  * connects to the backend's own address from a source port of its own, and the balancer's kernel
- *  - routes it (a policy rule on that source port range) by a table of its own: straight to the backend's MAC for
- *    L2 (`via <backend> onlink`, so that the next hop stays the backend after the rewrite), into the backend's
- *    tunnel for L3;
- *  - rewrites its destination to the VIP after routing (postrouting, `ip` table `tula_dsr_probe`), so the backend
- *    receives what a client's packet would look like, on the path a client's packet would take;
+ *  - marks it on the way out (a `route` chain, `ip` table `tula_dsr_probe`, keyed by backend and probe port), so that
+ *    a policy rule on that mark routes it again by a table of its own: straight to the backend's MAC for L2
+ *    (`via <backend> onlink`, so that the next hop stays the backend after the rewrite), into the backend's tunnel
+ *    for L3;
+ *  - rewrites its destination to the VIP after routing (postrouting, same table), so the backend receives what a
+ *    client's packet would look like, on the path a client's packet would take;
  *  - rewrites the reply's source back from the VIP to the backend (ingress, `netdev` table `tula_dsr_probe`,
  *    keyed by VIP and probe port), before the stack would drop it: its source is the balancer's own VIP.
- * The probe socket then sees an ordinary connection to the backend. Measured on kernel 6.18 with nft 1.0.6: an
- * HTTP server bound to the VIP only answers these probes and refuses a connection to the backend's address.
+ * The probe socket then sees an ordinary connection to the backend. Measured on kernel 6.18 with nft 1.0.6 (L2) and
+ * Debian's 6.1 in the VM lab (L3): a server bound to the VIP only answers these probes and refuses a connection to
+ * the backend's address.
+ *
+ * Why a mark, not a rule on the probe ports: the reverse path filter checks an arriving packet by looking up the
+ * route back to its source as if the balancer sent it, with the ports swapped as soon as any rule matches on
+ * ports. A rule on the probe ports therefore also matches the check of the probe's reply, and names the backend's
+ * tunnel; on L3 the reply arrives on the balancer's interface from the router, so strict rp_filter (1, RHEL's
+ * default) drops every reply. That check carries no mark (the reply's own mark, 0, with src_valid_mark), so the
+ * rule on the mark leaves it alone, whatever other rules the host has. The socket's own route (and so its source
+ * address) comes from the main table, as for any connection to the backend; only its packets are routed again.
  */
 export const PROBE_PORT_FIRST = 61000;
 /** Targets a balancer may probe: one source port each (61000–61999, above Linux's ephemeral range). */
 export const PROBE_PORT_COUNT = 1000;
 export const PROBE_ROUTE_TABLE = 61000;
+/** The firewall mark of probe packets, which selects PROBE_ROUTE_TABLE (matched exactly, no mask). */
+export const PROBE_MARK = 61000;
 /** Before the main table (32766), after the local one (0). */
-export const PROBE_RULE_PRIORITY = { tcp: 1061, udp: 1062 } as const;
+export const PROBE_RULE_PRIORITY = 1061;
+/** Earlier runtimes added a second rule (UDP) here; the cleanup still removes it. */
+const RETIRED_RULE_PRIORITY = 1062;
 export const PROBE_TABLE = 'tula_dsr_probe';
 
 /**
@@ -45,7 +59,7 @@ export function assignProbePorts(targets: readonly Pick<ProbeTarget, 'key'>[]): 
 export interface ProbeRouting {
   /** One `nft -f` transaction that (re)creates both probe tables. */
   readonly nft: string;
-  /** Commands (argv) run in order after the cleanup and the tables: the routes, then the rules. */
+  /** Commands (argv) run in order after the cleanup and the tables: the routes, then the rule. */
   readonly commands: readonly (readonly string[])[];
 }
 
@@ -53,17 +67,17 @@ const last = PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1;
 
 /** What `installProbeRouting` sets up for these targets (ports from assignProbePorts). */
 export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTarget[], ports: ReadonlyMap<string, number>): ProbeRouting {
+  const probes: string[] = [];
   const out: string[] = [];
   const back: string[] = [];
   const routes = new Map<string, string[]>();
-  const src = spec.address ? ['src', spec.address] : [];
   for (const target of targets) {
     const port = ports.get(target.key)!;
+    probes.push(`${target.backend.ip} . ${port}`);
     out.push(`${target.backend.ip} . ${port} : ${target.via.ip}`);
     back.push(`${target.via.ip} . ${port} : ${target.backend.ip}`);
     const ip = target.backend.ip;
-    if (!routes.has(ip))
-      routes.set(ip, target.backend.mode === 'l2' ? [ip, 'via', ip, 'dev', spec.interface, 'onlink', ...src] : [ip, 'dev', tunnelName(ip), ...src]);
+    if (!routes.has(ip)) routes.set(ip, target.backend.mode === 'l2' ? [ip, 'via', ip, 'dev', spec.interface, 'onlink'] : [ip, 'dev', tunnelName(ip)]);
   }
   const elements = (list: readonly string[]) => (list.length ? [`\t\telements = { ${list.join(', ')} }`] : []);
   const nft = [
@@ -71,9 +85,19 @@ export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTa
     `table ip ${PROBE_TABLE}`,
     `delete table ip ${PROBE_TABLE}`,
     `table ip ${PROBE_TABLE} {`,
+    // Debian's 6.1 refuses a map where a set is looked up (EINVAL; 6.18 takes it), hence the set beside the map
+    '\tset probes {',
+    '\t\ttypeof ip daddr . th sport',
+    ...elements(probes),
+    '\t}',
     '\tmap to_vip {',
     '\t\ttypeof ip daddr . th sport : ip daddr',
     ...elements(out),
+    '\t}',
+    '\tchain output {',
+    // a route chain: the kernel routes a packet again when the chain changed its mark
+    '\t\ttype route hook output priority mangle; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ip daddr . th sport @probes meta mark set ${PROBE_MARK}`,
     '\t}',
     '\tchain postrouting {',
     '\t\ttype filter hook postrouting priority filter; policy accept;',
@@ -97,19 +121,7 @@ export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTa
   ].join('\n');
   const commands: string[][] = [
     ...[...routes.values()].map((r) => ['ip', 'route', 'replace', ...r, 'table', String(PROBE_ROUTE_TABLE)]),
-    ...Object.entries(PROBE_RULE_PRIORITY).map(([proto, pref]) => [
-      'ip',
-      'rule',
-      'add',
-      'pref',
-      String(pref),
-      'ipproto',
-      proto,
-      'sport',
-      `${PROBE_PORT_FIRST}-${last}`,
-      'lookup',
-      String(PROBE_ROUTE_TABLE),
-    ]),
+    ['ip', 'rule', 'add', 'pref', String(PROBE_RULE_PRIORITY), 'fwmark', String(PROBE_MARK), 'lookup', String(PROBE_ROUTE_TABLE)],
   ];
   return { nft, commands };
 }
@@ -120,7 +132,9 @@ export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTa
  * with SIGKILL leaves them).
  */
 export function renderProbeRoutingCleanup(): string {
-  const rules = Object.values(PROBE_RULE_PRIORITY).map((pref) => `while ${renderCommand(['ip', 'rule', 'del', 'pref', String(pref)])} 2>/dev/null; do :; done`);
+  const rules = [PROBE_RULE_PRIORITY, RETIRED_RULE_PRIORITY].map(
+    (pref) => `while ${renderCommand(['ip', 'rule', 'del', 'pref', String(pref)])} 2>/dev/null; do :; done`,
+  );
   return [
     ...rules,
     `${renderCommand(['ip', 'route', 'flush', 'table', String(PROBE_ROUTE_TABLE)])} 2>/dev/null`,

@@ -30,6 +30,7 @@ import {
 } from './fields';
 import { createHealthCheckSchema } from './health-check';
 import { createStatsTextfileFields, withStatsDefaults } from './stats-textfile';
+import { createPairSpecSchema } from './pair-fields';
 
 export { ALGORITHMS, MODES, PROTOCOLS };
 export type { Algorithm, Mode, Protocol };
@@ -109,6 +110,8 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
       subnet: field<string>(checkCidr).optional(),
       mac: field<string>(checkMac).optional(),
       ...createStatsTextfileFields(isUnresolved),
+      /** Set on the members of a BalancerPair: keepalived holds the VIPs on the active member. */
+      pair: createPairSpecSchema(isUnresolved).optional(),
       vips: z.array(VipSpecSchema),
     })
     .overwrite(withStatsDefaults);

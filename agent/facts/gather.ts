@@ -25,6 +25,8 @@ export interface FactsRequest {
   readonly hashOnlyFiles?: readonly string[];
   /** Whether Node is there and the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file). */
   readonly runtime?: { readonly unit: string; readonly pidFile: string; readonly supervisor: string };
+  /** Whether keepalived is installed and the keepalived of a balancer pair member runs (its unit, or its pid file). */
+  readonly keepalived?: { readonly unit: string; readonly pidFile: string };
   /** L2 backends whose MAC the balancer must resolve: ping them all at once, then read the neighbour table. */
   readonly neighbours?: { readonly dev: string; readonly ips: readonly string[] };
 }
@@ -59,6 +61,8 @@ export interface HostFacts {
   readonly stateDirMode: string | null;
   /** When requested: Node's version (absent: not installed), the runtime unit's state, the supervisor's PID. */
   readonly runtime?: { readonly node?: string; readonly unitState?: string; readonly supervisorPid?: number };
+  /** When requested: keepalived's version line (absent: not installed), its unit's state, the live pid of its pid file. */
+  readonly keepalived?: { readonly version?: string; readonly unitState?: string; readonly pid?: number };
   /** The state file or journal exists but cannot be read: the path and why. The runner then refuses to act. */
   readonly stateProblem?: { readonly path: string; readonly problem: string };
 }
@@ -150,6 +154,16 @@ export function renderFactsScript(request: FactsRequest): string {
       `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa ${q(supervisor)} "/proc/$p/cmdline" 2>/dev/null && echo "supervisor=$p"`,
     );
   }
+  if (request.keepalived) {
+    const { unit, pidFile } = request.keepalived;
+    lines.push(
+      sectionLine('keepalived'),
+      'command -v keepalived >/dev/null 2>&1 && echo "version=$(keepalived -v 2>&1 | head -n 1)"',
+      `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
+      // a pid reused by another process does not count
+      `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa keepalived "/proc/$p/cmdline" 2>/dev/null && echo "pid=$p"`,
+    );
+  }
   if (request.neighbours?.ips.length) {
     const { dev, ips } = request.neighbours;
     lines.push(
@@ -166,6 +180,12 @@ function parseRuntimeFacts(text: string): NonNullable<HostFacts['runtime']> {
   const kv = parseKeyValues(text);
   const pid = Number(kv.supervisor);
   return { node: kv.node || undefined, unitState: kv.unit || undefined, supervisorPid: Number.isInteger(pid) && pid > 1 ? pid : undefined };
+}
+
+function parseKeepalivedFacts(text: string): NonNullable<HostFacts['keepalived']> {
+  const kv = parseKeyValues(text);
+  const pid = Number(kv.pid);
+  return { version: kv.version || undefined, unitState: kv.unit || undefined, pid: Number.isInteger(pid) && pid > 1 ? pid : undefined };
 }
 
 export function parseHostFacts(output: string, request: FactsRequest): HostFacts {
@@ -222,6 +242,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     journalPending: journal !== null,
     stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,
     ...(request.runtime ? { runtime: parseRuntimeFacts(sections.get('runtime') ?? '') } : {}),
+    ...(request.keepalived ? { keepalived: parseKeepalivedFacts(sections.get('keepalived') ?? '') } : {}),
     ...(stateProblem ? { stateProblem } : {}),
   };
 }

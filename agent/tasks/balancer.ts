@@ -36,10 +36,19 @@ import { HostPlanResult, finishHostPlan } from './host-plan';
 import { NftWant, nftTableTask } from './nft';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
+import {
+  KEEPALIVED_FACTS,
+  KEEPALIVED_FILES,
+  keepalivedConfigCheckTask,
+  keepalivedFiles,
+  keepalivedInstalledTask,
+  keepalivedServiceTask,
+  keepalivedStopTask,
+} from './keepalived';
 import { RUNTIME_FACTS, RUNTIME_FILES, nodeTask, runtimeFiles, runtimeServiceTask, runtimeStopTask, staleTextfileTask, textfileFolderTask } from './runtime';
 
 export const BALANCER_STATE = statePath('balancer');
-const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE];
+const BALANCER_FILES = [BALANCER_RULESET_FILE, BALANCER_BOOT_SCRIPT, BALANCER_UNIT_FILE, ...KEEPALIVED_FILES];
 
 /** L2 backends whose MAC the balancer resolves at apply time (no explicit mac in the spec). */
 export function backendsToResolve(spec: BalancerSpec): { ip: string; path: string }[] {
@@ -60,6 +69,7 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
     files: [...BALANCER_FILES, ...RUNTIME_FILES.slice(1), RUNTIME_STATE_FILE],
     hashOnlyFiles: RUNTIME_FILES.slice(0, 1),
     runtime: RUNTIME_FACTS,
+    keepalived: KEEPALIVED_FACTS,
     // with the textfile's folder, which must exist (see textfileFolderTask)
     dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE, ...(textfile ? [textfile.path] : [])].flatMap(ancestorDirs))],
     sysctls: [],
@@ -68,7 +78,8 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
   };
 }
 
-export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText: string, generation: string): HostPlanResult {
+export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string): HostPlanResult {
+  let facts = hostFacts;
   const state = facts.state;
   const none = { writtenFiles: [] };
   const resolve = backendsToResolve(spec);
@@ -137,6 +148,19 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const needsRuntime = balancerNeedsRuntime(spec);
   const textfile = statsTextfileSettings(spec);
   const tasks: Task[] = [...decisions];
+  if (spec.pair) {
+    const installed = keepalivedInstalledTask(facts, spec.name);
+    tasks.push(installed);
+    if (installed.status === 'failed') return { tasks, ...none };
+  } else {
+    // a member that leaves its pair: keepalived goes first, with the VIPs it held, which the agent then adds itself
+    const stop = keepalivedStopTask(facts, state, 'no longer a member of a balancer pair: stopped (the agent holds the VIPs again)');
+    if (stop) {
+      tasks.push(stop);
+      const held = new Set(plan.addresses.map((a) => `${a.ip} ${a.dev}`));
+      facts = { ...facts, ip: { ...facts.ip, addresses: facts.ip.addresses.filter((a) => !(a.prefix === 32 && held.has(`${a.ip} ${a.dev}`))) } };
+    }
+  }
   if (needsRuntime) {
     const prerequisites = [nodeTask(facts, spec.name), ...(textfile ? [textfileFolderTask(facts, spec.name, textfile)] : [])];
     tasks.push(...prerequisites);
@@ -149,8 +173,14 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   for (const module of plan.modules) tasks.push(moduleTask(module, facts));
   for (const t of plan.tunnels) tasks.push(tunnelTask(t, facts));
   tasks.push(...addressTasks(plan.addresses, facts));
-  const files = [...plan.files, ...(needsRuntime ? runtimeFiles(spec, balancerFacts, facts.systemd) : [])];
+  const files = [
+    ...plan.files,
+    ...(needsRuntime ? runtimeFiles(spec, balancerFacts, facts.systemd) : []),
+    ...(spec.pair ? keepalivedFiles(spec, facts.systemd) : []),
+  ];
   const fileTasks = files.map((f) => fileTask(f, facts));
+  const changedPath = (paths: readonly string[]) => fileTasks.some((t, i) => t.status === 'changed' && paths.includes(files[i].path));
+  const keepalivedChanged = !!spec.pair && changedPath(KEEPALIVED_FILES);
   tasks.push(
     ...fileTasks,
     ...staleFileTasks(
@@ -159,6 +189,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       facts,
     ),
   );
+  if (keepalivedChanged) tasks.push(keepalivedConfigCheckTask());
 
   const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
   // The table loads with the runtime's view (a backend it found down stays out of new flows); whether it is in sync
@@ -170,7 +201,6 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
   const nftTask = nftTableTask(want, facts, state, `${spec.vips.length} VIPs`);
   tasks.push(nftTask);
   if (needsRuntime) {
-    const changedPath = (paths: readonly string[]) => fileTasks.some((t, i) => t.status === 'changed' && paths.includes(files[i].path));
     tasks.push(
       runtimeServiceTask(facts, {
         program: changedPath(RUNTIME_FILES.filter((p) => p !== RUNTIME_CONFIG_FILE)),
@@ -181,8 +211,18 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     if (stale) tasks.push(stale);
   }
 
-  // Only now that no rule refers to them: addresses and tunnels of earlier generations.
-  tasks.push(...staleAddressTasks(staleAddresses(state, plan.addresses), facts));
+  // with the table loaded, so that its track script passes
+  if (spec.pair) tasks.push(keepalivedServiceTask(facts, keepalivedChanged));
+
+  // Only now that no rule refers to them: addresses and tunnels of earlier generations (not the VIPs keepalived holds
+  // now that the balancer has joined a pair).
+  const vrrpHeld = new Set(spec.pair ? spec.vips.map((v) => `${v.ip} ${spec.interface}`) : []);
+  tasks.push(
+    ...staleAddressTasks(
+      staleAddresses(state, plan.addresses).filter((a) => !(a.prefix === 32 && vrrpHeld.has(`${a.ip} ${a.dev}`))),
+      facts,
+    ),
+  );
   const wantedTunnels = new Set(plan.tunnels.map((t) => t.name));
   for (const t of state?.tunnels ?? []) {
     if (!wantedTunnels.has(t.name) && facts.ip.links[t.name])
@@ -212,6 +252,7 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
       ...(needsRuntime
         ? { runtime: { service: facts.systemd ? ('systemd' as const) : ('supervisor' as const), ...(textfile && { statsTextfile: textfile.path }) } }
         : {}),
+      ...(spec.pair ? { keepalived: { service: facts.systemd ? ('systemd' as const) : ('direct' as const) } } : {}),
     },
     { name: spec.name, facts, specText, generation },
   );

@@ -27,6 +27,7 @@ export interface HostOutcome {
   readonly nft: readonly NftWant[];
   readonly unit: HostState['unit'];
   readonly runtime?: HostState['runtime'];
+  readonly keepalived?: HostState['keepalived'];
 }
 
 /**
@@ -56,6 +57,7 @@ export function finishHostPlan(
     nft: nftRecord(outcome.nft),
     unit: outcome.unit,
     ...(outcome.runtime ? { runtime: outcome.runtime } : {}),
+    ...(outcome.keepalived ? { keepalived: outcome.keepalived } : {}),
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
   const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];

@@ -3,6 +3,7 @@ import type { HostState } from '../state';
 import { disableUnitStep, staleAddressTasks } from './common';
 import { removeStateStep } from './state-file';
 import { runtimeStopTask } from './runtime';
+import { keepalivedStopTask } from './keepalived';
 import { nftScratchFiles } from './nft';
 import { Task, changed, ok } from './task';
 import { cmd, removeFileStep, removeTunnelStep, sysctlStep } from './steps';
@@ -24,6 +25,9 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
     };
   }
   const tasks: Task[] = [];
+  // keepalived first: it drops the VIPs it holds and tells the other member (priority 0), which takes over at once
+  const vrrp = keepalivedStopTask(facts, state, 'stopped');
+  if (vrrp) tasks.push(vrrp);
   const stop = runtimeStopTask(facts, state, 'stopped');
   if (stop) tasks.push(stop);
   for (const key of Object.keys(state.nft)) {

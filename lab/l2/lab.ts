@@ -1,12 +1,13 @@
 /**
- * The L2 DSR lab: on top of the namespace lab (topology.ts), hosts `client`, `lb` and `web1..webN`, with
+ * The L2 DSR lab: on top of the namespace lab (topology.ts), hosts `client`, `lb` (and `lb2` for a pair) and
+ * `web1..webN`, with
  *
  *  - on each backend, an HTTP server on ports 80 and 8080 and a UDP echo on 5353, bound to 0.0.0.0 (the VIPs
  *    appear on lo only once tula-dsr applies), each naming the backend (see scripts.ts);
  *  - an inventory (lab/inventory.ts) in the lab dir: SSH address and port, the pinned host-key fingerprint, the
  *    lab's client key, each host's address and the VIPs; `main.ts` reads it from TULA_DSR_INVENTORY.
  *
- * Addresses in the lab's /24: client .1, lb .2, webN .(10+N), VIPs web .100, dns .101, any .102, controller .254.
+ * Addresses in the lab's /24: client .1, lb .2, lb2 .3, webN .(10+N), VIPs web .100, dns .101, any .102, controller .254.
  * The servers are started with the lab's `spawn()`, so teardown stops them with everything else.
  */
 import { writeFileSync } from 'node:fs';
@@ -24,12 +25,16 @@ export interface L2LabOptions {
   readonly backends?: number;
   /** A /24 inside 10.213.0.0/16 (default: a free one). */
   readonly subnet?: string;
+  /** A second balancer host `lb2` (.3), the inventory's `secondary`, for a balancer pair (default false). */
+  readonly pair?: boolean;
 }
 
 export interface L2Lab {
   readonly lab: Lab;
   readonly client: LabHost;
   readonly lb: LabHost;
+  /** The second balancer, with `pair`. */
+  readonly lb2?: LabHost;
   readonly backends: readonly LabHost[];
   readonly vips: { readonly web: string; readonly dns: string; readonly any: string };
   readonly inventory: Inventory;
@@ -59,12 +64,18 @@ export async function createL2Lab(options: L2LabOptions = {}): Promise<L2Lab> {
   const count = options.backends ?? 3;
   if (!Number.isInteger(count) || count < 1 || count > 50) throw new Error(`backends: ${count} is not allowed: use 1 to 50`);
   const names = Array.from({ length: count }, (_, i) => `web${i + 1}`);
-  const hosts: LabHostSpec[] = [{ name: 'client', octet: 1, sshd: false }, { name: 'lb', octet: 2 }, ...names.map((name, i) => ({ name, octet: 11 + i }))];
+  const hosts: LabHostSpec[] = [
+    { name: 'client', octet: 1, sshd: false },
+    { name: 'lb', octet: 2 },
+    ...(options.pair ? [{ name: 'lb2', octet: 3 }] : []),
+    ...names.map((name, i) => ({ name, octet: 11 + i })),
+  ];
   // createLab refuses namespaces that exist already (names carry a fresh random lab id) and cleans up after itself
   const lab = await createLab({ hosts, subnet: options.subnet });
   try {
     const client = lab.hosts.client;
     const lb = lab.hosts.lb;
+    const lb2 = options.pair ? lab.hosts.lb2 : undefined;
     const backends = names.map((n) => lab.hosts[n]);
     const python = await findPython(client);
     const base = lab.subnet.replace(/0\/24$/, '');
@@ -91,12 +102,13 @@ export async function createL2Lab(options: L2LabOptions = {}): Promise<L2Lab> {
       privateKeyPath: lab.clientKeyPath,
       user: 'root',
       balancer: { ...inv(lb), interface: 'eth0', subnet: lab.subnet },
+      ...(lb2 && { secondary: { ...inv(lb2), interface: 'eth0', subnet: lab.subnet } }),
       backends: backends.map(inv),
       vips,
     };
     const inventoryPath = `${lab.dir}/inventory.json`;
     writeFileSync(inventoryPath, JSON.stringify(inventory, null, 2) + '\n');
-    return { lab, client, lb, backends, vips, inventory, inventoryPath, python, servers, stopServer, startServer, teardown: () => lab.teardown() };
+    return { lab, client, lb, lb2, backends, vips, inventory, inventoryPath, python, servers, stopServer, startServer, teardown: () => lab.teardown() };
   } catch (e) {
     await lab.teardown().catch((t: Error) => ((e as Error).message += `\n(and tearing the lab down failed too: ${t.message})`));
     throw e;

@@ -15,7 +15,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
+import { BackendHost, Balancer, DsrVip, ENGINE_CONTEXT_KEY, Engine, HealthCheck, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
 import { prepareTerraformEnv } from '../terraform/env';
 import { RUNTIME_DIR_ENV } from '../../agent/daemon/paths';
 import { signalAgentDaemons } from '../agent-daemons';
@@ -35,6 +35,12 @@ export interface L3StackOptions {
   readonly engine?: Engine;
   /** Weights of be1 and be2 on the web VIP. @default L3_WEIGHTS */
   readonly weights?: readonly [number, number];
+  /**
+   * Health checks of the web and dns VIPs. The VM has no Node, so a stack with checks cannot run the balancer
+   * runtime there; it is synthesized for its probe targets only.
+   * @default - none
+   */
+  readonly healthChecks?: { readonly web?: HealthCheck; readonly dns?: HealthCheck };
 }
 
 /**
@@ -57,10 +63,25 @@ export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOpti
   });
   const lb = new Balancer(stack, 'lb', { ssh: ssh(i.balancer), interface: i.balancer.interface, address: i.balancer.address });
   const [be1, be2] = i.backends.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address }));
-  const web = new DsrVip(stack, 'web', { balancer: lb, ip: i.vips.web, port: i.ports.http, mode: 'l3', algorithm: 'weighted-round-robin' });
+  const web = new DsrVip(stack, 'web', {
+    balancer: lb,
+    ip: i.vips.web,
+    port: i.ports.http,
+    mode: 'l3',
+    algorithm: 'weighted-round-robin',
+    ...(o.healthChecks?.web && { healthCheck: o.healthChecks.web }),
+  });
   web.addBackend('be1', { host: be1, weight: w1 });
   web.addBackend('be2', { host: be2, weight: w2 });
-  const dns = new DsrVip(stack, 'dns', { balancer: lb, ip: i.vips.dns, port: i.ports.udp, protocol: 'udp', mode: 'l3', algorithm: 'round-robin' });
+  const dns = new DsrVip(stack, 'dns', {
+    balancer: lb,
+    ip: i.vips.dns,
+    port: i.ports.udp,
+    protocol: 'udp',
+    mode: 'l3',
+    algorithm: 'round-robin',
+    ...(o.healthChecks?.dns && { healthCheck: o.healthChecks.dns }),
+  });
   dns.addBackend('be1', { host: be1 });
   dns.addBackend('be2', { host: be2 });
   app.synth();

@@ -194,7 +194,8 @@ export function buildBalancerTable(
   const l3Backends = new Map<string, BackendSpec>();
 
   const pools = options.pools ?? groupPools(byName(spec.vips));
-  const poolOf = new Map(pools.flatMap((p) => p.vips.map((name) => [name, p] as const)));
+  // only the VIP maps need it: the pool sync (managedOnly, no VIPs) must not index ten thousand VIPs at every change
+  const poolOf = new Map(vips.length ? pools.flatMap((p) => p.vips.map((name) => [name, p] as const)) : []);
   for (const vip of vips) {
     const kind = vip.port === '*' ? 'any' : 'port';
     const keyType = vip.port === '*' ? 'ipv4_addr . inet_proto' : 'ipv4_addr . inet_proto . inet_service';
@@ -293,9 +294,13 @@ export function buildBalancerTable(
     }
   }
 
+  // A pair member takes only frames sent to its own MAC: a switch floods a frame whose destination it has not learnt
+  // (after an FDB entry aged out, or the other member's port went down) to both members, and the passive one must not
+  // schedule it too (a second SYN to another backend). VRRP's gratuitous ARP moves the VIPs' traffic to it instead.
+  const ownFrames = spec.pair ? 'meta pkttype host ' : '';
   const ingressRules = (['port', 'any'] as const)
     .filter((kind) => maps.has(`vip_pool_${kind}`))
-    .map((kind) => `meta protocol ip meta priority set ${vipKeyExpr(kind === 'any')} map @vip_pool_${kind} meta priority vmap @pool_chain`);
+    .map((kind) => `${ownFrames}meta protocol ip meta priority set ${vipKeyExpr(kind === 'any')} map @vip_pool_${kind} meta priority vmap @pool_chain`);
   const ingress: NftChain = {
     name: 'ingress',
     hook: `type filter hook ingress device "${spec.interface}" priority -300; policy accept;`,

@@ -73,7 +73,7 @@ const BAD_INPUTS: readonly BadInput[] = [
     what: 'a DsrVip without a balancer (JavaScript)',
     body: `const s = new TerraformStack(app, 'dsr');
   new DsrVip(s, 'web', { ip: '10.0.1.100', port: 80 });`,
-    problems: ['dsr/web: balancer: is required and must be a Balancer construct'],
+    problems: ['dsr/web: balancer: is required and must be a Balancer or BalancerPair construct'],
   },
 ];
 

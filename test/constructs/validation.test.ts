@@ -424,7 +424,7 @@ describe('names from construct ids', () => {
     [
       'a DsrVip without a balancer',
       (s) => new DsrVip(s, 'web', { ip: '10.0.1.100', port: 80 } as any),
-      's/web: balancer: is required and must be a Balancer construct',
+      's/web: balancer: is required and must be a Balancer or BalancerPair construct',
     ],
     [
       'a Backend outside a DsrVip',

@@ -100,7 +100,7 @@ describe('health checks on the L2 lab', () => {
     expect(state.checks.map((c) => [c.backend, c.state, c.vip]).sort()).toEqual(l2.backends.map((b) => [b.ip, 'up', 'web']));
     expect(await slotBackends()).toEqual(['web1', 'web2', 'web3']);
     // the probes' own routing: the rule, the route table and both rewrite tables
-    expect(await sh(l2.lb, 'ip rule show')).toMatch(/1061:.*ipproto tcp sport 61000-61999 lookup 61000/);
+    expect(await sh(l2.lb, 'ip rule show')).toMatch(/^1061:\tfrom all fwmark 0xee48 lookup 61000$/m);
     expect(await sh(l2.lb, `nft list tables`)).toContain(`table netdev ${PROBE_TABLE}`);
     await expectServedBy(['web1', 'web2', 'web3']);
   });

@@ -3,6 +3,9 @@
  * iproute2, nft and sshd inside. The stack is synthesized with the real constructs and deployed with the real
  * `terraform apply` (engine terraform_data: no provider download), whose provisioners run the agent over SSH.
  *
+ * The balancer runtime needs Node, which the VM lacks: for health probes through the VIP, the test installs the probe
+ * routing the runtime renders for this stack with checks, with the runtime's own install code, and probes with socat.
+ *
  * Needs root (and apt for qemu, the kernel and busybox on a cold run). Without them every test here fails: the
  * lab refuses to start with a clear message. Nothing is skipped.
  */
@@ -10,12 +13,18 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { createL3Workspace, flushFlows, httpBurst, L3Workspace, nftCounter, RunResult, tally, udpBurst } from '../../lab/vm/deploy';
 import { repoRoot } from '../../lab/vm/paths';
+import { balancerRunner, planL3Probes, reversePathDrops, socatProbe, SocatProbe, startVipOnlyServer, tunnelTxPackets } from '../../lab/vm/probe-path';
+import { installProbeRouting, removeProbeRouting } from '../../runtime/probe-routing';
+import { PROBE_MARK, PROBE_PORT_COUNT, PROBE_PORT_FIRST, PROBE_ROUTE_TABLE, PROBE_TABLE, probeProtocol, tunnelName } from '../../model';
 import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
 import type { VmHostName } from '../../lab/vm/guest';
 
 const TULA_HOSTS = ['lb', 'be1', 'be2'] as const;
 const REQUESTS = 40;
 const POST_BYTES = 300 * 1024;
+/** The port of a TCP service that the backends bind to the web VIP only (the lab's httpd listens everywhere). */
+const VIP_ONLY_PORT = 9090;
+const PROBE_PORTS = `${PROBE_PORT_FIRST}-${PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1}`;
 
 let lab: VmLab | undefined;
 let inv: VmInventory;
@@ -278,6 +287,82 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
     // from the VIP; a datagram lost on the emulated VM is sent again from the same port (see udpBurst)
     const udp = await udpBurst(lab!, { host: inv.vips.dns, port: inv.ports.udp, count: 8 });
     expect(udp).toEqual({ counts: { be1: 4, be2: 4 }, failures: 0, errors: [] });
+  });
+
+  step("health probes reach a service bound to the VIP only through each backend's tunnel, with strict rp_filter on the balancer", 180_000, async () => {
+    // what the runtime would probe and install for this stack with a TCP check (the VIP-only port) and a UDP check
+    const plan = planL3Probes(inv, { web: { kind: 'tcp', port: VIP_ONLY_PORT }, dns: { kind: 'udp', payloadHex: '70696e670a' } });
+    const [b1, b2] = inv.backends;
+    expect(plan.targets.map((t) => [t.backend.ip, probeProtocol(t.check), t.check.port, t.via.ip]).sort()).toEqual([
+      [b1.address, 'tcp', VIP_ONLY_PORT, inv.vips.web],
+      [b1.address, 'udp', inv.ports.udp, inv.vips.dns],
+      [b2.address, 'tcp', VIP_ONLY_PORT, inv.vips.web],
+      [b2.address, 'udp', inv.ports.udp, inv.vips.dns],
+    ]);
+    const probes = plan.targets.map((t) => ({
+      name: t.backend.ip === b1.address ? 'be1' : 'be2',
+      probe: { ip: t.backend.ip, port: t.check.port, protocol: probeProtocol(t.check), sourcePort: plan.ports.get(t.key)! } satisfies SocatProbe,
+    }));
+    const run = balancerRunner(lab!);
+    const rpFilter = (await sh('lb', 'sysctl -n net.ipv4.conf.all.rp_filter')).trim();
+    const servers: number[] = [];
+    try {
+      for (const b of inv.backends) servers.push(await startVipOnlyServer(lab!, b.name as VmHostName, inv.vips.web, VIP_ONLY_PORT));
+      // strict, as RHEL ships it: the replies come from the router on eth0, not back through the tunnel
+      await sh('lb', 'sysctl -q -w net.ipv4.conf.all.rp_filter=1');
+      // an earlier runtime's retired UDP rule, left by a SIGKILL: the install's cleanup removes it
+      await sh('lb', `ip rule add pref 1062 ipproto udp sport ${PROBE_PORTS} lookup ${PROBE_ROUTE_TABLE}`);
+      await installProbeRouting(plan.routing, run);
+      expect((await sh('lb', 'ip rule show')).split('\n').filter((l) => l.includes(`lookup ${PROBE_ROUTE_TABLE}`))).toEqual([
+        `1061:\tfrom all fwmark 0x${PROBE_MARK.toString(16)} lookup ${PROBE_ROUTE_TABLE}`,
+      ]);
+
+      const tunnels = inv.backends.map((b) => tunnelName(b.address));
+      const txBefore = await Promise.all(tunnels.map((t) => tunnelTxPackets(lab!, t)));
+      const vipSourcedBefore = await counter('lb', 'netdev', 'lab_watch', 'vip_src_in');
+      const dropsBefore = await reversePathDrops(lab!);
+      const results = [];
+      for (const p of probes) results.push([p.name, p.probe.protocol, await socatProbe(lab!, p.probe)]);
+      expect(results).toEqual(
+        probes.map((p) => [p.name, p.probe.protocol, { code: 0, reply: p.probe.protocol === 'tcp' ? `${p.name} got ping` : p.name, error: '' }]),
+      );
+      // through the tunnels (at least a SYN, the data, the reset and a datagram each), answered from the VIP, none dropped
+      const txAfter = await Promise.all(tunnels.map((t) => tunnelTxPackets(lab!, t)));
+      const vipSourced = (await counter('lb', 'netdev', 'lab_watch', 'vip_src_in')) - vipSourcedBefore;
+      console.log(
+        `probes through the VIP: ${probes.length} answered; tunnel TX ${txAfter.map((n, i) => n - txBefore[i]).join(' and ')} packets, ${vipSourced} VIP-sourced replies in`,
+      );
+      expect(txAfter.map((n, i) => n - txBefore[i] >= 4)).toEqual([true, true]);
+      expect(vipSourced).toBeGreaterThanOrEqual(probes.length);
+      expect((await reversePathDrops(lab!)) - dropsBefore).toBe(0);
+
+      // the control: the same services from an ordinary port reach the backends' own addresses, where nothing listens
+      for (const p of probes) {
+        const plain = await socatProbe(lab!, { ...p.probe, sourcePort: undefined });
+        expect({ code: plain.code, reply: plain.reply, refused: /Connection refused/.test(plain.error) }).toEqual({ code: 1, reply: '', refused: true });
+      }
+
+      // why the rule is on a mark: the earlier rule on the probe ports (with the routes' source set, as it had them)
+      // also matches the reverse path check of the reply, which then names the tunnel; strict rp_filter drops it
+      for (const b of inv.backends)
+        await sh('lb', `ip route replace ${b.address} dev ${tunnelName(b.address)} src ${inv.balancer.address} table ${PROBE_ROUTE_TABLE}`);
+      await sh('lb', `ip rule add pref 1062 ipproto tcp sport ${PROBE_PORTS} lookup ${PROBE_ROUTE_TABLE}`);
+      const tcp = probes.find((p) => p.probe.protocol === 'tcp')!;
+      const dropsOld = await reversePathDrops(lab!);
+      const old = await socatProbe(lab!, tcp.probe);
+      expect({ code: old.code, reply: old.reply }).toEqual({ code: 1, reply: '' });
+      const dropped = (await reversePathDrops(lab!)) - dropsOld;
+      console.log(`the earlier rule on the probe ports: the probe failed (${old.error}); ${dropped} replies dropped by rp_filter`);
+      expect(dropped).toBeGreaterThan(0);
+    } finally {
+      await removeProbeRouting(run);
+      await sh('lb', `sysctl -q -w net.ipv4.conf.all.rp_filter=${rpFilter}`);
+      if (servers.length) await sh('be1', `kill ${servers.join(' ')}`);
+    }
+    // the cleanup leaves nothing: no rule, no route, no table (the destroy step compares every host byte for byte)
+    expect(await sh('lb', `ip rule show; ip route show table ${PROBE_ROUTE_TABLE}; nft list tables`)).not.toMatch(
+      new RegExp(`${PROBE_ROUTE_TABLE}|${PROBE_TABLE}`),
+    );
   });
 
   step('re-apply changes nothing, and tula-dsr check reports the stack in sync', 120_000, async () => {

@@ -2,7 +2,8 @@
  * Slot pools: which VIPs share one, the slot tables of pools the runtime manages (least connections, health), and the
  * small transaction that rewrites one pool's elements while every other element stays as it is.
  */
-import { BackendSpec, Pool, buildBalancerTable, groupPools, managedSlotCount, poolName, poolSequence, renderOwnedUpdate } from '../../model';
+import { performance } from 'node:perf_hooks';
+import { BackendSpec, Pool, buildBalancerTable, formatIpv4, groupPools, managedSlotCount, poolName, poolSequence, renderOwnedUpdate } from '../../model';
 import { backends, balancerSpec, factsFor } from '../support/render-fixtures';
 
 const count = (items: readonly string[]) => items.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x]: (acc[x] ?? 0) + 1 }), {});
@@ -56,6 +57,42 @@ describe('managed pools (least connections)', () => {
     const p = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 3]) }]).vips)[0];
     expect(p.managed).toBe(false);
     expect(poolSequence(p)).toHaveLength(6);
+  });
+});
+
+describe("the pool sync's table (managedOnly)", () => {
+  const lcSpec = (count: number) =>
+    balancerSpec(
+      Array.from({ length: count }, (_, i) => ({
+        name: `v${i}`,
+        ip: formatIpv4(0x0a640000 + i),
+        port: 80,
+        algorithm: 'least-connections' as const,
+        backends: backends(),
+      })),
+    );
+  const medianMs = (build: () => unknown, runs: number) => {
+    const times = Array.from({ length: runs }, () => {
+      const started = performance.now();
+      build();
+      return performance.now() - started;
+    }).sort((a, b) => a - b);
+    return times[Math.floor(runs / 2)];
+  };
+
+  test('GIVEN 10,000 VIPs in one managed pool WHEN the runtime builds its table THEN it holds only the pool and costs what 4 VIPs cost', () => {
+    const many = lcSpec(10_000);
+    const few = lcSpec(4);
+    const facts = factsFor(few);
+    const manyPools = groupPools(many.vips);
+    const fewPools = groupPools(few.vips);
+    const build = (spec: typeof many, pools: Pool[]) => () => buildBalancerTable(spec, facts, [], undefined, { pools, managedOnly: true });
+    expect(build(many, manyPools)()).toEqual(build(few, fewPools)());
+    // a health change re-renders this at every transition: its cost must follow the pools, not the VIPs
+    medianMs(build(many, manyPools), 5);
+    medianMs(build(few, fewPools), 5);
+    const ratio = medianMs(build(many, manyPools), 41) / medianMs(build(few, fewPools), 41);
+    expect(ratio).toBeLessThan(4);
   });
 });
 

@@ -445,7 +445,7 @@ describe('unknown properties as the agent parses a host spec (either kind)', () 
       's/lb1: ssh.password: "password" is not a known property; known properties are host, port, user, privateKeyPath, hostKey, knownHostsFile',
       's/web/web1: wieght: "wieght" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
       's/web: weigth: "weigth" is not a known property; known properties are name, ip, port, protocol, mode, algorithm, flowTimeoutSec, mssClamp, hashTableSize, healthCheck, backends',
-      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, vips',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
     ]);
   });
 
@@ -512,7 +512,7 @@ describe('all problems at once', () => {
     expect((error as SpecError).issues.map(formatIssue)).toEqual([
       `s/web: healthCheck.path: "/healthz" is set on a 'tcp' check, but path only applies to 'http' checks; remove it or use kind 'http'`,
       's/web/web1: extra: "extra" is not a known property; known properties are name, ip, port, weight, mac, healthCheck',
-      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, vips',
+      's/lb1: bogus: "bogus" is not a known property; known properties are name, ssh, interface, address, subnet, mac, statsTextfile, statsIntervalSec, pair, vips',
     ]);
   });
 

@@ -1,0 +1,76 @@
+/**
+ * Failover of a balancer pair in the L2 lab, measured from the client: a steady request loop through a VIP while a
+ * fault hits the active member, and the times the other member needs to hold the VIP and to serve it.
+ */
+import type { LabHost } from '../topology';
+import type { L2Lab } from './lab';
+import { LoadRecord, startLoad } from './traffic';
+
+/** Whether `host` holds `vip` on eth0 (keepalived put it there). */
+export async function holdsVip(host: LabHost, vip: string): Promise<boolean> {
+  const r = await host.exec(['ip', '-o', 'addr', 'show', 'dev', 'eth0', 'to', `${vip}/32`]);
+  return r.code === 0 && r.stdout.trim() !== '';
+}
+
+/** Polls every 20 ms until `host` holds (or, with `held` false, no longer holds) the VIP; the time it took. */
+export async function waitForVip(host: LabHost, vip: string, held: boolean, timeoutMs: number): Promise<number> {
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    if ((await holdsVip(host, vip)) === held) return Date.now() - started;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`${host.name} ${held ? 'did not take' : 'did not give up'} ${vip} within ${timeoutMs} ms`);
+}
+
+export interface FailoverResult {
+  /** From the fault until the other member holds the VIP. */
+  readonly takeoverMs: number;
+  /** From the fault until the end of the first request that started after it and succeeded (null: none did). */
+  readonly firstSuccessMs: number | null;
+  /** Requests of the loop in all, and those that failed. */
+  readonly requests: number;
+  readonly failures: number;
+  /** The failed requests' errors, for the log. */
+  readonly errors: string[];
+}
+
+/**
+ * Runs `command` inside `host` and returns the host's clock (epoch ms) as soon as it has returned, when the fault is
+ * in place: the lab's exec returns tens to hundreds of ms later on a loaded machine, and a clock read before the
+ * command would count requests that the command (itself slow to start) did not yet disturb.
+ */
+export async function faultAt(host: LabHost, command: string): Promise<number> {
+  const r = await host.exec(`${command} && date +%s%3N`);
+  const at = Number(r.stdout.trim().split('\n').pop());
+  if (r.code !== 0 || !Number.isFinite(at)) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
+  return at;
+}
+
+/**
+ * Runs a request loop (4 workers, a new connection every 10 ms each) through `vip`:80, then `fault()`, which
+ * returns the instant of the fault (see faultAt), and follows until `next` holds the VIP and 1.5 s more have passed.
+ */
+export async function measureFailover(l2: L2Lab, o: { vip: string; next: LabHost; fault: () => Promise<number>; timeoutMs?: number }): Promise<FailoverResult> {
+  const load = startLoad(l2.client, l2.python, { host: o.vip, port: 80, workers: 4, intervalMs: 10, maxRequests: 20_000, maxSeconds: 60 });
+  let records: LoadRecord[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 1000));
+    const at = await o.fault();
+    await waitForVip(o.next, o.vip, true, o.timeoutMs ?? 10_000);
+    // an upper bound: the poll itself takes tens of ms
+    const takeoverMs = Date.now() - at;
+    await new Promise((r) => setTimeout(r, 1500));
+    records = await load.stop();
+    const after = records.filter((r) => r.ok && r.t0 >= at).sort((a, b) => a.t1 - b.t1);
+    const failed = records.filter((r) => !r.ok);
+    return {
+      takeoverMs,
+      firstSuccessMs: after.length ? after[0].t1 - at : null,
+      requests: records.length,
+      failures: failed.length,
+      errors: failed.map((r) => r.error ?? 'failed').slice(0, 10),
+    };
+  } finally {
+    if (!records.length) await load.stop().catch(() => undefined);
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * BalancerPair: VIPs attached to the pair reach both members' specs (the same VIPs, each member's side of the pair),
+ * and every mistake in the pair is reported by the pair's construct path with the field, the bad value and what is
+ * allowed.
+ */
+import 'cdktf/lib/testing/adapters/jest';
+import { TerraformStack, Testing } from 'cdktf';
+import { Balancer, BalancerPair, BalancerProps, DsrVip } from '../../constructs';
+import { buildBalancerTable, planBalancerHost, renderNftDeclarative } from '../../model';
+import { HOST_KEY } from '../support/common';
+import { newApp, scratchDir } from '../support/stacks';
+
+Testing.setupJest();
+const root = scratchDir();
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+function pairStack(opts: { vrrp?: Record<string, any>; lb2?: Partial<BalancerProps>; mode?: 'l2' | 'l3' } = {}) {
+  const s = new TerraformStack(newApp(root()), 's');
+  const lb = (id: string, host: string, over: Partial<BalancerProps> = {}) =>
+    new Balancer(s, id, { ssh: { host, hostKey: HOST_KEY }, interface: 'eth0', subnet: '10.0.1.0/24', ...over });
+  const lb1 = lb('lb1', '10.0.1.2');
+  const lb2 = lb('lb2', '10.0.1.3', opts.lb2);
+  const pair = new BalancerPair(s, 'edge', { primary: lb1, secondary: lb2, vrrp: (opts.vrrp ?? { virtualRouterId: 51 }) as any });
+  const web = new DsrVip(s, 'web', { balancer: pair, ip: '10.0.1.100', port: 80, mode: opts.mode ?? 'l2' });
+  web.addBackend('web1', { ip: '10.0.1.11', mac: '02:00:00:00:00:11' });
+  web.addBackend('web2', { ip: '10.0.1.12', mac: '02:00:00:00:00:12' });
+  const any = new DsrVip(s, 'any', { balancer: pair, ip: '10.0.1.102', port: '*', algorithm: 'consistent-hash' });
+  any.addBackend('web1', { ip: '10.0.1.11', mac: '02:00:00:00:00:11' });
+  any.addBackend('web2', { ip: '10.0.1.12', mac: '02:00:00:00:00:12' });
+  return { s, lb1, lb2, pair };
+}
+
+function problems(stack: TerraformStack): string[] {
+  let message: string | undefined;
+  try {
+    Testing.synth(stack, true);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  if (message === undefined) throw new Error('expected synth to fail validation, but it succeeded');
+  return message
+    .split('\n')
+    .filter((l) => l.startsWith('  ['))
+    .map((l) => l.slice(2));
+}
+
+describe('BalancerPair', () => {
+  test('GIVEN VIPs on a pair WHEN the members render THEN both carry the same VIPs, their side of the pair, and the same table', () => {
+    const { s, lb1, lb2 } = pairStack({ vrrp: { virtualRouterId: 51, advertIntervalSec: 0.2 } });
+    Testing.synth(s, true);
+    const [a, b] = [lb1.toSpec(), lb2.toSpec()];
+    expect(a.pair).toEqual({
+      path: 's/edge',
+      name: 'edge',
+      role: 'primary',
+      peerAddress: '10.0.1.3',
+      peerName: 'lb2',
+      virtualRouterId: 51,
+      priority: 150,
+      advertIntervalSec: 0.2,
+      preempt: true,
+    });
+    expect(b.pair).toMatchObject({ role: 'secondary', peerAddress: '10.0.1.2', peerName: 'lb1', priority: 100 });
+    expect(b.vips).toEqual(a.vips);
+    // the same seeds and slot tables on both members (given the same interface MAC): a flow hashes alike on either
+    const facts = { interfaceMac: '02:00:00:00:00:02', backendMacs: {} };
+    const table = (spec: typeof a) => renderNftDeclarative(buildBalancerTable(spec, facts, ['header']));
+    expect(table(b)).toBe(table(a));
+    // keepalived holds the VIPs: the agent adds none itself
+    expect(planBalancerHost(a, facts).addresses).toEqual([]);
+  });
+
+  test('GIVEN a valid pair WHEN the primary renders THEN keepalived.conf has one VRRPv3 instance with unicast peers, the VIPs and the track script', () => {
+    const { lb1 } = pairStack({ vrrp: { virtualRouterId: 51, advertIntervalSec: 0.2 } });
+    const conf = planBalancerHost(lb1.toSpec(), { interfaceMac: '02:00:00:00:00:02' }).files.find((f) => f.path === '/etc/tula-dsr/keepalived.conf');
+    expect(conf?.content).toMatchSnapshot();
+  });
+
+  test.each([
+    [{ virtualRouterId: 0 }, ['[s/edge] vrrp.virtualRouterId: 0 is not allowed; use an integer from 1 to 255 (unique among the VRRP routers of the segment)']],
+    [{}, ['[s/edge] vrrp.virtualRouterId: is required; use an integer from 1 to 255 (unique among the VRRP routers of the segment)']],
+    [
+      { virtualRouterId: 5, advertIntervalSec: 0.005 },
+      ['[s/edge] vrrp.advertIntervalSec: 0.005 is not allowed; use seconds from 0.01 to 40.95 in steps of 0.01 (VRRPv3 counts centiseconds)'],
+    ],
+    [
+      { virtualRouterId: 5, primaryPriority: 255 },
+      ['[s/edge] vrrp.primaryPriority: 255 is not allowed; use an integer from 1 to 254 (255 is reserved for the address owner)'],
+    ],
+    [
+      { virtualRouterId: 5, primaryPriority: 100, secondaryPriority: 100 },
+      ["[s/edge] vrrp.secondaryPriority: 100 is not allowed; use a priority below the primary's (100)"],
+    ],
+    [{ virtualRouterId: 5, preempt: 'yes' }, ['[s/edge] vrrp.preempt: "yes" is not allowed; use true or false']],
+    [
+      { virtualRouterId: 5, advert: 1 },
+      [
+        '[s/edge] vrrp.advert: "advert" is not a known property; known properties are virtualRouterId, advertIntervalSec, primaryPriority, secondaryPriority, preempt',
+      ],
+    ],
+  ])('GIVEN vrrp %j WHEN synthesized THEN the pair reports exactly %j', (vrrp, expected) => {
+    expect(problems(pairStack({ vrrp }).s)).toEqual(expected);
+  });
+
+  test.each([
+    [
+      'the same host',
+      { ssh: { host: '10.0.1.2', hostKey: HOST_KEY } },
+      ['[s/edge] secondary.address: "10.0.1.2" is the primary\'s address too; a pair needs two hosts'],
+    ],
+    [
+      'another subnet',
+      { ssh: { host: '10.0.2.3', hostKey: HOST_KEY }, subnet: '10.0.2.0/24' },
+      [
+        '[s/edge] secondary.subnet: "10.0.2.0/24" differs from the primary\'s "10.0.1.0/24"; the members of a pair with L2 VIPs must share one segment (the VIPs move between them by ARP)',
+        '[s/edge] primary.address: "10.0.1.2" is outside the other member\'s subnet 10.0.2.0/24; the members of a pair with L2 VIPs must share one segment',
+        '[s/edge] secondary.address: "10.0.2.3" is outside the other member\'s subnet 10.0.1.0/24; the members of a pair with L2 VIPs must share one segment',
+        // the secondary's own check of its L2 backends
+        ...['web/web1', 'web/web2', 'any/web1', 'any/web2'].map(
+          (b) =>
+            `[s/${b}] ip: "10.0.1.1${b.slice(-1)}" is outside the balancer's subnet 10.0.2.0/24; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
+        ),
+      ],
+    ],
+    [
+      'no address',
+      { ssh: { host: 'lb2.example.com', hostKey: HOST_KEY } },
+      ["[s/edge] secondary.address: s/lb2 has no IPv4 address (set address, or an IPv4 ssh.host): keepalived's unicast peers need both members' addresses"],
+    ],
+  ])('GIVEN a secondary on %s WHEN synthesized THEN the pair reports it', (_what, lb2, expected) => {
+    expect(problems(pairStack({ lb2: lb2 as Partial<BalancerProps> }).s)).toEqual(expected);
+  });
+
+  test('GIVEN a balancer with VIPs of its own, or one already paired WHEN it joins a pair THEN the pair refuses it', () => {
+    const s = new TerraformStack(newApp(root()), 's');
+    const lb = (id: string, host: string) => new Balancer(s, id, { ssh: { host, hostKey: HOST_KEY }, interface: 'eth0' });
+    const [lb1, lb2, lb3] = [lb('lb1', '10.0.1.2'), lb('lb2', '10.0.1.3'), lb('lb3', '10.0.1.4')];
+    new DsrVip(s, 'own', { balancer: lb3, ip: '10.0.1.100', port: 80 }).addBackend('web1', { ip: '10.0.1.11' });
+    new BalancerPair(s, 'edge', { primary: lb1, secondary: lb2, vrrp: { virtualRouterId: 1 } });
+    new BalancerPair(s, 'edge2', { primary: lb1, secondary: lb3, vrrp: { virtualRouterId: 2 } });
+    new BalancerPair(s, 'edge3', { primary: lb2, secondary: lb2, vrrp: { virtualRouterId: 3 } });
+    expect(problems(s)).toEqual([
+      '[s/edge2] primary: s/lb1 is already a member of another balancer pair',
+      '[s/edge2] secondary: s/lb3 already has VIPs (own); attach VIPs to the pair, so that both members serve them',
+      '[s/edge3] primary: s/lb2 is already a member of another balancer pair',
+      '[s/edge3] secondary: s/lb2 is already a member of another balancer pair',
+    ]);
+  });
+});
