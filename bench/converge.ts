@@ -9,6 +9,7 @@ import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
+import { addCpu, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, runCounted } from './cpu';
 import { Stat, stat } from './stats';
 
 /**
@@ -20,9 +21,9 @@ import { Stat, stat } from './stats';
 export type Method = 'A' | 'B' | 'C' | 'T' | 'D';
 export const METHODS: Record<Method, string> = {
   A: 'Ansible, defaults (forks 5, facts)',
-  B: 'Ansible, tuned (forks 20, pipelining, no facts)',
+  B: 'Ansible, tuned (forks = hosts, pipelining, no facts)',
   C: 'plain ssh per host, POSIX script',
-  T: 'tula-dsr via terraform apply -parallelism=20',
+  T: 'tula-dsr via terraform apply -parallelism=hosts',
   D: 'tula-dsr apply STACK_DIR',
 };
 
@@ -32,6 +33,10 @@ const SYSCTLS = ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce
 interface RunOutcome {
   readonly ms: number;
   readonly changed: number;
+  /** CPU of the processes the method started and waited for (ansible and its ssh, the ssh clients, terraform and its provisioners, the CLI). */
+  readonly cpu: Cpu;
+  /** CPU the agent daemon spent meanwhile (T only: it is not a child of the run). */
+  readonly daemonCpu: Cpu;
 }
 
 function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; out: string }> {
@@ -44,10 +49,12 @@ function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {
   });
 }
 
-async function timed(fn: () => Promise<number>): Promise<RunOutcome> {
+async function timed(daemonDir: string, fn: () => Promise<{ changed: number; cpu: Cpu }>): Promise<RunOutcome> {
+  const daemonBefore = daemonCpu(daemonDir);
   const start = process.hrtime.bigint();
-  const changed = await fn();
-  return { ms: Number(process.hrtime.bigint() - start) / 1e6, changed };
+  const { changed, cpu } = await fn();
+  const ms = Number(process.hrtime.bigint() - start) / 1e6;
+  return { ms, changed, cpu, daemonCpu: daemonCpuSince(daemonBefore, daemonCpu(daemonDir)) };
 }
 
 function floorScript(vip: string): string {
@@ -188,6 +195,10 @@ export async function verifyHosts(s: ConvergenceSetup): Promise<void> {
   if (problems.length) throw new Error(`hosts not converged:\n${problems.join('\n')}`);
 }
 
+function changedIn(out: string): number {
+  return [...out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+}
+
 export async function runMethod(s: ConvergenceSetup, method: Method): Promise<RunOutcome> {
   switch (method) {
     case 'A':
@@ -197,50 +208,62 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
         const env = {
           ...s.ansibleEnv,
           ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
-          ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: '20' } : {}),
+          ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: String(s.hosts.length) } : {}),
         };
-        return await timed(async () => {
-          const r = await run(
+        return await timed(s.daemonDir, async () => {
+          const r = await runCounted(
             ['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')],
             { env },
           );
           const recap = parseAnsibleRecap(r.out);
           if (r.code !== 0 || recap.failed) throw new Error(`ansible (${method}) failed:\n${r.out.slice(-3000)}`);
-          return recap.changed;
+          return { changed: recap.changed, cpu: r.cpu };
         });
       } finally {
         rmSync(controlDir, { recursive: true, force: true });
       }
     }
     case 'C':
-      return timed(async () => {
-        const results = await Promise.all(s.hosts.map((h) => run([...h.sshArgv(), floorScript(s.vip)])));
+      return timed(s.daemonDir, async () => {
+        const results = await Promise.all(s.hosts.map((h) => runCounted([...h.sshArgv(), floorScript(s.vip)])));
         const bad = results.find((r) => r.code !== 0);
         if (bad) throw new Error(`ssh floor failed: ${bad.out}`);
-        return results.reduce((sum, r) => sum + Number(/changed=(\d+)/.exec(r.out)?.[1] ?? 0), 0);
+        return {
+          changed: results.reduce((sum, r) => sum + Number(/changed=(\d+)/.exec(r.out)?.[1] ?? 0), 0),
+          cpu: results.reduce((sum, r) => addCpu(sum, r.cpu), NO_CPU),
+        };
       });
     case 'T':
-      return timed(async () => {
+      return timed(s.daemonDir, async () => {
         const targets = s.backendResources.flatMap((address) => ['-target', address]);
-        const r = await run(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', '-parallelism=20', ...targets], {
+        const r = await runCounted(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', `-parallelism=${s.hosts.length}`, ...targets], {
           cwd: s.stackDir,
           env: s.tfEnv,
         });
         if (r.code !== 0) throw new Error(`terraform apply failed:\n${r.out.slice(-3000)}`);
-        return [...r.out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+        return { changed: changedIn(r.out), cpu: r.cpu };
       });
     case 'D':
-      return timed(async () => {
-        const r = await run(['node', join(REPO, 'dist', 'agent', 'cli.js'), 'apply', s.stackDir, '--limit', 'backend']);
+      return timed(s.daemonDir, async () => {
+        const r = await runCounted(['node', join(REPO, 'dist', 'agent', 'cli.js'), 'apply', s.stackDir, '--limit', 'backend']);
         if (r.code !== 0) throw new Error(`tula-dsr apply failed:\n${r.out.slice(-3000)}`);
-        return [...r.out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+        return { changed: changedIn(r.out), cpu: r.cpu };
       });
   }
+}
+
+/** CPU per host (ms), for each method: what its processes used, and (T) what the agent daemon used. */
+export interface CpuPerHost {
+  readonly total: Record<Method, Stat>;
+  readonly daemon: Record<Method, Stat>;
 }
 
 export interface ConvergenceResult {
   readonly cold: Record<Method, Stat>;
   readonly noop: Record<Method, Stat>;
+  readonly cpu: { readonly cold: CpuPerHost; readonly noop: CpuPerHost };
+  /** Every round's wall time (ms), in order, for ratios that must hold in each round. */
+  readonly rounds: { readonly cold: Record<Method, number[]>; readonly noop: Record<Method, number[]> };
   readonly ansibleVersion: string;
   readonly hosts: number;
 }
@@ -255,6 +278,14 @@ export async function measureConvergence(
   const s = await setupConvergence(count, cacheDir);
   const cold: Record<string, number[]> = {};
   const noop: Record<string, number[]> = {};
+  const cpu = { cold: { total: {}, daemon: {} }, noop: { total: {}, daemon: {} } } as Record<
+    'cold' | 'noop',
+    Record<'total' | 'daemon', Record<string, number[]>>
+  >;
+  const perHost = (phase: 'cold' | 'noop', m: Method, r: RunOutcome) => {
+    (cpu[phase].total[m] ??= []).push((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count);
+    (cpu[phase].daemon[m] ??= []).push(cpuTotal(r.daemonCpu) / count);
+  };
   try {
     for (let round = 0; round < runs; round++) {
       for (const m of methods) {
@@ -267,12 +298,25 @@ export async function measureConvergence(
         if (first.changed === 0 && m !== 'T') throw new Error(`${m}: the cold run reported nothing changed`);
         (cold[m] ??= []).push(first.ms);
         (noop[m] ??= []).push(second.ms);
-        process.stderr.write(`bench: convergence round ${round + 1} ${m}: cold ${first.ms.toFixed(0)} ms, no-op ${second.ms.toFixed(0)} ms\n`);
+        perHost('cold', m, first);
+        perHost('noop', m, second);
+        const cpuNote = (r: RunOutcome) => `CPU ${((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count).toFixed(1)} ms/host`;
+        process.stderr.write(
+          `bench: convergence round ${round + 1} ${m}: cold ${first.ms.toFixed(0)} ms (${cpuNote(first)}), no-op ${second.ms.toFixed(0)} ms (${cpuNote(second)})\n`,
+        );
       }
     }
   } finally {
     await s.teardown();
   }
   const toStats = (x: Record<string, number[]>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, stat(v)])) as Record<Method, Stat>;
-  return { cold: toStats(cold), noop: toStats(noop), ansibleVersion: s.ansibleVersion, hosts: count };
+  const cpuStats = (x: Record<'total' | 'daemon', Record<string, number[]>>): CpuPerHost => ({ total: toStats(x.total), daemon: toStats(x.daemon) });
+  return {
+    cold: toStats(cold),
+    noop: toStats(noop),
+    rounds: { cold: cold as Record<Method, number[]>, noop: noop as Record<Method, number[]> },
+    cpu: { cold: cpuStats(cpu.cold), noop: cpuStats(cpu.noop) },
+    ansibleVersion: s.ansibleVersion,
+    hosts: count,
+  };
 }

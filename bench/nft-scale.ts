@@ -47,15 +47,47 @@ export function renderScaleRuleset(count: number, family: ScaleFamily = 4): stri
   return renderFirstLoad(scaleSpec(count, family), SCALE_MACS);
 }
 
+/** How many set and map elements an nft file adds (named objects such as counters are not elements). */
+export function countNftElements(text: string): number {
+  let count = 0;
+  for (const line of text.split('\n')) {
+    const body = /^add element [^{]*\{(.*)\}\s*$/.exec(line)?.[1];
+    if (body?.trim()) count += body.split(',').length;
+  }
+  return count;
+}
+
 /**
- * Render + `nft -f` time for 1, 1,000 and 10,000 VIPs of the family in a namespace of its own (with a veth named eth0),
- * each measured `runs` times on a fresh table.
+ * The yardstick for a ruleset load: `elements` entries in one plain map of the same key shape as the VIP lookup,
+ * in a table of its own. What `nft -f` costs for this file is the floor for loading that many elements on this
+ * machine, so the ratio holds on a slow day too.
  */
-export function measureNftLoad(
-  counts: readonly number[] = [1, 1000, 10000],
-  runs = 3,
-  family: ScaleFamily = 4,
-): Record<number, { render: Stat; load: Stat; reload: Stat }> {
+export function renderPlainMap(elements: number): string {
+  const entries = Array.from({ length: elements }, (_, i) => `${formatIpv4(0x0b000000 + i)} . tcp . 80 : ${(i % 0xffff).toString(16)}:1`);
+  return [
+    'add table netdev tula_plain',
+    `add map netdev tula_plain plain { type ipv4_addr . inet_proto . inet_service : classid; size ${elements}; }`,
+    'flush map netdev tula_plain plain',
+    `add element netdev tula_plain plain { ${entries.join(', ')} }`,
+    '',
+  ].join('\n');
+}
+
+export interface NftLoad {
+  readonly render: Stat;
+  readonly load: Stat;
+  readonly reload: Stat;
+  /** Set and map elements in the rendered file (the plain map gets as many). */
+  readonly elements: number;
+  /** `nft -f` of one plain map with `elements` entries into an empty table, alternating with `load`. */
+  readonly plainLoad: Stat;
+}
+
+/**
+ * Render + `nft -f` time for 1, 1,000 and 10,000 VIPs of the family in a namespace of its own (with a veth named
+ * eth0), each measured `runs` times on a fresh table, alternating with a plain map of as many elements.
+ */
+export function measureNftLoad(counts: readonly number[] = [1, 1000, 10000], runs = 3, family: ScaleFamily = 4): Record<number, NftLoad> {
   const ns = `tula-bench-${process.pid}`;
   const dir = mkdtempSync(join(tmpdir(), 'tula-nft-'));
   const ip = (...args: string[]) => execFileSync('ip', args, { stdio: 'pipe' });
@@ -64,25 +96,35 @@ export function measureNftLoad(
   try {
     ip('-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1');
     ip('-n', ns, 'link', 'set', 'eth0', 'up');
-    const result: Record<number, { render: Stat; load: Stat; reload: Stat }> = {};
+    const deleteTable = (name: string) => {
+      try {
+        inNs('nft', 'delete', 'table', 'netdev', name);
+      } catch {
+        // absent
+      }
+    };
+    const result: Record<number, NftLoad> = {};
     for (const count of counts) {
       const render: number[] = [];
       const load: number[] = [];
       const reload: number[] = [];
+      const plainLoad: number[] = [];
+      const elements = countNftElements(renderScaleRuleset(count, family));
+      const plainFile = join(dir, `plain${count}.nft`);
+      writeFileSync(plainFile, renderPlainMap(elements));
       for (let r = 0; r < runs; r++) {
+        deleteTable('tula_plain');
+        plainLoad.push(timeMs(() => inNs('nft', '-f', plainFile)).ms);
+        deleteTable('tula_plain');
         const { ms, value: text } = timeMs(() => renderScaleRuleset(count, family));
         render.push(ms);
         const file = join(dir, `r${count}.nft`);
         writeFileSync(file, text);
-        try {
-          inNs('nft', 'delete', 'table', 'netdev', 'tula_dsr');
-        } catch {
-          // absent
-        }
+        deleteTable('tula_dsr');
         load.push(timeMs(() => inNs('nft', '-f', file)).ms);
         reload.push(timeMs(() => inNs('nft', '-f', file)).ms);
       }
-      result[count] = { render: stat(render), load: stat(load), reload: stat(reload) };
+      result[count] = { render: stat(render), load: stat(load), reload: stat(reload), elements, plainLoad: stat(plainLoad) };
     }
     return result;
   } finally {

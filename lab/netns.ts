@@ -114,8 +114,11 @@ export function renderAnchorScript(opts: AnchorOptions): string {
   ].join('\n');
 }
 
+/** An upper bound, not a delay: 100 hosts starting at once on a shared 2-core machine took more than 5 s. */
+const READY_TIMEOUT_MS = 30_000;
+
 /** Starts the anchor of one host and resolves once its mounts are ready. */
-export async function startAnchor(opts: AnchorOptions, timeoutMs = 5000): Promise<Anchor> {
+export async function startAnchor(opts: AnchorOptions, timeoutMs = READY_TIMEOUT_MS): Promise<Anchor> {
   const argv = [
     'ip',
     'netns',

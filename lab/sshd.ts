@@ -75,11 +75,14 @@ export function renderSshdProvision(o: SshdProvisionOptions): string {
   ].join('\n');
 }
 
+/** An upper bound, not a delay: 100 hosts starting at once on a shared 2-core machine took more than 5 s. */
+const READY_TIMEOUT_MS = 30_000;
+
 /**
  * Starts `sshd -D -e` inside the host and resolves once it listens. The process is the caller's to stop;
  * it gets SIGTERM if the test process dies.
  */
-export async function startSshd(anchorPid: number, hostname: string, timeoutMs = 5000): Promise<BackgroundProcess> {
+export async function startSshd(anchorPid: number, hostname: string, timeoutMs = READY_TIMEOUT_MS): Promise<BackgroundProcess> {
   const proc = spawnBackground(enterHostArgv(anchorPid, ['setpriv', '--pdeathsig', 'TERM', '/usr/sbin/sshd', '-D', '-e', '-f', '/etc/ssh/sshd_config']));
   const ok = await waitFor(() => /Server listening on/.test(proc.stderrText()) || !proc.isRunning(), timeoutMs);
   if (!ok || !proc.isRunning()) {

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
 
-/** JSON with object keys in sorted order and two-space indentation: byte-identical for equal input, line-diffable. */
-export function stableJson(value: unknown): string {
+/**
+ * JSON with object keys in sorted order and two-space indentation (or none, on one line, with `indent` 0):
+ * byte-identical for equal input, line-diffable.
+ */
+export function stableJson(value: unknown, indent = 2): string {
   const sort = (v: unknown): unknown => {
     if (Array.isArray(v)) return v.map(sort);
     if (v && typeof v === 'object') {
@@ -14,7 +17,7 @@ export function stableJson(value: unknown): string {
     }
     return v;
   };
-  return JSON.stringify(sort(value), null, 2);
+  return JSON.stringify(sort(value), null, indent || undefined);
 }
 
 /** The generation of a host's configuration: Terraform's `sha256()` of the spec text gives the same value. */

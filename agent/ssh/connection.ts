@@ -10,6 +10,7 @@ import { HostKeyDecision, preferredHostKeyAlgorithms, verifyHostKey } from './ho
 import { ResolvedTarget, resolveTarget } from './resolve-target';
 import { wrapScript } from './wrap-script';
 import { renderCommand } from '../../model/shell';
+import { handshakeSlots } from './handshake-slots';
 
 export interface ConnectOptions {
   /** Time allowed for TCP connect, handshake and authentication, per attempt. Default 10 000 ms. */
@@ -178,7 +179,14 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
   const sudo = options.sudo ?? r.user !== 'root';
   for (let n = 1; ; n++) {
     try {
-      const { client, fingerprint } = await attempt(r, opts);
+      const release = await handshakeSlots.take();
+      let connected: Awaited<ReturnType<typeof attempt>>;
+      try {
+        connected = await attempt(r, opts);
+      } finally {
+        release();
+      }
+      const { client, fingerprint } = connected;
       const limits = { timeoutMs: options.runTimeoutMs ?? DEFAULT_RUN_TIMEOUT_MS, maxOutputBytes: options.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES };
       return new SshConnection(client, r, fingerprint, sudo, n, limits);
     } catch (e) {
