@@ -106,12 +106,10 @@ async function apply(dir: string, name: string, spec: string): Promise<CliRun> {
 }
 
 /** `count` open flows in the balancer's flow map, written in one transaction (as the packet path would have). */
-async function fillFlows(lb: LabHost, dir: string, count: number, mac: string): Promise<void> {
+async function fillFlows(lb: LabHost, count: number, mac: string): Promise<void> {
   if (!count) return;
   const elements = Array.from({ length: count }, (_, i) => `${formatIpv4(0x0a640000 + i)} . ${1024 + (i % 60000)} . ${vipAddress(0)} . ${PORT} : ${mac}`);
-  const file = join(dir, 'flows.nft');
-  writeFileSync(file, `add element netdev tula_dsr flows_l2_tcp { ${elements.join(', ')} }\n`);
-  const r = await lb.exec(['nft', '-f', file]);
+  const r = await lb.exec(['nft', '-f', '-'], `add element netdev tula_dsr flows_l2_tcp { ${elements.join(', ')} }\n`);
   if (r.code !== 0) throw new Error(`lb: loading ${count} flows failed: ${r.stderr}`);
 }
 
@@ -126,7 +124,7 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
     const lb = lab.hosts.lb;
     const cold = await apply(dir, 'lb', balancerSpec(lab, vips));
     log(`incremental: balancer cold apply of ${vips} VIPs: ${(cold.ms / 1000).toFixed(1)} s`);
-    await fillFlows(lb, dir, flows, lab.hosts.be1.mac);
+    await fillFlows(lb, flows, lab.hosts.be1.mac);
     const weight: number[] = [];
     const noop: number[] = [];
     let detail = '';
