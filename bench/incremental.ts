@@ -69,7 +69,13 @@ function balancerSpec(lab: Lab, count: number, heavy?: number): string {
 
 function backendSpec(lab: Lab, count: number): string {
   const h = lab.hosts.be1;
-  const services = Array.from({ length: count }, (_, i) => ({ path: `bench/vip/${vipName(i)}/be1`, ip: vipAddress(i), port: PORT, protocol: 'tcp', mode: 'l2' }));
+  const services = Array.from({ length: count }, (_, i) => ({
+    path: `bench/vip/${vipName(i)}/be1`,
+    ip: vipAddress(i),
+    port: PORT,
+    protocol: 'tcp',
+    mode: 'l2',
+  }));
   return JSON.stringify({ kind: 'backend', path: 'bench/be/be1', name: 'be1', ssh: ssh(lab, h), address: h.ip, services });
 }
 
