@@ -1,5 +1,5 @@
 import { SpecIssue, showValue } from './issues';
-import { broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
+import { Cidr, broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
 import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
@@ -46,17 +46,35 @@ function checkProbePorts(vip: VipSpec): SpecIssue[] {
   return issues;
 }
 
+interface SubnetFacts {
+  readonly subnet: Cidr | null;
+  /** The network and broadcast addresses as text; null for /31 and /32, which have neither. */
+  readonly edges: { network: string; broadcast: string } | null;
+}
+
+const subnetFacts = new Map<string, SubnetFacts>();
+
+/** A balancer's subnet, parsed once: every VIP and backend of a balancer is compared with it, ten thousand times for a large one. */
+function parseSubnet(subnetText: string): SubnetFacts {
+  let facts = subnetFacts.get(subnetText);
+  if (!facts) {
+    const subnet = parseCidr(subnetText);
+    const broadcast = subnet && subnet.prefix < 31 ? broadcastOf(subnet)?.text : undefined;
+    facts = { subnet, edges: subnet && broadcast ? { network: subnet.address.text, broadcast } : null };
+    if (subnetFacts.size > 64) subnetFacts.clear();
+    subnetFacts.set(subnetText, facts);
+  }
+  return facts;
+}
+
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
   // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
   const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
-  const subnet = balancer.subnet && known(opts, balancer.subnet) ? parseCidr(balancer.subnet) : null;
+  const { subnet, edges } = balancer.subnet && known(opts, balancer.subnet) ? parseSubnet(balancer.subnet) : { subnet: null, edges: null };
   const edgeOfSubnet = (ip: string): string | null => {
-    const address = parseIpAddress(ip);
-    if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= 31) return null;
-    if (address.text === subnet.address.text) return `the network address of the balancer's subnet ${balancer.subnet}`;
-    if (address.text === broadcastOf(subnet)?.text) return `the broadcast address of the balancer's subnet ${balancer.subnet}`;
-    return null;
+    if (!edges || (ip !== edges.network && ip !== edges.broadcast)) return null;
+    return `the ${ip === edges.network ? 'network' : 'broadcast'} address of the balancer's subnet ${balancer.subnet}`;
   };
 
   if (vip.backends.length === 0) {

@@ -38,7 +38,7 @@ import {
 import { HostPlanResult, finishHostPlan } from './host-plan';
 import type { NftWant } from './nft';
 import { planTableTask } from './nft-incremental';
-import { parseHostSpec } from '../spec-input';
+import { parseRecordedSpec } from '../spec-input';
 import type { HostState } from '../state';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
@@ -78,7 +78,7 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
 function previousTable(state: HostState | null, balancerFacts: BalancerFacts): NftTable | string {
   if (state?.kind !== 'balancer') return "the state is not a balancer's";
   try {
-    const spec = parseHostSpec(state.spec);
+    const spec = parseRecordedSpec(state.spec);
     return spec.kind === 'balancer' ? planBalancerHost(spec, balancerFacts).table : "the recorded spec is not a balancer's";
   } catch (error) {
     return error instanceof Error ? error.message : String(error);

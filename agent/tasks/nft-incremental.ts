@@ -59,17 +59,16 @@ export function planTableTask(
       want: render(tableFactsOf(desired)),
     };
   }
+  // in sync: the desired text does not depend on the table facts, and the previous spec need not be built again
+  const same = render(tableFactsOf(desired));
+  if (recorded.rulesetHash === sha256Hex(same.desired))
+    return { task: ok(name, `in sync (${unchanged})`), want: { ...same, keepListing: recorded.listingHash } };
   const before = previous();
   if (typeof before === 'string') {
-    return {
-      task: failed(name, `the table is unchanged since the last apply, but the spec the state records cannot be built again: ${before}`),
-      want: render(tableFactsOf(desired)),
-    };
+    return { task: failed(name, `the table is unchanged since the last apply, but the spec the state records cannot be built again: ${before}`), want: same };
   }
   // the structure does not depend on resolved values (MACs): the facts a reload needs, without listing the table
   const want = render(tableFactsOf(before));
-  if (recorded.rulesetHash === sha256Hex(want.desired))
-    return { task: ok(nftTaskName(want, label), `in sync (${unchanged})`), want: { ...want, keepListing: recorded.listingHash } };
   const update = sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash ? renderTableUpdate(before, desired) : null;
   if (!update) return { task: nftTableTask(want, facts, state, label, `ruleset differs (${unchanged}; not a change of elements alone: reloaded)`), want };
   return { task: incrementalTask(want, label, since.generation, update, unchanged), want: { ...want, keepListing: STALE_LISTING } };
