@@ -79,7 +79,7 @@ function previousTable(state: HostState | null, balancerFacts: BalancerFacts): N
   if (state?.kind !== 'balancer') return "the state is not a balancer's";
   try {
     const spec = parseRecordedSpec(state.spec);
-    return spec.kind === 'balancer' ? planBalancerHost(spec, balancerFacts).table : "the recorded spec is not a balancer's";
+    return spec.kind === 'balancer' ? buildBalancerTable(spec, balancerFacts, balancerHeader(spec)) : "the recorded spec is not a balancer's";
   } catch (error) {
     return error instanceof Error ? error.message : String(error);
   }
@@ -184,11 +184,11 @@ export function planBalancerTasks(spec: BalancerSpec, facts: HostFacts, specText
     : plan.table;
   const desired = renderNftDeclarative(plan.table);
   // only a table no runtime rewrites can be updated by elements, and its generation tells the next run it is unchanged
-  const render = (tableFacts: NftTableFacts): NftWant => ({
+  const render = (tableFacts: NftTableFacts | null): NftWant => ({
     family: 'netdev',
     name: BALANCER_TABLE,
     desired,
-    load: renderNftReload(loaded, tableFacts),
+    load: tableFacts ? renderNftReload(loaded, tableFacts) : '',
     recordGeneration: !needsRuntime,
   });
   const { task: nftTask, want } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, balancerFacts));
