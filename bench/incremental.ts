@@ -12,16 +12,14 @@
  * VIPs come from 10.214.0.0/18 (outside every lab subnet) and flows are written straight into the flow map; no
  * traffic is sent.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { formatIpv4 } from '../model';
 import { createLab, Lab, LabHost } from '../lab/topology';
+import { runCli } from './l2-dataplane';
 import { Stat, stat } from './stats';
 
-const REPO = resolve(__dirname, '..', '..');
-const CLI = join(REPO, 'dist', 'agent', 'cli.js');
 const VIP_BASE = 0x0ad60000;
 const PORT = 80;
 const BACKENDS = ['be1', 'be2', 'be3', 'be4'];
@@ -83,23 +81,6 @@ interface CliRun {
   readonly ms: number;
   readonly changed: number;
   readonly tasks: { name: string; status: string; detail: string }[];
-}
-
-function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
-  const t0 = process.hrtime.bigint();
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000);
-    child.on('error', fail);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code: code ?? 1, stdout, stderr, ms: Number(process.hrtime.bigint() - t0) / 1e6 });
-    });
-  });
 }
 
 async function apply(dir: string, name: string, spec: string): Promise<CliRun> {

@@ -56,8 +56,10 @@ export function renderTableUpdate(before: NftTable, after: NftTable): TableUpdat
   const undoCreates: string[] = [];
   const old = new Map(before.maps.map((m) => [m.name, m]));
   for (const map of after.maps) {
-    if (map.dynamic) continue;
-    const had = new Map(old.get(map.name)!.elements.map((e) => [elementKey(map, e), e]));
+    const previous = old.get(map.name)!.elements;
+    // most maps of a large table are the same element for element, in the same order: no need to key them
+    if (map.dynamic || (previous.length === map.elements.length && previous.every((e, i) => e.text === map.elements[i].text))) continue;
+    const had = new Map(previous.map((e) => [elementKey(map, e), e]));
     const wanted = new Map(map.elements.map((e) => [elementKey(map, e), e]));
     const gone = [...had].filter(([key, e]) => wanted.get(key)?.text !== e.text);
     const come = [...wanted].filter(([key, e]) => had.get(key)?.text !== e.text);
