@@ -2,6 +2,8 @@
  * Shared support for the agent's lab tests: spec builders for lab hosts, the real CLI as a child process,
  * and host snapshots that prove what did (or did not) change on a host.
  */
+import { sh } from '../support/lab-run';
+export { sh };
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { execFile } from '../../lab/exec';
@@ -117,13 +119,6 @@ export async function runCli(args: readonly string[], env: Record<string, string
 /** In-process run of one host (faster than the CLI; same code path below main()). */
 export function run(spec: unknown, mode: RunMode, options: RunOptions = {}): Promise<HostRunResult> {
   return runHost(typeof spec === 'string' ? spec : JSON.stringify(spec), mode, options);
-}
-
-/** Runs a sh script as root inside the host; throws with its stderr unless it exits 0. */
-export async function sh(host: LabHost, script: string): Promise<string> {
-  const r = await host.exec(script);
-  if (r.code !== 0) throw new Error(`on ${host.name} (exit ${r.code}): ${script}\n${r.stderr.trim()}`);
-  return r.stdout;
 }
 
 export const TASK_LINE = (r: HostRunResult) => r.tasks.map((t) => `${t.status}: ${t.name}`);

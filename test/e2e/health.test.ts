@@ -10,11 +10,11 @@
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { Workspace } from '../../lab/l2/deploy';
 import { BurstResult, httpBurst } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
-import type { LabHost } from '../../lab/topology';
 import { PROBE_TABLE, RUNTIME_PID_FILE, RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from '../../model';
+import { applyExample, deployExample, expectOk, sh } from '../support/lab-run';
 
 jest.setTimeout(180_000);
 
@@ -26,16 +26,6 @@ const OPTIONS: ExampleOptions = { backends: ['web1', 'web2', 'web3'], weights: {
 let l2: L2Lab;
 let ws: Workspace;
 const macs: Record<string, string> = {};
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
 
 /** The backends (by name) the web pool's slots send new flows to, as the kernel holds them now. */
 async function slotBackends(): Promise<string[]> {
@@ -87,10 +77,7 @@ async function expectServedBy(names: string[]): Promise<void> {
 beforeAll(async () => {
   l2 = await createL2Lab({ backends: 3 });
   for (const b of l2.backends) macs[b.name] = (await sh(b, 'cat /sys/class/net/eth0/address')).trim();
-  ws = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: 'terraform_data' });
-  ws.synth(OPTIONS);
-  expectOk('terraform init', await ws.terraform(['init', '-input=false', '-no-color']));
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  ws = await deployExample(l2, OPTIONS);
 }, 120_000);
 
 afterAll(async () => {
@@ -192,8 +179,7 @@ describe('health checks on the L2 lab', () => {
         '-c',
         `while :; do nft list map netdev tula_dsr slots_l2_rt 2>/dev/null | grep -q ${macs.web2} && echo SEEN; sleep 0.02; done`,
       ]);
-      ws.synth({ ...OPTIONS, weights: { web1: 2, web2: 1, web3: 1 } });
-      expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+      await applyExample(ws, { ...OPTIONS, weights: { web1: 2, web2: 1, web3: 1 } });
       expect(await slotBackends()).toEqual(['web1', 'web3']);
       await expectServedBy(['web1', 'web3']);
 
@@ -228,8 +214,7 @@ describe('health checks on the L2 lab', () => {
     try {
       // the backend's own address does not answer on 9090: only a probe through the VIP can pass
       expect((await l2.lb.exec(`timeout 2 bash -c 'echo > /dev/tcp/${l2.backends[0].ip}/9090'`)).code).not.toBe(0);
-      ws.synth({ ...OPTIONS, healthCheck: { kind: 'tcp', port: 9090, intervalSec: 0.5, timeoutSec: 0.3, fall: 3, rise: 2 } });
-      expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+      await applyExample(ws, { ...OPTIONS, healthCheck: { kind: 'tcp', port: 9090, intervalSec: 0.5, timeoutSec: 0.3, fall: 3, rise: 2 } });
       // web2 and web3 have nothing on 9090: they go down; web1 passes through the VIP
       const ms = await timeUntil('only web1 in the slots', (b) => b.join() === 'web1', DOWN_BOUND_MS + 2000);
       console.log(`VIP-bound service: web1 up through the VIP, the others out after ${ms} ms`);

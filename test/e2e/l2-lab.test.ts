@@ -15,6 +15,7 @@ import { diffSnapshots, HostSnapshot, snapshotHost } from '../../lab/l2/snapshot
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
 import { waitFor } from '../../lab/exec';
+import { applyExample, expectOk } from '../support/lab-run';
 
 jest.setTimeout(120_000);
 
@@ -48,16 +49,7 @@ let unrelatedListing: string;
 const byName = (name: string): LabHost => l2.lab.hosts[name];
 const tfApply = () => ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']);
 
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function deploy(options: ExampleOptions): Promise<RunResult> {
-  ws.synth(options);
-  const r = await tfApply();
-  expectOk('terraform apply', r);
-  return r;
-}
+const deploy = (options: ExampleOptions): Promise<RunResult> => applyExample(ws, options);
 
 async function snapshotAll(): Promise<Record<string, HostSnapshot>> {
   const hosts = [l2.client, l2.lb, ...l2.backends];

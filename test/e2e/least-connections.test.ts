@@ -11,10 +11,11 @@
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { createWorkspace, Workspace } from '../../lab/l2/deploy';
 import { httpRate } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
+import { applyExample, expectOk } from '../support/lab-run';
 
 jest.setTimeout(240_000);
 
@@ -26,10 +27,6 @@ const WARM_UP_MS = 5000;
 
 let l2: L2Lab;
 let ws: Workspace;
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
 
 interface Sample {
   readonly at: number;
@@ -62,8 +59,7 @@ interface Measured {
 }
 
 async function measure(options: ExampleOptions): Promise<Measured> {
-  ws.synth({ backends: ['web1', 'web2'], ...options });
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  await applyExample(ws, { backends: ['web1', 'web2'], ...options });
   const samplers = Object.fromEntries(l2.backends.map((b) => [b.name, startSampler(b)]));
   const started = Date.now();
   const load = await httpRate(l2.client, l2.python, {

@@ -10,11 +10,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { RunResult, Workspace } from '../../lab/l2/deploy';
 import { httpBurst } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
-import type { LabHost } from '../../lab/topology';
 import { DEFAULT_TEXTFILE_PATH, RUNTIME_LOG_FILE, RUNTIME_PID_FILE } from '../../model';
+import { deployExample, expectOk, sh } from '../support/lab-run';
 
 jest.setTimeout(120_000);
 
@@ -26,16 +26,6 @@ const WITH_TEXTFILE: ExampleOptions = { ...WEB, statsTextfile: true, statsInterv
 
 let l2: L2Lab;
 let ws: Workspace;
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
 
 async function apply(options: ExampleOptions): Promise<RunResult> {
   ws.synth(options);
@@ -83,10 +73,7 @@ beforeAll(async () => {
   l2 = await createL2Lab({ backends: 3 });
   // node_exporter's textfile folder, as the prometheus-node-exporter package creates it (the lab host's /var is its own)
   await sh(l2.lb, `mkdir -p ${FOLDER}`);
-  ws = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: 'terraform_data' });
-  ws.synth(WITH_TEXTFILE);
-  expectOk('terraform init', await ws.terraform(['init', '-input=false', '-no-color']));
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  ws = await deployExample(l2, WITH_TEXTFILE);
 }, 90_000);
 
 afterAll(async () => {

@@ -11,12 +11,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
-import { createWorkspace, RunResult, Workspace } from '../../lab/l2/deploy';
+import { RunResult, Workspace } from '../../lab/l2/deploy';
 import { download, httpBurst } from '../../lab/l2/traffic';
 import type { ExampleOptions } from '../../lab/example-stack';
 import { StatsJson, StatsJsonDocument, StatsSnapshot } from '../../model';
 import { writeStatsTextfile } from '../../runtime/textfile';
 import { repoRoot } from '../../lab/l2/deploy';
+import { deployExample, expectOk } from '../support/lab-run';
 
 jest.setTimeout(120_000);
 
@@ -25,10 +26,6 @@ const INITIAL: ExampleOptions = { backends: ['web1', 'web2', 'web3'], weights: {
 let l2: L2Lab;
 let ws: Workspace;
 let scratch: string;
-
-function expectOk(what: string, r: RunResult): void {
-  if (r.code !== 0) throw new Error(`${what} exited ${r.code}:\n${`${r.stdout}\n${r.stderr}`.trim().split('\n').slice(-40).join('\n')}`);
-}
 
 async function stats(...extra: string[]): Promise<RunResult> {
   const r = await ws.agent('stats', extra);
@@ -47,11 +44,8 @@ const newFlowsByName = (s: StatsJson) => Object.fromEntries(webPool(s).backends.
 
 beforeAll(async () => {
   l2 = await createL2Lab({ backends: 3 });
-  ws = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: 'terraform_data' });
   scratch = mkdtempSync(join(tmpdir(), 'tula-stats-e2e-'));
-  ws.synth(INITIAL);
-  expectOk('terraform init', await ws.terraform(['init', '-input=false', '-no-color']));
-  expectOk('terraform apply', await ws.terraform(['apply', '-auto-approve', '-input=false', '-no-color']));
+  ws = await deployExample(l2, INITIAL);
 }, 90_000);
 
 afterAll(async () => {

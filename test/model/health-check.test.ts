@@ -12,17 +12,13 @@ import {
   parseStatusList,
   statusInList,
 } from '../../model';
-import { HOST_KEY } from '../support/common';
+import { lb1Json } from '../support/common';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 function spec(check?: unknown, backendCheck?: unknown, port: number | '*' = 80): Json {
   return {
-    kind: 'balancer',
-    path: 's/lb1',
-    name: 'lb1',
-    ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
-    interface: 'eth0',
+    ...lb1Json(),
     subnet: '10.0.1.0/24',
     vips: [
       {

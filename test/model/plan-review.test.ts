@@ -7,18 +7,14 @@ import { BackendHostSpec, BalancerSpec, HostSpec, StrictSpecSchemas, renderBacke
 import { GITHUB_COMMENT_LIMIT, PlanReadError, renderPlanReview } from '../../model/plan-review';
 import { terraformReferences } from '../../model/plan-review/references';
 import { fieldChanges } from '../../model/plan-review/spec-diff';
-import { HOST_KEY, thrownBy } from '../support/common';
+import { HOST_KEY, lb1Json, thrownBy } from '../support/common';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Vip = Record<string, any>;
 
 function balancer(vips: Vip[], over: Record<string, unknown> = {}): BalancerSpec {
   return StrictSpecSchemas.BalancerSpecSchema.parse({
-    kind: 'balancer',
-    path: 's/lb1',
-    name: 'lb1',
-    ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
-    interface: 'eth0',
+    ...lb1Json(),
     ...over,
     vips: vips.map((v) => ({ path: `s/${v.name}`, ip: '10.0.1.100', port: 80, backends: [], ...v })),
   });

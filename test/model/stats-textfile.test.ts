@@ -20,18 +20,14 @@ import {
   statsTextfileSettings,
 } from '../../model';
 import { DEFAULT_TEXTFILE_PATH as RUNTIME_DEFAULT_TEXTFILE_PATH } from '../../runtime/textfile';
-import { HOST_KEY } from '../support/common';
+import { lb1Json } from '../support/common';
 
 type Json = Record<string, unknown>;
 
 /** A valid balancer spec as JSON (what the agent receives) without a textfile, as every spec was before it existed. */
 function base(extra: Json = {}): Json {
   return {
-    kind: 'balancer',
-    path: 's/lb1',
-    name: 'lb1',
-    ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
-    interface: 'eth0',
+    ...lb1Json(),
     address: '10.0.1.2',
     ...extra,
     vips: [{ path: 's/web', name: 'web', ip: '10.0.1.100', port: 80, backends: [{ path: 's/web/web1', name: 'web1', ip: '10.0.1.11' }] }],

@@ -4,18 +4,14 @@
  */
 import { ALGORITHMS, MODES, PROTOCOLS, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, formatIssue } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
-import { HOST_KEY } from '../support/common';
+import { HOST_KEY, lb1Json } from '../support/common';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 /** A valid balancer spec as JSON (what the agent receives), two backends on the balancer's /24. */
 function base(): Json {
   return {
-    kind: 'balancer',
-    path: 's/lb1',
-    name: 'lb1',
-    ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
-    interface: 'eth0',
+    ...lb1Json(),
     address: '10.0.1.2',
     subnet: '10.0.1.0/24',
     vips: [

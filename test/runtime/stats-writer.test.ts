@@ -19,6 +19,7 @@ import type { CommandRunner } from '../../runtime/probe-routing';
 import { StatsSource, StatsWriter, StatsWriterDeps } from '../../runtime/stats-writer';
 import { writeStatsTextfile } from '../../runtime/textfile';
 import { FRESH, balancerSpec, factsFor } from '../support/render-fixtures';
+import { sh } from '../support/lab-run';
 
 jest.setTimeout(60_000);
 
@@ -82,12 +83,6 @@ function writer(deps: Partial<StatsWriterDeps> = {}): StatsWriter {
   const made = new StatsWriter(() => source, { log: (level: LogLevel, message: string) => logged.push(`${level}: ${message}`), run: onBalancer, ...deps });
   writers.push(made);
   return made;
-}
-
-async function sh(host: LabHost, command: string): Promise<string> {
-  const r = await host.exec(command);
-  if (r.code !== 0) throw new Error(`on ${host.name}: ${command} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout;
 }
 
 async function loadTable(): Promise<void> {

@@ -33,3 +33,12 @@ export function thrownBy(run: () => unknown): unknown {
   }
   return undefined;
 }
+
+/** The fields every balancer spec in the model tests shares (as JSON: what the agent receives): lb1 on eth0, a fresh copy each time. */
+export const lb1Json = () => ({
+  kind: 'balancer',
+  path: 's/lb1',
+  name: 'lb1',
+  ssh: { host: '10.0.1.2', hostKey: HOST_KEY },
+  interface: 'eth0',
+});
