@@ -164,7 +164,8 @@ export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): 
   return JSON.stringify({ kind: 'backend', path: `bench/be/${h.name}`, name: h.name, ssh: ssh(l2, h), address: h.ip, services });
 }
 
-function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+/** The agent CLI as a child process, killed after 300 s; its output and wall time. */
+export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
   return new Promise((done, fail) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,6 +9,7 @@ import { remapFractions } from './maglev-remap';
 import { measureNftLoad } from './nft-scale';
 import { runtimeSection } from './runtime-section';
 import { measureTerraformScale } from './terraform-scale';
+import { measureIncremental } from './incremental';
 import { VARIANTS, measureBreakdown } from './terraform-breakdown';
 import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
 
@@ -19,7 +20,7 @@ import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
  */
 const REPO = resolve(__dirname, '..', '..');
 const quick = process.argv.includes('--quick');
-const SECTIONS = ['synth', 'dataplane', 'terraform', 'l2', 'runtime', 'agent', 'convergence'] as const;
+const SECTIONS = ['synth', 'dataplane', 'terraform', 'l2', 'runtime', 'agent', 'convergence', 'incremental'] as const;
 type Section = (typeof SECTIONS)[number];
 const onlyArg = process.argv[process.argv.indexOf('--only') + 1];
 const only = process.argv.includes('--only') ? (onlyArg ?? '').split(',').filter(Boolean) : undefined;
@@ -390,6 +391,40 @@ function loadAverages(): string {
     .join(', ');
 }
 
+async function incrementalSection(): Promise<void> {
+  const runs = quick ? 1 : 3;
+  const vips = quick ? 1000 : 10000;
+  const flows = quick ? 10000 : 100000;
+  log(`incremental: one VIP's weights on a ${vips}-VIP balancer with ${flows} flows, one VIP on a backend with ${vips}, ${runs} rounds`);
+  const before = loadAverages();
+  const r = await measureIncremental({ vips, flows, runs, log });
+  notes.push(
+    `Small changes on large hosts (agent CLI end to end; load averages ${before} before, ${loadAverages()} after):`,
+    '',
+    '| change | wall time |',
+    '|---|---|',
+    `| balancer, ${vips} VIPs × 4 backends, ${flows} flows: one VIP's weights | ${ms(r.weightChange)} |`,
+    `| the same balancer, no-op | ${ms(r.balancerNoop)} |`,
+    `| backend host with ${vips} VIPs: one VIP added | ${ms(r.backendAdd)} |`,
+    `| the same backend host: that VIP removed (retired) | ${ms(r.backendRemove)} |`,
+    '',
+    `The agent reported for the table: ${r.weightChangeDetail}.`,
+    '',
+  );
+  rows.push({
+    section: 'incremental',
+    goal: `one VIP's weights on ${vips.toLocaleString('en')} VIPs ≤ 0.5 s (CLI end to end)`,
+    measured: `${(r.weightChange.median / 1000).toFixed(2)} s`,
+    pass: r.weightChange.median <= 500,
+  });
+  rows.push({
+    section: 'incremental',
+    goal: `one VIP added to a backend with ${vips.toLocaleString('en')} ≤ 0.3 s`,
+    measured: `${(r.backendAdd.median / 1000).toFixed(2)} s`,
+    pass: r.backendAdd.median <= 300,
+  });
+}
+
 function machine(): string {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   return `${cpus().length} cores (${cpu}), kernel ${release()}, ${new Date().toISOString().slice(0, 10)}`;
@@ -416,6 +451,7 @@ async function main(): Promise<void> {
   if (selected('runtime')) await runtimeSection({ quick, rows, notes, log });
   if (selected('agent')) await agentSection();
   if (selected('convergence')) await convergenceSection();
+  if (selected('incremental')) await incrementalSection();
   const table = renderTable(rows);
   const header = `Measured on ${machine()}${quick ? ' (--quick: fewer hosts and runs)' : ''}, in ${((Date.now() - started) / 1000).toFixed(0)} s.`;
   process.stdout.write(`\n${header}\n\n${table}\n${notes.join('\n')}\n`);

@@ -1,5 +1,5 @@
 import { SpecIssue, showValue } from './issues';
-import { broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
+import { Cidr, broadcastOf, cidrContains, parseCidr, parseIpAddress } from './address';
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
 import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
@@ -72,24 +72,43 @@ function checkProbePorts(vip: VipSpec): SpecIssue[] {
   return issues;
 }
 
+interface SubnetFacts {
+  readonly subnet: Cidr | null;
+  /** The network and broadcast (all-ones) addresses as text; null for /31 and /32 (/127 and /128), which have neither. */
+  readonly edges: { network: string; broadcast: string } | null;
+}
+
+const subnetFacts = new Map<string, SubnetFacts>();
+
+/** A balancer's subnet, parsed once: every VIP and backend of a balancer is compared with it, ten thousand times for a large one. */
+function parseSubnet(subnetText: string): SubnetFacts {
+  let facts = subnetFacts.get(subnetText);
+  if (!facts) {
+    const subnet = parseCidr(subnetText);
+    const broadcast = subnet && subnet.prefix < subnet.address.bytes.length * 8 - 1 ? broadcastOf(subnet)?.text : undefined;
+    facts = { subnet, edges: subnet && broadcast ? { network: subnet.address.text, broadcast } : null };
+    if (subnetFacts.size > 64) subnetFacts.clear();
+    subnetFacts.set(subnetText, facts);
+  }
+  return facts;
+}
+
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
   // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
   const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
   // each family's L2 segment: `subnet` for IPv4 backends, `ipv6Subnet` for IPv6 ones
   const subnetText = (family: number | undefined) => (family === 6 ? balancer.ipv6Subnet : balancer.subnet);
-  const subnetOf = (family: number | undefined) => {
+  const subnetFacts = (family: number | undefined) => {
     const text = subnetText(family);
-    return text && known(opts, text) ? parseCidr(text) : null;
+    return text && known(opts, text) ? parseSubnet(text) : null;
   };
+  const subnetOf = (family: number | undefined) => subnetFacts(family)?.subnet ?? null;
   const edgeOfSubnet = (ip: string): string | null => {
     const address = parseIpAddress(ip);
-    const subnet = subnetOf(address?.family);
-    const text = subnetText(address?.family);
-    if (!subnet || address === null || !cidrContains(subnet, address) || subnet.prefix >= subnet.address.bytes.length * 8 - 1) return null;
-    if (address.text === subnet.address.text) return `the network address of the balancer's subnet ${text}`;
-    if (address.text === broadcastOf(subnet)?.text) return `the broadcast address of the balancer's subnet ${text}`;
-    return null;
+    const edges = address && subnetFacts(address.family)?.edges;
+    if (!address || !edges || (address.text !== edges.network && address.text !== edges.broadcast)) return null;
+    return `the ${address.text === edges.network ? 'network' : 'broadcast'} address of the balancer's subnet ${subnetText(address.family)}`;
   };
   const vipFamily = known(opts, vip.ip) ? parseIpAddress(vip.ip)?.family : undefined;
   const ownAddress = (ip: string) =>

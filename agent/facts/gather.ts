@@ -13,6 +13,9 @@ import {
 } from './parsers';
 import { parseSections, sectionLine } from '../../model/sections';
 import type { NftTableFacts } from '../../model';
+import { generationFactsCommands, generationRearmCommands, parseGenerationFacts } from './nft-generation';
+
+const EMPTY_TABLE_FACTS: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
 
 /** What the runner needs to know about one host; gathered in a single round trip. */
 export interface FactsRequest {
@@ -20,7 +23,11 @@ export interface FactsRequest {
   readonly files: readonly string[];
   readonly dirs: readonly string[];
   readonly sysctls: readonly string[];
-  readonly nftTables: readonly { readonly family: string; readonly name: string }[];
+  /**
+   * `generation`: skip listing the table while the kernel's ruleset generation is still the one recorded after
+   * tula-dsr's own last load of it (see nft-generation.ts).
+   */
+  readonly nftTables: readonly { readonly family: string; readonly name: string; readonly generation?: boolean }[];
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
   /** Whether Node is there and the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file). */
@@ -38,6 +45,14 @@ export interface NftFacts {
   /** Only when the live listing differs from the one recorded at apply: both texts, for the drift diff. */
   readonly live?: string;
   readonly recorded?: string;
+  /** The kernel's ruleset generation now, where the host could tell (tables requested with `generation`). */
+  readonly generation?: number;
+  /**
+   * The table is exactly as tula-dsr's last load left it: the generation has not moved since (then the table was not
+   * listed, and `table` says only that it exists), or its listing matched and `listed`. The generation that vouches
+   * for it now, and the ruleset hash that load recorded.
+   */
+  readonly unchangedSince?: { readonly generation: number; readonly rulesetHash: string; readonly listed: boolean };
 }
 
 export interface HostFacts {
@@ -142,7 +157,16 @@ export function renderFactsScript(request: FactsRequest): string {
   ];
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
-    lines.push(...nftFactsCommands(t.family, t.name, id));
+    if (t.generation) {
+      lines.push(
+        sectionLine(`nftgen ${id}`),
+        ...generationFactsCommands(t.family, t.name, request.statePath, journalPath(request.statePath)),
+        'if [ $unchanged = no ]; then',
+        ...nftFactsCommands(t.family, t.name, id),
+        ...generationRearmCommands(t.family, t.name, request.statePath, journalPath(request.statePath)),
+        'fi',
+      );
+    } else lines.push(...nftFactsCommands(t.family, t.name, id));
   }
   if (request.runtime) {
     const { unit, pidFile, supervisor } = request.runtime;
@@ -224,7 +248,11 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
             .map((l) => l.slice(1))
             .join('\n') + '\n';
     };
-    nft[`${t.family} ${t.name}`] = { table, listingHash: table.exists ? hash : null, live: text(`nftlive ${id}`), recorded: text(`nftrecorded ${id}`) };
+    const generation = parseGenerationFacts(sections.get(`nftgen ${id}`) ?? '', sections.get(`nftrearm ${id}`));
+    nft[`${t.family} ${t.name}`] =
+      generation.unchangedSince?.listed === false
+        ? { table: { ...EMPTY_TABLE_FACTS, exists: true }, listingHash: null, ...generation }
+        : { table, listingHash: table.exists ? hash : null, live: text(`nftlive ${id}`), recorded: text(`nftrecorded ${id}`), ...generation };
   }
   return {
     now: Number(basics.now) || Math.floor(Date.now() / 1000),

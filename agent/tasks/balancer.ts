@@ -18,6 +18,9 @@ import {
   runtimePolicy,
   statsTextfileSettings,
   familyOf,
+  BalancerFacts,
+  NftTable,
+  NftTableFacts,
 } from '../../model';
 import type { FactsRequest, HostFacts } from '../facts/gather';
 import { canonicalIp } from '../facts/parsers';
@@ -36,7 +39,10 @@ import {
   unitTask,
 } from './common';
 import { HostPlanResult, finishHostPlan } from './host-plan';
-import { NftWant, nftTableTask } from './nft';
+import type { NftWant } from './nft';
+import { planTableTask } from './nft-incremental';
+import { parseRecordedSpec } from '../spec-input';
+import type { HostState } from '../state';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
 import {
@@ -76,9 +82,20 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
     // with the textfile's folder, which must exist (see textfileFolderTask)
     dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE, ...(textfile ? [textfile.path] : [])].flatMap(ancestorDirs))],
     sysctls: [],
-    nftTables: [{ family: 'netdev', name: BALANCER_TABLE }],
+    nftTables: [{ family: 'netdev', name: BALANCER_TABLE, generation: !balancerNeedsRuntime(spec) }],
     neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,
   };
+}
+
+/** The table the last apply loaded, built again from the spec the state records (see planTableTask). */
+function previousTable(state: HostState | null, balancerFacts: BalancerFacts): NftTable | string {
+  if (state?.kind !== 'balancer') return "the state is not a balancer's";
+  try {
+    const spec = parseRecordedSpec(state.spec);
+    return spec.kind === 'balancer' ? buildBalancerTable(spec, balancerFacts, balancerHeader(spec)) : "the recorded spec is not a balancer's";
+  } catch (error) {
+    return error instanceof Error ? error.message : String(error);
+  }
 }
 
 export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string): HostPlanResult {
@@ -197,14 +214,21 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   );
   if (keepalivedChanged) tasks.push(keepalivedConfigCheckTask());
 
-  const tableFacts = facts.nft[`netdev ${BALANCER_TABLE}`]?.table ?? { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
   // The table loads with the runtime's view (a backend it found down stays out of new flows); whether it is in sync
   // is judged on the configuration alone, since drift checks leave the runtime's maps out.
   const loaded = needsRuntime
     ? buildBalancerTable(spec, balancerFacts, balancerHeader(spec), runtimePolicy(parseRuntimeState(facts.files[RUNTIME_STATE_FILE]?.content)))
     : plan.table;
-  const want: NftWant = { family: 'netdev', name: BALANCER_TABLE, desired: renderNftDeclarative(plan.table), load: renderNftReload(loaded, tableFacts) };
-  const nftTask = nftTableTask(want, facts, state, `${spec.vips.length} VIPs`);
+  const desired = renderNftDeclarative(plan.table);
+  // only a table no runtime rewrites can be updated by elements, and its generation tells the next run it is unchanged
+  const render = (tableFacts: NftTableFacts | null): NftWant => ({
+    family: 'netdev',
+    name: BALANCER_TABLE,
+    desired,
+    load: tableFacts ? renderNftReload(loaded, tableFacts) : '',
+    recordGeneration: !needsRuntime,
+  });
+  const { task: nftTask, want } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, balancerFacts));
   tasks.push(nftTask);
   if (needsRuntime) {
     tasks.push(

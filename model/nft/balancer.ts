@@ -252,6 +252,15 @@ function byName<T extends { name: string }>(items: readonly T[]): T[] {
   return [...items].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+const sortedVips = new WeakMap<readonly VipSpec[], VipSpec[]>();
+
+/** The VIPs in name order, the same array for the same spec (so that groupPools groups them once). */
+function vipsByName(vips: readonly VipSpec[]): VipSpec[] {
+  let sorted = sortedVips.get(vips);
+  if (!sorted) sortedVips.set(vips, (sorted = byName(vips)));
+  return sorted;
+}
+
 export interface BuildOptions {
   /** The spec's pools (groupPools), from a caller that builds the same spec again and again. */
   readonly pools?: readonly Pool[];
@@ -282,7 +291,7 @@ export function buildBalancerTable(
   options: BuildOptions = {},
 ): NftTable {
   const managedOnly = options.managedOnly ?? false;
-  const vips = managedOnly ? [] : byName(spec.vips);
+  const vips = managedOnly ? [] : vipsByName(spec.vips);
   const defines: NftDefine[] = [];
   const counters = new Set<string>();
   const maps = new Map<string, MapDraft>();
@@ -294,7 +303,7 @@ export function buildBalancerTable(
   const l2Backends = new Map<string, BackendSpec>();
   const l3Backends = new Map<string, BackendSpec>();
 
-  const pools = options.pools ?? groupPools(byName(spec.vips));
+  const pools = options.pools ?? groupPools(vipsByName(spec.vips));
   // only the VIP maps need it: the pool sync (managedOnly, no VIPs) must not index ten thousand VIPs at every change
   const poolOf = new Map(vips.length ? pools.flatMap((p) => p.vips.map((name) => [name, p] as const)) : []);
   for (const vip of vips) {

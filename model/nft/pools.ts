@@ -1,5 +1,4 @@
 import { hex32, parseIpAddress } from '../address';
-import { stableJson } from '../digest';
 import { LEAST_CONNECTIONS } from '../fields';
 import { vipBackendChecks } from '../probe-targets';
 import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, slotCount, smoothWeightedSequence } from '../scheduling';
@@ -53,7 +52,8 @@ export const familyOf = (ip: string): 4 | 6 => (parseIpAddress(ip)?.family === 6
 
 function poolKey(vip: VipSpec): string {
   const checks = vipBackendChecks(vip);
-  return stableJson({
+  // keys in a fixed order: plain JSON is as stable as stableJson here, and several times faster on ten thousand VIPs
+  return JSON.stringify({
     // absent for IPv4, so that the keys (and pools) of configurations from before IPv6 stay as they were
     family: familyOf(vip.ip) === 6 ? 6 : undefined,
     mode: vip.mode,
@@ -77,6 +77,16 @@ const usableId = (id: number) => id !== 0 && id !== 0xffffffff;
  * as the few slot lines that changed. (A collision moves the later pool, in first-VIP order, to the next free id.)
  */
 export function groupPools(vips: readonly VipSpec[]): Pool[] {
+  // one run groups the same VIPs several times (the table, whether a runtime is needed, the facts it asks for):
+  // ten thousand VIPs take a few hundred milliseconds each time
+  let pools = poolsOf.get(vips);
+  if (!pools) poolsOf.set(vips, (pools = computePools(vips)));
+  return pools;
+}
+
+const poolsOf = new WeakMap<readonly VipSpec[], Pool[]>();
+
+function computePools(vips: readonly VipSpec[]): Pool[] {
   const byKey = new Map<string, { vip: VipSpec; names: string[] }>();
   for (const vip of vips) {
     const key = poolKey(vip);

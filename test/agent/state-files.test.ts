@@ -41,13 +41,18 @@ const spec = (weights: [number, number]) =>
     },
   ]);
 
-/** A balancer's state folder after a reload, private: the folder 700, each file 600, the rollback snapshot too. */
+/**
+ * A balancer's state folder after a weight change (an incremental update), private: the folder 700, each file 600,
+ * the update's rollback (its undo) and the generation record too.
+ */
 const PRIVATE = [
   `700 ${STATE_DIR}`,
   `600 ${STATE_DIR}/balancer.json`,
-  `600 ${STATE_DIR}/netdev-tula_dsr.before.nft`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.generation`,
   `600 ${STATE_DIR}/netdev-tula_dsr.listing`,
   `600 ${STATE_DIR}/netdev-tula_dsr.load.nft`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.undo.nft`,
+  `600 ${STATE_DIR}/netdev-tula_dsr.update.nft`,
 ];
 
 /** `mode path` of the state folder and of everything in it, sorted. */

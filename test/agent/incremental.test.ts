@@ -1,0 +1,214 @@
+/**
+ * Incremental balancer updates on the real kernel (real sshd, real nft): a change to one VIP is one transaction of
+ * its elements while the table is as the last apply left it (the ruleset generation has not moved), and nothing else
+ * in the table moves: every other element, element counter, named counter and flow is listed before and after. A
+ * table changed behind tula-dsr's back is still found and repaired; a run that fails after its incremental update
+ * puts the previous ruleset back exactly.
+ */
+import { createLab, Lab, LabHost } from '../../lab/topology';
+import { balancerSpec, leftovers, run, sh, VipInput, withWrappedTool } from './helpers';
+
+jest.setTimeout(60_000);
+
+const TABLE = 'netdev tula_dsr';
+const STATE = '/var/lib/tula-dsr/balancer.json';
+const GENERATION_FILE = '/var/lib/tula-dsr/netdev-tula_dsr.generation';
+/** The transaction an incremental update loads (kept after the run: a failed run's tasks show no diff). */
+const UPDATE_FILE = '/var/lib/tula-dsr/netdev-tula_dsr.update.nft';
+const COUNT = 12;
+const vipIp = (i: number) => `10.99.17.${i + 1}`;
+const FLOW_TUPLES = Array.from({ length: 40 }, (_, i) => `10.99.18.${i + 1} . ${2000 + i} . ${vipIp(i % COUNT)} . 80`);
+
+let lab: Lab;
+let lb: LabHost;
+let be1: LabHost;
+let be2: LabHost;
+let client: LabHost;
+
+beforeAll(async () => {
+  lab = await createLab({ hosts: [{ name: 'lb' }, { name: 'be1' }, { name: 'be2' }, { name: 'client', sshd: false }] });
+  ({ lb, be1, be2, client } = lab.hosts);
+  await sh(client, `ip route add 10.99.17.0/24 via ${lb.ip}`);
+});
+
+afterAll(async () => {
+  await lab?.teardown();
+});
+
+/** COUNT VIPs over be1 and be2; `heavy` gets be1 twice the weight of be2. */
+function spec(heavy?: number): Record<string, unknown> {
+  const vips: VipInput[] = Array.from({ length: COUNT }, (_, i) => ({
+    name: `v${i}`,
+    ip: vipIp(i),
+    backends: [
+      { name: 'be1', ip: be1.ip, weight: i === heavy ? 2 : 1 },
+      { name: 'be2', ip: be2.ip, weight: 1 },
+    ],
+  }));
+  return balancerSpec(lab, lb, vips);
+}
+
+/**
+ * Each set and map of the table with its elements (element counters included), the chains with their handles, and
+ * every named counter with its values.
+ */
+async function tableContents(): Promise<Record<string, string[]>> {
+  const chains = [...(await sh(lb, 'nft -a list chains netdev')).matchAll(/chain (\S+) \{ # handle (\d+)/g)].map((m) => `chain ${m[1]} handle ${m[2]}`);
+  const counters = [...(await sh(lb, `nft list counters table ${TABLE}`)).matchAll(/counter (\S+) \{\s*packets (\d+) bytes (\d+)/g)].map(
+    (m) => `counter ${m[1]} packets ${m[2]} bytes ${m[3]}`,
+  );
+  const contents: Record<string, string[]> = { chains, counters };
+  const sets = ['live_l2', 'pool_new_l2', 'pool_ended_l2'];
+  for (const map of ['vip_pool_port', 'vip_counter_port', 'pool_chain', 'slots_l2', 'backend_counter_l2', 'flows_l2_tcp', ...sets]) {
+    const listing = await sh(lb, `nft list ${sets.includes(map) ? 'set' : 'map'} ${TABLE} ${map}`);
+    const body = /elements = \{([^}]*)\}/s.exec(listing)?.[1] ?? '';
+    // a flow's remaining time is not the table's content
+    contents[map] = body
+      .split(/,\s+/)
+      .map((e) =>
+        e
+          .replace(/ (timeout|expires) \S+/g, '')
+          .replace(/\s+/g, ' ')
+          .trim(),
+      )
+      .filter(Boolean)
+      .sort();
+  }
+  return contents;
+}
+
+/** What changed between two listings: per object, the lines that went and those that came. */
+function difference(before: Record<string, string[]>, after: Record<string, string[]>): Record<string, { gone: string[]; came: string[] }> {
+  const out: Record<string, { gone: string[]; came: string[] }> = {};
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const b = before[key] ?? [];
+    const a = after[key] ?? [];
+    const gone = b.filter((x) => !a.includes(x));
+    const came = a.filter((x) => !b.includes(x));
+    if (gone.length || came.length) out[key] = { gone, came };
+  }
+  return out;
+}
+
+/** A SYN to every VIP from the client: the balancer counts each in the VIP's counter and in its pool's new-flow set. */
+async function synToEveryVip(): Promise<void> {
+  const script = Array.from({ length: COUNT }, (_, i) => `timeout 0.5 bash -c 'exec 3<>/dev/tcp/${vipIp(i)}/80' 2>/dev/null`).join('; ');
+  await client.exec(`${script}; true`);
+}
+
+const nftTask = (r: Awaited<ReturnType<typeof run>>) => r.tasks.find((t) => t.name.startsWith('nft table'))!;
+
+describe('incremental balancer updates (real nft)', () => {
+  test('GIVEN a balancer with open flows and counted traffic WHEN one VIP changes its weights THEN one transaction changes only its elements: every other element, counter and flow is as it was', async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    await sh(lb, `nft add element ${TABLE} flows_l2_tcp { ${FLOW_TUPLES.map((t) => `${t} : ${be1.mac}`).join(', ')} }`);
+    await synToEveryVip();
+    // a run after another program's transaction (the flows written above) lists the table once and records the generation
+    expect(nftTask(await run(spec(), 'apply'))).toMatchObject({
+      status: 'ok',
+      detail: expect.stringMatching(/^in sync \(listing as at the last apply; generation \d+ recorded\)$/),
+    });
+    const before = await tableContents();
+    expect(before.vip_counter_port).toHaveLength(COUNT);
+    // the SYNs were counted: a change that reset counters would show
+    expect(before.counters).toContainEqual(expect.stringMatching(/^counter vip_v3 packets [1-9]/));
+    expect(before.pool_new_l2).toContainEqual(expect.stringMatching(/counter packets [1-9]/));
+    expect(before.flows_l2_tcp.length).toBeGreaterThanOrEqual(FLOW_TUPLES.length);
+
+    const result = await run(spec(3), 'apply');
+
+    expect(result.error).toBeUndefined();
+    const task = nftTask(result);
+    expect(task.status).toBe('changed');
+    expect(task.detail).toMatch(/^incremental: \d+ changes of VIP v3 in one transaction \(generation \d+ unchanged since the last apply\)$/);
+    const after = await tableContents();
+    const changes = difference(before, after);
+    // THEN v3 points at a pool of its own: its old element goes, the new pool's elements and scheduler chain come
+    expect(Object.keys(changes).sort()).toEqual(['chains', 'live_l2', 'pool_chain', 'pool_ended_l2', 'pool_new_l2', 'slots_l2', 'vip_pool_port']);
+    expect(changes.vip_pool_port.gone).toEqual([expect.stringMatching(/^10\.99\.17\.4 \. tcp \. 80 : /)]);
+    expect(changes.vip_pool_port.came).toEqual([expect.stringMatching(/^10\.99\.17\.4 \. tcp \. 80 : /)]);
+    expect(changes.chains).toEqual({ gone: [], came: [expect.stringMatching(/^chain l2_tcp_port_rr3_t300 handle \d+$/)] });
+    for (const name of ['pool_chain', 'slots_l2', 'live_l2', 'pool_new_l2', 'pool_ended_l2']) expect(changes[name].gone).toEqual([]);
+    // AND the diff names exactly what changed
+    expect(task.diff).toContain(`- vip_pool_port ${vipIp(3)} . tcp . 80 : `);
+    expect(task.diff).toContain('+ chain l2_tcp_port_rr3_t300');
+    // AND a check right after finds it in sync, without listing the table either
+    const check = await run(spec(3), 'check');
+    expect(nftTask(check)).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^in sync \(generation \d+ unchanged since the last apply\)$/) });
+  });
+
+  test("GIVEN an incremental update WHEN a VIP element is deleted behind tula-dsr's back THEN check reports it and apply reloads the table, element back", async () => {
+    const vipElement = `${vipIp(5)} . tcp . 80`;
+    await sh(lb, `nft delete element ${TABLE} vip_pool_port { ${vipElement} }`);
+
+    const check = await run(spec(3), 'check');
+    expect(nftTask(check)).toMatchObject({
+      status: 'changed',
+      detail: 'another nft transaction ran since the last incremental update (the ruleset generation moved): reloaded to be sure',
+    });
+    const repaired = await run(spec(3), 'apply');
+
+    expect(repaired.error).toBeUndefined();
+    expect(nftTask(repaired).detail).toBe('another nft transaction ran since the last incremental update (the ruleset generation moved): reloaded to be sure');
+    expect(await sh(lb, `nft list map ${TABLE} vip_pool_port`)).toContain(vipElement);
+    // AND the reload recorded a fresh listing and generation: the next change is incremental again
+    const next = await run(spec(), 'apply');
+    expect(nftTask(next).detail).toMatch(/^incremental: /);
+  });
+
+  test("GIVEN a table whose generation was recorded WHEN a rule is added behind tula-dsr's back THEN apply finds it by the listing and repairs it", async () => {
+    await sh(lb, `nft insert rule ${TABLE} ingress ip daddr ${vipIp(0)} drop`);
+
+    const repaired = await run(spec(), 'apply');
+
+    expect(nftTask(repaired)).toMatchObject({
+      status: 'changed',
+      detail: 'another nft transaction ran since the last incremental update (the ruleset generation moved): reloaded to be sure',
+    });
+    expect(await sh(lb, `nft list chain ${TABLE} ingress`)).not.toContain('drop');
+    await sh(lb, `nft insert rule ${TABLE} ingress ip daddr ${vipIp(0)} drop`);
+    const again = await run(spec(), 'apply');
+    // after a full reload the listing is fresh: the edit shows as such, with its diff
+    expect(nftTask(again)).toMatchObject({ status: 'changed', detail: 'live table was changed outside tula-dsr' });
+    expect(nftTask(again).diff).toContain(`ip daddr ${vipIp(0)} drop`);
+    expect(await sh(lb, `nft list chain ${TABLE} ingress`)).not.toContain('drop');
+  });
+
+  test('GIVEN an incremental update that succeeded WHEN a later step of the run fails THEN the previous ruleset is back exactly, flows and counters included', async () => {
+    expect(nftTask(await run(spec(), 'apply')).status).toBe('ok');
+    await sh(lb, `nft add element ${TABLE} flows_l2_tcp { ${FLOW_TUPLES.map((t) => `${t.replace('10.99.18.', '10.99.19.')} : ${be2.mac}`).join(', ')} }`);
+    await synToEveryVip();
+    const before = await tableContents();
+    await sh(lb, `rm -f ${UPDATE_FILE}`);
+    const failure = `mv: cannot move '${STATE}.tula-tmp' to '${STATE}': Input/output error`;
+
+    // the first rename of the state fails; the undo's, which writes the previous state back, works
+    const once = `[ "$*" = "-f ${STATE}.tula-tmp ${STATE}" ] && [ ! -e /tmp/mv-failed ] && { touch /tmp/mv-failed; echo "${failure}" >&2; exit 1; }`;
+    const result = await withWrappedTool(lb, '/usr/bin/mv', once, () => run(spec(7), 'apply'));
+    await sh(lb, 'rm -f /tmp/mv-failed');
+
+    // it was an incremental update of v7 (loaded, then undone when the state failed)
+    expect(await sh(lb, `cat ${UPDATE_FILE}`)).toContain(`delete element ${TABLE} vip_pool_port { ${vipIp(7)} . tcp . 80 }`);
+    expect(result.error?.message).toBe(`state ${STATE}: command exited with 1: ${failure}; every change of this run was rolled back`);
+    expect(difference(before, await tableContents())).toEqual({});
+    expect(await leftovers(lb)).toEqual([]);
+    // AND the generation record is gone with it: the next run lists the table (which matches the last apply's listing)
+    expect((await lb.exec(['test', '-e', GENERATION_FILE])).code).toBe(1);
+    const next = await run(spec(7), 'apply');
+    expect(next.error).toBeUndefined();
+    expect(nftTask(next).detail).toMatch(/^incremental: .*\(listing as at the last apply; generation \d+ recorded\)$/);
+  });
+
+  test('GIVEN the kernel refuses the incremental transaction WHEN apply runs THEN nothing of it is loaded and the run is rolled back', async () => {
+    const before = await tableContents();
+    await sh(lb, `rm -f ${UPDATE_FILE}`);
+    const refused = 'Error: Could not process rule: No such file or directory';
+    const result = await withWrappedTool(lb, '/usr/sbin/nft', `case "$*" in *update.nft*) echo "${refused}" >&2; exit 1;; esac`, () => run(spec(), 'apply'));
+
+    expect(await sh(lb, `cat ${UPDATE_FILE}`)).toContain(`delete element ${TABLE} vip_pool_port { ${vipIp(7)} . tcp . 80 }`);
+    expect(result.error?.message).toMatch(
+      /^nft table netdev tula_dsr \(12 VIPs\): command exited with 1: Error: Could not process rule: No such file or directory; every change of this run was rolled back$/,
+    );
+    expect(difference(before, await tableContents())).toEqual({});
+  });
+});
