@@ -173,7 +173,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
-    const request = factsRequest(spec);
+    const request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);

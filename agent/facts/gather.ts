@@ -30,6 +30,8 @@ export interface FactsRequest {
   readonly nftTables: readonly { readonly family: string; readonly name: string; readonly generation?: boolean }[];
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
+  /** Check mode: the facts write nothing on the host (not even the generation record a matching listing renews). */
+  readonly readOnly?: boolean;
   /** Whether Node is there and the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file). */
   readonly runtime?: { readonly unit: string; readonly pidFile: string; readonly supervisor: string };
   /** Whether keepalived is installed and the keepalived of a balancer pair member runs (its unit, or its pid file). */
@@ -163,7 +165,7 @@ export function renderFactsScript(request: FactsRequest): string {
         ...generationFactsCommands(t.family, t.name, request.statePath, journalPath(request.statePath)),
         'if [ $unchanged = no ]; then',
         ...nftFactsCommands(t.family, t.name, id),
-        ...generationRearmCommands(t.family, t.name, request.statePath, journalPath(request.statePath)),
+        ...(request.readOnly ? [] : generationRearmCommands(t.family, t.name, request.statePath, journalPath(request.statePath))),
         'fi',
       );
     } else lines.push(...nftFactsCommands(t.family, t.name, id));

@@ -211,4 +211,20 @@ describe('incremental balancer updates (real nft)', () => {
     );
     expect(difference(before, await tableContents())).toEqual({});
   });
+
+  test("GIVEN the table as the last apply left it WHEN another program's transaction moved the generation THEN check lists the table and writes nothing; apply records the new generation", async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    const recorded = await sh(lb, `cat ${GENERATION_FILE}`);
+    await sh(lb, 'nft add table ip tula_test_other && nft delete table ip tula_test_other');
+
+    const check = await run(spec(), 'check');
+
+    expect(check.error).toBeUndefined();
+    expect(nftTask(check).status).toBe('ok');
+    expect(await sh(lb, `cat ${GENERATION_FILE}`)).toBe(recorded);
+    const applied = await run(spec(), 'apply');
+    expect(nftTask(applied).detail).toMatch(/^in sync \(listing as at the last apply; generation \d+ recorded\)$/);
+    expect(await sh(lb, `cat ${GENERATION_FILE}`)).not.toBe(recorded);
+  });
 });
