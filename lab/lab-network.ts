@@ -51,6 +51,9 @@ export async function wireNetwork(names: LabNames, hosts: readonly LabHostSpec[]
         `ip -n ${switchNetns} link set p-${h.name} master br0 up`,
         `ip -n ${hostNetns(h.name)} link set lo up`,
         `ip -n ${hostNetns(h.name)} addr add ${addresses.hosts[i]}/${prefix} dev eth0`,
+        // the kernel flushes IPv6 addresses when a link goes down; a host's network configuration would add its
+        // static address again, the lab has none: keep it, so a test that takes an interface down finds it after
+        `ip netns exec ${hostNetns(h.name)} sysctl -qw net.ipv6.conf.eth0.keep_addr_on_down=1`,
         // nodad: the address answers at once (duplicate address detection would hold it tentative for a second)
         `ip -n ${hostNetns(h.name)} addr add ${addresses.hosts6[i]}/64 dev eth0 nodad`,
         `ip -n ${hostNetns(h.name)} link set eth0 up`,
