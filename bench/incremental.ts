@@ -17,10 +17,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatIpv4 } from '../model';
 import { createLab, Lab, LabHost } from '../lab/topology';
-import { runCli } from './l2-dataplane';
+import { benchSsh, benchVip, runCli, vipAddress, vipName } from './l2-dataplane';
 import { Stat, stat } from './stats';
 
-const VIP_BASE = 0x0ad60000;
 const PORT = 80;
 const BACKENDS = ['be1', 'be2', 'be3', 'be4'];
 
@@ -39,28 +38,13 @@ export interface IncrementalResult {
   readonly backendRemove: Stat;
 }
 
-const vipName = (i: number) => `v${String(i).padStart(5, '0')}`;
-const vipAddress = (i: number) => formatIpv4(VIP_BASE + 1 + i);
-
-function ssh(lab: Lab, h: LabHost) {
-  return { host: h.ip, port: 22, user: 'root', privateKeyPath: lab.clientKeyPath, hostKey: h.hostKeyFingerprint };
-}
+const ssh = benchSsh;
 
 /** The balancer: VIPs 0..count-1 × be1..be4 (weight 1), except `heavy`, whose first backend weighs 2. */
 function balancerSpec(lab: Lab, count: number, heavy?: number): string {
   const backends = (i: number) =>
     BACKENDS.map((name, b) => ({ path: `bench/be/${name}`, name, ip: lab.hosts[name].ip, weight: i === heavy && b === 0 ? 2 : 1 }));
-  const vips = Array.from({ length: count }, (_, i) => ({
-    path: `bench/vip/${vipName(i)}`,
-    name: vipName(i),
-    ip: vipAddress(i),
-    port: PORT,
-    protocol: 'tcp',
-    mode: 'l2',
-    algorithm: 'weighted-round-robin',
-    flowTimeoutSec: 300,
-    backends: backends(i),
-  }));
+  const vips = Array.from({ length: count }, (_, i) => benchVip(i, backends(i), PORT));
   const lb = lab.hosts.lb;
   return JSON.stringify({ kind: 'balancer', path: 'bench/lb', name: 'lb', ssh: ssh(lab, lb), interface: 'eth0', address: lb.ip, subnet: lab.subnet, vips });
 }

@@ -27,7 +27,7 @@ import { formatIpv4 } from '../model';
 import { createL2Lab, L2Lab } from '../lab/l2/lab';
 import { flushFlows, httpBurst, measureByteShare } from '../lab/l2/traffic';
 import { waitFor } from '../lab/exec';
-import type { LabHost } from '../lab/topology';
+import type { Lab, LabHost } from '../lab/topology';
 import { Stat, stat } from './stats';
 
 const REPO = resolve(__dirname, '..', '..');
@@ -129,29 +129,35 @@ export function vipAddress(index: number): string {
 
 export const vipName = (index: number) => `v${String(index).padStart(5, '0')}`;
 
-function ssh(l2: L2Lab, h: LabHost) {
-  return { host: h.ip, port: 22, user: 'root', privateKeyPath: l2.lab.clientKeyPath, hostKey: h.hostKeyFingerprint };
+/** The SSH target of a lab host, as a spec carries it. */
+export function benchSsh(lab: Lab, h: LabHost) {
+  return { host: h.ip, port: 22, user: 'root', privateKeyPath: lab.clientKeyPath, hostKey: h.hostKeyFingerprint };
 }
 
-/** The balancer spec: VIPs 0..count-1, or only the tested one (index total-1) when count is 1. */
-export function balancerSpec(l2: L2Lab, indexes: readonly number[]): string {
-  const backends = l2.backends.map((b) => ({ path: `bench/be/${b.name}`, name: b.name, ip: b.ip, weight: 1 }));
-  const vips = indexes.map((i) => ({
+/** The bench's VIP number `i` (a weighted-round-robin L2 TCP VIP) on these backends. */
+export function benchVip(i: number, backends: readonly unknown[], port = PORT) {
+  return {
     path: `bench/vip/${vipName(i)}`,
     name: vipName(i),
     ip: vipAddress(i),
-    port: PORT,
+    port,
     protocol: 'tcp',
     mode: 'l2',
     algorithm: 'weighted-round-robin',
     flowTimeoutSec: 300,
     backends,
-  }));
+  };
+}
+
+/** The balancer spec: VIPs 0..count-1, or only the tested one (index total-1) when count is 1. */
+export function balancerSpec(l2: L2Lab, indexes: readonly number[]): string {
+  const backends = l2.backends.map((b) => ({ path: `bench/be/${b.name}`, name: b.name, ip: b.ip, weight: 1 }));
+  const vips = indexes.map((i) => benchVip(i, backends));
   return JSON.stringify({
     kind: 'balancer',
     path: 'bench/lb',
     name: 'lb',
-    ssh: ssh(l2, l2.lb),
+    ssh: benchSsh(l2.lab, l2.lb),
     interface: 'eth0',
     address: l2.lb.ip,
     subnet: l2.lab.subnet,
@@ -161,7 +167,7 @@ export function balancerSpec(l2: L2Lab, indexes: readonly number[]): string {
 
 export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): string {
   const services = indexes.map((i) => ({ path: `bench/vip/${vipName(i)}/${h.name}`, ip: vipAddress(i), port: PORT, protocol: 'tcp', mode: 'l2' }));
-  return JSON.stringify({ kind: 'backend', path: `bench/be/${h.name}`, name: h.name, ssh: ssh(l2, h), address: h.ip, services });
+  return JSON.stringify({ kind: 'backend', path: `bench/be/${h.name}`, name: h.name, ssh: benchSsh(l2.lab, h), address: h.ip, services });
 }
 
 /** The agent CLI as a child process, killed after 300 s; its output and wall time. */

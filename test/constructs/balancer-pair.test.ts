@@ -8,7 +8,7 @@ import { TerraformStack, Testing } from 'cdktf';
 import { Balancer, BalancerPair, BalancerProps, DsrVip } from '../../constructs';
 import { buildBalancerTable, planBalancerHost, renderNftDeclarative } from '../../model';
 import { HOST_KEY } from '../support/common';
-import { newApp, scratchDir } from '../support/stacks';
+import { newApp, scratchDir, validationProblems } from '../support/stacks';
 
 Testing.setupJest();
 const root = scratchDir();
@@ -30,19 +30,7 @@ function pairStack(opts: { vrrp?: Record<string, any>; lb2?: Partial<BalancerPro
   return { s, lb1, lb2, pair };
 }
 
-function problems(stack: TerraformStack): string[] {
-  let message: string | undefined;
-  try {
-    Testing.synth(stack, true);
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  if (message === undefined) throw new Error('expected synth to fail validation, but it succeeded');
-  return message
-    .split('\n')
-    .filter((l) => l.startsWith('  ['))
-    .map((l) => l.slice(2));
-}
+const problems = validationProblems;
 
 describe('BalancerPair', () => {
   test('GIVEN VIPs on a pair WHEN the members render THEN both carry the same VIPs, their side of the pair, and the same table', () => {

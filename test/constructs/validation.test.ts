@@ -7,12 +7,12 @@ import 'cdktf/lib/testing/adapters/jest';
 import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { Backend, BackendHost, Balancer, BalancerProps, DsrVip, DsrVipProps, ENGINE_CONTEXT_KEY, SpecError, explainAndExit } from '../../constructs';
 import { HOST_KEY, thrownBy } from '../support/common';
-import { newApp, scratchDir } from '../support/stacks';
+import { VALIDATION_HEADER, newApp, scratchDir, validationProblems } from '../support/stacks';
 
 Testing.setupJest();
 const root = scratchDir();
 
-const HEADER = 'Validation failed with the following errors:';
+const HEADER = VALIDATION_HEADER;
 const TRAILER = "If you wish to ignore these validations, pass 'skipValidation: true' to your App configuration.";
 
 // The helpers take `any` props on purpose: these tests pass what TypeScript would refuse, as JavaScript users can.
@@ -41,21 +41,7 @@ function stackWith(build: (k: Kit) => void): TerraformStack {
   return s;
 }
 
-/** The `[path] field: message` lines of the validation error; fails the test if synth succeeds. */
-function problems(stack: TerraformStack): string[] {
-  let message: string | undefined;
-  try {
-    Testing.synth(stack, true);
-  } catch (e) {
-    message = (e as Error).message;
-  }
-  if (message === undefined) throw new Error('expected synth to fail validation, but it succeeded');
-  expect(message.startsWith(`${HEADER}\n`)).toBe(true);
-  return message
-    .split('\n')
-    .filter((l) => l.startsWith('  ['))
-    .map((l) => l.slice(2));
-}
+const problems = validationProblems;
 
 const badIp = (v: string) => `"${v}" is not an IP address; use an IPv4 address such as 10.0.1.100 or an IPv6 address such as fd00:1::100`;
 

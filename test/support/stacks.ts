@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { App, TerraformStack } from 'cdktf';
+import { App, TerraformStack, Testing } from 'cdktf';
 import { Backend, Balancer, BackendHost, DsrVip, ENGINE_CONTEXT_KEY, Engine, PROJECT_ROOT_CONTEXT_KEY } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
@@ -106,4 +106,23 @@ export function stackRulesets(): { name: string; text: string }[] {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** How cdktf's validation error starts. */
+export const VALIDATION_HEADER = 'Validation failed with the following errors:';
+
+/** The `[path] field: message` lines of the validation error; fails the test if synth succeeds. */
+export function validationProblems(stack: TerraformStack): string[] {
+  let message: string | undefined;
+  try {
+    Testing.synth(stack, true);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  if (message === undefined) throw new Error('expected synth to fail validation, but it succeeded');
+  if (!message.startsWith(`${VALIDATION_HEADER}\n`)) throw new Error(`not cdktf's validation error: ${message}`);
+  return message
+    .split('\n')
+    .filter((l) => l.startsWith('  ['))
+    .map((l) => l.slice(2));
 }
