@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { FieldCheck, checkBoolean, checkIpv4, checkName, integerIn, oneOf } from './fields';
 import { showValue } from './issues';
-import type { IsUnresolved } from './spec';
 
 /**
  * A balancer pair: two balancers with the same VIPs, of which keepalived (VRRPv3, unicast peers) makes one the
@@ -35,12 +34,17 @@ export const checkAdvertIntervalSec: FieldCheck = (v) => {
     : `${showValue(v)} is not allowed; use seconds from 0.01 to 40.95 in steps of 0.01 (VRRPv3 counts centiseconds)`;
 };
 
+/** How createSpecSchemas checks a field (tokens allowed where its predicate says so) and a construct path. */
+export interface SpecFieldSchemas {
+  readonly field: <T>(check: FieldCheck) => z.ZodCustom<T, T>;
+  readonly constructPath: z.ZodCustom<string, string>;
+}
+
 /** The member's side of the pair, in its balancer spec. */
-export function createPairSpecSchema(isUnresolved: IsUnresolved) {
-  const field = <T>(check: FieldCheck) => z.custom<T>((v) => isUnresolved(v) || check(v) === null, { error: (iss) => check(iss.input) ?? 'is not allowed' });
+export function createPairSpecSchema({ field, constructPath }: SpecFieldSchemas) {
   return z.strictObject({
-    /** The BalancerPair construct's path and id. */
-    path: z.string(),
+    /** The BalancerPair construct's path, written into keepalived.conf's header comment: one printable line. */
+    path: constructPath,
     name: field<string>(checkName),
     role: field<PairRole>(checkPairRole),
     /** The other member's address: keepalived's unicast peer. */

@@ -118,7 +118,7 @@ export function createSpecSchemas(isUnresolved: IsUnresolved = () => false) {
       mac: field<string>(checkMac).optional(),
       ...createStatsTextfileFields(isUnresolved),
       /** Set on the members of a BalancerPair: keepalived holds the VIPs on the active member. */
-      pair: createPairSpecSchema(isUnresolved).optional(),
+      pair: createPairSpecSchema({ field, constructPath }).optional(),
       vips: z.array(VipSpecSchema),
     })
     .overwrite(withStatsDefaults);

@@ -612,6 +612,33 @@ describe('all problems at once', () => {
     ]);
   });
 
+  test('GIVEN a pair path with a line break WHEN the agent parses the spec THEN it is refused (it heads keepalived.conf)', () => {
+    const pair = {
+      name: 'edge',
+      role: 'primary',
+      peerAddress: '10.0.1.3',
+      peerName: 'lb2',
+      virtualRouterId: 51,
+      priority: 150,
+      advertIntervalSec: 1,
+      preempt: true,
+    };
+    const spec = variant((s) => {
+      s.pair = { ...pair, path: 's/edge\nvrrp_script x {' };
+    });
+    let error: unknown;
+    try {
+      parseHostSpec(JSON.stringify(spec));
+    } catch (e) {
+      error = e;
+    }
+    expect((error as SpecError).issues.map(formatIssue)).toEqual([
+      's/lb1: pair.path: "s/edge\\nvrrp_script x {" is not a usable construct path; it is written into comments of config files and nft rulesets, so use a single line of printable characters (no control character such as a line break)',
+    ]);
+    // the same pair with a usable path passes
+    expect(parseHostSpec(JSON.stringify(variant((s) => void (s.pair = { ...pair, path: 's/edge' }))))).toMatchObject({ pair: { path: 's/edge' } });
+  });
+
   test('GIVEN mistakes WHEN the agent parses the spec THEN one SpecError lists them all, with a count', () => {
     const spec = variant((s) => {
       s.interface = 'a;b';
