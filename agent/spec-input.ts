@@ -53,16 +53,6 @@ export function parseHostSpec(text: string): HostSpec {
   return result.value;
 }
 
-/**
- * A spec the state file records: an apply validated it in full before recording it, so only its schema (which fills
- * in defaults) runs again, not the cross-checks, which take a few hundred milliseconds for ten thousand VIPs.
- */
-export function parseRecordedSpec(text: string): HostSpec {
-  const result = checkSpec(StrictSpecSchemas.HostSpecSchema, JSON.parse(text), '(recorded spec)');
-  if (!result.ok) throw new SpecError(result.issues);
-  return result.value;
-}
-
 export interface StackHost {
   readonly address: string;
   /** The host's name in the spec (the construct id). */

@@ -13,13 +13,22 @@ export const statePath = (kind: 'balancer' | 'backend') => `${STATE_DIR}/${kind}
 const AddressSchema = z.object({ ip: z.string(), prefix: z.number(), dev: z.string(), retiredAt: z.number().optional() });
 const TunnelSchema = z.object({ name: z.string(), local: z.string(), remote: z.string() });
 
+/**
+ * Version 2 records no spec: version 1 carried the whole spec text (≈ 6 MB for 10,000 VIPs × 4 backends), which
+ * travelled back in every run's facts and was written again by every change, only for the incremental update to build
+ * the previous table from it; that table is now read back from the boot ruleset the last apply wrote, checked against
+ * the recorded ruleset hash (see planTableTask). A version 1 file is read as it is (its spec ignored) and the run's
+ * state task writes it again as version 2.
+ */
+export const STATE_VERSION = 2;
+
 export const HostStateSchema = z.object({
-  version: z.literal(1),
+  version: z.union([z.literal(1), z.literal(STATE_VERSION)]),
   kind: z.enum(['balancer', 'backend']),
   name: z.string(),
   generation: z.string(),
-  /** The spec of the live generation (JSON text), so that a later remove of an older generation can prune. */
-  spec: z.string(),
+  /** Version 1 only: the spec of the live generation (JSON text). Nothing reads it. */
+  spec: z.string().optional(),
   addresses: z.array(AddressSchema),
   tunnels: z.array(TunnelSchema),
   files: z.array(z.string()),
@@ -83,6 +92,7 @@ export function mergeJournal(state: HostState | null, journal: HostState): HostS
   if (!state) return journal;
   return {
     ...state,
+    version: journal.version,
     addresses: union(state.addresses, journal.addresses, (a) => `${a.ip}/${a.prefix} ${a.dev}`),
     tunnels: union(state.tunnels, journal.tunnels, (t) => t.name),
     files: union(state.files, journal.files),

@@ -174,7 +174,9 @@ export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): 
 export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
   return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // TULA_BENCH_NODE_ARGS: extra node flags for the CLI runs (`--cpu-prof --cpu-prof-dir=DIR` profiles each run)
+    const nodeArgs = (process.env.TULA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

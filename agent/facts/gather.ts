@@ -27,7 +27,7 @@ export interface FactsRequest {
    * `generation`: skip listing the table while the kernel's ruleset generation is still the one recorded after
    * tula-dsr's own last load of it (see nft-generation.ts).
    */
-  readonly nftTables: readonly { readonly family: string; readonly name: string; readonly generation?: boolean }[];
+  readonly nftTables: readonly { readonly family: string; readonly name: string; readonly generation?: boolean; readonly listedBecause?: string }[];
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
   /** Check mode: the facts write nothing on the host (not even the generation record a matching listing renews). */
@@ -55,6 +55,8 @@ export interface NftFacts {
    * for it now, and the ruleset hash that load recorded.
    */
   readonly unchangedSince?: { readonly generation: number; readonly rulesetHash: string; readonly listed: boolean };
+  /** The table was listed although its generation was recorded, because a plan asked for it: why (the reload's reason). */
+  readonly listedBecause?: string;
 }
 
 export interface HostFacts {
@@ -254,7 +256,14 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     nft[`${t.family} ${t.name}`] =
       generation.unchangedSince?.listed === false
         ? { table: { ...EMPTY_TABLE_FACTS, exists: true }, listingHash: null, ...generation }
-        : { table, listingHash: table.exists ? hash : null, live: text(`nftlive ${id}`), recorded: text(`nftrecorded ${id}`), ...generation };
+        : {
+            table,
+            listingHash: table.exists ? hash : null,
+            live: text(`nftlive ${id}`),
+            recorded: text(`nftrecorded ${id}`),
+            ...generation,
+            ...(t.listedBecause !== undefined && { listedBecause: t.listedBecause }),
+          };
   }
   return {
     now: Number(basics.now) || Math.floor(Date.now() / 1000),

@@ -18,7 +18,6 @@ import {
   runtimePolicy,
   statsTextfileSettings,
   familyOf,
-  BalancerFacts,
   NftTable,
   NftTableFacts,
 } from '../../model';
@@ -41,7 +40,7 @@ import {
 import { HostPlanResult, finishHostPlan } from './host-plan';
 import type { NftWant } from './nft';
 import { planTableTask } from './nft-incremental';
-import { parseRecordedSpec } from '../spec-input';
+import { parseNftDeclarative } from '../../model/nft/parse-declarative';
 import type { HostState } from '../state';
 import { Task, changed, failed, ok } from './task';
 import { removeTunnelStep } from './steps';
@@ -87,15 +86,16 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
   };
 }
 
-/** The table the last apply loaded, built again from the spec the state records (see planTableTask). */
-function previousTable(state: HostState | null, balancerFacts: BalancerFacts): NftTable | string {
+/**
+ * The table the last apply loaded, read back from the boot ruleset it wrote, which the facts bring anyway (the file
+ * task compares it); planTableTask checks it against the ruleset hash the state records.
+ */
+function previousTable(state: HostState | null, facts: HostFacts): NftTable | string {
   if (state?.kind !== 'balancer') return "the state is not a balancer's";
-  try {
-    const spec = parseRecordedSpec(state.spec);
-    return spec.kind === 'balancer' ? buildBalancerTable(spec, balancerFacts, balancerHeader(spec)) : "the recorded spec is not a balancer's";
-  } catch (error) {
-    return error instanceof Error ? error.message : String(error);
-  }
+  const file = facts.files[BALANCER_RULESET_FILE];
+  if (!file) return `${BALANCER_RULESET_FILE} is missing`;
+  const table = parseNftDeclarative(file.content);
+  return typeof table === 'string' ? `${BALANCER_RULESET_FILE}: ${table}` : table;
 }
 
 export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string): HostPlanResult {
@@ -228,7 +228,8 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
     load: tableFacts ? renderNftReload(loaded, tableFacts) : '',
     recordGeneration: !needsRuntime,
   });
-  const { task: nftTask, want } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, balancerFacts));
+  const { task: nftTask, want, listTable } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, facts));
+  if (listTable) return { tasks: [...tasks, nftTask], writtenFiles: [], listTable };
   tasks.push(nftTask);
   if (needsRuntime) {
     tasks.push(

@@ -1,6 +1,6 @@
 import type { HostFile } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { HostState, journalNft } from '../state';
+import { HostState, STATE_VERSION, journalNft } from '../state';
 import { createdDirs } from './common';
 import { NftWant, listingSubstitutions, nftKey, nftRecord } from './nft';
 import { stateDirTasks, stateTask } from './state-file';
@@ -13,6 +13,11 @@ export interface HostPlanResult {
   readonly writtenFiles: string[];
   /** The state this run creates, as its journal records it before the first change (see journalPath). */
   readonly journal?: HostState;
+  /**
+   * The plan needs a listing of the table the facts did not list (they trusted the ruleset generation, and the previous
+   * table cannot be read back): why. The runner gathers the facts again with the table listed, and plans again.
+   */
+  readonly listTable?: { readonly family: string; readonly name: string; readonly reason: string };
 }
 
 /** What a host carries once the run's tasks are done, as the state file records it. */
@@ -43,11 +48,10 @@ export function finishHostPlan(
   const state = facts.state;
   const paths = outcome.files.map((f) => f.path);
   const next: HostState = {
-    version: 1,
+    version: STATE_VERSION,
     kind: outcome.kind,
     name: context.name,
     generation: context.generation,
-    spec: context.specText,
     addresses: [...outcome.addresses],
     tunnels: [...outcome.tunnels],
     files: paths,

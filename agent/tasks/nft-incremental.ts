@@ -13,6 +13,8 @@ import { Task, failed, nftChange, ok } from './task';
 export interface TablePlan {
   readonly task: Task;
   readonly want: NftWant;
+  /** Only a listing of the table can tell what a reload must replace (see HostPlanResult.listTable). */
+  readonly listTable?: { readonly family: string; readonly name: string; readonly reason: string };
 }
 
 /** Lines of the diff an incremental update shows, at most: a change to thousands of VIPs shows its first ones. */
@@ -21,14 +23,15 @@ const DIFF_LINES = 200;
 /**
  * The table task of a host whose table tula-dsr alone changes (no runtime rewrites it). When the facts found the
  * table exactly as the last load left it (the ruleset generation has not moved: see nft-generation.ts), the table
- * that load created is built again from the spec the state records, and checked against the hash that load recorded;
+ * that load created is read back (from the boot ruleset it wrote), and checked against the hash that load recorded;
  * then a change to some VIPs is one transaction of their elements (renderTableUpdate), with its exact inverse as the
  * undo, and nothing lists the table. Anything else (the generation moved or is unknown, a structural change, MACs
- * resolved differently) takes the full reload, which lists the table as before.
+ * resolved differently) takes the full reload, which lists the table as before; so does a previous table that cannot
+ * be read back, through a second gathering of facts that lists it (`listTable`).
  *
  * `render(facts)` gives the want for a full reload against those table facts (null: no reload, only the desired
  * text, which does not depend on them; rendering the reload of ten thousand VIPs takes a tenth of a second);
- * `previous()` the table the recorded spec builds, or an error text.
+ * `previous()` the table the last load created, or why it cannot be read back.
  */
 export function planTableTask(
   facts: HostFacts,
@@ -65,10 +68,18 @@ export function planTableTask(
   if (recorded.rulesetHash === sha256Hex(same.desired))
     return { task: ok(name, `in sync (${unchanged})`), want: { ...same, keepListing: recorded.listingHash } };
   const before = previous();
-  if (typeof before === 'string') {
-    return { task: failed(name, `the table is unchanged since the last apply, but the spec the state records cannot be built again: ${before}`), want: same };
+  const unreadable =
+    typeof before === 'string'
+      ? before
+      : sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash
+        ? null
+        : 'it is not the ruleset the last apply loaded';
+  if (unreadable !== null || typeof before === 'string') {
+    // the table is as the last load left it, but what that was is unknown here: a listing tells what a reload replaces
+    const reason = `ruleset differs (the previous table cannot be read back: ${unreadable}; listed and reloaded)`;
+    return { task: failed(name, reason), want: same, listTable: { family: desired.family, name: desired.name, reason } };
   }
-  const update = sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash ? renderTableUpdate(before, desired) : null;
+  const update = renderTableUpdate(before, desired);
   if (update) return { task: incrementalTask(same, label, since.generation, update, unchanged), want: { ...same, keepListing: STALE_LISTING } };
   // the structure does not depend on resolved values (MACs): the facts a reload needs, without listing the table
   const want = render(tableFactsOf(before));
@@ -92,7 +103,9 @@ function incrementalTask(want: NftWant, label: string, generation: number, updat
     update.changes.length > DIFF_LINES ? [...update.changes.slice(0, DIFF_LINES), `… and ${update.changes.length - DIFF_LINES} more`] : update.changes;
   const { vips } = update;
   const named = vips.length > 5 ? `${vips.slice(0, 5).join(', ')} and ${vips.length - 5} more` : vips.join(', ');
-  const whose = vips.length ? `of VIP${vips.length > 1 ? 's' : ''} ${named}` : 'of shared objects';
+  const whose =
+    [...(vips.length ? [`of VIP${vips.length > 1 ? 's' : ''} ${named}`] : []), ...(update.unnamed ? ['of VIPs the spec no longer has'] : [])].join(' and ') ||
+    'of shared objects';
   const detail = `incremental: ${update.changes.length} changes ${whose} in one transaction (${unchanged})`;
   return nftChange(nftTaskName(want, label), detail, [{ run, undo, allOrNothing: true }], `${shown.join('\n')}\n`);
 }

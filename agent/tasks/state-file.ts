@@ -40,13 +40,10 @@ export function removeStateStep(path: string): { run: string; undo: string } {
   return { run: cmd('rm', '-f', path), undo: ':' };
 }
 
-/**
- * Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. It leaves
- * out the spec text, which nothing reads back and which is megabytes for a large balancer: the state file has it.
- */
+/** Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. */
 export function journalStep(path: string, journal: HostState): Step {
   const file = journalPath(path);
-  const text = JSON.stringify({ ...journal, spec: '' }) + '\n';
+  const text = JSON.stringify(journal) + '\n';
   return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: cmd('rm', '-f', file) };
 }
 

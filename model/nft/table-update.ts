@@ -12,10 +12,17 @@ export interface TableUpdate {
   readonly changes: readonly string[];
   /** The VIPs whose elements changed, in the table's order. */
   readonly vips: readonly string[];
+  /**
+   * VIP elements went that no element of `after` names an owner for: `before` was read back from its text, which names
+   * no VIP (see parseNftDeclarative), and they belong to VIPs that `after` no longer has.
+   */
+  readonly unnamed?: boolean;
 }
 
-const declaration = (m: NftMap) => JSON.stringify({ ...m, elements: undefined });
-const chainText = (c: NftChain) => JSON.stringify(c);
+// field by field, so that a table read back from its text (whose objects lack the absent flags) compares equal
+const declaration = (m: NftMap) => JSON.stringify([m.set ?? false, m.counter ?? false, m.type, m.typeof ?? false, m.dynamic ?? null, m.size ?? null]);
+const chainText = (c: NftChain) => JSON.stringify([c.hook ?? null, c.rules]);
+const defineText = (d: NftTable['defines'][number]) => JSON.stringify([d.name, d.value, d.comment]);
 
 /**
  * Why `before` cannot become `after` by elements, chains and counters alone (a map declared differently, another
@@ -23,7 +30,7 @@ const chainText = (c: NftChain) => JSON.stringify(c);
  */
 function structuralChange(before: NftTable, after: NftTable): string | null {
   if (before.family !== after.family || before.name !== after.name) return 'another table';
-  if (JSON.stringify(before.defines) !== JSON.stringify(after.defines)) return 'a define changed';
+  if (before.defines.map(defineText).join() !== after.defines.map(defineText).join()) return 'a define changed';
   if (before.maps.map((m) => m.name).join() !== after.maps.map((m) => m.name).join()) return 'maps added or removed';
   const old = new Map(before.maps.map((m) => [m.name, m]));
   for (const map of after.maps) if (declaration(map) !== declaration(old.get(map.name)!)) return `map ${map.name} declared differently`;
@@ -54,16 +61,37 @@ export function renderTableUpdate(before: NftTable, after: NftTable): TableUpdat
   const creates: string[] = [];
   const undoDeletes: string[] = [];
   const undoCreates: string[] = [];
+  let unnamed = false;
   const old = new Map(before.maps.map((m) => [m.name, m]));
   for (const map of after.maps) {
+    if (map.dynamic) continue;
+    // Both tables list a map's elements in the same order (the spec's), so a change to a few VIPs differs in one
+    // stretch: only the elements between the common beginning and the common end are keyed. A key is unique in its
+    // map, so an element of the common ends cannot be in the other table's stretch.
     const previous = old.get(map.name)!.elements;
-    // most maps of a large table are the same element for element, in the same order: no need to key them
-    if (map.dynamic || (previous.length === map.elements.length && previous.every((e, i) => e.text === map.elements[i].text))) continue;
-    const had = new Map(previous.map((e) => [elementKey(map, e), e]));
-    const wanted = new Map(map.elements.map((e) => [elementKey(map, e), e]));
+    const current = map.elements;
+    let start = 0;
+    while (start < previous.length && start < current.length && previous[start].text === current[start].text) start++;
+    let endBefore = previous.length;
+    let endAfter = current.length;
+    while (endBefore > start && endAfter > start && previous[endBefore - 1].text === current[endAfter - 1].text) {
+      endBefore--;
+      endAfter--;
+    }
+    if (start === endBefore && start === endAfter) continue;
+    const had = new Map(previous.slice(start, endBefore).map((e) => [elementKey(map, e), e]));
+    const wanted = new Map(current.slice(start, endAfter).map((e) => [elementKey(map, e), e]));
     const gone = [...had].filter(([key, e]) => wanted.get(key)?.text !== e.text);
     const come = [...wanted].filter(([key, e]) => had.get(key)?.text !== e.text);
-    for (const [, e] of [...gone, ...come]) if (e.vip) vips.add(e.vip);
+    for (const [, e] of come) if (e.vip) vips.add(e.vip);
+    // a map whose elements belong to VIPs (not to pools, nor shared)
+    const ofVips = current.some((e) => e.vip !== undefined);
+    for (const [key, e] of gone) {
+      // the same key in `after` is the same VIP's element
+      const owner = e.vip ?? wanted.get(key)?.vip;
+      if (owner) vips.add(owner);
+      else if (ofVips && e.pool === undefined && !wanted.has(key)) unnamed = true;
+    }
     changes.push(...gone.map(([, e]) => `- ${map.name} ${e.text}`), ...come.map(([, e]) => `+ ${map.name} ${e.text}`));
     if (gone.length) {
       deletes.push(`delete element ${id} ${map.name} { ${gone.map(([key]) => key).join(', ')} }`);
@@ -111,6 +139,7 @@ export function renderTableUpdate(before: NftTable, after: NftTable): TableUpdat
     ]),
     changes,
     vips: [...vips].sort(),
+    ...(unnamed && { unnamed }),
   };
 }
 

@@ -15,6 +15,8 @@ const STATE = '/var/lib/tula-dsr/balancer.json';
 const GENERATION_FILE = '/var/lib/tula-dsr/netdev-tula_dsr.generation';
 /** The transaction an incremental update loads (kept after the run: a failed run's tasks show no diff). */
 const UPDATE_FILE = '/var/lib/tula-dsr/netdev-tula_dsr.update.nft';
+/** The boot ruleset: the table the last apply loaded, which an incremental update reads back as its previous table. */
+const BOOT_RULESET = '/etc/tula-dsr/balancer.nft';
 const COUNT = 12;
 const vipIp = (i: number) => `10.99.17.${i + 1}`;
 const FLOW_TUPLES = Array.from({ length: 40 }, (_, i) => `10.99.18.${i + 1} . ${2000 + i} . ${vipIp(i % COUNT)} . 80`);
@@ -226,5 +228,47 @@ describe('incremental balancer updates (real nft)', () => {
     const applied = await run(spec(), 'apply');
     expect(nftTask(applied).detail).toMatch(/^in sync \(listing as at the last apply; generation \d+ recorded\)$/);
     expect(await sh(lb, `cat ${GENERATION_FILE}`)).not.toBe(recorded);
+  });
+  test('GIVEN a boot ruleset edited by hand WHEN one VIP changes THEN the run lists the table and reloads it, and writes the boot ruleset again', async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    expect(nftTask(await run(spec(), 'apply')).detail).toMatch(/^in sync \(generation \d+ unchanged since the last apply\)$/);
+    await sh(lb, `sed -i 's/^\\t\\tsize /\\t\\tsize 1/' ${BOOT_RULESET}`);
+    const edited = await sh(lb, `sha256sum < ${BOOT_RULESET}`);
+    const progress: string[] = [];
+
+    const result = await run(spec(4), 'apply', { progress: (l) => progress.push(l) });
+
+    expect(result.error).toBeUndefined();
+    expect(nftTask(result)).toMatchObject({
+      status: 'changed',
+      detail: 'ruleset differs (the previous table cannot be read back: it is not the ruleset the last apply loaded; listed and reloaded)',
+    });
+    expect(progress).toContain(
+      'lb: listing nft table netdev tula_dsr: ruleset differs (the previous table cannot be read back: it is not the ruleset the last apply loaded; listed and reloaded)',
+    );
+    expect(result.roundTrips).toBe(3);
+    expect(await sh(lb, `sha256sum < ${BOOT_RULESET}`)).not.toBe(edited);
+    expect(result.tasks.find((t) => t.name === `file ${BOOT_RULESET}`)?.status).toBe('changed');
+    // AND the next change reads the boot ruleset back again
+    expect(nftTask(await run(spec(), 'apply')).detail).toMatch(/^incremental: \d+ changes of VIP v4 in one transaction/);
+  });
+
+  test('GIVEN a state file of version 1 (with the spec in it) WHEN apply runs THEN it reads it, changes nothing else, and records version 2 without the spec', async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    const current = JSON.parse(await sh(lb, `cat ${STATE}`)) as Record<string, unknown>;
+    expect(current.version).toBe(2);
+    expect(current).not.toHaveProperty('spec');
+    const v1 = { ...current, version: 1, spec: JSON.stringify(spec()) };
+    await lb.exec(['sh', '-c', `cat > ${STATE}`], JSON.stringify(v1, null, 2));
+
+    const result = await run(spec(), 'apply');
+
+    expect(result.error).toBeUndefined();
+    expect(result.tasks.filter((t) => t.status !== 'ok').map((t) => `${t.status}: ${t.name}`)).toEqual([`changed: state ${STATE}`]);
+    expect(nftTask(result).detail).toMatch(/^in sync \(generation \d+ unchanged since the last apply\)$/);
+    const upgraded = JSON.parse(await sh(lb, `cat ${STATE}`)) as Record<string, unknown>;
+    expect(upgraded).toEqual(current);
+    // AND a change after the upgrade is incremental
+    expect(nftTask(await run(spec(6), 'apply')).detail).toMatch(/^incremental: \d+ changes of VIP v6 in one transaction/);
   });
 });
