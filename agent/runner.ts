@@ -75,7 +75,7 @@ function count(tasks: readonly TaskResult[]) {
 }
 
 function factsRequest(spec: HostSpec): FactsRequest {
-  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
+  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest();
 }
 
 function decide(

@@ -20,12 +20,27 @@ const DOTTED_QUAD = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\
 /** Hex groups, `::` and an optional embedded dotted quad; no zone id. */
 const IPV6_TEXT = /^[0-9A-Fa-f:.]+$/;
 
-/** Parses an address strictly: dotted-quad IPv4 (no leading zeros, no shorthand) or IPv6 without a zone id. */
+const parsedAddresses = new Map<string, IpAddress | null>();
+
+/**
+ * Parses an address strictly: dotted-quad IPv4 (no leading zeros, no shorthand) or IPv6 without a zone id. Checks and
+ * renders look up the same few backend addresses once per VIP: each text is parsed once (the results are frozen).
+ */
 export function parseIpAddress(text: string): IpAddress | null {
-  if (DOTTED_QUAD.test(text)) {
-    const bytes = ipaddr.IPv4.parse(text).toByteArray();
-    return { family: 4, bytes, text: bytes.join('.') };
+  let parsed = parsedAddresses.get(text);
+  if (parsed === undefined) {
+    const fresh = parseIpAddressText(text);
+    parsed = fresh && Object.freeze({ ...fresh, bytes: Object.freeze(fresh.bytes) });
+    if (parsedAddresses.size > 65536) parsedAddresses.clear();
+    parsedAddresses.set(text, parsed);
   }
+  return parsed;
+}
+
+function parseIpAddressText(text: string): IpAddress | null {
+  // the pattern admits only canonical decimal octets: they are the bytes, and the text is canonical already
+  // (ipaddr.js's parser cost a tenth of a second per 10,000-VIP spec)
+  if (DOTTED_QUAD.test(text)) return { family: 4, bytes: text.split('.').map(Number), text };
   if (!text.includes(':') || !IPV6_TEXT.test(text) || !ipaddr.IPv6.isValid(text)) return null;
   const parsed = ipaddr.IPv6.parse(text);
   return { family: 6, bytes: parsed.toByteArray(), text: parsed.toRFC5952String() };
@@ -76,8 +91,6 @@ export function parseCidr(text: string): Cidr | null {
   return { address, prefix };
 }
 
-const toIpaddr = (a: IpAddress) => ipaddr.fromByteArray([...a.bytes]);
-
 /** The CIDR's network address with the host bits cleared. */
 export function networkOf(cidr: Cidr): IpAddress {
   const family = cidr.address.family === 4 ? ipaddr.IPv4 : ipaddr.IPv6;
@@ -90,7 +103,14 @@ export function broadcastOf(cidr: Cidr): IpAddress | null {
 }
 
 export function cidrContains(cidr: Cidr, address: IpAddress): boolean {
-  return cidr.address.family === address.family && toIpaddr(address).match(toIpaddr(cidr.address), cidr.prefix);
+  if (cidr.address.family !== address.family) return false;
+  // byte by byte: checks run this for every VIP and backend against every special range
+  const whole = Math.floor(cidr.prefix / 8);
+  for (let i = 0; i < whole; i++) if (address.bytes[i] !== cidr.address.bytes[i]) return false;
+  const bits = cidr.prefix % 8;
+  if (bits === 0) return true;
+  const mask = (0xff << (8 - bits)) & 0xff;
+  return (address.bytes[whole] & mask) === (cidr.address.bytes[whole] & mask);
 }
 
 export function formatCidr(cidr: Cidr): string {

@@ -29,12 +29,11 @@ export const RETIRE_GRACE_SEC = 300;
 
 export const BACKEND_STATE = statePath('backend');
 
-export function backendFactsRequest(spec: BackendHostSpec) {
-  const plan = planBackendHost(spec);
-  const files = [...new Set([...plan.files.map((f) => f.path)])];
+/** The facts bring every file a backend host can carry (its spec's and earlier generations'), whatever the spec. */
+export function backendFactsRequest() {
   return {
     statePath: BACKEND_STATE,
-    files: [...files, ...ALL_BACKEND_FILES.filter((f) => !files.includes(f))],
+    files: ALL_BACKEND_FILES,
     dirs: [...new Set([...ALL_BACKEND_FILES, BACKEND_STATE].flatMap(ancestorDirs))],
     sysctls: ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce', 'net.ipv4.conf.all.rp_filter', `net.ipv4.conf.${BACKEND_TUNNEL}.rp_filter`],
     nftTables: [{ family: 'ip', name: MSS_TABLE }],
