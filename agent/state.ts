@@ -23,7 +23,7 @@ const TunnelSchema = z.object({ name: z.string(), local: z.string(), remote: z.s
 export const STATE_VERSION = 2;
 
 export const HostStateSchema = z.object({
-  version: z.union([z.literal(1), z.literal(STATE_VERSION)]),
+  version: z.literal([1, STATE_VERSION]),
   kind: z.enum(['balancer', 'backend']),
   name: z.string(),
   generation: z.string(),

@@ -1,6 +1,7 @@
 import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath, mergeJournal, readHostState } from '../state';
 import {
+  parseAddressLines,
   parseDirLines,
   parseFiles,
   parseIpAddrJson,
@@ -148,7 +149,11 @@ export function renderFactsScript(request: FactsRequest): string {
     'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null || grep -qs "/ipip\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then echo ipip=available; else echo ipip=missing; fi',
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
     sectionLine('ip'),
-    'ip -j -d addr show 2>/dev/null',
+    'ip -j -d link show 2>/dev/null',
+    sectionLine('addr'),
+    // two fields a line: a host carrying 10,000 VIPs lists 0.2 MB instead of the 1.5 MB of `ip -j -d addr show`
+    // (a point-to-point address, `inet A peer B/P`, is A with B's prefix length, as `ip -j` gives it)
+    `ip -o addr show 2>/dev/null | awk '{ a = $4; if ($5 == "peer") { split($6, p, "/"); a = $4 "/" p[2] } print $2, a }'`,
     sectionLine('sysctls'),
     ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
     sectionLine('files'),
@@ -271,7 +276,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     kernel: basics.kernel ?? 'unknown',
     ipip: basics.ipip === 'loaded' || basics.ipip === 'available' ? basics.ipip : 'missing',
     missingTools: (basics.missing ?? '').trim().split(/\s+/).filter(Boolean),
-    ip: parseIpAddrJson(sections.get('ip') ?? ''),
+    ip: { links: parseIpAddrJson(sections.get('ip') ?? '').links, addresses: parseAddressLines(sections.get('addr') ?? '') },
     sysctls: parseSysctlLines(sections.get('sysctls') ?? ''),
     files: ourFiles,
     dirs,

@@ -1,6 +1,15 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { extractJson, parseDirLines, parseFiles, parseIpAddrJson, parseNeighJson, parseNftTableText, parseSysctlLines } from '../../agent/facts/parsers';
+import {
+  extractJson,
+  parseAddressLines,
+  parseDirLines,
+  parseFiles,
+  parseIpAddrJson,
+  parseNeighJson,
+  parseNftTableText,
+  parseSysctlLines,
+} from '../../agent/facts/parsers';
 import { parseSections } from '../../model/sections';
 import { parseApplyOutput } from '../../agent/script';
 import { renderDiff } from '../../model/text-diff';
@@ -45,6 +54,19 @@ describe('parseIpAddrJson', () => {
 
   test('GIVEN no JSON at all WHEN parsed THEN it is empty rather than throwing', () => {
     expect(parseIpAddrJson('ip: command not found\n')).toEqual({ addresses: [], links: {} });
+  });
+});
+
+describe('parseAddressLines', () => {
+  test("GIVEN the facts' address lines among junk WHEN parsed THEN each is a device, an address in RFC 5952 form and a prefix", () => {
+    const text = `${JUNK}lo 127.0.0.1/8\nlo FD00:1:0:0::0064/128\neth0 10.213.99.2/24\nbye\neth0 fe80::58e6:21ff:fede:c8c3/64\n`;
+
+    expect(parseAddressLines(text)).toEqual([
+      { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
+      { dev: 'lo', ip: 'fd00:1::64', prefix: 128 },
+      { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
+      { dev: 'eth0', ip: 'fe80::58e6:21ff:fede:c8c3', prefix: 64 },
+    ]);
   });
 });
 

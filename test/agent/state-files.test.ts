@@ -110,7 +110,7 @@ describe('an unreadable state file', () => {
   test.each([
     ['truncated', TRUNCATED, TRUNCATED_PROBLEM],
     ['empty', '', 'it is empty (a write that never reached the disk?)'],
-    ['foreign', '{"version": 2}', 'it is not a state file this tula-dsr can read (version: Invalid input: expected 1)'],
+    ['foreign', '{"version": 3}', 'it is not a state file this tula-dsr can read (version: Invalid option: expected one of 1|2)'],
   ])('GIVEN a %s state file WHEN apply, remove and check run THEN each refuses with how to recover, and nothing changes', async (_what, content, problem) => {
     await corrupt(BACKEND_STATE, content, async () => {
       const before = await snapshot(be1);
