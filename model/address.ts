@@ -135,8 +135,12 @@ const SPECIAL = SPECIAL_RANGES.map((r) => ({ cidr: parseCidr(r.cidr)!, what: r.w
 
 /** Why an address cannot be a VIP or a backend, or null when it is an ordinary unicast address. */
 export function specialAddress(address: IpAddress): string | null {
-  return SPECIAL.find((r) => cidrContains(r.cidr, address))?.what ?? null;
+  // parseIpAddress hands out one object per text: a spec's backends are checked once per VIP, looked up once
+  let special = specialAddresses.get(address);
+  if (special === undefined) specialAddresses.set(address, (special = SPECIAL.find((r) => cidrContains(r.cidr, address))?.what ?? null));
+  return special;
 }
+const specialAddresses = new WeakMap<IpAddress, string | null>();
 
 export function isLoopback(address: IpAddress): boolean {
   return address.family === 4 ? address.bytes[0] === 127 : address.text === '::1';
