@@ -5,10 +5,14 @@ export interface DiffOptions {
   readonly sides?: readonly [string, string];
 }
 
+/** Above this many cells (lines before × lines after), the LCS table is too large: see renderDiff. */
+const LCS_CELLS = 4_000_000;
+
 /**
  * A line diff for reports (the agent's check and --diff, the plan review): unified-style `-`/`+` lines with a
- * little context. Small texts get an exact LCS diff; very large ones (rulesets with thousands of VIPs) a multiset
- * diff, which is linear.
+ * little context. Small texts get an exact LCS diff. Very large ones (rulesets and boot scripts of thousands of VIPs)
+ * first set aside the lines they begin and end with alike: what differs between them gets the exact diff when it is
+ * small (a change to a few VIPs), or else a multiset diff, which is linear.
  */
 export function renderDiff(before: string, after: string, label: string, options: DiffOptions = {}): string {
   if (before === after) return '';
@@ -18,8 +22,21 @@ export function renderDiff(before: string, after: string, label: string, options
   if (a[a.length - 1] === '') a.pop();
   if (b[b.length - 1] === '') b.pop();
   const header = [`--- ${label} (${sides[0]})`, `+++ ${label} (${sides[1]})`];
-  if (a.length * b.length > 4_000_000) return [...header, ...multisetDiff(a, b)].join('\n') + '\n';
-  const ops = lcsOps(a, b);
+  let ops: DiffOp[];
+  if (a.length * b.length > LCS_CELLS) {
+    let start = 0;
+    while (start < a.length && start < b.length && a[start] === b[start]) start++;
+    let endA = a.length;
+    let endB = b.length;
+    while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+      endA--;
+      endB--;
+    }
+    const [middleA, middleB] = [a.slice(start, endA), b.slice(start, endB)];
+    if (middleA.length * middleB.length > LCS_CELLS) return [...header, ...multisetDiff(middleA, middleB)].join('\n') + '\n';
+    const same = (lines: string[]) => lines.map((line): DiffOp => ({ kind: ' ', line }));
+    ops = [...same(a.slice(0, start)), ...lcsOps(middleA, middleB), ...same(a.slice(endA))];
+  } else ops = lcsOps(a, b);
   const keep = new Set<number>();
   ops.forEach((op, i) => {
     if (op.kind !== ' ') for (let j = Math.max(0, i - context); j <= Math.min(ops.length - 1, i + context); j++) keep.add(j);
@@ -35,14 +52,16 @@ export function renderDiff(before: string, after: string, label: string, options
   return out.join('\n') + '\n';
 }
 
-function lcsOps(a: string[], b: string[]): { kind: ' ' | '-' | '+'; line: string }[] {
+type DiffOp = { kind: ' ' | '-' | '+'; line: string };
+
+function lcsOps(a: string[], b: string[]): DiffOp[] {
   const n = a.length;
   const m = b.length;
   const table = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
   for (let i = n - 1; i >= 0; i--) {
     for (let j = m - 1; j >= 0; j--) table[i][j] = a[i] === b[j] ? table[i + 1][j + 1] + 1 : Math.max(table[i + 1][j], table[i][j + 1]);
   }
-  const ops: { kind: ' ' | '-' | '+'; line: string }[] = [];
+  const ops: DiffOp[] = [];
   let i = 0;
   let j = 0;
   while (i < n || j < m) {

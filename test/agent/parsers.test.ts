@@ -166,4 +166,35 @@ describe('renderDiff (check and --diff)', () => {
     );
     expect(renderDiff('same\n', 'same\n', '/etc/x')).toBe('');
   });
+
+  test('GIVEN one line changed in a file of 10,000 WHEN diffed THEN it is the exact diff with its context, as in a small file', () => {
+    const lines = (changed: number) => Array.from({ length: 10000 }, (_, i) => (i === changed ? 'ip addr replace 10.0.0.1/32 dev lo' : `line ${i}`));
+    const before = `${lines(-1).join('\n')}\n`;
+    const after = `${lines(5000).join('\n')}\n`;
+
+    expect(renderDiff(before, after, '/etc/x')).toBe(
+      [
+        '--- /etc/x (host)',
+        '+++ /etc/x (desired)',
+        ' line 4998',
+        ' line 4999',
+        '-line 5000',
+        '+ip addr replace 10.0.0.1/32 dev lo',
+        ' line 5001',
+        ' line 5002',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  test('GIVEN two large texts that differ throughout WHEN diffed THEN the lines that went come before those that came, without context', () => {
+    const before = Array.from({ length: 3000 }, (_, i) => `a${i}`).join('\n');
+    const after = Array.from({ length: 3000 }, (_, i) => (i === 0 ? 'a0' : `b${i}`)).join('\n');
+
+    const diff = renderDiff(before, after, '/etc/x').split('\n');
+
+    expect(diff.slice(0, 4)).toEqual(['--- /etc/x (host)', '+++ /etc/x (desired)', '-a1', '-a2']);
+    expect(diff.filter((l) => l.startsWith('-'))).toHaveLength(2999 + 1);
+    expect(diff).not.toContain(' a0');
+  });
 });
