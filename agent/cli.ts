@@ -39,13 +39,13 @@ async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }
   return results;
 }
 
-/** Only orders the phases; the spec is validated properly when the host runs. */
+/**
+ * Only orders the phases; the spec is validated properly when the host runs. Not parsed here (a 10,000-VIP spec is
+ * 4 MB: 0.08 s and its garbage): a quote inside a JSON string is escaped, so this is a `kind` key, and no other
+ * object's `kind` (a health check's) can be "balancer".
+ */
 function specKind(text: string): 'balancer' | 'backend' {
-  try {
-    return (JSON.parse(text) as { kind?: string }).kind === 'balancer' ? 'balancer' : 'backend';
-  } catch {
-    return 'backend';
-  }
+  return /"kind"\s*:\s*"balancer"/.test(text) ? 'balancer' : 'backend';
 }
 
 /**
