@@ -72,6 +72,7 @@ export function finishHostPlan(
       outcome.nft.map((w) => nftKey(w.family, w.name)),
     ),
   };
-  // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? [])])], journal };
+  // stale files are moved to a backup as well (removeFileStep), and the state file is copied (stateTask): their
+  // backups go once the run succeeded
+  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])], journal };
 }

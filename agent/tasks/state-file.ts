@@ -15,8 +15,19 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
   if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
   const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
-  const run = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
-  const undo = previous ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`) : cmd('rm', '-f', path);
+  const write = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
+  // The undo puts back a copy of the file taken on the host (the one the facts read: the script checks its fingerprint
+  // first), not its text carried in the script, which is a megabyte for 10,000 VIPs; the copy goes once the run has
+  // succeeded (see finishHostPlan). With a journal pending, what to put back is the file merged with the journal,
+  // which only the text holds.
+  const bak = `${path}.tula-bak`;
+  const copied = previous !== null && !facts.journalPending;
+  const run = copied ? [cmd('rm', '-f', bak), cmd('cp', '-p', path, `${bak}.tula-tmp`), cmd('mv', '-f', `${bak}.tula-tmp`, bak), write].join(' && ') : write;
+  const undo = copied
+    ? `${cmd('rm', '-f', `${path}.tula-tmp`)}; if ${cmd('test', '-e', bak)}; then ${cmd('mv', '-f', bak, path)} && ${fsync(STATE_DIR)}; fi`
+    : previous
+      ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`)
+      : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
   // the listing hashes come from command substitutions inside the pipeline: their errors show only on stderr
   return changed(`state ${path}`, detail, [{ run, undo, stderr: 'failure' }]);
