@@ -1,0 +1,37 @@
+import { parseIpAddress } from '../address';
+import { NftMap, NftTableFacts } from './objects';
+
+/**
+ * An element key in one spelling whoever wrote it: nft lists `2001:db8::1 . tcp . 80` where a spec may say
+ * `2001:DB8:0::1`, so each part that is an address takes its canonical text, a number its decimal one.
+ */
+export function canonicalElementKey(text: string): string {
+  return text
+    .split(' . ')
+    .map((part) => {
+      const trimmed = part.trim();
+      const address = parseIpAddress(trimmed);
+      if (address) return address.text;
+      return /^\d+$/.test(trimmed) ? String(Number(trimmed)) : trimmed.toLowerCase();
+    })
+    .join(' . ');
+}
+
+/**
+ * The reload's lines for a set that keeps its elements (NftMap.keepElements): it deletes, by the key the host lists,
+ * each element the table no longer wants, and adds every wanted one. `add` leaves an element that exists as it is,
+ * counter included; a new one starts from zero, or from the named counter it takes over at an upgrade.
+ */
+export function keptElementLines(id: string, map: NftMap, facts: NftTableFacts | undefined): string[] {
+  const wanted = new Set(map.elements.map((e) => canonicalElementKey(e.text)));
+  const stale = (facts?.elements?.[map.name] ?? []).filter((key) => !wanted.has(canonicalElementKey(key)));
+  const carried = (owner: string | undefined) => (map.takesOver && owner ? facts?.counterValues?.[`${map.takesOver}${owner}`] : undefined);
+  const texts = map.elements.map((e) => {
+    const value = carried(e.vip);
+    return value ? `${e.text} counter packets ${value.packets} bytes ${value.bytes}` : e.text;
+  });
+  return [
+    ...(stale.length ? [`delete element ${id} ${map.name} { ${stale.join(', ')} }`] : []),
+    ...(texts.length ? [`add element ${id} ${map.name} { ${texts.join(', ')} }`] : []),
+  ];
+}
