@@ -23,15 +23,21 @@ export function canonicalElementKey(text: string): string {
  * counter included; a new one starts from zero, or from the named counter it takes over at an upgrade.
  */
 export function keptElementLines(id: string, map: NftMap, facts: NftTableFacts | undefined): string[] {
-  const wanted = new Set(map.elements.map((e) => canonicalElementKey(e.text)));
-  const stale = (facts?.elements?.[map.name] ?? []).filter((key) => !wanted.has(canonicalElementKey(key)));
-  const carried = (owner: string | undefined) => (map.takesOver && owner ? facts?.counterValues?.[`${map.takesOver}${owner}`] : undefined);
-  const texts = map.elements.map((e) => {
+  const listed = facts?.elements?.[map.name] ?? [];
+  // nft usually lists a key as the renderer wrote it: only the others need their canonical form (ten thousand
+  // addresses parsed would double the time a reload of ten thousand VIPs takes to render)
+  const texts = new Set(map.elements.map((e) => e.text));
+  let canonical: Set<string> | undefined;
+  const wanted = (key: string) => texts.has(key) || (canonical ??= new Set([...texts].map(canonicalElementKey))).has(canonicalElementKey(key));
+  const stale = listed.filter((key) => !wanted(key));
+  const counters = facts?.counterValues;
+  const carried = (owner: string | undefined) => (counters && map.takesOver && owner ? counters[`${map.takesOver}${owner}`] : undefined);
+  const adds = map.elements.map((e) => {
     const value = carried(e.vip);
     return value ? `${e.text} counter packets ${value.packets} bytes ${value.bytes}` : e.text;
   });
   return [
     ...(stale.length ? [`delete element ${id} ${map.name} { ${stale.join(', ')} }`] : []),
-    ...(texts.length ? [`add element ${id} ${map.name} { ${texts.join(', ')} }`] : []),
+    ...(adds.length ? [`add element ${id} ${map.name} { ${adds.join(', ')} }`] : []),
   ];
 }

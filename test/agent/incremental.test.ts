@@ -5,6 +5,8 @@
  * table changed behind tula-dsr's back is still found and repaired; a run that fails after its incremental update
  * puts the previous ruleset back exactly.
  */
+import { NFT_GENERATION_COMMAND } from '../../agent/facts/nft-generation';
+import { nftRecordListingCommand } from '../../agent/facts/gather';
 import { createLab, Lab, LabHost } from '../../lab/topology';
 import { balancerSpec, leftovers, run, sh, VipInput, withWrappedTool } from './helpers';
 
@@ -267,5 +269,40 @@ describe('incremental balancer updates (real nft)', () => {
     expect(await vipPackets(2)).toBe(afterAdd);
     await synTo([2]);
     expect(await vipPackets(2)).toBeGreaterThan(afterAdd);
+  });
+  test("GIVEN a table the previous release loaded (a named counter per VIP) and whose generation it recorded WHEN this release applies the same spec THEN it lists the table, reloads it without the named counters, and each VIP's count carries over", async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    // the previous release's per-VIP objects: a named counter per VIP (v0 counted 7 packets), the map that names them
+    // and the scheduler rule that reads it, and no statistics set
+    const scheduler = /chain (\S+) \{[^}]*@vip_stats_port # handle (\d+)/.exec(await sh(lb, `nft -a list table ${TABLE}`))!;
+    const named = Array.from({ length: COUNT }, (_, i) => `add counter ${TABLE} vip_v${i}${i === 0 ? ' { packets 7 bytes 420 }' : ''}`);
+    const previous = [
+      ...named,
+      `add map ${TABLE} vip_counter_port { type ipv4_addr . inet_proto . inet_service : counter; size 64; }`,
+      `add element ${TABLE} vip_counter_port { ${Array.from({ length: COUNT }, (_, i) => `${vipIp(i)} . tcp . 80 : vip_v${i}`).join(', ')} }`,
+      `replace rule ${TABLE} ${scheduler[1]} handle ${scheduler[2]} counter name ip daddr . meta l4proto . th dport map @vip_counter_port`,
+      `delete set ${TABLE} vip_stats_port`,
+    ];
+    await sh(lb, `printf '%s\\n' ${previous.map((l) => `'${l}'`).join(' ')} | nft -f -`);
+    // what that release recorded after its load: the generation, its ruleset's hash (another text: another renderer)
+    // and the listing
+    const oldHash = 'a'.repeat(64);
+    const listingHash = (await sh(lb, nftRecordListingCommand('netdev', 'tula_dsr'))).trim();
+    await sh(
+      lb,
+      `sed -i -e 's/"rulesetHash": "[0-9a-f]*"/"rulesetHash": "${oldHash}"/' -e 's/"listingHash": "[^"]*"/"listingHash": "${listingHash}"/' ${STATE}`,
+    );
+    await sh(lb, `echo "$(${NFT_GENERATION_COMMAND}) ${oldHash}" > ${GENERATION_FILE}`);
+
+    const upgraded = await run(spec(), 'apply');
+
+    expect(upgraded.error).toBeUndefined();
+    expect(nftTask(upgraded)).toMatchObject({ status: 'changed', detail: 'ruleset differs' });
+    expect(await sh(lb, `nft list counters table ${TABLE}`)).not.toContain('counter vip_');
+    expect(await sh(lb, `nft list table ${TABLE}`)).not.toContain('vip_counter_port');
+    expect(await vipPackets(0)).toBe(7);
+    expect(await vipPackets(1)).toBe(0);
+    // AND from now on the table is as this release loads it: in sync by its generation alone
+    expect(nftTask(await run(spec(), 'apply')).detail).toMatch(/^in sync \(generation \d+ unchanged since the last apply\)$/);
   });
 });
