@@ -68,8 +68,13 @@ export function flowCounterName(role: 'new' | 'end', poolId: number, backendIp: 
  * in its set of VIP_STATS_SETS (`vip_stats_port`, …); parseVipStatsSets turns those elements into these names.
  */
 export function vipCounterName(vip: VipIdentity): string {
-  return `vip ${canonicalElementKey(nftVipKey(vip))}`;
+  let name = counterNames.get(vip);
+  if (name === undefined) counterNames.set(vip, (name = `vip ${canonicalElementKey(nftVipKey(vip))}`));
+  return name;
 }
+
+// the runtime and `stats --watch` sample the same spec again and again: each VIP's name is worked out once
+const counterNames = new WeakMap<VipIdentity, string>();
 
 /** The elements of listed VIP statistics sets (`<address> . <protocol>[ . <port>] counter packets N bytes M`) by vipCounterName. */
 export function parseVipStatsSets(listings: readonly string[]): Map<string, CounterValue> {

@@ -6,15 +6,18 @@ import { NftMap, NftTableFacts } from './objects';
  * `2001:DB8:0::1`, so each part that is an address takes its canonical text, a number its decimal one.
  */
 export function canonicalElementKey(text: string): string {
-  return text
-    .split(' . ')
-    .map((part) => {
-      const trimmed = part.trim();
-      const address = parseIpAddress(trimmed);
-      if (address) return address.text;
-      return /^\d+$/.test(trimmed) ? String(Number(trimmed)) : trimmed.toLowerCase();
-    })
-    .join(' . ');
+  return text.split(' . ').map(canonicalPart).join(' . ');
+}
+
+/** Already canonical, and the most common parts by far: a dotted quad without leading zeros, a lower-case word, a number. */
+const PLAIN_PART = /^(?:(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)|[a-z]+|[1-9]\d*|0)$/;
+
+function canonicalPart(part: string): string {
+  const trimmed = part.trim();
+  if (PLAIN_PART.test(trimmed)) return trimmed;
+  const address = parseIpAddress(trimmed);
+  if (address) return address.text;
+  return /^\d+$/.test(trimmed) ? String(Number(trimmed)) : trimmed.toLowerCase();
 }
 
 /**
