@@ -52,6 +52,11 @@ describe('parseKeptElements', () => {
     ].join('\n');
     expect(parseKeptElements(listing)).toEqual({ vip_stats_port: ['10.0.1.100 . tcp . 80', '10.0.1.101 . udp . 53'], vip_stats_any: [] });
   });
+
+  test('GIVEN a listed key that is not addresses, names and numbers THEN it is left out: it never reaches a transaction', () => {
+    const listing = ['\tset vip_stats_port {', '\t\telements = { 10.0.1.100 . tcp . 80 counter, 10.0.1.1 } ; flush ruleset ; { 1 counter }', '\t}'].join('\n');
+    expect(parseKeptElements(listing)).toEqual({ vip_stats_port: ['10.0.1.100 . tcp . 80'] });
+  });
 });
 
 describe('keptElementLines', () => {
