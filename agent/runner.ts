@@ -12,7 +12,6 @@ import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
 import { journalPath } from './state';
 import type { Task, TaskStatus } from './tasks/task';
-import type { HostPlanResult } from './tasks/host-plan';
 
 export type RunMode = 'apply' | 'check' | 'remove';
 
@@ -84,7 +83,7 @@ function decide(
   mode: RunMode,
   specText: string,
   generation: string,
-): { tasks: Task[]; final: string[]; journal?: Task; listTable?: HostPlanResult['listTable'] } {
+): { tasks: Task[]; final: string[]; journal?: Task; relist?: string } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
@@ -105,7 +104,7 @@ function decide(
       ),
     ],
   };
-  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal, listTable: planned.listTable };
+  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal, relist: planned.relist };
 }
 
 /** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
@@ -194,11 +193,10 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
-      const { tasks, final, journal, listTable } = decide(spec, facts, mode, specText, generation);
-      const unlisted = listTable && request.nftTables.find((t) => t.family === listTable.family && t.name === listTable.name && t.listedBecause === undefined);
-      if (listTable && unlisted) {
-        progress(`${host}: listing nft table ${listTable.family} ${listTable.name}: ${listTable.reason}`);
-        request = { ...request, nftTables: request.nftTables.map((t) => (t === unlisted ? { ...t, generation: false, listedBecause: listTable.reason } : t)) };
+      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation);
+      if (relist && request.nftTables.some((t) => t.generation)) {
+        progress(`${host}: ${relist}: listing it`);
+        request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };
         continue;
       }
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));

@@ -13,11 +13,8 @@ export interface HostPlanResult {
   readonly writtenFiles: string[];
   /** The state this run creates, as its journal records it before the first change (see journalPath). */
   readonly journal?: HostState;
-  /**
-   * The plan needs a listing of the table the facts did not list (they trusted the ruleset generation, and the previous
-   * table cannot be read back): why. The runner gathers the facts again with the table listed, and plans again.
-   */
-  readonly listTable?: { readonly family: string; readonly name: string; readonly reason: string };
+  /** The plan needs the facts gathered again with every table listed: why (see TablePlan.relist). */
+  readonly relist?: string;
 }
 
 /** What a host carries once the run's tasks are done, as the state file records it. */
@@ -43,6 +40,7 @@ export function finishHostPlan(
   tasks: readonly Task[],
   outcome: HostOutcome,
   context: { readonly name: string; readonly facts: HostFacts; readonly specText: string; readonly generation: string },
+  relist?: string,
 ): HostPlanResult {
   const { facts } = context;
   const state = facts.state;
@@ -74,5 +72,5 @@ export function finishHostPlan(
   };
   // stale files are moved to a backup as well (removeFileStep), and the state file is copied (stateTask): their
   // backups go once the run succeeded
-  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])], journal };
+  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])], journal, ...(relist ? { relist } : {}) };
 }

@@ -13,8 +13,12 @@ import { Task, failed, nftChange, ok } from './task';
 export interface TablePlan {
   readonly task: Task;
   readonly want: NftWant;
-  /** Only a listing of the table can tell what a reload must replace (see HostPlanResult.listTable). */
-  readonly listTable?: { readonly family: string; readonly name: string; readonly reason: string };
+  /**
+   * The facts did not list the table, and the table its last load created cannot be read back (the boot ruleset is
+   * missing or edited) or is another renderer's (tula-dsr was upgraded since): why. A reload then needs the table
+   * listed: the runner gathers the facts again with it listed, and plans again.
+   */
+  readonly relist?: string;
 }
 
 /** Lines of the diff an incremental update shows, at most: a change to thousands of VIPs shows its first ones. */
@@ -27,7 +31,7 @@ const DIFF_LINES = 200;
  * then a change to some VIPs is one transaction of their elements (renderTableUpdate), with its exact inverse as the
  * undo, and nothing lists the table. Anything else (the generation moved or is unknown, a structural change, MACs
  * resolved differently) takes the full reload, which lists the table as before; so does a previous table that cannot
- * be read back, through a second gathering of facts that lists it (`listTable`).
+ * be read back, through a second gathering of facts that lists it (`relist`).
  *
  * `render(facts)` gives the want for a full reload against those table facts (null: no reload, only the desired
  * text, which does not depend on them; rendering the reload of ten thousand VIPs takes a tenth of a second);
@@ -74,15 +78,19 @@ export function planTableTask(
       : sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash
         ? null
         : 'it is not the ruleset the last apply loaded';
-  if (unreadable !== null || typeof before === 'string') {
-    // the table is as the last load left it, but what that was is unknown here: a listing tells what a reload replaces
-    const reason = `ruleset differs (the previous table cannot be read back: ${unreadable}; listed and reloaded)`;
-    return { task: failed(name, reason), want: same, listTable: { family: desired.family, name: desired.name, reason } };
+  if (unreadable === null && typeof before !== 'string') {
+    const update = renderTableUpdate(before, desired);
+    if (update) return { task: incrementalTask(same, label, since.generation, update, unchanged), want: { ...same, keepListing: STALE_LISTING } };
   }
-  const update = renderTableUpdate(before, desired);
-  if (update) return { task: incrementalTask(same, label, since.generation, update, unchanged), want: { ...same, keepListing: STALE_LISTING } };
-  // the structure does not depend on resolved values (MACs): the facts a reload needs, without listing the table
-  const want = render(tableFactsOf(before));
+  // What a reload replaces: the listing where the facts made one; else the table the last load created, unless it
+  // cannot be read back, or the new table takes over the counts of its named counters, which only a listing has.
+  const takesOver = (table: NftTable) => desired.maps.some((m) => m.takesOver && table.counters.some((c) => c.startsWith(m.takesOver!)));
+  if (!since.listed && (unreadable !== null || typeof before === 'string' || takesOver(before))) {
+    const why =
+      unreadable !== null ? `the table the last apply loaded cannot be read back (${unreadable})` : 'the table takes over the counts of named counters';
+    return { task: ok(name, `${why} (${unchanged}): listing it`), want: same, relist: why };
+  }
+  const want = render(since.listed && live.table.exists ? live.table : tableFactsOf(keptAsDesired(before as NftTable, desired)));
   return { task: nftTableTask(want, facts, state, label, `ruleset differs (${unchanged}; not a change of elements alone: reloaded)`), want };
 }
 
@@ -108,4 +116,13 @@ function incrementalTask(want: NftWant, label: string, generation: number, updat
     'of shared objects';
   const detail = `incremental: ${update.changes.length} changes ${whose} in one transaction (${unchanged})`;
   return nftChange(nftTaskName(want, label), detail, [{ run, undo, allOrNothing: true }], `${shown.join('\n')}\n`);
+}
+
+/**
+ * A table read back from its text with the renderer's own marks of `desired` (which sets a reload never flushes):
+ * the text does not carry them, and tableFactsOf gives the elements of those sets.
+ */
+function keptAsDesired(table: NftTable, desired: NftTable): NftTable {
+  const kept = new Set(desired.maps.filter((m) => m.keepElements).map((m) => m.name));
+  return { ...table, maps: table.maps.map((m) => (kept.has(m.name) ? { ...m, keepElements: true } : m)) };
 }

@@ -40,14 +40,12 @@ export const listingPlaceholder = (family: string, name: string) => `__TULA_LIST
  * one, and the live listing still hashes to what it did right after loading (otherwise it was edited by hand).
  * Loading is one `nft -f` transaction; the undo puts back the table as it was listed just before.
  */
-export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState | null, label: string, knownReason?: string): Task {
+export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState | null, label: string, known?: string): Task {
   const key = nftKey(want.family, want.name);
   const live = facts.nft[key];
-  const desiredHash = sha256Hex(want.desired);
-  // a table listed on a plan's request (see HostPlanResult.listTable) is reloaded for that plan's reason, unless in sync
-  const known = knownReason ?? (live?.listedBecause !== undefined && state?.nft[key]?.rulesetHash !== desiredHash ? live.listedBecause : undefined);
   const recorded = state?.nft[key];
   const name = nftTaskName(want, label);
+  const desiredHash = sha256Hex(want.desired);
   const reasons: string[] = [];
   if (known) reasons.push(known);
   else if (!live?.table.exists) reasons.push('table missing');
