@@ -78,14 +78,15 @@ export function planTableTask(
       : sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash
         ? null
         : 'it is not the ruleset the last apply loaded';
-  if (unreadable === null && typeof before !== 'string') {
+  // the new table takes over the counts of the loaded one's named counters, which only a listing has
+  const takesOver = typeof before !== 'string' && desired.maps.some((m) => m.takesOver && before.counters.some((c) => c.startsWith(m.takesOver!)));
+  if (unreadable === null && typeof before !== 'string' && !takesOver) {
     const update = renderTableUpdate(before, desired);
     if (update) return { task: incrementalTask(same, label, since.generation, update, unchanged), want: { ...same, keepListing: STALE_LISTING } };
   }
   // What a reload replaces: the listing where the facts made one; else the table the last load created, unless it
-  // cannot be read back, or the new table takes over the counts of its named counters, which only a listing has.
-  const takesOver = (table: NftTable) => desired.maps.some((m) => m.takesOver && table.counters.some((c) => c.startsWith(m.takesOver!)));
-  if (!since.listed && (unreadable !== null || typeof before === 'string' || takesOver(before))) {
+  // cannot be read back or its counts are taken over.
+  if (!since.listed && (unreadable !== null || typeof before === 'string' || takesOver)) {
     const why =
       unreadable !== null ? `the table the last apply loaded cannot be read back (${unreadable})` : 'the table takes over the counts of named counters';
     return { task: ok(name, `${why} (${unchanged}): listing it`), want: same, relist: why };

@@ -112,6 +112,30 @@ async function vipPackets(i: number): Promise<number> {
 
 const nftTask = (r: Awaited<ReturnType<typeof run>>) => r.tasks.find((t) => t.name.startsWith('nft table'))!;
 
+/**
+ * Makes the live table the previous release's (a named counter per VIP, v0's at 7 packets; the map that names them and
+ * the scheduler rule that reads it; no statistics set) and records what that release recorded after its load: its
+ * ruleset's hash `rulesetHash`, the generation, and the listing.
+ */
+async function loadPreviousRelease(rulesetHash: string): Promise<void> {
+  const scheduler = /chain (\S+) \{[^}]*@vip_stats_port # handle (\d+)/.exec(await sh(lb, `nft -a list table ${TABLE}`))!;
+  const named = Array.from({ length: COUNT }, (_, i) => `add counter ${TABLE} vip_v${i}${i === 0 ? ' { packets 7 bytes 420 }' : ''}`);
+  const previous = [
+    ...named,
+    `add map ${TABLE} vip_counter_port { type ipv4_addr . inet_proto . inet_service : counter; size 64; }`,
+    `add element ${TABLE} vip_counter_port { ${Array.from({ length: COUNT }, (_, i) => `${vipIp(i)} . tcp . 80 : vip_v${i}`).join(', ')} }`,
+    `replace rule ${TABLE} ${scheduler[1]} handle ${scheduler[2]} counter name ip daddr . meta l4proto . th dport map @vip_counter_port`,
+    `delete set ${TABLE} vip_stats_port`,
+  ];
+  await sh(lb, `printf '%s\\n' ${previous.map((l) => `'${l}'`).join(' ')} | nft -f -`);
+  const listingHash = (await sh(lb, nftRecordListingCommand('netdev', 'tula_dsr'))).trim();
+  await sh(
+    lb,
+    `sed -i -e 's/"rulesetHash": "[0-9a-f]*"/"rulesetHash": "${rulesetHash}"/' -e 's/"listingHash": "[^"]*"/"listingHash": "${listingHash}"/' ${STATE}`,
+  );
+  await sh(lb, `echo "$(${NFT_GENERATION_COMMAND}) ${rulesetHash}" > ${GENERATION_FILE}`);
+}
+
 describe('incremental balancer updates (real nft)', () => {
   test('GIVEN a balancer with open flows and counted traffic WHEN one VIP changes its weights THEN one transaction changes only its elements: every other element, counter and flow is as it was', async () => {
     expect((await run(spec(), 'apply')).error).toBeUndefined();
@@ -277,27 +301,8 @@ describe('incremental balancer updates (real nft)', () => {
   });
   test("GIVEN a table the previous release loaded (a named counter per VIP) and whose generation it recorded WHEN this release applies the same spec THEN it lists the table, reloads it without the named counters, and each VIP's count carries over", async () => {
     expect((await run(spec(), 'apply')).error).toBeUndefined();
-    // the previous release's per-VIP objects: a named counter per VIP (v0 counted 7 packets), the map that names them
-    // and the scheduler rule that reads it, and no statistics set
-    const scheduler = /chain (\S+) \{[^}]*@vip_stats_port # handle (\d+)/.exec(await sh(lb, `nft -a list table ${TABLE}`))!;
-    const named = Array.from({ length: COUNT }, (_, i) => `add counter ${TABLE} vip_v${i}${i === 0 ? ' { packets 7 bytes 420 }' : ''}`);
-    const previous = [
-      ...named,
-      `add map ${TABLE} vip_counter_port { type ipv4_addr . inet_proto . inet_service : counter; size 64; }`,
-      `add element ${TABLE} vip_counter_port { ${Array.from({ length: COUNT }, (_, i) => `${vipIp(i)} . tcp . 80 : vip_v${i}`).join(', ')} }`,
-      `replace rule ${TABLE} ${scheduler[1]} handle ${scheduler[2]} counter name ip daddr . meta l4proto . th dport map @vip_counter_port`,
-      `delete set ${TABLE} vip_stats_port`,
-    ];
-    await sh(lb, `printf '%s\\n' ${previous.map((l) => `'${l}'`).join(' ')} | nft -f -`);
-    // what that release recorded after its load: the generation, its ruleset's hash (another text: another renderer)
-    // and the listing
-    const oldHash = 'a'.repeat(64);
-    const listingHash = (await sh(lb, nftRecordListingCommand('netdev', 'tula_dsr'))).trim();
-    await sh(
-      lb,
-      `sed -i -e 's/"rulesetHash": "[0-9a-f]*"/"rulesetHash": "${oldHash}"/' -e 's/"listingHash": "[^"]*"/"listingHash": "${listingHash}"/' ${STATE}`,
-    );
-    await sh(lb, `echo "$(${NFT_GENERATION_COMMAND}) ${oldHash}" > ${GENERATION_FILE}`);
+    // its ruleset's hash: another text (another renderer), which the boot ruleset here is not
+    await loadPreviousRelease('a'.repeat(64));
 
     const upgraded = await run(spec(), 'apply');
 
@@ -347,5 +352,27 @@ describe('incremental balancer updates (real nft)', () => {
     expect(upgraded).toEqual(current);
     // AND a change after the upgrade is incremental
     expect(nftTask(await run(spec(6), 'apply')).detail).toMatch(/^incremental: \d+ changes of VIP v6 in one transaction/);
+  });
+  test("GIVEN the previous release's table and the boot ruleset it wrote (a named counter per VIP) WHEN this release changes a VIP THEN it reads that table back, lists it for the counts its sets take over, and each VIP's count carries over", async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    // the boot ruleset that release wrote: its named counters, first in the table (as the renderer puts counters)
+    const counters = Array.from({ length: COUNT }, (_, i) => `\\tcounter vip_v${i} {\\n\\t}`).join('\\n');
+    await sh(
+      lb,
+      `awk -v c='${counters}' '{ print } /^table netdev tula_dsr [{]$/ { print c }' ${BOOT_RULESET} > /tmp/boot.nft && cat /tmp/boot.nft > ${BOOT_RULESET} && rm /tmp/boot.nft`,
+    );
+    const declarative = `grep -vx -e 'table netdev tula_dsr' -e 'delete table netdev tula_dsr' ${BOOT_RULESET} | sha256sum | cut -c1-64`;
+    await loadPreviousRelease((await sh(lb, declarative)).trim());
+    const progress: string[] = [];
+
+    const upgraded = await run(spec(5), 'apply', { progress: (l) => progress.push(l) });
+
+    expect(upgraded.error).toBeUndefined();
+    expect(progress).toContain('lb: the table takes over the counts of named counters: listing it');
+    expect(nftTask(upgraded)).toMatchObject({ status: 'changed', detail: 'ruleset differs' });
+    expect(await sh(lb, `nft list counters table ${TABLE}`)).not.toContain('counter vip_');
+    expect(await vipPackets(0)).toBe(7);
+    // AND the next change is incremental again
+    expect(nftTask(await run(spec(), 'apply')).detail).toMatch(/^incremental: \d+ changes of VIP v5 in one transaction/);
   });
 });
