@@ -6,7 +6,8 @@ import { isSshError } from './ssh/errors';
 import type { SshTarget } from './ssh/target';
 import { parseHostSpec } from './spec-input';
 import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
-import { BALANCER_STATE, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
+import { BALANCER_STATE, LocalFacts, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
+import { peerHostKeys } from './tasks/flow-copy';
 import { planRemoveTasks, removeDirsCommands } from './tasks/remove';
 import { backupCleanupCommand, cmd } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
@@ -77,7 +78,14 @@ function factsRequest(spec: HostSpec): FactsRequest {
   return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
 }
 
-function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: string, generation: string): { tasks: Task[]; final: string[]; journal?: Task } {
+function decide(
+  spec: HostSpec,
+  facts: HostFacts,
+  mode: RunMode,
+  specText: string,
+  generation: string,
+  local: LocalFacts = {},
+): { tasks: Task[]; final: string[]; journal?: Task } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
@@ -85,7 +93,7 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
     const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
     return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state)] };
   }
-  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
+  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation, local) : planBackendTasks(spec, facts, specText, generation);
   const journal = planned.journal && {
     name: `journal ${journalPath(statePath)}`,
     status: 'changed' as const,
@@ -181,7 +189,8 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
-      const { tasks, final, journal } = decide(spec, facts, mode, specText, generation);
+      const local: LocalFacts = spec.kind === 'balancer' && spec.pair ? { peerKeys: peerHostKeys(spec.pair.peerSsh, options.resolvePath) } : {};
+      const { tasks, final, journal } = decide(spec, facts, mode, specText, generation, local);
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');
       const pending = tasks.filter((t) => t.status === 'changed');

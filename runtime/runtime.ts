@@ -105,6 +105,11 @@ export class Runtime {
     }
   }
 
+  /** The configuration the agent installed, as last loaded. */
+  get configuration(): RuntimeConfig {
+    return this.config;
+  }
+
   get spec(): BalancerSpec {
     return this.config.balancer;
   }

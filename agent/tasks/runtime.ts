@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import {
   BalancerFacts,
   BalancerSpec,
+  FlowCopyConfig,
   HostFile,
   RUNTIME_BUNDLE_FILE,
   RUNTIME_CONFIG_FILE,
@@ -49,10 +50,10 @@ export function runtimeBundle(): string {
 }
 
 /** The runtime's files for a balancer that needs it: the bundle, its configuration, and how it is kept running. */
-export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: boolean): HostFile[] {
+export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: boolean, flowCopy?: FlowCopyConfig): HostFile[] {
   return [
     { path: RUNTIME_BUNDLE_FILE, content: runtimeBundle(), mode: '0644', opaque: true },
-    { path: RUNTIME_CONFIG_FILE, content: renderRuntimeConfig(spec, facts), mode: '0644' },
+    { path: RUNTIME_CONFIG_FILE, content: renderRuntimeConfig(spec, facts, flowCopy), mode: '0644' },
     systemd
       ? { path: RUNTIME_UNIT_FILE, content: renderRuntimeUnit(spec.name), mode: '0644' }
       : { path: RUNTIME_SUPERVISOR_FILE, content: renderRuntimeSupervisor(), mode: '0755' },

@@ -87,6 +87,29 @@ export function balancerSpec(vips: readonly VipInput[], opts: { interface?: stri
   return spec;
 }
 
+/** The peer of the pair member `pairMember` makes, and its (lab-style) pinned host key. */
+export const PEER_IP = '10.0.1.3';
+
+/** `spec` as the primary of a balancer pair whose secondary is PEER_IP. */
+export function pairMember(spec: BalancerSpec): BalancerSpec {
+  return {
+    ...spec,
+    pair: {
+      path: 't/edge',
+      name: 'edge',
+      role: 'primary',
+      peerAddress: PEER_IP,
+      peerName: 'lb2',
+      virtualRouterId: 51,
+      priority: 150,
+      advertIntervalSec: 1,
+      preempt: true,
+      flowCopyPort: 7407,
+      peerSsh: { host: PEER_IP, port: 22, hostKey: HOST_KEY },
+    },
+  };
+}
+
 /** What the agent would learn on the balancer at apply time. */
 export function factsFor(spec: BalancerSpec): BalancerFacts {
   const backendMacs: Record<string, string> = {};
@@ -152,6 +175,17 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
         }),
       ],
       { interface: 'vlan.100_dsr-lb' },
+    ),
+  },
+  {
+    name: 'pair member: l2 and l3, TCP and UDP, IPv4 and IPv6 (IPv4 flows noted for the copy to the peer)',
+    spec: pairMember(
+      balancerSpec([
+        vip('web', '10.0.1.100', 80, { algorithm: 'weighted-round-robin' }),
+        vip('dns', '10.0.1.100', 53, { protocol: 'udp', algorithm: 'round-robin', flowTimeoutSec: 30 }),
+        vip('far', '10.0.1.101', 443, { mode: 'l3', algorithm: 'least-connections', backends: backends([1, 1], 21) }),
+        vip('web6', 'fd00:1::100', 80, { algorithm: 'weighted-round-robin', backends: backends6() }),
+      ]),
     ),
   },
   // IPv6: every mode × algorithm on an IPv6 TCP and UDP VIP, beside an IPv4 VIP of the same kind (dual stack)

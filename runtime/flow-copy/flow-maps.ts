@@ -1,0 +1,53 @@
+/**
+ * The flow copy's side of nft: listing the maps whose flows are sent (several maps in one `nft` run, as text: `nft -j`
+ * prints nothing for commands read from a file), and writing received flows into the flow maps.
+ */
+import { BALANCER_TABLE, FlowEntry, replaceCommands, writeCommands } from '../../model';
+import type { NftRunner } from '../nft';
+
+/** Runs `nft -f -` with list commands and returns what nft printed. */
+export type NftLister = (input: string) => Promise<string>;
+
+const ELEMENT = /^(\d+\.\d+\.\d+\.\d+) \. (\d+) \. (\d+\.\d+\.\d+\.\d+) \. (\d+)(?: timeout \S+)?(?: expires \S+)? : (\S+)$/;
+
+/** The IPv4 flow entries of nft's text listing of one or more maps; `rename` maps a listed map to the flow map it stands for. */
+export function parseFlowListing(text: string, rename: (map: string) => string = (m) => m): FlowEntry[] {
+  const entries: FlowEntry[] = [];
+  for (const block of text.matchAll(/\tmap (\S+) \{([\s\S]*?)\n\t\}/g)) {
+    const elements = /elements = \{([\s\S]*?)\}/.exec(block[2]);
+    if (!elements) continue;
+    for (const raw of elements[1].split(',')) {
+      const m = ELEMENT.exec(raw.trim());
+      if (m) entries.push({ map: rename(block[1]), saddr: m[1], sport: Number(m[2]), daddr: m[3], dport: Number(m[4]), value: m[5] });
+    }
+  }
+  return entries;
+}
+
+export const listCommands = (maps: readonly string[]) => maps.map((m) => `list map netdev ${BALANCER_TABLE} ${m}`).join('\n') + '\n';
+
+const TABLE = `netdev ${BALANCER_TABLE}`;
+
+/**
+ * Writes entries in one transaction; when nft refuses it (an entry the map holds with another value), halves the batch
+ * until the refused entries stand alone, and replaces each of those. Returns how many entries could not be written.
+ */
+export async function writeFlows(nft: NftRunner, entries: readonly (FlowEntry & { timeoutSec: number })[]): Promise<number> {
+  if (!entries.length) return 0;
+  try {
+    await nft.apply(writeCommands(TABLE, entries) + '\n');
+    return 0;
+  } catch (error) {
+    if (entries.length > 1) {
+      const half = Math.ceil(entries.length / 2);
+      return (await writeFlows(nft, entries.slice(0, half))) + (await writeFlows(nft, entries.slice(half)));
+    }
+    try {
+      await nft.apply(replaceCommands(TABLE, entries[0]) + '\n');
+      return 0;
+    } catch {
+      void error;
+      return 1;
+    }
+  }
+}
