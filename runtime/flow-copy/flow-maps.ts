@@ -26,6 +26,20 @@ export function parseFlowListing(text: string, rename: (map: string) => string =
 
 export const listCommands = (maps: readonly string[]) => maps.map((m) => `list map netdev ${BALANCER_TABLE} ${m}`).join('\n') + '\n';
 
+/**
+ * The entries of `maps`, listed in one nft run; when that fails (a map the table does not have yet: the runtime may
+ * start before the agent loads the table), map by map, a missing one counting as empty.
+ */
+export async function listFlows(list: NftLister, maps: readonly string[], rename?: (map: string) => string): Promise<FlowEntry[]> {
+  if (!maps.length) return [];
+  try {
+    return parseFlowListing(await list(listCommands(maps)), rename);
+  } catch {
+    const each = await Promise.all(maps.map((m) => list(listCommands([m])).catch(() => '')));
+    return each.flatMap((text) => parseFlowListing(text, rename));
+  }
+}
+
 const TABLE = `netdev ${BALANCER_TABLE}`;
 
 /**

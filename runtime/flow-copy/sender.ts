@@ -6,13 +6,15 @@
 import * as net from 'node:net';
 import { COPIED_FLOW_MAPS, FlowCopyConfig, FlowEntry, flowCopyMapsOf } from '../../model';
 import type { Logger } from '../log';
-import { NftLister, listCommands, parseFlowListing } from './flow-maps';
+import { NftLister, listFlows } from './flow-maps';
 import type { HostKey } from './host-key';
 import { ClientHandshake, FrameReader, MAX_ENTRIES_PER_MESSAGE, MAX_FRAME, ProtocolError, SecureChannel, frame } from './protocol';
 
 /** Without an acknowledgement for this long, the session is taken for dead (a peer gone, or its interface down). */
 export const ACK_TIMEOUT_MS = 2_000;
 const PING_EVERY_MS = 500;
+/** A connection attempt to a peer that does not answer (its interface down) is given up after this, and made again. */
+const CONNECT_TIMEOUT_MS = 1_000;
 const RECONNECT_MS = 250;
 
 export interface SenderDeps {
@@ -88,7 +90,7 @@ export class FlowCopySender {
   private connect(): void {
     if (this.stopped) return;
     const { address, port } = this.config.peer;
-    const socket = net.connect({ host: address, port, localAddress: this.config.listen.address, timeout: ACK_TIMEOUT_MS });
+    const socket = net.connect({ host: address, port, localAddress: this.config.listen.address, timeout: CONNECT_TIMEOUT_MS });
     this.socket = socket;
     socket.setNoDelay(true);
     const reader = new FrameReader();
@@ -146,7 +148,7 @@ export class FlowCopySender {
     const channel = this.channel;
     this.listing = true;
     try {
-      const entries = this.maps.length ? parseFlowListing(await this.deps.list(listCommands(this.maps))) : [];
+      const entries = await listFlows(this.deps.list, this.maps);
       if (this.channel !== channel) return;
       this.send(entries, true);
       this.stats.fullCopies++;
@@ -168,7 +170,7 @@ export class FlowCopySender {
     try {
       const recent = this.maps.map((m) => flowCopyMapsOf(m).recent);
       const toFlowMap = new Map(this.maps.map((m) => [flowCopyMapsOf(m).recent, m]));
-      const listed = recent.length ? parseFlowListing(await this.deps.list(listCommands(recent)), (m) => toFlowMap.get(m) ?? m) : [];
+      const listed = await listFlows(this.deps.list, recent, (m) => toFlowMap.get(m) ?? m);
       if (this.channel !== channel) return;
       const fresh = listed.filter((e) => this.sent.get(keyOf(e)) !== e.value);
       this.sent = new Map(listed.map((e) => [keyOf(e), e.value]));
