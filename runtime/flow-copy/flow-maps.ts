@@ -43,6 +43,23 @@ export async function listFlows(list: NftLister, maps: readonly string[], rename
 const TABLE = `netdev ${BALANCER_TABLE}`;
 
 /**
+ * Takes listed entries out of their recent map once they are sent, so that each listing holds only what is new since
+ * the last one (listing costs about what the entries cost to print). The `add` before each `delete` makes the transaction
+ * valid when an entry expired meanwhile; an entry noted again with another backend since the listing makes it fail as a
+ * whole, and then nothing is taken out (the next listing sends that entry, and the rest expire on their own).
+ */
+export function forgetCommands(recent: readonly { map: string; entry: FlowEntry }[]): string {
+  return (
+    recent
+      .map(({ map, entry: e }) => {
+        const key = `${e.saddr} . ${e.sport} . ${e.daddr} . ${e.dport}`;
+        return `add element ${TABLE} ${map} { ${key} : ${e.value} }\ndelete element ${TABLE} ${map} { ${key} }`;
+      })
+      .join('\n') + '\n'
+  );
+}
+
+/**
  * Writes entries in one transaction; when nft refuses it (an entry the map holds with another value), halves the batch
  * until the refused entries stand alone, and replaces each of those. Returns how many entries could not be written.
  */

@@ -6,7 +6,7 @@
 import * as net from 'node:net';
 import { COPIED_FLOW_MAPS, FlowCopyConfig, FlowEntry, flowCopyMapsOf } from '../../model';
 import type { Logger } from '../log';
-import { NftLister, listFlows } from './flow-maps';
+import { NftLister, forgetCommands, listFlows } from './flow-maps';
 import type { HostKey } from './host-key';
 import { ClientHandshake, FrameReader, MAX_ENTRIES_PER_MESSAGE, MAX_FRAME, ProtocolError, SecureChannel, frame } from './protocol';
 
@@ -179,6 +179,8 @@ export class FlowCopySender {
         this.socket?.write(frame(channel.seal({ t: 'ping' })));
         this.lastSent = this.deps.now();
       }
+      // sent: out of the recent maps (an nft run without the host lock: an agent's reload leaves these maps alone)
+      if (listed.length) await this.deps.list(forgetCommands(listed.map((entry) => ({ map: flowCopyMapsOf(entry.map).recent, entry })))).catch(() => undefined);
     } catch (error) {
       this.problem(`listing the recent flows failed: ${(error as Error).message}`);
     } finally {

@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, FlowEntry, planBalancerHost, renderNftReload } from '../../model';
 import { NftRunner, systemNft } from '../../runtime/nft';
-import { listFlows, writeFlows } from '../../runtime/flow-copy/flow-maps';
+import { forgetCommands, listFlows, writeFlows } from '../../runtime/flow-copy/flow-maps';
 import { systemNftLister } from '../../runtime/flow-copy/service';
 import { FRESH, backends, balancerSpec, factsFor, macOf, pairMember } from '../support/render-fixtures';
 
@@ -115,5 +115,18 @@ describe('writing copied flows', () => {
     ]);
     const all = await listFlows(list, ['flows_l2_tcp']);
     expect(all.map((e) => e.sport).sort()).toEqual([40001, 40002, 40003, 40004, 40005, 40006, 40007]);
+  });
+
+  test('GIVEN listed recent flows, one expired since WHEN the sender takes them out THEN the recent map holds only what was noted after the listing', async () => {
+    const recent = (sport: number, timeout = '1h') =>
+      nft('add', 'element', 'netdev', BALANCER_TABLE, 'recent_l2_tcp', `{ 192.0.2.9 . ${sport} . 10.0.1.100 . 80 timeout ${timeout} : ${macOf('10.0.1.11')} }`);
+    recent(42001);
+    recent(42002, '1s');
+    const list = systemNftLister(['ip', 'netns', 'exec', NS]);
+    const listed = await listFlows(list, ['recent_l2_tcp']);
+    recent(42003);
+    await new Promise((r) => setTimeout(r, 1500));
+    await list(forgetCommands(listed.filter((e) => e.saddr === '192.0.2.9').map((entry) => ({ map: 'recent_l2_tcp', entry }))));
+    expect((await listFlows(list, ['recent_l2_tcp'])).filter((e) => e.saddr === '192.0.2.9').map((e) => e.sport)).toEqual([42003]);
   });
 });
