@@ -23,7 +23,7 @@ export function peerHostKeys(peer: PairSpec['peerSsh'], resolvePath: (path: stri
       return { problem: (error as Error).message };
     }
     if (pin.kind === 'key' && pin.keyType !== ED25519)
-      return { problem: `the other member's hostKey pins a ${pin.keyType} key; ${why}: pin that one (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)` };
+      return { problem: `the other member's hostKey pins an ${pin.keyType} key; ${why}: pin that one (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)` };
     return { keys: [pin.fingerprint] };
   }
   const file = resolvePath(peer.knownHostsFile ?? '');

@@ -104,7 +104,9 @@ export function bigBodySha256(name: string): string {
 
 export function startDownload(client: LabHost, python: string, o: { host: string; port: number; path: string; timeoutSec: number }): BackgroundDownload {
   const process = client.spawn([python, '-u', '-c', CLIENT_PY, 'get', JSON.stringify({ host: o.host, port: o.port, path: o.path, timeout: o.timeoutSec })]);
-  const result = process.exited.then(() => {
+  // 'exit' can come before the last of stdout: the result line is read once the pipes are closed too
+  const closed = new Promise<void>((resolve) => process.child.once('close', () => resolve()));
+  const result = Promise.all([process.exited, closed]).then(() => {
     const line = process.stdoutText().trim().split('\n').pop() ?? '';
     if (!line.startsWith('{')) return { backend: null, status: 0, bytes: 0, expected: -1, ms: 0, error: `no result: ${process.stderrText().trim()}` };
     return JSON.parse(line) as DownloadResult;

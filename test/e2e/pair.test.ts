@@ -104,16 +104,22 @@ describe('a balancer pair on the L2 lab', () => {
     bridge(0);
     try {
       // no connection is open now: both members start from empty flow maps
-      for (const h of [l2.lb, lb2]) await sh(h, 'nft flush map netdev tula_dsr flows_l2_tcp; nft flush set netdev tula_dsr seen_l2_tcp');
+      for (const h of [l2.lb, lb2])
+        await sh(h, 'for m in flows_l2_tcp closing_l2_tcp; do nft flush map netdev tula_dsr $m; done; nft flush set netdev tula_dsr seen_l2_tcp');
       const r = await httpBurst(l2.client, l2.python, { host: l2.vips.web, port: 80, count: 60, path: '/name' });
       expect(r.failures).toBe(0);
       // the secondary recorded none of them itself (what it records, it notes in seen_l2_tcp); its flow map holds the
       // primary's copies, each with the backend the primary chose
       expect(await sh(lb2, 'nft list set netdev tula_dsr seen_l2_tcp')).not.toContain(l2.client.ip);
       await new Promise((resolve) => setTimeout(resolve, COPY_LAG_BOUND_MS));
+      // the primary moved each flow to its closing map when the client ended it; the secondary never saw the end
       const flows = async (h: LabHost) =>
         Object.fromEntries(
-          [...(await sh(h, 'nft list map netdev tula_dsr flows_l2_tcp')).matchAll(/(\S+ \. \d+ \. \S+ \. \d+) timeout \S+ expires \S+ : ([0-9a-f:]{17})/g)]
+          [
+            ...(await sh(h, 'nft list map netdev tula_dsr flows_l2_tcp; nft list map netdev tula_dsr closing_l2_tcp')).matchAll(
+              /(\S+ \. \d+ \. \S+ \. \d+) timeout \S+ expires \S+ : ([0-9a-f:]{17})/g,
+            ),
+          ]
             .filter((m) => m[1].startsWith(`${l2.client.ip} `))
             .map((m) => [m[1], m[2]]),
         );
