@@ -622,6 +622,8 @@ describe('all problems at once', () => {
       priority: 150,
       advertIntervalSec: 1,
       preempt: true,
+      flowCopyPort: 7407,
+      peerSsh: { host: '10.0.1.3', port: 22, hostKey: HOST_KEY },
     };
     const spec = variant((s) => {
       s.pair = { ...pair, path: 's/edge\nvrrp_script x {' };
