@@ -87,7 +87,9 @@ export async function measureCopyLag(l2: L2Lab, passive: LabHost, vip: string, s
   for (let i = 0; i < samples; i++) {
     const port = base + i;
     const key = `${l2.client.ip} . ${port} . ${vip} . 80 `;
-    const watcher = passive.spawn(['timeout', '5', 'sh', '-c', `until nft list map netdev tula_dsr flows_l2_tcp | grep -qF '${key}'; do :; done; date +%s%3N`]);
+    // an entry an earlier sample on the same port left goes first: only the new connection's copy counts
+    const watch = `nft delete element netdev tula_dsr flows_l2_tcp '{ ${key}}' 2>/dev/null; until nft list map netdev tula_dsr flows_l2_tcp | grep -qF '${key}'; do :; done; date +%s%3N`;
+    const watcher = passive.spawn(['timeout', '5', 'sh', '-c', watch]);
     await new Promise((r) => setTimeout(r, 100));
     const connect = [
       'import socket, sys, time',
