@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, FlowEntry, planBalancerHost, renderNftReload } from '../../model';
 import { NftRunner, systemNft } from '../../runtime/nft';
-import { forgetCommands, listFlows, writeFlows } from '../../runtime/flow-copy/flow-maps';
+import { forgetCommands, listFlows, parseFlowListing, writeFlows } from '../../runtime/flow-copy/flow-maps';
 import { systemNftLister } from '../../runtime/flow-copy/service';
 import { FRESH, backends, balancerSpec, factsFor, macOf, pairMember } from '../support/render-fixtures';
 
@@ -128,5 +128,23 @@ describe('writing copied flows', () => {
     await new Promise((r) => setTimeout(r, 1500));
     await list(forgetCommands(listed.filter((e) => e.saddr === '192.0.2.9').map((entry) => ({ map: 'recent_l2_tcp', entry }))));
     expect((await listFlows(list, ['recent_l2_tcp'])).filter((e) => e.saddr === '192.0.2.9').map((e) => e.sport)).toEqual([42003]);
+  });
+
+  test("GIVEN nft's listing of an L3 map (marks) WHEN parsed THEN each entry keeps its 4-tuple and its mark as nft prints it", () => {
+    const listing = [
+      'table netdev tula_dsr {',
+      '\tmap recent_l3_tcp {',
+      '\t\ttype ipv4_addr . inet_service . ipv4_addr . inet_service : mark',
+      '\t\tflags dynamic,timeout',
+      '\t\ttimeout 2s',
+      '\t\telements = { 10.0.0.1 . 1234 . 10.0.0.100 . 80 expires 1s968ms : 0x0a000115,',
+      '\t\t\t     10.0.0.1 . 1235 . 10.0.0.100 . 80 timeout 5m expires 4m59s984ms : 0x00000015 }',
+      '\t}',
+      '}',
+    ].join('\n');
+    expect(parseFlowListing(listing, () => 'flows_l3_tcp')).toEqual([
+      { map: 'flows_l3_tcp', saddr: '10.0.0.1', sport: 1234, daddr: '10.0.0.100', dport: 80, value: '0x0a000115' },
+      { map: 'flows_l3_tcp', saddr: '10.0.0.1', sport: 1235, daddr: '10.0.0.100', dport: 80, value: '0x00000015' },
+    ]);
   });
 });
