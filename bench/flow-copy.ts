@@ -20,6 +20,7 @@ import { forgetCommands, listCommands, listFlows, parseFlowListing, writeFlows }
 import { systemNftLister } from '../runtime/flow-copy/service';
 import { systemNft } from '../runtime/nft';
 import { Stat, stat } from './stats';
+import { primarySide } from '../lab/pair-spec';
 
 const NS = `tula-b-${randomBytes(3).toString('hex')}-fc`;
 const VIP = '10.0.1.100';
@@ -182,22 +183,7 @@ function specOf() {
   });
 }
 function pairMemberOf(spec: ReturnType<typeof specOf>) {
-  return {
-    ...spec,
-    pair: {
-      path: 'bench/edge',
-      name: 'edge',
-      role: 'primary' as const,
-      peerAddress: '10.0.1.3',
-      peerName: 'lb2',
-      virtualRouterId: 51,
-      priority: 150,
-      advertIntervalSec: 1,
-      preempt: true,
-      flowCopyPort: 7407,
-      peerSsh: { host: '10.0.1.3', port: 22, hostKey: `SHA256:${'A'.repeat(43)}` },
-    },
-  };
+  return { ...spec, pair: primarySide('10.0.1.3', `SHA256:${'A'.repeat(43)}`, 'bench/edge') };
 }
 
 if (require.main === module) {

@@ -143,10 +143,13 @@ export class FlowCopySender {
     this.lastSent = this.deps.now();
   }
 
-  /** Every flow of the flow maps, once per session: the peer then holds what this member held when it connected. */
+  /**
+   * Every flow of the flow maps, once per session: the peer then holds what this member held when it connected. The
+   * recent maps go on being sent meanwhile: listing 100,000 flows takes seconds, and the flows opened in those seconds
+   * must not wait for it.
+   */
   private async fullCopy(): Promise<void> {
     const channel = this.channel;
-    this.listing = true;
     try {
       const entries = await listFlows(this.deps.list, this.maps);
       if (this.channel !== channel) return;
@@ -155,8 +158,6 @@ export class FlowCopySender {
       this.deps.log('info', `flow copy: full copy of ${entries.length} flows sent to ${this.config.peer.name}`);
     } catch (error) {
       this.drop(`listing the flow maps failed: ${(error as Error).message}`);
-    } finally {
-      this.listing = false;
     }
   }
 

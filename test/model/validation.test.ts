@@ -5,6 +5,7 @@
 import { ALGORITHMS, MODES, PROTOCOLS, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, formatIssue } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
 import { HOST_KEY, lb1Json } from '../support/common';
+import { primarySide } from '../../lab/pair-spec';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -613,18 +614,7 @@ describe('all problems at once', () => {
   });
 
   test('GIVEN a pair path with a line break WHEN the agent parses the spec THEN it is refused (it heads keepalived.conf)', () => {
-    const pair = {
-      name: 'edge',
-      role: 'primary',
-      peerAddress: '10.0.1.3',
-      peerName: 'lb2',
-      virtualRouterId: 51,
-      priority: 150,
-      advertIntervalSec: 1,
-      preempt: true,
-      flowCopyPort: 7407,
-      peerSsh: { host: '10.0.1.3', port: 22, hostKey: HOST_KEY },
-    };
+    const pair = primarySide('10.0.1.3', HOST_KEY);
     const spec = variant((s) => {
       s.pair = { ...pair, path: 's/edge\nvrrp_script x {' };
     });

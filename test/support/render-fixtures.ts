@@ -26,6 +26,7 @@ import {
 } from '../../model';
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { stackRulesets } from './stacks';
+import { primarySide } from '../../lab/pair-spec';
 
 export { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf };
 /** The balancer's own IPv6 address in the IPv6 cases. */
@@ -92,22 +93,7 @@ export const PEER_IP = '10.0.1.3';
 
 /** `spec` as the primary of a balancer pair whose secondary is PEER_IP. */
 export function pairMember(spec: BalancerSpec): BalancerSpec {
-  return {
-    ...spec,
-    pair: {
-      path: 't/edge',
-      name: 'edge',
-      role: 'primary',
-      peerAddress: PEER_IP,
-      peerName: 'lb2',
-      virtualRouterId: 51,
-      priority: 150,
-      advertIntervalSec: 1,
-      preempt: true,
-      flowCopyPort: 7407,
-      peerSsh: { host: PEER_IP, port: 22, hostKey: HOST_KEY },
-    },
-  };
+  return { ...spec, pair: primarySide(PEER_IP, HOST_KEY) };
 }
 
 /** What the agent would learn on the balancer at apply time. */
