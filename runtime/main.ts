@@ -36,6 +36,7 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   void stats.configure(statsTextfileSettings(runtime.spec));
   const nft = systemNft();
   const flowCopy = new FlowCopyService({ nft, list: systemNftLister(), log, now: Date.now });
+  runtime.flowCopyStatus = () => flowCopy.status();
   await guarded('flow copy', () => flowCopy.configure(runtime.configuration))();
 
   const stops = [

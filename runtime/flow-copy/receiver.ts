@@ -35,6 +35,8 @@ function wireEntry(raw: unknown): FlowEntry | null {
 export class FlowCopyReceiver {
   private server: net.Server | null = null;
   private readonly sockets = new Set<net.Socket>();
+  /** Counts for the state file: flows written, entries and connections refused. */
+  readonly stats = { received: 0, refusedEntries: 0, refusedConnections: 0 };
   /** Writes run one after another, in the order received. */
   private writing: Promise<unknown> = Promise.resolve();
 
@@ -77,6 +79,7 @@ export class FlowCopyReceiver {
   private accept(socket: net.Socket): void {
     const from = `${plainAddress(socket.remoteAddress)}:${socket.remotePort}`;
     const refuse = (why: string) => {
+      this.stats.refusedConnections++;
       this.deps.log('warn', `flow copy: refused ${from}: ${why}`);
       socket.destroy();
     };
@@ -125,6 +128,7 @@ export class FlowCopyReceiver {
       if ('problem' in verdict) problems.push(verdict.problem);
       else good.push({ ...entry!, timeoutSec: verdict.timeoutSec });
     }
+    this.stats.refusedEntries += problems.length;
     if (problems.length)
       this.deps.log(
         'warn',
@@ -132,6 +136,7 @@ export class FlowCopyReceiver {
       );
     this.writing = this.writing.then(async () => {
       const failed = await writeFlows(this.deps.nft, good);
+      this.stats.received += good.length - failed;
       if (failed) this.deps.log('warn', `flow copy: nft refused ${failed} of ${good.length} flows from ${from}`);
       if (!socket.destroyed) socket.write(frame(channel.seal({ t: 'ack', written: good.length - failed, refused: problems.length })));
     });

@@ -38,7 +38,12 @@ export class FlowCopySender {
   private sent = new Map<string, string>();
   private lastProblem = '';
   /** Counts for the state file and tests. */
-  readonly stats = { sessions: 0, sentEntries: 0, fullCopies: 0 };
+  readonly stats = { sessions: 0, sentEntries: 0, fullCopies: 0, since: undefined as number | undefined };
+
+  /** Whether a session is up now. */
+  get connected(): boolean {
+    return this.channel !== null;
+  }
 
   constructor(
     private config: FlowCopyConfig,
@@ -107,6 +112,7 @@ export class FlowCopySender {
             reader.limit = MAX_FRAME;
             this.lastAck = this.deps.now();
             this.stats.sessions++;
+            this.stats.since = Math.floor(this.deps.now() / 1000);
             this.lastProblem = '';
             this.deps.log('info', `flow copy: sending to ${this.config.peer.name} (${address}:${port}), authenticated by its host key ${keys.peerFingerprint}`);
             void this.fullCopy();

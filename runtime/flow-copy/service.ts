@@ -3,7 +3,7 @@
  * runtime configuration and reconfigured when the agent installs a new one.
  */
 import { readFileSync } from 'node:fs';
-import { FlowEntryChecker, RuntimeConfig } from '../../model';
+import { FlowCopyState, FlowEntryChecker, RuntimeConfig } from '../../model';
 import type { Logger } from '../log';
 import { NftRunner, runCommand } from '../nft';
 import type { NftLister } from './flow-maps';
@@ -39,9 +39,23 @@ export class FlowCopyService {
 
   constructor(private readonly deps: FlowCopyDeps) {}
 
-  get senderStats() {
-    return this.sender?.stats;
+  /** For the state file: how the copy goes both ways; undefined when this is no pair member (or its key is unusable). */
+  status(): FlowCopyState | undefined {
+    if (!this.sender || !this.peer) return undefined;
+    const sent = this.sender.stats;
+    const received = this.receiver?.stats ?? { received: 0, refusedEntries: 0, refusedConnections: 0 };
+    return {
+      peer: this.peer,
+      sending: this.sender.connected,
+      ...(this.sender.connected && sent.since !== undefined && { sendingSince: sent.since }),
+      sent: sent.sentEntries,
+      fullCopies: sent.fullCopies,
+      sessions: sent.sessions,
+      ...received,
+    };
   }
+
+  private peer: string | undefined;
 
   /** Starts, reconfigures or stops the copy to match `config` (no `flowCopy`: not a pair member). */
   async configure(config: RuntimeConfig): Promise<void> {
@@ -59,6 +73,7 @@ export class FlowCopyService {
       }
       this.deps.log('info', `flow copy: this member proves its host key ${this.hostKey.fingerprint}`);
     }
+    this.peer = copy.peer.name;
     const checker = new FlowEntryChecker(config.balancer, config.facts);
     if (this.receiver) await this.receiver.reconfigure(copy, checker);
     else {

@@ -17,7 +17,15 @@ import { BackgroundDownload, bigBodySha256, httpBurst, startDownload } from '../
 import { diffSnapshots, snapshotHost, HostSnapshot } from '../../lab/l2/snapshot';
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
-import { KEEPALIVED_CONFIG_FILE, KEEPALIVED_PID_FILES, PAIR_DEFAULTS, RUNTIME_LOG_FILE } from '../../model';
+import {
+  FlowCopyState,
+  KEEPALIVED_CONFIG_FILE,
+  KEEPALIVED_PID_FILES,
+  PAIR_DEFAULTS,
+  RUNTIME_LOG_FILE,
+  RUNTIME_STATE_FILE,
+  parseRuntimeState,
+} from '../../model';
 
 jest.setTimeout(240_000);
 
@@ -156,7 +164,7 @@ describe('a balancer pair on the L2 lab', () => {
     expect(lags.every((x) => x !== null && x < COPY_LAG_BOUND_MS)).toBe(true);
   });
 
-  test("GIVEN the primary's flow copy listener WHEN a stranger, a replayed message, and flows of an unknown VIP or of another VIP's backend arrive THEN each is refused and logged, and no such flow is written", async () => {
+  test("GIVEN the primary's flow copy listener WHEN a stranger, a replayed message, and flows of an unknown VIP or of another VIP's backend arrive THEN each is refused, logged and counted in the state file, and no such flow is written", async () => {
     const fingerprint = l2.lb.hostKeyFingerprint;
     const driver = async (args: object) => {
       const r = await lb2.exec(['node', PEER_DRIVER, JSON.stringify({ address: l2.lb.ip, port: PAIR_DEFAULTS.flowCopyPort, pins: [fingerprint], ...args })]);
@@ -192,6 +200,16 @@ describe('a balancer pair on the L2 lab', () => {
     expect(logged).toContain(`flows_l2_udp 10.213.1.9:51003 -> ${l2.vips.web}:80: ${l2.vips.web}:80 is no l2 udp VIP of this pair`);
     const maps = await sh(l2.lb, 'nft list map netdev tula_dsr flows_l2_tcp; nft list map netdev tula_dsr flows_l2_udp');
     expect(maps).not.toMatch(/10\.213\.1\.9 \. 5100[123] /);
+    // the state file (rewritten every 5 s) counts them; the secondary counts the flows it took from the primary
+    const state = async (h: LabHost) => parseRuntimeState(await sh(h, `cat ${RUNTIME_STATE_FILE}`))?.flowCopy;
+    let primary: FlowCopyState | undefined;
+    for (let i = 0; i < 40 && (primary?.refusedConnections ?? 0) < 2; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      primary = await state(l2.lb);
+    }
+    expect(primary).toMatchObject({ peer: 'lb2', sending: true, refusedConnections: 2, refusedEntries: 3 });
+    expect(await state(lb2)).toMatchObject({ peer: 'lb', sending: true, refusedConnections: 0, refusedEntries: 0 });
+    expect((await state(lb2))!.received).toBeGreaterThanOrEqual(60);
   });
 
   test('GIVEN long downloads on the consistent-hash and the weighted-round-robin VIP WHEN the primary loses its interface THEN the secondary serves within the bound, the downloads complete intact, and failback breaks nothing', async () => {
