@@ -64,7 +64,7 @@ export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: 
 export function nodeTask(facts: HostFacts, host: string): Task {
   const version = facts.runtime?.node;
   const major = Number(/^v(\d+)\./.exec(version ?? '')?.[1]);
-  const fix = `health checks, least connections and the statistics textfile run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
+  const fix = `health checks, least connections, the statistics textfile and a balancer pair's flow copy run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
   if (!version) return failed('node', `is not installed on ${host}; ${fix}`);
   if (!(major >= RUNTIME_NODE_MAJOR)) return failed('node', `${version} on ${host} is too old; ${fix}`);
   return ok('node', `${version}`);
