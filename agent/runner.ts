@@ -85,7 +85,7 @@ function decide(
   specText: string,
   generation: string,
   local: LocalFacts = {},
-): { tasks: Task[]; final: string[]; journal?: Task } {
+): { tasks: Task[]; final: string[]; journal?: Task; relist?: boolean } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
@@ -106,7 +106,7 @@ function decide(
       ),
     ],
   };
-  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
+  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal, relist: planned.relist };
 }
 
 /** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
@@ -187,7 +187,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
-    const request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
+    let request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
@@ -196,7 +196,12 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
       const local: LocalFacts = spec.kind === 'balancer' && spec.pair ? { peerKeys: peerHostKeys(spec.pair.peerSsh, options.resolvePath) } : {};
-      const { tasks, final, journal } = decide(spec, facts, mode, specText, generation, local);
+      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation, local);
+      if (relist && request.nftTables.some((t) => t.generation)) {
+        progress(`${host}: the table was loaded by another version of tula-dsr; listing it`);
+        request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };
+        continue;
+      }
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');
       const pending = tasks.filter((t) => t.status === 'changed');
