@@ -203,7 +203,7 @@ describe('a balancer pair on the L2 lab', () => {
     // the state file (rewritten every 5 s) counts them; the secondary counts the flows it took from the primary
     const state = async (h: LabHost) => parseRuntimeState(await sh(h, `cat ${RUNTIME_STATE_FILE}`))?.flowCopy;
     let primary: FlowCopyState | undefined;
-    for (let i = 0; i < 40 && (primary?.refusedConnections ?? 0) < 2; i++) {
+    for (let i = 0; i < 40 && ((primary?.refusedConnections ?? 0) < 2 || (primary?.refusedEntries ?? 0) < 3); i++) {
       await new Promise((r) => setTimeout(r, 250));
       primary = await state(l2.lb);
     }
