@@ -56,7 +56,13 @@ describe('BalancerPair', () => {
       // the flow copy accepts the other member by the host key its SSH target pins
       peerSsh: { host: '10.0.1.3', port: 22, hostKey: HOST_KEY },
     });
-    expect(b.pair).toMatchObject({ role: 'secondary', peerAddress: '10.0.1.2', peerName: 'lb1', priority: 100, peerSsh: { host: '10.0.1.2', port: 22, hostKey: HOST_KEY } });
+    expect(b.pair).toMatchObject({
+      role: 'secondary',
+      peerAddress: '10.0.1.2',
+      peerName: 'lb1',
+      priority: 100,
+      peerSsh: { host: '10.0.1.2', port: 22, hostKey: HOST_KEY },
+    });
     expect(b.vips).toEqual(a.vips);
     // the same seeds and slot tables on both members (given the same interface MAC): a flow hashes alike on either
     const facts = { interfaceMac: '02:00:00:00:00:02', backendMacs: {} };
