@@ -1,4 +1,5 @@
 import { renderCommand } from '../../model/shell';
+import { tunnelAddArgs } from '../../model/backend-host';
 import type { Step } from './task';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */
@@ -80,14 +81,14 @@ export function removeAddressStep(ip: string, prefix: number, dev: string): Step
   };
 }
 
-/** Creates the tunnel unless it exists, and brings it up. */
+/** Creates the tunnel (IPIP or ip6tnl, by the family of its local end) unless it exists, and brings it up. */
 const tunnelUp = (name: string, local: string, remote: string) =>
-  `{ ${linkExists(name)} || ${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)}; } && ${cmd('ip', 'link', 'set', name, 'up')}`;
+  `{ ${linkExists(name)} || ${cmd(...tunnelAddArgs(name, local, remote))}; } && ${cmd('ip', 'link', 'set', name, 'up')}`;
 
 /** The undo deletes the tunnel if it is there: the run may have stopped after creating it, before bringing it up. */
 export function addTunnelStep(name: string, local: string, remote: string): Step {
   return {
-    run: `${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)} && ${cmd('ip', 'link', 'set', name, 'up')}`,
+    run: `${cmd(...tunnelAddArgs(name, local, remote))} && ${cmd('ip', 'link', 'set', name, 'up')}`,
     undo: onlyIf(linkExists(name), cmd('ip', 'link', 'del', name)),
   };
 }
