@@ -105,7 +105,8 @@ export function routerRuleset(): string {
     `\t\tip saddr ${VM_VIP_PREFIX} iifname { ${backendIfs} } counter name "vip_from_backends"`,
     `\t\tip saddr ${VM_VIP_PREFIX} iifname "r-lb" counter name "vip_from_lb"`,
     `\t\tip6 saddr ${VM_VIP_PREFIX6} iifname { ${backendIfs} } counter name "vip6_from_backends"`,
-    `\t\tip6 saddr ${VM_VIP_PREFIX6} iifname "r-lb" counter name "vip6_from_lb"`,
+    // the balancer's "packet too big" about a request leaves from the VIP it owns: not a reply that crossed it
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} iifname "r-lb" meta l4proto != ipv6-icmp counter name "vip6_from_lb"`,
     '\t}',
     '}',
     '',

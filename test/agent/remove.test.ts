@@ -231,9 +231,9 @@ describe('remove restores the pre-apply state byte for byte', () => {
       ] as const) {
         const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
         expect(r.code).toBe(1);
-        expect(r.stdout).toContain(`\nfailed: ${host} kernel module ip6_tunnel (${message})\n`);
+        expect(r.stdout.split('\n')).toContain(`failed: ${host} kernel module ip6_tunnel (${message})`);
         expect(r.stdout).not.toMatch(/^changed: /m);
-        expect(r.stderr).toBe('');
+        expect(r.stderr).not.toMatch(/^\s+at /m);
       }
       expectSame(await snapshot(be4), before.be4);
       expectSame(await snapshot(lb), before.lb);

@@ -211,14 +211,60 @@ describe('L3 DSR of IPv6 VIPs (ip6tnl) in the qemu VM lab, deployed with terrafo
   );
 
   step('no VIP-sourced packet but its own ICMPv6 errors crosses the balancer; replies reach the client from the backends', 60_000, async () => {
-    expect(await counter('lb', 'netdev', 'lab_watch', 'vip6_src_in')).toBe(0);
-    expect(await counter('lb', 'netdev', 'lab_watch', 'vip6_src_out')).toBe(0);
-    expect(await counter('router', 'inet', 'lab_router', 'vip6_from_lb')).toBe(0);
+    expect({
+      balancerIn: await counter('lb', 'netdev', 'lab_watch', 'vip6_src_in'),
+      balancerOut: await counter('lb', 'netdev', 'lab_watch', 'vip6_src_out'),
+      routerFromLb: await counter('router', 'inet', 'lab_router', 'vip6_from_lb'),
+    }).toEqual({ balancerIn: 0, balancerOut: 0, routerFromLb: 0 });
     // and the traffic really flowed: requests through the balancer, replies from the backends past the router
     expect(await counter('lb', 'netdev', 'lab_watch', 'vip6_dst_in')).toBeGreaterThan(REQUESTS);
     expect(await counter('router', 'inet', 'lab_router', 'vip6_from_backends')).toBeGreaterThan(REQUESTS);
     for (const b of BACKENDS) expect(await counter('lb', 'netdev', 'tula_dsr', `be_${backendId(address6(b))}`)).toBeGreaterThan(0);
   });
+
+  step(
+    'GIVEN a router advertisement tunnelled to be1 (dsr6tnl0 decapsulates from any sender) WHEN it arrives THEN be1 takes no route from it; with the kernel default accept_ra=1 the same advertisement installs a default route through the tunnel',
+    120_000,
+    async () => {
+      const tunnel = (await balancerTunnels())[address6('be1')].name;
+      // type 134, code 0, checksum (the kernel fills it), hop limit 64, no flags, router lifetime 1800 s; the kernel
+      // takes an advertisement only with hop limit 255, which nft sets on its way into the tunnel
+      const send = `printf '\\206\\000\\000\\000\\100\\000\\007\\010\\000\\000\\000\\000\\000\\000\\000\\000' | socat -u - 'IP6-SENDTO:[ff02::1%${tunnel}]:58'`;
+      const received = async () =>
+        (JSON.parse(await sh('be1', 'ip -s -j link show dev dsr6tnl0')) as { stats64: { rx: { packets: number } } }[])[0].stats64.rx.packets;
+      const raRoutes = () => sh('be1', 'ip -6 route show proto ra');
+      /** Sends one advertisement and waits until be1's dsr6tnl0 has received it (up to 10 s under TCG). */
+      const advertise = async () => {
+        const before = await received();
+        await sh('lb', send);
+        for (let i = 0; i < 20 && (await received()) === before; i++) await new Promise((r) => setTimeout(r, 500));
+        expect(await received()).toBeGreaterThan(before);
+      };
+      await sh(
+        'lb',
+        [
+          'nft add table ip6 lab_forge',
+          "nft add chain ip6 lab_forge out '{ type filter hook output priority 0; policy accept; }'",
+          `nft add rule ip6 lab_forge out oifname ${tunnel} icmpv6 type nd-router-advert ip6 hoplimit set 255`,
+        ].join('\n'),
+      );
+      try {
+        await advertise();
+        expect(await raRoutes()).toBe('');
+
+        // the control: with the kernel's default, the same advertisement gives be1 a default route into the tunnel
+        await sh('be1', 'sysctl -q -w net.ipv6.conf.dsr6tnl0.accept_ra=1');
+        try {
+          await advertise();
+          expect(await raRoutes()).toMatch(/^default via fe80::\S+ dev dsr6tnl0 /m);
+        } finally {
+          await sh('be1', 'sysctl -q -w net.ipv6.conf.dsr6tnl0.accept_ra=0; ip -6 route flush proto ra || true');
+        }
+      } finally {
+        await sh('lb', 'nft delete table ip6 lab_forge');
+      }
+    },
+  );
 
   step(
     'GIVEN be1 loses its runtime state (a reboot) WHEN its boot script runs THEN be1 serves its share again, and re-apply and tula-dsr check find every host in sync',
