@@ -26,6 +26,8 @@ export interface InterfaceAddress {
   readonly dev: string;
   readonly ip: string;
   readonly prefix: number;
+  /** Present (true) only for an IPv6 address whose preferred lifetime is over: the kernel never picks it as a source. */
+  readonly deprecated?: true;
 }
 
 export interface IpAddrFacts {
@@ -73,7 +75,12 @@ export function parseIpAddrJson(text: string): IpAddrFacts {
     };
     for (const a of (Array.isArray(item.addr_info) ? item.addr_info : []) as Record<string, unknown>[]) {
       if ((a.family === 'inet' || a.family === 'inet6') && typeof a.local === 'string' && typeof a.prefixlen === 'number') {
-        addresses.push({ dev, ip: canonicalIp(a.local), prefix: a.prefixlen });
+        addresses.push({
+          dev,
+          ip: canonicalIp(a.local),
+          prefix: a.prefixlen,
+          ...(a.family === 'inet6' && a.preferred_life_time === 0 ? { deprecated: true } : {}),
+        });
       }
     }
   }

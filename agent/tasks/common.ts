@@ -1,11 +1,21 @@
-import { HostFile, HostAddress, TUNNEL_MODULES, isIpv6, sha256Hex } from '../../model';
+import { HostFile, HostAddress, TUNNEL_MODULES, addressFlags, isIpv6, sha256Hex } from '../../model';
 import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
 import { canonicalIp } from '../facts/parsers';
 import type { HostState, StateAddress } from '../state';
 import { Step, Task, changed, failed, ok } from './task';
-import { addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep } from './steps';
+import {
+  addAddressStep,
+  addTunnelStep,
+  cmd,
+  deprecateAddressStep,
+  removeAddressStep,
+  removeFileStep,
+  removeTunnelStep,
+  sysctlStep,
+  writeFileStep,
+} from './steps';
 
 /** Files: compare hashes; show a line diff; write atomically. */
 export function fileTask(file: HostFile, facts: HostFacts): Task {
@@ -65,13 +75,19 @@ export const ADDRESS_BATCH = 32;
  * deletes those of the addresses that are present (awk keeps the lines naming one, from one listing of the host's
  * addresses); the undo of a delete uses `replace`, which adds an address or leaves it as it is.
  */
-type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean };
+type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean; deprecated?: boolean };
 
 function addressBatchStep(op: 'add' | 'del', written: readonly BatchAddress[]): Step {
   // the undo's awk matches `ip -o addr show`, which prints addresses in canonical form
   const list = written.map((a) => ({ ...a, ip: canonicalIp(a.ip) }));
   const lines = (words: (a: BatchAddress) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
-  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${op === 'add' && a.nodad ? ' nodad' : ''}`)} | ip -batch -`;
+  const flags = (a: BatchAddress) =>
+    op === 'add'
+      ? addressFlags(a)
+          .map((f) => ` ${f}`)
+          .join('')
+      : '';
+  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${flags(a)}`)} | ip -batch -`;
   if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => `addr replace ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -` };
   // both families: `ip -o addr show` prints IPv6 addresses in the same columns, in canonical form
   const present = `awk 'BEGIN { while (("ip -o addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
@@ -84,17 +100,35 @@ function addressSummary(list: readonly { ip: string; prefix: number; dev: string
 }
 
 export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): Task[] {
+  const deprecate = wanted.filter((a) => a.deprecated && hasAddress(facts, a) && !isDeprecated(facts, a));
+  const deprecateTasks = deprecate.map((a) =>
+    changed(`address ${addressKey(a)}`, 'made deprecated (preferred_lft 0): never a source address', [deprecateAddressStep(a.ip, a.prefix, a.dev)]),
+  );
   if (wanted.length > ADDRESS_BATCH) {
     const missing = wanted.filter((a) => !hasAddress(facts, a));
     const name = `${addressSummary(wanted)} (${wanted.length} wanted)`;
-    if (!missing.length) return [ok(name, 'all present')];
-    return [changed(name, `${missing.length} added`, [addressBatchStep('add', missing)], missing.map((a) => `+ ${addressKey(a)}`).join('\n'))];
+    if (!missing.length) return deprecateTasks.length ? deprecateTasks : [ok(name, 'all present')];
+    return [
+      changed(name, `${missing.length} added`, [addressBatchStep('add', missing)], missing.map((a) => `+ ${addressKey(a)}`).join('\n')),
+      ...deprecateTasks,
+    ];
   }
   return wanted.map((a) =>
-    hasAddress(facts, a)
-      ? ok(`address ${addressKey(a)}`, 'present')
-      : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev, a.nodad)], `+ ${addressKey(a)}`),
+    deprecate.includes(a)
+      ? deprecateTasks[deprecate.indexOf(a)]
+      : hasAddress(facts, a)
+        ? ok(`address ${addressKey(a)}`, 'present')
+        : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev, addressFlags(a))], `+ ${addressKey(a)}`),
   );
+}
+
+const deprecatedSets = new WeakMap<HostFacts, Set<string>>();
+
+/** Whether the host has this address deprecated already (see HostAddress.deprecated); O(1), as hasAddress. */
+function isDeprecated(facts: HostFacts, a: { ip: string; prefix: number; dev: string }): boolean {
+  let set = deprecatedSets.get(facts);
+  if (!set) deprecatedSets.set(facts, (set = new Set(facts.ip.addresses.filter((x) => x.deprecated).map(addressKey))));
+  return set.has(addressKey(a));
 }
 
 /** Removes addresses tula-dsr added earlier that the spec no longer wants (only those present on the host). */

@@ -64,11 +64,20 @@ export function addressPresent(ip: string, prefix: number, dev: string): string 
   return `${cmd('ip', '-o', 'addr', 'show', 'dev', dev, 'to', `${ip}/${prefix}`)} 2>/dev/null | grep -q .`;
 }
 
-/** `nodad`: an IPv6 VIP the balancer owns answers at once, not after a second of duplicate address detection. */
-export function addAddressStep(ip: string, prefix: number, dev: string, nodad = false): Step {
+/** `flags` (addressFlags): an IPv6 VIP the balancer owns is added `nodad` and deprecated (see HostAddress). */
+export function addAddressStep(ip: string, prefix: number, dev: string, flags: readonly string[] = []): Step {
   return {
-    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev, ...(nodad ? ['nodad'] : [])),
+    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev, ...flags),
     undo: onlyIf(addressPresent(ip, prefix, dev), cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev)),
+    allOrNothing: true,
+  };
+}
+
+/** Makes an address the host already has deprecated (never a source address); the undo makes it preferred again. */
+export function deprecateAddressStep(ip: string, prefix: number, dev: string): Step {
+  return {
+    run: cmd('ip', 'addr', 'change', `${ip}/${prefix}`, 'dev', dev, 'preferred_lft', '0'),
+    undo: cmd('ip', 'addr', 'change', `${ip}/${prefix}`, 'dev', dev, 'preferred_lft', 'forever'),
     allOrNothing: true,
   };
 }
