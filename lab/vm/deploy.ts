@@ -132,9 +132,24 @@ export function synthesizeL3Ipv6Stack(outdir: string, i: VmInventory, o: L3Stack
     ipv6Address: i.balancer.address6,
   });
   const hosts = i.backends6.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address, ipv6Address: b.address6 }));
-  const web = new DsrVip(stack, 'web6', { balancer: lb, ip: i.vips6.web, port: i.ports.http, mode: 'l3', algorithm: 'weighted-round-robin' });
+  const web = new DsrVip(stack, 'web6', {
+    balancer: lb,
+    ip: i.vips6.web,
+    port: i.ports.http,
+    mode: 'l3',
+    algorithm: 'weighted-round-robin',
+    ...(o.healthChecks?.web && { healthCheck: o.healthChecks.web }),
+  });
   hosts.forEach((host, k) => web.addBackend(i.backends6[k].name, { host, weight: L3_IPV6_WEIGHTS[k] }));
-  const dns = new DsrVip(stack, 'dns6', { balancer: lb, ip: i.vips6.dns, port: i.ports.udp, protocol: 'udp', mode: 'l3', algorithm: 'round-robin' });
+  const dns = new DsrVip(stack, 'dns6', {
+    balancer: lb,
+    ip: i.vips6.dns,
+    port: i.ports.udp,
+    protocol: 'udp',
+    mode: 'l3',
+    algorithm: 'round-robin',
+    ...(o.healthChecks?.dns && { healthCheck: o.healthChecks.dns }),
+  });
   hosts.forEach((host, k) => dns.addBackend(i.backends6[k].name, { host }));
   app.synth();
   return path.join(outdir, 'stacks', L3_STACK_NAME);

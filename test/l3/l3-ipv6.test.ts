@@ -11,7 +11,9 @@
  * refuses to start with a clear message. Nothing is skipped.
  */
 import { createL3Workspace, flushFlows, httpBurst, L3_IPV6_WEIGHTS, L3Workspace, nftCounter, RunResult, udpBurst, urlHost } from '../../lab/vm/deploy';
-import { DEFAULTS, backendId } from '../../model';
+import { DEFAULTS, PROBE_MARK, PROBE_ROUTE_TABLE, PROBE_TABLE, backendId, probeProtocol } from '../../model';
+import { balancerRunner, planL3Probes, socatProbe, SocatProbe, startVipOnlyServer, tunnelTxPackets } from '../../lab/vm/probe-path';
+import { installProbeRouting, removeProbeRouting } from '../../runtime/probe-routing';
 import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
 import type { VmHostName } from '../../lab/vm/guest';
 import { HOST_SNAPSHOT, assertDistFresh, expectTerraformOk, vmSuite } from '../support/vm-suite';
@@ -23,6 +25,8 @@ const REQUESTS = 60;
 const POST_BYTES = 300 * 1024;
 /** The request path through ip6tnl: a 1500-byte link less the outer IPv6 header (no encapsulation limit option). */
 const TUNNEL_MTU = 1460;
+/** The port of a TCP service that the backends bind to the web6 VIP only (the lab's httpd listens everywhere). */
+const VIP_ONLY_PORT = 9090;
 
 let lab: VmLab | undefined;
 let inv: VmInventory;
@@ -263,6 +267,58 @@ describe('L3 DSR of IPv6 VIPs (ip6tnl) in the qemu VM lab, deployed with terrafo
       } finally {
         await sh('lb', 'nft delete table ip6 lab_forge');
       }
+    },
+  );
+
+  step(
+    "GIVEN TCP and UDP checks on the IPv6 VIPs WHEN the runtime's probe routing is installed THEN probes from the probe ports reach a service bound to the web6 VIP only, and the dns6 echo, through each backend's tunnel; ordinary connections to the backends' addresses are refused",
+    180_000,
+    async () => {
+      const plan = planL3Probes(inv, { web: { kind: 'tcp', port: VIP_ONLY_PORT }, dns: { kind: 'udp', payloadHex: '70696e670a' } }, 6);
+      expect(plan.targets.map((t) => [t.backend.ip, probeProtocol(t.check), t.check.port, t.via.ip]).sort()).toEqual(
+        BACKENDS.flatMap((b) => [
+          [address6(b), 'tcp', VIP_ONLY_PORT, inv.vips6.web],
+          [address6(b), 'udp', inv.ports.udp, inv.vips6.dns],
+        ]).sort(),
+      );
+      const nameOf = (ip: string) => BACKENDS.find((b) => address6(b) === ip)!;
+      const probes = plan.targets.map((t) => ({
+        name: nameOf(t.backend.ip),
+        probe: { ip: t.backend.ip, port: t.check.port, protocol: probeProtocol(t.check), sourcePort: plan.ports.get(t.key)! } satisfies SocatProbe,
+      }));
+      const run = balancerRunner(lab!);
+      const servers: number[] = [];
+      try {
+        for (const b of BACKENDS) servers.push(await startVipOnlyServer(lab!, b, inv.vips6.web, VIP_ONLY_PORT));
+        await installProbeRouting(plan.routing, run);
+        expect((await sh('lb', 'ip -6 rule show')).split('\n').filter((l) => l.includes(`lookup ${PROBE_ROUTE_TABLE}`))).toEqual([
+          `1061:\tfrom all fwmark 0x${PROBE_MARK.toString(16)} lookup ${PROBE_ROUTE_TABLE}`,
+        ]);
+        const tunnels = await balancerTunnels();
+        const tx = () => Promise.all(BACKENDS.map((b) => tunnelTxPackets(lab!, tunnels[address6(b)].name)));
+        const txBefore = await tx();
+        const results = [];
+        for (const p of probes) results.push([p.name, p.probe.protocol, await socatProbe(lab!, p.probe)]);
+        expect(results).toEqual(
+          probes.map((p) => [p.name, p.probe.protocol, { code: 0, reply: p.probe.protocol === 'tcp' ? `${p.name} got ping` : p.name, error: '' }]),
+        );
+        // through the tunnels: at least a SYN, the data, the reset and a datagram each
+        const txAfter = await tx();
+        expect(txAfter.map((n, i) => n - txBefore[i] >= 4)).toEqual(BACKENDS.map(() => true));
+
+        // the control: the same services from an ordinary port reach the backends' own addresses, where nothing listens
+        for (const p of probes) {
+          const plain = await socatProbe(lab!, { ...p.probe, sourcePort: undefined });
+          expect({ code: plain.code, reply: plain.reply, refused: /Connection refused/.test(plain.error) }).toEqual({ code: 1, reply: '', refused: true });
+        }
+      } finally {
+        await removeProbeRouting(run);
+        if (servers.length) await sh('be1', `kill ${servers.join(' ')}`);
+      }
+      // the cleanup leaves nothing: no rule, no route, no table (the destroy step compares every host byte for byte)
+      expect(await sh('lb', `ip -6 rule show; ip -6 route show table ${PROBE_ROUTE_TABLE}; nft list tables`)).not.toMatch(
+        new RegExp(`${PROBE_ROUTE_TABLE}|${PROBE_TABLE}`),
+      );
     },
   );
 
