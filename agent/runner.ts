@@ -7,8 +7,8 @@ import type { SshTarget } from './ssh/target';
 import { parseHostSpec } from './spec-input';
 import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
 import { BALANCER_STATE, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
-import { planRemoveTasks, removeDirsCommands } from './tasks/remove';
-import { backupCleanupCommand, cmd } from './tasks/steps';
+import { planRemoveTasks } from './tasks/remove';
+import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
 import { journalPath } from './state';
 import type { Task, TaskStatus } from './tasks/task';
@@ -83,14 +83,20 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
   if (mode === 'remove') {
     const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
-    return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state)] };
+    return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state?.dirs ?? [])] };
   }
   const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
   const journal = planned.journal && {
     name: `journal ${journalPath(statePath)}`,
     status: 'changed' as const,
     detail: 'written before the first change',
-    steps: [journalStep(statePath, planned.journal)],
+    steps: [
+      journalStep(
+        statePath,
+        planned.journal,
+        planned.journal.dirs.filter((d) => facts.dirs[d] === false),
+      ),
+    ],
   };
   return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
 }

@@ -24,7 +24,8 @@ function stepBody(step: Step, n: number): string {
   const firstUndo = step.allOrNothing ? n - 1 : n;
   const failed = step.stderr === 'failure' ? '[ $rc -ne 0 ] || [ -s "$err" ]' : '[ $rc -ne 0 ]';
   const warned = step.stderr === 'failure' ? '' : ` if [ -s "$err" ]; then say warning ${n}; fi;`;
-  return `{ ${step.run}; } >/dev/null 2>"$err"; rc=$?; if ${failed}; then fail ${n} $rc ${firstUndo}; fi;${warned} echo '${SECTION_MARKER} done ${n}'`;
+  // A subshell: a step that ends its shell (`exit`) fails as itself, and the script goes on to roll back.
+  return `( ${step.run} ) >/dev/null 2>"$err"; rc=$?; if ${failed}; then fail ${n} $rc ${firstUndo}; fi;${warned} echo '${SECTION_MARKER} done ${n}'`;
 }
 
 export function renderApplyScript(tasks: readonly Task[], statePath: string, fingerprint: string, finalCommands: readonly string[] = []): ApplyScript {

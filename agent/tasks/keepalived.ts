@@ -42,7 +42,7 @@ export function keepalivedInstalledTask(facts: HostFacts, host: string): Task {
 export function keepalivedConfigCheckTask(): Task {
   return changed(`keepalived configuration ${KEEPALIVED_CONFIG_FILE}`, 'checked with keepalived -t before loading', [
     {
-      run: `out=$(${cmd('keepalived', '-t', '-f', KEEPALIVED_CONFIG_FILE)} 2>&1) || { printf 'keepalived -t refused the configuration:\\n%s\\n' "$out" | head -n 20 >&2; exit 1; }`,
+      run: `out=$(${cmd('keepalived', '-t', '-f', KEEPALIVED_CONFIG_FILE)} 2>&1) || { printf 'keepalived -t refused the configuration:\\n%s\\n' "$out" | head -n 20 >&2; false; }`,
       undo: ':',
     },
   ]);
@@ -61,7 +61,7 @@ const directStart = (): Step => ({
     // `&` ends its command: no `;` after it
     `setsid ${renderCommand(keepalivedArgv())} </dev/null >>${renderCommand([KEEPALIVED_LOG_FILE])} 2>&1 9>&- & i=0`,
     `while [ ! -s ${renderCommand([KEEPALIVED_PID_FILES.main])} ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done`,
-    `[ -s ${renderCommand([KEEPALIVED_PID_FILES.main])} ] || { echo "keepalived did not start: $(tail -n 5 ${renderCommand([KEEPALIVED_LOG_FILE])})" >&2; exit 1; }`,
+    `[ -s ${renderCommand([KEEPALIVED_PID_FILES.main])} ] || { echo "keepalived did not start: $(tail -n 5 ${renderCommand([KEEPALIVED_LOG_FILE])})" >&2; false; }`,
   ].join('; '),
   undo: directStopCommand(),
 });

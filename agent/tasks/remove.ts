@@ -55,8 +55,3 @@ export function planRemoveTasks(facts: HostFacts, statePath: string, generation:
   tasks.push(changed(`state ${statePath}`, 'removed', [{ run: cmd('rm', '-f', ...scratch), undo: ':' }, removeStateStep(statePath)]));
   return { tasks, removedFiles };
 }
-
-/** Directories tula-dsr created are removed once empty; rmdir leaves a directory that holds anything else. */
-export function removeDirsCommands(state: HostState | null): string[] {
-  return [...(state?.dirs ?? [])].sort((a, b) => b.length - a.length).map((d) => `rmdir ${cmd(d)} 2>/dev/null || true`);
-}

@@ -1,7 +1,7 @@
 import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
-import { cmd } from './steps';
+import { cmd, removeDirsCommands } from './steps';
 import type { HostFacts } from '../facts/gather';
 
 /**
@@ -44,10 +44,12 @@ export function removeStateStep(path: string): { run: string; undo: string } {
  * Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. It leaves
  * out the spec text, which nothing reads back and which is megabytes for a large balancer: the state file has it.
  */
-export function journalStep(path: string, journal: HostState): Step {
+export function journalStep(path: string, journal: HostState, newDirs: readonly string[]): Step {
   const file = journalPath(path);
   const text = JSON.stringify({ ...journal, spec: '' }) + '\n';
-  return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: cmd('rm', '-f', file) };
+  // The journal's undo runs last in a rollback: the folders this run created (for the journal itself, for files) go
+  // too, so that a failed first apply leaves the host byte for byte as it was.
+  return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: [cmd('rm', '-f', file), ...removeDirsCommands(newDirs)].join('; ') };
 }
 
 /** fsync of one file or folder; `sync` without arguments (everything) where sync takes none (old busybox). */

@@ -105,3 +105,8 @@ export function addTunnelStep(name: string, local: string, remote: string): Step
 export function removeTunnelStep(name: string, local: string, remote: string): Step {
   return { run: cmd('ip', 'link', 'del', name), undo: tunnelUp(name, local, remote), allOrNothing: true };
 }
+
+/** Directories tula-dsr created are removed once empty; rmdir leaves a directory that holds anything else. */
+export function removeDirsCommands(dirs: readonly string[]): string[] {
+  return [...dirs].sort((a, b) => b.length - a.length).map((d) => `{ rmdir ${cmd(d)} 2>/dev/null || true; }`);
+}

@@ -72,9 +72,13 @@ async function applyAndKillScript(host: LabHost, file: string) {
   expect(await waitFor(async () => (await host.exec(['test', '-s', '/tmp/slow.pid'])).code === 0, 15_000, 20)).toBe(true);
   const wrapper = Number((await sh(host, 'cat /tmp/slow.pid')).trim());
   const all = await processes(host);
-  const script = all.find((p) => p.pid === wrapper)!.ppid;
-  expect(all.find((p) => p.pid === script)?.comm).toBe('sh');
-  for (const pid of [script, wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
+  // a step runs in a subshell of the apply script (which execs a lone command itself): the script is the outermost
+  // sh above the wrapper
+  const parentOf = (pid: number) => all.find((p) => p.pid === pid)!.ppid;
+  const shells = [parentOf(wrapper)];
+  expect(all.find((p) => p.pid === shells[0])?.comm).toBe('sh');
+  while (all.find((p) => p.pid === parentOf(shells.at(-1)!))?.comm === 'sh') shells.push(parentOf(shells.at(-1)!));
+  for (const pid of [...shells.reverse(), wrapper, ...descendants(all, wrapper)]) process.kill(pid, 'SIGKILL');
   return cli;
 }
 

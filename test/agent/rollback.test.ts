@@ -75,6 +75,30 @@ describe('the failing step is rolled back too', () => {
   });
 });
 
+describe('a step that ends the shell', () => {
+  test('GIVEN a step that calls exit after the address step WHEN the apply script runs THEN that step is the failure, reported with its stderr, and the address is undone', async () => {
+    const tasks = [
+      changed('address 10.99.8.2/32 dev lo', 'added', [addAddressStep('10.99.8.2', 32, 'lo')]),
+      changed('exits', 'ends the shell', [{ run: 'echo refused >&2; exit 3', undo: ':' }]),
+      changed('never', 'not reached', [{ run: 'touch /tmp/never-reached', undo: ':' }]),
+    ];
+    const before = await snapshot(be2);
+    const connection = await connect(be2.target());
+    try {
+      const { script } = renderApplyScript(tasks, '/var/lib/tula-dsr/none.json', 'none');
+      const outcome = parseApplyOutput((await connection.run(script)).stdout);
+
+      expect(outcome.failure).toEqual({ step: 2, exitCode: 3, stderr: 'refused' });
+      expect(outcome.completedSteps).toBe(1);
+      expect(outcome.undoFailures.size).toBe(0);
+    } finally {
+      await connection.close();
+    }
+    expect(await sh(be2, 'test -e /tmp/never-reached && echo reached || echo absent')).toBe('absent\n');
+    expect(await snapshot(be2)).toEqual(before);
+  });
+});
+
 describe('an undo that fails', () => {
   test('GIVEN a fresh backend whose apply fails late, and whose sysctl refuses to restore arp_ignore WHEN apply runs THEN that task is failed with the tool message and the run says what may remain', async () => {
     const originalIgnore = await sysctl(be2, 'net.ipv4.conf.all.arp_ignore');

@@ -70,6 +70,23 @@ const BAD_INPUTS: readonly BadInput[] = [
     ],
   },
   {
+    what: 'a balancer pair with a bad virtual router id, a secondary on the same host, and a VIP of its own on a member',
+    body: `const s = new TerraformStack(app, 'dsr');
+  const lb1 = new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HK }, interface: 'eth0', subnet: '10.0.1.0/24' });
+  const lb2 = new Balancer(s, 'lb2', { ssh: { host: '10.0.1.2', hostKey: HK }, interface: 'eth0', subnet: '10.0.1.0/24' });
+  const lb3 = new Balancer(s, 'lb3', { ssh: { host: '10.0.1.4', hostKey: HK }, interface: 'eth0', subnet: '10.0.1.0/24' });
+  new DsrVip(s, 'own', { balancer: lb3, ip: '10.0.1.101', port: 80 }).addBackend('web1', { ip: '10.0.1.11' });
+  const edge = new BalancerPair(s, 'edge', { primary: lb1, secondary: lb2, vrrp: { virtualRouterId: 256 } });
+  new BalancerPair(s, 'edge2', { primary: lb3, secondary: lb1, vrrp: { virtualRouterId: 7 } });
+  new DsrVip(s, 'web', { balancer: edge, ip: '10.0.1.100', port: 80 }).addBackend('web1', { ip: '10.0.1.11' });`,
+    problems: [
+      '[dsr/edge] vrrp.virtualRouterId: 256 is not allowed; use an integer from 1 to 255 (unique among the VRRP routers of the segment)',
+      `[dsr/edge] secondary.address: "10.0.1.2" is the primary's address too; a pair needs two hosts`,
+      '[dsr/edge2] primary: dsr/lb3 already has VIPs (own); attach VIPs to the pair, so that both members serve them',
+      '[dsr/edge2] secondary: dsr/lb1 is already a member of another balancer pair',
+    ],
+  },
+  {
     what: 'a DsrVip without a balancer (JavaScript)',
     body: `const s = new TerraformStack(app, 'dsr');
   new DsrVip(s, 'web', { ip: '10.0.1.100', port: 80 });`,
@@ -84,7 +101,7 @@ function appSource(body: string, explain: boolean): string {
     : 'const app = new App();\nbuild(app);\napp.synth();';
   return [
     "const { App, TerraformStack } = require('cdktf');",
-    "const { Balancer, BackendHost, DsrVip, explainAndExit } = require('tula-dsr');",
+    "const { Balancer, BalancerPair, BackendHost, DsrVip, explainAndExit } = require('tula-dsr');",
     "const HK = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';",
     build,
     run,
