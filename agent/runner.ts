@@ -77,7 +77,13 @@ function factsRequest(spec: HostSpec): FactsRequest {
   return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
 }
 
-function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: string, generation: string): { tasks: Task[]; final: string[]; journal?: Task } {
+function decide(
+  spec: HostSpec,
+  facts: HostFacts,
+  mode: RunMode,
+  specText: string,
+  generation: string,
+): { tasks: Task[]; final: string[]; journal?: Task; relist?: boolean } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
@@ -98,7 +104,7 @@ function decide(spec: HostSpec, facts: HostFacts, mode: RunMode, specText: strin
       ),
     ],
   };
-  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal };
+  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal, relist: planned.relist };
 }
 
 /** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
@@ -179,7 +185,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
-    const request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
+    let request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
@@ -187,7 +193,12 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
-      const { tasks, final, journal } = decide(spec, facts, mode, specText, generation);
+      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation);
+      if (relist && request.nftTables.some((t) => t.generation)) {
+        progress(`${host}: the table was loaded by another version of tula-dsr; listing it`);
+        request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };
+        continue;
+      }
       const decided = tasks.map((t) => ({ name: t.name, status: t.status, detail: t.detail, diff: t.diff }));
       const failedTask = tasks.find((t) => t.status === 'failed');
       const pending = tasks.filter((t) => t.status === 'changed');

@@ -250,7 +250,7 @@ function dataPlaneSection(): void {
   log('data plane: nft load of 1, 1,000 and 10,000 VIPs × 4 backends');
   const load = measureNftLoad([1, 1000, 10000], quick ? 1 : 5);
   notes.push(
-    'nft load (render + `nft -f` of the in-place reload file into an empty namespace; then a second load of the same file), side by side with `nft -f` of one plain map holding as many elements (`ipv4_addr . inet_proto . inet_service : classid`, in a table of its own; the VIP file also creates one named counter per VIP and backend, which the plain map does not):',
+    'nft load (render + `nft -f` of the in-place reload file into an empty namespace; then a second load of the same file), side by side with `nft -f` of one plain map holding as many elements (`ipv4_addr . inet_proto . inet_service : classid`, in a table of its own; the VIP file also creates one named counter per backend, which the plain map does not):',
     '',
     '| VIPs × 4 backends | elements | render | first load | reload | plain map, same elements | load ÷ plain |',
     '|---|---|---|---|---|---|---|',

@@ -1,6 +1,15 @@
-import { BACKEND_MAC_MAP6, BALANCER_TABLE } from './nft/balancer';
+import { BACKEND_MAC_MAP6, BALANCER_TABLE, VIP_STATS_SETS } from './nft/balancer';
 import { RUNTIME_STATE_FILE, RuntimeState, parseRuntimeState } from './runtime-state';
-import { BACKEND_MAC_MAP, CounterValue, POOL_FLOW_SETS, STATS_COUNTERS_COMMAND, parseBackendMacs, parseNftCounters, parsePoolFlowSets } from './stats';
+import {
+  BACKEND_MAC_MAP,
+  CounterValue,
+  POOL_FLOW_SETS,
+  STATS_COUNTERS_COMMAND,
+  parseBackendMacs,
+  parseNftCounters,
+  parsePoolFlowSets,
+  parseVipStatsSets,
+} from './stats';
 import { renderCommand } from './shell';
 import { parseSections, sectionLine } from './sections';
 
@@ -21,8 +30,8 @@ export function renderSampleScript(): string {
       `${renderCommand(STATS_COUNTERS_COMMAND)} 2>"$e"; s=$?`,
       sectionLine('after'),
       'date +%s.%N',
-      // the pool flow counts are set elements: listing a set reads that set alone (milliseconds at any scale)
-      ...POOL_FLOW_SETS.flatMap(({ set }) => [
+      // the pool flow counts and the VIPs' are set elements: listing a set reads that set alone
+      ...[...POOL_FLOW_SETS.map(({ set }) => set), ...VIP_STATS_SETS].flatMap((set) => [
         sectionLine(`set ${set}`),
         `${renderCommand(['nft', 'list', 'set', 'netdev', BALANCER_TABLE, set])} 2>/dev/null`,
       ]),
@@ -86,6 +95,7 @@ export function parseSampleOutput(output: string): BalancerSample {
       macs,
     );
     for (const [name, value] of flows) counters.set(name, value);
+    for (const [name, value] of parseVipStatsSets(VIP_STATS_SETS.map((set) => sections.get(`set ${set}`) ?? ''))) counters.set(name, value);
   } catch (error) {
     throw new SampleError(`cannot read the counters listing: ${(error as Error).message}`);
   }

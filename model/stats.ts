@@ -1,11 +1,13 @@
 import { BALANCER_TABLE, backendId } from './nft/balancer';
+import { canonicalElementKey } from './nft/kept-elements';
+import { VipIdentity, nftVipKey } from './vip-key';
 import { Pool, groupPools, poolName } from './nft/pools';
 import type { RuntimeState } from './runtime-state';
 import type { Algorithm, BalancerSpec, Mode, Protocol } from './spec';
 
 /**
- * Live statistics of a balancer, from the named counters of its nft table (see nft/balancer.ts) and the runtime's
- * state file. A DSR balancer forwards only what clients send: every packet and byte figure here is client→backend;
+ * Live statistics of a balancer, from the counters of its nft table (named ones per backend, set elements per VIP
+ * and per pool and backend: see nft/balancer.ts) and the runtime's state file. A DSR balancer forwards only what clients send: every packet and byte figure here is client→backend;
  * replies go from the backends straight to the clients and no figure can include them.
  */
 
@@ -59,6 +61,29 @@ export function parseNftCounters(output: string): Map<string, CounterValue> {
  */
 export function flowCounterName(role: 'new' | 'end', poolId: number, backendIp: string): string {
   return `${role}_${poolName(poolId)}_${backendId(backendIp)}`;
+}
+
+/**
+ * The name stats give the packets and bytes of one VIP. The data plane counts them in the element of the VIP's key
+ * in its set of VIP_STATS_SETS (`vip_stats_port`, …); parseVipStatsSets turns those elements into these names.
+ */
+export function vipCounterName(vip: VipIdentity): string {
+  let name = counterNames.get(vip);
+  if (name === undefined) counterNames.set(vip, (name = `vip ${canonicalElementKey(nftVipKey(vip))}`));
+  return name;
+}
+
+// the runtime and `stats --watch` sample the same spec again and again: each VIP's name is worked out once
+const counterNames = new WeakMap<VipIdentity, string>();
+
+/** The elements of listed VIP statistics sets (`<address> . <protocol>[ . <port>] counter packets N bytes M`) by vipCounterName. */
+export function parseVipStatsSets(listings: readonly string[]): Map<string, CounterValue> {
+  const counters = new Map<string, CounterValue>();
+  for (const text of listings) {
+    for (const m of text.matchAll(/((?:[0-9a-f.:]+) \. \S+(?: \. \d+)?) counter packets (\d+) bytes (\d+)/g))
+      counters.set(`vip ${canonicalElementKey(m[1])}`, { packets: Number(m[2]), bytes: Number(m[3]) });
+  }
+  return counters;
 }
 
 /** The counter sets of the (pool, backend) flows, by role and mode: what a sample lists besides the named counters. */
@@ -273,7 +298,7 @@ export function buildStatsSnapshot(input: SnapshotInput): StatsSnapshot {
     .sort((a, b) => (a.name < b.name ? -1 : 1))
     .map((vip): VipStats => {
       const pool = poolOfVip.get(vip.name)!;
-      const counter = read(`vip_${vip.name}`);
+      const counter = read(vipCounterName(vip));
       const sources = new Set(pool.backends.map((b) => b.activeSource));
       return {
         name: vip.name,

@@ -1,4 +1,5 @@
 import { renderCommand } from '../../model/shell';
+import { parseNftCounters } from '../../model/stats';
 import { HostState, STATE_DIR, journalPath, mergeJournal, readHostState } from '../state';
 import {
   parseDirLines,
@@ -7,6 +8,7 @@ import {
   parseKeyValues,
   parseModuleLines,
   parseNeighJson,
+  parseKeptElements,
   parseNftTableText,
   parseSysctlLines,
   IpAddrFacts,
@@ -19,17 +21,27 @@ import { generationFactsCommands, generationRearmCommands, parseGenerationFacts 
 
 const EMPTY_TABLE_FACTS: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
 
+export interface NftTableRequest {
+  readonly family: string;
+  readonly name: string;
+  /**
+   * Skip listing the table while the kernel's ruleset generation is still the one recorded after tula-dsr's own last
+   * load of it (see nft-generation.ts).
+   */
+  readonly generation?: boolean;
+  /** Sets whose element keys a reload needs (those it never flushes: NftMap.keepElements). */
+  readonly keptSets?: readonly string[];
+  /** Named counters whose values a reload carries over (NftMap.takesOver), by prefix; read only when the table has one. */
+  readonly takenOver?: string;
+}
+
 /** What the runner needs to know about one host; gathered in a single round trip. */
 export interface FactsRequest {
   readonly statePath: string;
   readonly files: readonly string[];
   readonly dirs: readonly string[];
   readonly sysctls: readonly string[];
-  /**
-   * `generation`: skip listing the table while the kernel's ruleset generation is still the one recorded after
-   * tula-dsr's own last load of it (see nft-generation.ts).
-   */
-  readonly nftTables: readonly { readonly family: string; readonly name: string; readonly generation?: boolean }[];
+  readonly nftTables: readonly NftTableRequest[];
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
   /** Check mode: the facts write nothing on the host (not even the generation record a matching listing renews). */
@@ -117,7 +129,8 @@ const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next
  * differs from the recorded listing, both texts (so that check can show a diff). Only drift costs bytes on the wire.
  * A table that does not exist gives empty sections.
  */
-function nftFactsCommands(family: string, name: string, id: string): string[] {
+function nftFactsCommands(t: NftTableRequest, id: string): string[] {
+  const { family, name } = t;
   const recorded = renderCommand([nftListingFile(family, name)]);
   return [
     `t=$(mktemp); ${renderCommand(['nft', '-s', 'list', 'table', family, name])} > "$t" 2>/dev/null && e=yes || e=no`,
@@ -130,8 +143,34 @@ function nftFactsCommands(family: string, name: string, id: string): string[] {
     `    ${sectionLine(`nftlive ${id}`)}; sed 's/^/|/' "$t.l"; ${sectionLine(`nftrecorded ${id}`)}; sed 's/^/|/' ${recorded}`,
     '  fi',
     'fi',
+    ...keptElementsCommands(t, id),
     'rm -f "$t" "$t.l"',
   ];
+}
+
+const NFT_OBJECT_NAME = /^[a-z0-9_]+$/;
+
+/**
+ * From the listing in "$t": the element blocks of the sets a reload never flushes, under their `set NAME {` lines, and
+ * the values of the named counters a reload takes over, only when the table has one (an upgrade: listing counters
+ * costs what listing the table does).
+ */
+function keptElementsCommands(t: NftTableRequest, id: string): string[] {
+  const sets = t.keptSets ?? [];
+  const names = [...sets, ...(t.takenOver ? [t.takenOver] : [])];
+  const bad = names.find((n) => !NFT_OBJECT_NAME.test(n));
+  if (bad !== undefined) throw new Error(`keptElementsCommands: ${JSON.stringify(bad)} is not an nft object name`);
+  const lines: string[] = [];
+  if (sets.length) {
+    const program = String.raw`/^\t(map|set) /{k=0} /^\tset (${sets.join('|')}) \{$/{k=1; print} k&&/^\t\telements = \{/{s=1} s{print; if(/\}$/)s=0}`;
+    lines.push(sectionLine(`nftkept ${id}`), `if [ $e = yes ]; then ${renderCommand(['awk', program])} < "$t"; fi`);
+  }
+  if (t.takenOver) {
+    const has = renderCommand(['grep', '-q', `^\tcounter ${t.takenOver}`]);
+    const list = renderCommand(['nft', 'list', 'counters', 'table', t.family, t.name]);
+    lines.push(sectionLine(`nftcounters ${id}`), `if [ $e = yes ] && ${has} "$t"; then ${list} 2>/dev/null; fi`);
+  }
+  return lines;
 }
 
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
@@ -171,11 +210,11 @@ export function renderFactsScript(request: FactsRequest): string {
         sectionLine(`nftgen ${id}`),
         ...generationFactsCommands(t.family, t.name, request.statePath, journalPath(request.statePath)),
         'if [ $unchanged = no ]; then',
-        ...nftFactsCommands(t.family, t.name, id),
+        ...nftFactsCommands(t, id),
         ...(request.readOnly ? [] : generationRearmCommands(t.family, t.name, request.statePath, journalPath(request.statePath))),
         'fi',
       );
-    } else lines.push(...nftFactsCommands(t.family, t.name, id));
+    } else lines.push(...nftFactsCommands(t, id));
   }
   if (request.runtime) {
     const { unit, pidFile, supervisor } = request.runtime;
@@ -222,6 +261,18 @@ function parseKeepalivedFacts(text: string): NonNullable<HostFacts['keepalived']
   return { version: kv.version || undefined, unitState: kv.unit || undefined, pid: Number.isInteger(pid) && pid > 1 ? pid : undefined };
 }
 
+/** The table facts with the kept sets' element keys and the values of the counters they take over, as requested. */
+function withKeptElements(table: NftTableFacts, t: NftTableRequest, kept: string | undefined, counters: string | undefined): NftTableFacts {
+  if (!table.exists || (!t.keptSets?.length && !t.takenOver)) return table;
+  const prefix = t.takenOver;
+  const values = prefix && counters ? [...parseNftCounters(counters)].filter(([name]) => name.startsWith(prefix)) : [];
+  return {
+    ...table,
+    elements: parseKeptElements(kept ?? ''),
+    ...(values.length ? { counterValues: Object.fromEntries(values) } : {}),
+  };
+}
+
 export function parseHostFacts(output: string, request: FactsRequest): HostFacts {
   const sections = parseSections(output);
   if (!sections.has('end')) {
@@ -245,7 +296,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
   const nft: Record<string, NftFacts> = {};
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
-    const table = parseNftTableText(sections.get(`nft ${id}`) ?? '');
+    const table = withKeptElements(parseNftTableText(sections.get(`nft ${id}`) ?? ''), t, sections.get(`nftkept ${id}`), sections.get(`nftcounters ${id}`));
     const hash = /\b[0-9a-f]{64}\b/.exec(sections.get(`nfthash ${id}`) ?? '')?.[0] ?? null;
     const text = (section: string) => {
       const body = sections.get(section);

@@ -158,6 +158,38 @@ export function parseNftTableText(text: string): NftTableFacts {
   return facts;
 }
 
+/** A set element's key as nft lists it for tula-dsr's sets: typed parts (addresses, protocols, ports) joined by ` . `. */
+const LISTED_KEY = /^[0-9A-Za-z:._-]+(?: \. [0-9A-Za-z:._-]+)*$/;
+
+/**
+ * The element keys of each set in a listing (`nft -s list table`, or the part keptElementsCommands prints), as nft
+ * writes them, without their counters. A set without elements has an empty list.
+ */
+export function parseKeptElements(text: string): Record<string, string[]> {
+  const elements: Record<string, string[]> = {};
+  let current: string[] | null = null;
+  let inside = false;
+  for (const line of text.split('\n')) {
+    const header = /^\t(set|map) (\S+) \{$/.exec(line);
+    if (header) {
+      current = header[1] === 'set' ? (elements[header[2]] = []) : null;
+      inside = false;
+      continue;
+    }
+    if (!current) continue;
+    if (/^\t\telements = \{/.test(line)) inside = true;
+    if (!inside) continue;
+    const body = line.replace(/^\s*elements = \{/, '').replace(/\}\s*$/, '');
+    for (const item of body.split(',')) {
+      const key = item.replace(/\s+counter(\s+packets \d+ bytes \d+)?\s*$/, '').trim();
+      // a key goes back into a transaction (a stale element is deleted by it): addresses, names and numbers only
+      if (LISTED_KEY.test(key)) current.push(key);
+    }
+    if (/\}\s*$/.test(line)) inside = false;
+  }
+  return elements;
+}
+
 export interface FileFact {
   readonly path: string;
   readonly sha256: string;

@@ -1,5 +1,6 @@
 import {
   BALANCER_TABLE,
+  VIP_STATS_SETS,
   BALANCER_UNIT,
   BalancerSpec,
   planBalancerHost,
@@ -81,7 +82,7 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
     // with the textfile's folder, which must exist (see textfileFolderTask)
     dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE, ...(textfile ? [textfile.path] : [])].flatMap(ancestorDirs))],
     sysctls: [],
-    nftTables: [{ family: 'netdev', name: BALANCER_TABLE, generation: !balancerNeedsRuntime(spec) }],
+    nftTables: [{ family: 'netdev', name: BALANCER_TABLE, generation: !balancerNeedsRuntime(spec), keptSets: VIP_STATS_SETS, takenOver: 'vip_' }],
     neighbours: resolve.length ? { dev: spec.interface, ips: resolve.map((r) => r.ip) } : undefined,
   };
 }
@@ -227,7 +228,11 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
     load: tableFacts ? renderNftReload(loaded, tableFacts) : '',
     recordGeneration: !needsRuntime,
   });
-  const { task: nftTask, want } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, balancerFacts));
+  const {
+    task: nftTask,
+    want,
+    relist,
+  } = planTableTask(facts, state, `${spec.vips.length} VIPs`, plan.table, render, () => previousTable(state, balancerFacts));
   tasks.push(nftTask);
   if (needsRuntime) {
     tasks.push(
@@ -284,5 +289,6 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
       ...(spec.pair ? { keepalived: { service: facts.systemd ? ('systemd' as const) : ('direct' as const) } } : {}),
     },
     { name: spec.name, facts, specText, generation },
+    relist,
   );
 }

@@ -13,6 +13,8 @@ export interface HostPlanResult {
   readonly writtenFiles: string[];
   /** The state this run creates, as its journal records it before the first change (see journalPath). */
   readonly journal?: HostState;
+  /** The plan needs the facts gathered again with every table listed (see TablePlan.relist). */
+  readonly relist?: boolean;
 }
 
 /** What a host carries once the run's tasks are done, as the state file records it. */
@@ -38,6 +40,7 @@ export function finishHostPlan(
   tasks: readonly Task[],
   outcome: HostOutcome,
   context: { readonly name: string; readonly facts: HostFacts; readonly specText: string; readonly generation: string },
+  relist?: boolean,
 ): HostPlanResult {
   const { facts } = context;
   const state = facts.state;
@@ -69,5 +72,5 @@ export function finishHostPlan(
     ),
   };
   // stale files are moved to a backup as well (removeFileStep): their backups go once the run succeeded
-  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? [])])], journal };
+  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? [])])], journal, ...(relist ? { relist } : {}) };
 }

@@ -13,6 +13,11 @@ import { Task, failed, nftChange, ok } from './task';
 export interface TablePlan {
   readonly task: Task;
   readonly want: NftWant;
+  /**
+   * The facts did not list the table, and the table the recorded spec builds now is not the one its last load
+   * created (tula-dsr was upgraded since, or MACs resolve differently): a reload needs the table listed.
+   */
+  readonly relist?: boolean;
 }
 
 /** Lines of the diff an incremental update shows, at most: a change to thousands of VIPs shows its first ones. */
@@ -68,10 +73,15 @@ export function planTableTask(
   if (typeof before === 'string') {
     return { task: failed(name, `the table is unchanged since the last apply, but the spec the state records cannot be built again: ${before}`), want: same };
   }
-  const update = sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash ? renderTableUpdate(before, desired) : null;
+  const rebuilt = sha256Hex(renderNftDeclarative(before)) === recorded.rulesetHash;
+  const update = rebuilt ? renderTableUpdate(before, desired) : null;
   if (update) return { task: incrementalTask(same, label, since.generation, update, unchanged), want: { ...same, keepListing: STALE_LISTING } };
-  // the structure does not depend on resolved values (MACs): the facts a reload needs, without listing the table
-  const want = render(tableFactsOf(before));
+  // another renderer's table (an upgrade: named counters and maps this one no longer has) can only be reloaded from
+  // its listing, or the objects it alone has would stay
+  if (!rebuilt && !since.listed)
+    return { task: ok(name, `the table the last apply loaded cannot be built again (${unchanged}): listing it`), want: same, relist: true };
+  // the facts a reload needs: the listing where the facts made one, else the table the last load created
+  const want = render(since.listed && live.table.exists ? live.table : tableFactsOf(before));
   return { task: nftTableTask(want, facts, state, label, `ruleset differs (${unchanged}; not a change of elements alone: reloaded)`), want };
 }
 

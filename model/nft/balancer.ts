@@ -160,8 +160,16 @@ function vipKeyExpr(any: boolean, family: FamilyTerms = FAMILY[4]): string {
   return any ? `${family.daddr} . meta l4proto` : `${family.daddr} . meta l4proto . th dport`;
 }
 
-/** The VIP lookup maps of one kind and family: `vip_pool_port`, `vip_counter_any6`, … */
-const vipMap = (role: 'pool' | 'counter', any: boolean, family: FamilyTerms) => `vip_${role}_${any ? 'any' : 'port'}${family.suffix}`;
+/** The VIP lookup maps and sets of one kind and family: `vip_pool_port`, `vip_stats_any6`, … */
+const vipMap = (role: 'pool' | 'stats', any: boolean, family: FamilyTerms) => `vip_${role}_${any ? 'any' : 'port'}${family.suffix}`;
+
+/**
+ * The sets whose elements count each VIP's packets and bytes, keyed like the VIP maps: one per kind (single-port,
+ * all-port) and family. Element counters, not a named counter per VIP: nft 1.0.6 reads every named object of the
+ * table before any element command, so ten thousand named counters made each of the runtime's health changes wait
+ * for a dump of all of them (BENCHMARKS.md), while a set's elements are read only when that set is listed.
+ */
+export const VIP_STATS_SETS: readonly string[] = [FAMILY[4], FAMILY[6]].flatMap((family) => [false, true].map((any) => vipMap('stats', any, family)));
 
 /** The maps a scheduler chain reads and writes, by role. */
 interface SchedulerMaps {
@@ -193,7 +201,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
   const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
-  const rules = [`counter name ${vipKeyExpr(pool.any, family)} map @${vipMap('counter', pool.any, family)}`];
+  const rules = [`${vipKeyExpr(pool.any, family)} @${vipMap('stats', pool.any, family)}`];
   const tcp = pool.protocol === 'tcp';
   const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
   if (tcp && closing) {
@@ -271,7 +279,16 @@ export interface BuildOptions {
   readonly managedOnly?: boolean;
 }
 
-type MapDraft = { type: string; typeof?: boolean; set?: boolean; counter?: boolean; dynamic?: { timeoutSec: number; size: number }; elements: NftElement[] };
+type MapDraft = {
+  type: string;
+  typeof?: boolean;
+  set?: boolean;
+  counter?: boolean;
+  keepElements?: boolean;
+  takesOver?: string;
+  dynamic?: { timeoutSec: number; size: number };
+  elements: NftElement[];
+};
 
 /**
  * Builds the balancer's single table: one ingress base chain on the balancer interface looks the VIP up once, on
@@ -312,10 +329,9 @@ export function buildBalancerTable(
     const keyType = any ? `${family.addrType} . inet_proto` : `${family.addrType} . inet_proto . inet_service`;
     const key = nftVipKey(vip);
     const own = (text: string): NftElement => ({ text, vip: vip.name });
-    const vipCounter = `vip_${vip.name}`;
-    counters.add(vipCounter);
     mapOf(vipMap('pool', any, family), { type: `${keyType} : classid` }).elements.push(own(`${key} : ${poolClassid(poolOf.get(vip.name)!.id)}`));
-    mapOf(vipMap('counter', any, family), { type: `${keyType} : counter` }).elements.push(own(`${key} : ${vipCounter}`));
+    // kept across reloads, elements added and deleted by key, so that each VIP's counter counts from its first load
+    mapOf(vipMap('stats', any, family), { type: keyType, set: true, counter: true, keepElements: true, takesOver: 'vip_' }).elements.push(own(key));
   }
 
   for (const pool of pools) {
@@ -428,7 +444,8 @@ export function buildBalancerTable(
   const sortedChains = [ingress, ...[...chains.values()].sort((a, b) => (a.name < b.name ? -1 : 1))];
   const sortedMaps: NftMap[] = [...maps.entries()]
     .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, m]) => ({ name, ...m, ...(m.dynamic ? {} : { size: staticMapSize(m.elements.length) }) }));
+    // a kept set declares no size: a new size would declare it afresh, and its counters would start from zero again
+    .map(([name, m]) => ({ name, ...m, ...(m.dynamic || m.keepElements ? {} : { size: staticMapSize(m.elements.length) }) }));
   return {
     family: 'netdev',
     name: BALANCER_TABLE,

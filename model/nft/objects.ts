@@ -32,6 +32,16 @@ export interface NftMap {
    * that concatenates a register with a computed number, which `type mark . mark` refuses as a datatype mismatch.
    */
   readonly typeof?: boolean;
+  /**
+   * A reload never flushes this set: it adds the elements that are missing and deletes, by key, those the host has
+   * and the table does not want (see NftTableFacts.elements), so that every other element keeps its counter.
+   */
+  readonly keepElements?: boolean;
+  /**
+   * The named counters this set's element counters replace, by prefix: at the reload that upgrades a table, each
+   * new element starts from the count of the named counter `<takesOver><owner VIP>` the table had.
+   */
+  readonly takesOver?: string;
   /** Dynamic maps hold state written by the packet path (flows); a reload never flushes them. */
   readonly dynamic?: { readonly timeoutSec: number; readonly size: number };
   /**
@@ -70,4 +80,8 @@ export interface NftTableFacts {
   readonly sizes: Readonly<Record<string, number>>;
   /** The hook clause of each base chain, to detect a change that a reload cannot make in place. */
   readonly hooks: Readonly<Record<string, string>>;
+  /** The element keys of each set that keeps its elements (NftMap.keepElements), as nft or the renderer writes them. */
+  readonly elements?: Readonly<Record<string, readonly string[]>>;
+  /** Packets and bytes of named counters, read where a set takes them over (NftMap.takesOver). */
+  readonly counterValues?: Readonly<Record<string, { readonly packets: number; readonly bytes: number }>>;
 }

@@ -1,4 +1,5 @@
 import { pushAll } from '../arrays';
+import { keptElementLines } from './kept-elements';
 import { NftDefine, NftMap, NftTable, NftTableFacts } from './objects';
 
 const PENDING = (d: NftDefine) => `# define ${d.name} = <${d.comment}>`;
@@ -79,8 +80,9 @@ function needsRedeclare(map: NftMap, facts: NftTableFacts): boolean {
 
 /**
  * The in-place reload: one `nft -f` transaction that adds what is missing, flushes and refills our chains and
- * static maps, and deletes objects that are no longer wanted. Dynamic maps (flows) and counters are never
- * flushed, so established flows keep their backend and statistics keep counting across reloads. When a base
+ * static maps, and deletes objects that are no longer wanted. Dynamic maps (flows), named counters (per backend) and
+ * the sets that keep their elements (per VIP) are never flushed, so established flows keep their backend and those
+ * counters keep counting across reloads; the pool flow sets are refilled, and their counts start again. When a base
  * chain's hook must change (another interface), the table is deleted and created again in the same transaction.
  */
 export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
@@ -106,14 +108,16 @@ export function renderNftReload(table: NftTable, facts: NftTableFacts): string {
 
   // Chains go empty first: a map or set that rules still reference cannot be deleted.
   for (const chain of [...table.chains.map((c) => c.name), ...staleChains]) lines.push(`flush chain ${id} ${chain}`);
-  for (const map of table.maps) if (!map.dynamic && !redeclared.has(map.name)) lines.push(`flush ${kindOf(map)} ${id} ${map.name}`);
+  const kept = (map: NftMap) => map.keepElements && !redeclared.has(map.name);
+  for (const map of table.maps) if (!map.dynamic && !redeclared.has(map.name) && !kept(map)) lines.push(`flush ${kindOf(map)} ${id} ${map.name}`);
   for (const name of staleMaps) lines.push(`flush map ${id} ${name}`);
   for (const name of staleSets) lines.push(`flush set ${id} ${name}`);
   for (const map of table.maps.filter((m) => redeclared.has(m.name))) {
     lines.push(`delete ${existing!.maps.includes(map.name) ? 'map' : 'set'} ${id} ${map.name}`, declare(map));
   }
   for (const map of table.maps) {
-    if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.map((e) => e.text).join(', ')} }`);
+    if (kept(map)) pushAll(lines, keptElementLines(id, map, existing));
+    else if (map.elements.length) lines.push(`add element ${id} ${map.name} { ${map.elements.map((e) => e.text).join(', ')} }`);
   }
   for (const chain of table.chains) for (const rule of chain.rules) lines.push(`add rule ${id} ${chain.name} ${rule}`);
   for (const chain of staleChains) lines.push(`delete chain ${id} ${chain}`);

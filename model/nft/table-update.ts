@@ -124,5 +124,6 @@ export function tableFactsOf(table: NftTable): NftTableFacts {
     chains: table.chains.map((c) => c.name),
     sizes: Object.fromEntries(table.maps.filter((m) => m.size !== undefined).map((m) => [m.name, m.size!])),
     hooks: Object.fromEntries(table.chains.filter((c) => c.hook !== undefined).map((c) => [c.name, c.hook!])),
+    elements: Object.fromEntries(table.maps.filter((m) => m.keepElements).map((m) => [m.name, m.elements.map((e) => e.text)])),
   };
 }

@@ -207,7 +207,7 @@ describe('the one quoting function: weird but valid values round-trip byte for b
     expect(result.error).toBeUndefined();
     expect(await sh(lb, `head -1 ${BALANCER_RULESET_FILE}`)).toBe(`# Managed by tula-dsr: DSR balancer lb (${WEIRD}) on eth0. Do not edit.\n`);
     expect(await sh(lb, 'nft list tables')).toBe('table netdev tula_dsr\n');
-    expect(await sh(lb, 'nft list counters table netdev tula_dsr')).toContain('counter vip_web-1_b {');
+    expect(await sh(lb, 'nft list set netdev tula_dsr vip_stats_port')).toContain('10.99.9.30 . tcp . 80 counter packets 0 bytes 0');
     expect((await lb.exec(['test', '-e', SENTINEL])).code).not.toBe(0);
     expect(existsSync(SENTINEL)).toBe(false);
   });

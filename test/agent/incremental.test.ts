@@ -5,6 +5,8 @@
  * table changed behind tula-dsr's back is still found and repaired; a run that fails after its incremental update
  * puts the previous ruleset back exactly.
  */
+import { NFT_GENERATION_COMMAND } from '../../agent/facts/nft-generation';
+import { nftRecordListingCommand } from '../../agent/facts/gather';
 import { createLab, Lab, LabHost } from '../../lab/topology';
 import { balancerSpec, leftovers, run, sh, VipInput, withWrappedTool } from './helpers';
 
@@ -35,9 +37,9 @@ afterAll(async () => {
   await lab?.teardown();
 });
 
-/** COUNT VIPs over be1 and be2; `heavy` gets be1 twice the weight of be2. */
-function spec(heavy?: number): Record<string, unknown> {
-  const vips: VipInput[] = Array.from({ length: COUNT }, (_, i) => ({
+/** COUNT VIPs (or `count`) over be1 and be2; `heavy` gets be1 twice the weight of be2. */
+function spec(heavy?: number, count = COUNT): Record<string, unknown> {
+  const vips: VipInput[] = Array.from({ length: count }, (_, i) => ({
     name: `v${i}`,
     ip: vipIp(i),
     backends: [
@@ -58,8 +60,8 @@ async function tableContents(): Promise<Record<string, string[]>> {
     (m) => `counter ${m[1]} packets ${m[2]} bytes ${m[3]}`,
   );
   const contents: Record<string, string[]> = { chains, counters };
-  const sets = ['live_l2', 'pool_new_l2', 'pool_ended_l2'];
-  for (const map of ['vip_pool_port', 'vip_counter_port', 'pool_chain', 'slots_l2', 'backend_counter_l2', 'flows_l2_tcp', ...sets]) {
+  const sets = ['live_l2', 'pool_new_l2', 'pool_ended_l2', 'vip_stats_port'];
+  for (const map of ['vip_pool_port', 'pool_chain', 'slots_l2', 'backend_counter_l2', 'flows_l2_tcp', ...sets]) {
     const listing = await sh(lb, `nft list ${sets.includes(map) ? 'set' : 'map'} ${TABLE} ${map}`);
     const body = /elements = \{([^}]*)\}/s.exec(listing)?.[1] ?? '';
     // a flow's remaining time is not the table's content
@@ -90,10 +92,20 @@ function difference(before: Record<string, string[]>, after: Record<string, stri
   return out;
 }
 
-/** A SYN to every VIP from the client: the balancer counts each in the VIP's counter and in its pool's new-flow set. */
-async function synToEveryVip(): Promise<void> {
-  const script = Array.from({ length: COUNT }, (_, i) => `timeout 0.5 bash -c 'exec 3<>/dev/tcp/${vipIp(i)}/80' 2>/dev/null`).join('; ');
+/** A SYN to each VIP from the client: the balancer counts each in the VIP's counter and in its pool's new-flow set. */
+async function synTo(indexes: readonly number[]): Promise<void> {
+  const script = indexes.map((i) => `timeout 0.5 bash -c 'exec 3<>/dev/tcp/${vipIp(i)}/80' 2>/dev/null`).join('; ');
   await client.exec(`${script}; true`);
+}
+
+const synToEveryVip = () => synTo(Array.from({ length: COUNT }, (_, i) => i));
+
+/** The packets VIP `i` has counted: its element of the VIP statistics set. */
+async function vipPackets(i: number): Promise<number> {
+  const listing = await sh(lb, `nft list set ${TABLE} vip_stats_port`);
+  const counted = new RegExp(`${vipIp(i).replace(/\./g, '\\.')} \\. tcp \\. 80 counter packets (\\d+)`).exec(listing);
+  if (!counted) throw new Error(`vip_stats_port has no element for ${vipIp(i)}:\n${listing}`);
+  return Number(counted[1]);
 }
 
 const nftTask = (r: Awaited<ReturnType<typeof run>>) => r.tasks.find((t) => t.name.startsWith('nft table'))!;
@@ -109,9 +121,9 @@ describe('incremental balancer updates (real nft)', () => {
       detail: expect.stringMatching(/^in sync \(listing as at the last apply; generation \d+ recorded\)$/),
     });
     const before = await tableContents();
-    expect(before.vip_counter_port).toHaveLength(COUNT);
+    expect(before.vip_stats_port).toHaveLength(COUNT);
     // the SYNs were counted: a change that reset counters would show
-    expect(before.counters).toContainEqual(expect.stringMatching(/^counter vip_v3 packets [1-9]/));
+    expect(before.vip_stats_port).toContainEqual(expect.stringMatching(/^10\.99\.17\.4 \. tcp \. 80 counter packets [1-9]/));
     expect(before.pool_new_l2).toContainEqual(expect.stringMatching(/counter packets [1-9]/));
     expect(before.flows_l2_tcp.length).toBeGreaterThanOrEqual(FLOW_TUPLES.length);
 
@@ -226,5 +238,74 @@ describe('incremental balancer updates (real nft)', () => {
     const applied = await run(spec(), 'apply');
     expect(nftTask(applied).detail).toMatch(/^in sync \(listing as at the last apply; generation \d+ recorded\)$/);
     expect(await sh(lb, `cat ${GENERATION_FILE}`)).not.toBe(recorded);
+  });
+  test("GIVEN a VIP whose counter has counted WHEN another VIP is added (an incremental update) and later goes in a reload in place THEN the first VIP's counter keeps its count through both and goes on counting", async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    await synTo([2]);
+    const counted = await vipPackets(2);
+    expect(counted).toBeGreaterThan(0);
+
+    // WHEN a VIP is added: one transaction creates its elements, its counter's among them
+    const added = await run(spec(undefined, COUNT + 1), 'apply');
+    expect(nftTask(added).detail).toMatch(/^incremental: 2 changes of VIP v12 in one transaction /);
+    expect(nftTask(added).diff).toContain(`+ vip_stats_port ${vipIp(COUNT)} . tcp . 80`);
+    // THEN v2 has its count, and both VIPs count what comes next
+    expect(await vipPackets(2)).toBe(counted);
+    await synTo([2, COUNT]);
+    const afterAdd = await vipPackets(2);
+    expect(afterAdd).toBeGreaterThan(counted);
+    expect(await vipPackets(COUNT)).toBeGreaterThan(0);
+
+    // WHEN a transaction behind tula-dsr's back moves the generation, the next apply reloads the table in place from
+    // its listing, and that reload removes v12
+    await sh(lb, `nft add table ip tula_test_other && nft delete table ip tula_test_other`);
+    const reloaded = await run(spec(), 'apply');
+    expect(reloaded.error).toBeUndefined();
+    expect(nftTask(reloaded).detail).toBe(
+      'ruleset differs; another nft transaction ran since the last incremental update (the ruleset generation moved): reloaded to be sure',
+    );
+    // THEN v12's counter went with it, v2's kept its count, and goes on counting
+    expect(await sh(lb, `nft list set ${TABLE} vip_stats_port`)).not.toContain(vipIp(COUNT));
+    expect(await vipPackets(2)).toBe(afterAdd);
+    await synTo([2]);
+    expect(await vipPackets(2)).toBeGreaterThan(afterAdd);
+    // AND counting is not drift: with the generation moved, check lists the table and finds it as the reload left it
+    await sh(lb, `nft add table ip tula_test_other && nft delete table ip tula_test_other`);
+    expect(nftTask(await run(spec(), 'check'))).toMatchObject({ status: 'ok', detail: 'in sync' });
+  });
+  test("GIVEN a table the previous release loaded (a named counter per VIP) and whose generation it recorded WHEN this release applies the same spec THEN it lists the table, reloads it without the named counters, and each VIP's count carries over", async () => {
+    expect((await run(spec(), 'apply')).error).toBeUndefined();
+    // the previous release's per-VIP objects: a named counter per VIP (v0 counted 7 packets), the map that names them
+    // and the scheduler rule that reads it, and no statistics set
+    const scheduler = /chain (\S+) \{[^}]*@vip_stats_port # handle (\d+)/.exec(await sh(lb, `nft -a list table ${TABLE}`))!;
+    const named = Array.from({ length: COUNT }, (_, i) => `add counter ${TABLE} vip_v${i}${i === 0 ? ' { packets 7 bytes 420 }' : ''}`);
+    const previous = [
+      ...named,
+      `add map ${TABLE} vip_counter_port { type ipv4_addr . inet_proto . inet_service : counter; size 64; }`,
+      `add element ${TABLE} vip_counter_port { ${Array.from({ length: COUNT }, (_, i) => `${vipIp(i)} . tcp . 80 : vip_v${i}`).join(', ')} }`,
+      `replace rule ${TABLE} ${scheduler[1]} handle ${scheduler[2]} counter name ip daddr . meta l4proto . th dport map @vip_counter_port`,
+      `delete set ${TABLE} vip_stats_port`,
+    ];
+    await sh(lb, `printf '%s\\n' ${previous.map((l) => `'${l}'`).join(' ')} | nft -f -`);
+    // what that release recorded after its load: the generation, its ruleset's hash (another text: another renderer)
+    // and the listing
+    const oldHash = 'a'.repeat(64);
+    const listingHash = (await sh(lb, nftRecordListingCommand('netdev', 'tula_dsr'))).trim();
+    await sh(
+      lb,
+      `sed -i -e 's/"rulesetHash": "[0-9a-f]*"/"rulesetHash": "${oldHash}"/' -e 's/"listingHash": "[^"]*"/"listingHash": "${listingHash}"/' ${STATE}`,
+    );
+    await sh(lb, `echo "$(${NFT_GENERATION_COMMAND}) ${oldHash}" > ${GENERATION_FILE}`);
+
+    const upgraded = await run(spec(), 'apply');
+
+    expect(upgraded.error).toBeUndefined();
+    expect(nftTask(upgraded)).toMatchObject({ status: 'changed', detail: 'ruleset differs' });
+    expect(await sh(lb, `nft list counters table ${TABLE}`)).not.toContain('counter vip_');
+    expect(await sh(lb, `nft list table ${TABLE}`)).not.toContain('vip_counter_port');
+    expect(await vipPackets(0)).toBe(7);
+    expect(await vipPackets(1)).toBe(0);
+    // AND from now on the table is as this release loads it: in sync by its generation alone
+    expect(nftTask(await run(spec(), 'apply')).detail).toMatch(/^in sync \(generation \d+ unchanged since the last apply\)$/);
   });
 });

@@ -128,6 +128,11 @@ EOF`,
     expect(newFlows('web6')).toEqual(l2.backends.map((b, i) => `${b.name} ${b.ip6} ${100 * (i + 1)}`));
     expect(newFlows('dns6')).toEqual(l2.backends.map((b) => `${b.name} ${b.ip6} 100`));
     expect(newFlows('web4')).toEqual(l2.backends.map((b) => `${b.name} ${b.ip} 0`));
+    // AND each IPv6 VIP counts its own packets, in its element of vip_stats_port6: no counter of the spec is missing
+    const balancer = doc.balancers[0] as StatsJson;
+    expect(balancer.missingCounters).toEqual([]);
+    expect(balancer.vips.find((v) => v.name === 'web6')!.packets).toBeGreaterThanOrEqual(600 * 3);
+    expect(balancer.vips.find((v) => v.name === 'dns6')!.packets).toBeGreaterThanOrEqual(300);
   });
 
   test('GIVEN the IPv6 VIP WHEN the client downloads 10 MiB through it THEN the balancer sees a tiny share of the bytes (the reply bypasses it)', async () => {

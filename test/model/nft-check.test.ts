@@ -11,7 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { BALANCER_TABLE, BalancerSpec, NftTableFacts, planBalancerHost, renderNftReload } from '../../model';
+import { parseKeptElements } from '../../agent/facts/parsers';
+import { BALANCER_TABLE, BalancerSpec, NftTableFacts, VIP_STATS_SETS, parseNftCounters, planBalancerHost, renderNftReload } from '../../model';
 import { BALANCER_CASES, RenderedRuleset, SHRINK_BASE, SHRINK_NAME, allRenderedRulesets, factsFor, macOf, shrunkSpec } from '../support/render-fixtures';
 
 const suffix = randomBytes(4).toString('hex');
@@ -138,7 +139,10 @@ describe('every rendered ruleset passes the real `nft -c -f`', () => {
 
 // -----------------------------------------------------------------------------------------------------------------
 
-/** What exists in the live table, as the agent would gather it (names from JSON; hooks from the text listing). */
+/**
+ * What exists in the live table, as the agent would gather it (names from JSON; hooks from the text listing; the
+ * element keys of the VIP statistics sets and the values of named VIP counters with the agent's parsers).
+ */
 function liveFacts(ns: string): NftTableFacts {
   const listed = nft(ns, '-j', 'list', 'table', ...TABLE.split(' '));
   if (listed.status !== 0) return { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
@@ -155,7 +159,12 @@ function liveFacts(ns: string): NftTableFacts {
   }
   const sizes: Record<string, number> = {};
   for (const o of objects) for (const kind of ['map', 'set']) if (o[kind]?.size !== undefined) sizes[o[kind].name] = o[kind].size!;
-  return { exists: true, counters: names('counter'), maps: names('map'), sets: names('set'), chains: names('chain'), sizes, hooks };
+  const listedElements = parseKeptElements(nft(ns, '-s', 'list', 'table', ...TABLE.split(' ')).stdout);
+  const elements = Object.fromEntries(Object.entries(listedElements).filter(([name]) => VIP_STATS_SETS.includes(name)));
+  const counterValues = Object.fromEntries(
+    [...parseNftCounters(nft(ns, 'list', 'counters', 'table', ...TABLE.split(' ')).stdout)].filter(([name]) => name.startsWith('vip_')),
+  );
+  return { exists: true, counters: names('counter'), maps: names('map'), sets: names('set'), chains: names('chain'), sizes, hooks, elements, counterValues };
 }
 
 function listTable(ns: string): string {
@@ -216,7 +225,8 @@ describe('the reload form, really loaded', () => {
   test('GIVEN the loaded table WHEN a reload without the udp VIP is applied THEN its stale objects are deleted and the rest stays, flows included', () => {
     const before = liveFacts(LIVE_NS);
     const udpVip = SHRINK_BASE.spec.vips.find((v) => v.protocol === 'udp')!;
-    expect(before.counters).toContain(`vip_${udpVip.name}`);
+    const udpKey = `${udpVip.ip} . udp . ${udpVip.port}`;
+    expect(before.elements?.vip_stats_port).toContain(udpKey);
     expect(before.maps).toContain('flows_l2_udp');
     const text = reloadFor(shrunkSpec(), before);
     expect(text).not.toMatch(/^delete table/m);
@@ -238,7 +248,13 @@ describe('the reload form, really loaded', () => {
         .sort(),
     );
     expect([...after.chains].sort()).toEqual(wanted.chains.map((c) => c.name).sort());
-    expect(after.counters).not.toContain(`vip_${udpVip.name}`);
+    expect(text).toContain(`delete element ${TABLE} vip_stats_port { ${udpKey} }`);
+    expect([...(after.elements?.vip_stats_port ?? [])].sort()).toEqual(
+      shrunkSpec()
+        .vips.filter((v) => v.port !== '*')
+        .map((v) => `${v.ip} . ${v.protocol} . ${v.port}`)
+        .sort(),
+    );
     expect(after.maps).not.toContain('flows_l2_udp');
     const listing = listTable(LIVE_NS);
     expect(listing).not.toContain(udpVip.ip);
@@ -256,7 +272,11 @@ describe('the reload form, really loaded', () => {
   test('GIVEN a table loaded by the previous release (slot tables per VIP, no closing flows) WHEN reloaded THEN it becomes the pooled table in place and flows stay', () => {
     const spec = { ...shrunkSpec(), interface: 'eth1' };
     // what release 0.1 loaded for the same spec (its reload from nothing, recorded with that release's renderer)
-    const old = readFileSync(path.join(__dirname, 'fixtures', 'release-0.1-reload.nft'), 'utf8');
+    // the VIP's named counter has counted (the upgrade carries its count over into the VIP's element)
+    const old = readFileSync(path.join(__dirname, 'fixtures', 'release-0.1-reload.nft'), 'utf8').replace(
+      /^add counter netdev tula_dsr vip_tcp0$/m,
+      'add counter netdev tula_dsr vip_tcp0 { packets 42 bytes 4200 }',
+    );
     mustRun(['ip', 'netns', 'exec', LIVE_NS, 'nft', 'delete', 'table', ...TABLE.split(' ')]);
     expectNftOk('previous release', nftFile(LIVE_NS, old, false));
     addFlow(LIVE_NS);
@@ -272,7 +292,11 @@ describe('the reload form, really loaded', () => {
     const after = liveFacts(LIVE_NS);
     expect(after.maps).toEqual(expect.arrayContaining(['vip_pool_port', 'pool_chain', 'slots_l2', 'closing_l2_tcp']));
     expect(after.maps).not.toContain('vip_port');
-    expect(after.sets).toEqual(['live_l2', 'pool_ended_l2', 'pool_new_l2']);
+    expect(after.sets).toEqual(['live_l2', 'pool_ended_l2', 'pool_new_l2', 'vip_stats_port']);
+    // the named VIP counters and their map are gone; the VIP's element counter starts where its named counter was
+    expect(after.counters.filter((c) => c.startsWith('vip_'))).toEqual([]);
+    expect(after.maps).not.toContain('vip_counter_port');
+    expect(nft(LIVE_NS, 'list', 'set', ...TABLE.split(' '), 'vip_stats_port').stdout).toContain('10.0.1.100 . tcp . 80 counter packets 42 bytes 4200');
     expect(listTable(LIVE_NS)).toContain('192.0.2.7 . 40000 . 10.0.1.100 . 80');
     // from now on a reload redeclares nothing
     expect(reloadFor(spec, after)).not.toMatch(/^delete /m);

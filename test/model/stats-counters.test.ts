@@ -18,6 +18,7 @@ import {
   parseNftCounters,
   planBalancerHost,
   renderNftDeclarative,
+  vipCounterName,
 } from '../../model';
 import { parseSampleOutput, renderSampleScript } from '../../model/stats-sample';
 import { backends, balancerSpec, factsFor, LB_MAC, macOf } from '../support/render-fixtures';
@@ -168,12 +169,15 @@ describe('statistics from a real nft table', () => {
   test("GIVEN the agent's sample script WHEN it runs with sh in the namespace THEN it reads the same counters, the clock and the listing time", () => {
     const before = Date.now() / 1000;
     const sample = parseSampleOutput(mustRun(inNs('sh', '-s'), renderSampleScript()));
-    // every named counter of the table, plus one new and one ended count per (pool, backend) from the counter sets
+    // every named counter of the table, plus one new and one ended count per (pool, backend) and one count per VIP
+    // from the counter sets
     const named = parseNftCounters(textListing);
     expect(new Map([...sample.counters].filter(([name]) => named.has(name)))).toEqual(named);
     const pools = groupPools(SPEC.vips);
     const flowCounts = pools.flatMap((p) => p.backends.flatMap((b) => [flowCounterName('new', p.id, b.ip), flowCounterName('end', p.id, b.ip)]));
-    expect([...sample.counters.keys()].filter((name) => !named.has(name)).sort()).toEqual([...new Set(flowCounts)].sort());
+    expect([...sample.counters.keys()].filter((name) => !named.has(name)).sort()).toEqual(
+      [...new Set([...flowCounts, ...SPEC.vips.map(vipCounterName)])].sort(),
+    );
     expect(sample.counters).toEqual(sampleCounters);
     expect(sample.sampledAt).toBeGreaterThanOrEqual(Math.floor(before));
     expect(sample.sampledAt).toBeLessThanOrEqual(Date.now() / 1000 + 1);

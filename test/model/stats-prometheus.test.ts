@@ -18,7 +18,7 @@ function promtool(text: string): { status: number | null; output: string } {
 
 const withoutCounters = (): StatsSnapshot => {
   const counters = statsCounters();
-  for (const name of [...counters.keys()].filter((n) => n.startsWith('vip_') || n.startsWith('end_'))) counters.delete(name);
+  for (const name of [...counters.keys()].filter((n) => n.startsWith('vip ') || n.startsWith('end_'))) counters.delete(name);
   return buildStatsSnapshot({ spec: STATS_SPEC, counters, sampledAt: SAMPLED_AT });
 };
 

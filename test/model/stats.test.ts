@@ -14,7 +14,7 @@ import {
   statsJson,
   statsRates,
 } from '../../model';
-import { SAMPLED_AT, STATS_SPEC, poolId, statsCounters, statsRuntime, statsSnapshot } from '../support/stats-fixtures';
+import { SAMPLED_AT, STATS_SPEC, poolId, statsCounters, statsRuntime, statsSnapshot, vipCounter } from '../support/stats-fixtures';
 
 const TEXT_LISTING = `table netdev tula_dsr {
 \tcounter be_0a00010b {
@@ -115,7 +115,7 @@ describe('the snapshot', () => {
 
   test('GIVEN a balancer without some counters of the spec (it runs another configuration) THEN those figures are unknown, not zero, and the table warns', () => {
     const counters = statsCounters();
-    counters.delete('vip_web');
+    counters.delete(vipCounter('web'));
     for (const name of [...counters.keys()].filter((n) => n.startsWith('new_'))) counters.delete(name);
     const s = buildStatsSnapshot({ spec: STATS_SPEC, counters, sampledAt: SAMPLED_AT });
     expect(s.missingCounters).toHaveLength(9);

@@ -25,7 +25,7 @@ describe('renderTableUpdate', () => {
     expect(apply[deleteAt]).toBe('delete element netdev tula_dsr vip_pool_port { 10.0.2.2 . tcp . 80 }');
     expect(createAt).toBeGreaterThan(deleteAt);
     expect(update.apply).not.toMatch(/10\.0\.2\.[13] /);
-    expect(apply.filter((l) => /element netdev tula_dsr (flows_|closing_|vip_counter_port)/.test(l))).toEqual([]);
+    expect(apply.filter((l) => /element netdev tula_dsr (flows_|closing_|vip_stats_port)/.test(l))).toEqual([]);
     expect(update.vips).toEqual(['v1']);
   });
 

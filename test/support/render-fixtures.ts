@@ -25,6 +25,7 @@ import {
   renderNftReload,
 } from '../../model';
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
+import { tableFactsOf } from '../../model/nft/table-update';
 import { stackRulesets } from './stacks';
 
 export { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf };
@@ -289,16 +290,8 @@ export function renderBalancerCase(name: string, spec: BalancerSpec): BalancerRe
 
 /** The reload that follows `before` with `after`'s configuration, given the objects `before` created. */
 export function renderShrinkingReload(beforeName: string, before: BalancerSpec, after: BalancerSpec, name: string): string {
-  const old = planBalancerHost(before, factsFor(before)).table;
-  const facts: NftTableFacts = {
-    exists: true,
-    counters: [...old.counters],
-    maps: old.maps.filter((m) => !m.set).map((m) => m.name),
-    sets: old.maps.filter((m) => m.set).map((m) => m.name),
-    sizes: Object.fromEntries(old.maps.map((m) => [m.name, m.dynamic?.size ?? m.size!])),
-    chains: old.chains.map((c) => c.name),
-    hooks: Object.fromEntries(old.chains.filter((c) => c.hook).map((c) => [c.name, c.hook!])),
-  };
+  // what the agent knows of a table it loaded (its element keys of the VIP statistics sets included)
+  const facts = tableFactsOf(planBalancerHost(before, factsFor(before)).table);
   const text = renderNftReload(planBalancerHost(after, factsFor(after)).table, facts);
   registerRuleset({ name, text, after: `${beforeName} | reload` });
   return text;

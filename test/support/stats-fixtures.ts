@@ -2,7 +2,18 @@
  * A balancer spec with every kind of pool the statistics distinguish (its own TCP pool, a TCP pool shared by two
  * VIPs with a drained backend, a UDP pool), counters for it, and runtime states, for the renderer tests.
  */
-import { BalancerSpec, CounterValue, RuntimeState, StatsSnapshot, backendId, buildStatsSnapshot, flowCounterName, groupPools, poolName } from '../../model';
+import {
+  BalancerSpec,
+  CounterValue,
+  RuntimeState,
+  StatsSnapshot,
+  backendId,
+  buildStatsSnapshot,
+  flowCounterName,
+  groupPools,
+  poolName,
+  vipCounterName,
+} from '../../model';
 import { backends, balancerSpec } from './render-fixtures';
 
 export const STATS_SPEC: BalancerSpec = balancerSpec([
@@ -14,16 +25,19 @@ export const STATS_SPEC: BalancerSpec = balancerSpec([
 
 export const SAMPLED_AT = 1_750_000_000.25;
 
+/** The name the sample gives the counter of the spec's VIP `name` (its element in the VIP statistics sets). */
+export const vipCounter = (name: string) => vipCounterName(STATS_SPEC.vips.find((v) => v.name === name)!);
+
 export const poolId = (vip: string) => groupPools(STATS_SPEC.vips).find((p) => p.vips.includes(vip))!.id;
 
 /** Counters after some traffic; `scale` multiplies every figure (a later sample). */
 export function statsCounters(scale = 1): Map<string, CounterValue> {
   const c = new Map<string, CounterValue>();
   const set = (name: string, packets: number, bytes = packets * 60) => c.set(name, { packets: packets * scale, bytes: bytes * scale });
-  set('vip_web', 3600, 252_000);
-  set('vip_api', 700, 42_000);
-  set('vip_apitls', 300, 18_000);
-  set('vip_dns', 90, 5_400);
+  set(vipCounter('web'), 3600, 252_000);
+  set(vipCounter('api'), 700, 42_000);
+  set(vipCounter('apitls'), 300, 18_000);
+  set(vipCounter('dns'), 90, 5_400);
   const flows: [string, string, number, number][] = [
     ['web', '10.0.1.11', 100, 98],
     ['web', '10.0.1.12', 200, 195],
