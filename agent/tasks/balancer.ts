@@ -36,7 +36,6 @@ import {
   staleAddressTasks,
   staleAddresses,
   staleFileTasks,
-  l3Ipv6Refusal,
   tunnelTask,
   unitTask,
 } from './common';
@@ -119,7 +118,7 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   if (!link)
     return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
 
-  const decisions: Task[] = l3Ipv6Refusal(spec.vips);
+  const decisions: Task[] = [];
   const macs: Record<string, string> = {};
   for (const { ip, path } of resolve) {
     const mac = facts.neighbours[canonicalIp(ip)];

@@ -177,11 +177,10 @@ describe('IPv6 addresses', () => {
   });
 
   test.each(['tcp', 'http'])(
-    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is refused: probes run over IPv4 only',
+    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is valid: probes go through the VIP over IPv6 too',
     (kind) => {
-      const message = `"${kind}" is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
-      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([`s/web: healthCheck: ${message}`]);
-      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([`s/web/web1: healthCheck: ${message}`]);
+      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([]);
+      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([]);
     },
   );
 
