@@ -6,7 +6,8 @@ import { isSshError } from './ssh/errors';
 import type { SshTarget } from './ssh/target';
 import { parseHostSpec } from './spec-input';
 import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
-import { BALANCER_STATE, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
+import { BALANCER_STATE, LocalFacts, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
+import { peerHostKeys } from './tasks/flow-copy';
 import { planRemoveTasks } from './tasks/remove';
 import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
@@ -83,6 +84,7 @@ function decide(
   mode: RunMode,
   specText: string,
   generation: string,
+  local: LocalFacts = {},
 ): { tasks: Task[]; final: string[]; journal?: Task; relist?: string } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
@@ -91,7 +93,7 @@ function decide(
     const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
     return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state?.dirs ?? [])] };
   }
-  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation) : planBackendTasks(spec, facts, specText, generation);
+  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation, local) : planBackendTasks(spec, facts, specText, generation);
   const journal = planned.journal && {
     name: `journal ${journalPath(statePath)}`,
     status: 'changed' as const,
@@ -193,7 +195,8 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
-      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation);
+      const local: LocalFacts = spec.kind === 'balancer' && spec.pair ? { peerKeys: peerHostKeys(spec.pair.peerSsh, options.resolvePath) } : {};
+      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation, local);
       if (relist && request.nftTables.some((t) => t.generation)) {
         progress(`${host}: ${relist}: listing it`);
         request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };

@@ -7,6 +7,7 @@ import {
   SpecIssue,
   checkAdvertIntervalSec,
   checkBoolean,
+  checkPort,
   checkPriority,
   checkVirtualRouterId,
   cidrContains,
@@ -55,6 +56,12 @@ export interface BalancerPairProps {
   readonly secondary: IBalancer;
   /** How keepalived elects the active member. */
   readonly vrrp: VrrpProps;
+  /**
+   * The TCP port on which each member's balancer runtime takes the other member's flow copies (bound to the member's
+   * `address`; the peer proves its SSH host key, see "Balancer pairs" in the README). Open it between the members.
+   * @default 7407
+   */
+  readonly flowCopyPort?: number;
 }
 
 /**
@@ -67,17 +74,23 @@ export class BalancerPair extends Construct implements IBalancer {
   readonly primary: IBalancer;
   readonly secondary: IBalancer;
   private readonly vrrp: VrrpProps;
+  private readonly flowCopyPort: number;
   private readonly ownIssues: SpecIssue[];
   private readonly members: IPairMember[] = [];
 
   constructor(scope: Construct, id: string, props: BalancerPairProps) {
     super(scope, id);
     brand(this, 'balancer');
-    const known = knownProps(props, ['primary', 'secondary', 'vrrp'], this.node.path);
+    const known = knownProps(props, ['primary', 'secondary', 'vrrp', 'flowCopyPort'], this.node.path);
     this.ownIssues = known.issues;
     this.primary = props?.primary;
     this.secondary = props?.secondary;
     this.vrrp = props?.vrrp ?? ({} as VrrpProps);
+    this.flowCopyPort = props?.flowCopyPort ?? PAIR_DEFAULTS.flowCopyPort;
+    const portProblem = isUnresolved(this.flowCopyPort)
+      ? 'is a Terraform token, but the flow copy port must be known at synth; use a literal value'
+      : checkPort(this.flowCopyPort);
+    if (portProblem) this.ownIssues.push({ path: this.node.path, field: 'flowCopyPort', value: this.flowCopyPort, message: portProblem });
     const roles: [PairRole, IBalancer][] = [
       ['primary', this.primary],
       ['secondary', this.secondary],
@@ -198,17 +211,25 @@ export class BalancerPair extends Construct implements IBalancer {
     if (this.pairIssues().length || this.members.length !== 2) return undefined;
     const s = this.settings();
     const peer = this.members[1 - index];
+    const view = peer._memberView();
     const role: PairRole = index === 0 ? 'primary' : 'secondary';
     return {
       path: this.node.path,
       name: this.node.id,
       role,
-      peerAddress: peer._memberView().address!,
+      peerAddress: view.address!,
       peerName: peer.node.id,
       virtualRouterId: s.virtualRouterId,
       priority: role === 'primary' ? s.primaryPriority : s.secondaryPriority,
       advertIntervalSec: s.advertIntervalSec,
       preempt: s.preempt,
+      flowCopyPort: this.flowCopyPort,
+      peerSsh: {
+        host: view.sshHost as string,
+        port: (view.sshPort as number | undefined) ?? 22,
+        ...(view.sshHostKey !== undefined && { hostKey: view.sshHostKey as string }),
+        ...(view.sshKnownHostsFile !== undefined && { knownHostsFile: view.sshKnownHostsFile as string }),
+      },
     };
   }
 }

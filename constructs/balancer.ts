@@ -140,11 +140,11 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
   }
 
   /** @internal What a pair checks about its members, as the user gave it. */
-  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown } {
+  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown; sshHostKey?: unknown; sshKnownHostsFile?: unknown } {
     const { ssh, address, subnet } = this.props;
     const sshHost = ssh?.host;
     const defaultAddress = typeof sshHost === 'string' && (isUnresolved(sshHost) || parseIpv4(sshHost) !== null) ? sshHost : undefined;
-    return { address: address ?? defaultAddress, subnet, sshHost, sshPort: ssh?.port };
+    return { address: address ?? defaultAddress, subnet, sshHost, sshPort: ssh?.port, sshHostKey: ssh?.hostKey, sshKnownHostsFile: ssh?.knownHostsFile };
   }
 
   private candidate(vips: VipSpec[]): Record<string, unknown> {

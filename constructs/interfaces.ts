@@ -36,7 +36,7 @@ export interface IPairMember extends IBalancer {
   /** @internal */
   _joinPair(membership: PairMembership): void;
   /** @internal */
-  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown };
+  _memberView(): { address?: string; subnet?: string; sshHost?: unknown; sshPort?: unknown; sshHostKey?: unknown; sshKnownHostsFile?: unknown };
 }
 
 export interface IDsrVip extends IConstruct {

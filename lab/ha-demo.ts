@@ -1,13 +1,14 @@
 /**
  * `npm run demo -- --ha`: a balancer pair (lb primary, lb2 secondary, keepalived VRRPv3 with unicast peers) in the
  * namespace lab. It deploys the example stack's VIPs on the pair, then takes the primary's interface down while a
- * request loop and a throttled 10 MiB download on the consistent-hash VIP run, and prints the failover time, the
- * failed requests and the download's outcome; the same at keepalived's default interval (1 s); then destroys it all.
+ * request loop and throttled 10 MiB downloads on the consistent-hash and the weighted-round-robin VIP run, and prints
+ * the flow copy's lag, the failover time, the failed requests and the downloads' outcomes (the round-robin one lives on
+ * through the flow copy); the same at keepalived's default interval (1 s); then destroys it all.
  */
 import { createL2Lab, L2Lab } from './l2/lab';
 import { applySummary, createWorkspace, RunResult, Workspace } from './l2/deploy';
-import { FailoverResult, faultAt, measureFailover, waitForVip } from './l2/failover';
-import { startDownload } from './l2/traffic';
+import { FailoverResult, faultAt, measureCopyLag, measureFailover, waitForVip } from './l2/failover';
+import { bigBodySha256, startDownload } from './l2/traffic';
 import type { Engine } from '../constructs';
 import type { ExampleOptions } from './example-stack';
 
@@ -30,8 +31,11 @@ async function failoverRound(l2: L2Lab, ws: Workspace, advertIntervalSec: number
   check('terraform apply', apply);
   await waitForVip(l2.lb, l2.vips.web, true, 15_000);
   log(`  advert_int ${advertIntervalSec} s: ${applySummary(apply.stdout) ?? 'applied'}; lb holds the VIPs`);
-  const download = startDownload(l2.client, l2.python, { host: l2.vips.any, port: 80, path: '/slow?seconds=8', timeoutSec: 15 });
   const lb2 = l2.lb2!;
+  const lags = (await measureCopyLag(l2, lb2, l2.vips.web, 5)).map((x) => (x === null ? 'none' : `${x} ms`));
+  log(`    flow copy lag (a SYN on lb to its entry in lb2's flow map), 5 connections: ${lags.join(', ')}`);
+  const download = startDownload(l2.client, l2.python, { host: l2.vips.any, port: 80, path: '/slow?seconds=8', timeoutSec: 15 });
+  const wrr = startDownload(l2.client, l2.python, { host: l2.vips.web, port: 80, path: '/slow?seconds=12', timeoutSec: 15 });
   const failover = await measureFailover(l2, { vip: l2.vips.web, next: lb2, fault: () => faultAt(l2.lb, 'ip link set eth0 down') });
   log(
     `    lb's eth0 down: lb2 held the VIPs after ${secs(failover.takeoverMs)}; first request served after ${secs(failover.firstSuccessMs)}; ${failover.failures} of ${failover.requests} requests failed`,
@@ -43,6 +47,12 @@ async function failoverRound(l2: L2Lab, ws: Workspace, advertIntervalSec: number
     `    10 MiB throttled download on the consistent-hash VIP across both: ${d.bytes} of ${d.expected} bytes from ${d.backend ?? '?'}${d.error ? `, ERROR ${d.error}` : ''}`,
   );
   if (d.bytes !== d.expected) throw new Error('the download did not survive the failover');
+  const w = await wrr.result;
+  const intact = w.backend !== null && w.sha256 === bigBodySha256(w.backend);
+  log(
+    `    10 MiB throttled download on the weighted-round-robin VIP (kept by the flow copy): ${w.bytes} of ${w.expected} bytes from ${w.backend ?? '?'}, sha256 ${intact ? 'intact' : 'WRONG'}${w.error ? `, ERROR ${w.error}` : ''}`,
+  );
+  if (w.bytes !== w.expected || !intact) throw new Error('the weighted-round-robin download did not survive the failover');
   return failover;
 }
 

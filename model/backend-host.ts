@@ -37,6 +37,13 @@ export interface HostAddress {
    * about a second (measured: reachable after 1.2 s, against 38 ms with nodad); no one else may answer for it anyway.
    */
   readonly nodad?: boolean;
+  /**
+   * IPv6 only: added deprecated (`preferred_lft 0`), so that the kernel never picks it as the source of the host's own
+   * packets. Measured: a /128 VIP on the balancer's interface matches every address of the interface's /64 better than
+   * the host's own /64 address (Linux caps the match at each address's prefix length), so connections from the
+   * balancer to its backends left from the VIP, and a backend, which has the VIP on lo, answered itself.
+   */
+  readonly deprecated?: boolean;
 }
 
 export const isIpv6 = (ip: string): boolean => parseIpAddress(ip)?.family === 6;
@@ -44,7 +51,12 @@ export const hostPrefix = (ip: string): 32 | 128 => (isIpv6(ip) ? 128 : 32);
 
 /** `ip addr replace|add|del` arguments for a host address, flags included. */
 export function addressArgs(a: HostAddress): string[] {
-  return [`${a.ip}/${a.prefix}`, 'dev', a.dev, ...(a.nodad ? ['nodad'] : [])];
+  return [`${a.ip}/${a.prefix}`, 'dev', a.dev, ...addressFlags(a)];
+}
+
+/** The `ip addr add` flags of a host address: `nodad`, `preferred_lft 0`. */
+export function addressFlags(a: Pick<HostAddress, 'nodad' | 'deprecated'>): string[] {
+  return [...(a.nodad ? ['nodad'] : []), ...(a.deprecated ? ['preferred_lft', '0'] : [])];
 }
 
 export interface HostFile {
@@ -97,6 +109,9 @@ export function backendSysctls(services: readonly ServiceSpec[]): Sysctl[] {
   if (services.some((s) => s.mode === 'l3' && isIpv6(s.ip))) {
     // a device created while default.disable_ipv6 is 1 drops every IPv6 packet it receives, decapsulated ones too
     sysctls.push({ key: `net.ipv6.conf.${BACKEND_TUNNEL6}.disable_ipv6`, value: '0', device: BACKEND_TUNNEL6 });
+    // The device decapsulates from any sender (remote any): with the default accept_ra=1, a router advertisement
+    // anyone tunnels to this host installs a default route through it (measured in the VM lab; 0 keeps it out).
+    sysctls.push({ key: `net.ipv6.conf.${BACKEND_TUNNEL6}.accept_ra`, value: '0', device: BACKEND_TUNNEL6 });
   }
   return sysctls;
 }
@@ -114,6 +129,7 @@ export function renderSysctlFile(spec: BackendHostSpec, sysctls: readonly Sysctl
   }
   if (sysctls.some((s) => s.key.endsWith('disable_ipv6'))) {
     lines.push(`# disable_ipv6=0 on ${BACKEND_TUNNEL6}: ip6tnl-decapsulated requests are IPv6 packets received there.`);
+    lines.push(`# accept_ra=0 on ${BACKEND_TUNNEL6}: it decapsulates from any sender, so router advertisements through it are refused.`);
   }
   if (!sysctls.some((s) => !s.device)) lines.push('# IPv6 VIPs need no sysctl: a backend never answers Neighbour Solicitations for an address on lo.');
   for (const s of sysctls) {
@@ -174,6 +190,12 @@ export function renderBackendBootScript(spec: BackendHostSpec, plan: Omit<Backen
   if (plan.mssClamp) lines.push(renderCommand(['nft', '-f', plan.mssClamp.file]));
   return lines.join('\n') + '\n';
 }
+
+/** The kind of tunnel whose local end is this address: IPIP for IPv4, IPv6 in IPv6 (ip6tnl) for IPv6. */
+export const tunnelKind = (local: string): 'ipip' | 'ip6tnl' => (isIpv6(local) ? 'ip6tnl' : 'ipip');
+
+/** A tunnel as the plan shows it: `tula0a000102: ipip local 10.0.0.1 remote 10.0.1.2`. */
+export const describeTunnel = (name: string, local: string, remote: string): string => `${name}: ${tunnelKind(local)} local ${local} remote ${remote}`;
 
 /**
  * `ip link add` for a tunnel: IPIP when its local end is IPv4, IPv6-in-IPv6 (ip6tnl) when it is IPv6. The ip6tnl

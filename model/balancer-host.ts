@@ -37,7 +37,9 @@ export function balancerHeader(spec: BalancerSpec): string[] {
 export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
   if (spec.pair) return [];
   const vips = [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
-  return vips.map((ip) => (isIpv6(ip) ? { ip, prefix: hostPrefix(ip), dev: spec.interface, nodad: true } : { ip, prefix: 32, dev: spec.interface }));
+  return vips.map((ip) =>
+    isIpv6(ip) ? { ip, prefix: hostPrefix(ip), dev: spec.interface, nodad: true, deprecated: true } : { ip, prefix: 32, dev: spec.interface },
+  );
 }
 
 /** The boot file starts with create-then-delete so that loading it again replaces the table in one transaction. */

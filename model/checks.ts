@@ -36,29 +36,6 @@ export function checkSshTarget(ssh: SshTargetSpec, path: string, prefix = 'ssh.'
   ];
 }
 
-/**
- * Health probes go through the VIP by rewriting IPv4 addresses (model/probe-routing.ts: an `ip` table and `ip rule`);
- * the runtime has no IPv6 counterpart yet, so an IPv6 VIP's checks are refused rather than silently never probed.
- */
-function checkIpv6Probes(vip: VipSpec, opts: CheckOptions): SpecIssue[] {
-  if (!isIpv6(opts, vip.ip)) return [];
-  const checked = (check: HealthCheckSpec | undefined) => check !== undefined && check.kind !== 'none';
-  const message = `is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
-  const issues: SpecIssue[] = [];
-  if (checked(vip.healthCheck))
-    issues.push({ path: vip.path, field: 'healthCheck', value: vip.healthCheck?.kind, message: `${showValue(vip.healthCheck?.kind)} ${message}` });
-  for (const backend of vip.backends) {
-    if (checked(backend.healthCheck))
-      issues.push({
-        path: backend.path,
-        field: 'healthCheck',
-        value: backend.healthCheck?.kind,
-        message: `${showValue(backend.healthCheck?.kind)} ${message}`,
-      });
-  }
-  return issues;
-}
-
 /** A probe needs a port: an all-ports ('*') VIP has none to lend its checks (nor its backends' own checks). */
 function checkProbePorts(vip: VipSpec): SpecIssue[] {
   if (vip.port !== '*') return [];
@@ -233,7 +210,6 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
     }
   }
   issues.push(...checkProbePorts(vip));
-  issues.push(...checkIpv6Probes(vip, opts));
   return issues;
 }
 

@@ -22,6 +22,7 @@ export * from './ssh-target';
 export * from './agent-contract';
 export * from './runtime-state';
 export * from './runtime-config';
+export * from './flow-copy';
 export * from './arrays';
 export * from './shell';
 export * from './terraform-template';

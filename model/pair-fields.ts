@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FieldCheck, checkBoolean, checkIpv4, checkName, integerIn, oneOf } from './fields';
+import { FieldCheck, checkBoolean, checkFilePath, checkHostKey, checkIpv4, checkName, checkPort, checkSshHost, integerIn, oneOf } from './fields';
 import { showValue } from './issues';
 
 /**
@@ -16,6 +16,8 @@ export const PAIR_DEFAULTS = {
   primaryPriority: 150,
   secondaryPriority: 100,
   preempt: true,
+  /** The TCP port on which each member's runtime takes the other's flow copies (on its `address` only). */
+  flowCopyPort: 7407,
 } as const;
 
 /**
@@ -55,6 +57,18 @@ export function createPairSpecSchema({ field, constructPath }: SpecFieldSchemas)
     priority: field<number>(checkPriority),
     advertIntervalSec: field<number>(checkAdvertIntervalSec),
     preempt: field<boolean>(checkBoolean),
+    /** The TCP port of the flow copy between the members' runtimes (both listen on it, on their own address). */
+    flowCopyPort: field<number>(checkPort),
+    /**
+     * How the other member's SSH host key is pinned, as its `ssh` says: the flow copy accepts only the peer that proves
+     * it holds that key (its ed25519 host key). Public data only, as in every SSH target.
+     */
+    peerSsh: z.strictObject({
+      host: field<string>(checkSshHost),
+      port: field<number>(checkPort),
+      hostKey: field<string>(checkHostKey).optional(),
+      knownHostsFile: field<string>(checkFilePath).optional(),
+    }),
   });
 }
 

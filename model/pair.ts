@@ -16,6 +16,8 @@ export const KEEPALIVED_PID_FILES = {
   checkers: '/run/tula-dsr-keepalived-checkers.pid',
 } as const;
 export const KEEPALIVED_LOG_FILE = '/var/log/tula-dsr-keepalived.log';
+/** Seconds a returning primary waits before it preempts (failback): the flow copy's reconnect and full copy. */
+export const PREEMPT_DELAY_SEC = 3;
 /** keepalived puts at most 20 addresses in an advertisement; the others go in virtual_ipaddress_excluded. */
 export const VRRP_ADVERTISED_ADDRESSES = 20;
 
@@ -63,7 +65,9 @@ export function renderKeepalivedConfig(spec: BalancerSpec): string {
     `  virtual_router_id ${pair.virtualRouterId}`,
     `  priority ${pair.priority}`,
     `  advert_int ${pair.advertIntervalSec}`,
-    ...(pair.preempt ? [] : ['  nopreempt']),
+    // A returning primary waits before it takes the VIPs back, so that the flows the secondary opened meanwhile reach
+    // it first: the secondary's runtime notices the lost session within 2 s, reconnects and sends a full copy.
+    ...(pair.preempt ? [`  preempt_delay ${PREEMPT_DELAY_SEC}`] : ['  nopreempt']),
     `  unicast_src_ip ${spec.address}`,
     ...block('unicast_peer', [pair.peerAddress]),
     ...block('virtual_ipaddress', addresses.slice(0, VRRP_ADVERTISED_ADDRESSES)),

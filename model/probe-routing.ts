@@ -1,5 +1,6 @@
 import { renderCommand } from './shell';
 import { tunnelName } from './nft/balancer';
+import { familyOf } from './nft/pools';
 import { ProbeTarget, keyProbeIdentity } from './probe-targets';
 import { fnv1a32 } from './scheduling';
 import type { BalancerSpec } from './spec';
@@ -67,64 +68,101 @@ const last = PROBE_PORT_FIRST + PROBE_PORT_COUNT - 1;
 
 /** What `installProbeRouting` sets up for these targets (ports from assignProbePorts). */
 export function renderProbeRouting(spec: BalancerSpec, targets: readonly ProbeTarget[], ports: ReadonlyMap<string, number>): ProbeRouting {
-  const probes: string[] = [];
-  const out: string[] = [];
-  const back: string[] = [];
-  const routes = new Map<string, string[]>();
-  for (const target of targets) {
-    const port = ports.get(target.key)!;
-    probes.push(`${target.backend.ip} . ${port}`);
-    out.push(`${target.backend.ip} . ${port} : ${target.via.ip}`);
-    back.push(`${target.via.ip} . ${port} : ${target.backend.ip}`);
-    const ip = target.backend.ip;
-    if (!routes.has(ip)) routes.set(ip, target.backend.mode === 'l2' ? [ip, 'via', ip, 'dev', spec.interface, 'onlink'] : [ip, 'dev', tunnelName(ip)]);
-  }
-  const elements = (list: readonly string[]) => (list.length ? [`\t\telements = { ${list.join(', ')} }`] : []);
+  const v4 = targets.filter((t) => familyOf(t.backend.ip) === 4);
+  const v6 = targets.filter((t) => familyOf(t.backend.ip) === 6);
+  const routes = (list: readonly ProbeTarget[]) => {
+    const byBackend = new Map<string, string[]>();
+    for (const { backend } of list) {
+      const ip = backend.ip;
+      if (!byBackend.has(ip)) byBackend.set(ip, backend.mode === 'l2' ? [ip, 'via', ip, 'dev', spec.interface, 'onlink'] : [ip, 'dev', tunnelName(ip, spec)]);
+    }
+    return [...byBackend.values()];
+  };
+  const rule = ['rule', 'add', 'pref', String(PROBE_RULE_PRIORITY), 'fwmark', String(PROBE_MARK), 'lookup', String(PROBE_ROUTE_TABLE)];
+  const table = ['table', String(PROBE_ROUTE_TABLE)];
+  // IPv6 only when an IPv6 backend is probed: an IPv4-only balancer's probe routing stays as it was before IPv6 came
   const nft = [
     `# Managed by tula-dsr's runtime: health probes through the VIP (see model/probe-routing.ts).`,
-    `table ip ${PROBE_TABLE}`,
-    `delete table ip ${PROBE_TABLE}`,
-    `table ip ${PROBE_TABLE} {`,
-    // Debian's 6.1 refuses a map where a set is looked up (EINVAL; 6.18 takes it), hence the set beside the map
-    '\tset probes {',
-    '\t\ttypeof ip daddr . th sport',
-    ...elements(probes),
-    '\t}',
-    '\tmap to_vip {',
-    '\t\ttypeof ip daddr . th sport : ip daddr',
-    ...elements(out),
-    '\t}',
-    '\tchain output {',
-    // a route chain: the kernel routes a packet again when the chain changed its mark
-    '\t\ttype route hook output priority mangle; policy accept;',
-    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ip daddr . th sport @probes meta mark set ${PROBE_MARK}`,
-    '\t}',
-    '\tchain postrouting {',
-    '\t\ttype filter hook postrouting priority filter; policy accept;',
-    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ip daddr set ip daddr . th sport map @to_vip`,
-    '\t}',
-    '}',
+    ...probeTableLines(FAMILY_TERMS[4], v4, ports),
+    ...(v6.length ? probeTableLines(FAMILY_TERMS[6], v6, ports) : []),
     `table netdev ${PROBE_TABLE}`,
     `delete table netdev ${PROBE_TABLE}`,
     `table netdev ${PROBE_TABLE} {`,
-    '\tmap from_vip {',
-    '\t\ttypeof ip saddr . th dport : ip saddr',
-    ...elements(back),
-    '\t}',
+    ...replyMapLines(FAMILY_TERMS[4], v4, ports),
+    ...(v6.length ? replyMapLines(FAMILY_TERMS[6], v6, ports) : []),
     '\tchain ingress {',
     // before the balancer's own table (-300): a reply is never a VIP's traffic, but it must not look like one
     `\t\ttype filter hook ingress device "${spec.interface}" priority -400; policy accept;`,
-    `\t\tmeta protocol ip meta l4proto { tcp, udp } th dport ${PROBE_PORT_FIRST}-${last} ip saddr set ip saddr . th dport map @from_vip`,
+    replyRewrite(FAMILY_TERMS[4]),
+    ...(v6.length ? [replyRewrite(FAMILY_TERMS[6])] : []),
     '\t}',
     '}',
     '',
   ].join('\n');
   const commands: string[][] = [
-    ...[...routes.values()].map((r) => ['ip', 'route', 'replace', ...r, 'table', String(PROBE_ROUTE_TABLE)]),
-    ['ip', 'rule', 'add', 'pref', String(PROBE_RULE_PRIORITY), 'fwmark', String(PROBE_MARK), 'lookup', String(PROBE_ROUTE_TABLE)],
+    ...routes(v4).map((r) => ['ip', 'route', 'replace', ...r, ...table]),
+    ['ip', ...rule],
+    ...(v6.length ? [...routes(v6).map((r) => ['ip', '-6', 'route', 'replace', ...r, ...table]), ['ip', '-6', ...rule]] : []),
   ];
   return { nft, commands };
 }
+
+/** The address expressions and names of one family's probe rewrite: IPv4 keeps the names it had before IPv6 came. */
+interface ProbeFamily {
+  readonly family: 'ip' | 'ip6';
+  readonly protocol: 'ip' | 'ip6';
+  /** Appended to the reply map's name. */
+  readonly suffix: '' | '6';
+}
+const FAMILY_TERMS: Readonly<Record<4 | 6, ProbeFamily>> = {
+  4: { family: 'ip', protocol: 'ip', suffix: '' },
+  6: { family: 'ip6', protocol: 'ip6', suffix: '6' },
+};
+
+const elementLines = (list: readonly string[]) => (list.length ? [`\t\telements = { ${list.join(', ')} }`] : []);
+
+/** The `ip` (or `ip6`) table that marks a probe for the probe routes and writes the VIP in as its destination. */
+function probeTableLines(f: ProbeFamily, targets: readonly ProbeTarget[], ports: ReadonlyMap<string, number>): string[] {
+  const probes = targets.map((t) => `${t.backend.ip} . ${ports.get(t.key)!}`);
+  const out = targets.map((t) => `${t.backend.ip} . ${ports.get(t.key)!} : ${t.via.ip}`);
+  return [
+    `table ${f.family} ${PROBE_TABLE}`,
+    `delete table ${f.family} ${PROBE_TABLE}`,
+    `table ${f.family} ${PROBE_TABLE} {`,
+    // Debian's 6.1 refuses a map where a set is looked up (EINVAL; 6.18 takes it), hence the set beside the map
+    '\tset probes {',
+    `\t\ttypeof ${f.protocol} daddr . th sport`,
+    ...elementLines(probes),
+    '\t}',
+    '\tmap to_vip {',
+    `\t\ttypeof ${f.protocol} daddr . th sport : ${f.protocol} daddr`,
+    ...elementLines(out),
+    '\t}',
+    '\tchain output {',
+    // a route chain: the kernel routes a packet again when the chain changed its mark
+    '\t\ttype route hook output priority mangle; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ${f.protocol} daddr . th sport @probes meta mark set ${PROBE_MARK}`,
+    '\t}',
+    '\tchain postrouting {',
+    '\t\ttype filter hook postrouting priority filter; policy accept;',
+    `\t\tmeta l4proto { tcp, udp } th sport ${PROBE_PORT_FIRST}-${last} ${f.protocol} daddr set ${f.protocol} daddr . th sport map @to_vip`,
+    '\t}',
+    '}',
+  ];
+}
+
+/** The netdev map that gives a reply from the VIP its backend's address back, before the stack sees it. */
+function replyMapLines(f: ProbeFamily, targets: readonly ProbeTarget[], ports: ReadonlyMap<string, number>): string[] {
+  return [
+    `\tmap from_vip${f.suffix} {`,
+    `\t\ttypeof ${f.protocol} saddr . th dport : ${f.protocol} saddr`,
+    ...elementLines(targets.map((t) => `${t.via.ip} . ${ports.get(t.key)!} : ${t.backend.ip}`)),
+    '\t}',
+  ];
+}
+
+const replyRewrite = (f: ProbeFamily) =>
+  `\t\tmeta protocol ${f.protocol} meta l4proto { tcp, udp } th dport ${PROBE_PORT_FIRST}-${last} ${f.protocol} saddr set ${f.protocol} saddr . th dport map @from_vip${f.suffix}`;
 
 /**
  * Shell that removes every trace of probe routing, whatever is left (each part may already be gone): run by the
@@ -138,7 +176,9 @@ export function renderProbeRoutingCleanup(): string {
   return [
     ...rules,
     `${renderCommand(['ip', 'route', 'flush', 'table', String(PROBE_ROUTE_TABLE)])} 2>/dev/null`,
-    ...['ip', 'netdev'].map((family) => `${renderCommand(['nft', 'delete', 'table', family, PROBE_TABLE])} 2>/dev/null`),
+    `while ${renderCommand(['ip', '-6', 'rule', 'del', 'pref', String(PROBE_RULE_PRIORITY)])} 2>/dev/null; do :; done`,
+    `${renderCommand(['ip', '-6', 'route', 'flush', 'table', String(PROBE_ROUTE_TABLE)])} 2>/dev/null`,
+    ...['ip', 'ip6', 'netdev'].map((family) => `${renderCommand(['nft', 'delete', 'table', family, PROBE_TABLE])} 2>/dev/null`),
     'true',
   ].join('; ');
 }

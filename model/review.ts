@@ -1,4 +1,4 @@
-import { planBackendHost, BACKEND_BOOT_SCRIPT, BACKEND_UNIT_FILE } from './backend-host';
+import { planBackendHost, describeTunnel, BACKEND_BOOT_SCRIPT, BACKEND_UNIT_FILE } from './backend-host';
 import { planBalancerHost } from './balancer-host';
 import { BalancerFacts } from './nft/balancer';
 import { NftElement, NftMap, NftTable } from './nft/objects';
@@ -85,7 +85,7 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
     ruleset: renderNftDeclarative(skeleton),
     ...sections,
     addresses: plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`).join('\n') + '\n',
-    tunnels: plan.tunnels.length ? plan.tunnels.map((t) => `${t.name}: ipip local ${t.local} remote ${t.remote}`).join('\n') + '\n' : '(none)\n',
+    tunnels: plan.tunnels.length ? plan.tunnels.map((t) => describeTunnel(t.name, t.local, t.remote)).join('\n') + '\n' : '(none)\n',
   };
 }
 
@@ -97,7 +97,7 @@ export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {
     sysctl_file: plan.files[0]?.content ?? `(persist = false: runtime only)\n${sysctls}`,
     addresses:
       [
-        ...(plan.tunnel ? [`${plan.tunnel.name}: ipip local ${plan.tunnel.local} remote any`] : []),
+        ...[plan.tunnel, plan.tunnel6].flatMap((t) => (t ? [describeTunnel(t.name, t.local, 'any')] : [])),
         ...plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`),
       ].join('\n') + '\n',
     mss_clamp: plan.mssClamp?.ruleset ?? '(none: no L3 VIPs)\n',

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { stableJson } from './digest';
+import { FlowCopyConfig, FlowCopyConfigSchema } from './flow-copy';
 import { groupPools } from './nft/pools';
 import type { BalancerFacts } from './nft/balancer';
 import type { BalancerSpec } from './spec';
@@ -29,6 +30,8 @@ export const RuntimeConfigSchema = z.strictObject({
   /** What the agent resolved on the balancer: its interface MAC and the L2 backends' MACs. */
   facts: z.strictObject({ interfaceMac: z.string().optional(), backendMacs: z.record(z.string(), z.string()) }),
   leastConnections: z.strictObject({ intervalMs: z.number().int().min(50).max(60_000) }),
+  /** A pair member's flow copy to and from the other member. */
+  flowCopy: FlowCopyConfigSchema.optional(),
 });
 
 export type RuntimeConfig = z.infer<typeof RuntimeConfigSchema>;
@@ -37,15 +40,17 @@ export type RuntimeConfig = z.infer<typeof RuntimeConfigSchema>;
 export const LEAST_CONNECTIONS_INTERVAL_MS = 200;
 
 export function balancerNeedsRuntime(spec: BalancerSpec): boolean {
-  return statsTextfileSettings(spec) !== null || groupPools(spec.vips).some((p) => p.managed);
+  // a pair member's runtime copies its flows to the other member
+  return spec.pair !== undefined || statsTextfileSettings(spec) !== null || groupPools(spec.vips).some((p) => p.managed);
 }
 
-export function renderRuntimeConfig(spec: BalancerSpec, facts: BalancerFacts): string {
+export function renderRuntimeConfig(spec: BalancerSpec, facts: BalancerFacts, flowCopy?: FlowCopyConfig): string {
   const config: RuntimeConfig = {
     version: 1,
     balancer: spec,
     facts: { interfaceMac: facts.interfaceMac, backendMacs: { ...(facts.backendMacs ?? {}) } },
     leastConnections: { intervalMs: LEAST_CONNECTIONS_INTERVAL_MS },
+    ...(flowCopy && { flowCopy }),
   };
   return stableJson(config) + '\n';
 }

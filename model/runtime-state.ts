@@ -36,6 +36,24 @@ const PoolStateSchema = z.object({
   changedAt: z.number(),
 });
 
+/** A pair member's flow copy, both ways; counts since the runtime started. */
+export const FlowCopyStateSchema = z.object({
+  /** The other member's name. */
+  peer: z.string(),
+  /** Whether a session to the other member's runtime is up (authenticated), and since when (epoch seconds). */
+  sending: z.boolean(),
+  sendingSince: z.number().optional(),
+  /** Flows sent, full copies sent, sessions made. */
+  sent: z.number(),
+  fullCopies: z.number(),
+  sessions: z.number(),
+  /** Flows received and written, refused (bad entries), and connections refused (a stranger, a replay, …). */
+  received: z.number(),
+  refusedEntries: z.number(),
+  refusedConnections: z.number(),
+});
+export type FlowCopyState = z.infer<typeof FlowCopyStateSchema>;
+
 export const RuntimeStateSchema = z.object({
   version: z.literal(1),
   /** sha256 of the runtime configuration the runtime runs with. */
@@ -47,6 +65,8 @@ export const RuntimeStateSchema = z.object({
   pools: z.array(PoolStateSchema),
   /** Least connections: active connections the runtime infers per pool (id) and backend (address). */
   active: z.record(z.string(), z.record(z.string(), z.number())).optional(),
+  /** A pair member's flow copy (see FlowCopyStateSchema). */
+  flowCopy: FlowCopyStateSchema.optional(),
 });
 
 export type RuntimeState = z.infer<typeof RuntimeStateSchema>;

@@ -9,6 +9,7 @@ import { stderrLogger } from './log';
 import { systemNft } from './nft';
 import { Runtime } from './runtime';
 import { StatsWriter } from './stats-writer';
+import { FlowCopyService, systemNftLister } from './flow-copy/service';
 
 /** How often the state file is rewritten even when nothing changed: the agent reads its age as a heartbeat. */
 const HEARTBEAT_MS = 5_000;
@@ -33,6 +34,10 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
   log('info', `started (pid ${process.pid}) for balancer ${runtime.spec.name}: ${runtime.summary()}`);
   const stats = new StatsWriter(() => ({ spec: runtime.spec, pools: runtime.poolGroups, state: () => runtime.state() }), { log });
   void stats.configure(statsTextfileSettings(runtime.spec));
+  const nft = systemNft();
+  const flowCopy = new FlowCopyService({ nft, list: systemNftLister(), log, now: Date.now });
+  runtime.flowCopyStatus = () => flowCopy.status();
+  await guarded('flow copy', () => flowCopy.configure(runtime.configuration))();
 
   const stops = [
     every(
@@ -50,12 +55,14 @@ export async function main(argv: readonly string[] = process.argv.slice(2)): Pro
       runtime.load();
       void stats.configure(statsTextfileSettings(runtime.spec));
       await runtime.start();
+      await flowCopy.configure(runtime.configuration);
     })();
   });
   const stop = (signal: string) => {
     log('info', `${signal}: stopping`);
     for (const s of stops) s();
     stats.stop();
+    void flowCopy.stop();
     runtime
       .stop()
       .catch((error: Error) => log('error', `stop: ${error.message}`))

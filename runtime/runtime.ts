@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import {
   BackendSpec,
   BalancerSpec,
+  FlowCopyState,
   LEAST_CONNECTIONS,
   Pool,
   PoolPolicy,
@@ -103,6 +104,11 @@ export class Runtime {
     } catch {
       return null;
     }
+  }
+
+  /** The configuration the agent installed, as last loaded. */
+  get configuration(): RuntimeConfig {
+    return this.config;
   }
 
   get spec(): BalancerSpec {
@@ -310,6 +316,7 @@ export class Runtime {
   /** The runtime's view now: what the state file records, and the statistics textfile shows. */
   state(): RuntimeState {
     const now = Math.floor(this.deps.now() / 1000);
+    const flowCopy = this.flowCopyStatus();
     return {
       version: 1,
       config: this.configHash,
@@ -334,8 +341,12 @@ export class Runtime {
           return { id, vips: [...p.vips], down, failOpen: this.failOpen.has(id), changedAt: this.changedAt.get(id) ?? this.startedAt };
         }),
       active: Object.fromEntries([...this.lc].map(([id, s]) => [id, Object.fromEntries(s.active())])),
+      ...(flowCopy && { flowCopy }),
     };
   }
+
+  /** What a pair member's flow copy reports for the state file (set by main, which runs the copy). */
+  flowCopyStatus: () => FlowCopyState | undefined = () => undefined;
 }
 
 function valueOf(pool: Pool, b: BackendSpec, macs: Readonly<Record<string, string>>): string {

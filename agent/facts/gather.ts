@@ -7,15 +7,17 @@ import {
   parseFiles,
   parseIpAddrJson,
   parseKeyValues,
+  parseModuleLines,
   parseNeighJson,
   parseKeptElements,
   parseNftTableText,
   parseSysctlLines,
   IpAddrFacts,
   FileFact,
+  ModuleState,
 } from './parsers';
 import { parseSections, sectionLine } from '../../model/sections';
-import type { NftTableFacts } from '../../model';
+import { TUNNEL_MODULES, type NftTableFacts } from '../../model';
 import { generationFactsCommands, generationRearmCommands, parseGenerationFacts } from './nft-generation';
 
 const EMPTY_TABLE_FACTS: NftTableFacts = { exists: false, counters: [], maps: [], sets: [], chains: [], sizes: {}, hooks: {} };
@@ -74,7 +76,8 @@ export interface HostFacts {
   readonly now: number;
   readonly systemd: boolean;
   readonly kernel: string;
-  readonly ipip: 'loaded' | 'available' | 'missing';
+  /** The state of each of KERNEL_MODULES (absent: missing). */
+  readonly modules: Readonly<Record<string, ModuleState>>;
   readonly missingTools: readonly string[];
   readonly ip: IpAddrFacts;
   readonly sysctls: Readonly<Record<string, string | null>>;
@@ -173,6 +176,9 @@ function keptElementsCommands(t: NftTableRequest, id: string): string[] {
 
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
 
+/** The kernel modules whose presence the facts report: the L3 tunnels' (IPIP, ip6tnl). */
+export const KERNEL_MODULES: readonly string[] = Object.values(TUNNEL_MODULES);
+
 export function renderFactsScript(request: FactsRequest): string {
   const q = (s: string) => renderCommand([s]);
   const lines = [
@@ -182,9 +188,10 @@ export function renderFactsScript(request: FactsRequest): string {
     'echo "kernel=$(uname -r)"',
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
     `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
-    // busybox modprobe has no -n (dry run): then look the module up in modules.dep
-    'if [ -d /sys/module/ipip ]; then echo ipip=loaded; elif modprobe -n ipip 2>/dev/null || grep -qs "/ipip\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then echo ipip=available; else echo ipip=missing; fi',
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
+    sectionLine('modules'),
+    // busybox modprobe has no -n (dry run): then look the module up in modules.dep
+    `for m in ${KERNEL_MODULES.join(' ')}; do if [ -d "/sys/module/$m" ]; then s=loaded; elif modprobe -n "$m" 2>/dev/null || grep -qs "/$m\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then s=available; else s=missing; fi; echo "$m $s"; done`,
     sectionLine('ip'),
     'ip -j -d link show 2>/dev/null',
     sectionLine('addr'),
@@ -322,7 +329,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     now: Number(basics.now) || Math.floor(Date.now() / 1000),
     systemd: basics.systemd === 'yes',
     kernel: basics.kernel ?? 'unknown',
-    ipip: basics.ipip === 'loaded' || basics.ipip === 'available' ? basics.ipip : 'missing',
+    modules: parseModuleLines(sections.get('modules') ?? ''),
     missingTools: (basics.missing ?? '').trim().split(/\s+/).filter(Boolean),
     ip: { links: parseIpAddrJson(sections.get('ip') ?? '').links, addresses: parseAddressLines(sections.get('addr') ?? '') },
     sysctls: parseSysctlLines(sections.get('sysctls') ?? ''),

@@ -26,12 +26,26 @@ export interface InterfaceAddress {
   readonly dev: string;
   readonly ip: string;
   readonly prefix: number;
+  /** Present (true) only for an IPv6 address whose preferred lifetime is over: the kernel never picks it as a source. */
+  readonly deprecated?: true;
 }
 
 export interface IpAddrFacts {
   readonly addresses: InterfaceAddress[];
   /** Interface name → MAC (for links that have one), and up/down. */
-  readonly links: Record<string, { mac?: string; up: boolean; kind?: string; local?: string; remote?: string }>;
+  readonly links: Record<string, LinkFacts>;
+}
+
+export interface LinkFacts {
+  readonly mac?: string;
+  readonly up: boolean;
+  /** Tunnels: `ipip`, `ip6tnl`, … with their endpoints. */
+  readonly kind?: string;
+  readonly local?: string;
+  readonly remote?: string;
+  /** ip6tnl: what it carries (`ip6ip6`, `ipip6`, `any`), and whether it leaves out the encapsulation limit option. */
+  readonly proto?: string;
+  readonly noEncapLimit?: boolean;
 }
 
 /** An address in the one text the spec side compares (RFC 5952 for IPv6); anything else as it came. */
@@ -47,17 +61,26 @@ export function parseIpAddrJson(text: string): IpAddrFacts {
     const dev = typeof item.ifname === 'string' ? item.ifname : undefined;
     if (!dev) continue;
     const flags = Array.isArray(item.flags) ? (item.flags as string[]) : [];
-    const info = (item.linkinfo as { info_kind?: string; info_data?: { local?: string; remote?: string } } | undefined) ?? undefined;
+    const info =
+      (item.linkinfo as
+        { info_kind?: string; info_data?: { local?: string; remote?: string; proto?: string; ip6_tnl_f_ign_encap_limit?: boolean } } | undefined) ?? undefined;
+    const data = info?.info_data;
     links[dev] = {
       mac: typeof item.address === 'string' && /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/.test(item.address) ? item.address : undefined,
       up: flags.includes('UP'),
       kind: info?.info_kind,
-      local: info?.info_data?.local,
-      remote: info?.info_data?.remote,
+      local: data?.local === undefined ? undefined : canonicalIp(data.local),
+      remote: data?.remote === undefined ? undefined : canonicalIp(data.remote),
+      ...(info?.info_kind === 'ip6tnl' ? { proto: data?.proto, noEncapLimit: data?.ip6_tnl_f_ign_encap_limit === true } : {}),
     };
     for (const a of (Array.isArray(item.addr_info) ? item.addr_info : []) as Record<string, unknown>[]) {
       if ((a.family === 'inet' || a.family === 'inet6') && typeof a.local === 'string' && typeof a.prefixlen === 'number') {
-        addresses.push({ dev, ip: canonicalIp(a.local), prefix: a.prefixlen });
+        addresses.push({
+          dev,
+          ip: canonicalIp(a.local),
+          prefix: a.prefixlen,
+          ...(a.family === 'inet6' && a.preferred_life_time === 0 ? { deprecated: true } : {}),
+        });
       }
     }
   }
@@ -207,6 +230,18 @@ export function parseFiles(text: string): Record<string, FileFact> {
   }
   flush();
   return files;
+}
+
+export type ModuleState = 'loaded' | 'available' | 'missing';
+
+/** Parses `<module> loaded|available|missing` lines. */
+export function parseModuleLines(text: string): Record<string, ModuleState> {
+  const result: Record<string, ModuleState> = {};
+  for (const line of text.split('\n')) {
+    const match = /^([a-z0-9_]+) (loaded|available|missing)$/.exec(line.trim());
+    if (match) result[match[1]] = match[2] as ModuleState;
+  }
+  return result;
 }
 
 /** Parses `key=value` pairs one per line (generic small facts). */

@@ -1,4 +1,4 @@
-import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_UNIT, MSS_TABLE, planBackendHost } from '../../model';
+import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_TUNNEL6, BACKEND_UNIT, MSS_TABLE, planBackendHost } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import { StateAddress, statePath } from '../state';
 import {
@@ -11,7 +11,6 @@ import {
   staleAddressTasks,
   staleFileTasks,
   sysctlTask,
-  l3Ipv6Refusal,
   tunnelTask,
   unitTask,
 } from './common';
@@ -35,10 +34,20 @@ export function backendFactsRequest() {
     statePath: BACKEND_STATE,
     files: ALL_BACKEND_FILES,
     dirs: [...new Set([...ALL_BACKEND_FILES, BACKEND_STATE].flatMap(ancestorDirs))],
-    sysctls: ['net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce', 'net.ipv4.conf.all.rp_filter', `net.ipv4.conf.${BACKEND_TUNNEL}.rp_filter`],
-    nftTables: [{ family: 'ip', name: MSS_TABLE }],
+    sysctls: [
+      'net.ipv4.conf.all.arp_ignore',
+      'net.ipv4.conf.all.arp_announce',
+      'net.ipv4.conf.all.rp_filter',
+      `net.ipv4.conf.${BACKEND_TUNNEL}.rp_filter`,
+      `net.ipv6.conf.${BACKEND_TUNNEL6}.disable_ipv6`,
+      `net.ipv6.conf.${BACKEND_TUNNEL6}.accept_ra`,
+    ],
+    nftTables: MSS_FAMILIES.map((family) => ({ family, name: MSS_TABLE })),
   };
 }
+
+/** The MSS clamp has a table per family: `ip` for IPIP, `ip6` for ip6tnl. */
+const MSS_FAMILIES = ['ip', 'ip6'] as const;
 
 /** Every file a backend host can carry, so that facts always report the ones left by an earlier generation. */
 const ALL_BACKEND_FILES = planBackendHost({
@@ -63,9 +72,6 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
       writtenFiles: [],
     };
 
-  const refused = l3Ipv6Refusal(spec.services);
-  if (refused.length) return { tasks: refused, writtenFiles: [] };
-
   const originals = { ...(state?.originalSysctls ?? {}) };
   // ARP sysctls first: a VIP on lo before arp_ignore=1 would make this host answer ARP for it.
   for (const s of plan.sysctls.filter((x) => !x.device)) {
@@ -82,9 +88,9 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   }
 
   for (const module of plan.modules) tasks.push(moduleTask(module, facts));
-  if (plan.tunnel) tasks.push(tunnelTask({ ...plan.tunnel, remote: 'any' }, facts));
-  const tunnelExisted = !!facts.ip.links[BACKEND_TUNNEL];
-  for (const s of plan.sysctls.filter((x) => x.device)) tasks.push(sysctlTask(s.key, s.value, facts, !tunnelExisted));
+  for (const tunnel of [plan.tunnel, plan.tunnel6]) if (tunnel) tasks.push(tunnelTask({ ...tunnel, remote: 'any' }, facts));
+  // a device this run creates has its keys only from then on: their values now are the kernel's defaults, not set
+  for (const s of plan.sysctls.filter((x) => x.device)) tasks.push(sysctlTask(s.key, s.value, facts, !facts.ip.links[s.device!]));
   tasks.push(...addressTasks(plan.addresses, facts));
 
   // Addresses of earlier generations retire first and go after the grace period.
@@ -106,18 +112,25 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
       steps: [],
     });
 
-  const nftWants: NftWant[] = plan.mssClamp ? [{ family: 'ip', name: MSS_TABLE, desired: plan.mssClamp.ruleset, load: plan.mssClamp.ruleset }] : [];
-  for (const want of nftWants) tasks.push(nftTableTask(want, facts, state, 'MSS clamp for L3 VIPs'));
-  if (!plan.mssClamp && facts.nft[`ip ${MSS_TABLE}`]?.table.exists && state?.nft[`ip ${MSS_TABLE}`]) {
+  const nftWants: NftWant[] = (plan.mssClamp?.tables ?? []).map((t) => ({ family: t.family, name: t.name, desired: t.ruleset, load: t.ruleset }));
+  for (const want of nftWants) tasks.push(nftTableTask(want, facts, state, `MSS clamp for L3 ${want.family === 'ip6' ? 'IPv6 ' : ''}VIPs`));
+  for (const family of MSS_FAMILIES) {
+    const key = `${family} ${MSS_TABLE}`;
+    if (nftWants.some((w) => w.family === family) || !facts.nft[key]?.table.exists || !state?.nft[key]) continue;
     tasks.push(
-      nftChange(`nft table ip ${MSS_TABLE}`, 'no L3 VIPs left: removed', [
-        { run: cmd('nft', 'delete', 'table', 'ip', MSS_TABLE), undo: ':', allOrNothing: true },
+      nftChange(`nft table ${key}`, `no L3 ${family === 'ip6' ? 'IPv6 ' : ''}VIPs left: removed`, [
+        { run: cmd('nft', 'delete', 'table', family, MSS_TABLE), undo: ':', allOrNothing: true },
       ]),
     );
   }
-  if (!plan.tunnel && state?.tunnels.length && facts.ip.links[BACKEND_TUNNEL] && !retained.some((a) => a.dev === BACKEND_TUNNEL)) {
-    const t = state.tunnels[0];
-    tasks.push(changed(`tunnel ${t.name}`, 'no L3 VIPs left: removed', [removeTunnelStep(t.name, t.local, t.remote)]));
+  // a tunnel whose last VIP left goes, unless a retiring VIP address is still on it (ipip0 carries the IPv4 VIPs)
+  const wantedTunnels = [plan.tunnel, plan.tunnel6].filter((t) => t !== null);
+  const keptTunnels = (state?.tunnels ?? []).filter((t) => !wantedTunnels.some((w) => w.name === t.name) && retained.some((a) => a.dev === t.name));
+  for (const t of state?.tunnels ?? []) {
+    if (wantedTunnels.some((w) => w.name === t.name) || keptTunnels.includes(t) || !facts.ip.links[t.name]) continue;
+    tasks.push(
+      changed(`tunnel ${t.name}`, `no L3 ${t.name === BACKEND_TUNNEL6 ? 'IPv6 ' : ''}VIPs left: removed`, [removeTunnelStep(t.name, t.local, t.remote)]),
+    );
   }
 
   const fileTasks = plan.files.map((f) => fileTask(f, facts));
@@ -139,14 +152,13 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
       ),
     );
 
-  const keepTunnel = plan.tunnel ?? (retained.some((a) => a.dev === BACKEND_TUNNEL) ? state?.tunnels[0] : undefined);
   return finishHostPlan(
     tasks,
     {
       kind: 'backend',
       statePath: BACKEND_STATE,
       addresses: [...ownedAddresses(plan.addresses, facts, state), ...retained],
-      tunnels: keepTunnel ? [{ name: keepTunnel.name, local: keepTunnel.local, remote: 'any' }] : [],
+      tunnels: [...wantedTunnels, ...keptTunnels].map((t) => ({ name: t.name, local: t.local, remote: 'any' })),
       files: plan.files,
       originalSysctls: originals,
       modules: plan.modules,

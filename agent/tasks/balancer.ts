@@ -14,6 +14,7 @@ import {
   RUNTIME_STATE_FILE,
   balancerHeader,
   balancerNeedsRuntime,
+  flowCopyConfig,
   buildBalancerTable,
   parseRuntimeState,
   runtimePolicy,
@@ -34,7 +35,6 @@ import {
   staleAddressTasks,
   staleAddresses,
   staleFileTasks,
-  l3Ipv6Refusal,
   tunnelTask,
   unitTask,
 } from './common';
@@ -54,6 +54,7 @@ import {
   keepalivedServiceTask,
   keepalivedStopTask,
 } from './keepalived';
+import { PeerKeys, flowCopyPeerTask, peerHostKeys } from './flow-copy';
 import { RUNTIME_FACTS, RUNTIME_FILES, nodeTask, runtimeFiles, runtimeServiceTask, runtimeStopTask, staleTextfileTask, textfileFolderTask } from './runtime';
 
 export const BALANCER_STATE = statePath('balancer');
@@ -99,7 +100,12 @@ function previousTable(state: HostState | null, facts: HostFacts): NftTable | st
   return typeof table === 'string' ? `${BALANCER_RULESET_FILE}: ${table}` : table;
 }
 
-export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string): HostPlanResult {
+/** What the agent knows where it runs, not on the host: the pair's peer key, read from the pin or known_hosts file. */
+export interface LocalFacts {
+  readonly peerKeys?: PeerKeys;
+}
+
+export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string, local: LocalFacts = {}): HostPlanResult {
   let facts = hostFacts;
   const state = facts.state;
   const none = { writtenFiles: [] };
@@ -112,7 +118,7 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   if (!link)
     return { tasks: [failed(`interface ${spec.interface}`, `does not exist on ${spec.name}; interfaces: ${Object.keys(facts.ip.links).join(', ')}`)], ...none };
 
-  const decisions: Task[] = l3Ipv6Refusal(spec.vips);
+  const decisions: Task[] = [];
   const macs: Record<string, string> = {};
   for (const { ip, path } of resolve) {
     const mac = facts.neighbours[canonicalIp(ip)];
@@ -185,8 +191,13 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
       facts = { ...facts, ip: { ...facts.ip, addresses: facts.ip.addresses.filter((a) => !(a.prefix === 32 && held.has(`${a.ip} ${a.dev}`))) } };
     }
   }
+  const peerKeys: PeerKeys | undefined = spec.pair ? (local.peerKeys ?? peerHostKeys(spec.pair.peerSsh)) : undefined;
   if (needsRuntime) {
-    const prerequisites = [nodeTask(facts, spec.name), ...(textfile ? [textfileFolderTask(facts, spec.name, textfile)] : [])];
+    const prerequisites = [
+      nodeTask(facts, spec.name),
+      ...(textfile ? [textfileFolderTask(facts, spec.name, textfile)] : []),
+      ...(peerKeys ? [flowCopyPeerTask(spec, peerKeys)] : []),
+    ];
     tasks.push(...prerequisites);
     if (prerequisites.some((t) => t.status === 'failed')) return { tasks, ...none };
   } else {
@@ -199,7 +210,7 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   tasks.push(...addressTasks(plan.addresses, facts));
   const files = [
     ...plan.files,
-    ...(needsRuntime ? runtimeFiles(spec, balancerFacts, facts.systemd) : []),
+    ...(needsRuntime ? runtimeFiles(spec, balancerFacts, facts.systemd, peerKeys && 'keys' in peerKeys ? flowCopyConfig(spec, peerKeys.keys) : undefined) : []),
     ...(spec.pair ? keepalivedFiles(spec, facts.systemd) : []),
   ];
   const fileTasks = files.map((f) => fileTask(f, facts));

@@ -1,11 +1,21 @@
-import { HostFile, HostAddress, familyOf, sha256Hex } from '../../model';
+import { HostFile, HostAddress, TUNNEL_MODULES, addressFlags, isIpv6, sha256Hex } from '../../model';
 import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
 import { canonicalIp } from '../facts/parsers';
 import type { HostState, StateAddress } from '../state';
 import { Step, Task, changed, failed, ok } from './task';
-import { addAddressStep, addTunnelStep, cmd, removeAddressStep, removeFileStep, removeTunnelStep, sysctlStep, writeFileStep } from './steps';
+import {
+  addAddressStep,
+  addTunnelStep,
+  cmd,
+  deprecateAddressStep,
+  removeAddressStep,
+  removeFileStep,
+  removeTunnelStep,
+  sysctlStep,
+  writeFileStep,
+} from './steps';
 
 /** Files: compare hashes; show a line diff; write atomically. */
 export function fileTask(file: HostFile, facts: HostFacts): Task {
@@ -65,13 +75,19 @@ export const ADDRESS_BATCH = 32;
  * deletes those of the addresses that are present (awk keeps the lines naming one, from one listing of the host's
  * addresses); the undo of a delete uses `replace`, which adds an address or leaves it as it is.
  */
-type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean };
+type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean; deprecated?: boolean };
 
 function addressBatchStep(op: 'add' | 'del', written: readonly BatchAddress[]): Step {
   // the undo's awk matches `ip -o addr show`, which prints addresses in canonical form
   const list = written.map((a) => ({ ...a, ip: canonicalIp(a.ip) }));
   const lines = (words: (a: BatchAddress) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
-  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${op === 'add' && a.nodad ? ' nodad' : ''}`)} | ip -batch -`;
+  const flags = (a: BatchAddress) =>
+    op === 'add'
+      ? addressFlags(a)
+          .map((f) => ` ${f}`)
+          .join('')
+      : '';
+  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${flags(a)}`)} | ip -batch -`;
   if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => `addr replace ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -` };
   // both families: `ip -o addr show` prints IPv6 addresses in the same columns, in canonical form
   const present = `awk 'BEGIN { while (("ip -o addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
@@ -84,17 +100,35 @@ function addressSummary(list: readonly { ip: string; prefix: number; dev: string
 }
 
 export function addressTasks(wanted: readonly HostAddress[], facts: HostFacts): Task[] {
+  const deprecate = wanted.filter((a) => a.deprecated && hasAddress(facts, a) && !isDeprecated(facts, a));
+  const deprecateTasks = deprecate.map((a) =>
+    changed(`address ${addressKey(a)}`, 'made deprecated (preferred_lft 0): never a source address', [deprecateAddressStep(a.ip, a.prefix, a.dev)]),
+  );
   if (wanted.length > ADDRESS_BATCH) {
     const missing = wanted.filter((a) => !hasAddress(facts, a));
     const name = `${addressSummary(wanted)} (${wanted.length} wanted)`;
-    if (!missing.length) return [ok(name, 'all present')];
-    return [changed(name, `${missing.length} added`, [addressBatchStep('add', missing)], missing.map((a) => `+ ${addressKey(a)}`).join('\n'))];
+    if (!missing.length) return deprecateTasks.length ? deprecateTasks : [ok(name, 'all present')];
+    return [
+      changed(name, `${missing.length} added`, [addressBatchStep('add', missing)], missing.map((a) => `+ ${addressKey(a)}`).join('\n')),
+      ...deprecateTasks,
+    ];
   }
   return wanted.map((a) =>
-    hasAddress(facts, a)
-      ? ok(`address ${addressKey(a)}`, 'present')
-      : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev, a.nodad)], `+ ${addressKey(a)}`),
+    deprecate.includes(a)
+      ? deprecateTasks[deprecate.indexOf(a)]
+      : hasAddress(facts, a)
+        ? ok(`address ${addressKey(a)}`, 'present')
+        : changed(`address ${addressKey(a)}`, 'added', [addAddressStep(a.ip, a.prefix, a.dev, addressFlags(a))], `+ ${addressKey(a)}`),
   );
+}
+
+const deprecatedSets = new WeakMap<HostFacts, Set<string>>();
+
+/** Whether the host has this address deprecated already (see HostAddress.deprecated); O(1), as hasAddress. */
+function isDeprecated(facts: HostFacts, a: { ip: string; prefix: number; dev: string }): boolean {
+  let set = deprecatedSets.get(facts);
+  if (!set) deprecatedSets.set(facts, (set = new Set(facts.ip.addresses.filter((x) => x.deprecated).map(addressKey))));
+  return set.has(addressKey(a));
 }
 
 /** Removes addresses tula-dsr added earlier that the spec no longer wants (only those present on the host). */
@@ -124,12 +158,22 @@ export interface TunnelWant {
   readonly remote: string;
 }
 
-/** An IPIP tunnel: present with the right endpoints and up, or (re)created. */
+/** Whether a remote end reads as "any" (`ip` prints `any`; older versions the unspecified address, or nothing). */
+const isAnyRemote = (remote: string | undefined) => remote === undefined || remote === 'any' || remote === '0.0.0.0' || remote === '::';
+
+/**
+ * A tunnel, IPIP or IPv6-in-IPv6 (ip6tnl) by the family of its local end: present with the right kind, endpoints and
+ * (ip6tnl) mode and encapsulation limit, and up; or (re)created.
+ */
 export function tunnelTask(t: TunnelWant, facts: HostFacts): Task {
   const link = facts.ip.links[t.name];
-  const name = `tunnel ${t.name} (ipip local ${t.local} remote ${t.remote})`;
-  const remoteMatches = (link?.remote ?? 'any') === t.remote || (t.remote === 'any' && (link?.remote === '0.0.0.0' || link?.remote === undefined));
-  if (link && link.kind === 'ipip' && link.local === t.local && remoteMatches) {
+  const ipv6 = isIpv6(t.local);
+  const kind = ipv6 ? 'ip6tnl' : 'ipip';
+  const name = `tunnel ${t.name} (${kind} local ${t.local} remote ${t.remote})`;
+  const remoteMatches = t.remote === 'any' ? isAnyRemote(link?.remote) : link?.remote === canonicalIp(t.remote);
+  // the ip6ip6 mode, and no encapsulation limit option: 8 more bytes the MSS clamp does not allow for
+  const modeMatches = !ipv6 || (link?.proto === 'ip6ip6' && link.noEncapLimit === true);
+  if (link && link.kind === kind && link.local === canonicalIp(t.local) && remoteMatches && modeMatches) {
     return link.up
       ? ok(name, 'present')
       : changed(name, 'was down', [{ run: cmd('ip', 'link', 'set', t.name, 'up'), undo: cmd('ip', 'link', 'set', t.name, 'down'), allOrNothing: true }]);
@@ -137,14 +181,25 @@ export function tunnelTask(t: TunnelWant, facts: HostFacts): Task {
   const steps = link
     ? [removeTunnelStep(t.name, link.local ?? 'any', link.remote ?? 'any'), addTunnelStep(t.name, t.local, t.remote)]
     : [addTunnelStep(t.name, t.local, t.remote)];
-  return changed(name, link ? `had other endpoints (${link.kind ?? '?'} local ${link.local ?? '?'} remote ${link.remote ?? '?'})` : 'created', steps);
+  const mode = link?.kind === 'ip6tnl' ? ` mode ${link.proto ?? '?'}${link.noEncapLimit ? ' encaplimit none' : ''}` : '';
+  return changed(name, link ? `had other settings (${link.kind ?? '?'} local ${link.local ?? '?'} remote ${link.remote ?? '?'}${mode})` : 'created', steps);
 }
+
+/** What each tunnel module carries, for the message when the kernel lacks it. */
+const MODULE_PURPOSE: Readonly<Record<string, string>> = {
+  [TUNNEL_MODULES[4]]: 'L3 DSR needs IPIP',
+  [TUNNEL_MODULES[6]]: 'L3 DSR of IPv6 VIPs needs ip6tnl (IPv6 in IPv6)',
+};
 
 export function moduleTask(module: string, facts: HostFacts): Task {
   const name = `kernel module ${module}`;
-  if (facts.ipip === 'loaded') return ok(name, 'loaded');
-  if (facts.ipip === 'missing')
-    return failed(name, `the kernel (${facts.kernel}) has no ${module} module: L3 DSR needs IPIP; install the distribution kernel's modules or use mode 'l2'`);
+  const state = facts.modules[module] ?? 'missing';
+  if (state === 'loaded') return ok(name, 'loaded');
+  if (state === 'missing')
+    return failed(
+      name,
+      `the kernel (${facts.kernel}) has no ${module} module: ${MODULE_PURPOSE[module] ?? 'L3 DSR needs it'}; install the distribution kernel's modules or use mode 'l2'`,
+    );
   // a module other software may use by now is not unloaded again
   return changed(name, 'loaded now', [{ run: cmd('modprobe', module), undo: ':' }]);
 }
@@ -180,14 +235,4 @@ export function createdDirs(paths: readonly string[], facts: HostFacts, state: H
   const dirs = new Set(state?.dirs ?? []);
   for (const dir of paths.flatMap(ancestorDirs)) if (facts.dirs[dir] === false) dirs.add(dir);
   return [...dirs].sort();
-}
-
-/**
- * L3 IPv6 (ip6tnl) is rendered and checked by nft, but this agent does not create ip6tnl devices, load ip6_tunnel or
- * the ip6 MSS clamp table, nor remove them: it refuses such VIPs before touching the host rather than half-apply them.
- */
-export function l3Ipv6Refusal(services: readonly { path: string; ip: string; mode: string }[]): Task[] {
-  return services
-    .filter((s) => s.mode === 'l3' && familyOf(s.ip) === 6)
-    .map((s) => failed(`VIP ${s.ip}`, `${s.path}: mode 'l3' is not applied for IPv6 VIPs by this version of tula-dsr (ip6tnl); use mode 'l2' for IPv6 VIPs`));
 }

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import {
   BalancerFacts,
   BalancerSpec,
+  FlowCopyConfig,
   HostFile,
   RUNTIME_BUNDLE_FILE,
   RUNTIME_CONFIG_FILE,
@@ -49,10 +50,10 @@ export function runtimeBundle(): string {
 }
 
 /** The runtime's files for a balancer that needs it: the bundle, its configuration, and how it is kept running. */
-export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: boolean): HostFile[] {
+export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: boolean, flowCopy?: FlowCopyConfig): HostFile[] {
   return [
     { path: RUNTIME_BUNDLE_FILE, content: runtimeBundle(), mode: '0644', opaque: true },
-    { path: RUNTIME_CONFIG_FILE, content: renderRuntimeConfig(spec, facts), mode: '0644' },
+    { path: RUNTIME_CONFIG_FILE, content: renderRuntimeConfig(spec, facts, flowCopy), mode: '0644' },
     systemd
       ? { path: RUNTIME_UNIT_FILE, content: renderRuntimeUnit(spec.name), mode: '0644' }
       : { path: RUNTIME_SUPERVISOR_FILE, content: renderRuntimeSupervisor(), mode: '0755' },
@@ -63,7 +64,7 @@ export function runtimeFiles(spec: BalancerSpec, facts: BalancerFacts, systemd: 
 export function nodeTask(facts: HostFacts, host: string): Task {
   const version = facts.runtime?.node;
   const major = Number(/^v(\d+)\./.exec(version ?? '')?.[1]);
-  const fix = `health checks, least connections and the statistics textfile run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
+  const fix = `health checks, least connections, the statistics textfile and a balancer pair's flow copy run in tula-dsr's runtime on the balancer, which needs Node.js ${RUNTIME_NODE_MAJOR} or later: install the distribution's package (apt-get install nodejs)`;
   if (!version) return failed('node', `is not installed on ${host}; ${fix}`);
   if (!(major >= RUNTIME_NODE_MAJOR)) return failed('node', `${version} on ${host} is too old; ${fix}`);
   return ok('node', `${version}`);

@@ -1,4 +1,5 @@
 import { renderCommand } from '../../model/shell';
+import { tunnelAddArgs } from '../../model/backend-host';
 import type { Step } from './task';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */
@@ -63,11 +64,20 @@ export function addressPresent(ip: string, prefix: number, dev: string): string 
   return `${cmd('ip', '-o', 'addr', 'show', 'dev', dev, 'to', `${ip}/${prefix}`)} 2>/dev/null | grep -q .`;
 }
 
-/** `nodad`: an IPv6 VIP the balancer owns answers at once, not after a second of duplicate address detection. */
-export function addAddressStep(ip: string, prefix: number, dev: string, nodad = false): Step {
+/** `flags` (addressFlags): an IPv6 VIP the balancer owns is added `nodad` and deprecated (see HostAddress). */
+export function addAddressStep(ip: string, prefix: number, dev: string, flags: readonly string[] = []): Step {
   return {
-    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev, ...(nodad ? ['nodad'] : [])),
+    run: cmd('ip', 'addr', 'add', `${ip}/${prefix}`, 'dev', dev, ...flags),
     undo: onlyIf(addressPresent(ip, prefix, dev), cmd('ip', 'addr', 'del', `${ip}/${prefix}`, 'dev', dev)),
+    allOrNothing: true,
+  };
+}
+
+/** Makes an address the host already has deprecated (never a source address); the undo makes it preferred again. */
+export function deprecateAddressStep(ip: string, prefix: number, dev: string): Step {
+  return {
+    run: cmd('ip', 'addr', 'change', `${ip}/${prefix}`, 'dev', dev, 'preferred_lft', '0'),
+    undo: cmd('ip', 'addr', 'change', `${ip}/${prefix}`, 'dev', dev, 'preferred_lft', 'forever'),
     allOrNothing: true,
   };
 }
@@ -80,14 +90,14 @@ export function removeAddressStep(ip: string, prefix: number, dev: string): Step
   };
 }
 
-/** Creates the tunnel unless it exists, and brings it up. */
+/** Creates the tunnel (IPIP or ip6tnl, by the family of its local end) unless it exists, and brings it up. */
 const tunnelUp = (name: string, local: string, remote: string) =>
-  `{ ${linkExists(name)} || ${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)}; } && ${cmd('ip', 'link', 'set', name, 'up')}`;
+  `{ ${linkExists(name)} || ${cmd(...tunnelAddArgs(name, local, remote))}; } && ${cmd('ip', 'link', 'set', name, 'up')}`;
 
 /** The undo deletes the tunnel if it is there: the run may have stopped after creating it, before bringing it up. */
 export function addTunnelStep(name: string, local: string, remote: string): Step {
   return {
-    run: `${cmd('ip', 'link', 'add', name, 'type', 'ipip', 'local', local, 'remote', remote)} && ${cmd('ip', 'link', 'set', name, 'up')}`,
+    run: `${cmd(...tunnelAddArgs(name, local, remote))} && ${cmd('ip', 'link', 'set', name, 'up')}`,
     undo: onlyIf(linkExists(name), cmd('ip', 'link', 'del', name)),
   };
 }

@@ -74,3 +74,39 @@ export async function measureFailover(l2: L2Lab, o: { vip: string; next: LabHost
     if (!records.length) await load.stop().catch(() => undefined);
   }
 }
+
+/**
+ * The flow copy's lag, `samples` times: the client opens a connection to `vip`:80 from a port of its own and notes the
+ * instant of its SYN; a loop inside `passive` lists its flow map until the connection's entry is there and notes that
+ * instant (every lab host reads the same clock). Milliseconds, in sample order; a sample that did not arrive within
+ * 5 s is null.
+ */
+export async function measureCopyLag(l2: L2Lab, passive: LabHost, vip: string, samples: number): Promise<(number | null)[]> {
+  const lags: (number | null)[] = [];
+  const base = 33000 + Math.floor(Math.random() * 20000);
+  for (let i = 0; i < samples; i++) {
+    const port = base + i;
+    const key = `${l2.client.ip} . ${port} . ${vip} . 80 `;
+    // an entry an earlier sample on the same port left goes first: only the new connection's copy counts
+    const watch = `nft delete element netdev tula_dsr flows_l2_tcp '{ ${key}}' 2>/dev/null; until nft list map netdev tula_dsr flows_l2_tcp | grep -qF '${key}'; do :; done; date +%s%3N`;
+    const watcher = passive.spawn(['timeout', '5', 'sh', '-c', watch]);
+    await new Promise((r) => setTimeout(r, 100));
+    const connect = [
+      'import socket, sys, time',
+      's = socket.socket()',
+      `s.bind(('0.0.0.0', ${port}))`,
+      't0 = time.time()',
+      `s.connect(('${vip}', 80))`,
+      "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')",
+      's.recv(100)',
+      's.close()',
+      'print(int(t0 * 1000))',
+    ].join('\n');
+    const client = await l2.client.exec([l2.python, '-c', connect]);
+    await watcher.exited;
+    const seen = Number(watcher.stdoutText().trim());
+    const sent = Number(client.stdout.trim());
+    lags.push(client.code === 0 && Number.isFinite(seen) && seen > 0 ? seen - sent : null);
+  }
+  return lags;
+}

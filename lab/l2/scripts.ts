@@ -149,7 +149,7 @@ threading.Event().wait()
  *   udp    {host, port, count, timeout?, sourcePortBase?}
  *          count datagrams, each from a new socket (from sourcePortBase + i when given) -> {"counts": {...}, "failures": n, "errors": [...]}
  *   get    {host, port, path, timeout?}
- *          one GET, body read to the end -> {"backend", "status", "bytes", "expected", "ms", "error"?}
+ *          one GET, body read to the end -> {"backend", "status", "bytes", "sha256", "expected", "ms", "error"?}
  *   rate   {host, port, path, rate, seconds, timeout?}
  *          open loop: a GET on a new connection every 1/rate s for `seconds`, each in its own thread, whatever
  *          the earlier ones are doing -> {"counts": {...}, "failures": n, "errors": [...], "lateMs": worst start delay}
@@ -158,7 +158,7 @@ threading.Event().wait()
  *          {"t0": ms, "t1": ms, "backend": name|null, "ok": bool, "error"?: text}, then {"done": true, ...}
  */
 export const CLIENT_PY = String.raw`
-import json, os, socket, sys, threading, time
+import hashlib, json, os, socket, sys, threading, time
 
 MODE = sys.argv[1]
 CFG = json.loads(sys.argv[2])
@@ -178,8 +178,8 @@ def emit(obj):
 def now_ms():
     return int(time.time() * 1000)
 
-def http_get(path, read_body=True, source_port=0):
-    """One request on a new connection: (status, headers, body bytes or length)."""
+def http_get(path, read_body=True, source_port=0, digest=None):
+    """One request on a new connection: (status, headers, body bytes or length); the body also goes into digest."""
     sock = socket.socket(FAMILY, socket.SOCK_STREAM)
     try:
         sock.settimeout(TIMEOUT)
@@ -203,11 +203,15 @@ def http_get(path, read_body=True, source_port=0):
             headers[k.strip().lower()] = v.strip()
         body = bytearray(rest)
         length = len(rest)
+        if digest:
+            digest.update(rest)
         while True:
             chunk = sock.recv(1 << 20)
             if not chunk:
                 break
             length += len(chunk)
+            if digest:
+                digest.update(chunk)
             if read_body:
                 body += chunk
         expected = int(headers.get('content-length', '-1'))
@@ -288,8 +292,9 @@ def udp():
 def get():
     t0 = time.monotonic()
     try:
-        status, headers, length = http_get(CFG['path'], read_body=False)
-        emit({'backend': headers.get('x-backend'), 'status': status, 'bytes': length,
+        digest = hashlib.sha256()
+        status, headers, length = http_get(CFG['path'], read_body=False, digest=digest)
+        emit({'backend': headers.get('x-backend'), 'status': status, 'bytes': length, 'sha256': digest.hexdigest(),
               'expected': int(headers.get('content-length', '-1')), 'ms': int((time.monotonic() - t0) * 1000)})
     except Exception as e:
         emit({'backend': None, 'status': 0, 'bytes': 0, 'expected': -1, 'ms': int((time.monotonic() - t0) * 1000), 'error': repr(e)})

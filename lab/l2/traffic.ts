@@ -2,6 +2,7 @@
  * Traffic from the lab's client, and the measurements the demo and the end-to-end tests make on the balancer.
  * Every generator is bounded in count and time; traffic goes only to the lab's own addresses.
  */
+import { createHash } from 'node:crypto';
 import type { LabHost } from '../topology';
 import type { BackgroundProcess } from '../exec';
 import { waitFor } from '../exec';
@@ -20,6 +21,8 @@ export interface DownloadResult {
   readonly bytes: number;
   readonly expected: number;
   readonly ms: number;
+  /** The body's sha256 (hex), as received. */
+  readonly sha256?: string;
   readonly error?: string;
 }
 
@@ -89,9 +92,21 @@ export interface BackgroundDownload {
   readonly result: Promise<DownloadResult>;
 }
 
+/** The sha256 of the 10 MiB body backend `name` serves on /big and /slow (BACKEND_SERVER_PY's DATA, 160 times). */
+export function bigBodySha256(name: string): string {
+  const chunk = 64 * 1024;
+  const unit = `${name} `;
+  const data = Buffer.from(unit.repeat(Math.floor(chunk / unit.length)) + '.'.repeat(chunk % unit.length));
+  const hash = createHash('sha256');
+  for (let i = 0; i < (10 * 1024 * 1024) / chunk; i++) hash.update(data);
+  return hash.digest('hex');
+}
+
 export function startDownload(client: LabHost, python: string, o: { host: string; port: number; path: string; timeoutSec: number }): BackgroundDownload {
   const process = client.spawn([python, '-u', '-c', CLIENT_PY, 'get', JSON.stringify({ host: o.host, port: o.port, path: o.path, timeout: o.timeoutSec })]);
-  const result = process.exited.then(() => {
+  // 'exit' can come before the last of stdout: the result line is read once the pipes are closed too
+  const closed = new Promise<void>((resolve) => process.child.once('close', () => resolve()));
+  const result = Promise.all([process.exited, closed]).then(() => {
     const line = process.stdoutText().trim().split('\n').pop() ?? '';
     if (!line.startsWith('{')) return { backend: null, status: 0, bytes: 0, expected: -1, ms: 0, error: `no result: ${process.stderrText().trim()}` };
     return JSON.parse(line) as DownloadResult;

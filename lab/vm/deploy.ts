@@ -29,6 +29,8 @@ export type { RunResult } from '../l2/deploy';
 export const L3_STACK_NAME = 'l3';
 /** Weighted round robin of the web VIP over be1 and be2. */
 export const L3_WEIGHTS: readonly [number, number] = [1, 3];
+/** Weighted round robin of the IPv6 stack's web VIP over be1, be2 and be3. */
+export const L3_IPV6_WEIGHTS: readonly [number, number, number] = [1, 2, 3];
 
 export interface L3StackOptions {
   /** @default 'terraform_data' */
@@ -41,6 +43,11 @@ export interface L3StackOptions {
    * @default - none
    */
   readonly healthChecks?: { readonly web?: HealthCheck; readonly dns?: HealthCheck };
+  /**
+   * 6: the IPv6 stack instead (synthesizeL3Ipv6Stack): the VIPs of `vips6` over be1, be2 and be3 (ip6tnl).
+   * @default 4
+   */
+  readonly family?: 4 | 6;
 }
 
 /**
@@ -102,6 +109,52 @@ export interface L3Workspace {
   remove(): void;
 }
 
+/**
+ * The IPv6 L3 stack: one balancer (its IPv6 address the outer source of the ip6tnl tunnels), three backend hosts on
+ * other subnets, an L3 TCP VIP `web6` (weighted round robin 1:2:3 over be1, be2, be3) and an L3 UDP VIP `dns6`
+ * (round robin). Synthesizes into `outdir` and returns the stack folder, as synthesizeL3Stack does.
+ */
+export function synthesizeL3Ipv6Stack(outdir: string, i: VmInventory, o: L3StackOptions = {}): string {
+  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: o.engine ?? 'terraform_data', [PROJECT_ROOT_CONTEXT_KEY]: path.dirname(outdir) } });
+  const stack = new TerraformStack(app, L3_STACK_NAME);
+  new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });
+  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({
+    host: h.sshHost,
+    port: h.sshPort,
+    hostKey: h.hostKey,
+    privateKeyPath: i.privateKeyPath,
+  });
+  // the hosts are dual stack; their IPv4 address is given so that it does not default to the SSH target (127.0.0.1)
+  const lb = new Balancer(stack, 'lb', {
+    ssh: ssh(i.balancer),
+    interface: i.balancer.interface,
+    address: i.balancer.address,
+    ipv6Address: i.balancer.address6,
+  });
+  const hosts = i.backends6.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address, ipv6Address: b.address6 }));
+  const web = new DsrVip(stack, 'web6', {
+    balancer: lb,
+    ip: i.vips6.web,
+    port: i.ports.http,
+    mode: 'l3',
+    algorithm: 'weighted-round-robin',
+    ...(o.healthChecks?.web && { healthCheck: o.healthChecks.web }),
+  });
+  hosts.forEach((host, k) => web.addBackend(i.backends6[k].name, { host, weight: L3_IPV6_WEIGHTS[k] }));
+  const dns = new DsrVip(stack, 'dns6', {
+    balancer: lb,
+    ip: i.vips6.dns,
+    port: i.ports.udp,
+    protocol: 'udp',
+    mode: 'l3',
+    algorithm: 'round-robin',
+    ...(o.healthChecks?.dns && { healthCheck: o.healthChecks.dns }),
+  });
+  hosts.forEach((host, k) => dns.addBackend(i.backends6[k].name, { host }));
+  app.synth();
+  return path.join(outdir, 'stacks', L3_STACK_NAME);
+}
+
 /** A temp folder with the synthesized L3 stack, ready for `terraform init`. */
 export async function createL3Workspace(inv: VmInventory, o: L3StackOptions & { parent?: string } = {}): Promise<L3Workspace> {
   const root = repoRoot();
@@ -111,7 +164,7 @@ export async function createL3Workspace(inv: VmInventory, o: L3StackOptions & { 
     symlinkSync(root, path.join(dir, 'node_modules', 'tula-dsr'), 'dir');
     // the null_resource engine installs hashicorp/null from the offline test mirror; terraform_data needs nothing
     const env: NodeJS.ProcessEnv = { ...(await prepareTerraformEnv(dir)).env, [RUNTIME_DIR_ENV]: agentRuntimeDir(dir) };
-    const stackDir = synthesizeL3Stack(path.join(dir, 'cdktf.out'), inv, o);
+    const stackDir = (o.family === 6 ? synthesizeL3Ipv6Stack : synthesizeL3Stack)(path.join(dir, 'cdktf.out'), inv, o);
     return {
       dir,
       stackDir,
@@ -149,6 +202,9 @@ export async function nftCounter(lab: VmLab, host: VmHostName, family: string, t
   return Number(m[1]);
 }
 
+/** An address as a URL's host: IPv6 in brackets. */
+export const urlHost = (ip: string): string => (ip.includes(':') ? `[${ip}]` : ip);
+
 /** Counts equal lines (blank lines ignored). */
 export function tally(lines: string): Record<string, number> {
   const counts: Record<string, number> = {};
@@ -160,8 +216,8 @@ export function tally(lines: string): Record<string, number> {
   return counts;
 }
 
-/** Empties one of the balancer's flow maps (flows_l3_tcp, flows_l3_udp), so that the next flows are scheduled afresh. */
-export async function flushFlows(lab: VmLab, map: 'flows_l3_tcp' | 'flows_l3_udp'): Promise<void> {
+/** Empties one of the balancer's flow maps (flows_l3_tcp, flows_l3_udp6, …), so that the next flows are scheduled afresh. */
+export async function flushFlows(lab: VmLab, map: `flows_l3_${'tcp' | 'udp'}${'' | '6'}`): Promise<void> {
   await lab.execOk('lb', `nft flush map netdev tula_dsr ${map}`);
 }
 
@@ -198,7 +254,7 @@ function burstResult(out: string): BurstResult {
 export async function httpBurst(lab: VmLab, o: { host: string; port: number; count: number; parallel?: number }): Promise<BurstResult> {
   const parallel = Math.max(1, Math.min(o.parallel ?? 1, o.count));
   const per = Array.from({ length: parallel }, (_, k) => Math.floor(o.count / parallel) + (k < o.count % parallel ? 1 : 0));
-  const url = `http://${o.host}${o.port === 80 ? '' : `:${o.port}`}/name`;
+  const url = `http://${urlHost(o.host)}${o.port === 80 ? '' : `:${o.port}`}/name`;
   const loop = (n: number) => `for i in $(seq ${n}); do timeout 5 wget -q -O - ${url} || { echo "failed wget $?"; break; }; done`;
   const script =
     parallel === 1
@@ -214,7 +270,8 @@ export async function httpBurst(lab: VmLab, o: { host: string; port: number; cou
  * three times, from the same port, so it stays the same flow.
  */
 export async function udpBurst(lab: VmLab, o: { host: string; port: number; count: number; sourcePortBase?: number }): Promise<BurstResult> {
-  const ask = `echo ping | timeout 8 socat -t 3 - UDP4:${o.host}:${o.port},sourceport=$((${o.sourcePortBase ?? 40000} + i)),reuseaddr`;
+  const target = o.host.includes(':') ? `UDP6:[${o.host}]` : `UDP4:${o.host}`;
+  const ask = `echo ping | timeout 8 socat -t 3 - ${target}:${o.port},sourceport=$((${o.sourcePortBase ?? 40000} + i)),reuseaddr`;
   const out = await lab.execOk(
     'client',
     [

@@ -3,7 +3,12 @@
  *
  *   client 10.10.1.2 ──┐                      ┌── lb  10.10.2.2  (VIPs routed here; tula-dsr tunnels to be1/be2)
  *                      ├── router (root ns) ──┼── be1 10.10.3.2
- *                      │   10.10.{1,2,3,4}.1  └── be2 10.10.4.2
+ *                      │   10.10.{1..5}.1     ├── be2 10.10.4.2
+ *                      │                      └── be3 10.10.5.2  (the IPv6 stack's third backend)
+ *
+ * Every data link is dual stack: host N has 10.10.N.2/24 and fd10:10:N::2/64, the router .1 and ::1 (no DAD: the
+ * lab's addresses are its own, and a tentative address would drop the first packets). The IPv6 VIPs
+ * (fd10:10:100::/64) are routed to the balancer as the IPv4 ones are.
  *
  * Every host is a network namespace with its own /etc, /var, /run, /root and /tmp (bind mounts in its own mount
  * namespace, which its sshd and everything it starts inherit) and its own sshd on a management veth `mgmt0`. The
@@ -14,7 +19,7 @@
 import { shellQuote } from '../../model/shell';
 import { renderSshdConfig } from '../sshd';
 
-export const VM_HOST_NAMES = ['router', 'client', 'lb', 'be1', 'be2'] as const;
+export const VM_HOST_NAMES = ['router', 'client', 'lb', 'be1', 'be2', 'be3'] as const;
 export type VmHostName = (typeof VM_HOST_NAMES)[number];
 
 export interface VmHostDef {
@@ -24,22 +29,38 @@ export interface VmHostDef {
   /** Data-plane address, its /24 towards the router, and the router's side of it. */
   readonly address: string;
   readonly gateway?: string;
+  /** The same link's IPv6 address (/64), and the router's side of it. */
+  readonly address6: string;
+  readonly gateway6?: string;
 }
 
 export const VM_MGMT_PREFIX = 24;
 export const VM_DATA_PREFIX = 24;
+export const VM_DATA_PREFIX6 = 64;
+
+const dataHost = (name: VmHostName, n: number, mgmt: number): VmHostDef => ({
+  name,
+  mgmtIp: `10.0.2.${mgmt}`,
+  address: `10.10.${n}.2`,
+  gateway: `10.10.${n}.1`,
+  address6: `fd10:10:${n}::2`,
+  gateway6: `fd10:10:${n}::1`,
+});
 
 export const VM_HOSTS: readonly VmHostDef[] = [
-  { name: 'router', mgmtIp: '10.0.2.15', address: '10.10.1.1' },
-  { name: 'client', mgmtIp: '10.0.2.21', address: '10.10.1.2', gateway: '10.10.1.1' },
-  { name: 'lb', mgmtIp: '10.0.2.22', address: '10.10.2.2', gateway: '10.10.2.1' },
-  { name: 'be1', mgmtIp: '10.0.2.23', address: '10.10.3.2', gateway: '10.10.3.1' },
-  { name: 'be2', mgmtIp: '10.0.2.24', address: '10.10.4.2', gateway: '10.10.4.1' },
+  { name: 'router', mgmtIp: '10.0.2.15', address: '10.10.1.1', address6: 'fd10:10:1::1' },
+  dataHost('client', 1, 21),
+  dataHost('lb', 2, 22),
+  dataHost('be1', 3, 23),
+  dataHost('be2', 4, 24),
+  dataHost('be3', 5, 25),
 ];
 
 /** The VIPs live in their own prefix, which the router routes to the balancer. */
 export const VM_VIP_PREFIX = '10.10.100.0/24';
 export const VM_VIPS = { web: '10.10.100.1', dns: '10.10.100.2', any: '10.10.100.3' } as const;
+export const VM_VIP_PREFIX6 = 'fd10:10:100::/64';
+export const VM_VIPS6 = { web: 'fd10:10:100::1', dns: 'fd10:10:100::2' } as const;
 export const VM_HTTP_PORT = 80;
 export const VM_UDP_PORT = 5353;
 export const VM_BALANCER_INTERFACE = 'eth0';
@@ -73,10 +94,19 @@ export function routerRuleset(): string {
     '\t}',
     '\tcounter fragneeded_dropped {',
     '\t}',
+    '\tcounter vip6_from_backends {',
+    '\t}',
+    '\tcounter vip6_from_lb {',
+    '\t}',
+    '\tcounter toobig_dropped {',
+    '\t}',
     '\tchain forward {',
     '\t\ttype filter hook forward priority filter; policy accept;',
     `\t\tip saddr ${VM_VIP_PREFIX} iifname { ${backendIfs} } counter name "vip_from_backends"`,
     `\t\tip saddr ${VM_VIP_PREFIX} iifname "r-lb" counter name "vip_from_lb"`,
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} iifname { ${backendIfs} } counter name "vip6_from_backends"`,
+    // the balancer's "packet too big" about a request leaves from the VIP it owns: not a reply that crossed it
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} iifname "r-lb" meta l4proto != ipv6-icmp counter name "vip6_from_lb"`,
     '\t}',
     '}',
     '',
@@ -93,14 +123,27 @@ export function balancerWatchRuleset(): string {
     '\t}',
     '\tcounter vip_dst_in {',
     '\t}',
+    '\tcounter vip6_src_in {',
+    '\t}',
+    '\tcounter vip6_src_out {',
+    '\t}',
+    '\tcounter vip6_dst_in {',
+    '\t}',
+    '\tcounter vip6_icmp_out {',
+    '\t}',
     '\tchain in {',
     `\t\ttype filter hook ingress device "${VM_BALANCER_INTERFACE}" priority -500; policy accept;`,
     `\t\tip saddr ${VM_VIP_PREFIX} counter name "vip_src_in"`,
     `\t\tip daddr ${VM_VIP_PREFIX} counter name "vip_dst_in"`,
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} counter name "vip6_src_in"`,
+    `\t\tip6 daddr ${VM_VIP_PREFIX6} counter name "vip6_dst_in"`,
     '\t}',
     '\tchain out {',
     `\t\ttype filter hook egress device "${VM_BALANCER_INTERFACE}" priority -500; policy accept;`,
     `\t\tip saddr ${VM_VIP_PREFIX} counter name "vip_src_out"`,
+    // ICMPv6 errors about requests the balancer cannot forward (packet too big) leave from the VIP, a local address
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} meta l4proto ipv6-icmp counter name "vip6_icmp_out"`,
+    `\t\tip6 saddr ${VM_VIP_PREFIX6} meta l4proto != ipv6-icmp counter name "vip6_src_out"`,
     '\t}',
     '}',
     '',
@@ -146,17 +189,21 @@ export function renderInit(o: InitOptions): string {
       `link set m-${h.name} up`,
       `link add r-${h.name} type veth peer name eth0 netns ${h.name}`,
       `addr add ${h.gateway}/${VM_DATA_PREFIX} dev r-${h.name}`,
+      `addr add ${h.gateway6}/${VM_DATA_PREFIX6} dev r-${h.name} nodad`,
       `link set r-${h.name} up`,
     ]),
     `route add ${VM_VIP_PREFIX} via ${lb.address} dev r-lb`,
+    `route add ${VM_VIP_PREFIX6} via ${lb.address6} dev r-lb`,
   ];
   const nsBatch = (h: VmHostDef) => [
     'link set lo up',
     `addr add ${h.mgmtIp}/${VM_MGMT_PREFIX} dev mgmt0`,
     'link set mgmt0 up',
     `addr add ${h.address}/${VM_DATA_PREFIX} dev eth0`,
+    `addr add ${h.address6}/${VM_DATA_PREFIX6} dev eth0 nodad`,
     'link set eth0 up',
     `route add default via ${h.gateway} dev eth0`,
+    `route add ::/0 via ${h.gateway6} dev eth0`,
   ];
   const lines: string[] = [
     '#!/bin/sh',
@@ -196,7 +243,7 @@ export function renderInit(o: InitOptions): string {
   for (const h of hosts) lines.push(`  ip -n ${h.name} -batch - <<'EOF'`, ...nsBatch(h), 'EOF');
   lines.push(
     '  # the router: forwarding, loose rp_filter (strict would drop replies sourced from the VIP)',
-    '  sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2',
+    '  sysctl -q -w net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=2 net.ipv4.conf.default.rp_filter=2 net.ipv6.conf.all.forwarding=1',
     `  printf '%s' ${q(routerRuleset())} > /lab/run/router.nft`,
     '  nft -f /lab/run/router.nft',
     '  echo "topology $(up)"',
@@ -230,9 +277,10 @@ export function renderInit(o: InitOptions): string {
       `  printf '%s' ${q(postCgi(b.name))} > /srv/${b.name}/cgi-bin/post`,
       `  chmod 0755 /srv/${b.name}/cgi-bin/post`,
       // socat binds the UDP VIP before tula-dsr puts it on lo, so that replies leave from the VIP
-      `  ip netns exec ${b.name} sysctl -q -w net.ipv4.ip_nonlocal_bind=1`,
+      `  ip netns exec ${b.name} sysctl -q -w net.ipv4.ip_nonlocal_bind=1 net.ipv6.ip_nonlocal_bind=1`,
       `  ( in_host ${b.name} httpd -f -p ${VM_HTTP_PORT} -h /srv/${b.name} ) >>/lab/run/httpd-${b.name}.log 2>&1 &`,
       `  ( in_host ${b.name} socat UDP4-RECVFROM:${VM_UDP_PORT},bind=${VM_VIPS.dns},fork SYSTEM:'echo ${b.name}' ) >>/lab/run/udp-${b.name}.log 2>&1 &`,
+      `  ( in_host ${b.name} socat UDP6-RECVFROM:${VM_UDP_PORT},bind=[${VM_VIPS6.dns}],fork SYSTEM:'echo ${b.name}' ) >>/lab/run/udp6-${b.name}.log 2>&1 &`,
     );
   }
   lines.push(

@@ -132,15 +132,18 @@ export const BUSYBOX_APPLETS = [
   'zcat',
 ] as const;
 
-/** Modules in the image: all netfilter and bridge modules, the tunnel, veth and the virtio NIC, with dependencies. */
+/** Modules in the image: all netfilter and bridge modules, the tunnels (IPIP, ip6tnl), veth and the virtio NIC, with dependencies. */
 export const MODULE_SEEDS = [
   'kernel/net/netfilter/',
   'kernel/net/ipv4/netfilter/',
+  'kernel/net/ipv6/netfilter/',
   'kernel/net/bridge/',
   'kernel/net/bridge/netfilter/',
   'ipip',
   'tunnel4',
   'ip_tunnel',
+  'ip6_tunnel',
+  'tunnel6',
   'veth',
   'virtio_pci',
   'virtio_net',
@@ -149,8 +152,9 @@ export const MODULE_SEEDS = [
 
 /**
  * Loaded by init at boot. virtio_rng first: without a hardware RNG the kernel's CRNG takes about 10 s of TCG time
- * to initialise, and sshd (OpenSSL's getrandom) blocks until it has. `ipip` is among them: loading it creates the fallback device `tunl0` in every network
- * namespace, so a host where tula-dsr loads it could never be restored byte for byte (see README.md).
+ * to initialise, and sshd (OpenSSL's getrandom) blocks until it has. `ipip` and `ip6_tunnel` are among them: loading
+ * them creates the fallback devices `tunl0` and `ip6tnl0` in every network namespace, so a host where tula-dsr loads
+ * them could never be restored byte for byte (see README.md).
  */
 export const PRELOAD_MODULES = [
   'virtio_pci',
@@ -159,6 +163,7 @@ export const PRELOAD_MODULES = [
   'veth',
   'bridge',
   'ipip',
+  'ip6_tunnel',
   'nf_tables',
   'nft_numgen',
   'nft_hash',

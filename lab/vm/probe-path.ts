@@ -15,7 +15,7 @@ import { parseHostSpec, readStackHosts } from '../../agent/spec-input';
 import type { HealthCheck } from '../../constructs';
 import { assignProbePorts, BalancerSpec, ProbeRouting, ProbeTarget, probeTargets, Protocol, renderCommand, renderProbeRouting } from '../../model';
 import type { CommandRunner } from '../../runtime/probe-routing';
-import { synthesizeL3Stack } from './deploy';
+import { synthesizeL3Ipv6Stack, synthesizeL3Stack, urlHost } from './deploy';
 import type { VmHostName } from './guest';
 import type { VmInventory, VmLab } from './vm-lab';
 
@@ -30,10 +30,10 @@ export interface L3ProbePlan {
  * What the runtime would probe and install for the L3 stack with these checks: the stack is synthesized with the real
  * constructs into a temp folder and the balancer's spec read back the way the agent reads it.
  */
-export function planL3Probes(inv: VmInventory, healthChecks: { readonly web?: HealthCheck; readonly dns?: HealthCheck }): L3ProbePlan {
+export function planL3Probes(inv: VmInventory, healthChecks: { readonly web?: HealthCheck; readonly dns?: HealthCheck }, family: 4 | 6 = 4): L3ProbePlan {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tula-dsr-l3-probes-'));
   try {
-    const stackDir = synthesizeL3Stack(path.join(dir, 'cdktf.out'), inv, { healthChecks });
+    const stackDir = (family === 6 ? synthesizeL3Ipv6Stack : synthesizeL3Stack)(path.join(dir, 'cdktf.out'), inv, { healthChecks });
     const host = readStackHosts(stackDir).find((h) => h.kind === 'balancer');
     if (!host) throw new Error(`no balancer in the synthesized stack ${stackDir}`);
     const spec = parseHostSpec(host.specText) as BalancerSpec;
@@ -78,7 +78,9 @@ export interface SocatProbeResult {
 export async function socatProbe(lab: VmLab, p: SocatProbe): Promise<SocatProbeResult> {
   const t = p.timeoutSec ?? 4;
   const source = p.sourcePort === undefined ? '' : `,sourceport=${p.sourcePort}`;
-  const address = p.protocol === 'tcp' ? `TCP4:${p.ip}:${p.port},connect-timeout=${t},linger=0,shut-none${source}` : `UDP4:${p.ip}:${p.port}${source}`;
+  const v = p.ip.includes(':') ? '6' : '4';
+  const target = `${urlHost(p.ip)}:${p.port}`;
+  const address = p.protocol === 'tcp' ? `TCP${v}:${target},connect-timeout=${t},linger=0,shut-none${source}` : `UDP${v}:${target}${source}`;
   const r = await lab.exec('lb', `echo ping | timeout ${t * 2} ${renderCommand(['socat', '-t', String(t), '-T', String(t), '-', address])}`);
   return { code: r.code, reply: r.stdout.trim(), error: r.stderr.trim() };
 }
@@ -89,12 +91,14 @@ export async function socatProbe(lab: VmLab, p: SocatProbe): Promise<SocatProbeR
  */
 export async function startVipOnlyServer(lab: VmLab, host: VmHostName, vip: string, port: number): Promise<number> {
   const reply = `read l; echo ${host} got "$l"`;
-  const cmd = renderCommand(['socat', `TCP4-LISTEN:${port},bind=${vip},fork,reuseaddr`, `SYSTEM:${reply}`]);
+  const ipv6 = vip.includes(':');
+  const cmd = renderCommand(['socat', `TCP${ipv6 ? 6 : 4}-LISTEN:${port},bind=${urlHost(vip)},fork,reuseaddr`, `SYSTEM:${reply}`]);
   // setsid: the server outlives the SSH session that starts it
   const pid = Number((await lab.execOk(host, `setsid ${cmd} </dev/null >/dev/null 2>&1 & echo $!`)).trim());
   // wait until it listens (up to 5 s under emulation)
   const hex = port.toString(16).toUpperCase().padStart(4, '0');
-  await lab.execOk(host, `i=0; until grep -q ":${hex} 00000000:0000 0A" /proc/net/tcp; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; usleep 50000; done`);
+  const listening = ipv6 ? `:${hex} ${'0'.repeat(32)}:0000 0A" /proc/net/tcp6` : `:${hex} 00000000:0000 0A" /proc/net/tcp`;
+  await lab.execOk(host, `i=0; until grep -q "${listening}; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; usleep 50000; done`);
   return pid;
 }
 

@@ -29,7 +29,9 @@ import {
   VM_HTTP_PORT,
   VM_UDP_PORT,
   VM_VIP_PREFIX,
+  VM_VIP_PREFIX6,
   VM_VIPS,
+  VM_VIPS6,
   VmHostDef,
   VmHostName,
   vmSshdConfig,
@@ -43,6 +45,8 @@ export interface VmLabHost extends InventoryHost {
   readonly mgmtIp: string;
   /** The host key as an OpenSSH public key line (hostKey is its SHA256 fingerprint). */
   readonly hostKeyLine: string;
+  /** The host's IPv6 address on its data link (a /64 towards the router). */
+  readonly address6: string;
 }
 
 /** The same shape as the namespace lab's inventory, plus what the VM adds. */
@@ -57,6 +61,10 @@ export interface VmInventory extends Inventory {
   readonly client: VmLabHost;
   readonly router: VmLabHost;
   readonly vipPrefix: string;
+  /** The IPv6 stack's VIPs (routed to the balancer as vipPrefix6) and its backends: be1, be2 and be3. */
+  readonly vips6: { readonly web: string; readonly dns: string };
+  readonly vipPrefix6: string;
+  readonly backends6: readonly VmLabHost[];
   readonly ports: { readonly http: number; readonly udp: number };
   /** Size of each backend's /big download. */
   readonly bigBytes: number;
@@ -341,6 +349,7 @@ function hostEntry(h: VmHostDef, port: number, key: KeyPair): VmLabHost {
     sshHost: '127.0.0.1',
     sshPort: port,
     address: h.address,
+    address6: h.address6,
     hostKey: fingerprint(key.publicLine),
     hostKeyLine: key.publicLine,
     mgmtIp: h.mgmtIp,
@@ -379,6 +388,9 @@ function writeInventory(workDir: string, privateKeyPath: string, hosts: readonly
     router: byName('router'),
     vips: { ...VM_VIPS },
     vipPrefix: VM_VIP_PREFIX,
+    vips6: { ...VM_VIPS6 },
+    vipPrefix6: VM_VIP_PREFIX6,
+    backends6: [byName('be1'), byName('be2'), byName('be3')],
     ports: { http: VM_HTTP_PORT, udp: VM_UDP_PORT },
     bigBytes: VM_BIG_BYTES,
   };

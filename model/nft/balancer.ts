@@ -184,7 +184,26 @@ interface SchedulerMaps {
   /** Sets of (pool, backend) whose elements count new flows, and flows the client ended. */
   readonly newCounter: string;
   readonly endedCounter: string;
+  /** A pair member's copy of new and refreshed flows to its peer (see flowCopyMapsOf). */
+  readonly copy?: FlowCopyMaps;
 }
+
+/**
+ * On a pair member, the maps through which the runtime copies flows to the other member: `recent` holds each flow
+ * the data plane recorded or refreshed in the last RECENT_FLOW_TIMEOUT_SEC seconds, small enough to list several times
+ * a second (listing the flow maps themselves takes seconds at 100,000 entries); `seen` lets a flow's packets into
+ * `recent` once per third of its timeout, so a long flow's copy is renewed on the peer well before it expires there.
+ */
+export interface FlowCopyMaps {
+  readonly recent: string;
+  readonly seen: string;
+}
+/** How long a flow stays in a `recent_*` map: ten times the runtime's listing interval, so a slow listing misses none. */
+export const RECENT_FLOW_TIMEOUT_SEC = 2;
+/** The `recent_*` map names the runtime lists, per flow map: only IPv4 flows are copied (see the README). */
+export const flowCopyMapsOf = (flows: string): FlowCopyMaps => ({ recent: flows.replace(/^flows_/, 'recent_'), seen: flows.replace(/^flows_/, 'seen_') });
+/** How often a live flow is copied again: a third of its timeout, so its copy on the peer never expires while it lives. */
+export const seenTimeoutSec = (flowTimeoutSec: number) => Math.max(1, Math.floor(flowTimeoutSec / 3));
 
 /**
  * The rules of a scheduler chain. The VIP's pool id is in `meta priority` (set by the ingress dispatch); the backend
@@ -197,6 +216,12 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   const key = family.flowKey;
   const timeout = `timeout ${pool.flowTimeoutSec}s`;
   const remember = `update @${flows} { ${key} ${timeout} : ${valueExpr} }`;
+  // a pair member also notes the flow for the copy to its peer: what `remember` records, the runtime sends
+  const copy = maps.copy;
+  const noteForPeer = copy
+    ? ` add @${copy.seen} { ${key} timeout ${seenTimeoutSec(pool.flowTimeoutSec)}s } update @${copy.recent} { ${key} : ${valueExpr} }`
+    : '';
+  const record = `${remember}${noteForPeer}`;
   const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${slots}`;
   const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
   // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
@@ -217,7 +242,10 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   // Open flows next. A SYN that finds an entry keeps its backend (a retransmitted SYN) only while that backend still
   // takes new flows, so that a new connection on a 4-tuple whose end the balancer never saw cannot reach a drained
   // or removed backend. Otherwise the stale entry goes, and the SYN is scheduled afresh.
-  rules.push(`${tcp ? 'tcp flags & (syn|ack) != syn ' : ''}${valueExpr} set ${key} map @${flows} ${remember} ${out}`);
+  const midFlow = tcp ? 'tcp flags & (syn|ack) != syn ' : '';
+  // a flow the peer had copied within a third of its timeout only refreshes its entry; otherwise it is noted again
+  if (copy) rules.push(`${midFlow}${key} @${copy.seen} ${valueExpr} set ${key} map @${flows} ${remember} ${out}`);
+  rules.push(`${midFlow}${valueExpr} set ${key} map @${flows} ${record} ${out}`);
   if (tcp && closing)
     rules.push(`tcp flags & (syn|ack) != syn ${valueExpr} set ${key} map @${closing} update @${closing} { ${key} ${timeout} : ${valueExpr} } ${out}`);
   if (tcp) {
@@ -234,7 +262,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   const tuple = `${family.saddr} . th sport . ${family.daddr} . th dport`;
   const hash = shape.algorithm === 'sh' ? `jhash ${family.saddr} . ${family.daddr} mod ${modulus} seed ${seed}` : `jhash ${tuple} mod ${modulus} seed ${seed}`;
   const chooser = shape.algorithm === 'rr' ? `numgen inc mod ${modulus}` : hash;
-  rules.push(`${newFlow}${pick(chooser)} ${remember} ${countNew} ${out}`);
+  rules.push(`${newFlow}${pick(chooser)} ${record} ${countNew} ${out}`);
   // The kernel may refuse to record a flow whose 4-tuple was ended and reused moments before (its old entry waits
   // for the once-a-second garbage collection). Such a first packet then goes where the pinned-seed hash sends it,
   // which is where every later packet of the flow goes too until one of them records it: the flow works, it is
@@ -243,7 +271,7 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   if (tcp) {
     // A mid-stream packet without a flow entry (entry expired, balancer restarted): the same pinned-seed hash,
     // recorded when the kernel takes it, forwarded either way.
-    rules.push(`${pick(hash)} ${remember} ${out}`, `${pick(hash)} ${out}`);
+    rules.push(`${pick(hash)} ${record} ${out}`, `${pick(hash)} ${out}`);
   }
   return rules;
 }
@@ -351,9 +379,16 @@ export function buildBalancerTable(
       live: `live_${pool.mode}${managedSuffix(pool)}`,
       newCounter: `pool_new_${pool.mode}`,
       endedCounter: `pool_ended_${pool.mode}`,
+      // IPv6 flow keys are hashes the peer could not check against its VIPs: only IPv4 flows are copied
+      copy: spec.pair && pool.family === 4 ? flowCopyMapsOf(`flows_${pool.mode}_${pool.protocol}`) : undefined,
     };
     for (const dynamic of [roles.flows, roles.closing]) {
       if (dynamic) mapOf(dynamic, { ...family.flowKeyType(valueType), dynamic: { timeoutSec: 3600, size: FLOW_MAP_SIZE } });
+    }
+    if (roles.copy) {
+      // as large as the flow maps: a full map would make the rule that records a new flow fail
+      mapOf(roles.copy.recent, { ...family.flowKeyType(valueType), dynamic: { timeoutSec: RECENT_FLOW_TIMEOUT_SEC, size: FLOW_MAP_SIZE } });
+      mapOf(roles.copy.seen, { type: family.flowKeyType(valueType).type.replace(/ : .*$/, ''), set: true, dynamic: { timeoutSec: 3600, size: FLOW_MAP_SIZE } });
     }
     mapOf('pool_chain', { type: 'classid : verdict' }).elements.push(own(`${classid} : goto ${shape.chain}`));
     // the typeof's modulus is only there to give the key its type: each rule uses its pool's own modulus

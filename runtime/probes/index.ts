@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { ProbeTarget } from '../../model';
 import { ProbeOptions, ProbeResult } from './attempt';
 import { probeHttp } from './http';
@@ -6,9 +7,13 @@ import { probeUdp } from './udp';
 
 export type { ProbeOptions, ProbeResult } from './attempt';
 
-/** The Host header of an HTTP check without one: the address of the VIP probed through (and its port unless 80). */
+/**
+ * The Host header of an HTTP check without one: the address of the VIP probed through (and its port unless 80); an
+ * IPv6 address in brackets, as in a URL (RFC 7230, 5.4).
+ */
 export function defaultHostHeader(via: ProbeTarget['via']): string {
-  return via.port === 80 ? via.ip : `${via.ip}:${via.port}`;
+  const host = isIPv6(via.ip) ? `[${via.ip}]` : via.ip;
+  return via.port === 80 ? host : `${host}:${via.port}`;
 }
 
 /** Sends one probe of `target`'s check to `options.host:port`; resolves (never rejects) with its result. */

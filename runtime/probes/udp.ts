@@ -1,4 +1,5 @@
 import { createSocket } from 'node:dgram';
+import { isIPv6 } from 'node:net';
 import { ProbeOptions, ProbeResult, attempt, describeError } from './attempt';
 
 export interface UdpProbe {
@@ -17,7 +18,7 @@ export function probeUdp(probe: UdpProbe, options: ProbeOptions, timeoutMs: numb
   const expected = probe.expectHex !== undefined ? Buffer.from(probe.expectHex, 'hex') : undefined;
   return attempt(timeoutMs, options.signal, (settle) => {
     let replies = 0;
-    const socket = createSocket('udp4');
+    const socket = createSocket(isIPv6(options.host) ? 'udp6' : 'udp4');
     // a connected UDP socket learns of an ICMP port unreachable as ECONNREFUSED
     socket.on('error', (error: NodeJS.ErrnoException) => settle(false, error.code === 'ECONNREFUSED' ? 'port unreachable' : describeError(error, options)));
     socket.on('message', (message) => {

@@ -42,6 +42,9 @@ function memberSpec(advertIntervalSec: number): Record<string, unknown> {
     priority: 150,
     advertIntervalSec,
     preempt: true,
+    flowCopyPort: 7407,
+    // the peer is absent: its runtime's flow copy only retries; the pin is the lab's other host's key
+    peerSsh: { host: unusedIp(lab, 201), port: 22, hostKey: be1.hostKeyFingerprint },
   };
   return balancerSpec(lab, lb, [{ name: 'web', ip: VIP, backends: [{ name: 'be1', ip: be1.ip }] }], { pair });
 }

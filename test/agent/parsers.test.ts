@@ -6,6 +6,7 @@ import {
   parseDirLines,
   parseFiles,
   parseIpAddrJson,
+  parseModuleLines,
   parseNeighJson,
   parseNftTableText,
   parseSysctlLines,
@@ -54,6 +55,51 @@ describe('parseIpAddrJson', () => {
 
   test('GIVEN no JSON at all WHEN parsed THEN it is empty rather than throwing', () => {
     expect(parseIpAddrJson('ip: command not found\n')).toEqual({ addresses: [], links: {} });
+  });
+
+  // recorded in the VM lab (Debian 6.1, iproute2 6.1): `ip -d -j link show dsr6tnl0` after
+  // `ip link add dsr6tnl0 type ip6tnl local fd10:10:3::2 remote any mode ip6ip6 encaplimit none`
+  const DSR6TNL0 = {
+    ifindex: 7,
+    link: null,
+    ifname: 'dsr6tnl0',
+    flags: ['NOARP', 'UP', 'LOWER_UP'],
+    mtu: 1460,
+    link_type: 'tunnel6',
+    address: 'fd10:10:3::2',
+    broadcast: '::',
+    linkinfo: {
+      info_kind: 'ip6tnl',
+      info_data: { proto: 'ip6ip6', remote: 'any', local: 'fd10:10:3::2', ttl: 64, ip6_tnl_f_ign_encap_limit: true, tclass: '0x00', flowlabel: '0x00000' },
+    },
+  };
+
+  test('GIVEN an ip6tnl device WHEN parsed THEN its endpoints, its mode and whether it sends the encapsulation limit option are read', () => {
+    expect(parseIpAddrJson(JSON.stringify([DSR6TNL0])).links.dsr6tnl0).toEqual({
+      mac: undefined,
+      up: true,
+      kind: 'ip6tnl',
+      local: 'fd10:10:3::2',
+      remote: 'any',
+      proto: 'ip6ip6',
+      noEncapLimit: true,
+    });
+  });
+
+  test('GIVEN an ip6tnl device with an encapsulation limit and endpoints in long form WHEN parsed THEN the endpoints are canonical and noEncapLimit is false', () => {
+    const data = { proto: 'any', remote: 'fd10:0010:0002:0000:0000:0000:0000:0002', local: 'FD10:10:3::2', encap_limit: 4 };
+    expect(parseIpAddrJson(JSON.stringify([{ ...DSR6TNL0, linkinfo: { info_kind: 'ip6tnl', info_data: data } }])).links.dsr6tnl0).toMatchObject({
+      local: 'fd10:10:3::2',
+      remote: 'fd10:10:2::2',
+      proto: 'any',
+      noEncapLimit: false,
+    });
+  });
+});
+
+describe('parseModuleLines', () => {
+  test("GIVEN the facts script's module lines among junk WHEN parsed THEN each module has its state, and unknown states are left out", () => {
+    expect(parseModuleLines(`${JUNK}ipip missing\nip6_tunnel loaded\nfoo maybe\n`)).toEqual({ ipip: 'missing', ip6_tunnel: 'loaded' });
   });
 });
 

@@ -13,7 +13,10 @@ jest.setTimeout(30_000);
 
 const VIP = '10.99.4.10';
 const VIP2 = '10.99.4.11';
-const KERNEL_HAS_IPIP = spawnSync('sh', ['-c', '[ -d /sys/module/ipip ] || modprobe -n ipip'], { stdio: 'ignore' }).status === 0;
+const VIP6 = 'fd00:99:4::10';
+const kernelHas = (module: string) => spawnSync('sh', ['-c', `[ -d /sys/module/${module} ] || modprobe -n ${module}`], { stdio: 'ignore' }).status === 0;
+const KERNEL_HAS_IPIP = kernelHas('ipip');
+const KERNEL_HAS_IP6_TUNNEL = kernelHas('ip6_tunnel');
 if (!KERNEL_HAS_IPIP) {
   console.warn(
     'SKIPPED here: the L3 remove round trip on a backend needs the ipip module, which this kernel lacks; ' +
@@ -208,6 +211,32 @@ describe('remove restores the pre-apply state byte for byte', () => {
       expect(r.stdout).toMatch(/^be3 +: ok=1 changed=0 failed=1 skipped=14 /m);
       expectSame(await snapshot(be3), before);
       expect(await sh(be3, 'sysctl -n net.ipv4.conf.all.rp_filter')).toBe('1\n');
+    },
+  );
+
+  // The build machines' kernel has no ip6_tunnel either; test/l3/l3-ipv6.test.ts applies and removes L3 IPv6 in the VM.
+  (KERNEL_HAS_IP6_TUNNEL ? test.skip : test)(
+    'GIVEN an L3 IPv6 spec on a kernel without ip6_tunnel WHEN apply runs on the backend and on the balancer THEN each fails at "kernel module ip6_tunnel", says why, and changes nothing',
+    async () => {
+      const backend = backendSpec(lab, be4, [{ ip: VIP6, mode: 'l3' }], { ipv6Address: be4.ip6 });
+      const balancer = balancerSpec(lab, lb, [{ name: 'web6', ip: VIP6, backends: [{ name: 'be4', ip: be4.ip6 }] }], { ipv6Address: lb.ip6 });
+      (balancer.vips as Record<string, unknown>[])[0].mode = 'l3';
+      const before = { be4: await snapshot(be4), lb: await snapshot(lb) };
+      const kernel = (await sh(be4, 'uname -r')).trim();
+      const message = `the kernel (${kernel}) has no ip6_tunnel module: L3 DSR of IPv6 VIPs needs ip6tnl (IPv6 in IPv6); install the distribution kernel's modules or use mode 'l2'`;
+
+      for (const [host, spec] of [
+        ['be4', backend],
+        ['lb', balancer],
+      ] as const) {
+        const r = await runCli(['apply', '--spec', writeSpec(lab, spec)]);
+        expect(r.code).toBe(1);
+        expect(r.stdout.split('\n')).toContain(`failed: ${host} kernel module ip6_tunnel (${message})`);
+        expect(r.stdout).not.toMatch(/^changed: /m);
+        expect(r.stderr).not.toMatch(/^\s+at /m);
+      }
+      expectSame(await snapshot(be4), before.be4);
+      expectSame(await snapshot(lb), before.lb);
     },
   );
 

@@ -69,8 +69,16 @@ describe('the runtime under the supervisor', () => {
 
 describe('Node on the balancer', () => {
   test.each([
-    [undefined, 'failed', 'is not installed on lb1; health checks, least connections and the statistics textfile run in tula-dsr’s runtime'],
-    ['v16.20.2', 'failed', 'v16.20.2 on lb1 is too old; health checks, least connections and the statistics textfile run in tula-dsr’s runtime'],
+    [
+      undefined,
+      'failed',
+      'is not installed on lb1; health checks, least connections, the statistics textfile and a balancer pair’s flow copy run in tula-dsr’s runtime',
+    ],
+    [
+      'v16.20.2',
+      'failed',
+      'v16.20.2 on lb1 is too old; health checks, least connections, the statistics textfile and a balancer pair’s flow copy run in tula-dsr’s runtime',
+    ],
     ['v18.19.0', 'ok', 'v18.19.0'],
   ] as const)('GIVEN node %s THEN the node task is %s', (version, status, start) => {
     const t = nodeTask(facts(true, { node: version }), 'lb1');

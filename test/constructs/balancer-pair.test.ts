@@ -14,13 +14,18 @@ Testing.setupJest();
 const root = scratchDir();
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
-function pairStack(opts: { vrrp?: Record<string, any>; lb2?: Partial<BalancerProps>; mode?: 'l2' | 'l3' } = {}) {
+function pairStack(opts: { vrrp?: Record<string, any>; lb2?: Partial<BalancerProps>; mode?: 'l2' | 'l3'; flowCopyPort?: any } = {}) {
   const s = new TerraformStack(newApp(root()), 's');
   const lb = (id: string, host: string, over: Partial<BalancerProps> = {}) =>
     new Balancer(s, id, { ssh: { host, hostKey: HOST_KEY }, interface: 'eth0', subnet: '10.0.1.0/24', ...over });
   const lb1 = lb('lb1', '10.0.1.2');
   const lb2 = lb('lb2', '10.0.1.3', opts.lb2);
-  const pair = new BalancerPair(s, 'edge', { primary: lb1, secondary: lb2, vrrp: (opts.vrrp ?? { virtualRouterId: 51 }) as any });
+  const pair = new BalancerPair(s, 'edge', {
+    primary: lb1,
+    secondary: lb2,
+    vrrp: (opts.vrrp ?? { virtualRouterId: 51 }) as any,
+    ...(opts.flowCopyPort !== undefined && { flowCopyPort: opts.flowCopyPort }),
+  });
   const web = new DsrVip(s, 'web', { balancer: pair, ip: '10.0.1.100', port: 80, mode: opts.mode ?? 'l2' });
   web.addBackend('web1', { ip: '10.0.1.11', mac: '02:00:00:00:00:11' });
   web.addBackend('web2', { ip: '10.0.1.12', mac: '02:00:00:00:00:12' });
@@ -47,8 +52,17 @@ describe('BalancerPair', () => {
       priority: 150,
       advertIntervalSec: 0.2,
       preempt: true,
+      flowCopyPort: 7407,
+      // the flow copy accepts the other member by the host key its SSH target pins
+      peerSsh: { host: '10.0.1.3', port: 22, hostKey: HOST_KEY },
     });
-    expect(b.pair).toMatchObject({ role: 'secondary', peerAddress: '10.0.1.2', peerName: 'lb1', priority: 100 });
+    expect(b.pair).toMatchObject({
+      role: 'secondary',
+      peerAddress: '10.0.1.2',
+      peerName: 'lb1',
+      priority: 100,
+      peerSsh: { host: '10.0.1.2', port: 22, hostKey: HOST_KEY },
+    });
     expect(b.vips).toEqual(a.vips);
     // the same seeds and slot tables on both members (given the same interface MAC): a flow hashes alike on either
     const facts = { interfaceMac: '02:00:00:00:00:02', backendMacs: {} };
@@ -88,6 +102,19 @@ describe('BalancerPair', () => {
     ],
   ])('GIVEN vrrp %j WHEN synthesized THEN the pair reports exactly %j', (vrrp, expected) => {
     expect(problems(pairStack({ vrrp }).s)).toEqual(expected);
+  });
+
+  test.each([
+    [0, ['[s/edge] flowCopyPort: 0 is not allowed; use an integer from 1 to 65535']],
+    [65536, ['[s/edge] flowCopyPort: 65536 is not allowed; use an integer from 1 to 65535']],
+    ['7407', ['[s/edge] flowCopyPort: "7407" is not allowed; use an integer from 1 to 65535']],
+  ])('GIVEN flowCopyPort %j WHEN synthesized THEN the pair reports exactly %j', (flowCopyPort, expected) => {
+    expect(problems(pairStack({ flowCopyPort }).s)).toEqual(expected);
+  });
+
+  test('GIVEN flowCopyPort 9000 WHEN the members render THEN both take and send flows on it', () => {
+    const { lb1, lb2 } = pairStack({ flowCopyPort: 9000 });
+    expect([lb1.toSpec().pair?.flowCopyPort, lb2.toSpec().pair?.flowCopyPort]).toEqual([9000, 9000]);
   });
 
   test.each([

@@ -70,6 +70,19 @@ const BAD_INPUTS: readonly BadInput[] = [
     ],
   },
   {
+    what: 'balancer pair mistakes (a router id of 0, the secondary above the primary, a flow copy port of 0)',
+    body: `const s = new TerraformStack(app, 'dsr');
+  const member = (id, host) => new Balancer(s, id, { ssh: { host, hostKey: HK }, interface: 'eth0', subnet: '10.0.1.0/24' });
+  const vrrp = { virtualRouterId: 0, primaryPriority: 100, secondaryPriority: 150 };
+  const edge = new BalancerPair(s, 'edge', { primary: member('lb1', '10.0.1.2'), secondary: member('lb2', '10.0.1.3'), vrrp, flowCopyPort: 0 });
+  new DsrVip(s, 'web', { balancer: edge, ip: '10.0.1.100', port: 80 }).addBackend('web1', { ip: '10.0.1.11' });`,
+    problems: [
+      '[dsr/edge] flowCopyPort: 0 is not allowed; use an integer from 1 to 65535',
+      '[dsr/edge] vrrp.virtualRouterId: 0 is not allowed; use an integer from 1 to 255 (unique among the VRRP routers of the segment)',
+      "[dsr/edge] vrrp.secondaryPriority: 150 is not allowed; use a priority below the primary's (100)",
+    ],
+  },
+  {
     what: 'a balancer pair with a bad virtual router id, a secondary on the same host, and a VIP of its own on a member',
     body: `const s = new TerraformStack(app, 'dsr');
   const lb1 = new Balancer(s, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HK }, interface: 'eth0', subnet: '10.0.1.0/24' });

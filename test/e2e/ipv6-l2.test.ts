@@ -8,7 +8,7 @@
 import { createL2Lab, L2Lab } from '../../lab/l2/lab';
 import { flushFlows, httpBurst, measureByteShare, startLoad, udpBurst } from '../../lab/l2/traffic';
 import { LabHost } from '../../lab/topology';
-import { StatsJson, StatsJsonDocument } from '../../model';
+import { RUNTIME_STATE_FILE, StatsJson, StatsJsonDocument, parseRuntimeState } from '../../model';
 import { TASK_LINE, assertDistFresh, backendSpec, balancerSpec, leftovers, run, runCli, sh, writeSpec } from '../agent/helpers';
 
 jest.setTimeout(180_000);
@@ -68,8 +68,18 @@ afterAll(async () => {
   await l2?.teardown();
 });
 
+/** Polls `done` every 200 ms until it holds, or fails naming `what` after `ms`. */
+async function waitFor(what: string, done: () => Promise<boolean>, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await done())) {
+    if (Date.now() > deadline)
+      throw new Error(`${what}: not within ${ms} ms; the runtime's log:\n${await sh(l2.lb, 'tail -n 20 /var/log/tula-dsr-runtime.log 2>&1 || true')}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 describe('IPv6 L2 DSR in the namespace lab', () => {
-  test('GIVEN three dual-stack backends WHEN the backends and the balancer are applied THEN the IPv6 VIP is on lo (/128) of each backend, which never answers Neighbour Solicitations for it, and on the balancer with nodad', async () => {
+  test('GIVEN three dual-stack backends WHEN the backends and the balancer are applied THEN the IPv6 VIP is on lo (/128) of each backend, which never answers Neighbour Solicitations for it, and on the balancer with nodad, deprecated (never a source address)', async () => {
     for (const b of l2.backends) {
       const lines = await applyOk(beSpec(b));
       expect(lines).toContain(`changed: address ${vip6}/128 dev lo`);
@@ -79,6 +89,10 @@ describe('IPv6 L2 DSR in the namespace lab', () => {
     expect(lines).toContain(`changed: address ${vip6}/128 dev eth0`);
     // THEN the balancer's VIP is usable at once (not tentative)
     expect(await sh(l2.lb, `ip -6 -o addr show dev eth0 to ${vip6}/128`)).not.toMatch(/tentative/);
+    // AND deprecated, so that the balancer's own packets to its /64 (health probes, pings) leave from its own address: a
+    // /128 VIP would win the kernel's source address selection, and a backend, which has the VIP on lo, answer itself
+    expect(await sh(l2.lb, `ip -6 -o addr show dev eth0 to ${vip6}/128`)).toMatch(/ deprecated /);
+    expect(await sh(l2.lb, `ip -6 route get ${l2.backends[0].ip6}`)).toContain(` src ${l2.lb.ip6} `);
     // WHEN the client resolves the VIP afresh, with every host counting the Neighbour Advertisements it sends for it
     const advertised = `table ip6 t16_na { chain out { type filter hook output priority 0; policy accept; ip6 saddr ${vip6} icmpv6 type nd-neighbor-advert counter; }; }`;
     const hosts = [l2.lb, ...l2.backends];
@@ -151,6 +165,47 @@ EOF`,
       counts: { web1: 200, web2: 200, web3: 200 },
       failures: 0,
     });
+  });
+
+  test('GIVEN a TCP check on a port that only a service bound to the IPv6 VIP answers (on web1) WHEN the balancer is applied with it THEN the runtime probes each backend through the VIP over IPv6: web1 up, the others down; and web1 goes down when that service stops', async () => {
+    const web1 = l2.backends[0];
+    const server = web1.spawn([
+      l2.python,
+      '-c',
+      `import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('${vip6}',9090))\ns.listen(64)\nwhile True:\n  c,_=s.accept(); c.close()`,
+    ]);
+    try {
+      // the backend's own IPv6 address does not answer on 9090: only a probe through the VIP can pass
+      await waitFor('the VIP-bound server listening', async () => (await web1.exec(`ss -Htln 'sport = :9090'`)).stdout.includes(vip6));
+      expect((await l2.lb.exec(`timeout 2 bash -c 'echo > /dev/tcp/${web1.ip6}/9090'`)).code).not.toBe(0);
+      const spec = lbSpec([3, 2, 1], [1, 1, 1]);
+      (spec.vips as Record<string, unknown>[]).find((v) => v.name === 'web6')!.healthCheck = {
+        kind: 'tcp',
+        port: 9090,
+        intervalSec: 0.5,
+        timeoutSec: 0.3,
+        fall: 3,
+        rise: 2,
+      };
+      await applyOk(spec);
+      // the runtime installs the probe routing for IPv6: a rule on the probe mark and the backends' routes in table 61000
+      await waitFor('the IPv6 probe rule', async () => /^1061:\tfrom all fwmark 0xee48 lookup 61000$/m.test(await sh(l2.lb, 'ip -6 rule show')));
+      expect(await sh(l2.lb, 'ip -6 route show table 61000')).toContain(`${web1.ip6} via ${web1.ip6} dev eth0`);
+
+      const states = async () =>
+        (parseRuntimeState(await sh(l2.lb, `cat ${RUNTIME_STATE_FILE} 2>/dev/null || true`))?.checks ?? []).map((c) => `${c.backend} ${c.state}`).sort();
+      const expected = (web1State: string) => [`${web1.ip6} ${web1State}`, ...l2.backends.slice(1).map((b) => `${b.ip6} down`)].sort();
+      await waitFor('web1 up through the VIP, web2 and web3 down', async () => JSON.stringify(await states()) === JSON.stringify(expected('up')), 15_000);
+
+      await server.stop('SIGKILL');
+      await waitFor('web1 down once its VIP-bound service stopped', async () => JSON.stringify(await states()) === JSON.stringify(expected('down')), 15_000);
+    } finally {
+      await server.stop('SIGKILL');
+    }
+
+    // AND without the check again, the runtime stops and its IPv6 probe routing goes with it
+    await applyOk(lbSpec([3, 2, 1], [1, 1, 1]));
+    expect(await sh(l2.lb, 'ip -6 rule show; ip -6 route show table 61000; nft list tables')).not.toMatch(/61000|tula_dsr_probe/);
   });
 
   test('GIVEN the applied lab WHEN remove runs on the balancer and the backends THEN every IPv6 address tula-dsr added is gone and nothing of tula-dsr is left', async () => {

@@ -9,15 +9,13 @@
  * Needs root (and apt for qemu, the kernel and busybox on a cold run). Without them every test here fails: the
  * lab refuses to start with a clear message. Nothing is skipped.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
-import * as path from 'node:path';
 import { createL3Workspace, flushFlows, httpBurst, L3Workspace, nftCounter, RunResult, tally, udpBurst } from '../../lab/vm/deploy';
-import { repoRoot } from '../../lab/vm/paths';
 import { balancerRunner, planL3Probes, reversePathDrops, socatProbe, SocatProbe, startVipOnlyServer, tunnelTxPackets } from '../../lab/vm/probe-path';
 import { installProbeRouting, removeProbeRouting } from '../../runtime/probe-routing';
 import { PROBE_MARK, PROBE_PORT_COUNT, PROBE_PORT_FIRST, PROBE_ROUTE_TABLE, PROBE_TABLE, probeProtocol, tunnelName } from '../../model';
 import { startVmLab, VmInventory, VmLab } from '../../lab/vm/vm-lab';
 import type { VmHostName } from '../../lab/vm/guest';
+import { HOST_SNAPSHOT, assertDistFresh, expectTerraformOk, vmSuite } from '../support/vm-suite';
 
 const TULA_HOSTS = ['lb', 'be1', 'be2'] as const;
 const REQUESTS = 40;
@@ -30,35 +28,9 @@ let lab: VmLab | undefined;
 let inv: VmInventory;
 let ws: L3Workspace | undefined;
 let stackDir: string;
-let failed = false;
+const suite = vmSuite();
+const { step, timings } = suite;
 const before: Record<string, string> = {};
-const timings: Record<string, number> = {};
-
-let deployed = false;
-
-/**
- * Runs a test body; a failure keeps the VM's work folder and prints its serial console at the end. Steps after the
- * deployment fail at once when it failed, instead of each waiting for traffic that cannot flow.
- */
-function step(name: string, timeoutMs: number, body: () => Promise<void>, needsDeploy = true): void {
-  test(
-    name,
-    async () => {
-      const started = Date.now();
-      try {
-        if (!lab) throw new Error('the VM lab did not start (see the error of beforeAll)');
-        if (needsDeploy && !deployed) throw new Error('not run: the deployment (first test) failed');
-        await body();
-      } catch (error) {
-        failed = true;
-        throw error;
-      } finally {
-        timings[name] = Date.now() - started;
-      }
-    },
-    timeoutMs,
-  );
-}
 
 const sh = (host: VmHostName, script: string) => lab!.execOk(host, script);
 
@@ -66,56 +38,23 @@ function terraform(args: string[], timeoutMs = 120_000): Promise<RunResult> {
   return ws!.terraform(args, { timeoutMs });
 }
 
-function expectTerraformOk(r: RunResult, what: string): void {
-  if (r.code !== 0) throw new Error(`terraform ${what} exited with ${r.code}\n--- stdout ---\n${r.stdout}\n--- stderr ---\n${r.stderr}`);
-}
-
 /** The agent CLI from dist/ (what the provisioners run), on the synthesized stack. */
 function agent(args: string[]): Promise<RunResult> {
   return ws!.agent(args);
 }
 
-/** Everything tula-dsr may touch on a host, as text: nft ruleset, addresses, routes, net sysctls, /etc and /var. */
-const SNAPSHOT = [
-  'echo "### nft ruleset"; nft -s list ruleset',
-  'echo "### ip -j addr"; ip -j addr show',
-  'echo "### ip -j route"; ip -j route show table all',
-  'echo "### sysctl net.*"; sysctl -a 2>/dev/null | grep "^net\\." | sort',
-  'echo "### /etc /var"; find /etc /var | sort | while read -r f; do',
-  '  if [ -L "$f" ]; then echo "link $f -> $(readlink "$f")";',
-  '  elif [ -d "$f" ]; then echo "dir $(stat -c %a "$f") $f";',
-  '  else echo "file $(stat -c %a "$f") $(sha256sum < "$f" | cut -c1-64) $f"; fi',
-  'done',
-].join('\n');
+const SNAPSHOT = HOST_SNAPSHOT;
 
 /** `nft list counter …` → packets. */
 function counter(host: VmHostName, family: string, table: string, name: string): Promise<number> {
   return nftCounter(lab!, host, family, table, name);
 }
 
-/** dist/ must hold the code under test: the provisioners run dist/agent/cli.js, not the TypeScript sources. */
-function assertDistFresh(): void {
-  const root = repoRoot();
-  const cli = path.join(root, 'dist', 'agent', 'cli.js');
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: run \`npx tsc -p .\` first (npm test does)`);
-  const built = statSync(cli).mtimeMs;
-  const stale: string[] = [];
-  const walk = (dir: string) => {
-    for (const e of readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith('.ts') && statSync(p).mtimeMs > built) stale.push(path.relative(root, p));
-    }
-  };
-  for (const d of ['agent', 'model']) walk(path.join(root, d));
-  if (stale.length) throw new Error(`dist/ is older than ${stale.join(', ')}: run \`npx tsc -p .\` first (npm test does)`);
-}
-
 beforeAll(async () => {
   try {
     await setUp();
   } catch (error) {
-    failed = true;
+    suite.failed = true;
     throw error;
   }
 }, 300_000);
@@ -123,7 +62,7 @@ beforeAll(async () => {
 async function setUp(): Promise<void> {
   const started = Date.now();
   assertDistFresh();
-  lab = await startVmLab();
+  suite.lab = lab = await startVmLab();
   inv = lab.inventory;
   timings['lab start'] = Date.now() - started;
 
@@ -141,8 +80,8 @@ async function setUp(): Promise<void> {
 }
 
 afterAll(async () => {
-  await lab?.stop({ failed });
-  if (ws && !failed) ws.remove();
+  await lab?.stop({ failed: suite.failed });
+  if (ws && !suite.failed) ws.remove();
   else if (ws) process.stderr.write(`l3 test: kept ${ws.dir} (terraform state and the synthesized stack)\n`);
   process.stderr.write(`l3 test timings (ms): ${JSON.stringify({ ...timings, lab: lab?.timings })}\n`);
 }, 60_000);
@@ -191,7 +130,7 @@ describe('L3 DSR (IPIP) in the qemu VM lab, deployed with terraform apply', () =
           `ip saddr { ${inv.vips.web}, ${inv.vips.dns} } tcp flags syn,ack / syn,ack tcp option maxseg size > 1440 tcp option maxseg size set 1440`,
         );
       }
-      deployed = true;
+      suite.deployed = true;
     },
     false,
   );

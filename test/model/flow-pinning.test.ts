@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BALANCER_TABLE, BalancerSpec, backendId, groupPools, poolClassid, planBalancerHost, renderNftReload, tunnelName } from '../../model';
-import { BALANCER_CASES, FRESH, factsFor, macOf } from '../support/render-fixtures';
+import { BALANCER_CASES, FRESH, factsFor, macOf, pairMember } from '../support/render-fixtures';
 import { parseNftTableText } from '../../agent/facts/parsers';
 
 const suffix = randomBytes(3).toString('hex');
@@ -95,7 +95,7 @@ function load(spec: BalancerSpec): void {
 }
 
 /** The value a flow map (open flows, or closing ones) holds for the client's 4-tuple (a MAC in L2, a mark in L3). */
-function flowValue(mode: 'l2' | 'l3', vip: string, sport: number, map: 'flows' | 'closing' = 'flows'): string | undefined {
+function flowValue(mode: 'l2' | 'l3', vip: string, sport: number, map: 'flows' | 'closing' | 'recent' = 'flows'): string | undefined {
   const text = inLb('nft', 'list', 'map', 'netdev', BALANCER_TABLE, `${map}_${mode}_tcp`);
   const key = `${CLIENT_IP} . ${sport} . ${vip} . 80`.replace(/\./g, '\\.');
   return new RegExp(`${key}(?: timeout \\S+)?(?: expires \\S+)? : (\\S+?)[,\\s}]`).exec(text)?.[1];
@@ -219,5 +219,52 @@ describe.each(['l2', 'l3'] as const)('%s: flows stay pinned, drained backends ge
     // and its retransmission stays on the new backend
     send(vip.ip, 42000, SYN);
     expect(backendOf(flowValue(mode, vip.ip, 42000))).toBe(moved);
+  });
+});
+
+describe('a pair member notes its flows for the copy to the other member', () => {
+  const base = BALANCER_CASES.find((c) => c.name === 'l2 round-robin')!.spec;
+  const spec: BalancerSpec = pairMember({ ...base, interface: 'eth0', vips: base.vips.filter((v) => v.protocol === 'tcp') });
+  const vip = spec.vips[0];
+  const seen = (sport: number) => inLb('nft', 'list', 'set', 'netdev', BALANCER_TABLE, 'seen_l2_tcp').includes(`${CLIENT_IP} . ${sport} . ${vip.ip} . 80 `);
+  const forget = (map: string, sport: number) =>
+    inLb('nft', 'delete', 'element', 'netdev', BALANCER_TABLE, map, `{ ${CLIENT_IP} . ${sport} . ${vip.ip} . 80 }`);
+
+  beforeAll(() => {
+    run(['ip', 'netns', 'exec', LB, 'nft', 'delete', 'table', 'netdev', BALANCER_TABLE]);
+    load(spec);
+  });
+
+  test('GIVEN a new connection THEN its flow is noted in recent_l2_tcp with its backend, and in seen_l2_tcp for a third of its timeout', () => {
+    send(vip.ip, 46000, SYN);
+    const backend = flowValue('l2', vip.ip, 46000);
+    expect(backend).toBeDefined();
+    expect(flowValue('l2', vip.ip, 46000, 'recent')).toBe(backend);
+    expect(inLb('nft', 'list', 'set', 'netdev', BALANCER_TABLE, 'seen_l2_tcp')).toMatch(
+      new RegExp(`${CLIENT_IP} \\. 46000 \\. ${vip.ip.replace(/\./g, '\\.')} \\. 80 timeout 1m40s`),
+    );
+  });
+
+  test('GIVEN a noted flow WHEN its packets go on THEN it is not noted again until its seen entry expires; then its next packet notes it again', () => {
+    send(vip.ip, 47000, SYN);
+    const backend = flowValue('l2', vip.ip, 47000);
+    forget('recent_l2_tcp', 47000);
+    send(vip.ip, 47000, ACK);
+    // still within a third of its timeout: the copy on the other member is fresh enough
+    expect(flowValue('l2', vip.ip, 47000, 'recent')).toBeUndefined();
+    forget('seen_l2_tcp', 47000);
+    send(vip.ip, 47000, ACK);
+    expect(flowValue('l2', vip.ip, 47000, 'recent')).toBe(backend);
+    expect(seen(47000)).toBe(true);
+  });
+
+  test('GIVEN a flow copied from the other member (in flows_l2_tcp only) WHEN its packets arrive after a failover THEN they keep its backend, and it is noted for the copy back', () => {
+    // without the entry, a mid-stream packet would go where the pinned-seed hash points
+    const copied = macOf(vip.backends[2].ip);
+    inLb('nft', 'add', 'element', 'netdev', BALANCER_TABLE, 'flows_l2_tcp', `{ ${CLIENT_IP} . 48000 . ${vip.ip} . 80 timeout 300s : ${copied} }`);
+    const before = packets(vip.backends[2].ip);
+    send(vip.ip, 48000, ACK);
+    expect(packets(vip.backends[2].ip) - before).toBe(1);
+    expect(flowValue('l2', vip.ip, 48000, 'recent')).toBe(copied);
   });
 });

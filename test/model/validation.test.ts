@@ -5,6 +5,7 @@
 import { ALGORITHMS, MODES, PROTOCOLS, SpecError, StrictSpecSchemas, checkBackendHostSpec, checkBalancerSpec, checkSpec, formatIssue } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
 import { HOST_KEY, lb1Json } from '../support/common';
+import { primarySide } from '../../lab/pair-spec';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -176,11 +177,10 @@ describe('IPv6 addresses', () => {
   });
 
   test.each(['tcp', 'http'])(
-    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is refused: probes run over IPv4 only',
+    'GIVEN a %s health check on an IPv6 VIP or one of its backends WHEN checked THEN it is valid: probes go through the VIP over IPv6 too',
     (kind) => {
-      const message = `"${kind}" is not available on an IPv6 VIP yet: the runtime probes backends through the VIP over IPv4 only; remove it (or use { kind: 'none' })`;
-      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([`s/web: healthCheck: ${message}`]);
-      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([`s/web/web1: healthCheck: ${message}`]);
+      expect(problems(variant6((s) => (vip0(s).healthCheck = { kind })))).toEqual([]);
+      expect(problems(variant6((s) => (be0(s).healthCheck = { kind })))).toEqual([]);
     },
   );
 
@@ -613,16 +613,7 @@ describe('all problems at once', () => {
   });
 
   test('GIVEN a pair path with a line break WHEN the agent parses the spec THEN it is refused (it heads keepalived.conf)', () => {
-    const pair = {
-      name: 'edge',
-      role: 'primary',
-      peerAddress: '10.0.1.3',
-      peerName: 'lb2',
-      virtualRouterId: 51,
-      priority: 150,
-      advertIntervalSec: 1,
-      preempt: true,
-    };
+    const pair = primarySide('10.0.1.3', HOST_KEY);
     const spec = variant((s) => {
       s.pair = { ...pair, path: 's/edge\nvrrp_script x {' };
     });

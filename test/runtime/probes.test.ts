@@ -6,7 +6,7 @@ import type { ResolvedHealthCheck } from '../../model';
 import { runProbe } from '../../runtime/probes';
 import { HTTP_BODY_LIMIT, renderHttpRequest } from '../../runtime/probes/http';
 import { bodyComplete, parseResponseHead } from '../../runtime/probes/http-response';
-import { LOOPBACK, closedPort, startHttpServer, startSilentTcpPort, startTcpServer, startUdpServer, timeWaitTowards } from '../support/loopback';
+import { LOOPBACK, LOOPBACK6, closedPort, startHttpServer, startSilentTcpPort, startTcpServer, startUdpServer, timeWaitTowards } from '../support/loopback';
 
 const timing = { intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 };
 const via = { name: 'web', ip: '10.0.1.100', port: 80 };
@@ -107,6 +107,8 @@ describe('http', () => {
   test.each<[string, Partial<Extract<ResolvedHealthCheck, { kind: 'http' }>>, typeof via, string]>([
     ['a Host header set in the check', { host: 'www.example.com' }, via, 'www.example.com'],
     ['a VIP on port 8080 and no Host header', {}, { ...via, port: 8080 }, '10.0.1.100:8080'],
+    ['an IPv6 VIP and no Host header', {}, { ...via, ip: 'fd00:1::100' }, '[fd00:1::100]'],
+    ['an IPv6 VIP on port 8080 and no Host header', {}, { ...via, ip: 'fd00:1::100', port: 8080 }, '[fd00:1::100]:8080'],
   ])('GIVEN %s WHEN probed THEN the Host header is right', async (_what, extra, through, host) => {
     const server = await started(startHttpServer((_req, res) => res.end()));
     await probe(http(extra), server.port, { via: through });
@@ -221,6 +223,16 @@ describe('udp', () => {
     const result = await probe(udp('00'), server.port);
     expect(result).toEqual({ ok: false, ms: expect.any(Number), error: 'port unreachable' });
     expect(result.ms).toBeLessThan(TIMEOUT);
+  });
+
+  test('GIVEN an IPv6 backend (a server on ::1) WHEN probed from a local port THEN the datagram leaves from it over IPv6 and the reply passes', async () => {
+    const server = await started(startUdpServer(() => Buffer.from('pong'), LOOPBACK6));
+    const localPort = 20000 + ((process.pid + 17) % 20000);
+    expect(await runProbe({ check: udp('c0ffee'), via }, { host: LOOPBACK6, port: server.port, timeoutMs: TIMEOUT, localPort })).toEqual({
+      ok: true,
+      ms: expect.any(Number),
+    });
+    expect(server.received.map((r) => [r.port, r.data.toString('hex')])).toEqual([[localPort, 'c0ffee']]);
   });
 
   test('GIVEN a local port WHEN probed THEN the datagram leaves from it', async () => {

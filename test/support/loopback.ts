@@ -79,16 +79,18 @@ export interface UdpServer {
   close(): Promise<void>;
 }
 
-/** A UDP server; `reply` gives the datagram to send back (undefined: stay silent). */
-export async function startUdpServer(reply: (data: Buffer) => Buffer | undefined): Promise<UdpServer> {
-  const socket: UdpSocket = createSocket('udp4');
+export const LOOPBACK6 = '::1';
+
+/** A UDP server on `address` (IPv4 or IPv6 loopback); `reply` gives the datagram to send back (undefined: stay silent). */
+export async function startUdpServer(reply: (data: Buffer) => Buffer | undefined, address: string = LOOPBACK): Promise<UdpServer> {
+  const socket: UdpSocket = createSocket(address.includes(':') ? 'udp6' : 'udp4');
   const received: UdpServer['received'] = [];
   socket.on('message', (data, from) => {
     received.push({ data, port: from.port });
     const answer = reply(data);
     if (answer) socket.send(answer, from.port, from.address);
   });
-  socket.bind(0, LOOPBACK);
+  socket.bind(0, address);
   await once(socket, 'listening');
   return { port: socket.address().port, received, close: () => new Promise<void>((resolve) => socket.close(() => resolve())) };
 }

@@ -27,6 +27,7 @@ import {
 import { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf } from './common';
 import { tableFactsOf } from '../../model/nft/table-update';
 import { stackRulesets } from './stacks';
+import { primarySide } from '../../lab/pair-spec';
 
 export { HOST_KEY, LB_IP, LB_MAC, fillPendingDefines, macOf };
 /** The balancer's own IPv6 address in the IPv6 cases. */
@@ -86,6 +87,14 @@ export function balancerSpec(vips: readonly VipInput[], opts: { interface?: stri
   const issues = checkBalancerSpec(spec);
   if (issues.length) throw new Error(formatIssues(issues));
   return spec;
+}
+
+/** The peer of the pair member `pairMember` makes, and its (lab-style) pinned host key. */
+export const PEER_IP = '10.0.1.3';
+
+/** `spec` as the primary of a balancer pair whose secondary is PEER_IP. */
+export function pairMember(spec: BalancerSpec): BalancerSpec {
+  return { ...spec, pair: primarySide(PEER_IP, HOST_KEY) };
 }
 
 /** What the agent would learn on the balancer at apply time. */
@@ -153,6 +162,17 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
         }),
       ],
       { interface: 'vlan.100_dsr-lb' },
+    ),
+  },
+  {
+    name: 'pair member: l2 and l3, TCP and UDP, IPv4 and IPv6 (IPv4 flows noted for the copy to the peer)',
+    spec: pairMember(
+      balancerSpec([
+        vip('web', '10.0.1.100', 80, { algorithm: 'weighted-round-robin' }),
+        vip('dns', '10.0.1.100', 53, { protocol: 'udp', algorithm: 'round-robin', flowTimeoutSec: 30 }),
+        vip('far', '10.0.1.101', 443, { mode: 'l3', algorithm: 'least-connections', backends: backends([1, 1], 21) }),
+        vip('web6', 'fd00:1::100', 80, { algorithm: 'weighted-round-robin', backends: backends6() }),
+      ]),
     ),
   },
   // IPv6: every mode × algorithm on an IPv6 TCP and UDP VIP, beside an IPv4 VIP of the same kind (dual stack)
