@@ -1,4 +1,5 @@
 import { compareAddresses } from './address';
+import { familyOf } from './nft/pools';
 import { BALANCER_TABLE } from './nft/balancer';
 import type { PairSpec } from './pair-fields';
 import type { BalancerSpec } from './spec';
@@ -18,7 +19,11 @@ export const KEEPALIVED_PID_FILES = {
 export const KEEPALIVED_LOG_FILE = '/var/log/tula-dsr-keepalived.log';
 /** Seconds a returning primary waits before it preempts (failback): the flow copy's reconnect and full copy. */
 export const PREEMPT_DELAY_SEC = 3;
-/** keepalived puts at most 20 addresses in an advertisement; the others go in virtual_ipaddress_excluded. */
+/**
+ * keepalived puts at most 20 addresses in an advertisement, all of the instance's family (IPv4: the members talk over
+ * IPv4); the others, IPv6 VIPs included, go in virtual_ipaddress_excluded, which keepalived adds and removes with the
+ * rest but does not advertise.
+ */
 export const VRRP_ADVERTISED_ADDRESSES = 20;
 
 /** How keepalived runs in the foreground with tula-dsr's own files (systemd's ExecStart, or the agent's start). */
@@ -36,7 +41,12 @@ export function pairAddresses(spec: BalancerSpec): string[] {
 
 export function renderKeepalivedConfig(spec: BalancerSpec): string {
   const pair = spec.pair!;
-  const addresses = pairAddresses(spec).map((ip) => `${ip}/32 dev ${spec.interface}`);
+  const all = pairAddresses(spec);
+  const advertised = all.filter((ip) => familyOf(ip) === 4).slice(0, VRRP_ADVERTISED_ADDRESSES);
+  const excluded = all.filter((ip) => !advertised.includes(ip));
+  // An IPv6 VIP is added deprecated, as on a single balancer, so that the kernel never picks it as the source of the
+  // member's own traffic (probes, neighbour discovery) to its backends, which hold the VIP too.
+  const line = (ip: string) => (familyOf(ip) === 6 ? `${ip}/128 dev ${spec.interface} preferred_lft 0` : `${ip}/32 dev ${spec.interface}`);
   const block = (name: string, lines: readonly string[]) => (lines.length ? [`  ${name} {`, ...lines.map((l) => `    ${l}`), '  }'] : []);
   return [
     `# Managed by tula-dsr: VRRP for balancer pair ${pair.name} (${pair.path}), member ${spec.name} (${pair.role}). Do not edit.`,
@@ -70,8 +80,8 @@ export function renderKeepalivedConfig(spec: BalancerSpec): string {
     ...(pair.preempt ? [`  preempt_delay ${PREEMPT_DELAY_SEC}`] : ['  nopreempt']),
     `  unicast_src_ip ${spec.address}`,
     ...block('unicast_peer', [pair.peerAddress]),
-    ...block('virtual_ipaddress', addresses.slice(0, VRRP_ADVERTISED_ADDRESSES)),
-    ...block('virtual_ipaddress_excluded', addresses.slice(VRRP_ADVERTISED_ADDRESSES)),
+    ...block('virtual_ipaddress', advertised.map(line)),
+    ...block('virtual_ipaddress_excluded', excluded.map(line)),
     ...block('track_script', ['tula_dsr_dataplane']),
     '}',
     '',

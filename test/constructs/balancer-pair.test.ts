@@ -6,7 +6,11 @@
 import 'cdktf/lib/testing/adapters/jest';
 import { TerraformStack, Testing } from 'cdktf';
 import { Balancer, BalancerPair, BalancerProps, DsrVip } from '../../constructs';
-import { buildBalancerTable, planBalancerHost, renderNftDeclarative } from '../../model';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KEEPALIVED_CHECK_SCRIPT, buildBalancerTable, planBalancerHost, renderKeepalivedConfig, renderNftDeclarative } from '../../model';
 import { HOST_KEY } from '../support/common';
 import { newApp, scratchDir, validationProblems } from '../support/stacks';
 
@@ -77,6 +81,42 @@ describe('BalancerPair', () => {
     const conf = planBalancerHost(lb1.toSpec(), { interfaceMac: '02:00:00:00:00:02' }).files.find((f) => f.path === '/etc/tula-dsr/keepalived.conf');
     expect(conf?.content).toMatchSnapshot();
   });
+
+  test.each([
+    [0, 2, 0],
+    [24, 20, 6],
+  ])(
+    'GIVEN %i more IPv4 VIPs and an IPv6 VIP on a pair WHEN keepalived.conf renders THEN %i IPv4 addresses are advertised, %i IPv4 and the deprecated IPv6 one excluded, and the real keepalived -t accepts it',
+    (more, advertised, excludedV4) => {
+      const { lb1 } = pairStack({ vrrp: { virtualRouterId: 51 } });
+      const spec = lb1.toSpec();
+      const extra = Array.from({ length: more }, (_, i) => ({ ...spec.vips[0]!, name: `v${i}`, path: `s/v${i}`, ip: `10.0.1.${150 + i}` }));
+      const six = { ...spec.vips[0]!, name: 'six', path: 's/six', ip: 'fd00:1::100' };
+      const conf = renderKeepalivedConfig({ ...spec, vips: [...spec.vips, ...extra, six] });
+      const block = (name: string) =>
+        (new RegExp(`  ${name} \\{\\n([^}]*)  \\}`).exec(conf)?.[1] ?? '')
+          .trim()
+          .split('\n')
+          .map((l) => l.trim())
+          .filter(Boolean);
+      const v4 = /^10\.0\.1\.\d+\/32 dev eth0$/;
+
+      expect(block('virtual_ipaddress')).toHaveLength(advertised);
+      expect(block('virtual_ipaddress').filter((l) => !v4.test(l))).toEqual([]);
+      expect(block('virtual_ipaddress_excluded').filter((l) => v4.test(l))).toHaveLength(excludedV4);
+      expect(block('virtual_ipaddress_excluded').filter((l) => !v4.test(l))).toEqual(['fd00:1::100/128 dev eth0 preferred_lft 0']);
+      // keepalived refuses an IPv6 address among an IPv4 instance's advertised ones ("address family must match")
+      const dir = mkdtempSync(join(tmpdir(), 'tula-keepalived-'));
+      try {
+        writeFileSync(join(dir, 'keepalived.conf'), conf.replace(KEEPALIVED_CHECK_SCRIPT, '/bin/true'));
+        const script = `ip link add eth0 type veth peer name eth1 && ip link set eth0 up && keepalived -t -f ${dir}/keepalived.conf`;
+        const check = spawnSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8' });
+        expect({ status: check.status, output: `${check.stdout}${check.stderr}`.trim() }).toEqual({ status: 0, output: '' });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   test.each([
     [{ virtualRouterId: 0 }, ['[s/edge] vrrp.virtualRouterId: 0 is not allowed; use an integer from 1 to 255 (unique among the VRRP routers of the segment)']],
