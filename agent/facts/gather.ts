@@ -196,8 +196,9 @@ export function renderFactsScript(request: FactsRequest): string {
     'ip -j -d link show 2>/dev/null',
     sectionLine('addr'),
     // two fields a line: a host carrying 10,000 VIPs lists 0.2 MB instead of the 1.5 MB of `ip -j -d addr show`
-    // (a point-to-point address, `inet A peer B/P`, is A with B's prefix length, as `ip -j` gives it)
-    `ip -o addr show 2>/dev/null | awk '{ a = $4; if ($5 == "peer") { split($6, p, "/"); a = $4 "/" p[2] } print $2, a }'`,
+    // (a point-to-point address, `inet A peer B/P`, is A with B's prefix length, as `ip -j` gives it); a deprecated
+    // IPv6 address (preferred_lft 0, as the balancer adds its IPv6 VIPs) says so in a third field
+    `ip -o addr show 2>/dev/null | awk '{ a = $4; if ($5 == "peer") { split($6, p, "/"); a = $4 "/" p[2] } print $2, a ($0 ~ / deprecated / ? " deprecated" : "") }'`,
     sectionLine('sysctls'),
     ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
     sectionLine('files'),

@@ -88,14 +88,14 @@ export function parseIpAddrJson(text: string): IpAddrFacts {
 }
 
 /**
- * Parses the facts' address lines, `DEV ADDRESS/PREFIX` (`ip -o addr show` cut to its second and fourth fields on the
- * host: a twentieth of `ip -j` for a host carrying 10,000 VIPs), skipping anything else.
+ * Parses the facts' address lines, `DEV ADDRESS/PREFIX [deprecated]` (`ip -o addr show` cut to its second and fourth
+ * fields on the host: a twentieth of `ip -j` for a host carrying 10,000 VIPs), skipping anything else.
  */
 export function parseAddressLines(text: string): InterfaceAddress[] {
   const addresses: InterfaceAddress[] = [];
   for (const line of text.split('\n')) {
-    const m = /^(\S+) ([0-9A-Fa-f:.]+)\/(\d{1,3})$/.exec(line);
-    if (m) addresses.push({ dev: m[1], ip: canonicalIp(m[2]), prefix: Number(m[3]) });
+    const m = /^(\S+) ([0-9A-Fa-f:.]+)\/(\d{1,3})( deprecated)?$/.exec(line);
+    if (m) addresses.push({ dev: m[1], ip: canonicalIp(m[2]), prefix: Number(m[3]), ...(m[4] ? { deprecated: true as const } : {}) });
   }
   return addresses;
 }

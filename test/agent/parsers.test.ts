@@ -105,13 +105,15 @@ describe('parseModuleLines', () => {
 
 describe('parseAddressLines', () => {
   test("GIVEN the facts' address lines among junk WHEN parsed THEN each is a device, an address in RFC 5952 form and a prefix", () => {
-    const text = `${JUNK}lo 127.0.0.1/8\nlo FD00:1:0:0::0064/128\neth0 10.213.99.2/24\nbye\neth0 fe80::58e6:21ff:fede:c8c3/64\n`;
+    const text = `${JUNK}lo 127.0.0.1/8\nlo FD00:1:0:0::0064/128\neth0 10.213.99.2/24\nbye\neth0 fe80::58e6:21ff:fede:c8c3/64\neth0 fd00:1::100/128 deprecated\n`;
 
     expect(parseAddressLines(text)).toEqual([
       { dev: 'lo', ip: '127.0.0.1', prefix: 8 },
       { dev: 'lo', ip: 'fd00:1::64', prefix: 128 },
       { dev: 'eth0', ip: '10.213.99.2', prefix: 24 },
       { dev: 'eth0', ip: 'fe80::58e6:21ff:fede:c8c3', prefix: 64 },
+      // the balancer's IPv6 VIPs are deprecated on purpose: a re-apply must see that they are
+      { dev: 'eth0', ip: 'fd00:1::100', prefix: 128, deprecated: true },
     ]);
   });
 });

@@ -93,6 +93,8 @@ describe('IPv6 L2 DSR in the namespace lab', () => {
     // /128 VIP would win the kernel's source address selection, and a backend, which has the VIP on lo, answer itself
     expect(await sh(l2.lb, `ip -6 -o addr show dev eth0 to ${vip6}/128`)).toMatch(/ deprecated /);
     expect(await sh(l2.lb, `ip -6 route get ${l2.backends[0].ip6}`)).toContain(` src ${l2.lb.ip6} `);
+    // AND the facts see it deprecated: applying the same spec again changes nothing
+    expect((await applyOk(lbSpec([1, 2, 3], [1, 2, 3]))).filter((l) => !l.startsWith('ok: '))).toEqual([]);
     // WHEN the client resolves the VIP afresh, with every host counting the Neighbour Advertisements it sends for it
     const advertised = `table ip6 t16_na { chain out { type filter hook output priority 0; policy accept; ip6 saddr ${vip6} icmpv6 type nd-neighbor-advert counter; }; }`;
     const hosts = [l2.lb, ...l2.backends];
