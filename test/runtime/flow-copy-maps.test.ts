@@ -5,26 +5,15 @@
  *
  * Needs root (network namespaces, nftables). Without it this file FAILS: it never skips silently.
  */
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { BALANCER_TABLE, FlowEntry, planBalancerHost, renderNftReload } from '../../model';
 import { NftRunner, systemNft } from '../../runtime/nft';
 import { forgetCommands, listFlows, parseFlowListing, writeFlows } from '../../runtime/flow-copy/flow-maps';
 import { systemNftLister } from '../../runtime/flow-copy/service';
+import { createBalancerNetns, BalancerNetns } from '../support/balancer-netns';
 import { FRESH, backends, balancerSpec, factsFor, macOf, pairMember } from '../support/render-fixtures';
 
-const NS = `tula-t-${randomBytes(4).toString('hex')}-fc`;
-const lockDir = mkdtempSync(path.join(os.tmpdir(), 'tula-flow-copy-maps-'));
-
-function sh(argv: string[], input?: string): string {
-  const r = spawnSync(argv[0], argv.slice(1), { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-const nft = (...args: string[]) => sh(['ip', 'netns', 'exec', NS, 'nft', ...args]);
+let ns: BalancerNetns;
+const nft = (...args: string[]) => ns.nft(...args);
 
 const spec = pairMember(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, flowTimeoutSec: 120, backends: backends([1, 1, 1]) }]));
 const flow = (sport: number, backend: string): FlowEntry & { timeoutSec: number } => ({
@@ -49,11 +38,9 @@ let runner: NftRunner;
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('this test needs root: it creates a network namespace and loads nft rules');
-  sh(['ip', 'netns', 'add', NS]);
-  sh(['ip', '-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1']);
-  sh(['ip', '-n', NS, 'link', 'set', 'eth0', 'up']);
-  sh(['ip', 'netns', 'exec', NS, 'nft', '-f', '-'], renderNftReload(planBalancerHost(spec, factsFor(spec)).table, FRESH));
-  const real = systemNft(path.join(lockDir, 'lock'), ['ip', 'netns', 'exec', NS]);
+  ns = createBalancerNetns('fc');
+  ns.load(renderNftReload(planBalancerHost(spec, factsFor(spec)).table, FRESH));
+  const real = systemNft(ns.lockFile, ns.exec);
   runner = {
     apply: async (text) => {
       transactions.push(text);
@@ -64,8 +51,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  spawnSync('ip', ['netns', 'del', NS]);
-  rmSync(lockDir, { recursive: true, force: true });
+  ns?.remove();
 });
 
 beforeEach(() => {
@@ -109,7 +95,7 @@ describe('writing copied flows', () => {
 
   test("GIVEN the member's recent and flow maps WHEN the sender lists them THEN it reads nft's own listing; a map the table lacks counts as empty", async () => {
     nft('add', 'element', 'netdev', BALANCER_TABLE, 'recent_l2_tcp', `{ 192.0.2.8 . 41000 . 10.0.1.100 . 80 : ${macOf('10.0.1.12')} }`);
-    const list = systemNftLister(['ip', 'netns', 'exec', NS]);
+    const list = systemNftLister(ns.exec);
     expect(await listFlows(list, ['recent_l2_tcp', 'recent_l3_udp'], () => 'flows_l2_tcp')).toEqual([
       { map: 'flows_l2_tcp', saddr: '192.0.2.8', sport: 41000, daddr: '10.0.1.100', dport: 80, value: macOf('10.0.1.12') },
     ]);
@@ -122,7 +108,7 @@ describe('writing copied flows', () => {
       nft('add', 'element', 'netdev', BALANCER_TABLE, 'recent_l2_tcp', `{ 192.0.2.9 . ${sport} . 10.0.1.100 . 80 timeout ${timeout} : ${macOf('10.0.1.11')} }`);
     recent(42001);
     recent(42002, '1s');
-    const list = systemNftLister(['ip', 'netns', 'exec', NS]);
+    const list = systemNftLister(ns.exec);
     const listed = await listFlows(list, ['recent_l2_tcp']);
     recent(42003);
     await new Promise((r) => setTimeout(r, 1500));

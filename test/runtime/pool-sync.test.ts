@@ -5,25 +5,14 @@
  *
  * Needs root (network namespaces, nftables). Without it this file FAILS: it never skips silently.
  */
-import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { BALANCER_TABLE, DEFAULT_POLICY, PoolPolicy, groupPools, planBalancerHost, poolClassid, renderNftReload } from '../../model';
 import { NftRunner, systemNft } from '../../runtime/nft';
 import { PoolSync } from '../../runtime/pool-sync';
+import { createBalancerNetns, BalancerNetns } from '../support/balancer-netns';
 import { FRESH, backends, balancerSpec, factsFor, macOf } from '../support/render-fixtures';
 
-const NS = `tula-t-${randomBytes(4).toString('hex')}-ps`;
-const lockDir = mkdtempSync(path.join(os.tmpdir(), 'tula-pool-sync-'));
-
-function sh(argv: string[], input?: string): string {
-  const r = spawnSync(argv[0], argv.slice(1), { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
-  return r.stdout;
-}
-const nft = (...args: string[]) => sh(['ip', 'netns', 'exec', NS, 'nft', ...args]);
+let ns: BalancerNetns;
+const nft = (...args: string[]) => ns.nft(...args);
 
 const CHECK = { kind: 'tcp', intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 } as const;
 const spec = balancerSpec([
@@ -63,11 +52,9 @@ let runner: NftRunner;
 
 beforeAll(() => {
   if (process.getuid?.() !== 0) throw new Error('this test needs root: it creates a network namespace and loads nft rules');
-  sh(['ip', 'netns', 'add', NS]);
-  sh(['ip', '-n', NS, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1']);
-  sh(['ip', '-n', NS, 'link', 'set', 'eth0', 'up']);
-  sh(['ip', 'netns', 'exec', NS, 'nft', '-f', '-'], renderNftReload(planBalancerHost(spec, facts).table, FRESH));
-  const real = systemNft(path.join(lockDir, 'lock'), ['ip', 'netns', 'exec', NS]);
+  ns = createBalancerNetns('ps');
+  ns.load(renderNftReload(planBalancerHost(spec, facts).table, FRESH));
+  const real = systemNft(ns.lockFile, ns.exec);
   runner = {
     apply: async (text) => {
       transactions.push(text);
@@ -80,8 +67,7 @@ beforeAll(() => {
 });
 
 afterAll(() => {
-  spawnSync('ip', ['netns', 'del', NS]);
-  rmSync(lockDir, { recursive: true, force: true });
+  ns?.remove();
 });
 
 describe('pool sync on a real table', () => {
