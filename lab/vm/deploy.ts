@@ -50,13 +50,8 @@ export interface L3StackOptions {
   readonly family?: 4 | 6;
 }
 
-/**
- * The L3 stack: one balancer, two backend hosts on other subnets, an L3 TCP VIP `web` (weighted round robin over
- * be1 and be2) and an L3 UDP VIP `dns` (round robin). Synthesizes into `outdir` and returns the stack folder. The
- * Terraform state is `<outdir>/../terraform.tfstate`.
- */
-export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOptions = {}): string {
-  const [w1, w2] = o.weights ?? L3_WEIGHTS;
+/** The VM lab's L3 app and stack, its state beside `outdir`, and the SSH target of a lab host. */
+function l3StackScaffold(outdir: string, i: VmInventory, o: L3StackOptions) {
   // the workspace above outdir is the project: its node_modules/tula-dsr is what the provisioners may run
   const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: o.engine ?? 'terraform_data', [PROJECT_ROOT_CONTEXT_KEY]: path.dirname(outdir) } });
   const stack = new TerraformStack(app, L3_STACK_NAME);
@@ -68,6 +63,17 @@ export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOpti
     hostKey: h.hostKey,
     privateKeyPath: i.privateKeyPath,
   });
+  return { app, stack, ssh };
+}
+
+/**
+ * The L3 stack: one balancer, two backend hosts on other subnets, an L3 TCP VIP `web` (weighted round robin over
+ * be1 and be2) and an L3 UDP VIP `dns` (round robin). Synthesizes into `outdir` and returns the stack folder. The
+ * Terraform state is `<outdir>/../terraform.tfstate`.
+ */
+export function synthesizeL3Stack(outdir: string, i: VmInventory, o: L3StackOptions = {}): string {
+  const [w1, w2] = o.weights ?? L3_WEIGHTS;
+  const { app, stack, ssh } = l3StackScaffold(outdir, i, o);
   const lb = new Balancer(stack, 'lb', { ssh: ssh(i.balancer), interface: i.balancer.interface, address: i.balancer.address });
   const [be1, be2] = i.backends.map((b) => new BackendHost(stack, b.name, { ssh: ssh(b), address: b.address }));
   const web = new DsrVip(stack, 'web', {
@@ -115,15 +121,7 @@ export interface L3Workspace {
  * (round robin). Synthesizes into `outdir` and returns the stack folder, as synthesizeL3Stack does.
  */
 export function synthesizeL3Ipv6Stack(outdir: string, i: VmInventory, o: L3StackOptions = {}): string {
-  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: o.engine ?? 'terraform_data', [PROJECT_ROOT_CONTEXT_KEY]: path.dirname(outdir) } });
-  const stack = new TerraformStack(app, L3_STACK_NAME);
-  new LocalBackend(stack, { path: path.join(outdir, '..', 'terraform.tfstate') });
-  const ssh = (h: { sshHost: string; sshPort: number; hostKey: string }) => ({
-    host: h.sshHost,
-    port: h.sshPort,
-    hostKey: h.hostKey,
-    privateKeyPath: i.privateKeyPath,
-  });
+  const { app, stack, ssh } = l3StackScaffold(outdir, i, o);
   // the hosts are dual stack; their IPv4 address is given so that it does not default to the SSH target (127.0.0.1)
   const lb = new Balancer(stack, 'lb', {
     ssh: ssh(i.balancer),
