@@ -31,7 +31,8 @@ import type { Lab, LabHost } from '../lab/topology';
 import { Stat, stat } from './stats';
 
 const REPO = resolve(__dirname, '..', '..');
-const CLI = join(REPO, 'dist', 'agent', 'cli.js');
+/** The `tula-dsr` bin: the agent CLI bundled into one file (scripts/bundle-agent.mjs). */
+const CLI = join(REPO, 'dist', 'agent', 'tula-dsr.js');
 /** 10.214.0.0: the first VIP is .0.1; 10,000 VIPs end at 10.214.39.16. */
 const VIP_BASE = 0x0ad60000;
 const VIP_RANGE = '10.214.0.0/18';

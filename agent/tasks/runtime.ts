@@ -35,11 +35,15 @@ export const RUNTIME_FACTS = { unit: RUNTIME_UNIT, pidFile: RUNTIME_PID_FILE, su
 
 let bundle: string | undefined;
 
-/** The runtime as one file: built next to the agent (dist/runtime), or, from the sources, in dist/. */
+/**
+ * The runtime as one file: built next to the agent (dist/runtime), or, from the sources, in dist/; from the agent's
+ * own bundle (dist/agent/tula-dsr.js), one folder up.
+ */
 export function runtimeBundle(): string {
   if (bundle === undefined) {
     const candidates = [
       path.join(__dirname, '..', '..', 'runtime', 'tula-dsr-runtime.js'),
+      path.join(__dirname, '..', 'runtime', 'tula-dsr-runtime.js'),
       path.join(__dirname, '..', '..', 'dist', 'runtime', 'tula-dsr-runtime.js'),
     ];
     const found = candidates.find((c) => existsSync(c));

@@ -80,7 +80,7 @@ beforeAll(async () => {
   for (const dep of ['cdktf', 'cdktf-cli', 'constructs']) symlinkSync(path.join(ROOT, 'node_modules', dep), path.join(project, 'node_modules', dep), 'dir');
   symlinkSync(ROOT, path.join(project, 'node_modules', 'tula-dsr'), 'dir');
   symlinkSync(realpathSync(path.join(ROOT, 'node_modules', '.bin', 'cdktf')), path.join(bin, 'cdktf'));
-  writeFileSync(path.join(bin, 'tula-dsr'), `#!/bin/sh\nexec ${process.execPath} ${path.join(ROOT, 'dist', 'agent', 'cli.js')} "$@"\n`);
+  writeFileSync(path.join(bin, 'tula-dsr'), `#!/bin/sh\nexec ${process.execPath} ${path.join(ROOT, 'dist', 'agent', 'tula-dsr.js')} "$@"\n`);
   chmodSync(path.join(bin, 'tula-dsr'), 0o755);
   writeFileSync(path.join(project, 'cdktf.json'), JSON.stringify({ language: 'typescript', app: `${process.execPath} ${path.join(ROOT, 'dist', 'main.js')}` }));
   const tools = path.join(dir, 'tools');
