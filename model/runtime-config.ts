@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { stableJson } from './digest';
 import { FlowCopyConfig, FlowCopyConfigSchema } from './flow-copy';
+import { fastParse } from './fast-parse';
 import { groupPools } from './nft/pools';
 import type { BalancerFacts } from './nft/balancer';
 import type { BalancerSpec } from './spec';
@@ -62,6 +63,9 @@ export function parseRuntimeConfig(text: string): RuntimeConfig {
   } catch (error) {
     throw new Error(`the runtime configuration is not JSON: ${(error as Error).message}`, { cause: error });
   }
+  // the balancer's whole spec: the fast path, and zod only to word what is wrong
+  const fast = fastParse(RuntimeConfigSchema, data);
+  if (fast) return fast.value;
   const parsed = RuntimeConfigSchema.safeParse(data);
   if (!parsed.success)
     throw new Error(`the runtime configuration does not fit its schema: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

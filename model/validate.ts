@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { SpecIssue, isSingleLinePrintable } from './issues';
 import { unknownKeyMessage } from './fields';
+import { fastParse } from './fast-parse';
 
 type Segment = PropertyKey;
 
@@ -98,7 +99,9 @@ export function checkSpec<S extends z.ZodType>(
   fallbackPath: string,
   crossCheck: (value: z.infer<S>) => SpecIssue[] = () => [],
 ): Checked<z.infer<S>> {
-  const parsed = schema.safeParse(input);
+  // a valid spec (nearly every run) takes the fast path; zod runs only to find and word the problems
+  const fast = fastParse(schema, input);
+  const parsed = fast ? { success: true as const, data: fast.value } : schema.safeParse(input);
   if (!parsed.success) return { ok: false, issues: toSpecIssues(parsed.error, input, schema, fallbackPath) };
   const issues = crossCheck(parsed.data);
   return issues.length ? { ok: false, issues } : { ok: true, value: parsed.data };

@@ -1,4 +1,5 @@
 import { StrictSpecSchemas, type HostSpec } from '../spec';
+import { fastParse } from '../fast-parse';
 import { configResources, type ConfigResource, type ResourceChange, type TerraformPlan } from './plan-json';
 import { terraformReferences } from './references';
 import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
@@ -105,6 +106,8 @@ function specSide(triggers: Record<string, unknown> | undefined, unknown: boolea
   } catch (error) {
     return { state: 'unreadable', problem: `the spec is not JSON (${(error as Error).message})` };
   }
+  const fast = fastParse(StrictSpecSchemas.HostSpecSchema, value);
+  if (fast) return { state: 'known', spec: fast.value };
   const parsed = StrictSpecSchemas.HostSpecSchema.safeParse(value);
   if (parsed.success) return { state: 'known', spec: parsed.data };
   const issue = parsed.error.issues[0];
