@@ -3,7 +3,7 @@ import { Cidr, broadcastOf, cidrContains, parseCidr, parseIpAddress } from './ad
 import type { BackendHostSpec, BalancerSpec, IsUnresolved, SshTargetSpec, VipSpec } from './spec';
 import type { HealthCheckSpec } from './health-check';
 import { vipKey } from './vip-key';
-import { MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
+import { MANAGED_MIN_SLOTS, MAX_SLOTS_PER_VIP, slotCount } from './scheduling';
 import { pushAll } from './arrays';
 import { BACKEND_TUNNEL6 } from './backend-host';
 import { statsIntervalWithoutTextfile } from './stats-textfile';
@@ -70,6 +70,20 @@ function parseSubnet(subnetText: string): SubnetFacts {
   return facts;
 }
 
+/**
+ * False when no algorithm can give these backends more than MAX_SLOTS_PER_VIP slots: with integer weights, a table
+ * has at most the sum of the positive weights (least connections: fewer than 120 more), so computing the exact count
+ * (reducing the weights by their divisor), ten thousand times for a large balancer, is only needed above that.
+ */
+function mayExceedSlots(backends: readonly { weight: number }[]): boolean {
+  let sum = 0;
+  for (const { weight } of backends) {
+    if (!Number.isInteger(weight)) return true;
+    if (weight > 0) sum += weight;
+  }
+  return sum + MANAGED_MIN_SLOTS > MAX_SLOTS_PER_VIP;
+}
+
 function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
   // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
@@ -99,7 +113,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
     });
   }
-  if (vip.algorithm !== 'consistent-hash' && known(opts, vip.algorithm, ...vip.backends.map((b) => b.weight))) {
+  if (vip.algorithm !== 'consistent-hash' && known(opts, vip.algorithm, ...vip.backends.map((b) => b.weight)) && mayExceedSlots(vip.backends)) {
     const slots = slotCount(vip.algorithm, vip.backends);
     if (slots > MAX_SLOTS_PER_VIP) {
       const why =

@@ -86,20 +86,68 @@ export function groupPools(vips: readonly VipSpec[]): Pool[] {
 
 const poolsOf = new WeakMap<readonly VipSpec[], Pool[]>();
 
+/**
+ * A node of the tree that groups VIPs by what poolKey writes, value by value: ten thousand VIPs are looked up in a few
+ * small maps each instead of each writing (and hashing) a key of a few hundred characters. Two VIPs reach the same
+ * leaf exactly when their poolKeys are equal: numbers JSON writes as null are null here too, and a VIP with a value
+ * that is not a string, number or boolean (none is, once validated) is grouped by its poolKey itself.
+ */
+interface KeyNode {
+  readonly next: Map<unknown, KeyNode>;
+  group?: { readonly vip: VipSpec; readonly names: string[] };
+}
+
+const keyNode = (): KeyNode => ({ next: new Map() });
+
+function groupOf(root: KeyNode, vip: VipSpec): KeyNode {
+  let node = root;
+  let plain = true;
+  const step = (value: unknown) => {
+    if (value !== null && typeof value === 'object') plain = false;
+    const v = typeof value === 'number' && !Number.isFinite(value) ? null : value;
+    let next = node.next.get(v);
+    if (!next) node.next.set(v, (next = keyNode()));
+    node = next;
+  };
+  const checks = vipBackendChecks(vip);
+  step(familyOf(vip.ip) === 6);
+  step(vip.mode);
+  step(vip.protocol);
+  step(vip.port === '*');
+  step(vip.algorithm);
+  step(vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined);
+  step(vip.flowTimeoutSec);
+  step(vip.backends.length);
+  vip.backends.forEach((b, i) => {
+    step(b.name);
+    step(b.ip);
+    step(b.mac);
+    step(b.weight);
+    step(checks[i]?.key);
+  });
+  if (plain) return node;
+  node = root;
+  step(poolKey(vip));
+  return node;
+}
+
 function computePools(vips: readonly VipSpec[]): Pool[] {
-  const byKey = new Map<string, { vip: VipSpec; names: string[] }>();
+  const root = keyNode();
+  const groups: { vip: VipSpec; names: string[] }[] = [];
   for (const vip of vips) {
-    const key = poolKey(vip);
-    const entry = byKey.get(key);
-    if (entry) entry.names.push(vip.name);
-    else byKey.set(key, { vip, names: [vip.name] });
+    const node = groupOf(root, vip);
+    if (node.group) node.group.names.push(vip.name);
+    else groups.push((node.group = { vip, names: [vip.name] }));
   }
   const taken = new Set<number>();
   const pools: Pool[] = [];
-  const firstName = (key: string) => [...byKey.get(key)!.names].sort()[0];
-  for (const key of [...byKey.keys()].sort((a, b) => (firstName(a) < firstName(b) ? -1 : 1))) {
-    const { vip, names } = byKey.get(key)!;
-    let id = fnv1a32(`tula-dsr pool/${firstName(key)}`);
+  // each group's names in order, once (its first name names the pool)
+  const sorted = new Map(groups.map((g) => [g, [...g.names].sort()]));
+  const firstName = (g: (typeof groups)[number]) => sorted.get(g)![0];
+  for (const group of groups.sort((a, b) => (firstName(a) < firstName(b) ? -1 : 1))) {
+    const { vip } = group;
+    const key = poolKey(vip);
+    let id = fnv1a32(`tula-dsr pool/${firstName(group)}`);
     while (!usableId(id) || taken.has(id)) id = (id + 1) >>> 0;
     taken.add(id);
     pools.push({
@@ -113,12 +161,20 @@ function computePools(vips: readonly VipSpec[]): Pool[] {
       hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined,
       flowTimeoutSec: vip.flowTimeoutSec,
       backends: vip.backends,
-      vips: [...names].sort(),
-      // the runtime rewrites a pool whose backends it checks or weighs by their connections
-      managed: LEAST_CONNECTIONS.includes(vip.algorithm) || vipBackendChecks(vip).some((c) => c !== null),
+      vips: sorted.get(group)!,
+      managed: isManagedVip(vip),
     });
   }
   return pools.sort((a, b) => a.id - b.id);
+}
+
+/**
+ * Whether the pool of this VIP is managed: the runtime rewrites a pool whose backends it checks or weighs by their
+ * connections. The same for every VIP of a pool (the algorithm and the checks are part of its key), so a balancer has
+ * a managed pool exactly when one of its VIPs is managed.
+ */
+export function isManagedVip(vip: VipSpec): boolean {
+  return LEAST_CONNECTIONS.includes(vip.algorithm) || vipBackendChecks(vip).some((c) => c !== null);
 }
 
 /** A pool id as nft writes a classid: `major:minor` in hex. */

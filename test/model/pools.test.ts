@@ -3,7 +3,21 @@
  * small transaction that rewrites one pool's elements while every other element stays as it is.
  */
 import { performance } from 'node:perf_hooks';
-import { BackendSpec, Pool, buildBalancerTable, formatIpv4, groupPools, managedSlotCount, poolName, poolSequence, renderOwnedUpdate } from '../../model';
+import {
+  BackendSpec,
+  LEAST_CONNECTIONS,
+  Pool,
+  VipSpec,
+  balancerNeedsRuntime,
+  buildBalancerTable,
+  formatIpv4,
+  groupPools,
+  managedSlotCount,
+  poolName,
+  poolSequence,
+  renderOwnedUpdate,
+  vipBackendChecks,
+} from '../../model';
 import { backends, balancerSpec, factsFor } from '../support/render-fixtures';
 
 const count = (items: readonly string[]) => items.reduce<Record<string, number>>((acc, x) => ({ ...acc, [x]: (acc[x] ?? 0) + 1 }), {});
@@ -27,6 +41,68 @@ describe('grouping', () => {
     const after = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 4]) }]).vips);
     expect(after[0].id).toBe(before[0].id);
     expect(after[0].key).not.toBe(before[0].key);
+  });
+});
+
+describe('grouping, against the key it stands for', () => {
+  /** What a pool's key was written from, and how VIPs were grouped before (one JSON key per VIP). */
+  const jsonKey = (vip: VipSpec) => {
+    const checks = vipBackendChecks(vip);
+    return JSON.stringify({
+      family: vip.ip.includes(':') ? 6 : undefined,
+      mode: vip.mode,
+      protocol: vip.protocol,
+      any: vip.port === '*',
+      algorithm: vip.algorithm,
+      hashTableSize: vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? 251) : undefined,
+      flowTimeoutSec: vip.flowTimeoutSec,
+      backends: vip.backends.map((b, i) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: b.weight, check: checks[i]?.key })),
+    });
+  };
+
+  test('GIVEN VIPs that differ in each part of the key, or only elsewhere WHEN grouped THEN VIPs share a pool exactly when their keys are equal', () => {
+    let seed = 7;
+    const pick = <T>(items: readonly T[]): T => items[(seed = (seed * 1103515245 + 12345) % 2147483648) % items.length];
+    const vips: VipSpec[] = Array.from({ length: 600 }, (_, i) => {
+      const algorithm = pick(['weighted-round-robin', 'round-robin', 'consistent-hash', 'least-connections'] as const);
+      const six = pick([false, false, true]);
+      const bes = [0, 1, 2].slice(0, pick([2, 3])).map((k) => ({
+        path: `t/v${i}/be${k}`,
+        name: pick([`be${k}`, `be${k}`, 'other']),
+        ip: six ? `fd00:1::${11 + k}` : `10.0.1.${11 + k}`,
+        weight: pick([1, 1, 2, 0]),
+        ...(pick([0, 0, 1]) ? { mac: `52:54:00:00:00:1${k}` } : {}),
+        ...(pick([0, 0, 0, 1]) ? { healthCheck: { kind: 'tcp' as const, port: 80, intervalSec: 2, timeoutSec: 1, fall: 3, rise: 2 } } : {}),
+      }));
+      return {
+        path: `t/v${i}`,
+        name: `v${String(i).padStart(3, '0')}`,
+        ip: six ? `fd00:2::${i + 1}` : formatIpv4(0x0a020000 + i + 1),
+        port: pick([80, 80, '*'] as const),
+        protocol: pick(['tcp', 'tcp', 'udp'] as const),
+        mode: pick(['l2', 'l2', 'l3'] as const),
+        algorithm,
+        flowTimeoutSec: pick([300, 300, 30]),
+        ...(algorithm === 'consistent-hash' && pick([0, 1]) ? { hashTableSize: 503 } : {}),
+        backends: bes,
+      };
+    });
+    const pools = groupPools(vips);
+    const byName = new Map(vips.map((v) => [v.name, v]));
+    const expected = new Map<string, string[]>();
+    for (const v of vips) expected.set(jsonKey(v), [...(expected.get(jsonKey(v)) ?? []), v.name]);
+    expect(pools.length).toBe(expected.size);
+    expect(pools.length).toBeGreaterThan(50);
+    for (const pool of pools) {
+      expect(pool.key).toBe(jsonKey(byName.get(pool.vips[0])!));
+      expect(pool.vips).toEqual([...expected.get(pool.key)!].sort());
+      expect(pool.managed).toBe(
+        pool.vips.some((name) => LEAST_CONNECTIONS.includes(byName.get(name)!.algorithm) || vipBackendChecks(byName.get(name)!).some(Boolean)),
+      );
+    }
+    const spec = balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends() }]);
+    expect(balancerNeedsRuntime({ ...spec, vips })).toBe(pools.some((p) => p.managed));
+    expect(balancerNeedsRuntime({ ...spec, vips: vips.filter((v) => !pools.find((p) => p.vips.includes(v.name))!.managed) })).toBe(false);
   });
 });
 
