@@ -84,26 +84,62 @@ function mayExceedSlots(backends: readonly { weight: number }[]): boolean {
   return sum + MANAGED_MIN_SLOTS > MAX_SLOTS_PER_VIP;
 }
 
-function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): SpecIssue[] {
-  const issues: SpecIssue[] = [];
-  // The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`.
-  const add = (path: string, field: string, value: unknown, message: string) => issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
-  // each family's L2 segment: `subnet` for IPv4 backends, `ipv6Subnet` for IPv6 ones
-  const subnetText = (family: number | undefined) => (family === 6 ? balancer.ipv6Subnet : balancer.subnet);
-  const subnetFacts = (family: number | undefined) => {
-    const text = subnetText(family);
-    return text && known(opts, text) ? parseSubnet(text) : null;
+/** A single value known (not a token): `known` without its array, for the checks run once per VIP and backend. */
+const isKnown = (opts: CheckOptions, value: unknown) => value !== undefined && !(opts.isUnresolved?.(value) ?? false);
+
+/** What every VIP of a balancer is checked against, worked out once per balancer. */
+interface BalancerContext {
+  readonly balancer: BalancerSpec;
+  readonly opts: CheckOptions;
+  /** Each family's L2 segment: `subnet` for IPv4 backends, `ipv6Subnet` for IPv6 ones (null: none, or a token). */
+  readonly subnet4: SubnetFacts | null;
+  readonly subnet6: SubnetFacts | null;
+  /** The balancer's own addresses where known. */
+  readonly address?: string;
+  readonly ipv6Address?: string;
+}
+
+function balancerContext(balancer: BalancerSpec, opts: CheckOptions): BalancerContext {
+  const facts = (text: string | undefined) => (text && isKnown(opts, text) ? parseSubnet(text) : null);
+  return {
+    balancer,
+    opts,
+    subnet4: facts(balancer.subnet),
+    subnet6: facts(balancer.ipv6Subnet),
+    address: isKnown(opts, balancer.address) ? balancer.address : undefined,
+    ipv6Address: isKnown(opts, balancer.ipv6Address) ? balancer.ipv6Address : undefined,
   };
-  const subnetOf = (family: number | undefined) => subnetFacts(family)?.subnet ?? null;
-  const edgeOfSubnet = (ip: string): string | null => {
-    const address = parseIpAddress(ip);
-    const edges = address && subnetFacts(address.family)?.edges;
-    if (!address || !edges || (address.text !== edges.network && address.text !== edges.broadcast)) return null;
-    return `the ${address.text === edges.network ? 'network' : 'broadcast'} address of the balancer's subnet ${subnetText(address.family)}`;
-  };
-  const vipFamily = known(opts, vip.ip) ? parseIpAddress(vip.ip)?.family : undefined;
-  const ownAddress = (ip: string) =>
-    (known(opts, ip, balancer.address) && ip === balancer.address) || (known(opts, ip, balancer.ipv6Address) && ip === balancer.ipv6Address);
+}
+
+const subnetText = (ctx: BalancerContext, family: number | undefined) => (family === 6 ? ctx.balancer.ipv6Subnet : ctx.balancer.subnet);
+const subnetFactsOf = (ctx: BalancerContext, family: number | undefined) => (family === 6 ? ctx.subnet6 : ctx.subnet4);
+
+function edgeOfSubnet(ctx: BalancerContext, ip: string): string | null {
+  const address = parseIpAddress(ip);
+  const edges = address && subnetFactsOf(ctx, address.family)?.edges;
+  if (!address || !edges || (address.text !== edges.network && address.text !== edges.broadcast)) return null;
+  return `the ${address.text === edges.network ? 'network' : 'broadcast'} address of the balancer's subnet ${subnetText(ctx, address.family)}`;
+}
+
+/** Whether a (known) address is one of the balancer's own. */
+const ownAddress = (ctx: BalancerContext, ip: string) => isKnown(ctx.opts, ip) && (ip === ctx.address || ip === ctx.ipv6Address);
+
+/** The message quotes the bad value first, as the field checks' messages do: `ip: "10.0.2.5" is outside …`. */
+function addIssue(issues: SpecIssue[], path: string, field: string, value: unknown, message: string) {
+  issues.push({ path, field, value, message: `${showValue(value)} ${message}` });
+}
+
+/** The weights of a VIP's backends are all known. */
+function weightsKnown(opts: CheckOptions, backends: readonly { weight: number }[]): boolean {
+  for (const b of backends) if (!isKnown(opts, b.weight)) return false;
+  return true;
+}
+
+/** Appends the problems of one VIP to `issues`. */
+function checkVip(vip: VipSpec, ctx: BalancerContext, issues: SpecIssue[]): void {
+  const { opts } = ctx;
+  const add = (path: string, field: string, value: unknown, message: string) => addIssue(issues, path, field, value, message);
+  const vipFamily = isKnown(opts, vip.ip) ? parseIpAddress(vip.ip)?.family : undefined;
 
   if (vip.backends.length === 0) {
     issues.push({
@@ -113,7 +149,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       message: 'is empty; a VIP needs at least one backend: add one with vip.addBackend(name, { host }) or new Backend(vip, name, { ip })',
     });
   }
-  if (vip.algorithm !== 'consistent-hash' && known(opts, vip.algorithm, ...vip.backends.map((b) => b.weight)) && mayExceedSlots(vip.backends)) {
+  if (vip.algorithm !== 'consistent-hash' && isKnown(opts, vip.algorithm) && weightsKnown(opts, vip.backends) && mayExceedSlots(vip.backends)) {
     const slots = slotCount(vip.algorithm, vip.backends);
     if (slots > MAX_SLOTS_PER_VIP) {
       const why =
@@ -128,7 +164,7 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       });
     }
   }
-  if (vip.protocol === 'udp' && known(opts, vip.algorithm) && vip.algorithm.includes('least-connections')) {
+  if (vip.protocol === 'udp' && isKnown(opts, vip.algorithm) && vip.algorithm.includes('least-connections')) {
     add(
       vip.path,
       'algorithm',
@@ -154,11 +190,11 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
       `${showValue(vip.hashTableSize)} is set on a '${vip.algorithm}' VIP, but hashTableSize only applies to algorithm 'consistent-hash'; remove it or change the algorithm`,
     );
   }
-  if (ownAddress(vip.ip)) {
+  if (ownAddress(ctx, vip.ip)) {
     add(vip.path, 'ip', vip.ip, "is the balancer's own address; a VIP needs an address of its own");
   }
-  if (known(opts, vip.ip)) {
-    const edge = edgeOfSubnet(vip.ip);
+  if (isKnown(opts, vip.ip)) {
+    const edge = edgeOfSubnet(ctx, vip.ip);
     if (edge) add(vip.path, 'ip', vip.ip, `is ${edge}; use a host address`);
   }
   const names = new Map<string, string>();
@@ -167,12 +203,13 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
     if (names.has(backend.name)) {
       add(backend.path, 'name', backend.name, `is used twice in VIP ${vip.name} (also by ${names.get(backend.name)}); backend names must be unique in a VIP`);
     } else names.set(backend.name, backend.path);
-    if (known(opts, backend.ip)) {
+    const ipKnown = isKnown(opts, backend.ip);
+    if (ipKnown) {
       if (ips.has(backend.ip)) {
         add(backend.path, 'ip', backend.ip, `is used twice in VIP ${vip.name} (also by ${ips.get(backend.ip)}); each backend needs its own address`);
       } else ips.set(backend.ip, backend.path);
     }
-    if (backend.port !== undefined && known(opts, backend.port, vip.port) && backend.port !== vip.port) {
+    if (backend.port !== undefined && isKnown(opts, backend.port) && isKnown(opts, vip.port) && backend.port !== vip.port) {
       add(
         backend.path,
         'port',
@@ -182,13 +219,13 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
           : `differs from the VIP port ${vip.port}; DSR cannot translate ports, so the backend must listen on ${vip.port} (leave port unset)`,
       );
     }
-    if (known(opts, backend.ip, vip.ip) && backend.ip === vip.ip) {
+    if (ipKnown && isKnown(opts, vip.ip) && backend.ip === vip.ip) {
       add(backend.path, 'ip', backend.ip, "is the VIP itself; use the backend's real address");
     }
-    if (ownAddress(backend.ip)) {
+    if (ownAddress(ctx, backend.ip)) {
       add(backend.path, 'ip', backend.ip, "is the balancer's own address; use the backend's real address");
     }
-    const backendFamily = known(opts, backend.ip) ? parseIpAddress(backend.ip)?.family : undefined;
+    const backendFamily = ipKnown ? parseIpAddress(backend.ip)?.family : undefined;
     if (vipFamily && backendFamily && backendFamily !== vipFamily) {
       add(
         backend.path,
@@ -207,24 +244,23 @@ function checkVip(vip: VipSpec, balancer: BalancerSpec, opts: CheckOptions): Spe
         `is set on a backend of an L3 VIP, but mac only applies to L2 VIPs; an L3 VIP reaches the backend by ${vipFamily === 6 ? 'ip6tnl' : 'IPIP'} to its address, so remove mac`,
       );
     }
-    const subnet = subnetOf(backendFamily);
-    if (vip.mode === 'l2' && subnet && known(opts, backend.ip)) {
+    const subnet = subnetFactsOf(ctx, backendFamily)?.subnet ?? null;
+    if (vip.mode === 'l2' && subnet && ipKnown) {
       const address = parseIpAddress(backend.ip);
       if (address !== null && !cidrContains(subnet, address)) {
         add(
           backend.path,
           'ip',
           backend.ip,
-          `is outside the balancer's subnet ${subnetText(backendFamily)}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
+          `is outside the balancer's subnet ${subnetText(ctx, backendFamily)}; an L2 backend must share the balancer's segment (use mode 'l3' for other subnets)`,
         );
       } else {
-        const edge = edgeOfSubnet(backend.ip);
+        const edge = edgeOfSubnet(ctx, backend.ip);
         if (edge) add(backend.path, 'ip', backend.ip, `is ${edge}; use a host address`);
       }
     }
   }
-  issues.push(...checkProbePorts(vip));
-  return issues;
+  if (vip.port === '*') pushAll(issues, checkProbePorts(vip));
 }
 
 /** Two VIPs clash when they share ip and protocol and their ports overlap ('*' overlaps every port). */
@@ -285,7 +321,8 @@ export function checkBalancerSpec(spec: BalancerSpec, opts: CheckOptions = {}): 
   }
   const interval = statsIntervalWithoutTextfile(spec);
   if (interval) issues.push({ path: spec.path, field: 'statsIntervalSec', value: spec.statsIntervalSec, message: interval });
-  for (const vip of spec.vips) pushAll(issues, checkVip(vip, spec, opts));
+  const ctx = balancerContext(spec, opts);
+  for (const vip of spec.vips) checkVip(vip, ctx, issues);
   pushAll(issues, checkVipClashes(spec.vips, opts));
   return issues;
 }

@@ -53,6 +53,10 @@ export function assertFreshBuild(root = repoRoot()): void {
   const bundle = path.join(root, 'dist', 'runtime', 'tula-dsr-runtime.js');
   const newestRuntimeSource = Math.max(...['runtime', 'model'].flatMap((d) => sourceTimes(path.join(root, d))));
   if (!existsSync(bundle) || statSync(bundle).mtimeMs < newestRuntimeSource) stale.push('dist/runtime/tula-dsr-runtime.js (the bundle)');
+  // and so is the agent CLI the `tula-dsr` bin runs
+  const agentBundle = path.join(root, 'dist', 'agent', 'tula-dsr.js');
+  const newestAgentSource = Math.max(...['agent', 'model'].flatMap((d) => sourceTimes(path.join(root, d))));
+  if (!existsSync(agentBundle) || statSync(agentBundle).mtimeMs < newestAgentSource) stale.push('dist/agent/tula-dsr.js (the bundle)');
   if (stale.length) throw new Error(`dist/ is older than ${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', …' : ''}: run \`npm run build\` first`);
 }
 
