@@ -6,22 +6,27 @@
 export const SECTION_MARKER = '@@tula';
 
 export function parseSections(output: string): Map<string, string> {
+  // Each body is cut out of the output as it stands, not split into lines and joined again: the facts of a host with
+  // ten thousand addresses are 70,000 lines. A body is every line between its marker line and the next one.
   const sections = new Map<string, string>();
-  let current: string | null = null;
-  let body: string[] = [];
-  const flush = () => {
-    if (current !== null) sections.set(current, body.join('\n'));
+  const marker = `${SECTION_MARKER} `;
+  /** The start of the first line at or after `lineStart` (a line's start) that is a marker line, or -1. */
+  const find = (lineStart: number): number => {
+    if (output.startsWith(marker, lineStart)) return lineStart;
+    const at = output.indexOf(`\n${marker}`, lineStart);
+    return at < 0 ? -1 : at + 1;
   };
-  for (const line of output.split('\n')) {
-    if (line.startsWith(`${SECTION_MARKER} `)) {
-      flush();
-      current = line.slice(SECTION_MARKER.length + 1).trim();
-      body = [];
-    } else if (current !== null) {
-      body.push(line);
+  for (let at = find(0); at >= 0;) {
+    const eol = output.indexOf('\n', at);
+    const name = output.slice(at + marker.length, eol < 0 ? output.length : eol).trim();
+    if (eol < 0) {
+      sections.set(name, '');
+      break;
     }
+    const next = find(eol + 1);
+    sections.set(name, next < 0 ? output.slice(eol + 1) : output.slice(eol + 1, next - 1));
+    at = next;
   }
-  flush();
   return sections;
 }
 
