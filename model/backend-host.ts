@@ -239,14 +239,15 @@ export function renderBootUnit(description: string, script: string): string {
 }
 
 function mssClamps(services: readonly ServiceSpec[], fallback: number): MssClamps {
-  const clamps = new Map<number, string[]>();
+  // each MSS's addresses once, in address order: sorted once at the end (no longer after every service)
+  const ips = new Map<number, Set<string>>();
   for (const s of services) {
     const mss = s.mssClamp ?? fallback;
-    const list = clamps.get(mss) ?? [];
-    if (!list.includes(s.ip)) list.push(s.ip);
-    clamps.set(mss, list.sort(compareAddresses));
+    const set = ips.get(mss) ?? new Set<string>();
+    set.add(s.ip);
+    ips.set(mss, set);
   }
-  return clamps;
+  return new Map([...ips].map(([mss, set]) => [mss, [...set].sort(compareAddresses)]));
 }
 
 export function planBackendHost(spec: BackendHostSpec): BackendHostPlan {

@@ -350,16 +350,34 @@ export function buildBalancerTable(
 
   const pools = options.pools ?? groupPools(vipsByName(spec.vips));
   // only the VIP maps need it: the pool sync (managedOnly, no VIPs) must not index ten thousand VIPs at every change
-  const poolOf = new Map(vips.length ? pools.flatMap((p) => p.vips.map((name) => [name, p] as const)) : []);
+  const classidOf = new Map<string, string>();
+  if (vips.length) {
+    for (const p of pools) {
+      const classid = poolClassid(p.id);
+      for (const name of p.vips) classidOf.set(name, classid);
+    }
+  }
+  // the VIP maps of each family and kind (single-port, all-port), found once rather than by name for every VIP
+  const vipDrafts: ({ readonly pool: MapDraft; readonly stats: MapDraft } | undefined)[] = [];
   for (const vip of vips) {
     const any = vip.port === '*';
-    const family = FAMILY[familyOf(vip.ip)];
-    const keyType = any ? `${family.addrType} . inet_proto` : `${family.addrType} . inet_proto . inet_service`;
+    const ipFamily = familyOf(vip.ip);
+    const slot = (ipFamily === 6 ? 2 : 0) + (any ? 1 : 0);
+    let drafts = vipDrafts[slot];
+    if (!drafts) {
+      const family = FAMILY[ipFamily];
+      const keyType = any ? `${family.addrType} . inet_proto` : `${family.addrType} . inet_proto . inet_service`;
+      drafts = vipDrafts[slot] = {
+        pool: mapOf(vipMap('pool', any, family), { type: `${keyType} : classid` }),
+        // kept across reloads, elements added and deleted by key, so that each VIP's counter counts from its first load
+        stats: mapOf(vipMap('stats', any, family), { type: keyType, set: true, counter: true, keepElements: true, takesOver: 'vip_' }),
+      };
+    }
     const key = nftVipKey(vip);
-    const own = (text: string): NftElement => ({ text, vip: vip.name });
-    mapOf(vipMap('pool', any, family), { type: `${keyType} : classid` }).elements.push(own(`${key} : ${poolClassid(poolOf.get(vip.name)!.id)}`));
-    // kept across reloads, elements added and deleted by key, so that each VIP's counter counts from its first load
-    mapOf(vipMap('stats', any, family), { type: keyType, set: true, counter: true, keepElements: true, takesOver: 'vip_' }).elements.push(own(key));
+    const classid = classidOf.get(vip.name);
+    if (classid === undefined) throw new Error(`buildBalancerTable: VIP ${vip.name} is in none of the pools`);
+    drafts.pool.elements.push({ text: `${key} : ${classid}`, vip: vip.name });
+    drafts.stats.elements.push({ text: key, vip: vip.name });
   }
 
   for (const pool of pools) {
