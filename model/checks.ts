@@ -266,8 +266,9 @@ function checkVip(vip: VipSpec, ctx: BalancerContext, issues: SpecIssue[]): void
 /** Two VIPs clash when they share ip and protocol and their ports overlap ('*' overlaps every port). */
 function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssue[] {
   const issues: SpecIssue[] = [];
-  // ip/protocol → the VIPs seen so far, by port; linear in the number of VIPs.
-  const seen = new Map<string, Map<number | '*', VipSpec>>();
+  // ip/protocol → the VIPs seen so far, by port; linear in the number of VIPs. Nearly every ip/protocol has one VIP:
+  // that one is kept as it is, and a map of ports made only for a second one (ten thousand maps cost a few tens of ms).
+  const seen = new Map<string, VipSpec | Map<number | '*', VipSpec>>();
   const names = new Set<string>();
   for (const vip of vips) {
     if (names.has(vip.name)) {
@@ -279,11 +280,13 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
       });
     }
     names.add(vip.name);
-    if (!known(opts, vip.ip, vip.port)) continue;
+    if (!isKnown(opts, vip.ip) || !isKnown(opts, vip.port)) continue;
     const key = `${vip.ip} ${vip.protocol}`;
-    const ports = seen.get(key) ?? new Map<number | '*', VipSpec>();
-    seen.set(key, ports);
-    const other = vip.port === '*' ? ports.values().next().value : (ports.get(vip.port) ?? ports.get('*'));
+    const entry = seen.get(key);
+    const ports = entry === undefined || entry instanceof Map ? entry : new Map<number | '*', VipSpec>([[entry.port, entry]]);
+    const other = !ports ? undefined : vip.port === '*' ? ports.values().next().value : (ports.get(vip.port) ?? ports.get('*'));
+    if (!ports) seen.set(key, vip);
+    else if (ports !== entry) seen.set(key, ports);
     if (other) {
       issues.push({
         path: vip.path,
@@ -291,7 +294,7 @@ function checkVipClashes(vips: readonly VipSpec[], opts: CheckOptions): SpecIssu
         value: vip.port,
         message: `${showValue(vip.port)} clashes with ${other.path} (${vipKey(other)}) on the same balancer; each ip/protocol/port may belong to one VIP, and '*' covers every port`,
       });
-    } else ports.set(vip.port, vip);
+    } else ports?.set(vip.port, vip);
   }
   return issues;
 }

@@ -99,36 +99,43 @@ interface KeyNode {
 
 const keyNode = (): KeyNode => ({ next: new Map() });
 
-function groupOf(root: KeyNode, vip: VipSpec): KeyNode {
-  let node = root;
-  let plain = true;
-  const step = (value: unknown) => {
-    if (value !== null && typeof value === 'object') plain = false;
+/** A walk down the tree, value by value (a class, not closures: one object per VIP). */
+class KeyWalk {
+  plain = true;
+  constructor(public node: KeyNode) {}
+  step(value: unknown): void {
+    if (value !== null && typeof value === 'object') this.plain = false;
     const v = typeof value === 'number' && !Number.isFinite(value) ? null : value;
-    let next = node.next.get(v);
-    if (!next) node.next.set(v, (next = keyNode()));
-    node = next;
-  };
+    let next = this.node.next.get(v);
+    if (!next) this.node.next.set(v, (next = keyNode()));
+    this.node = next;
+  }
+}
+
+function groupOf(root: KeyNode, vip: VipSpec): KeyNode {
+  const walk = new KeyWalk(root);
   const checks = vipBackendChecks(vip);
-  step(familyOf(vip.ip) === 6);
-  step(vip.mode);
-  step(vip.protocol);
-  step(vip.port === '*');
-  step(vip.algorithm);
-  step(vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined);
-  step(vip.flowTimeoutSec);
-  step(vip.backends.length);
-  vip.backends.forEach((b, i) => {
-    step(b.name);
-    step(b.ip);
-    step(b.mac);
-    step(b.weight);
-    step(checks[i]?.key);
-  });
-  if (plain) return node;
-  node = root;
-  step(poolKey(vip));
-  return node;
+  walk.step(familyOf(vip.ip) === 6);
+  walk.step(vip.mode);
+  walk.step(vip.protocol);
+  walk.step(vip.port === '*');
+  walk.step(vip.algorithm);
+  walk.step(vip.algorithm === 'consistent-hash' ? (vip.hashTableSize ?? DEFAULT_MAGLEV_SIZE) : undefined);
+  walk.step(vip.flowTimeoutSec);
+  const { backends } = vip;
+  walk.step(backends.length);
+  for (let i = 0; i < backends.length; i++) {
+    const b = backends[i];
+    walk.step(b.name);
+    walk.step(b.ip);
+    walk.step(b.mac);
+    walk.step(b.weight);
+    walk.step(checks[i]?.key);
+  }
+  if (walk.plain) return walk.node;
+  const byKey = new KeyWalk(root);
+  byKey.step(poolKey(vip));
+  return byKey.node;
 }
 
 function computePools(vips: readonly VipSpec[]): Pool[] {
