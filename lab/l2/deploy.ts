@@ -54,9 +54,9 @@ export function assertFreshBuild(root = repoRoot()): void {
   const newestRuntimeSource = Math.max(...['runtime', 'model'].flatMap((d) => sourceTimes(path.join(root, d))));
   if (!existsSync(bundle) || statSync(bundle).mtimeMs < newestRuntimeSource) stale.push('dist/runtime/tula-dsr-runtime.js (the bundle)');
   // and so is the agent CLI the `tula-dsr` bin runs
-  const agentBundle = path.join(root, 'dist', 'agent', 'tula-dsr.js');
+  const agentBundle = path.join(root, 'dist', 'agent', 'tula-dsr-agent.js');
   const newestAgentSource = Math.max(...['agent', 'model'].flatMap((d) => sourceTimes(path.join(root, d))));
-  if (!existsSync(agentBundle) || statSync(agentBundle).mtimeMs < newestAgentSource) stale.push('dist/agent/tula-dsr.js (the bundle)');
+  if (!existsSync(agentBundle) || statSync(agentBundle).mtimeMs < newestAgentSource) stale.push('dist/agent/tula-dsr-agent.js (the bundle)');
   if (stale.length) throw new Error(`dist/ is older than ${stale.slice(0, 5).join(', ')}${stale.length > 5 ? ', …' : ''}: run \`npm run build\` first`);
 }
 

@@ -1,14 +1,16 @@
 /**
- * The `tula-dsr` bin is the agent CLI bundled into one file (scripts/bundle-agent.mjs): it answers exactly as the
- * compiled dist/agent/cli.js does, and loads nothing of dist/ or zod besides itself (ssh2 stays a dependency).
+ * The `tula-dsr` bin runs the agent CLI bundled into one file (scripts/bundle-agent.mjs) with V8's code cache
+ * (scripts/agent-bin.js): it answers exactly as the compiled dist/agent/cli.js does, with or without its cache, and
+ * the bundle loads nothing of dist/ or zod besides itself (ssh2 stays a dependency).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFile } from '../../lab/exec';
 import { CLI, REPO, assertDistFresh } from './helpers';
 
-const BUNDLE = path.join(REPO, 'dist/agent/tula-dsr.js');
+const BIN = path.join(REPO, 'dist/agent/tula-dsr.js');
+const BUNDLE = path.join(REPO, 'dist/agent/tula-dsr-agent.js');
 
 let dir: string;
 beforeAll(() => {
@@ -19,7 +21,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 test('GIVEN package.json WHEN read THEN the tula-dsr bin is the bundle', () => {
   const pkg = JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  expect(path.join(REPO, pkg.bin['tula-dsr'])).toBe(BUNDLE);
+  expect(path.join(REPO, pkg.bin['tula-dsr'])).toBe(BIN);
 });
 
 test.each<[string, string[], unknown]>([
@@ -45,14 +47,28 @@ test.each<[string, string[], unknown]>([
 ])('GIVEN %s WHEN the bundle and cli.js run THEN they answer the same', async (_what, args, spec) => {
   if (spec !== undefined) writeFileSync(path.join(dir, args[2]), typeof spec === 'string' ? spec : JSON.stringify(spec));
   // the recap's run time is the only thing allowed to differ
-  const run = async (file: string) => {
-    const r = await execFile(['node', file, ...args], { cwd: dir });
+  const run = async (file: string, env: Record<string, string> = {}) => {
+    const r = await execFile(['node', file, ...args], { cwd: dir, env: { TMPDIR: dir, ...env } });
     return { ...r, stdout: r.stdout.replace(/\(\d+ ms,/g, '(… ms,') };
   };
-  const [bundled, compiled] = await Promise.all([BUNDLE, CLI].map(run));
-  expect(bundled).toEqual(compiled);
-  expect(bundled.code).not.toBe(0);
-  expect(bundled.stdout + bundled.stderr).toMatch(/tula-dsr|\(spec\)/);
+  const compiled = await run(CLI);
+  // without a cache, writing it, reading it, and with the cache turned off
+  for (const env of [{}, {}, { TULA_DSR_COMPILE_CACHE: '0' }] as Record<string, string>[]) expect(await run(BIN, env)).toEqual(compiled);
+  expect(compiled.code).not.toBe(0);
+  expect(compiled.stdout + compiled.stderr).toMatch(/tula-dsr|\(spec\)/);
+});
+
+test("GIVEN a run of the bin WHEN it ends THEN the code cache is in a folder of the user's own, and used by the next run", async () => {
+  const tmp = mkdtempSync(path.join(dir, 'tmp-'));
+  await execFile(['node', BIN, 'apply', '--nope'], { env: { TMPDIR: tmp } });
+  const cacheDir = path.join(tmp, `tula-dsr-compile-cache-${process.getuid!()}`);
+  expect(statSync(cacheDir).mode & 0o777).toBe(0o700);
+  const files = readdirSync(cacheDir);
+  expect(files).toEqual([expect.stringMatching(/^agent-[0-9a-f]{32}\.cache$/)]);
+  const written = statSync(path.join(cacheDir, files[0])).mtimeMs;
+  await execFile(['node', BIN, 'apply', '--nope'], { env: { TMPDIR: tmp } });
+  // accepted, so not written again
+  expect(statSync(path.join(cacheDir, files[0])).mtimeMs).toBe(written);
 });
 
 test('GIVEN the bundle WHEN loaded THEN it reads no module of dist/ or zod besides itself', async () => {
