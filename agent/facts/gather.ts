@@ -43,6 +43,11 @@ export interface FactsRequest {
   readonly dirs: readonly string[];
   readonly sysctls: readonly string[];
   readonly nftTables: readonly NftTableRequest[];
+  /**
+   * The agent's copies of files (see FileCache): a file that still hashes the same on the host does not travel back,
+   * and the facts hold the copy.
+   */
+  readonly known?: Readonly<Record<string, FileFact>>;
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
   /** Check mode: the facts write nothing on the host (not even the generation record a matching listing renews). */
@@ -86,6 +91,8 @@ export interface HostFacts {
   readonly nft: Readonly<Record<string, NftFacts>>;
   readonly neighbours: Readonly<Record<string, string>>;
   readonly state: HostState | null;
+  /** The state file as read (the base of its patch: see writeContentCommand); absent when there is none. */
+  readonly stateFile?: FileFact;
   /** sha256 of the state file's bytes, or 'none'; the apply script refuses to run if it changed meanwhile. */
   readonly stateFingerprint: string;
   /** An interrupted run left a journal; `state` already includes it, and this run must record the merged state. */
@@ -174,6 +181,24 @@ function keptElementsCommands(t: NftTableRequest, id: string): string[] {
   return lines;
 }
 
+/** Each file that exists: its hash, then its text (lines prefixed by `|`), or `@@same` when the agent has that text. */
+function filesCommands(paths: readonly string[], known: Readonly<Record<string, FileFact>>): string[] {
+  const q = (s: string) => renderCommand([s]);
+  const whole = paths.filter((p) => !known[p]);
+  const cached = paths.filter((p) => known[p]);
+  return [
+    ...(whole.length
+      ? [`for f in ${whole.map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`]
+      : []),
+    ...(cached.length
+      ? [
+          'same() { h=$(sha256sum "$1" | cut -c1-64); if [ "$h" = "$2" ]; then echo "@@same $h $1"; else echo "@@file $h $1"; sed \'s/^/|/\' "$1"; echo; fi; }',
+          ...cached.map((p) => `[ -f ${q(p)} ] && same ${q(p)} ${known[p].sha256}`),
+        ]
+      : []),
+  ];
+}
+
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
 
 /** The kernel modules whose presence the facts report: the L3 tunnels' (IPIP, ip6tnl). */
@@ -202,7 +227,7 @@ export function renderFactsScript(request: FactsRequest): string {
     sectionLine('sysctls'),
     ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
     sectionLine('files'),
-    `for f in ${[...request.files, request.statePath, journalPath(request.statePath)].map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`,
+    ...filesCommands([...request.files, request.statePath, journalPath(request.statePath)], request.known ?? {}),
     ...(request.hashOnlyFiles?.length
       ? [`for f in ${request.hashOnlyFiles.map(q).join(' ')}; do [ -f "$f" ] && echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; done`]
       : []),
@@ -285,7 +310,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     throw new Error('the facts script did not finish: the output has no end marker');
   }
   const basics = parseKeyValues(sections.get('basics') ?? '');
-  const files = parseFiles(sections.get('files') ?? '');
+  const files = parseFiles(sections.get('files') ?? '', request.known);
   const stateFile = files[request.statePath];
   const recorded = readHostState(stateFile?.content);
   const journalRead = readHostState(files[journalPath(request.statePath)]?.content);
@@ -339,6 +364,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     nft,
     neighbours: request.neighbours ? parseNeighJson(sections.get('neigh') ?? '') : {},
     state: journal ? mergeJournal(state, journal) : state,
+    ...(stateFile ? { stateFile } : {}),
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
     stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,

@@ -2,7 +2,8 @@ import type { HostFile } from '../../model';
 import type { HostFacts } from '../facts/gather';
 import { HostState, STATE_VERSION, journalNft } from '../state';
 import { createdDirs } from './common';
-import { NftWant, listingSubstitutions, nftKey, nftRecord } from './nft';
+import { NftWant, listingSubstitutions, nftKey, nftRecord, recordedListingCommands } from './nft';
+import { sha256Hex } from '../../model/digest';
 import { stateDirTasks, stateTask } from './state-file';
 import type { Task } from './task';
 
@@ -15,6 +16,12 @@ export interface HostPlanResult {
   readonly journal?: HostState;
   /** The plan needs the facts gathered again with every table listed: why (see TablePlan.relist). */
   readonly relist?: string;
+  /**
+   * What the host holds once the run succeeds, for the agent's copies (FileCache): the files that change, and the
+   * state file's text with listing placeholders, whose values `recordedCommands` print after the run.
+   */
+  readonly texts?: { readonly files: readonly { path: string; content: string }[]; readonly state: { path: string; content: string } };
+  readonly recordedCommands?: readonly string[];
 }
 
 /** What a host carries once the run's tasks are done, as the state file records it. */
@@ -72,5 +79,16 @@ export function finishHostPlan(
   };
   // stale files are moved to a backup as well (removeFileStep), and the state file is copied (stateTask): their
   // backups go once the run succeeded
-  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])], journal, ...(relist ? { relist } : {}) };
+  const texts = {
+    files: outcome.files.filter((f) => facts.files[f.path]?.sha256 !== sha256Hex(f.content)).map((f) => ({ path: f.path, content: f.content })),
+    state: { path: outcome.statePath, content: JSON.stringify(next, null, 2) + '\n' },
+  };
+  return {
+    tasks: all,
+    writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])],
+    journal,
+    ...(relist ? { relist } : {}),
+    texts,
+    recordedCommands: recordedListingCommands(outcome.nft),
+  };
 }
