@@ -81,7 +81,7 @@ function count(tasks: readonly TaskResult[]) {
 }
 
 function factsRequest(spec: HostSpec): FactsRequest {
-  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest();
+  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
 }
 
 function decide(
@@ -274,6 +274,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
           durationMs: Date.now() - started,
         };
       }
+      if (cache && mode === 'remove' && outcome.finished && !outcome.failure) cache.clear();
       if (cache && texts && outcome.finished && !outcome.failure) {
         const stateWritten = tasks.some((t) => t.name === `state ${texts.state.path}` && t.status === 'changed');
         const state = stateWritten ? withRecordedListings(texts.state.content, outcome.sections.get('recorded')) : null;

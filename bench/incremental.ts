@@ -19,6 +19,7 @@ import { formatIpv4 } from '../model';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { benchSsh, benchVip, runCli, vipAddress, vipName } from './l2-dataplane';
 import { Stat, stat } from './stats';
+import { CACHE_DIR_ENV } from '../agent/facts/file-cache';
 
 const PORT = 80;
 const BACKENDS = ['be1', 'be2', 'be3', 'be4'];
@@ -90,6 +91,10 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
   const runs = o.runs ?? 3;
   const log = o.log ?? (() => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'tula-incremental-bench-'));
+  // the CLI runs keep their copies of the hosts' files (FileCache) in the bench's own folder, as a user's controller
+  // keeps them in ~/.cache: the first run after the cold apply already finds them
+  const cacheBefore = process.env[CACHE_DIR_ENV];
+  process.env[CACHE_DIR_ENV] = join(dir, 'agent-cache');
   const lab = await createLab({ hosts: [{ name: 'lb' }, ...BACKENDS.map((name) => ({ name }))] });
   try {
     const lb = lab.hosts.lb;
@@ -144,6 +149,8 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
     };
   } finally {
     await lab.teardown();
+    if (cacheBefore === undefined) delete process.env[CACHE_DIR_ENV];
+    else process.env[CACHE_DIR_ENV] = cacheBefore;
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { benchAgentRtt } from './agent-rtt';
 import { ConvergenceResult, METHODS, Method, measureConvergence } from './converge';
@@ -12,6 +12,7 @@ import { measureTerraformScale } from './terraform-scale';
 import { measureIncremental } from './incremental';
 import { VARIANTS, measureBreakdown } from './terraform-breakdown';
 import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
+import { CACHE_DIR_ENV } from '../agent/facts/file-cache';
 
 /**
  * `npm run bench`: every figure of BENCHMARKS.md, measured side by side in one run on this machine, with each goal
@@ -443,6 +444,10 @@ async function main(): Promise<void> {
     process.exit(64);
   }
   const started = Date.now();
+  // the agent's copies of the lab hosts' files (FileCache) stay in the bench's own folder, not in the user's ~/.cache
+  const cache = mkdtempSync(join(tmpdir(), 'tula-bench-cache-'));
+  process.env[CACHE_DIR_ENV] ??= cache;
+  process.on('exit', () => rmSync(cache, { recursive: true, force: true }));
   if (selected('l2')) ensureWrk(log);
   if (selected('synth')) synthSection();
   if (selected('dataplane')) dataPlaneSection();

@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../../model/digest';
@@ -19,6 +19,8 @@ export interface FileCache {
   read(paths: readonly string[]): Record<string, FileFact>;
   /** Keeps these texts as what the host now holds; small ones are not kept (they travel whole anyway). */
   write(files: readonly { readonly path: string; readonly content: string }[]): void;
+  /** Forgets the host (after a remove, which leaves none of these files on it). */
+  clear(): void;
 }
 
 /** The cache root from the environment: `$TULA_DSR_CACHE_DIR`, else `$XDG_CACHE_HOME/tula-dsr`, else `~/.cache/tula-dsr`. */
@@ -71,6 +73,9 @@ export function hostFileCache(root: string | null, host: string): FileCache | nu
           // a copy the cache could not keep costs a full transfer next time, nothing else
         }
       }
+    },
+    clear() {
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

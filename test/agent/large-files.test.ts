@@ -183,7 +183,7 @@ describe('a backend carrying many VIPs with the agent cache', () => {
   const services = (count: number) => Array.from({ length: count }, (_, i) => ({ ip: vipIp(i) }));
   const backend = (count: number) => JSON.stringify(backendSpec(lab, be1, services(count)));
 
-  test('GIVEN a backend with 600 VIPs WHEN one VIP is added and removed THEN its boot script and state go as patches and the host is exactly as wanted', async () => {
+  test('GIVEN a backend with 600 VIPs WHEN one VIP is added and removed THEN its boot script and state go as patches and the host is exactly as wanted; a remove drops the copies', async () => {
     expect((await run(backend(600), 'apply', { cacheRoot })).error).toBeUndefined();
     const boot = await cat(be1, BACKEND_BOOT);
     expect(boot.length).toBeGreaterThanOrEqual(PATCH_MIN_BYTES);
@@ -195,5 +195,11 @@ describe('a backend carrying many VIPs with the agent cache', () => {
       expect(runs[1].script.length).toBeLessThan(boot.length / 2);
       await expectInSync(backend(count));
     }
+    // a remove leaves none of the host's files, and the agent forgets its copies of them
+    const hosts = () => readdirSync(cacheRoot).filter((d) => d.startsWith('host-')).length;
+    const before = hosts();
+    const removed = await run(backend(600), 'remove', { cacheRoot });
+    expect(removed.error).toBeUndefined();
+    expect(hosts()).toBe(before - 1);
   });
 });

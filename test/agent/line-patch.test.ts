@@ -22,7 +22,6 @@ function random(seed: number): () => number {
 const awkPath = (name: string) => spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).stdout.trim();
 const AWKS = ['mawk', 'gawk'].filter((name) => {
   const found = awkPath(name) !== '';
-  // eslint-disable-next-line no-console
   if (!found) console.warn(`line-patch: ${name} is not installed here: the patch is not checked with it`);
   return found;
 });
