@@ -11,7 +11,6 @@ import { peerHostKeys } from './tasks/flow-copy';
 import { planRemoveTasks } from './tasks/remove';
 import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
-import { knownContent } from './tasks/common';
 import { hostFileCache } from './facts/file-cache';
 import { withRecordedListings } from './tasks/nft';
 import type { HostPlanResult } from './tasks/host-plan';
@@ -108,8 +107,7 @@ function decide(
       journalStep(
         statePath,
         planned.journal,
-        planned.journal.dirs.filter((d) => facts.dirs[d] === false),
-        facts.stateFile && knownContent(facts.stateFile),
+        (planned.dirs ?? planned.journal.dirs).filter((d) => facts.dirs[d] === false),
       ),
     ],
   };

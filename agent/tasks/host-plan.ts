@@ -1,6 +1,6 @@
 import type { HostFile } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { HostState, STATE_VERSION, journalNft } from '../state';
+import { HostState, STATE_VERSION, journalDelta, journalNft } from '../state';
 import { createdDirs } from './common';
 import { NftWant, listingSubstitutions, nftKey, nftRecord, recordedListingCommands } from './nft';
 import { sha256Hex } from '../../model/digest';
@@ -12,8 +12,10 @@ export interface HostPlanResult {
   readonly tasks: Task[];
   /** Backups of files this run replaces; dropped once every step has succeeded. */
   readonly writtenFiles: string[];
-  /** The state this run creates, as its journal records it before the first change (see journalPath). */
+  /** What this run may create, as its journal records it before the first change (see journalPath, journalDelta). */
   readonly journal?: HostState;
+  /** The folders tula-dsr owns once the run is done (those missing now go again if the run rolls back). */
+  readonly dirs?: readonly string[];
   /** The plan needs the facts gathered again with every table listed: why (see TablePlan.relist). */
   readonly relist?: string;
   /**
@@ -70,13 +72,13 @@ export function finishHostPlan(
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
   const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
-  const journal = {
+  const journal = journalDelta(state, {
     ...next,
     nft: journalNft(
       state,
       outcome.nft.map((w) => nftKey(w.family, w.name)),
     ),
-  };
+  });
   // stale files are moved to a backup as well (removeFileStep), and the state file is copied (stateTask): their
   // backups go once the run succeeded
   const texts = {
@@ -87,6 +89,7 @@ export function finishHostPlan(
     tasks: all,
     writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])],
     journal,
+    dirs: next.dirs,
     ...(relist ? { relist } : {}),
     texts,
     recordedCommands: recordedListingCommands(outcome.nft),

@@ -1,7 +1,7 @@
 import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
-import { KnownContent, cmd, removeDirsCommands, writeContentCommand } from './steps';
+import { cmd, removeDirsCommands, writeContentCommand } from './steps';
 import { knownContent } from './common';
 import type { HostFacts } from '../facts/gather';
 
@@ -55,17 +55,13 @@ export function removeStateStep(path: string): { run: string; undo: string } {
   return { run: cmd('rm', '-f', path), undo: ':' };
 }
 
-/**
- * Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. It is laid out
- * as the state file is, and differs from it by what this run changes: sent as a patch to the state file (`base`)
- * when that is large.
- */
-export function journalStep(path: string, journal: HostState, newDirs: readonly string[], base?: KnownContent): Step {
+/** Writes the journal (see journalPath) atomically; the run's first step whenever it changes anything. */
+export function journalStep(path: string, journal: HostState, newDirs: readonly string[]): Step {
   const file = journalPath(path);
-  const text = JSON.stringify(journal, null, 2) + '\n';
+  const text = JSON.stringify(journal) + '\n';
   // The journal's undo runs last in a rollback: the folders this run created (for the journal itself, for files) go
   // too, so that a failed first apply leaves the host byte for byte as it was.
-  return { run: durableWrite(file, (tmp) => writeContentCommand(tmp, text, base)), undo: [cmd('rm', '-f', file), ...removeDirsCommands(newDirs)].join('; ') };
+  return { run: durableWrite(file, (tmp) => writeContentCommand(tmp, text)), undo: [cmd('rm', '-f', file), ...removeDirsCommands(newDirs)].join('; ') };
 }
 
 /** fsync of one file or folder; `sync` without arguments (everything) where sync takes none (old busybox). */
