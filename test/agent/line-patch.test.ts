@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, mkdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { applyLineEdits, lineEdits } from '../../model/line-edits';
+import { renderDiff } from '../../model/text-diff';
 import { PATCH_MIN_BYTES, linePatch, writeContentCommand } from '../../agent/tasks/steps';
 
 /** A deterministic pseudo-random source (tests must fail the same way twice). */
@@ -143,5 +144,24 @@ describe('when a patch is not worth it', () => {
     expect(writeContentCommand('/tmp/x', 'b\n', { path: '/tmp/y', content: 'a\n' })).toBe(`printf '%s' 'b\n' > /tmp/x`);
     execFileSync('sh', ['-c', writeContentCommand(join(dir, 'whole'), "it's\n")]);
     expect(readFileSync(join(dir, 'whole'), 'utf8')).toBe("it's\n");
+  });
+});
+
+describe('renderDiff of large texts', () => {
+  test('GIVEN 5,000 lines with changes far apart WHEN diffed for a review THEN each change shows exactly, in place, with its context', () => {
+    const a = Array.from({ length: 5000 }, (_, i) => `line ${i}`);
+    const b = [...a];
+    b[100] = 'changed 100';
+    b.splice(3000, 0, 'new');
+    b.splice(4000, 1);
+    expect(renderDiff(a.join('\n') + '\n', b.join('\n') + '\n', 'f')).toBe(
+      [
+        '--- f (host)',
+        '+++ f (desired)',
+        ...[' line 98', ' line 99', '-line 100', '+changed 100', ' line 101', ' line 102', '@@'],
+        ...[' line 2998', ' line 2999', '+new', ' line 3000', ' line 3001', '@@'],
+        ...[' line 3997', ' line 3998', '-line 3999', ' line 4000', ' line 4001'],
+      ].join('\n') + '\n',
+    );
   });
 });
