@@ -10,6 +10,7 @@ import { readSpecFromEnv, readStackHosts } from './spec-input';
 import { EXIT, HostCommandArgs, USAGE, parseCliArgs } from './cli-args';
 import { runReview } from './review-command';
 import { runStats } from './stats/command';
+import { cacheRoot } from './facts/file-cache';
 
 export { EXIT };
 
@@ -28,6 +29,7 @@ async function runMany(hosts: { specText: string; kind: 'balancer' | 'backend' }
     },
     resolvePath: userPathResolver(io),
     signal: io.signal,
+    cacheRoot: cacheRoot(io.env),
   };
   const phases = args.mode === 'remove' ? ['balancer', 'backend'] : ['backend', 'balancer'];
   const results: HostRunResult[] = [];

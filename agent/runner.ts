@@ -11,6 +11,9 @@ import { peerHostKeys } from './tasks/flow-copy';
 import { planRemoveTasks } from './tasks/remove';
 import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
+import { hostFileCache } from './facts/file-cache';
+import { withRecordedListings } from './tasks/nft';
+import type { HostPlanResult } from './tasks/host-plan';
 import { journalPath } from './state';
 import type { Task, TaskStatus } from './tasks/task';
 
@@ -55,6 +58,8 @@ export interface RunOptions {
   readonly resolvePath?: (path: string) => string;
   /** Once aborted, the host does not start applying changes (the run reports `interrupted`). */
   readonly signal?: AbortSignal;
+  /** The root of the agent's copies of hosts' large files (see FileCache); none by default. */
+  readonly cacheRoot?: string | null;
 }
 
 const MAX_STALE_RETRIES = 3;
@@ -75,7 +80,7 @@ function count(tasks: readonly TaskResult[]) {
 }
 
 function factsRequest(spec: HostSpec): FactsRequest {
-  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest();
+  return spec.kind === 'balancer' ? balancerFactsRequest(spec) : backendFactsRequest(spec);
 }
 
 function decide(
@@ -85,7 +90,7 @@ function decide(
   specText: string,
   generation: string,
   local: LocalFacts = {},
-): { tasks: Task[]; final: string[]; journal?: Task; relist?: string } {
+): { tasks: Task[]; final: string[]; journal?: Task; relist?: string; texts?: HostPlanResult['texts'] } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
   const dropJournal = cmd('rm', '-f', journalPath(statePath));
@@ -102,11 +107,17 @@ function decide(
       journalStep(
         statePath,
         planned.journal,
-        planned.journal.dirs.filter((d) => facts.dirs[d] === false),
+        (planned.dirs ?? planned.journal.dirs).filter((d) => facts.dirs[d] === false),
       ),
     ],
   };
-  return { tasks: planned.tasks, final: [backupCleanupCommand(planned.writtenFiles), dropJournal], journal, relist: planned.relist };
+  return {
+    tasks: planned.tasks,
+    final: [backupCleanupCommand(planned.writtenFiles), dropJournal, ...(planned.recordedCommands ?? [])],
+    journal,
+    relist: planned.relist,
+    texts: planned.texts,
+  };
 }
 
 /** Why a run with an unreadable state file (or journal) changes nothing, and how to recover. */
@@ -187,16 +198,20 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
-    let request: FactsRequest = { ...factsRequest(spec), readOnly: mode === 'check' };
+    const cache = hostFileCache(options.cacheRoot ?? null, `${spec.kind} ${spec.name} ${target}`);
+    const plain = factsRequest(spec);
+    let request: FactsRequest = { ...plain, readOnly: mode === 'check', known: cache?.read([...plain.files, plain.statePath]) };
     for (let attempt = 1; ; attempt++) {
       const factsRun = await connection.run(renderFactsScript(request));
       const facts = parseHostFacts(factsRun.stdout, request);
+      const fresh = [...Object.values(facts.files), ...(facts.stateFile ? [facts.stateFile] : [])].filter((f) => request.known?.[f.path] !== f);
+      cache?.write(fresh);
       if (facts.stateProblem) {
         const error = { kind: 'state', message: unreadableStateMessage(facts.stateProblem.path, facts.stateProblem.problem) };
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
       const local: LocalFacts = spec.kind === 'balancer' && spec.pair ? { peerKeys: peerHostKeys(spec.pair.peerSsh, options.resolvePath) } : {};
-      const { tasks, final, journal, relist } = decide(spec, facts, mode, specText, generation, local);
+      const { tasks, final, journal, relist, texts } = decide(spec, facts, mode, specText, generation, local);
       if (relist && request.nftTables.some((t) => t.generation)) {
         progress(`${host}: ${relist}: listing it`);
         request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };
@@ -256,6 +271,12 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
           roundTrips: connection.roundTrips - startTrips,
           durationMs: Date.now() - started,
         };
+      }
+      if (cache && mode === 'remove' && outcome.finished && !outcome.failure) cache.clear();
+      if (cache && texts && outcome.finished && !outcome.failure) {
+        const stateWritten = tasks.some((t) => t.name === `state ${texts.state.path}` && t.status === 'changed');
+        const state = stateWritten ? withRecordedListings(texts.state.content, outcome.sections.get('recorded')) : null;
+        cache.write([...texts.files, ...(state === null ? [] : [{ path: texts.state.path, content: state }])]);
       }
       const outcomeResults = outcomeToResults(scriptTasks, owners, outcome);
       const results = journal ? outcomeResults.results.slice(1) : outcomeResults.results;

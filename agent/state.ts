@@ -110,6 +110,29 @@ export function mergeJournal(state: HostState | null, journal: HostState): HostS
   };
 }
 
+/**
+ * What a journal must hold so that `mergeJournal(state, journal)` gives what merging the whole `next` state would:
+ * only what `state` lacks (the state wins wherever both have a value). A one-VIP change to a balancer of 10,000
+ * VIPs journals a few lines instead of a copy of its megabyte of state.
+ */
+export function journalDelta(state: HostState | null, next: HostState): HostState {
+  if (!state) return next;
+  const missing = <T>(had: readonly T[], wanted: readonly T[], key: (x: T) => string = String): T[] => {
+    const seen = new Set(had.map(key));
+    return wanted.filter((x) => !seen.has(key(x)));
+  };
+  return {
+    ...next,
+    addresses: missing(state.addresses, next.addresses, (a) => `${a.ip}/${a.prefix} ${a.dev}`),
+    tunnels: missing(state.tunnels, next.tunnels, (t) => t.name),
+    files: missing(state.files, next.files),
+    dirs: missing(state.dirs, next.dirs),
+    originalSysctls: Object.fromEntries(Object.entries(next.originalSysctls).filter(([k]) => !(k in state.originalSysctls))),
+    modules: missing(state.modules, next.modules),
+    nft: Object.fromEntries(Object.entries(next.nft).filter(([k]) => !(k in state.nft))),
+  };
+}
+
 /** What a journal records for the nft tables a run loads: their earlier record, or "pending" (not loaded yet). */
 export function journalNft(state: HostState | null, keys: readonly string[]): HostState['nft'] {
   return Object.fromEntries(keys.map((k) => [k, state?.nft[k] ?? { rulesetHash: 'pending', listingHash: 'pending' }]));

@@ -12,13 +12,16 @@
  * VIPs come from 10.214.0.0/18 (outside every lab subnet) and flows are written straight into the flow map; no
  * traffic is sent.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatIpv4 } from '../model';
 import { createLab, Lab, LabHost } from '../lab/topology';
-import { benchSsh, benchVip, runCli, vipAddress, vipName } from './l2-dataplane';
+import { AgentPath, benchSsh, benchVip, runCli, vipAddress, vipName } from './l2-dataplane';
+import { RUNTIME_DIR_ENV } from '../agent/daemon/paths';
+import { stopAgentDaemons } from '../lab/agent-daemons';
 import { Stat, stat } from './stats';
+import { CACHE_DIR_ENV } from '../agent/facts/file-cache';
 
 const PORT = 80;
 const BACKENDS = ['be1', 'be2', 'be3', 'be4'];
@@ -29,14 +32,16 @@ export interface IncrementalResult {
   /** Cold apply of the whole balancer, and of the backend host (once each). */
   readonly balancerColdMs: number;
   readonly backendColdMs: number;
-  /** One VIP's weights change (there and back: both directions pooled). */
-  readonly weightChange: Stat;
+  /** One VIP's weights change (there and back: both directions pooled), by each path, side by side. */
+  readonly weightChange: Record<AgentPath, Stat>;
   readonly balancerNoop: Stat;
   /** The detail the agent reported for the nft table on the last weight change. */
   readonly weightChangeDetail: string;
-  readonly backendAdd: Stat;
-  readonly backendRemove: Stat;
+  readonly backendAdd: Record<AgentPath, Stat>;
+  readonly backendRemove: Record<AgentPath, Stat>;
 }
+
+const PATHS: readonly AgentPath[] = ['cli', 'daemon'];
 
 const ssh = benchSsh;
 
@@ -67,10 +72,10 @@ interface CliRun {
   readonly tasks: { name: string; status: string; detail: string }[];
 }
 
-async function apply(dir: string, name: string, spec: string): Promise<CliRun> {
+async function apply(dir: string, name: string, spec: string, path: AgentPath = 'cli'): Promise<CliRun> {
   const file = join(dir, `${name}.json`);
   writeFileSync(file, spec);
-  const r = await runCli(['apply', '--spec', file, '--json', '--timeout', '120']);
+  const r = await runCli(['apply', '--spec', file, '--json', '--timeout', '120'], path);
   if (r.code !== 0) throw new Error(`tula-dsr apply ${name} failed (exit ${r.code}):\n${r.stderr.slice(-2000)}\n${r.stdout.slice(-2000)}`);
   const json = JSON.parse(r.stdout) as { results: { counts: { changed: number }; tasks: CliRun['tasks'] }[] };
   return { ms: r.ms, changed: json.results[0].counts.changed, tasks: json.results[0].tasks };
@@ -90,25 +95,41 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
   const runs = o.runs ?? 3;
   const log = o.log ?? (() => undefined);
   const dir = mkdtempSync(join(tmpdir(), 'tula-incremental-bench-'));
-  const lab = await createLab({ hosts: [{ name: 'lb' }, ...BACKENDS.map((name) => ({ name }))] });
+  // the CLI runs keep their copies of the hosts' files (FileCache) in the bench's own folder, as a user's controller
+  // keeps them in ~/.cache: the first run after the cold apply already finds them
+  const cacheBefore = process.env[CACHE_DIR_ENV];
+  process.env[CACHE_DIR_ENV] = join(dir, 'agent-cache');
+  // the daemon that the provisioners' client starts serves from the bench's folder, and is stopped at the end
+  const daemonsBefore = process.env[RUNTIME_DIR_ENV];
+  const daemons = join(dir, 'daemons');
+  mkdirSync(daemons, { mode: 0o700 });
+  process.env[RUNTIME_DIR_ENV] = daemons;
+  let lab: Lab | undefined;
   try {
+    lab = await createLab({ hosts: [{ name: 'lb' }, ...BACKENDS.map((name) => ({ name }))] });
     const lb = lab.hosts.lb;
     const cold = await apply(dir, 'lb', balancerSpec(lab, vips));
     log(`incremental: balancer cold apply of ${vips} VIPs: ${(cold.ms / 1000).toFixed(1)} s`);
     await fillFlows(lb, flows, lab.hosts.be1.mac);
-    const weight: number[] = [];
+    const weight: Record<AgentPath, number[]> = { cli: [], daemon: [] };
     const noop: number[] = [];
     let detail = '';
     // the changed VIP sits in the middle of the table's order
     const heavy = Math.floor(vips / 2);
+    // the first run after the cold apply lists the table with its flows (the generation the cold apply recorded
+    // moved when the flows were written): not the case measured
+    await apply(dir, 'lb', balancerSpec(lab, vips, heavy));
+    await apply(dir, 'lb', balancerSpec(lab, vips));
     for (let r = 0; r < runs; r++) {
-      for (const spec of [balancerSpec(lab, vips, heavy), balancerSpec(lab, vips)]) {
-        const x = await apply(dir, 'lb', spec);
-        const nft = x.tasks.find((t) => t.name.startsWith('nft table'));
-        if (nft?.status !== 'changed') throw new Error(`a weight change left the nft table ${nft?.status ?? 'untouched'}: ${JSON.stringify(nft)}`);
-        detail = nft.detail;
-        weight.push(x.ms);
-        log(`incremental: one VIP's weights: ${x.ms.toFixed(0)} ms (${x.changed} changed: ${detail})`);
+      for (const path of PATHS) {
+        for (const spec of [balancerSpec(lab, vips, heavy), balancerSpec(lab, vips)]) {
+          const x = await apply(dir, 'lb', spec, path);
+          const nft = x.tasks.find((t) => t.name.startsWith('nft table'));
+          if (nft?.status !== 'changed') throw new Error(`a weight change left the nft table ${nft?.status ?? 'untouched'}: ${JSON.stringify(nft)}`);
+          detail = nft.detail;
+          weight[path].push(x.ms);
+          log(`incremental: one VIP's weights (${path}): ${x.ms.toFixed(0)} ms (${x.changed} changed: ${detail})`);
+        }
       }
       const n = await apply(dir, 'lb', balancerSpec(lab, vips));
       if (n.changed !== 0) throw new Error(`the no-op apply changed ${n.changed} tasks`);
@@ -118,32 +139,40 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
 
     const backendCold = await apply(dir, 'be1', backendSpec(lab, vips));
     log(`incremental: backend cold apply of ${vips} VIPs: ${(backendCold.ms / 1000).toFixed(1)} s`);
-    const add: number[] = [];
-    const remove: number[] = [];
+    const add: Record<AgentPath, number[]> = { cli: [], daemon: [] };
+    const remove: Record<AgentPath, number[]> = { cli: [], daemon: [] };
     for (let r = 0; r < runs; r++) {
-      for (const [count, into] of [
-        [vips + 1, add],
-        [vips, remove],
-      ] as const) {
-        const x = await apply(dir, 'be1', backendSpec(lab, count));
-        if (x.changed === 0) throw new Error(`changing a backend to ${count} VIPs changed nothing`);
-        into.push(x.ms);
-        log(`incremental: backend to ${count} VIPs: ${x.ms.toFixed(0)} ms (${x.changed} changed)`);
+      for (const path of PATHS) {
+        for (const [count, into] of [
+          [vips + 1, add],
+          [vips, remove],
+        ] as const) {
+          const x = await apply(dir, 'be1', backendSpec(lab, count), path);
+          if (x.changed === 0) throw new Error(`changing a backend to ${count} VIPs changed nothing`);
+          into[path].push(x.ms);
+          log(`incremental: backend to ${count} VIPs (${path}): ${x.ms.toFixed(0)} ms (${x.changed} changed)`);
+        }
       }
     }
+    const stats = (by: Record<AgentPath, number[]>) => ({ cli: stat(by.cli), daemon: stat(by.daemon) });
     return {
       vips,
       flows,
       balancerColdMs: cold.ms,
       backendColdMs: backendCold.ms,
-      weightChange: stat(weight),
+      weightChange: stats(weight),
       balancerNoop: stat(noop),
       weightChangeDetail: detail,
-      backendAdd: stat(add),
-      backendRemove: stat(remove),
+      backendAdd: stats(add),
+      backendRemove: stats(remove),
     };
   } finally {
-    await lab.teardown();
+    await stopAgentDaemons(daemons);
+    if (daemonsBefore === undefined) delete process.env[RUNTIME_DIR_ENV];
+    else process.env[RUNTIME_DIR_ENV] = daemonsBefore;
+    await lab?.teardown();
+    if (cacheBefore === undefined) delete process.env[CACHE_DIR_ENV];
+    else process.env[CACHE_DIR_ENV] = cacheBefore;
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -172,12 +172,22 @@ export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): 
 }
 
 /** The agent CLI as a child process, killed after 300 s; its output and wall time. */
-export function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+/**
+ * How a run reaches the agent: the CLI (`tula-dsr`, the whole agent in its process), or the small client that
+ * Terraform's provisioners run, which hands the run to the per-user agent daemon (warm: modules loaded and compiled).
+ */
+export type AgentPath = 'cli' | 'daemon';
+
+/** What Terraform's provisioner runs (see constructs/host-resource.ts), with `args` instead of its argv. */
+const DAEMON_CLIENT = `require(${JSON.stringify(join(REPO, 'dist', 'agent', 'entry.js'))}).main(process.argv.slice(1))`;
+
+export function runCli(args: string[], path: AgentPath = 'cli'): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
   return new Promise((done, fail) => {
     // TULA_BENCH_NODE_ARGS: extra node flags for the CLI runs (`--cpu-prof --cpu-prof-dir=DIR` profiles each run)
     const nodeArgs = (process.env.TULA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const child = spawn(process.execPath, [...nodeArgs, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const program = path === 'cli' ? [CLI] : ['-e', DAEMON_CLIENT];
+    const child = spawn(process.execPath, [...nodeArgs, ...program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

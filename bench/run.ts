@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release } from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { benchAgentRtt } from './agent-rtt';
 import { ConvergenceResult, METHODS, Method, measureConvergence } from './converge';
@@ -12,6 +12,7 @@ import { measureTerraformScale } from './terraform-scale';
 import { measureIncremental } from './incremental';
 import { VARIANTS, measureBreakdown } from './terraform-breakdown';
 import { GoalRow, Stat, fmt, renderTable, stat } from './stats';
+import { CACHE_DIR_ENV } from '../agent/facts/file-cache';
 
 /**
  * `npm run bench`: every figure of BENCHMARKS.md, measured side by side in one run on this machine, with each goal
@@ -399,30 +400,33 @@ async function incrementalSection(): Promise<void> {
   const before = loadAverages();
   const r = await measureIncremental({ vips, flows, runs, log });
   notes.push(
-    `Small changes on large hosts (agent CLI end to end; load averages ${before} before, ${loadAverages()} after):`,
+    `Small changes on large hosts, end to end (load averages ${before} before, ${loadAverages()} after), side by side: the agent CLI (its own process: Node start-up and module loading included), and the client Terraform's provisioners run, which hands the run to the warm agent daemon:`,
     '',
-    '| change | wall time |',
-    '|---|---|',
-    `| balancer, ${vips} VIPs × 4 backends, ${flows} flows: one VIP's weights | ${ms(r.weightChange)} |`,
-    `| the same balancer, no-op | ${ms(r.balancerNoop)} |`,
-    `| backend host with ${vips} VIPs: one VIP added | ${ms(r.backendAdd)} |`,
-    `| the same backend host: that VIP removed (retired) | ${ms(r.backendRemove)} |`,
+    '| change | CLI | through the daemon |',
+    '|---|---|---|',
+    `| balancer, ${vips} VIPs × 4 backends, ${flows} flows: one VIP's weights | ${ms(r.weightChange.cli)} | ${ms(r.weightChange.daemon)} |`,
+    `| the same balancer, no-op | ${ms(r.balancerNoop)} | |`,
+    `| backend host with ${vips} VIPs: one VIP added | ${ms(r.backendAdd.cli)} | ${ms(r.backendAdd.daemon)} |`,
+    `| the same backend host: that VIP removed (retired) | ${ms(r.backendRemove.cli)} | ${ms(r.backendRemove.daemon)} |`,
     '',
     `The agent reported for the table: ${r.weightChangeDetail}.`,
     '',
   );
-  rows.push({
-    section: 'incremental',
-    goal: `one VIP's weights on ${vips.toLocaleString('en')} VIPs ≤ 0.5 s (CLI end to end)`,
-    measured: `${(r.weightChange.median / 1000).toFixed(2)} s`,
-    pass: r.weightChange.median <= 500,
-  });
-  rows.push({
-    section: 'incremental',
-    goal: `one VIP added to a backend with ${vips.toLocaleString('en')} ≤ 0.3 s`,
-    measured: `${(r.backendAdd.median / 1000).toFixed(2)} s`,
-    pass: r.backendAdd.median <= 300,
-  });
+  for (const path of ['cli', 'daemon'] as const) {
+    const how = path === 'cli' ? 'CLI' : 'through the daemon';
+    rows.push({
+      section: 'incremental',
+      goal: `one VIP's weights on ${vips.toLocaleString('en')} VIPs ≤ 0.5 s (${how}, end to end)`,
+      measured: `${(r.weightChange[path].median / 1000).toFixed(2)} s`,
+      pass: r.weightChange[path].median <= 500,
+    });
+    rows.push({
+      section: 'incremental',
+      goal: `one VIP added to a backend with ${vips.toLocaleString('en')} ≤ 0.3 s (${how})`,
+      measured: `${(r.backendAdd[path].median / 1000).toFixed(2)} s`,
+      pass: r.backendAdd[path].median <= 300,
+    });
+  }
 }
 
 function machine(): string {
@@ -443,6 +447,10 @@ async function main(): Promise<void> {
     process.exit(64);
   }
   const started = Date.now();
+  // the agent's copies of the lab hosts' files (FileCache) stay in the bench's own folder, not in the user's ~/.cache
+  const cache = mkdtempSync(join(tmpdir(), 'tula-bench-cache-'));
+  process.env[CACHE_DIR_ENV] ??= cache;
+  process.on('exit', () => rmSync(cache, { recursive: true, force: true }));
   if (selected('l2')) ensureWrk(log);
   if (selected('synth')) synthSection();
   if (selected('dataplane')) dataPlaneSection();

@@ -1,3 +1,5 @@
+import { LineEdit, lineEdits } from './line-edits';
+
 export interface DiffOptions {
   /** Unchanged lines shown around each change. @default 2 */
   readonly context?: number;
@@ -7,12 +9,15 @@ export interface DiffOptions {
 
 /** Above this many cells (lines before × lines after), the LCS table is too large: see renderDiff. */
 const LCS_CELLS = 4_000_000;
+/** Large texts that differ in at most this many lines get Myers' exact diff (see lineEdits). */
+const MYERS_MAX_CHANGES = 5_000;
 
 /**
  * A line diff for reports (the agent's check and --diff, the plan review): unified-style `-`/`+` lines with a
  * little context. Small texts get an exact LCS diff. Very large ones (rulesets and boot scripts of thousands of VIPs)
- * first set aside the lines they begin and end with alike: what differs between them gets the exact diff when it is
- * small (a change to a few VIPs), or else a multiset diff, which is linear.
+ * get Myers' exact diff while few lines differ (a change to a few VIPs, wherever their lines are); when many do,
+ * the lines both texts begin and end with are set aside, and what is left gets the exact diff when it is small, or
+ * else a multiset diff, which is linear.
  */
 export function renderDiff(before: string, after: string, label: string, options: DiffOptions = {}): string {
   if (before === after) return '';
@@ -23,7 +28,9 @@ export function renderDiff(before: string, after: string, label: string, options
   if (b[b.length - 1] === '') b.pop();
   const header = [`--- ${label} (${sides[0]})`, `+++ ${label} (${sides[1]})`];
   let ops: DiffOp[];
-  if (a.length * b.length > LCS_CELLS) {
+  const edits = a.length * b.length > LCS_CELLS ? lineEdits(a, b, MYERS_MAX_CHANGES) : null;
+  if (edits) ops = editOps(a, edits);
+  else if (a.length * b.length > LCS_CELLS) {
     let start = 0;
     while (start < a.length && start < b.length && a[start] === b[start]) start++;
     let endA = a.length;
@@ -53,6 +60,26 @@ export function renderDiff(before: string, after: string, label: string, options
 }
 
 type DiffOp = { kind: ' ' | '-' | '+'; line: string };
+
+/** The edit script as diff lines; in each changed block, removals before additions, as diff -u prints them. */
+function editOps(a: readonly string[], edits: readonly LineEdit[]): DiffOp[] {
+  const ops: DiffOp[] = [];
+  let added: DiffOp[] = [];
+  let at = 0;
+  for (const e of edits) {
+    if (e.op === 'insert') {
+      for (const line of e.lines) added.push({ kind: '+', line });
+      continue;
+    }
+    if (e.op === 'keep') {
+      ops.push(...added);
+      added = [];
+    }
+    for (let i = 0; i < e.count; i++) ops.push({ kind: e.op === 'keep' ? ' ' : '-', line: a[at++] });
+  }
+  ops.push(...added);
+  return ops;
+}
 
 function lcsOps(a: string[], b: string[]): DiffOp[] {
   const n = a.length;

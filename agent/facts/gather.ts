@@ -43,14 +43,24 @@ export interface FactsRequest {
   readonly dirs: readonly string[];
   readonly sysctls: readonly string[];
   readonly nftTables: readonly NftTableRequest[];
+  /**
+   * The agent's copies of files (see FileCache): a file that still hashes the same on the host does not travel back,
+   * and the facts hold the copy.
+   */
+  readonly known?: Readonly<Record<string, FileFact>>;
   /** Files whose hash is enough (programs): their content does not travel back. */
   readonly hashOnlyFiles?: readonly string[];
   /** Check mode: the facts write nothing on the host (not even the generation record a matching listing renews). */
   readonly readOnly?: boolean;
-  /** Whether Node is there and the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file). */
-  readonly runtime?: { readonly unit: string; readonly pidFile: string; readonly supervisor: string };
-  /** Whether keepalived is installed and the keepalived of a balancer pair member runs (its unit, or its pid file). */
-  readonly keepalived?: { readonly unit: string; readonly pidFile: string };
+  /**
+   * Whether the balancer runtime runs (systemd unit, or the agent's supervisor and its PID file), and with `version`,
+   * Node's version (starting node costs 30 ms: asked only where the runtime is wanted).
+   */
+  readonly runtime?: { readonly unit: string; readonly pidFile: string; readonly supervisor: string; readonly version?: boolean };
+  /** Whether the keepalived of a balancer pair member runs (its unit, or its pid file), and with `version`, which is installed. */
+  readonly keepalived?: { readonly unit: string; readonly pidFile: string; readonly version?: boolean };
+  /** The kernel modules whose state to report (the tunnels' modules, where tunnels are wanted). @default KERNEL_MODULES */
+  readonly modules?: readonly string[];
   /** L2 backends whose MAC the balancer must resolve: ping them all at once, then read the neighbour table. */
   readonly neighbours?: { readonly dev: string; readonly ips: readonly string[] };
 }
@@ -86,6 +96,8 @@ export interface HostFacts {
   readonly nft: Readonly<Record<string, NftFacts>>;
   readonly neighbours: Readonly<Record<string, string>>;
   readonly state: HostState | null;
+  /** The state file as read (the base of its patch: see writeContentCommand); absent when there is none. */
+  readonly stateFile?: FileFact;
   /** sha256 of the state file's bytes, or 'none'; the apply script refuses to run if it changed meanwhile. */
   readonly stateFingerprint: string;
   /** An interrupted run left a journal; `state` already includes it, and this run must record the merged state. */
@@ -174,10 +186,44 @@ function keptElementsCommands(t: NftTableRequest, id: string): string[] {
   return lines;
 }
 
+/**
+ * Each file that exists: its hash, then its text (lines prefixed by `|`); only its hash when the hash is enough
+ * (`hashOnly`), or `@@same` when the agent has that text (`known`). One sha256sum for all of them: every process
+ * the facts start costs milliseconds on a small host.
+ */
+function filesCommands(paths: readonly string[], hashOnly: readonly string[], known: Readonly<Record<string, FileFact>>): string[] {
+  const q = (s: string) => renderCommand([s]);
+  const same = paths.filter((p) => known[p]).map((p) => q(`${p} ${known[p].sha256}`));
+  const only = hashOnly.map((p) => `${q(`${p} `)}*`);
+  return [
+    `sha256sum -- ${[...paths, ...hashOnly].map(q).join(' ')} 2>/dev/null | while read -r h f; do case "$f $h" in`,
+    ...(same.length ? [`  ${same.join('|')}) echo "@@same $h $f";;`] : []),
+    ...(only.length ? [`  ${only.join('|')}) echo "@@file $h $f";;`] : []),
+    `  *) echo "@@file $h $f"; sed 's/^/|/' "$f"; echo;;`,
+    'esac; done',
+  ];
+}
+
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
 
 /** The kernel modules whose presence the facts report: the L3 tunnels' (IPIP, ip6tnl). */
 export const KERNEL_MODULES: readonly string[] = Object.values(TUNNEL_MODULES);
+
+/** A sysctl key's file, as sysctl maps it: dots are folders, a slash stands for a dot in a name (`eth0/100`). */
+export function sysctlPath(key: string): string {
+  return `/proc/sys/${key.replace(/[./]/g, (c) => (c === '.' ? '/' : '.'))}`;
+}
+
+function modulesCommands(modules: readonly string[]): string[] {
+  const bad = modules.find((m) => !/^[a-z0-9_]+$/.test(m));
+  if (bad !== undefined) throw new Error(`modulesCommands: ${JSON.stringify(bad)} is not a module name`);
+  if (!modules.length) return [];
+  return [
+    sectionLine('modules'),
+    // busybox modprobe has no -n (dry run): then look the module up in modules.dep
+    `for m in ${modules.join(' ')}; do if [ -d "/sys/module/$m" ]; then s=loaded; elif modprobe -n "$m" 2>/dev/null || grep -qs "/$m\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then s=available; else s=missing; fi; echo "$m $s"; done`,
+  ];
+}
 
 export function renderFactsScript(request: FactsRequest): string {
   const q = (s: string) => renderCommand([s]);
@@ -189,9 +235,7 @@ export function renderFactsScript(request: FactsRequest): string {
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
     `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
-    sectionLine('modules'),
-    // busybox modprobe has no -n (dry run): then look the module up in modules.dep
-    `for m in ${KERNEL_MODULES.join(' ')}; do if [ -d "/sys/module/$m" ]; then s=loaded; elif modprobe -n "$m" 2>/dev/null || grep -qs "/$m\\.ko" "/lib/modules/$(uname -r)/modules.dep"; then s=available; else s=missing; fi; echo "$m $s"; done`,
+    ...modulesCommands(request.modules ?? KERNEL_MODULES),
     sectionLine('ip'),
     'ip -j -d link show 2>/dev/null',
     sectionLine('addr'),
@@ -200,12 +244,13 @@ export function renderFactsScript(request: FactsRequest): string {
     // IPv6 address (preferred_lft 0, as the balancer adds its IPv6 VIPs) says so in a third field
     `ip -o addr show 2>/dev/null | awk '{ a = $4; if ($5 == "peer") { split($6, p, "/"); a = $4 "/" p[2] } print $2, a ($0 ~ / deprecated / ? " deprecated" : "") }'`,
     sectionLine('sysctls'),
-    ...request.sysctls.map((k) => `v=$(sysctl -n ${q(k)} 2>/dev/null) && echo ${q(`${k}=`)}"$v" || echo ${q(`${k}!`)}`),
+    // read by the shell itself, as sysctl -n reads them: no process per key (dash's read of a /proc file returns 1
+    // although it read the line, hence the test first)
+    ...request.sysctls.map(
+      (k) => `if [ -r ${q(sysctlPath(k))} ]; then v=; read -r v < ${q(sysctlPath(k))}; echo ${q(`${k}=`)}"$v"; else echo ${q(`${k}!`)}; fi`,
+    ),
     sectionLine('files'),
-    `for f in ${[...request.files, request.statePath, journalPath(request.statePath)].map(q).join(' ')}; do [ -f "$f" ] || continue; echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; sed 's/^/|/' "$f"; echo; done`,
-    ...(request.hashOnlyFiles?.length
-      ? [`for f in ${request.hashOnlyFiles.map(q).join(' ')}; do [ -f "$f" ] && echo "@@file $(sha256sum "$f" | cut -c1-64) $f"; done`]
-      : []),
+    ...filesCommands([...request.files, request.statePath, journalPath(request.statePath)], request.hashOnlyFiles ?? [], request.known ?? {}),
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
@@ -223,20 +268,20 @@ export function renderFactsScript(request: FactsRequest): string {
     } else lines.push(...nftFactsCommands(t, id));
   }
   if (request.runtime) {
-    const { unit, pidFile, supervisor } = request.runtime;
+    const { unit, pidFile, supervisor, version } = request.runtime;
     lines.push(
       sectionLine('runtime'),
-      'command -v node >/dev/null 2>&1 && echo "node=$(node --version 2>/dev/null)"',
+      ...(version ? ['command -v node >/dev/null 2>&1 && echo "node=$(node --version 2>/dev/null)"'] : []),
       `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
       // the PID file must name a live supervisor: a PID reused by another process does not count
       `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa ${q(supervisor)} "/proc/$p/cmdline" 2>/dev/null && echo "supervisor=$p"`,
     );
   }
   if (request.keepalived) {
-    const { unit, pidFile } = request.keepalived;
+    const { unit, pidFile, version } = request.keepalived;
     lines.push(
       sectionLine('keepalived'),
-      'command -v keepalived >/dev/null 2>&1 && echo "version=$(keepalived -v 2>&1 | head -n 1)"',
+      ...(version ? ['command -v keepalived >/dev/null 2>&1 && echo "version=$(keepalived -v 2>&1 | head -n 1)"'] : []),
       `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
       // a pid reused by another process does not count
       `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa keepalived "/proc/$p/cmdline" 2>/dev/null && echo "pid=$p"`,
@@ -246,8 +291,10 @@ export function renderFactsScript(request: FactsRequest): string {
     const { dev, ips } = request.neighbours;
     lines.push(
       sectionLine('neigh'),
+      // only backends without a usable entry are pinged (an answer to ping takes a round trip, a lost one a second);
       // an IPv6 backend answers a Neighbour Solicitation (ping -6), and its entry is in the same table (both families listed)
-      `for ip in ${ips.map(q).join(' ')}; do case "$ip" in *:*) f=-6;; *) f=-4;; esac; ping "$f" -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait`,
+      `k=" $(ip neigh show dev ${q(dev)} 2>/dev/null | awk '/ lladdr / && $NF != "FAILED" && $NF != "INCOMPLETE" { printf "%s ", $1 }')"`,
+      `for ip in ${ips.map(q).join(' ')}; do case "$k" in *" $ip "*) continue;; esac; case "$ip" in *:*) f=-6;; *) f=-4;; esac; ping "$f" -c 1 -W 1 "$ip" >/dev/null 2>&1 & done; wait`,
       `ip -j neigh show dev ${q(dev)} 2>/dev/null`,
     );
   }
@@ -285,7 +332,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     throw new Error('the facts script did not finish: the output has no end marker');
   }
   const basics = parseKeyValues(sections.get('basics') ?? '');
-  const files = parseFiles(sections.get('files') ?? '');
+  const files = parseFiles(sections.get('files') ?? '', request.known);
   const stateFile = files[request.statePath];
   const recorded = readHostState(stateFile?.content);
   const journalRead = readHostState(files[journalPath(request.statePath)]?.content);
@@ -339,6 +386,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
     nft,
     neighbours: request.neighbours ? parseNeighJson(sections.get('neigh') ?? '') : {},
     state: journal ? mergeJournal(state, journal) : state,
+    ...(stateFile ? { stateFile } : {}),
     stateFingerprint: stateFile?.sha256 ?? 'none',
     journalPending: journal !== null,
     stateDirMode: /^[0-7]{3,4}$/.test(basics.statedir ?? '') ? basics.statedir : null,

@@ -211,19 +211,27 @@ export interface FileFact {
 
 /**
  * Parses the files section: `@@file <sha256> <path>` followed by the content with each line prefixed by `|`
- * (so that no content line can look like a marker).
+ * (so that no content line can look like a marker), or `@@same <sha256> <path>` for a file the agent has a copy of
+ * (`known`) that still hashes the same.
  */
-export function parseFiles(text: string): Record<string, FileFact> {
+export function parseFiles(text: string, known: Readonly<Record<string, FileFact>> = {}): Record<string, FileFact> {
   const files: Record<string, FileFact> = {};
   let current: { path: string; sha256: string; lines: string[] } | null = null;
   const flush = () => {
     if (current) files[current.path] = { path: current.path, sha256: current.sha256, content: current.lines.join('\n') + (current.lines.length ? '\n' : '') };
+    current = null;
   };
   for (const line of text.split('\n')) {
-    const header = /^@@file ([0-9a-f]{64}) (.+)$/.exec(line);
-    if (header) {
+    const header = /^@@(file|same) ([0-9a-f]{64}) (.+)$/.exec(line);
+    if (header?.[1] === 'same') {
       flush();
-      current = { path: header[2], sha256: header[1], lines: [] };
+      const copy = known[header[3]];
+      // the facts script compares with the hash the agent sent: anything else is a corrupted answer
+      if (copy?.sha256 !== header[2]) throw new Error(`the facts say ${header[3]} is unchanged, but the agent has no copy with sha256 ${header[2]}`);
+      files[copy.path] = copy;
+    } else if (header) {
+      flush();
+      current = { path: header[3], sha256: header[2], lines: [] };
     } else if (current && line.startsWith('|')) {
       current.lines.push(line.slice(1));
     }

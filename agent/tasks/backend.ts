@@ -1,5 +1,5 @@
 import { BackendHostSpec, BACKEND_TUNNEL, BACKEND_TUNNEL6, BACKEND_UNIT, MSS_TABLE, planBackendHost } from '../../model';
-import type { HostFacts } from '../facts/gather';
+import { KERNEL_MODULES, type FactsRequest, type HostFacts } from '../facts/gather';
 import { StateAddress, statePath } from '../state';
 import {
   addressTasks,
@@ -29,8 +29,10 @@ export const RETIRE_GRACE_SEC = 300;
 export const BACKEND_STATE = statePath('backend');
 
 /** The facts bring every file a backend host can carry (its spec's and earlier generations'), whatever the spec. */
-export function backendFactsRequest() {
+export function backendFactsRequest(spec?: BackendHostSpec): FactsRequest {
   return {
+    // the tunnels' modules matter only where a service is L3 (remove needs none)
+    modules: spec?.services.some((s) => s.mode === 'l3') ? KERNEL_MODULES : [],
     statePath: BACKEND_STATE,
     files: ALL_BACKEND_FILES,
     dirs: [...new Set([...ALL_BACKEND_FILES, BACKEND_STATE].flatMap(ancestorDirs))],

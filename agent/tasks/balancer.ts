@@ -23,7 +23,7 @@ import {
   NftTable,
   NftTableFacts,
 } from '../../model';
-import type { FactsRequest, HostFacts } from '../facts/gather';
+import { KERNEL_MODULES, type FactsRequest, type HostFacts } from '../facts/gather';
 import { canonicalIp } from '../facts/parsers';
 import { statePath } from '../state';
 import {
@@ -78,8 +78,9 @@ export function balancerFactsRequest(spec: BalancerSpec): FactsRequest {
     // the runtime's state travels back (the health view an apply keeps); its bundle only as a hash
     files: [...BALANCER_FILES, ...RUNTIME_FILES.slice(1), RUNTIME_STATE_FILE],
     hashOnlyFiles: RUNTIME_FILES.slice(0, 1),
-    runtime: RUNTIME_FACTS,
-    keepalived: KEEPALIVED_FACTS,
+    runtime: { ...RUNTIME_FACTS, version: balancerNeedsRuntime(spec) },
+    keepalived: { ...KEEPALIVED_FACTS, version: !!spec.pair },
+    modules: spec.vips.some((v) => v.mode === 'l3') ? KERNEL_MODULES : [],
     // with the textfile's folder, which must exist (see textfileFolderTask)
     dirs: [...new Set([...BALANCER_FILES, ...RUNTIME_FILES, BALANCER_STATE, ...(textfile ? [textfile.path] : [])].flatMap(ancestorDirs))],
     sysctls: [],

@@ -1,8 +1,9 @@
 import type { HostFile } from '../../model';
 import type { HostFacts } from '../facts/gather';
-import { HostState, STATE_VERSION, journalNft } from '../state';
+import { HostState, STATE_VERSION, journalDelta, journalNft } from '../state';
 import { createdDirs } from './common';
-import { NftWant, listingSubstitutions, nftKey, nftRecord } from './nft';
+import { NftWant, listingSubstitutions, nftKey, nftRecord, recordedListingCommands } from './nft';
+import { sha256Hex } from '../../model/digest';
 import { stateDirTasks, stateTask } from './state-file';
 import type { Task } from './task';
 
@@ -11,10 +12,18 @@ export interface HostPlanResult {
   readonly tasks: Task[];
   /** Backups of files this run replaces; dropped once every step has succeeded. */
   readonly writtenFiles: string[];
-  /** The state this run creates, as its journal records it before the first change (see journalPath). */
+  /** What this run may create, as its journal records it before the first change (see journalPath, journalDelta). */
   readonly journal?: HostState;
+  /** The folders tula-dsr owns once the run is done (those missing now go again if the run rolls back). */
+  readonly dirs?: readonly string[];
   /** The plan needs the facts gathered again with every table listed: why (see TablePlan.relist). */
   readonly relist?: string;
+  /**
+   * What the host holds once the run succeeds, for the agent's copies (FileCache): the files that change, and the
+   * state file's text with listing placeholders, whose values `recordedCommands` print after the run.
+   */
+  readonly texts?: { readonly files: readonly { path: string; content: string }[]; readonly state: { path: string; content: string } };
+  readonly recordedCommands?: readonly string[];
 }
 
 /** What a host carries once the run's tasks are done, as the state file records it. */
@@ -63,14 +72,26 @@ export function finishHostPlan(
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
   const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
-  const journal = {
+  const journal = journalDelta(state, {
     ...next,
     nft: journalNft(
       state,
       outcome.nft.map((w) => nftKey(w.family, w.name)),
     ),
-  };
+  });
   // stale files are moved to a backup as well (removeFileStep), and the state file is copied (stateTask): their
   // backups go once the run succeeded
-  return { tasks: all, writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])], journal, ...(relist ? { relist } : {}) };
+  const texts = {
+    files: outcome.files.filter((f) => facts.files[f.path]?.sha256 !== sha256Hex(f.content)).map((f) => ({ path: f.path, content: f.content })),
+    state: { path: outcome.statePath, content: JSON.stringify(next, null, 2) + '\n' },
+  };
+  return {
+    tasks: all,
+    writtenFiles: [...new Set([...paths, ...(state?.files ?? []), outcome.statePath])],
+    journal,
+    dirs: next.dirs,
+    ...(relist ? { relist } : {}),
+    texts,
+    recordedCommands: recordedListingCommands(outcome.nft),
+  };
 }

@@ -8,6 +8,7 @@ import { STATE_DIR } from '../state';
 import { Task, nftChange, ok } from './task';
 import { cmd } from './steps';
 import { renderCommand } from '../../model/shell';
+import { sectionLine } from '../../model/sections';
 
 export interface NftWant {
   readonly family: string;
@@ -102,6 +103,38 @@ export function listingSubstitutions(tables: readonly NftWant[]): Record<string,
   return Object.fromEntries(
     tables.filter((t) => t.keepListing === undefined).map((t) => [listingPlaceholder(t.family, t.name), nftRecordListingCommand(t.family, t.name)]),
   );
+}
+
+/**
+ * Shell printing, after a run, each listing hash the state file recorded (`PLACEHOLDER HASH` lines under a `recorded`
+ * section): the listing file the substitution wrote hashes the same, and the agent needs the values to keep an exact
+ * copy of the state file (see FileCache).
+ */
+export function recordedListingCommands(tables: readonly NftWant[]): string[] {
+  const pending = tables.filter((t) => t.keepListing === undefined);
+  if (!pending.length) return [];
+  return [
+    sectionLine('recorded'),
+    ...pending.map(
+      (t) => `echo ${renderCommand([listingPlaceholder(t.family, t.name)])} "$(sha256sum < ${renderCommand([nftListingFile(t.family, t.name)])} | cut -c1-64)"`,
+    ),
+  ];
+}
+
+/** The state file's text with the recorded values in place of their placeholders; null when one is missing. */
+export function withRecordedListings(text: string, recorded: string | undefined): string | null {
+  const values = new Map<string, string>();
+  for (const line of (recorded ?? '').split('\n')) {
+    const m = /^(__TULA_LISTING_\w+?__) ([0-9a-f]{64})$/.exec(line);
+    if (m) values.set(m[1], m[2]);
+  }
+  let missing = false;
+  const out = text.replace(/__TULA_LISTING_\w+?__/g, (placeholder) => {
+    const value = values.get(placeholder);
+    if (value === undefined) missing = true;
+    return value ?? placeholder;
+  });
+  return missing ? null : out;
 }
 
 export function nftRecord(tables: readonly NftWant[]): Record<string, { rulesetHash: string; listingHash: string }> {

@@ -1,7 +1,8 @@
 import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
-import { cmd, removeDirsCommands } from './steps';
+import { cmd, removeDirsCommands, writeContentCommand } from './steps';
+import { knownContent } from './common';
 import type { HostFacts } from '../facts/gather';
 
 /**
@@ -15,7 +16,10 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
   if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
   const sedArgs = Object.entries(substitutions).map(([placeholder, command]) => `-e "s/${placeholder}/$(${command})/"`);
-  const write = durableWrite(path, `printf '%s' ${renderCommand([text])} | sed ${sedArgs.join(' ') || "''"}`);
+  const base = facts.stateFile && knownContent(facts.stateFile);
+  const write = durableWrite(path, (tmp) =>
+    [writeContentCommand(tmp, text, base), ...(sedArgs.length ? [`sed -i ${sedArgs.join(' ')} ${renderCommand([tmp])}`] : [])].join(' && '),
+  );
   // The undo puts back a copy of the file taken on the host (the one the facts read: the script checks its fingerprint
   // first), not its text carried in the script, which is a megabyte for 10,000 VIPs; the copy goes once the run has
   // succeeded (see finishHostPlan). With a journal pending, what to put back is the file merged with the journal,
@@ -26,7 +30,7 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const undo = copied
     ? `${cmd('rm', '-f', `${path}.tula-tmp`)}; if ${cmd('test', '-e', bak)}; then ${cmd('mv', '-f', bak, path)} && ${fsync(STATE_DIR)}; fi`
     : previous
-      ? durableWrite(path, `printf '%s' ${renderCommand([JSON.stringify(previous, null, 2) + '\n'])}`)
+      ? durableWrite(path, (tmp) => writeContentCommand(tmp, JSON.stringify(previous, null, 2) + '\n'))
       : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
   // the listing hashes come from command substitutions inside the pipeline: their errors show only on stderr
@@ -57,18 +61,18 @@ export function journalStep(path: string, journal: HostState, newDirs: readonly 
   const text = JSON.stringify(journal) + '\n';
   // The journal's undo runs last in a rollback: the folders this run created (for the journal itself, for files) go
   // too, so that a failed first apply leaves the host byte for byte as it was.
-  return { run: durableWrite(file, `printf '%s' ${renderCommand([text])}`), undo: [cmd('rm', '-f', file), ...removeDirsCommands(newDirs)].join('; ') };
+  return { run: durableWrite(file, (tmp) => writeContentCommand(tmp, text)), undo: [cmd('rm', '-f', file), ...removeDirsCommands(newDirs)].join('; ') };
 }
 
 /** fsync of one file or folder; `sync` without arguments (everything) where sync takes none (old busybox). */
 const fsync = (path: string) => `{ ${cmd('sync', path)} 2>/dev/null || sync; }`;
 
 /**
- * Shell that replaces a file in STATE_DIR with what `producer` prints, so that a crash or power loss leaves the old
+ * Shell that replaces a file in STATE_DIR with what `write` puts in the temp file it is given, so that a crash or power loss leaves the old
  * content or the new, never an empty file (which the next run would have to refuse): a temp file, fsynced before
  * the rename, and the folder fsynced after it.
  */
-export function durableWrite(path: string, producer: string): string {
+export function durableWrite(path: string, write: (tmp: string) => string): string {
   const tmp = `${path}.tula-tmp`;
-  return [cmd('mkdir', '-p', STATE_DIR), `${producer} > ${renderCommand([tmp])}`, fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
+  return [cmd('mkdir', '-p', STATE_DIR), write(tmp), fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
 }

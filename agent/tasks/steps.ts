@@ -1,5 +1,7 @@
 import { renderCommand } from '../../model/shell';
 import { tunnelAddArgs } from '../../model/backend-host';
+import { sha256Hex } from '../../model/digest';
+import { lineEdits } from '../../model/line-edits';
 import type { Step } from './task';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */
@@ -14,13 +16,53 @@ const onlyIf = (condition: string, command: string) => `if ${condition}; then ${
 const exists = (path: string) => cmd('test', '-e', path);
 const linkExists = (name: string) => `${cmd('ip', 'link', 'show', name)} >/dev/null 2>&1`;
 
+/** What the host holds now at `path`, exactly (its hash matched the text): the base a line patch applies to. */
+export interface KnownContent {
+  readonly path: string;
+  readonly content: string;
+}
+
+/** Below this size a file always travels whole: a patch would save little. */
+export const PATCH_MIN_BYTES = 16 * 1024;
+/** More changed lines than this, and the file travels whole (the diff's cost grows with their square). */
+const PATCH_MAX_LINES = 2000;
+
+/**
+ * Applies a line patch read from stdin (`k N` keeps N lines of the file, `d N` drops N, `i TEXT` inserts a line)
+ * to the file named second; POSIX awk (mawk, gawk, busybox). A patch always has at least one line, so the first
+ * file's records are the patch's.
+ */
+const PATCH_AWK = String.raw`NR==FNR{o[++n]=$0;next} {while(!left&&k<n){k++;t=substr(o[k],1,1);if(t=="i")print substr(o[k],3);else{m=t;left=substr(o[k],3)+0}} if(left){left--;if(m=="k")print}else print} END{while(k<n){k++;if(substr(o[k],1,1)=="i")print substr(o[k],3)}}`;
+
+/** The patch text that turns `base` into `content`, or null when sending `content` whole is as good. */
+export function linePatch(base: string, content: string): string | null {
+  if (content.length < PATCH_MIN_BYTES || !content.endsWith('\n') || !base.endsWith('\n')) return null;
+  const edits = lineEdits(base.slice(0, -1).split('\n'), content.slice(0, -1).split('\n'), PATCH_MAX_LINES);
+  if (!edits) return null;
+  const text = edits.map((e) => (e.op === 'insert' ? e.lines.map((l) => `i ${l}\n`).join('') : `${e.op[0]} ${e.count}\n`)).join('');
+  return text.length * 2 < content.length ? text : null;
+}
+
+/**
+ * Shell that writes `content` to `target`: the text itself, or, when the host's current text is known and large, a
+ * line patch to it, whose result must hash as `content` does (a base changed since the facts fails the step, and
+ * the run rolls back). A weight change on a 10,000-VIP balancer sends a few lines instead of a megabyte.
+ */
+export function writeContentCommand(target: string, content: string, base?: KnownContent): string {
+  const patch = base ? linePatch(base.content, content) : null;
+  if (!base || patch === null) return `printf '%s' ${renderCommand([content])} > ${renderCommand([target])}`;
+  const sum = `"$(sha256sum < ${renderCommand([target])} | cut -c1-64)"`;
+  const refuse = `{ echo ${renderCommand([`${base.path} changed since the facts were read: the patched text does not hash as expected`])} >&2; false; }`;
+  return `printf '%s' ${renderCommand([patch])} | awk ${renderCommand([PATCH_AWK])} - ${renderCommand([base.path])} > ${renderCommand([target])} && { [ ${sum} = ${sha256Hex(content)} ] || ${refuse}; }`;
+}
+
 /**
  * Writes a file atomically: a temp file in the same directory, then rename. The file it replaces stays as a backup
  * (copied under a temp name, then renamed: whole or absent) until the run succeeds. The undo tells how far the step
  * got: while the temp file is there, the file was not replaced yet, so only the temp files go; otherwise it puts
  * the backup back, or removes a file that did not exist.
  */
-export function writeFileStep(path: string, content: string, mode: string, existed: boolean): Step {
+export function writeFileStep(path: string, content: string, mode: string, existed: boolean, base?: KnownContent): Step {
   const tmp = `${path}.tula-tmp`;
   const bak = `${path}.tula-bak`;
   const bakTmp = `${bak}.tula-tmp`;
@@ -29,7 +71,7 @@ export function writeFileStep(path: string, content: string, mode: string, exist
     cmd('rm', '-f', bak),
     // folders under /etc stay readable, as the distribution's own are (the script's umask is 077)
     `(umask 022 && ${cmd('mkdir', '-p', dirname(path))})`,
-    `printf '%s' ${renderCommand([content])} > ${renderCommand([tmp])}`,
+    writeContentCommand(tmp, content, base),
     cmd('chmod', mode, tmp),
     ...(existed ? [cmd('cp', '-p', path, bakTmp), cmd('mv', '-f', bakTmp, bak)] : []),
     cmd('mv', '-f', tmp, path),
