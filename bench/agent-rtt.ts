@@ -7,7 +7,7 @@
  * facts, apply, close. Round trips are exec channels after the connection is set up.
  * Goals: no-op ≤ 2 and cold ≤ 3 round trips; cold apply within 2× of `ssh host true`.
  *
- * The same cold and no-op applies are also timed through the CLI (`node dist/agent/cli.js apply --spec FILE`), as
+ * The same cold and no-op applies are also timed through the CLI (the `tula-dsr` bin: `node dist/agent/tula-dsr.js apply --spec FILE`), as
  * an operator or a provisioner runs it: that adds node's start-up and module loading.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -84,7 +84,7 @@ export async function benchAgentRtt(runs = 10): Promise<AgentRttResult> {
     writeFileSync(specFile, spec);
     const cli = async () => {
       const t = now();
-      const r = await execFile([process.execPath, join(resolve(__dirname, '..', '..'), 'dist', 'agent', 'cli.js'), 'apply', '--spec', specFile, '--json']);
+      const r = await execFile([process.execPath, join(resolve(__dirname, '..', '..'), 'dist', 'agent', 'tula-dsr.js'), 'apply', '--spec', specFile, '--json']);
       const ms = now() - t;
       if (r.code !== 0) throw new Error(`tula-dsr apply --spec failed (exit ${r.code}): ${r.stderr}`);
       const changed = (JSON.parse(r.stdout) as { results: { counts: { changed: number } }[] }).results[0].counts.changed;

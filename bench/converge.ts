@@ -245,7 +245,7 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
       });
     case 'D':
       return timed(s.daemonDir, async () => {
-        const r = await runCounted(['node', join(REPO, 'dist', 'agent', 'cli.js'), 'apply', s.stackDir, '--limit', 'backend']);
+        const r = await runCounted(['node', join(REPO, 'dist', 'agent', 'tula-dsr.js'), 'apply', s.stackDir, '--limit', 'backend']);
         if (r.code !== 0) throw new Error(`tula-dsr apply failed:\n${r.out.slice(-3000)}`);
         return { changed: changedIn(r.out), cpu: r.cpu };
       });
