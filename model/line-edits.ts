@@ -7,17 +7,23 @@ export type LineEdit = { readonly op: 'keep' | 'drop'; readonly count: number } 
  * a change to a few VIPs of a 20,000-line ruleset costs milliseconds, where an LCS table would not fit in memory.
  */
 export function lineEdits(before: readonly string[], after: readonly string[], maxChanges: number): LineEdit[] | null {
-  let start = 0;
-  while (start < before.length && start < after.length && before[start] === after[start]) start++;
-  let endA = before.length;
-  let endB = after.length;
-  while (endA > start && endB > start && before[endA - 1] === after[endB - 1]) {
-    endA--;
-    endB--;
-  }
+  const { start, endA, endB } = commonEnds(before, after);
   const middle = middleEdits(before.slice(start, endA), after.slice(start, endB), maxChanges);
   if (middle === null) return null;
   return merge([{ op: 'keep', count: start }, ...middle, { op: 'keep', count: before.length - endA }]);
+}
+
+/** How many lines both begin with (`start`), and where the lines both end with begin in each (`endA`, `endB`). */
+export function commonEnds(a: readonly string[], b: readonly string[]): { start: number; endA: number; endB: number } {
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let endA = a.length;
+  let endB = b.length;
+  while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
+    endA--;
+    endB--;
+  }
+  return { start, endA, endB };
 }
 
 type Step = { op: 'keep' | 'drop'; count: number } | { op: 'insert'; lines: string[] };

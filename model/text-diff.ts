@@ -1,4 +1,4 @@
-import { LineEdit, lineEdits } from './line-edits';
+import { LineEdit, commonEnds, lineEdits } from './line-edits';
 
 export interface DiffOptions {
   /** Unchanged lines shown around each change. @default 2 */
@@ -16,8 +16,7 @@ const MYERS_MAX_CHANGES = 5_000;
  * A line diff for reports (the agent's check and --diff, the plan review): unified-style `-`/`+` lines with a
  * little context. Small texts get an exact LCS diff. Very large ones (rulesets and boot scripts of thousands of VIPs)
  * get Myers' exact diff while few lines differ (a change to a few VIPs, wherever their lines are); when many do,
- * the lines both texts begin and end with are set aside, and what is left gets the exact diff when it is small, or
- * else a multiset diff, which is linear.
+ * the lines both texts begin and end with are set aside, and what is left gets a multiset diff, which is linear.
  */
 export function renderDiff(before: string, after: string, label: string, options: DiffOptions = {}): string {
   if (before === after) return '';
@@ -28,22 +27,15 @@ export function renderDiff(before: string, after: string, label: string, options
   if (b[b.length - 1] === '') b.pop();
   const header = [`--- ${label} (${sides[0]})`, `+++ ${label} (${sides[1]})`];
   let ops: DiffOp[];
-  const edits = a.length * b.length > LCS_CELLS ? lineEdits(a, b, MYERS_MAX_CHANGES) : null;
-  if (edits) ops = editOps(a, edits);
-  else if (a.length * b.length > LCS_CELLS) {
-    let start = 0;
-    while (start < a.length && start < b.length && a[start] === b[start]) start++;
-    let endA = a.length;
-    let endB = b.length;
-    while (endA > start && endB > start && a[endA - 1] === b[endB - 1]) {
-      endA--;
-      endB--;
+  if (a.length * b.length <= LCS_CELLS) ops = lcsOps(a, b);
+  else {
+    const edits = lineEdits(a, b, MYERS_MAX_CHANGES);
+    if (!edits) {
+      const { start, endA, endB } = commonEnds(a, b);
+      return [...header, ...multisetDiff(a.slice(start, endA), b.slice(start, endB))].join('\n') + '\n';
     }
-    const [middleA, middleB] = [a.slice(start, endA), b.slice(start, endB)];
-    if (middleA.length * middleB.length > LCS_CELLS) return [...header, ...multisetDiff(middleA, middleB)].join('\n') + '\n';
-    const same = (lines: string[]) => lines.map((line): DiffOp => ({ kind: ' ', line }));
-    ops = [...same(a.slice(0, start)), ...lcsOps(middleA, middleB), ...same(a.slice(endA))];
-  } else ops = lcsOps(a, b);
+    ops = editOps(a, edits);
+  }
   const keep = new Set<number>();
   ops.forEach((op, i) => {
     if (op.kind !== ' ') for (let j = Math.max(0, i - context); j <= Math.min(ops.length - 1, i + context); j++) keep.add(j);
