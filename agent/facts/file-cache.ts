@@ -31,9 +31,10 @@ export function cacheRoot(env: NodeJS.ProcessEnv): string | null {
   return join(env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache'), 'tula-dsr');
 }
 
-function privateDir(dir: string): boolean {
+/** Whether `dir` is a folder of this user's that no one else may enter; with `create`, made so if missing. */
+function privateDir(dir: string, create: boolean): boolean {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (create) mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = lstatSync(dir);
     return st.isDirectory() && st.uid === (process.getuid?.() ?? st.uid) && (st.mode & 0o077) === 0;
   } catch {
@@ -41,15 +42,18 @@ function privateDir(dir: string): boolean {
   }
 }
 
-/** One host's cache (by its name and SSH target), or null when the folder cannot be used privately. */
+/**
+ * One host's cache (by its name and SSH target), or null when there is no root. Folders are made only when a copy is
+ * written (a host whose files are all small leaves nothing behind); a folder that is not private is not used.
+ */
 export function hostFileCache(root: string | null, host: string): FileCache | null {
-  if (root === null || !privateDir(root)) return null;
+  if (root === null) return null;
   const dir = join(root, `host-${sha256Hex(host).slice(0, 32)}`);
-  if (!privateDir(dir)) return null;
   const fileOf = (path: string) => join(dir, sha256Hex(path).slice(0, 32));
   return {
     read(paths) {
       const found: Record<string, FileFact> = {};
+      if (!privateDir(root, false) || !privateDir(dir, false)) return found;
       for (const path of paths) {
         let content: string;
         try {
@@ -62,8 +66,9 @@ export function hostFileCache(root: string | null, host: string): FileCache | nu
       return found;
     },
     write(files) {
-      for (const { path, content } of files) {
-        if (content.length < PATCH_MIN_BYTES) continue;
+      const large = files.filter((f) => f.content.length >= PATCH_MIN_BYTES);
+      if (!large.length || !privateDir(root, true) || !privateDir(dir, true)) return;
+      for (const { path, content } of large) {
         const file = fileOf(path);
         try {
           // whole or absent: a run killed while writing leaves the previous copy
