@@ -101,6 +101,8 @@ beforeAll(async () => {
     PR: '7',
     FAKE_GH_LOG: path.join(dir, 'gh.log'),
     FAKE_GH_COMMENTS: path.join(dir, 'comments.json'),
+    // the bin's code cache (scripts/agent-bin.js) goes under TMPDIR: this test's own folder, removed afterwards
+    TMPDIR: dir,
   };
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
