@@ -2,7 +2,7 @@ import { HostFile, HostAddress, TUNNEL_MODULES, addressFlags, isIpv6, sha256Hex 
 import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
-import { FileFact, canonicalIp } from '../facts/parsers';
+import { canonicalIp } from '../facts/parsers';
 import type { HostState, StateAddress } from '../state';
 import { Step, Task, changed, failed, ok } from './task';
 import {
@@ -15,14 +15,8 @@ import {
   removeTunnelStep,
   sysctlStep,
   writeFileStep,
-  KnownContent,
-  PATCH_MIN_BYTES,
+  knownContent,
 } from './steps';
-
-/** A fact's text as the base of a line patch, when large and exactly the host's (a file without a final newline reads back with one). */
-export function knownContent(file: FileFact): KnownContent | undefined {
-  return file.content.length >= PATCH_MIN_BYTES && sha256Hex(file.content) === file.sha256 ? { path: file.path, content: file.content } : undefined;
-}
 
 /** Files: compare hashes; show a line diff; write atomically. */
 export function fileTask(file: HostFile, facts: HostFacts): Task {

@@ -4,7 +4,7 @@ import { HostState, STATE_VERSION, journalDelta, journalNft } from '../state';
 import { createdDirs } from './common';
 import { NftWant, listingSubstitutions, nftKey, nftRecord, recordedListingCommands } from './nft';
 import { sha256Hex } from '../../model/digest';
-import { stateDirTasks, stateTask } from './state-file';
+import { stateDirTasks, stateFileText, stateTask } from './state-file';
 import type { Task } from './task';
 
 /** What a planner hands the runner: the tasks in order, and what the apply script needs around them. */
@@ -71,7 +71,8 @@ export function finishHostPlan(
     ...(outcome.keepalived ? { keepalived: outcome.keepalived } : {}),
   };
   const nftTouched = tasks.some((t) => t.status === 'changed' && t.touchesNft);
-  const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, facts, listingSubstitutions(outcome.nft), nftTouched)];
+  const stateText = stateFileText(next);
+  const all = [...tasks, ...stateDirTasks(facts), stateTask(outcome.statePath, next, stateText, facts, listingSubstitutions(outcome.nft), nftTouched)];
   const journal = journalDelta(state, {
     ...next,
     nft: journalNft(
@@ -83,7 +84,7 @@ export function finishHostPlan(
   // backups go once the run succeeded
   const texts = {
     files: outcome.files.filter((f) => facts.files[f.path]?.sha256 !== sha256Hex(f.content)).map((f) => ({ path: f.path, content: f.content })),
-    state: { path: outcome.statePath, content: JSON.stringify(next, null, 2) + '\n' },
+    state: { path: outcome.statePath, content: stateText },
   };
   return {
     tasks: all,

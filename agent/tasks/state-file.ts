@@ -1,17 +1,20 @@
 import { renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
-import { cmd, removeDirsCommands, writeContentCommand } from './steps';
-import { knownContent } from './common';
+import { cmd, knownContent, removeDirsCommands, writeContentCommand } from './steps';
 import type { HostFacts } from '../facts/gather';
+
+/** The state file's text: pretty-printed, so that a change to a few addresses is a few lines of its line patch. */
+export function stateFileText(state: HostState): string {
+  return JSON.stringify(state, null, 2) + '\n';
+}
 
 /**
  * The state file is written last, once every other step succeeded. Placeholders in its JSON are replaced by
  * values only the host knows after the run (the nft listing hashes), computed in the same script. `nftChanged`: a
  * table was (re)loaded, so the recorded listing hashes must be refreshed even when nothing else changed.
  */
-export function stateTask(path: string, next: HostState, facts: HostFacts, substitutions: Record<string, string>, nftChanged: boolean): Task {
-  const text = JSON.stringify(next, null, 2) + '\n';
+export function stateTask(path: string, next: HostState, text: string, facts: HostFacts, substitutions: Record<string, string>, nftChanged: boolean): Task {
   const previous = facts.state;
   const same = previous && JSON.stringify({ ...previous, nft: {} }) === JSON.stringify({ ...next, nft: {} });
   if (same && !nftChanged && !facts.journalPending) return ok(`state ${path}`, `generation ${next.generation.slice(0, 12)}`);
@@ -30,7 +33,7 @@ export function stateTask(path: string, next: HostState, facts: HostFacts, subst
   const undo = copied
     ? `${cmd('rm', '-f', `${path}.tula-tmp`)}; if ${cmd('test', '-e', bak)}; then ${cmd('mv', '-f', bak, path)} && ${fsync(STATE_DIR)}; fi`
     : previous
-      ? durableWrite(path, (tmp) => writeContentCommand(tmp, JSON.stringify(previous, null, 2) + '\n'))
+      ? durableWrite(path, (tmp) => writeContentCommand(tmp, stateFileText(previous)))
       : cmd('rm', '-f', path);
   const detail = `generation ${next.generation.slice(0, 12)} recorded${facts.journalPending ? ', with what an interrupted run had begun' : ''}`;
   // the listing hashes come from command substitutions inside the pipeline: their errors show only on stderr

@@ -3,6 +3,7 @@ import { tunnelAddArgs } from '../../model/backend-host';
 import { sha256Hex } from '../../model/digest';
 import { lineEdits } from '../../model/line-edits';
 import type { Step } from './task';
+import type { FileFact } from '../facts/parsers';
 
 /** Step builders. Every command is an argv array rendered by renderCommand, the one place that quotes. */
 export const cmd = (...argv: string[]): string => renderCommand(argv);
@@ -24,6 +25,11 @@ export interface KnownContent {
 
 /** Below this size a file always travels whole: a patch would save little. */
 export const PATCH_MIN_BYTES = 16 * 1024;
+
+/** A fact's text as the base of a line patch, when large and exactly the host's (a file without a final newline reads back with one). */
+export function knownContent(file: FileFact): KnownContent | undefined {
+  return file.content.length >= PATCH_MIN_BYTES && sha256Hex(file.content) === file.sha256 ? { path: file.path, content: file.content } : undefined;
+}
 /** More changed lines than this, and the file travels whole (the diff's cost grows with their square). */
 const PATCH_MAX_LINES = 2000;
 
