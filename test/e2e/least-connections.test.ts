@@ -6,7 +6,8 @@
  * them differ about tenfold, and weighted least connections with weights 2:1 keeps them at 2:1. Levels are compared
  * as means over the window: at about nine connections each, even a per-connection scheduler that always picks the
  * current minimum keeps single samples within ±25% (or ±2) only about half the time (simulated), so the share of
- * level samples (measured: 98% under least connections, 0% under round robin) is asserted loosely (70%).
+ * level samples (measured: 98% under least connections on a quiet machine, 65% once on a loaded CI machine, 0% under
+ * round robin) is asserted loosely (50%, what the ideal scheduler reaches); the means are the precise claim.
  *
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
@@ -24,6 +25,8 @@ const RATE = 50;
 const SECONDS = 30;
 /** Samples from the first seconds are left out: the slow backend's connections build up over its 2 s hold. */
 const WARM_UP_MS = 5000;
+/** Share of samples that must be level (see above): round robin reaches 0%. */
+const LEVEL_SHARE_FLOOR = 0.5;
 
 let l2: L2Lab;
 let ws: Workspace;
@@ -105,7 +108,7 @@ describe('least connections on the L2 lab (50 new connections/s for 30 s; web1 h
     console.log(show('least-connections', m));
     const average = (m.mean.web1 + m.mean.web2) / 2;
     expect(Math.abs(m.mean.web1 - m.mean.web2)).toBeLessThanOrEqual(Math.max(2, 0.25 * average));
-    expect(m.levelShare).toBeGreaterThanOrEqual(0.7);
+    expect(m.levelShare).toBeGreaterThanOrEqual(LEVEL_SHARE_FLOOR);
     const slowShare = m.flows.web1 / (m.flows.web1 + m.flows.web2);
     expect(slowShare).toBeGreaterThan(0.04);
     expect(slowShare).toBeLessThan(0.2);
@@ -124,6 +127,6 @@ describe('least connections on the L2 lab (50 new connections/s for 30 s; web1 h
     const ratio = m.mean.web1 / m.mean.web2;
     expect(ratio).toBeGreaterThan(1.5);
     expect(ratio).toBeLessThan(2.5);
-    expect(m.levelShare).toBeGreaterThanOrEqual(0.7);
+    expect(m.levelShare).toBeGreaterThanOrEqual(LEVEL_SHARE_FLOOR);
   });
 });

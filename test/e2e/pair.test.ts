@@ -237,13 +237,15 @@ describe('a balancer pair on the L2 lab', () => {
     const download = slowDownload(8);
     const wrr = wrrDownloads(14);
     // keepalived starts no checker process without virtual servers: that pid file is absent
-    const pids = (await l2.lb.exec(`cat ${Object.values(KEEPALIVED_PID_FILES).join(' ')} 2>/dev/null`)).stdout;
+    const readPids = `cat ${Object.values(KEEPALIVED_PID_FILES).join(' ')} 2>/dev/null`;
+    const pids = (await l2.lb.exec(readPids)).stdout;
     expect(pids.trim().split(/\s+/).length).toBeGreaterThanOrEqual(2);
     const failover = await measureFailover(l2, {
       vip: l2.vips.web,
       next: lb2,
-      // every keepalived process at once, as a crash would: no "priority 0" goodbye
-      fault: () => faultAt(l2.lb, `kill -KILL ${pids.trim().split(/\s+/).join(' ')}`),
+      // every keepalived process at once, as a crash would: no "priority 0" goodbye. The pids are read again at the
+      // fault (CI once saw kill fail on a pid read a second earlier); kill signals every live one even when one is gone.
+      fault: () => faultAt(l2.lb, `p=$(${readPids}); [ -n "$p" ] && { kill -KILL $p 2>/dev/null; true; }`),
     });
     console.log(
       `keepalived killed at advert_int ${ADVERT_SEC} s: the secondary held the VIP after ${failover.takeoverMs} ms; first successful request after ${failover.firstSuccessMs} ms; ${failover.failures} of ${failover.requests} requests failed`,
