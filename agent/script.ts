@@ -1,5 +1,8 @@
-import { renderCommand } from '../model/shell';
+import { renderCommand, sha256AssignCommand } from '../model/shell';
 import { LOCK_FILE } from './state';
+
+/** Where each step's stderr goes: one file, as only the run holding LOCK_FILE writes it. */
+export const ERR_FILE = `${LOCK_FILE}.err`;
 import { SECTION_MARKER, parseSections } from '../model/sections';
 import type { Step, Task } from './tasks/task';
 
@@ -41,9 +44,10 @@ export function renderApplyScript(tasks: readonly Task[], statePath: string, fin
     'umask 077',
     `exec 9>>${renderCommand([LOCK_FILE])} || exit ${LOCK_TIMEOUT_EXIT}`,
     `flock -w 120 9 || { echo '${SECTION_MARKER} lock-timeout'; exit ${LOCK_TIMEOUT_EXIT}; }`,
-    `cur=$(sha256sum ${renderCommand([statePath])} 2>/dev/null | cut -c1-64); [ -n "$cur" ] || cur=none`,
+    `${sha256AssignCommand('cur', statePath)}; [ -n "$cur" ] || cur=none`,
     `[ "$cur" = ${renderCommand([fingerprint])} ] || { echo '${SECTION_MARKER} stale-facts'; exit ${STALE_FACTS_EXIT}; }`,
-    'err=$(mktemp) || exit 1',
+    // under the lock, this run is the only one using the file: no mktemp process
+    `err=${renderCommand([ERR_FILE])}; : > "$err" || exit 1`,
   ];
   const bodies: string[] = [];
   tasks.forEach((task, taskIndex) => {

@@ -1,4 +1,4 @@
-import { renderCommand } from '../../model/shell';
+import { SHA256_OF_STDIN, readLineCommand, renderCommand, sha256AssignCommand } from '../../model/shell';
 import { parseNftCounters } from '../../model/stats';
 import { HostState, STATE_DIR, journalPath, mergeJournal, readHostState } from '../state';
 import {
@@ -130,8 +130,11 @@ const listingCommand = (family: string, name: string) => `${renderCommand(['nft'
 
 /** After loading: records the listing and prints its hash (for the state file). */
 export function nftRecordListingCommand(family: string, name: string): string {
-  return `{ ${listingCommand(family, name)} | tee ${renderCommand([nftListingFile(family, name)])} | sha256sum | cut -c1-64; }`;
+  return `{ ${listingCommand(family, name)} | tee ${renderCommand([nftListingFile(family, name)])} | ${SHA256_OF_STDIN}; }`;
 }
+
+/** The tables there are, one a line between newlines (`$nl`), for nftFactsCommands; `$t` is its temp file, made once. */
+const TABLES_COMMAND = `nl='\n'; tables="$nl$(nft list tables 2>/dev/null)$nl"; t=`;
 
 /** Drops every set and map's elements from a listing: what `nft -t` prints, without listing the table again. */
 const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
@@ -140,24 +143,25 @@ const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next
  * Facts about one table from a single `nft -s list table` (listing a table with 100,000 elements takes seconds):
  * its objects (the listing without elements); the hash of the listing as recorded after loading; and when that
  * differs from the recorded listing, both texts (so that check can show a diff). Only drift costs bytes on the wire.
- * A table that does not exist gives empty sections.
+ * A table that does not exist gives empty sections, and costs no process: `$tables` holds `nft list tables`
+ * (see TABLES_COMMAND), and one temp file serves every table.
  */
 function nftFactsCommands(t: NftTableRequest, id: string): string[] {
   const { family, name } = t;
   const recorded = renderCommand([nftListingFile(family, name)]);
+  const listed = `${renderCommand(['nft', '-s', 'list', 'table', family, name])} > "$t" 2>/dev/null && e=yes || e=no`;
   return [
-    `t=$(mktemp); ${renderCommand(['nft', '-s', 'list', 'table', family, name])} > "$t" 2>/dev/null && e=yes || e=no`,
+    `case "$tables" in *"$nl"${renderCommand([`table ${family} ${name}`])}"$nl"*) [ -n "$t" ] || t=$(mktemp); ${listed};; *) e=no;; esac`,
     sectionLine(`nft ${id}`),
     `if [ $e = yes ]; then ${NFT_TERSE_FILTER} < "$t"; fi`,
     sectionLine(`nfthash ${id}`),
     'if [ $e = yes ]; then',
-    `  ${NFT_LISTING_FILTER} < "$t" > "$t.l"; h=$(sha256sum < "$t.l" | cut -c1-64); echo "$h"`,
-    `  if [ -f ${recorded} ] && [ "$h" != "$(sha256sum < ${recorded} | cut -c1-64)" ]; then`,
+    `  ${NFT_LISTING_FILTER} < "$t" > "$t.l"; h=$(sha256sum < "$t.l") && h=\${h%% *}; echo "$h"`,
+    `  if [ -f ${recorded} ] && { ${sha256AssignCommand('hr', nftListingFile(family, name))}; [ "$h" != "$hr" ]; }; then`,
     `    ${sectionLine(`nftlive ${id}`)}; sed 's/^/|/' "$t.l"; ${sectionLine(`nftrecorded ${id}`)}; sed 's/^/|/' ${recorded}`,
     '  fi',
     'fi',
     ...keptElementsCommands(t, id),
-    'rm -f "$t" "$t.l"',
   ];
 }
 
@@ -231,7 +235,8 @@ export function renderFactsScript(request: FactsRequest): string {
     'export LC_ALL=C',
     sectionLine('basics'),
     'echo "now=$(date +%s)"',
-    'echo "kernel=$(uname -r)"',
+    // the shell reads what uname -r prints
+    `k=; if [ -r /proc/sys/kernel/osrelease ]; then read -r k < /proc/sys/kernel/osrelease; else k=$(uname -r); fi; echo "kernel=$k"`,
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
     `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
@@ -254,6 +259,7 @@ export function renderFactsScript(request: FactsRequest): string {
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
+  if (request.nftTables.length) lines.push(TABLES_COMMAND);
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     if (t.generation) {
@@ -267,6 +273,7 @@ export function renderFactsScript(request: FactsRequest): string {
       );
     } else lines.push(...nftFactsCommands(t, id));
   }
+  if (request.nftTables.length) lines.push('[ -z "$t" ] || rm -f "$t" "$t.l"');
   if (request.runtime) {
     const { unit, pidFile, supervisor, version } = request.runtime;
     lines.push(
@@ -274,7 +281,7 @@ export function renderFactsScript(request: FactsRequest): string {
       ...(version ? ['command -v node >/dev/null 2>&1 && echo "node=$(node --version 2>/dev/null)"'] : []),
       `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
       // the PID file must name a live supervisor: a PID reused by another process does not count
-      `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa ${q(supervisor)} "/proc/$p/cmdline" 2>/dev/null && echo "supervisor=$p"`,
+      `${readLineCommand('p', pidFile)}; [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa ${q(supervisor)} "/proc/$p/cmdline" 2>/dev/null && echo "supervisor=$p"`,
     );
   }
   if (request.keepalived) {
@@ -284,7 +291,7 @@ export function renderFactsScript(request: FactsRequest): string {
       ...(version ? ['command -v keepalived >/dev/null 2>&1 && echo "version=$(keepalived -v 2>&1 | head -n 1)"'] : []),
       `[ -d /run/systemd/system ] && echo "unit=$(systemctl is-active ${q(unit)} 2>/dev/null)"`,
       // a pid reused by another process does not count
-      `p=$(cat ${q(pidFile)} 2>/dev/null); [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa keepalived "/proc/$p/cmdline" 2>/dev/null && echo "pid=$p"`,
+      `${readLineCommand('p', pidFile)}; [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -qa keepalived "/proc/$p/cmdline" 2>/dev/null && echo "pid=$p"`,
     );
   }
   if (request.neighbours?.ips.length) {

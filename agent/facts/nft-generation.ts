@@ -1,5 +1,5 @@
 import { sectionLine } from '../../model/sections';
-import { renderCommand } from '../../model/shell';
+import { readLineCommand, renderCommand, sha256AssignCommand } from '../../model/shell';
 import { STATE_DIR } from '../state';
 
 /**
@@ -59,9 +59,8 @@ const cmd = (...argv: string[]) => renderCommand(argv);
  * left a journal. Sets `$unchanged` to yes or no, and prints `live=<generation>`, `recorded=<record>` and `unchanged=yes|no`.
  */
 export function generationFactsCommands(family: string, name: string, statePath: string, journal: string): string[] {
-  const file = renderCommand([nftGenerationFile(family, name)]);
   return [
-    `g=$(${NFT_GENERATION_COMMAND}) || g=''; r=$(cat ${file} 2>/dev/null) || r=''; unchanged=no`,
+    `g=$(${NFT_GENERATION_COMMAND}) || g=''; ${readLineCommand('r', nftGenerationFile(family, name))}; unchanged=no`,
     `if [ -n "$g" ] && [ "$g" = "\${r%% *}" ] && [ ! -e ${renderCommand([journal])} ] && grep -qF "\\"\${r#* }\\"" ${renderCommand([statePath])} 2>/dev/null; then unchanged=yes; fi`,
     'echo "live=$g"; echo "recorded=$r"; echo "unchanged=$unchanged"',
   ];
@@ -94,10 +93,11 @@ export function parseGenerationFacts(
  */
 export function generationRearmCommands(family: string, name: string, statePath: string, journal: string): string[] {
   const file = nftGenerationFile(family, name);
-  const listing = renderCommand([`${STATE_DIR}/${family}-${name}.listing`]);
+  const listingPath = `${STATE_DIR}/${family}-${name}.listing`;
+  const listing = renderCommand([listingPath]);
   const state = renderCommand([statePath]);
   return [
-    `if [ -n "$g" ] && [ "$e" = yes ] && [ -f ${listing} ] && [ "$h" = "$(sha256sum < ${listing} | cut -c1-64)" ] && [ ! -e ${renderCommand([journal])} ] \\`,
+    `if [ -n "$g" ] && [ "$e" = yes ] && [ -f ${listing} ] && { ${sha256AssignCommand('hr', listingPath)}; [ "$h" = "$hr" ]; } && [ ! -e ${renderCommand([journal])} ] \\`,
     `  && ! grep -qF ${renderCommand([`"listingHash": "stale`])} ${state} 2>/dev/null && [ "$g" = "$(${NFT_GENERATION_COMMAND})" ]; then`,
     `  rh=$(sed -n 's/^ *"rulesetHash": "\\([0-9a-f]\\{64\\}\\)".*/\\1/p' ${state} 2>/dev/null | head -n 1)`,
     `  if [ -n "$rh" ] && printf '%s %s\\n' "$g" "$rh" > ${renderCommand([`${file}.tula-tmp`])} && ${cmd('mv', '-f', `${file}.tula-tmp`, file)}; then`,

@@ -1,6 +1,6 @@
 import { NftTable, NftTableFacts, renderNftDeclarative, sha256Hex } from '../../model';
 import { renderTableUpdate, tableFactsOf } from '../../model/nft/table-update';
-import { renderCommand } from '../../model/shell';
+import { ensureDirCommand, renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
 import { NFT_GENERATION_COMMAND, recordedLoad } from '../facts/nft-generation';
 import type { HostState } from '../state';
@@ -100,7 +100,7 @@ function incrementalTask(want: NftWant, label: string, generation: number, updat
   const write = (text: string, path: string) => `printf '%s' ${renderCommand([text])} > ${renderCommand([path])}`;
   const moved = `the ruleset generation moved since the facts were gathered (another nft transaction ran): run apply again`;
   const run = [
-    cmd('mkdir', '-p', STATE_DIR),
+    ensureDirCommand(STATE_DIR),
     write(update.apply, files.update),
     write(update.undo, files.undo),
     // the update is only right for the table the facts saw

@@ -7,7 +7,7 @@ import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { Task, nftChange, ok } from './task';
 import { cmd } from './steps';
-import { renderCommand } from '../../model/shell';
+import { ensureDirCommand, removeFilesCommand, renderCommand, sha256AssignCommand } from '../../model/shell';
 import { sectionLine } from '../../model/sections';
 
 export interface NftWant {
@@ -62,8 +62,8 @@ export function nftTableTask(want: NftWant, facts: HostFacts, state: HostState |
   const generationFile = nftGenerationFile(want.family, want.name);
   // `nft -f` goes last and is one transaction: when the step fails, the table is as it was (allOrNothing)
   const run = [
-    cmd('mkdir', '-p', STATE_DIR),
-    cmd('rm', '-f', before),
+    ensureDirCommand(STATE_DIR),
+    removeFilesCommand([before]),
     `printf '%s' ${renderCommand([want.load])} > ${renderCommand([load])}`,
     existed
       ? `{ printf 'delete table %s %s\\n' ${renderCommand([want.family])} ${renderCommand([want.name])}; ${cmd('nft', 'list', 'table', want.family, want.name)}; } > ${renderCommand([before])}`
@@ -116,7 +116,7 @@ export function recordedListingCommands(tables: readonly NftWant[]): string[] {
   return [
     sectionLine('recorded'),
     ...pending.map(
-      (t) => `echo ${renderCommand([listingPlaceholder(t.family, t.name)])} "$(sha256sum < ${renderCommand([nftListingFile(t.family, t.name)])} | cut -c1-64)"`,
+      (t) => `${sha256AssignCommand('h', nftListingFile(t.family, t.name))}; echo ${renderCommand([listingPlaceholder(t.family, t.name)])} "$h"`,
     ),
   ];
 }

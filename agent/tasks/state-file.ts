@@ -1,4 +1,4 @@
-import { renderCommand } from '../../model/shell';
+import { ensureDirCommand, removeFilesCommand, renderCommand } from '../../model/shell';
 import { HostState, STATE_DIR, journalPath } from '../state';
 import { Step, Task, changed, ok } from './task';
 import { cmd, knownContent, removeDirsCommands, writeContentCommand } from './steps';
@@ -29,7 +29,7 @@ export function stateTask(path: string, next: HostState, text: string, facts: Ho
   // which only the text holds.
   const bak = `${path}.tula-bak`;
   const copied = previous !== null && !facts.journalPending;
-  const run = copied ? [cmd('rm', '-f', bak), cmd('cp', '-p', path, `${bak}.tula-tmp`), cmd('mv', '-f', `${bak}.tula-tmp`, bak), write].join(' && ') : write;
+  const run = copied ? [removeFilesCommand([bak]), cmd('cp', '-p', path, `${bak}.tula-tmp`), cmd('mv', '-f', `${bak}.tula-tmp`, bak), write].join(' && ') : write;
   const undo = copied
     ? `${cmd('rm', '-f', `${path}.tula-tmp`)}; if ${cmd('test', '-e', bak)}; then ${cmd('mv', '-f', bak, path)} && ${fsync(STATE_DIR)}; fi`
     : previous
@@ -77,5 +77,5 @@ const fsync = (path: string) => `{ ${cmd('sync', path)} 2>/dev/null || sync; }`;
  */
 export function durableWrite(path: string, write: (tmp: string) => string): string {
   const tmp = `${path}.tula-tmp`;
-  return [cmd('mkdir', '-p', STATE_DIR), write(tmp), fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
+  return [ensureDirCommand(STATE_DIR), write(tmp), fsync(tmp), cmd('mv', '-f', tmp, path), fsync(STATE_DIR)].join(' && ');
 }

@@ -1,4 +1,4 @@
-import { renderCommand } from '../../model/shell';
+import { ensureDirCommand, removeFilesCommand, renderCommand, sha256AssignCommand } from '../../model/shell';
 import { tunnelAddArgs } from '../../model/backend-host';
 import { sha256Hex } from '../../model/digest';
 import { lineEdits } from '../../model/line-edits';
@@ -57,9 +57,8 @@ export function linePatch(base: string, content: string): string | null {
 export function writeContentCommand(target: string, content: string, base?: KnownContent): string {
   const patch = base ? linePatch(base.content, content) : null;
   if (!base || patch === null) return `printf '%s' ${renderCommand([content])} > ${renderCommand([target])}`;
-  const sum = `"$(sha256sum < ${renderCommand([target])} | cut -c1-64)"`;
   const refuse = `{ echo ${renderCommand([`${base.path} changed since the facts were read: the patched text does not hash as expected`])} >&2; false; }`;
-  return `printf '%s' ${renderCommand([patch])} | awk ${renderCommand([PATCH_AWK])} - ${renderCommand([base.path])} > ${renderCommand([target])} && { [ ${sum} = ${sha256Hex(content)} ] || ${refuse}; }`;
+  return `printf '%s' ${renderCommand([patch])} | awk ${renderCommand([PATCH_AWK])} - ${renderCommand([base.path])} > ${renderCommand([target])} && { ${sha256AssignCommand('s', target)}; [ "$s" = ${sha256Hex(content)} ] || ${refuse}; }`;
 }
 
 /**
@@ -74,9 +73,9 @@ export function writeFileStep(path: string, content: string, mode: string, exist
   const bakTmp = `${bak}.tula-tmp`;
   const run = [
     // a backup left by a run that was killed is not this run's
-    cmd('rm', '-f', bak),
+    removeFilesCommand([bak]),
     // folders under /etc stay readable, as the distribution's own are (the script's umask is 077)
-    `(umask 022 && ${cmd('mkdir', '-p', dirname(path))})`,
+    ensureDirCommand(dirname(path), '022'),
     writeContentCommand(tmp, content, base),
     cmd('chmod', mode, tmp),
     ...(existed ? [cmd('cp', '-p', path, bakTmp), cmd('mv', '-f', bakTmp, bak)] : []),
@@ -96,7 +95,7 @@ export function removeFileStep(path: string): Step {
 
 /** Backups are dropped only once every step has succeeded. */
 export function backupCleanupCommand(paths: readonly string[]): string {
-  return paths.length ? cmd('rm', '-f', ...paths.map((p) => `${p}.tula-bak`)) : ':';
+  return removeFilesCommand(paths.map((p) => `${p}.tula-bak`));
 }
 
 export function sysctlStep(key: string, value: string, previous: string | null): Step {
