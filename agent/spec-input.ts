@@ -40,12 +40,20 @@ export function readSpecFromEnv(env: NodeJS.ProcessEnv): string | null {
  * Throws SpecError listing every problem.
  */
 export function parseHostSpec(text: string): HostSpec {
-  let data: unknown;
+  return validateHostSpec(parseSpecJson(text));
+}
+
+/** The first half of parseHostSpec: the JSON, not yet validated. */
+export function parseSpecJson(text: string): unknown {
   try {
-    data = JSON.parse(text);
+    return JSON.parse(text);
   } catch (error) {
     throw new SpecError([{ path: '(spec)', field: '(json)', message: `is not valid JSON: ${(error as Error).message}` }]);
   }
+}
+
+/** The second half of parseHostSpec. */
+export function validateHostSpec(data: unknown): HostSpec {
   const result = checkSpec(StrictSpecSchemas.HostSpecSchema, data, '(spec)', (spec) =>
     spec.kind === 'balancer' ? checkBalancerSpec(spec) : checkBackendHostSpec(spec),
   );

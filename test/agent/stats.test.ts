@@ -163,11 +163,16 @@ describe('tula-dsr stats through the CLI', () => {
     expect(docs.length).toBeGreaterThanOrEqual(4);
     const samples = docs.map((d) => d.balancers[0] as StatsJson);
     expect(samples[0].intervalSec).toBeNull();
+    // samples start on a fixed schedule: one the host answered late is followed by a shorter interval (CI measured
+    // 0.28 s at load), so single intervals are only positive and bounded; their mean is the period
     for (const s of samples.slice(1)) {
-      expect(s.intervalSec).toBeGreaterThan(0.3);
+      expect(s.intervalSec).toBeGreaterThan(0);
       expect(s.intervalSec).toBeLessThan(2);
       expect(s.vips[0].rates).toEqual({ packetsPerSec: 0, bytesPerSec: 0, newFlowsPerSec: 0 });
     }
+    const meanInterval = samples.slice(1).reduce((sum, s) => sum + s.intervalSec!, 0) / (samples.length - 1);
+    expect(meanInterval).toBeGreaterThan(0.35);
+    expect(meanInterval).toBeLessThan(1);
     expect(connections.length).toBeGreaterThan(3);
     expect(new Set(connections)).toEqual(new Set([1]));
   });

@@ -1,5 +1,17 @@
 import { execFileSync } from 'node:child_process';
-import { shellQuote, renderCommand } from '../../model/shell';
+import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, lstatSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import {
+  SHA256_OF_STDIN,
+  ensureDirCommand,
+  readLineCommand,
+  removeFilesCommand,
+  renderCommand,
+  sha256AssignCommand,
+  shellQuote,
+} from '../../model/shell';
 
 describe('shellQuote', () => {
   test.each([
@@ -39,5 +51,56 @@ describe('renderCommand', () => {
 
   test('rejects an empty argv', () => {
     expect(() => renderCommand([])).toThrow(new Error('cannot render an empty command'));
+  });
+});
+
+describe('process-sparing fragments, run by a real sh (dash where it is installed)', () => {
+  let dir: string;
+  const sh = (script: string) => {
+    const shell = existsSync('/bin/dash') ? '/bin/dash' : 'sh';
+    return execFileSync(shell, ['-c', script], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  };
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'tula-shell-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('ensureDirCommand makes a missing folder with the given umask, and leaves one that is there', () => {
+    const path = join(dir, "a b/it's");
+    expect(sh(`umask 077; ${ensureDirCommand(path, '022')} && echo ok`)).toBe('ok\n');
+    expect(statSync(path).mode & 0o777).toBe(0o755);
+    expect(statSync(join(dir, 'a b')).mode & 0o777).toBe(0o755);
+    expect(sh(`${ensureDirCommand(path)} && echo again`)).toBe('again\n');
+    // a folder that cannot be made fails the command
+    expect(() => sh(ensureDirCommand('/proc/1/no-such-folder/x'))).toThrow();
+  });
+
+  test('removeFilesCommand removes what is there (a dangling link too), and is true when nothing is', () => {
+    const [a, b, link] = ['a', 'b c', 'link'].map((n) => join(dir, n));
+    writeFileSync(a, 'x');
+    symlinkSync(join(dir, 'gone'), link);
+    expect(sh(`${removeFilesCommand([a, b, link])} && echo ok`)).toBe('ok\n');
+    expect([existsSync(a), existsSync(b)]).toEqual([false, false]);
+    expect(() => lstatSync(link)).toThrow();
+    expect(sh(`${removeFilesCommand([a, b])} && echo ok`)).toBe('ok\n');
+    expect(removeFilesCommand([])).toBe(':');
+  });
+
+  test('sha256AssignCommand and SHA256_OF_STDIN give the 64 hex digits; an unreadable file gives an empty value and a failure', () => {
+    const file = join(dir, "it's");
+    writeFileSync(file, 'hello\n');
+    const want = createHash('sha256').update('hello\n').digest('hex');
+    expect(sh(`${sha256AssignCommand('h', file)} && echo "[$h]"`)).toBe(`[${want}]\n`);
+    expect(sh(`printf 'hello\\n' | ${SHA256_OF_STDIN}`)).toBe(`${want}\n`);
+    expect(sh(`${sha256AssignCommand('h', join(dir, 'missing'))}; echo "$? [$h]"`)).toMatch(/^[1-9]\d* \[\]\n$/);
+    expect(() => sha256AssignCommand('h; rm -rf /', file)).toThrow('not a shell variable name');
+  });
+
+  test('readLineCommand reads the first line, and leaves the variable empty for a missing file', () => {
+    const file = join(dir, 'pid');
+    writeFileSync(file, '4242\nmore\n');
+    expect(sh(`p=stale; ${readLineCommand('p', file)}; echo "[$p]"`)).toBe('[4242]\n');
+    expect(sh(`p=stale; ${readLineCommand('p', join(dir, 'none'))}; echo "[$p]"`)).toBe('[]\n');
+    expect(() => readLineCommand('1p', file)).toThrow('not a shell variable name');
   });
 });
