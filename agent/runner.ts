@@ -3,8 +3,8 @@ import { FactsRequest, HostFacts, parseHostFacts, renderFactsScript } from './fa
 import { ApplyOutcome, parseApplyOutput, renderApplyScript } from './script';
 import { connect, ConnectOptions, SshConnection } from './ssh/connection';
 import { isSshError } from './ssh/errors';
-import type { SshTarget } from './ssh/target';
-import { parseHostSpec } from './spec-input';
+import { DEFAULT_SSH_PORT, DEFAULT_SSH_USER, type SshTarget } from './ssh/target';
+import { parseSpecJson, validateHostSpec } from './spec-input';
 import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/backend';
 import { BALANCER_STATE, LocalFacts, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
 import { peerHostKeys } from './tasks/flow-copy';
@@ -63,6 +63,49 @@ export interface RunOptions {
 }
 
 const MAX_STALE_RETRIES = 3;
+
+/** Whether two targets are the same once the defaults validation fills in (port, user) are applied. */
+function sameTarget(a: SshTarget, b: SshTarget): boolean {
+  const filled = (t: SshTarget): Record<string, unknown> => ({ ...t, port: t.port ?? DEFAULT_SSH_PORT, user: t.user ?? DEFAULT_SSH_USER });
+  const [x, y] = [filled(a), filled(b)];
+  return [...new Set([...Object.keys(x), ...Object.keys(y)])].every((k) => x[k] === y[k]);
+}
+
+/** A connection started from the spec's `ssh` before the spec was validated (see connectEarly). */
+interface EarlyConnection {
+  /** The connection, when the validated spec names the same target; otherwise it is abandoned and undefined returned. */
+  takeIfFor(target: SshTarget): Promise<SshConnection> | undefined;
+  /** The spec was refused: the connection is dropped (closed if it was made). */
+  abandon(): void;
+}
+
+/**
+ * Starts connecting to the target the spec's JSON names, before the spec is validated, so that the handshake's round
+ * trips overlap validation. Only when that `ssh` object has the shape of a target (the connection checks it fully,
+ * with the schema synth uses); the run takes it only if the validated spec names the very same target.
+ */
+function connectEarly(data: unknown, options: RunOptions): EarlyConnection | undefined {
+  const ssh = (data as { ssh?: unknown } | null)?.ssh as Record<string, unknown> | undefined;
+  if (typeof ssh !== 'object' || ssh === null || Array.isArray(ssh)) return undefined;
+  if (![ssh.privateKeyPath, ssh.knownHostsFile].every((p) => p === undefined || typeof p === 'string')) return undefined;
+  const target = targetOf({ ssh } as unknown as HostSpec, options.resolvePath);
+  const aborter = new AbortController();
+  const pending = connect(target, { ...options.connectOptions, signal: aborter.signal });
+  // nothing may be left unhandled: an early connection that is not taken is closed, or its error dropped
+  pending.catch(() => undefined);
+  const abandon = () => {
+    aborter.abort();
+    pending.then((c) => c.close(), () => undefined);
+  };
+  return {
+    takeIfFor: (wanted) => {
+      if (sameTarget(wanted, target)) return pending;
+      abandon();
+      return undefined;
+    },
+    abandon,
+  };
+}
 
 export function targetOf(spec: HostSpec, resolvePath: (path: string) => string = (p) => p): SshTarget {
   const ssh = spec.ssh;
@@ -182,9 +225,15 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   const started = Date.now();
   const progress = options.progress ?? (() => undefined);
   let spec: HostSpec;
+  let early: EarlyConnection | undefined;
   try {
-    spec = parseHostSpec(specText);
+    const data = parseSpecJson(specText);
+    early = options.connection ? undefined : connectEarly(data, options);
+    // the connection's first exchanges go out and come back while the spec is validated (a 10,000-VIP spec: ~60 ms)
+    if (early) await new Promise((resolve) => setImmediate(resolve));
+    spec = validateHostSpec(data);
   } catch (error) {
+    early?.abandon();
     const message = error instanceof SpecError ? error.message : String(error);
     return { host: '(spec)', mode, tasks: [], counts: count([]), error: { kind: 'spec', message }, roundTrips: 0, durationMs: Date.now() - started };
   }
@@ -195,7 +244,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   let connection = options.connection;
   let applying = false;
   try {
-    connection ??= await connect(targetOf(spec, options.resolvePath), options.connectOptions);
+    connection ??= await (early?.takeIfFor(targetOf(spec, options.resolvePath)) ?? connect(targetOf(spec, options.resolvePath), options.connectOptions));
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
     const cache = hostFileCache(options.cacheRoot ?? null, `${spec.kind} ${spec.name} ${target}`);

@@ -31,6 +31,8 @@ export interface ConnectOptions {
   readonly runTimeoutMs?: number;
   /** Default output cap of each `run()`, see RunOptions.maxOutputBytes. Default DEFAULT_MAX_OUTPUT_BYTES. */
   readonly maxOutputBytes?: number;
+  /** Once aborted, the attempt in flight is dropped and no other starts: connect() rejects (kind `connection-lost`). */
+  readonly signal?: AbortSignal;
 }
 
 /**
@@ -78,7 +80,8 @@ interface AttemptFailure {
 /** One connection attempt; rejects with an AttemptFailure. */
 function attempt(
   r: ResolvedTarget,
-  opts: Required<Omit<ConnectOptions, 'env' | 'sudo' | 'runTimeoutMs' | 'maxOutputBytes'>>,
+  opts: Required<Omit<ConnectOptions, 'env' | 'sudo' | 'runTimeoutMs' | 'maxOutputBytes' | 'signal'>>,
+  signal?: AbortSignal,
 ): Promise<{ client: Client; fingerprint: string }> {
   return new Promise((resolve, reject) => {
     const client = new Client();
@@ -96,6 +99,9 @@ function attempt(
     client.on('handshake', () => {
       handshakeDone = true;
     });
+    const onAbort = () => settleFail('connection-lost', 'connection abandoned: the caller no longer needs it');
+    signal?.addEventListener('abort', onAbort, { once: true });
+    client.once('close', () => signal?.removeEventListener('abort', onAbort));
     client.on('ready', () => {
       if (settled) return;
       if (!decision || !decision.ok) {
@@ -103,6 +109,7 @@ function attempt(
         return settleFail(decision?.kind ?? 'handshake-failed', decision?.message ?? 'the host key was never verified');
       }
       settled = true;
+      signal?.removeEventListener('abort', onAbort);
       resolve({ client, fingerprint: decision.offeredFingerprint });
     });
     client.on('error', (err: Error & { level?: string; code?: string }) => {
@@ -177,12 +184,15 @@ export async function connect(target: SshTarget, options: ConnectOptions = {}): 
     keepaliveCountMax: options.keepaliveCountMax ?? 3,
   };
   const sudo = options.sudo ?? r.user !== 'root';
+  const abandoned = () => fail(r, 'connection-lost', 'connection abandoned: the caller no longer needs it');
   for (let n = 1; ; n++) {
+    if (options.signal?.aborted) throw abandoned();
     try {
       const release = await handshakeSlots.take();
       let connected: Awaited<ReturnType<typeof attempt>>;
       try {
-        connected = await attempt(r, opts);
+        if (options.signal?.aborted) throw { error: abandoned(), retryable: false } satisfies AttemptFailure;
+        connected = await attempt(r, opts, options.signal);
       } finally {
         release();
       }

@@ -13,6 +13,7 @@ import { CliResult, assertDistFresh, backendSpec, runCli, sh, unusedIp, writeSpe
 jest.setTimeout(30_000);
 
 const VIP = '10.99.5.10';
+const BAD_VIP = '10.99.5.300';
 
 let lab: Lab;
 let be1: LabHost;
@@ -59,6 +60,9 @@ beforeAll(async () => {
   runs.set('unused ip', applyWith(be1, { host: unusedIp(lab, 202) }));
   runs.set('dropped', applyWith(walled, {}));
   runs.set('no sudo rights', applyWith(lab.hosts.nosudo, { user: 'tulanosudo' }));
+  // the agent starts connecting while it validates the spec: a spec it then refuses must not wait for that connection
+  runs.set('bad spec, dropped host', runCli(['apply', '--spec', writeSpec(lab, backendSpec(lab, walled, [{ ip: BAD_VIP }]))]));
+  runs.set('bad spec, reachable host', runCli(['apply', '--spec', writeSpec(lab, backendSpec(lab, be2, [{ ip: BAD_VIP }]))]));
   // every run is awaited by its test; none may reject
   for (const p of runs.values()) p.catch(() => undefined);
 });
@@ -188,5 +192,29 @@ describe('sudo', () => {
         'allow passwordless sudo (NOPASSWD) for this user, or log in as root',
     );
     await nothingRanOn(host);
+  });
+});
+
+describe('a spec refused while the connection is being made', () => {
+  /** The refusal of BAD_VIP, as the user sees it. */
+  function specRefusal(r: CliResult, host: LabHost): void {
+    expect(r.code).toBe(1);
+    expectNoStackTrace(r.stdout + r.stderr);
+    expect(r.stdout).toContain(`failed: (spec) tula-dsr found 1 problem in the configuration:\n  - lab/vip0/${host.name}: ip: "${BAD_VIP}" is not an IP address`);
+    expect(r.stdout).toMatch(/^\(spec\) +: ok=0 changed=0 failed=1 skipped=0 {2}\(\d+ ms, 0 round trips\)$/m);
+  }
+
+  test('GIVEN an invalid VIP address and a host that drops SSH WHEN apply runs THEN the spec error is printed, and the CLI does not wait for the connection it began', async () => {
+    const r = await runs.get('bad spec, dropped host')!;
+    specRefusal(r, walled);
+    expect(r.stdout).not.toMatch(/timed out/);
+    // the connect timeout is 10 s, with two retries: a connection left going would hold the CLI for half a minute
+    expect(r.ms).toBeLessThan(8000);
+  });
+
+  test('GIVEN an invalid VIP address and a reachable host WHEN apply runs THEN the spec error is printed, nothing ran on the host, and no SSH connection is left open', async () => {
+    specRefusal(await runs.get('bad spec, reachable host')!, be2);
+    await nothingRanOn(be2);
+    expect(await sh(be2, "ss -Htn state established '( sport = :22 )' | wc -l")).toBe('0\n');
   });
 });
