@@ -1,10 +1,10 @@
 import { renderCommand, sha256AssignCommand } from '../model/shell';
 import { LOCK_FILE } from './state';
+import { SECTION_MARKER, parseSections } from '../model/sections';
+import type { Step, Task } from './tasks/task';
 
 /** Where each step's stderr goes: one file, as only the run holding LOCK_FILE writes it. */
 export const ERR_FILE = `${LOCK_FILE}.err`;
-import { SECTION_MARKER, parseSections } from '../model/sections';
-import type { Step, Task } from './tasks/task';
 
 /**
  * The apply script runs every step of every changed task in one round trip, under a host-wide flock. It first

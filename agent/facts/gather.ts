@@ -133,13 +133,6 @@ export function nftRecordListingCommand(family: string, name: string): string {
   return `{ ${listingCommand(family, name)} | tee ${renderCommand([nftListingFile(family, name)])} | ${SHA256_OF_STDIN}; }`;
 }
 
-/**
- * One temp file serves every table's listing (made by the first, removed at the end). Not `nft list tables` first to
- * skip absent tables: it loads the whole ruleset, 0.2 s with 100,000 elements, where listing an absent table fails
- * in a few ms.
- */
-const TEMP_FILE_COMMAND = 't=';
-
 /** Drops every set and map's elements from a listing: what `nft -t` prints, without listing the table again. */
 const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next} {print}'`;
 
@@ -147,7 +140,8 @@ const NFT_TERSE_FILTER = `awk '/^\\t\\telements = \\{/{s=1} s{if(/\\}$/)s=0;next
  * Facts about one table from a single `nft -s list table` (listing a table with 100,000 elements takes seconds):
  * its objects (the listing without elements); the hash of the listing as recorded after loading; and when that
  * differs from the recorded listing, both texts (so that check can show a diff). Only drift costs bytes on the wire.
- * A table that does not exist gives empty sections. `$t` is the temp file (see TEMP_FILE_COMMAND).
+ * A table that does not exist gives empty sections, at the cost of one `nft` that fails in a few ms (not `nft list
+ * tables` first: it loads the whole ruleset, 0.2 s with 100,000 elements). One temp file, `$t`, serves every table.
  */
 function nftFactsCommands(t: NftTableRequest, id: string): string[] {
   const { family, name } = t;
@@ -262,7 +256,8 @@ export function renderFactsScript(request: FactsRequest): string {
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
-  if (request.nftTables.length) lines.push(TEMP_FILE_COMMAND);
+  // the tables' one temp file: made by the first listing, removed after the last
+  if (request.nftTables.length) lines.push('t=');
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     if (t.generation) {
