@@ -95,7 +95,10 @@ function connectEarly(data: unknown, options: RunOptions): EarlyConnection | und
   pending.catch(() => undefined);
   const abandon = () => {
     aborter.abort();
-    pending.then((c) => c.close(), () => undefined);
+    pending.then(
+      (c) => c.close(),
+      () => undefined,
+    );
   };
   return {
     takeIfFor: (wanted) => {

@@ -115,9 +115,7 @@ export function recordedListingCommands(tables: readonly NftWant[]): string[] {
   if (!pending.length) return [];
   return [
     sectionLine('recorded'),
-    ...pending.map(
-      (t) => `${sha256AssignCommand('h', nftListingFile(t.family, t.name))}; echo ${renderCommand([listingPlaceholder(t.family, t.name)])} "$h"`,
-    ),
+    ...pending.map((t) => `${sha256AssignCommand('h', nftListingFile(t.family, t.name))}; echo ${renderCommand([listingPlaceholder(t.family, t.name)])} "$h"`),
   ];
 }
 

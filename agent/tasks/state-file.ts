@@ -45,7 +45,9 @@ export function stateTask(path: string, next: HostState, text: string, facts: Ho
   // which only the text holds.
   const bak = `${path}.tula-bak`;
   const copied = previous !== null && !facts.journalPending;
-  const run = copied ? [removeFilesCommand([bak]), cmd('cp', '-p', path, `${bak}.tula-tmp`), cmd('mv', '-f', `${bak}.tula-tmp`, bak), write].join(' && ') : write;
+  const run = copied
+    ? [removeFilesCommand([bak]), cmd('cp', '-p', path, `${bak}.tula-tmp`), cmd('mv', '-f', `${bak}.tula-tmp`, bak), write].join(' && ')
+    : write;
   const undo = copied
     ? `${cmd('rm', '-f', `${path}.tula-tmp`)}; if ${cmd('test', '-e', bak)}; then ${cmd('mv', '-f', bak, path)} && ${fsync(STATE_DIR)}; fi`
     : previous

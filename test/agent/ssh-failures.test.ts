@@ -200,7 +200,9 @@ describe('a spec refused while the connection is being made', () => {
   function specRefusal(r: CliResult, host: LabHost): void {
     expect(r.code).toBe(1);
     expectNoStackTrace(r.stdout + r.stderr);
-    expect(r.stdout).toContain(`failed: (spec) tula-dsr found 1 problem in the configuration:\n  - lab/vip0/${host.name}: ip: "${BAD_VIP}" is not an IP address`);
+    expect(r.stdout).toContain(
+      `failed: (spec) tula-dsr found 1 problem in the configuration:\n  - lab/vip0/${host.name}: ip: "${BAD_VIP}" is not an IP address`,
+    );
     expect(r.stdout).toMatch(/^\(spec\) +: ok=0 changed=0 failed=1 skipped=0 {2}\(\d+ ms, 0 round trips\)$/m);
   }
 

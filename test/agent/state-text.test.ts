@@ -16,7 +16,7 @@ function state(addresses: number): HostState {
     generation: 'b'.repeat(64),
     addresses: Array.from({ length: addresses }, (_, i) => ({ ip: `10.214.${i >> 8}.${i & 255}`, prefix: 32, dev: 'eth0' })),
     tunnels: [],
-    files: ['/etc/tula-dsr/balancer.nft', "/etc/odd \"name\" it's"],
+    files: ['/etc/tula-dsr/balancer.nft', '/etc/odd "name" it\'s'],
     dirs: [],
     originalSysctls: { 'net.ipv4.conf.all.rp_filter': '1', 'net.ipv4.conf.ipip0.rp_filter': null },
     modules: [],
@@ -50,7 +50,12 @@ describe('stateFileText', () => {
   test('THEN the nft records are on lines of their own, as the facts script greps and seds them', () => {
     const text = stateFileText(state(2));
     // the patterns of generationFactsCommands and generationRearmCommands (agent/facts/nft-generation.ts)
-    expect(text.split('\n').map((l) => /^ *"rulesetHash": "([0-9a-f]{64})".*/.exec(l)?.[1]).filter(Boolean)).toEqual([HASH]);
+    expect(
+      text
+        .split('\n')
+        .map((l) => /^ *"rulesetHash": "([0-9a-f]{64})".*/.exec(l)?.[1])
+        .filter(Boolean),
+    ).toEqual([HASH]);
     expect(text).toContain(`"${HASH}"`);
     expect(text).toMatch(/^ *"listingHash": "stale: changed incrementally since"$/m);
   });

@@ -3,15 +3,7 @@ import { mkdtempSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import {
-  SHA256_OF_STDIN,
-  ensureDirCommand,
-  readLineCommand,
-  removeFilesCommand,
-  renderCommand,
-  sha256AssignCommand,
-  shellQuote,
-} from '../../model/shell';
+import { SHA256_OF_STDIN, ensureDirCommand, readLineCommand, removeFilesCommand, renderCommand, sha256AssignCommand, shellQuote } from '../../model/shell';
 
 describe('shellQuote', () => {
   test.each([
