@@ -247,7 +247,10 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
   let connection = options.connection;
   let applying = false;
   try {
-    connection ??= await (early?.takeIfFor(targetOf(spec, options.resolvePath)) ?? connect(targetOf(spec, options.resolvePath), options.connectOptions));
+    if (!connection) {
+      const wanted = targetOf(spec, options.resolvePath);
+      connection = await (early?.takeIfFor(wanted) ?? connect(wanted, options.connectOptions));
+    }
     const startTrips = connection.roundTrips;
     progress(`${host}: connected to ${target}`);
     const cache = hostFileCache(options.cacheRoot ?? null, `${spec.kind} ${spec.name} ${target}`);
