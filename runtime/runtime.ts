@@ -187,6 +187,8 @@ export class Runtime {
     const counters = await this.readFlowCounters(lcPools);
     const now = this.deps.now();
     const open = now - this.lastCorrection >= this.correctionEveryMs ? await this.countOpenFlows(lcPools) : null;
+    // the counters again once the open flows are listed: they bound what the listing could have seen (see correct)
+    const afterListing = open ? await this.readFlowCounters(lcPools) : null;
     if (open) {
       // at most 1% of a core on it: listing 100,000 open flows took 2.9 s on the build machine
       this.correctionEveryMs = Math.max(OPEN_FLOWS_CORRECTION_MS, 100 * (this.deps.now() - now));
@@ -197,7 +199,7 @@ export class Runtime {
       const state = this.lc.get(id) ?? new LeastConnectionsPool();
       this.lc.set(id, state);
       state.sample(counters.get(id) ?? new Map(), now);
-      if (open) state.correct(open.get(id) ?? new Map());
+      if (open && afterListing) state.correct(open.get(id) ?? new Map(), afterListing.get(id) ?? new Map());
       const backends = pool.backends.map((b) => ({ name: b.name, weight: this.takes(b, pool) ? configuredWeight(b, pool) : 0 }));
       this.lcWeights.set(id, state.weights(backends, managedSlotCount(pool)));
     }

@@ -7,9 +7,11 @@
  * as means over the window: at about nine connections each, even a per-connection scheduler that always picks the
  * current minimum keeps single samples within ±25% (or ±2) only about half the time (simulated), so the share of
  * level samples is asserted loosely, and the means within ±30% (or ±2.5). Measured: 9.1 vs 9.2 active and 98% level
- * samples on a quiet machine; on loaded ones (load 10–18, the lab's client, backends and balancer runtime sharing two
- * cores with the test runner), 65% level once, and once 6.9 vs 9.5 with 46% level while the control loop was still
- * converging after the 5 s warm-up it then had; round robin: 50 vs 5 active, 0% level.
+ * samples on a quiet machine when least connections was built; later 6.5–7.8 vs 9.5 and 35–72% level, from two
+ * faults in the runtime's estimate, since mended (see runtime/least-connections.ts): the first open-flow recount, at
+ * the load's start, counted the flows that started during the listing twice, and the slow backend's holding time
+ * came out 10–20% long. Since: 8.9–10.8 vs 9.3–9.4 and 90–95% level (quiet and at load 6); round robin: 50 vs 5
+ * active, 0% level; weighted 2:1: 15.6–15.9 vs 8.6–8.9.
  *
  * Needs root and terraform; without them every test here fails (none is skipped).
  */
@@ -31,7 +33,7 @@ const SECONDS = 30;
  */
 const WARM_UP_MS = 10_000;
 /** Share of samples that must be level (see above): round robin reaches 0%. */
-const LEVEL_SHARE_FLOOR = 0.4;
+const LEVEL_SHARE_FLOOR = 0.6;
 /** How far apart the mean active connections per weight may be: ±30% of their average, or ±2.5. */
 const levelMeans = (a: number, b: number) => Math.abs(a - b) <= Math.max(2.5, 0.3 * ((a + b) / 2));
 

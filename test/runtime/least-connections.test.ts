@@ -51,6 +51,54 @@ describe('least connections: slot weights from inferred active connections', () 
     expect(w.get('slow')).toBeLessThanOrEqual(13);
   });
 
+  test('GIVEN the slow backend’s few ends a second arriving at random THEN its holding time is not overestimated: its share stays about a tenth on average', () => {
+    // a seeded generator (mulberry32) and Poisson ends: 0.9 per 200 ms round on the slow backend, 9 on the fast one
+    let seed = 42;
+    const random = () => {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    const poisson = (mean: number) => {
+      let k = 0;
+      for (let p = random(); p > Math.exp(-mean); p *= random()) k++;
+      return k;
+    };
+    const pool = new LeastConnectionsPool();
+    // 9 active on each, held 2 s and 0.2 s: each end is replaced by a new flow at once, so both stay at the level
+    const totals = { slow: { created: 9, ended: 0 }, fast: { created: 9, ended: 0 } };
+    const slots: number[] = [];
+    for (let round = 0; round < 1500; round++) {
+      for (const [name, mean] of [
+        ['slow', 0.9],
+        ['fast', 9],
+      ] as const) {
+        const ends = poisson(mean);
+        totals[name].created += ends;
+        totals[name].ended += ends;
+      }
+      pool.sample(new Map(Object.entries(totals).map(([n, c]) => [n, { ...c }])), round * 200);
+      if (round >= 100)
+        slots.push(
+          pool
+            .weights(
+              [
+                { name: 'slow', weight: 1 },
+                { name: 'fast', weight: 1 },
+              ],
+              120,
+            )
+            .get('slow')!,
+        );
+    }
+    // Little's law: 120 × (1/2) / (1/2 + 1/0.2) = 10.9 slots; a holding time 15% too long gives 9.5
+    const mean = slots.reduce((a, b) => a + b, 0) / slots.length;
+    expect(mean).toBeGreaterThan(10.3);
+    expect(mean).toBeLessThan(11.5);
+  });
+
   test('GIVEN one backend above the level THEN it gets less than its steady share, and one at twice the level or more gets none', () => {
     const pool = new LeastConnectionsPool();
     // equal holding times, but a has had three times the arrivals: 30 active against 10 (the level is 20)
@@ -129,6 +177,30 @@ describe('least connections: slot weights from inferred active connections', () 
     pool.sample(new Map([['a', { created: 100, ended: 90 }]]), 0);
     pool.sample(new Map([['a', { created: 5, ended: 2 }]]), 200);
     expect(pool.active()).toEqual(new Map([['a', 13]]));
+  });
+
+  test('GIVEN flows that start while the open flows are listed THEN the correction keeps the estimate and the next sample counts them once', () => {
+    const pool = new LeastConnectionsPool();
+    pool.sample(new Map([['a', { created: 5, ended: 0 }]]), 0);
+    // the listing saw 7: two of the three flows that started while it ran (the counters read after it say 8)
+    pool.correct(new Map([['a', 7]]), new Map([['a', { created: 8, ended: 0 }]]));
+    expect(pool.active()).toEqual(new Map([['a', 5]]));
+    pool.sample(new Map([['a', { created: 10, ended: 0 }]]), 200);
+    expect(pool.active()).toEqual(new Map([['a', 10]]));
+  });
+
+  test('GIVEN flows that ended without FIN or RST (counted active, gone from the flow map) THEN the correction drops them, down to the nearer end of what the listing could have seen', () => {
+    const pool = new LeastConnectionsPool();
+    pool.sample(new Map([['a', { created: 20, ended: 8 }]]), 0);
+    pool.correct(new Map([['a', 6]]), new Map([['a', { created: 20, ended: 8 }]]));
+    expect(pool.active()).toEqual(new Map([['a', 6]]));
+    // 12 estimated, 15 by the counters after the listing: a count of 9 is 3 below anything it could have seen
+    pool.sample(new Map([['a', { created: 26, ended: 8 }]]), 200);
+    pool.correct(new Map([['a', 9]]), new Map([['a', { created: 29, ended: 8 }]]));
+    expect(pool.active()).toEqual(new Map([['a', 9]]));
+    // a backend with no open flow listed has none
+    pool.correct(new Map(), new Map([['a', { created: 26, ended: 8 }]]));
+    expect(pool.active()).toEqual(new Map([['a', 0]]));
   });
 
   test('GIVEN shares THEN largestRemainder gives integers that sum to the total, in proportion', () => {
