@@ -148,7 +148,7 @@ function nftFactsCommands(t: NftTableRequest, id: string): string[] {
   const recorded = renderCommand([nftListingFile(family, name)]);
   const listed = `${renderCommand(['nft', '-s', 'list', 'table', family, name])} > "$t" 2>/dev/null && e=yes || e=no`;
   return [
-    `[ -n "$t" ] || t=$(mktemp); ${listed}`,
+    listed,
     sectionLine(`nft ${id}`),
     `if [ $e = yes ]; then ${NFT_TERSE_FILTER} < "$t"; fi`,
     sectionLine(`nfthash ${id}`),
@@ -205,6 +205,9 @@ function filesCommands(paths: readonly string[], hashOnly: readonly string[], kn
   ];
 }
 
+/** The facts' temp file for nft listings: this prefix and the shell's pid. */
+export const FACTS_TEMP_PREFIX = '/run/tula-dsr.facts.';
+
 export const TOOLS = ['ip', 'nft', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed'];
 
 /** The kernel modules whose presence the facts report: the L3 tunnels' (IPIP, ip6tnl). */
@@ -257,7 +260,8 @@ export function renderFactsScript(request: FactsRequest): string {
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
   // the tables' one temp file: made by the first listing, removed after the last
-  if (request.nftTables.length) lines.push('t=');
+  // in /run, which only root may write, as the host lock: a fixed name per facts run instead of a mktemp process
+  if (request.nftTables.length) lines.push(`t=${FACTS_TEMP_PREFIX}$$`);
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     if (t.generation) {
@@ -271,7 +275,7 @@ export function renderFactsScript(request: FactsRequest): string {
       );
     } else lines.push(...nftFactsCommands(t, id));
   }
-  if (request.nftTables.length) lines.push('[ -z "$t" ] || rm -f "$t" "$t.l"');
+  if (request.nftTables.length) lines.push('if [ -e "$t" ] || [ -e "$t.l" ]; then rm -f "$t" "$t.l"; fi');
   if (request.runtime) {
     const { unit, pidFile, supervisor, version } = request.runtime;
     lines.push(

@@ -265,9 +265,12 @@ export class SshConnection {
   /**
    * The remote command: `/bin/sh -s` reading the script from stdin, through `sudo -n` for non-root users. The full
    * paths matter on busybox hosts, whose applets run ahead of $PATH: a busybox `env` would start busybox's own sh.
+   * sudo's messages are matched, so sudo runs in the C locale; root's shell replaces itself with sh (`exec`, which
+   * every login shell has), and the script sets the C locale itself (wrapScript): one process fewer per run, which
+   * counts when a hundred hosts start theirs at once.
    */
   get command(): string {
-    return renderCommand(this.sudo ? ['/usr/bin/env', 'LC_ALL=C', 'sudo', '-n', '/bin/sh', '-s'] : ['/usr/bin/env', 'LC_ALL=C', '/bin/sh', '-s']);
+    return this.sudo ? renderCommand(['/usr/bin/env', 'LC_ALL=C', 'sudo', '-n', '/bin/sh', '-s']) : 'exec /bin/sh -s';
   }
 
   /**

@@ -181,9 +181,12 @@ export async function addresses(host: LabHost, dev: string): Promise<string[]> {
   return data.flatMap((i) => i.addr_info.map((a) => `${a.local}/${a.prefixlen}`));
 }
 
-/** Files tula-dsr must never leave behind after a run ends (temp files of atomic writes). */
+/** Files tula-dsr must never leave behind after a run ends (temp files of atomic writes, the facts' nft listing). */
 export async function leftovers(host: LabHost): Promise<string[]> {
-  const out = await sh(host, "find /etc /var/lib /run -xdev \\( -name '*.tula-tmp' -o -name '*.tula-bak' \\) -print 2>/dev/null | sort");
+  const out = await sh(
+    host,
+    "find /etc /var/lib /run -xdev \\( -name '*.tula-tmp' -o -name '*.tula-bak' -o -name 'tula-dsr.facts.*' \\) -print 2>/dev/null | sort",
+  );
   return out.split('\n').filter(Boolean);
 }
 

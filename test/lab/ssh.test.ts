@@ -287,8 +287,11 @@ describe('lab hosts and ssh', () => {
       expect(conn.attempts).toBe(1);
     });
 
-    test('runs as root with LC_ALL=C and nothing from a login profile', async () => {
-      expect(await conn.run('id -un; echo "$LC_ALL"; echo "$HOME"')).toEqual({ stdout: 'root\nC\n/root\n', stderr: '', code: 0 });
+    test('runs as root with LC_ALL=C (exported to the commands it starts, also with stdin) and nothing from a login profile', async () => {
+      expect(await conn.run('id -un; echo "$LC_ALL"; echo "$HOME"; sh -c \'echo "$LC_ALL"\'')).toEqual({ stdout: 'root\nC\n/root\nC\n', stderr: '', code: 0 });
+      expect(await conn.run('cat; sh -c \'echo " $LC_ALL"\'', { stdin: 'in' })).toEqual({ stdout: 'in C\n', stderr: '', code: 0 });
+      // root's login shell hands over to sh with exec: no `env` process between them
+      expect(conn.command).toBe('exec /bin/sh -s');
     });
 
     test('passes stdin byte for byte, also without a trailing newline', async () => {
