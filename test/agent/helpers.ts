@@ -5,7 +5,8 @@
 import { sh } from '../support/lab-run';
 export { sh };
 import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
+import { FACTS_TEMP_PREFIX } from '../../agent/facts/gather';
 import { execFile } from '../../lab/exec';
 import type { Lab, LabHost } from '../../lab/topology';
 import { HostRunResult, RunMode, RunOptions, runHost } from '../../agent/runner';
@@ -185,7 +186,7 @@ export async function addresses(host: LabHost, dev: string): Promise<string[]> {
 export async function leftovers(host: LabHost): Promise<string[]> {
   const out = await sh(
     host,
-    "find /etc /var/lib /run -xdev \\( -name '*.tula-tmp' -o -name '*.tula-bak' -o -name 'tula-dsr.facts.*' \\) -print 2>/dev/null | sort",
+    `find /etc /var/lib /run -xdev \\( -name '*.tula-tmp' -o -name '*.tula-bak' -o -name '${basename(FACTS_TEMP_PREFIX)}*' \\) -print 2>/dev/null | sort`,
   );
   return out.split('\n').filter(Boolean);
 }
