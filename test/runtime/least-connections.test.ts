@@ -16,6 +16,10 @@ function steady(pool: LeastConnectionsPool, traffic: Record<string, { perSec: nu
   return now;
 }
 
+/** Backend a's counters, and a count (open flows, or active connections) of a alone. */
+const counts = (created: number, ended: number) => new Map([['a', { created, ended }]]);
+const one = (n: number) => new Map([['a', n]]);
+
 describe('least connections: slot weights from inferred active connections', () => {
   test('GIVEN no connection seen yet THEN the slots follow the configured weights', () => {
     const pool = new LeastConnectionsPool();
@@ -174,33 +178,33 @@ describe('least connections: slot weights from inferred active connections', () 
 
   test('GIVEN counters that went down (the table was reloaded) THEN the new values count from zero, never negative', () => {
     const pool = new LeastConnectionsPool();
-    pool.sample(new Map([['a', { created: 100, ended: 90 }]]), 0);
-    pool.sample(new Map([['a', { created: 5, ended: 2 }]]), 200);
-    expect(pool.active()).toEqual(new Map([['a', 13]]));
+    pool.sample(counts(100, 90), 0);
+    pool.sample(counts(5, 2), 200);
+    expect(pool.active()).toEqual(one(13));
   });
 
   test('GIVEN flows that start while the open flows are listed THEN the correction keeps the estimate and the next sample counts them once', () => {
     const pool = new LeastConnectionsPool();
-    pool.sample(new Map([['a', { created: 5, ended: 0 }]]), 0);
+    pool.sample(counts(5, 0), 0);
     // the listing saw 7: two of the three flows that started while it ran (the counters read after it say 8)
-    pool.correct(new Map([['a', 7]]), new Map([['a', { created: 8, ended: 0 }]]));
-    expect(pool.active()).toEqual(new Map([['a', 5]]));
-    pool.sample(new Map([['a', { created: 10, ended: 0 }]]), 200);
-    expect(pool.active()).toEqual(new Map([['a', 10]]));
+    pool.correct(one(7), counts(8, 0));
+    expect(pool.active()).toEqual(one(5));
+    pool.sample(counts(10, 0), 200);
+    expect(pool.active()).toEqual(one(10));
   });
 
   test('GIVEN flows that ended without FIN or RST (counted active, gone from the flow map) THEN the correction drops them, down to the nearer end of what the listing could have seen', () => {
     const pool = new LeastConnectionsPool();
-    pool.sample(new Map([['a', { created: 20, ended: 8 }]]), 0);
-    pool.correct(new Map([['a', 6]]), new Map([['a', { created: 20, ended: 8 }]]));
-    expect(pool.active()).toEqual(new Map([['a', 6]]));
+    pool.sample(counts(20, 8), 0);
+    pool.correct(one(6), counts(20, 8));
+    expect(pool.active()).toEqual(one(6));
     // 12 estimated, 15 by the counters after the listing: a count of 9 is 3 below anything it could have seen
-    pool.sample(new Map([['a', { created: 26, ended: 8 }]]), 200);
-    pool.correct(new Map([['a', 9]]), new Map([['a', { created: 29, ended: 8 }]]));
-    expect(pool.active()).toEqual(new Map([['a', 9]]));
+    pool.sample(counts(26, 8), 200);
+    pool.correct(one(9), counts(29, 8));
+    expect(pool.active()).toEqual(one(9));
     // a backend with no open flow listed has none
-    pool.correct(new Map(), new Map([['a', { created: 26, ended: 8 }]]));
-    expect(pool.active()).toEqual(new Map([['a', 0]]));
+    pool.correct(new Map(), counts(26, 8));
+    expect(pool.active()).toEqual(one(0));
   });
 
   test('GIVEN shares THEN largestRemainder gives integers that sum to the total, in proportion', () => {
