@@ -59,7 +59,11 @@ function convergenceOptions(hosts: number): { methods: Method[]; rounds: number 
   const all: Method[] = hosts >= 100 ? ['B', 'C', 'T', 'D'] : ['A', 'B', 'C', 'T', 'D'];
   const asked = arg('--methods')?.split(',');
   const methods = asked ? all.filter((m) => m === 'C' || asked.includes(m)) : all;
-  return { methods, rounds: Number(arg('--rounds') ?? (quick ? 1 : 5)) };
+  const rounds = Number(arg('--rounds') ?? (quick ? 1 : 5));
+  if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds ${arg('--rounds')}: a whole number of rounds, 1 or more`);
+  const unknown = asked?.filter((m) => !(all as string[]).includes(m));
+  if (unknown?.length) throw new Error(`--methods: ${unknown.join(', ')} not among ${all.join(', ')} at ${hosts} hosts`);
+  return { methods, rounds };
 }
 
 /** The convergence goals at `hosts` hosts: the issue's goals at 100, the long-standing ones at 20 (and --quick). */
