@@ -149,11 +149,12 @@ async function convergenceRuns(hosts: number): Promise<void> {
     '|---|---|---|',
   );
   for (const m of methods) notes.push(`| ${m} | ${fmt(cpu('cold', m), 'ms', 1)} | ${fmt(cpu('noop', m), 'ms', 1)} |`);
-  notes.push(
-    '',
-    `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (node start-up and the small client that hands the run to the daemon). D is the whole agent in one process (node start-up and module loading included).`,
-    '',
-  );
+  notes.push('');
+  if (r.cpu.cold.daemon.T)
+    notes.push(
+      `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (node start-up and the small client that hands the run to the daemon). D is the whole agent in one process (node start-up and module loading included).`,
+      '',
+    );
   convergenceGoals(hosts, r);
 }
 
