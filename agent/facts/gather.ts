@@ -259,9 +259,9 @@ export function renderFactsScript(request: FactsRequest): string {
     sectionLine('dirs'),
     `for d in ${request.dirs.map(q).join(' ')}; do [ -d "$d" ] && echo "yes $d" || echo "no $d"; done`,
   ];
-  // the tables' one temp file: made by the first listing, removed after the last
-  // in /run, which only root may write, as the host lock: a fixed name per facts run instead of a mktemp process
-  if (request.nftTables.length) lines.push(`t=${FACTS_TEMP_PREFIX}$$`);
+  // the tables' one temp file, made by the first listing and removed after the last: in /run, which only root may
+  // write (as the host lock), named by the shell's pid instead of a mktemp process
+  if (request.nftTables.length) lines.push(`t=${q(FACTS_TEMP_PREFIX)}$$`);
   for (const t of request.nftTables) {
     const id = `${t.family}_${t.name}`;
     if (t.generation) {

@@ -4,12 +4,12 @@
  * Every script runs in the C locale (tools' messages and sort orders are what the parsers expect).
  */
 export function wrapScript(script: string, stdin?: string | Buffer): string {
-  const body = script.endsWith('\n') ? script : `${script}\n`;
+  const body = `LC_ALL=C; export LC_ALL\n${script}${script.endsWith('\n') ? '' : '\n'}`;
   if (stdin === undefined) {
-    return `{\nLC_ALL=C; export LC_ALL\n${body}} </dev/null\n`;
+    return `{\n${body}} </dev/null\n`;
   }
   const data = Buffer.from(stdin)
     .toString('base64')
     .replace(/.{1,76}/g, '$&\n');
-  return `LC_ALL=C; export LC_ALL\ntula_dsr_stdin() {\nbase64 -d <<'TULA_DSR_STDIN'\n${data}TULA_DSR_STDIN\n}\ntula_dsr_stdin | {\n${body}}\n`;
+  return `tula_dsr_stdin() {\nbase64 -d <<'TULA_DSR_STDIN'\n${data}TULA_DSR_STDIN\n}\ntula_dsr_stdin | {\n${body}}\n`;
 }
