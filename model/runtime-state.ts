@@ -22,6 +22,9 @@ const CheckStateSchema = z.object({
   lastProbeAt: z.number().optional(),
   /** Why the last probe failed, in a few words. */
   lastError: z.string().optional(),
+  /** Probes run, and how many of them failed, since the runtime started probing this target (absent where an older runtime wrote the file). */
+  probes: z.number().optional(),
+  failures: z.number().optional(),
 });
 
 const PoolStateSchema = z.object({

@@ -52,6 +52,9 @@ export interface TargetStatus extends HealthState {
   readonly target: ProbeTarget;
   readonly lastProbeAt?: number;
   readonly lastResult?: ProbeResult;
+  /** Probes run and failed since this process started probing the target. */
+  readonly probes: number;
+  readonly failures: number;
 }
 
 /** What the runtime remembers of a target from before (its state file). */
@@ -69,6 +72,8 @@ interface Entry {
   inflight?: Promise<void>;
   lastProbeAt?: number;
   lastResult?: ProbeResult;
+  probes: number;
+  failures: number;
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -140,6 +145,8 @@ export class HealthMonitor {
       key,
       target: e.target,
       ...e.state,
+      probes: e.probes,
+      failures: e.failures,
       ...(e.lastProbeAt !== undefined && { lastProbeAt: e.lastProbeAt }),
       ...(e.lastResult && { lastResult: e.lastResult }),
     }));
@@ -177,7 +184,7 @@ export class HealthMonitor {
       }
       const identity = keyProbeIdentity(key);
       const before = saved?.get(key) ?? previous.get(identity) ?? savedByIdentity.get(identity);
-      const entry: Entry = { target, state: initialHealth(now, before), removed: false };
+      const entry: Entry = { target, state: initialHealth(now, before), removed: false, probes: 0, failures: 0 };
       this.entries.set(key, entry);
       this.schedule(entry, this.random() * target.check.intervalSec * 1000);
     }
@@ -242,6 +249,8 @@ export class HealthMonitor {
     entry.state = step.state;
     entry.lastProbeAt = at;
     entry.lastResult = result;
+    entry.probes += 1;
+    if (!result.ok) entry.failures += 1;
     const key = entry.target.key;
     for (const listener of this.probeListeners) listener({ key, target: entry.target, result, health: step.state.health, at });
     if (!step.changed) return;

@@ -7,6 +7,7 @@ import {
   LEAST_CONNECTIONS,
   Pool,
   PoolPolicy,
+  ProbeRouting,
   ProbeTarget,
   RuntimeConfig,
   RuntimeState,
@@ -72,6 +73,8 @@ export class Runtime {
   private targets: ProbeTarget[] = [];
   private ports = new Map<string, number>();
   private monitor: HealthMonitor | null = null;
+  /** The probe routing this process installed: a reload updates it in place (see installProbeRouting). */
+  private probeRouting: ProbeRouting | undefined;
   /** Pool updates run one after another: health, least connections and reloads all rewrite the same maps. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -126,8 +129,14 @@ export class Runtime {
    */
   async start(): Promise<void> {
     const run = this.deps.run ?? runCommand;
-    if (this.targets.length) await installProbeRouting(renderProbeRouting(this.config.balancer, this.targets, this.ports), run);
-    else await removeProbeRouting(run);
+    const installed = this.probeRouting;
+    // forgotten until it is in place: after a failure, the next start installs from scratch
+    this.probeRouting = undefined;
+    if (this.targets.length) {
+      const routing = renderProbeRouting(this.config.balancer, this.targets, this.ports);
+      await installProbeRouting(routing, run, installed);
+      this.probeRouting = routing;
+    } else await removeProbeRouting(run);
     const saved = savedHealth(parseRuntimeState(this.read(this.deps.statePath) ?? undefined));
     if (!this.monitor) {
       this.monitor = new HealthMonitor({
@@ -145,6 +154,7 @@ export class Runtime {
   async stop(): Promise<void> {
     await this.monitor?.stop();
     this.monitor = null;
+    this.probeRouting = undefined;
     await removeProbeRouting(this.deps.run ?? runCommand);
   }
 
@@ -334,6 +344,8 @@ export class Runtime {
         since: Math.floor(c.since / 1000),
         ...(c.lastProbeAt !== undefined && { lastProbeAt: Math.floor(c.lastProbeAt / 1000) }),
         ...(c.lastResult && !c.lastResult.ok && c.lastResult.error !== undefined && { lastError: c.lastResult.error }),
+        probes: c.probes,
+        failures: c.failures,
       })),
       pools: this.pools
         .filter((p) => p.managed)
