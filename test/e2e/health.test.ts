@@ -121,6 +121,15 @@ describe('health checks on the L2 lab', () => {
     // before the routing was updated in place, 5 of 20 reloads cost a probe
     expect(await failures()).toEqual(before);
     expect(await slotBackends()).toEqual(['web1', 'web2', 'web3']);
+    // a route the kernel dropped (its device went down) or someone deleted comes back with the next reload
+    const web1 = l2.backends[0].ip;
+    await sh(l2.lb, `ip route del ${web1} table 61000`);
+    await sh(l2.lb, `kill -USR1 ${supervisor}`);
+    const routeDeadline = Date.now() + 3000;
+    while (!(await sh(l2.lb, 'ip route show table 61000')).includes(`${web1} via ${web1}`)) {
+      if (Date.now() > routeDeadline) throw new Error(`the reload did not bring back the probe route to ${web1}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 
   test('GIVEN a request loop WHEN web2’s service stops THEN it gets no new flows within interval × fall + 1 s, then 0 requests fail; restarted, it is back within interval × rise + 1 s', async () => {

@@ -20,13 +20,16 @@ const A = { name: 'a', ip: '10.0.1.11' };
 const B = { name: 'b', ip: '10.0.1.12' };
 const C = { name: 'c', ip: '10.0.1.13' };
 
-async function record(routing: ProbeRouting, previous?: ProbeRouting): Promise<string[]> {
+const RULE_SHOWN = '1061:\tfrom all fwmark 0xee48 lookup 61000\n';
+
+/** The commands an install runs; `ip rule show` answers with the rule unless `ruleGone`. */
+async function record(routing: ProbeRouting, previous?: ProbeRouting, ruleGone = false): Promise<string[]> {
   const argvs: string[] = [];
   await installProbeRouting(
     routing,
     async (argv) => {
       argvs.push(argv.join(' '));
-      return { code: 0, stdout: '', stderr: '' };
+      return { code: 0, stdout: argv.includes('show') && !ruleGone ? RULE_SHOWN : '', stderr: '' };
     },
     previous,
   );
@@ -44,8 +47,18 @@ describe('installProbeRouting', () => {
     ]);
   });
 
-  test('GIVEN the same routing installed THEN a reload runs nothing', async () => {
-    expect(await record(routingFor([A, B]), routingFor([A, B]))).toEqual([]);
+  test('GIVEN the same routing installed THEN a reload removes nothing: it loads the tables in one transaction, replaces the routes (one the kernel dropped comes back) and finds the rule in place', async () => {
+    expect(await record(routingFor([A, B]), routingFor([A, B]))).toEqual([
+      'nft -f -',
+      'ip route replace 10.0.1.11 via 10.0.1.11 dev eth0 onlink table 61000',
+      'ip route replace 10.0.1.12 via 10.0.1.12 dev eth0 onlink table 61000',
+      'ip rule show pref 1061',
+    ]);
+  });
+
+  test('GIVEN the rule gone (deleted by hand) THEN a reload adds it again, once', async () => {
+    const argvs = await record(routingFor([A]), routingFor([A]), true);
+    expect(argvs.slice(-2)).toEqual(['ip rule show pref 1061', 'ip rule add pref 1061 fwmark 61000 lookup 61000']);
   });
 
   test('GIVEN a backend replaced and another added THEN the tables are replaced in one transaction, the routes replaced, the stale one deleted, and nothing is removed first', async () => {
@@ -55,12 +68,13 @@ describe('installProbeRouting', () => {
       'ip route replace 10.0.1.13 via 10.0.1.13 dev eth0 onlink table 61000',
       'ip route replace 10.0.1.14 via 10.0.1.14 dev eth0 onlink table 61000',
       'ip route del 10.0.1.12 table 61000',
+      'ip rule show pref 1061',
     ]);
   });
 
   test('GIVEN only the VIP changed THEN the tables are loaded again and the routes stay', async () => {
     const argvs = await record(routingFor([A, B], '10.0.1.101'), routingFor([A, B]));
-    expect(argvs.filter((a) => !a.startsWith('ip route replace'))).toEqual(['nft -f -']);
+    expect(argvs.filter((a) => !a.startsWith('ip route replace'))).toEqual(['nft -f -', 'ip rule show pref 1061']);
   });
 
   test('GIVEN an IPv6 backend comes (a rule of its own) THEN the routing is installed from scratch', async () => {
