@@ -2,6 +2,7 @@ import { renderCommand, sha256AssignCommand } from '../model/shell';
 import { LOCK_FILE } from './state';
 import { SECTION_MARKER, parseSections } from '../model/sections';
 import type { Step, Task } from './tasks/task';
+import { SCRIPT_UMASK } from './tasks/steps';
 
 /** Where each step's stderr goes: one file, as only the run holding LOCK_FILE writes it. */
 export const ERR_FILE = `${LOCK_FILE}.err`;
@@ -40,8 +41,8 @@ export function renderApplyScript(tasks: readonly Task[], statePath: string, fin
     // half-applied host whose changed sysctls the next run would record as the "original" values.
     "trap '' HUP PIPE",
     // Private by default: the state folder holds the spec and, in rollback snapshots, client flow tuples. Files
-    // elsewhere get their mode set explicitly (writeFileStep).
-    'umask 077',
+    // elsewhere get their mode explicitly (writeFileStep).
+    `umask ${SCRIPT_UMASK}`,
     `exec 9>>${renderCommand([LOCK_FILE])} || exit ${LOCK_TIMEOUT_EXIT}`,
     `flock -w 120 9 || { echo '${SECTION_MARKER} lock-timeout'; exit ${LOCK_TIMEOUT_EXIT}; }`,
     `${sha256AssignCommand('cur', statePath)}; [ -n "$cur" ] || cur=none`,

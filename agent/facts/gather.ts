@@ -238,7 +238,8 @@ export function renderFactsScript(request: FactsRequest): string {
     // the shell reads what uname -r prints
     `k=; if [ -r /proc/sys/kernel/osrelease ]; then read -r k < /proc/sys/kernel/osrelease; else k=$(uname -r); fi; echo "kernel=$k"`,
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
-    `echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"`,
+    // a first run's host has no state folder: no process to find that out
+    `if [ -d ${q(STATE_DIR)} ]; then echo "statedir=$(stat -c %a ${q(STATE_DIR)} 2>/dev/null)"; else echo statedir=; fi`,
     `m=''; for t in ${TOOLS.join(' ')}; do command -v "$t" >/dev/null 2>&1 || m="$m $t"; done; echo "missing=$m"`,
     ...modulesCommands(request.modules ?? KERNEL_MODULES),
     sectionLine('ip'),

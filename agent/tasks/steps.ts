@@ -61,6 +61,11 @@ export function writeContentCommand(target: string, content: string, base?: Know
   return `printf '%s' ${renderCommand([patch])} | awk ${renderCommand([PATCH_AWK])} - ${renderCommand([base.path])} > ${renderCommand([target])} && { ${sha256AssignCommand('s', target)}; [ "$s" = ${sha256Hex(content)} ] || ${refuse}; }`;
 }
 
+/** The umask every apply script runs with (agent/script.ts). */
+export const SCRIPT_UMASK = '077';
+/** Modes a file created by a shell redirect (0666 less the umask) can have, and the umask that gives each. */
+const UMASK_OF_MODE: Readonly<Record<string, string>> = { '0644': '022', '0600': SCRIPT_UMASK };
+
 /**
  * Writes a file atomically: a temp file in the same directory, then rename. The file it replaces stays as a backup
  * (copied under a temp name, then renamed: whole or absent) until the run succeeds. The undo tells how far the step
@@ -71,13 +76,19 @@ export function writeFileStep(path: string, content: string, mode: string, exist
   const tmp = `${path}.tula-tmp`;
   const bak = `${path}.tula-bak`;
   const bakTmp = `${bak}.tula-tmp`;
+  const write = writeContentCommand(tmp, content, base);
+  const umask = UMASK_OF_MODE[mode];
   const run = [
-    // a backup left by a run that was killed is not this run's
-    removeFilesCommand([bak]),
+    // a backup or temp file left by a run that was killed is not this run's (and a temp file would keep its mode)
+    removeFilesCommand([bak, tmp]),
     // folders under /etc stay readable, as the distribution's own are (the script's umask is 077)
     ensureDirCommand(dirname(path), '022'),
-    writeContentCommand(tmp, content, base),
-    cmd('chmod', mode, tmp),
+    // the usual modes come from the umask the file is created with, which saves a chmod process per file
+    ...(umask === SCRIPT_UMASK
+      ? [write]
+      : umask
+        ? [`{ umask ${umask}; ${write}; wrote=$?; umask ${SCRIPT_UMASK}; [ "$wrote" = 0 ]; }`]
+        : [write, cmd('chmod', mode, tmp)]),
     ...(existed ? [cmd('cp', '-p', path, bakTmp), cmd('mv', '-f', bakTmp, bak)] : []),
     cmd('mv', '-f', tmp, path),
   ].join(' && ');
