@@ -35,9 +35,10 @@ export async function installProbeRouting(routing: ProbeRouting, run: CommandRun
   const wanted = new Set(routes.map(destination));
   for (const argv of previous.commands.filter(isRoute)) {
     if (wanted.has(destination(argv))) continue;
-    // `ip [-6] route replace <destination> … table N` → `ip [-6] route del <destination> table N`
+    // `ip [-6] route replace <destination> … table N` → `ip [-6] route del <destination> table N`; a route that is
+    // gone already (the kernel dropped it with its device) is what this wants
     const at = argv.indexOf('replace');
-    await must(run, [...argv.slice(0, at), 'del', argv[at + 1], ...argv.slice(argv.indexOf('table'))]);
+    await run([...argv.slice(0, at), 'del', argv[at + 1], ...argv.slice(argv.indexOf('table'))]);
   }
   // `ip [-6] rule add pref N …`: added again only where it is gone (a second copy would be a duplicate)
   for (const argv of rules(routing)) {

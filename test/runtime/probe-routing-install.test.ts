@@ -91,6 +91,20 @@ describe('installProbeRouting', () => {
     expect(argvs).toContain('ip -6 rule add pref 1061 fwmark 61000 lookup 61000');
   });
 
+  test('GIVEN a stale route the kernel dropped already (its device went) THEN its delete fails and the reload still succeeds', async () => {
+    const argvs: string[] = [];
+    await installProbeRouting(
+      routingFor([A]),
+      async (argv) => {
+        argvs.push(argv.join(' '));
+        const del = argv.includes('del');
+        return { code: del ? 2 : 0, stdout: argv.includes('show') ? RULE_SHOWN : '', stderr: del ? 'RTNETLINK answers: No such process' : '' };
+      },
+      routingFor([A, B]),
+    );
+    expect(argvs).toContain('ip route del 10.0.1.12 table 61000');
+  });
+
   test('GIVEN a command that fails THEN the install fails naming it', async () => {
     await expect(
       installProbeRouting(routingFor([A]), async (argv) => ({
