@@ -1,14 +1,15 @@
 /**
  * One SSH connection per host (ssh2 `Client`): host key verification that fails closed, retries only for
  * transient network errors before the handshake, and `run()`, which executes a whole POSIX sh script in a single
- * exec channel (one round trip). The target is checked and its keys loaded by resolve-target.ts.
+ * exchange with the host's shell (one round trip; the connection's shell serves its runs in turn, see
+ * shell-channel.ts). The target is checked and its keys loaded by resolve-target.ts.
  */
 import { Client, ClientChannel, ConnectConfig } from 'ssh2';
 import type { SshTarget } from './target';
 import { SOCKET_MESSAGES, SshError, SshErrorInfo, SshErrorKind, isRetryable, sshFail as fail } from './errors';
 import { HostKeyDecision, preferredHostKeyAlgorithms, verifyHostKey } from './host-key';
 import { ResolvedTarget, resolveTarget } from './resolve-target';
-import { wrapScript } from './wrap-script';
+import { ShellChannel } from './shell-channel';
 import { renderCommand } from '../../model/shell';
 import { handshakeSlots } from './handshake-slots';
 
@@ -216,7 +217,7 @@ const SUDO_PASSWORD = /^sudo: (a password is required|a terminal is required to 
 const SUDO_MISSING = /sudo: (command )?not found/;
 
 export class SshConnection {
-  /** Exec channels opened so far: one per `run()`. */
+  /** Runs so far: each `run()` is one round trip. */
   roundTrips = 0;
   readonly host: string;
   readonly port: number;
@@ -224,6 +225,8 @@ export class SshConnection {
   private lost: SshError | undefined;
   private closed = false;
   private socketClosed = false;
+  /** The shell the last run left waiting for the next (see ShellChannel). */
+  private idle: ShellChannel | undefined;
   /** Resolves when the underlying connection has closed, for whatever reason. */
   readonly whenClosed: Promise<void>;
 
@@ -274,7 +277,8 @@ export class SshConnection {
   }
 
   /**
-   * Runs a POSIX sh script on the host in one exec channel and resolves with its output and exit code. A non-zero
+   * Runs a POSIX sh script on the host in one round trip (in the connection's waiting shell, or a new exec channel
+   * when none waits) and resolves with its output and exit code. A non-zero
    * exit is a result, not an error. Throws SshError for sudo needing a password, a missing sudo, a lost connection,
    * a script past its deadline (`run-timeout`) or one that writes more than a run buffers (`output-limit`); the last
    * two close the channel, and keepalives cannot hold a run open.
@@ -289,12 +293,12 @@ export class SshConnection {
       // The deadline counts from the request: a server that never opens the channel is given up too. A stopped run
       // settles at once; the script on the host may go on (an apply script finishes or rolls back by itself).
       let stopped: SshError | undefined;
-      let channel: ClientChannel | undefined;
+      let shell: ShellChannel | undefined;
       const stop = (error: SshError) => {
         if (stopped) return;
         stopped = error;
         clearTimeout(deadline);
-        channel?.close();
+        shell?.close();
         reject(error);
       };
       const deadline = setTimeout(
@@ -308,26 +312,22 @@ export class SshConnection {
           ),
         timeoutMs,
       );
-      this.client.exec(this.command, (err: Error | undefined, stream: ClientChannel) => {
+      this.shell((err, taken) => {
         if (stopped) {
-          stream?.close();
+          if (taken) this.release(taken);
           return;
         }
-        if (err) {
+        if (err || !taken) {
           clearTimeout(deadline);
-          reject(this.lost ?? fail(this, 'channel', `cannot open an exec channel: ${err.message}`));
+          reject(this.lost ?? fail(this, 'channel', `cannot open an exec channel: ${err?.message}`));
           return;
         }
-        channel = stream;
-        const out: Buffer[] = [];
-        const errOut: Buffer[] = [];
+        shell = taken;
         let received = 0;
-        let exit: { code: number | null; signal?: string } | undefined;
-        const collect = (into: Buffer[]) => (b: Buffer) => {
-          if (stopped) return;
-          received += b.length;
-          if (received <= maxOutputBytes) into.push(b);
-          else
+        taken.exchange(script, opts.stdin, {
+          onChunk: (bytes) => {
+            received += bytes;
+            if (received <= maxOutputBytes) return true;
             stop(
               fail(
                 this,
@@ -335,53 +335,69 @@ export class SshConnection {
                 `the remote script wrote more than ${maxOutputBytes / 1048576} MiB, so tula-dsr closed its channel; tula-dsr's own scripts write far less: check what the login runs on that host (a profile that prints without end?)`,
               ),
             );
-        };
-        stream.on('data', collect(out));
-        stream.stderr.on('data', collect(errOut));
-        stream.on('exit', (code: number | null, signal?: string) => {
-          exit = { code, signal };
+            return false;
+          },
+          onDone: (result) => {
+            clearTimeout(deadline);
+            this.release(taken);
+            resolve(result);
+          },
+          onClosed: ({ stdout, stderr, exit }) => {
+            clearTimeout(deadline);
+            if (stopped) return;
+            if (!exit) {
+              reject(this.lost ?? fail(this, 'connection-lost', 'the script ended without an exit status (connection lost?)'));
+              return;
+            }
+            if (this.sudo && exit.code === 1 && stdout === '' && SUDO_PASSWORD.test(stderr)) {
+              reject(
+                fail(
+                  this,
+                  'sudo-password',
+                  `sudo needs a password for user "${this.user}" (sudo said: ${stderr.trim().replace(/^sudo: /, '')}): ` +
+                    `allow passwordless sudo (NOPASSWD) for this user, or log in as root`,
+                ),
+              );
+              return;
+            }
+            if (this.sudo && exit.code === 127 && stdout === '' && SUDO_MISSING.test(stderr)) {
+              reject(fail(this, 'sudo-missing', `sudo is not installed, but user "${this.user}" is not root: install sudo or log in as root`));
+              return;
+            }
+            const signal = exit.signal ?? undefined;
+            resolve({
+              stdout,
+              stderr,
+              code: exit.code ?? 128 + signalNumber(signal),
+              ...(signal ? { signal } : {}),
+            });
+          },
         });
-        stream.on('close', () => {
-          clearTimeout(deadline);
-          if (stopped) return;
-          const stdout = Buffer.concat(out).toString('utf8');
-          const stderr = Buffer.concat(errOut).toString('utf8');
-          if (!exit) {
-            reject(this.lost ?? fail(this, 'connection-lost', 'the script ended without an exit status (connection lost?)'));
-            return;
-          }
-          if (this.sudo && exit.code === 1 && stdout === '' && SUDO_PASSWORD.test(stderr)) {
-            reject(
-              fail(
-                this,
-                'sudo-password',
-                `sudo needs a password for user "${this.user}" (sudo said: ${stderr.trim().replace(/^sudo: /, '')}): ` +
-                  `allow passwordless sudo (NOPASSWD) for this user, or log in as root`,
-              ),
-            );
-            return;
-          }
-          if (this.sudo && exit.code === 127 && stdout === '' && SUDO_MISSING.test(stderr)) {
-            reject(fail(this, 'sudo-missing', `sudo is not installed, but user "${this.user}" is not root: install sudo or log in as root`));
-            return;
-          }
-          const signal = exit.signal ?? undefined;
-          resolve({
-            stdout,
-            stderr,
-            code: exit.code ?? 128 + signalNumber(signal),
-            ...(signal ? { signal } : {}),
-          });
-        });
-        stream.end(wrapScript(script, opts.stdin));
       });
     });
+  }
+
+  /** An idle shell of this connection, or a new one. */
+  private shell(then: (err: Error | undefined, shell?: ShellChannel) => void): void {
+    const idle = this.idle;
+    this.idle = undefined;
+    if (idle && !idle.closed) return then(undefined, idle);
+    this.client.exec(this.command, (err: Error | undefined, stream: ClientChannel) => then(err, err ? undefined : new ShellChannel(stream)));
+  }
+
+  /** Keeps a shell whose run is done for the next run; one idle shell per connection is enough. */
+  private release(shell: ShellChannel): void {
+    if (shell.closed) return;
+    if (this.idle || this.closed) shell.end();
+    else this.idle = shell;
   }
 
   /** Closes the connection; resolves once it is closed. Idempotent. */
   close(): Promise<void> {
     if (this.closed) return Promise.resolve();
     this.closed = true;
+    this.idle?.end();
+    this.idle = undefined;
     if (this.socketClosed) return Promise.resolve();
     return new Promise((resolve) => {
       this.client.once('close', () => resolve());

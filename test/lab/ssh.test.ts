@@ -316,6 +316,37 @@ describe('lab hosts and ssh', () => {
       expect(await conn.run(`${lines}\nwc -c`, { stdin: big })).toEqual({ stdout: '1000000\n', stderr: '', code: 0 });
     });
 
+    test('runs in turn share one shell on the host, and nothing a run sets, traps or ends reaches the next', async () => {
+      const c = await connect(lab.hosts.be2.target());
+      try {
+        // $$ in a subshell is its shell's pid: the same for every run that shell serves
+        const shellPid = (await c.run('echo $$')).stdout;
+        expect(await c.run('x=leaked; export y=leaked; cd /tmp; umask 077; trap "echo trapped" EXIT; exec 7>/dev/null; exit 4')).toEqual({
+          stdout: 'trapped\n',
+          stderr: '',
+          code: 4,
+        });
+        expect(await c.run('echo "[$x][$y]"; pwd; umask; [ -e /proc/self/fd/7 ] && echo fd7; echo $$')).toEqual({
+          stdout: `[][]\n/root\n0022\n${shellPid}`,
+          stderr: '',
+          code: 0,
+        });
+        // output without a final newline, and a run that writes nothing
+        expect(await c.run('printf "no newline"; printf "err" >&2')).toEqual({ stdout: 'no newline', stderr: 'err', code: 0 });
+        expect(await c.run('true')).toEqual({ stdout: '', stderr: '', code: 0 });
+        // two runs at once cannot share it: the second gets a shell of its own, and both come back whole
+        const [a, b] = await Promise.all([c.run('sleep 0.3; echo $$'), c.run('echo $$')]);
+        expect(new Set([a.stdout, b.stdout]).size).toBe(2);
+        expect([a.code, b.code]).toEqual([0, 0]);
+        // a syntax error ends that shell; the next run opens another
+        expect(await c.run('if then')).toMatchObject({ code: 2, stdout: '' });
+        expect(await c.run('echo after')).toEqual({ stdout: 'after\n', stderr: '', code: 0 });
+        expect(c.roundTrips).toBe(9);
+      } finally {
+        await c.close();
+      }
+    });
+
     test('a script killed by a signal reports 128 + signal', async () => {
       expect(await conn.run('kill -TERM $$')).toMatchObject({ code: 143 });
     });
