@@ -66,11 +66,13 @@ export function renderApplyScript(tasks: readonly Task[], statePath: string, fin
     'fail() {',
     `  echo "${SECTION_MARKER} failed $1 $2"; sed 's/^/|/' "$err"; echo`,
     '  i=$3; while [ "$i" -ge 1 ]; do "u_$i" >/dev/null 2>"$err" || say undo-failed "$i"; i=$(( i - 1 )); done',
-    '  rm -f "$err"; exit 1',
+    '  : > "$err"; exit 1',
     '}',
     ...bodies,
     ...finalCommands,
-    'rm -f "$err"',
+    // emptied, not removed: it stays beside the lock file as the lock file stays, and `rm` is one process more per
+    // apply on every host
+    ': > "$err"',
     `echo '${SECTION_MARKER} end'`,
   );
   return { script: lines.join('\n') + '\n', owners };

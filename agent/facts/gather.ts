@@ -234,7 +234,8 @@ export function renderFactsScript(request: FactsRequest): string {
   const lines = [
     'export LC_ALL=C',
     sectionLine('basics'),
-    'echo "now=$(date +%s)"',
+    // the host's clock dates the addresses a state file retires; a host without one (a first run) needs no `date`
+    `if [ -e ${q(request.statePath)} ] || [ -e ${q(journalPath(request.statePath))} ]; then echo "now=$(date +%s)"; fi`,
     // the shell reads what uname -r prints
     `k=; if [ -r /proc/sys/kernel/osrelease ]; then read -r k < /proc/sys/kernel/osrelease; else k=$(uname -r); fi; echo "kernel=$k"`,
     '[ -d /run/systemd/system ] && echo systemd=yes || echo systemd=no',
@@ -384,6 +385,7 @@ export function parseHostFacts(output: string, request: FactsRequest): HostFacts
           };
   }
   return {
+    // without a state file the host's clock is not asked for (nothing to date): this machine's stands in, unused
     now: Number(basics.now) || Math.floor(Date.now() / 1000),
     systemd: basics.systemd === 'yes',
     kernel: basics.kernel ?? 'unknown',
