@@ -7,7 +7,7 @@
  */
 import { createL2Lab, L2Lab } from './l2/lab';
 import { applySummary, createWorkspace, RunResult, Workspace } from './l2/deploy';
-import { FailoverResult, faultAt, measureCopyLag, measureFailover, waitForVip } from './l2/failover';
+import { FailoverResult, faultAt, measureCopyLag, measureFailover, waitForFlowCopies, waitForVip } from './l2/failover';
 import { bigBodySha256, startDownload } from './l2/traffic';
 import type { Engine } from '../constructs';
 import type { ExampleOptions } from './example-stack';
@@ -36,6 +36,10 @@ async function failoverRound(l2: L2Lab, ws: Workspace, advertIntervalSec: number
   log(`    flow copy lag (a SYN on lb to its entry in lb2's flow map), 5 connections: ${lags.join(', ')}`);
   const download = startDownload(l2.client, l2.python, { host: l2.vips.any, port: 80, path: '/slow?seconds=8', timeoutSec: 15 });
   const wrr = startDownload(l2.client, l2.python, { host: l2.vips.web, port: 80, path: '/slow?seconds=12', timeoutSec: 15 });
+  // an established flow is what the copy keeps: one younger than the copy's lag may be reset by a failover
+  const port = await wrr.connected;
+  if (port === null) throw new Error(`the weighted-round-robin download did not connect: ${(await wrr.result).error}`);
+  await waitForFlowCopies(l2, { active: l2.lb, passive: lb2, vip: l2.vips.web, ports: [port], timeoutMs: 6000 });
   const failover = await measureFailover(l2, { vip: l2.vips.web, next: lb2, fault: () => faultAt(l2.lb, 'ip link set eth0 down') });
   log(
     `    lb's eth0 down: lb2 held the VIPs after ${secs(failover.takeoverMs)}; first request served after ${secs(failover.firstSuccessMs)}; ${failover.failures} of ${failover.requests} requests failed`,

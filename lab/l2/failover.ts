@@ -110,3 +110,33 @@ export async function measureCopyLag(l2: L2Lab, passive: LabHost, vip: string, s
   }
   return lags;
 }
+
+/**
+ * Waits until `passive`'s TCP flow map holds each of the client's connections to `vip`:80 from `ports`, with the
+ * backend `active` has for it: the flow copy has landed, so a failover now keeps them. The MAC per port, or an error
+ * naming what was missing when `timeoutMs` ran out.
+ */
+export async function waitForFlowCopies(
+  l2: L2Lab,
+  o: { active: LabHost; passive: LabHost; vip: string; ports: readonly number[]; timeoutMs: number },
+): Promise<Record<number, string>> {
+  const entries = async (host: LabHost) => {
+    const listing = (await host.exec('nft list map netdev tula_dsr flows_l2_tcp')).stdout;
+    const found: Record<number, string> = {};
+    for (const m of listing.matchAll(/(\S+) \. (\d+) \. (\S+) \. 80 timeout \S+ expires \S+ : ([0-9a-f:]{17})/g)) {
+      if (m[1] === l2.client.ip && m[3] === o.vip) found[Number(m[2])] = m[4];
+    }
+    return found;
+  };
+  const started = Date.now();
+  let active: Record<number, string> = {};
+  let passive: Record<number, string> = {};
+  const landed = () => o.ports.every((p) => active[p] !== undefined && passive[p] === active[p]);
+  while (Date.now() - started < o.timeoutMs) {
+    [active, passive] = [await entries(o.active), await entries(o.passive)];
+    if (landed()) return active;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const state = o.ports.map((p) => `${p}: ${o.active.name} ${active[p] ?? 'none'}, ${o.passive.name} ${passive[p] ?? 'none'}`).join('; ');
+  throw new Error(`the flow copy of ${o.vip}:80 from ports ${o.ports.join(', ')} did not land on ${o.passive.name} within ${o.timeoutMs} ms (${state})`);
+}

@@ -178,8 +178,9 @@ def emit(obj):
 def now_ms():
     return int(time.time() * 1000)
 
-def http_get(path, read_body=True, source_port=0, digest=None):
-    """One request on a new connection: (status, headers, body bytes or length); the body also goes into digest."""
+def http_get(path, read_body=True, source_port=0, digest=None, on_connect=None):
+    """One request on a new connection: (status, headers, body bytes or length); the body also goes into digest.
+    on_connect(source port) runs once the connection is up."""
     sock = socket.socket(FAMILY, socket.SOCK_STREAM)
     try:
         sock.settimeout(TIMEOUT)
@@ -187,6 +188,8 @@ def http_get(path, read_body=True, source_port=0, digest=None):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((ANY, source_port))
         sock.connect((HOST, PORT))
+        if on_connect:
+            on_connect(sock.getsockname()[1])
         sock.sendall(('GET %s HTTP/1.0\r\nHost: %s\r\nConnection: close\r\n\r\n' % (path, HOST)).encode())
         buf = b''
         while b'\r\n\r\n' not in buf:
@@ -293,7 +296,8 @@ def get():
     t0 = time.monotonic()
     try:
         digest = hashlib.sha256()
-        status, headers, length = http_get(CFG['path'], read_body=False, digest=digest)
+        # the source port first, on a line of its own: a test can find the connection's flow entries while it runs
+        status, headers, length = http_get(CFG['path'], read_body=False, digest=digest, on_connect=lambda port: emit({'connected': port}))
         emit({'backend': headers.get('x-backend'), 'status': status, 'bytes': length, 'sha256': digest.hexdigest(),
               'expected': int(headers.get('content-length', '-1')), 'ms': int((time.monotonic() - t0) * 1000)})
     except Exception as e:

@@ -90,6 +90,8 @@ export interface BackgroundDownload {
   readonly process: BackgroundProcess;
   /** Resolves when the download ends (or fails). */
   readonly result: Promise<DownloadResult>;
+  /** Resolves with the connection's source port once it is up, or null if the download ended without connecting. */
+  readonly connected: Promise<number | null>;
 }
 
 /** The sha256 of the 10 MiB body backend `name` serves on /big and /slow (BACKEND_SERVER_PY's DATA, 160 times). */
@@ -107,11 +109,24 @@ export function startDownload(client: LabHost, python: string, o: { host: string
   // 'exit' can come before the last of stdout: the result line is read once the pipes are closed too
   const closed = new Promise<void>((resolve) => process.child.once('close', () => resolve()));
   const result = Promise.all([process.exited, closed]).then(() => {
-    const line = process.stdoutText().trim().split('\n').pop() ?? '';
+    const line = process.stdoutText().trim().split('\n').filter((l) => !l.startsWith('{"connected"')).pop() ?? '';
     if (!line.startsWith('{')) return { backend: null, status: 0, bytes: 0, expected: -1, ms: 0, error: `no result: ${process.stderrText().trim()}` };
     return JSON.parse(line) as DownloadResult;
   });
-  return { process, result };
+  const connected = new Promise<number | null>((resolve) => {
+    let seen = '';
+    const onData = (b: Buffer) => {
+      seen += b.toString('utf8');
+      const m = /\{"connected": (\d+)\}/.exec(seen);
+      if (m) {
+        process.child.stdout!.off('data', onData);
+        resolve(Number(m[1]));
+      }
+    };
+    process.child.stdout!.on('data', onData);
+    void closed.then(() => resolve(null));
+  });
+  return { process, result, connected };
 }
 
 export interface LoadRecord {
