@@ -109,7 +109,13 @@ export function startDownload(client: LabHost, python: string, o: { host: string
   // 'exit' can come before the last of stdout: the result line is read once the pipes are closed too
   const closed = new Promise<void>((resolve) => process.child.once('close', () => resolve()));
   const result = Promise.all([process.exited, closed]).then(() => {
-    const line = process.stdoutText().trim().split('\n').filter((l) => !l.startsWith('{"connected"')).pop() ?? '';
+    const line =
+      process
+        .stdoutText()
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('{"connected"'))
+        .pop() ?? '';
     if (!line.startsWith('{')) return { backend: null, status: 0, bytes: 0, expected: -1, ms: 0, error: `no result: ${process.stderrText().trim()}` };
     return JSON.parse(line) as DownloadResult;
   });
