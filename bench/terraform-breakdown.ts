@@ -43,6 +43,14 @@ export const VARIANTS: Record<string, Variant> = {
   'T-norefresh': { name: 'T-norefresh', description: 'as shipped, -refresh=false', args: ['-refresh=false'], converges: true },
   true: { name: 'true', description: 'provisioner `true` (terraform alone)', command: 'true', converges: false },
   node: { name: 'node', description: 'provisioner `node -e 0` (bare node start-up)', command: "node -e '0'", converges: false },
+  // what a provisioner client that is not a node process would start from: perl-base is Essential on Debian, and its
+  // IO::Socket::UNIX reaches the daemon's socket
+  perl: {
+    name: 'perl',
+    description: 'provisioner `perl -MIO::Socket::UNIX -e 0` (bare perl start-up with a Unix socket module)',
+    command: "perl -MIO::Socket::UNIX -e '0'",
+    converges: false,
+  },
   require: {
     name: 'require',
     description: 'provisioner `node -e require("tula-dsr/agent")` (start-up + the small provisioner entry)',
