@@ -29,7 +29,7 @@ export interface Variant {
 export const VARIANTS: Record<string, Variant> = {
   T: {
     name: 'T',
-    description: "as shipped: the synthesized provisioner (the project's tula-dsr/agent) through the agent daemon, -parallelism=20",
+    description: "as shipped: the synthesized provisioner (the project's tula-dsr/agent) through the agent daemon, -parallelism=hosts",
     converges: true,
   },
   'T-inproc': {
@@ -106,7 +106,8 @@ function variantDir(s: ConvergenceSetup, v: Variant): string {
 
 async function terraformApply(s: ConvergenceSetup, dir: string, v: Variant): Promise<number> {
   const targets = s.backendResources.flatMap((a) => ['-target', a]);
-  const args = v.args ?? ['-parallelism=20'];
+  // every host at once, as the convergence bench's T runs it (Terraform's default is 10)
+  const args = v.args ?? [`-parallelism=${s.hosts.length}`];
   const r = await run(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', ...args, ...targets], dir, { ...s.tfEnv, ...v.env });
   if (r.code !== 0) throw new Error(`terraform apply (${v.name}) failed:\n${r.out.slice(-3000)}`);
   return r.ms;
