@@ -167,7 +167,7 @@ async function convergenceSection(): Promise<void> {
   log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
   const b = await measureBreakdown(hosts, runs, variants);
   notes.push(
-    `Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=20\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`,
+    `Where T's cold run goes (${hosts} hosts, \`terraform apply -parallelism=${hosts}\` of the same stack, provisioner command replaced; a separate lab, so compare within this table):`,
     '',
     '| provisioner | cold | no-op |',
     '|---|---|---|',
