@@ -5,9 +5,22 @@
  * daemon changes nothing a user can see: results, exit codes, the caller's folder and environment, and that it
  * stays safe (a private folder, fail-over to an in-process run, clear errors) and goes away when idle.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync, chownSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+  chownSync,
+} from 'node:fs';
 import { createServer, connect } from 'node:net';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execFile, ExecResult } from '../../lab/exec';
 import { createLab, Lab } from '../../lab/topology';
@@ -256,4 +269,37 @@ test('a run whose caller went away applies nothing', async () => {
   const r = await run(spec, 'apply', { signal: aborter.signal });
   expect(r.error).toEqual({ kind: 'interrupted', message: 'the caller went away before any change was applied; nothing changed' });
   expect(await addresses(host, 'lo')).not.toContain(`${vipOf(7)}/32`);
+});
+
+describe('buildId', () => {
+  test('a rebuild (files written anew) or an upgrade (npm: every file new, every mtime 1985-10-26) names another socket; the same files, the same name', () => {
+    // the compiled module in a tree of its own, beside stand-ins for the code files it identifies
+    const dist = join(mkdtempSync(join(lab.dir, 'build-')), 'dist');
+    const code = ['agent/daemon/server.js', 'agent/daemon/protocol.js', 'agent/cli.js', 'agent/runner.js', 'model/index.js'];
+    for (const f of ['agent/daemon/paths.js', 'model/scheduling.js', ...code]) {
+      mkdirSync(dirname(join(dist, f)), { recursive: true });
+      if (f.endsWith('paths.js') || f.endsWith('scheduling.js')) copyFileSync(join(REPO, 'dist', f), join(dist, f));
+      else writeFileSync(join(dist, f), `// ${f}\n`);
+    }
+    const npmTime = new Date('1985-10-26T08:15:00Z');
+    for (const f of code) utimesSync(join(dist, f), npmTime, npmTime);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { buildId } = require(join(dist, 'agent', 'daemon', 'paths.js')) as typeof import('../../agent/daemon/paths');
+    const installed = buildId();
+    expect(installed).toMatch(/^[0-9a-f]{16}$/);
+    expect(buildId()).toBe(installed);
+
+    // an upgrade with the same size and mtime: the file is new (npm extracts each one)
+    const cli = join(dist, 'agent', 'cli.js');
+    writeFileSync(`${cli}.new`, readFileSync(cli));
+    utimesSync(`${cli}.new`, npmTime, npmTime);
+    renameSync(`${cli}.new`, cli);
+    const upgraded = buildId();
+    expect(upgraded).not.toBe(installed);
+
+    // a rebuild: tsc writes every output again
+    writeFileSync(join(dist, 'model', 'index.js'), '// model/index.js, rebuilt\n');
+    expect(buildId()).not.toBe(upgraded);
+    expect(buildId()).toBe(buildId());
+  });
 });
