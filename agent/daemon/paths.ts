@@ -1,7 +1,7 @@
-import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fnv1a32 } from '../../model/scheduling';
 
 /** Overrides the daemon's folder (tests give each run its own). */
 export const RUNTIME_DIR_ENV = 'TULA_DSR_RUNTIME_DIR';
@@ -48,12 +48,14 @@ export function buildId(): string {
       // resolved when the agent loads; a missing package fails there with a clear message
     }
   }
-  const hash = createHash('sha256').update(`${process.execPath}\0${process.version}\0`);
+  let text = `${process.execPath}\0${process.version}\0`;
   for (const file of files) {
     const st = statSync(file, { throwIfNoEntry: false });
-    hash.update(`${file}\0${st?.size}\0${st?.mtimeMs}\0${st?.ino}\n`);
+    text += `${file}\0${st?.size}\0${st?.mtimeMs}\0${st?.ino}\n`;
   }
-  return hash.digest('hex').slice(0, 16);
+  // two FNV-1a passes with different bases: the name only tells builds apart, in a folder only its owner can enter
+  const hex = (n: number) => n.toString(16).padStart(8, '0');
+  return hex(fnv1a32(text)) + hex(fnv1a32(text, 0x01000193));
 }
 
 export function socketPath(dir: string, id: string): string {

@@ -276,9 +276,9 @@ describe('buildId', () => {
     // the compiled module in a tree of its own, beside stand-ins for the code files it identifies
     const dist = join(mkdtempSync(join(lab.dir, 'build-')), 'dist');
     const code = ['agent/daemon/server.js', 'agent/daemon/protocol.js', 'agent/cli.js', 'agent/runner.js', 'model/index.js'];
-    for (const f of ['agent/daemon/paths.js', ...code]) {
+    for (const f of ['agent/daemon/paths.js', 'model/scheduling.js', ...code]) {
       mkdirSync(dirname(join(dist, f)), { recursive: true });
-      if (f.endsWith('paths.js')) copyFileSync(join(REPO, 'dist', f), join(dist, f));
+      if (f.endsWith('paths.js') || f.endsWith('scheduling.js')) copyFileSync(join(REPO, 'dist', f), join(dist, f));
       else writeFileSync(join(dist, f), `// ${f}\n`);
     }
     const npmTime = new Date('1985-10-26T08:15:00Z');
