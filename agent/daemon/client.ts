@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { closeSync, openSync, rmSync, statSync } from 'node:fs';
 import { connect, Socket } from 'node:net';
 import { join } from 'node:path';
@@ -44,7 +43,9 @@ function takeSpawnLock(lock: string): boolean {
   }
 }
 
-function spawnDaemon(path: string, dir: string, env: NodeJS.ProcessEnv): void {
+async function spawnDaemon(path: string, dir: string, env: NodeJS.ProcessEnv): Promise<void> {
+  // loaded here, by the one client that starts the daemon: loading it cost every provisioner about 6 ms of CPU
+  const { spawn } = await import('node:child_process');
   const idle = Number(env[DAEMON_IDLE_ENV]);
   const log = openSync(join(dir, 'daemon.log'), 'a', 0o600);
   try {
@@ -66,7 +67,7 @@ async function reachDaemon(path: string, dir: string, env: NodeJS.ProcessEnv): P
   for (;;) {
     const socket = await tryConnect(path);
     if (socket || Date.now() > deadline) return socket;
-    if (takeSpawnLock(`${path}.spawn`)) spawnDaemon(path, dir, env);
+    if (takeSpawnLock(`${path}.spawn`)) await spawnDaemon(path, dir, env);
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));
   }
 }
