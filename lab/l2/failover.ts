@@ -4,6 +4,7 @@
  */
 import type { LabHost } from '../topology';
 import type { L2Lab } from './lab';
+import { RUNTIME_LOG_FILE } from '../../model';
 import { LoadRecord, startLoad } from './traffic';
 
 /** Whether `host` holds `vip` on eth0 (keepalived put it there). */
@@ -138,5 +139,9 @@ export async function waitForFlowCopies(
     await new Promise((r) => setTimeout(r, 50));
   }
   const state = o.ports.map((p) => `${p}: ${o.active.name} ${active[p] ?? 'none'}, ${o.passive.name} ${passive[p] ?? 'none'}`).join('; ');
-  throw new Error(`the flow copy of ${o.vip}:80 from ports ${o.ports.join(', ')} did not land on ${o.passive.name} within ${o.timeoutMs} ms (${state})`);
+  // what each runtime said about the copy: sessions, refusals, nft errors
+  const logs = await Promise.all([o.active, o.passive].map(async (h) => `${h.name}:\n${(await h.exec(`tail -n 25 ${RUNTIME_LOG_FILE}`)).stdout}`));
+  throw new Error(
+    `the flow copy of ${o.vip}:80 from ports ${o.ports.join(', ')} did not land on ${o.passive.name} within ${o.timeoutMs} ms (${state})\n${logs.join('\n')}`,
+  );
 }
