@@ -76,8 +76,9 @@ async function connectedPorts(downloads: readonly BackgroundDownload[]): Promise
 
 /**
  * Before a fault: the weighted-round-robin downloads are up and the primary's flow copy has put them on the secondary.
- * A flow younger than the copy's lag may be reset by a failover (README "Flow copy"); CI once killed keepalived while
- * one download's copy was still on its way. What these tests claim is that established flows keep their backend.
+ * A flow younger than the copy's lag may be reset by a failover (README "Flow copy"). CI once saw one download reset
+ * in the keepalived test, which follows a failback: either its copy was still on its way, or the copy session was not
+ * back yet (see that test). What these tests claim is that established, copied flows keep their backend.
  */
 async function copiedToSecondary(downloads: readonly BackgroundDownload[]): Promise<void> {
   const started = Date.now();
