@@ -107,11 +107,34 @@ const AGENT_LOADER = [
 ].join('');
 
 /**
- * The provisioner command: the loader above, given where the project is relative to the stack folder, so the
- * synthesized JSON holds no absolute path for a project that keeps its cdktf.out inside it.
+ * The exit status by which the perl client (agent/daemon/client.pl) leaves a run to the node loader, before it has
+ * sent anything; 126 and 127 are the shell's own for a perl that cannot run or is not there.
+ */
+export const PROVISIONER_HANDOVER_EXIT = 86;
+
+/**
+ * The perl loader, run by `perl -e` with the same two arguments: it finds the same two places the node loader
+ * accepts (the project itself when it is tula-dsr, else the project's own node_modules/tula-dsr), never anything
+ * above them, and runs that package's perl client. A node process costs each provisioner about 100 ms of CPU before
+ * it does any work, perl about 20 ms; with a hundred hosts on two cores that is seconds (docs/decisions.md). Perl
+ * without a single quote, `${` or `%{`, as above.
+ */
+const PERL_LOADER = [
+  `use Cwd "abs_path";my($d,$v)=@ARGV;my$r=-d$d&&abs_path($d);exit ${PROVISIONER_HANDOVER_EXIT} unless$r;my$p;`,
+  'if(open my$f,"<","$r/package.json"){local$/;$p=$r if<$f>=~/"name"\\s*:\\s*"tula-dsr"/}',
+  `$p||=-d"$r/node_modules/tula-dsr"&&abs_path("$r/node_modules/tula-dsr");exit ${PROVISIONER_HANDOVER_EXIT} unless$p;`,
+  `my$c="$p/dist/agent/daemon/client.pl";exit ${PROVISIONER_HANDOVER_EXIT} unless-f$c;@ARGV=($p,$v);do$c;exit ${PROVISIONER_HANDOVER_EXIT}`,
+].join('');
+
+/**
+ * The provisioner command: the perl client where perl is at hand, the node loader where it is not or where the perl
+ * client hands the run over; given where the project is relative to the stack folder, so the synthesized JSON holds
+ * no absolute path for a project that keeps its cdktf.out inside it.
  */
 export function agentCommand(verb: 'apply' | 'remove', projectFromStack: string): string {
-  return renderCommand(['node', '-e', AGENT_LOADER, projectFromStack, verb]);
+  const perl = renderCommand(['perl', '-e', PERL_LOADER, projectFromStack, verb]);
+  const node = renderCommand(['node', '-e', AGENT_LOADER, projectFromStack, verb]);
+  return `${perl}; s=$?; case $s in ${PROVISIONER_HANDOVER_EXIT}|126|127) exec ${node};; esac; exit $s`;
 }
 
 /** Where the project folder is, seen from the folder cdktf writes this stack to (`<outdir>/stacks/<stack id>`). */

@@ -31,4 +31,6 @@ if (code.startsWith('#!')) writeFileSync(outfile, `//${code.slice(2)}`);
 const bin = join(root, 'dist', 'agent', 'tula-dsr.js');
 copyFileSync(join(root, 'scripts', 'agent-bin.js'), bin);
 chmodSync(bin, 0o755);
+// the provisioner's perl client (constructs/host-resource.ts runs it from the installed package)
+copyFileSync(join(root, 'agent', 'daemon', 'client.pl'), join(root, 'dist', 'agent', 'daemon', 'client.pl'));
 process.stdout.write(`bundle-agent: ${outfile} (${Math.round(statSync(outfile).size / 1024)} KiB), ${bin}\n`);

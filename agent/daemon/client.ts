@@ -15,6 +15,8 @@ const START_WAIT_MS = 15_000;
 /** A spawn lock older than this belongs to a daemon that died while starting. */
 const STALE_LOCK_MS = 10_000;
 const POLL_MS = 15;
+/** How many daemons that answer `stale` a client replaces before it runs the agent itself (agent/daemon/client.pl too). */
+const STALE_ATTEMPTS = 3;
 
 export function daemonDisabled(env: NodeJS.ProcessEnv): boolean {
   return /^(0|off|false|no)$/i.test(env[DAEMON_ENV] ?? '');
@@ -72,10 +74,11 @@ async function reachDaemon(path: string, dir: string, env: NodeJS.ProcessEnv): P
   }
 }
 
-/** Sends the run to the daemon and relays its output. Resolves to the exit code. */
-function forward(socket: Socket, argv: readonly string[], io: CliIo, dir: string): Promise<number> {
+/** Sends the run to the daemon and relays its output. Resolves to the exit code, or `stale` (nothing ran). */
+function forward(socket: Socket, argv: readonly string[], io: CliIo, dir: string): Promise<number | 'stale'> {
   return new Promise((resolve) => {
     let code: number | undefined;
+    let stale = false;
     readLines(socket, (line) => {
       let frame: DaemonFrame;
       try {
@@ -87,10 +90,12 @@ function forward(socket: Socket, argv: readonly string[], io: CliIo, dir: string
       }
       if ('out' in frame) io.stdout(frame.out);
       else if ('err' in frame) io.stderr(frame.err);
+      else if ('stale' in frame) stale = true;
       else if (typeof frame.exit === 'number') code = frame.exit;
     });
     socket.on('error', () => undefined);
     socket.on('close', () => {
+      if (code === undefined && stale) return resolve('stale');
       if (code === undefined) io.stderr(`tula-dsr: the agent daemon closed the connection before reporting a result (see ${join(dir, 'daemon.log')})\n`);
       resolve(code ?? 1);
     });
@@ -107,7 +112,12 @@ export async function runThroughDaemon(argv: readonly string[], io: CliIo): Prom
   const place = runtimeDir(io.env);
   if ('problem' in place) return { unavailable: place.problem };
   const path = socketPath(place.dir, buildId());
-  const socket = await reachDaemon(path, place.dir, io.env);
-  if (!socket) return { unavailable: `no daemon answered on ${path} within ${START_WAIT_MS / 1000} s (see ${join(place.dir, 'daemon.log')})` };
-  return forward(socket, argv, io, place.dir);
+  // a daemon that no longer runs this code answers `stale` and stops; the next attempt starts a fresh one
+  for (let attempt = 0; attempt < STALE_ATTEMPTS; attempt++) {
+    const socket = await reachDaemon(path, place.dir, io.env);
+    if (!socket) return { unavailable: `no daemon answered on ${path} within ${START_WAIT_MS / 1000} s (see ${join(place.dir, 'daemon.log')})` };
+    const code = await forward(socket, argv, io, place.dir);
+    if (code !== 'stale') return code;
+  }
+  return { unavailable: `the daemons on ${path} kept answering that they run other code (see ${join(place.dir, 'daemon.log')})` };
 }

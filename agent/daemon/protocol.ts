@@ -11,9 +11,15 @@ export interface DaemonRequest {
   readonly argv: string[];
   readonly cwd: string;
   readonly env: Record<string, string>;
+  /** The node the caller would run the agent with; a daemon running another answers `stale`. */
+  readonly node?: string;
 }
 
-export type DaemonFrame = { readonly out: string } | { readonly err: string } | { readonly exit: number };
+/**
+ * Output, the exit code, or `stale`: the daemon no longer runs the caller's code (rebuilt, upgraded, another node),
+ * has run nothing, and stops taking work; the caller starts a fresh one.
+ */
+export type DaemonFrame = { readonly out: string } | { readonly err: string } | { readonly exit: number } | { readonly stale: string };
 
 /**
  * The largest request the daemon reads: its environment carries the gzipped spec (a balancer with 10,000 VIPs is
@@ -68,5 +74,6 @@ export function parseRequest(line: string): DaemonRequest | string {
   if (!Array.isArray(r.argv) || !r.argv.every((a) => typeof a === 'string')) return 'argv must be a list of strings';
   if (typeof r.cwd !== 'string' || !r.cwd.startsWith('/')) return 'cwd must be an absolute path';
   if (typeof r.env !== 'object' || r.env === null || !Object.values(r.env).every((e) => typeof e === 'string')) return 'env must map names to strings';
+  if (r.node !== undefined && (typeof r.node !== 'string' || !r.node.startsWith('/'))) return 'node must be an absolute path';
   return r as DaemonRequest;
 }

@@ -1,11 +1,11 @@
-import { appendFileSync, chmodSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, Server, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EXIT, main } from '../cli';
 import type { CliIo } from '../io';
-import { RUNTIME_DIR_ENV, runtimeDir } from './paths';
-import { parseRequest, readLines, writeFrame } from './protocol';
+import { RUNTIME_DIR_ENV, buildId, runtimeDir } from './paths';
+import { DaemonRequest, parseRequest, readLines, writeFrame } from './protocol';
 
 const EXIT_USAGE = EXIT.usage;
 
@@ -38,7 +38,32 @@ interface Request {
 /** Each request's async context: a fault (an exception or rejection nothing caught) is charged to its request. */
 const requests = new AsyncLocalStorage<Request>();
 
-async function handle(socket: Socket, dir: string, run: RunRequest, finished: () => void): Promise<void> {
+/**
+ * Why this daemon may no longer serve a request: its code was rebuilt or upgraded since it started, or the caller
+ * would run another node. The perl client's door is named after the installed package, not the build (perl cannot
+ * compute buildId), so the daemon checks on every request what the node client's socket name already says.
+ */
+function staleness(started: string, request: DaemonRequest): string | undefined {
+  if (buildId() !== started) return 'the agent was rebuilt or upgraded since this daemon started';
+  if (request.node === undefined) return undefined;
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return undefined;
+    }
+  };
+  if (real(request.node) !== real(process.execPath)) return `the caller runs ${request.node}, this daemon ${process.execPath}`;
+  return undefined;
+}
+
+async function handle(
+  socket: Socket,
+  dir: string,
+  run: RunRequest,
+  finished: () => void,
+  current: (request: DaemonRequest) => string | undefined,
+): Promise<void> {
   let ended = false;
   const request: Request = {
     aborter: new AbortController(),
@@ -72,6 +97,14 @@ async function handle(socket: Socket, dir: string, run: RunRequest, finished: ()
       if (typeof parsed === 'string') {
         writeFrame(socket, { err: `tula-dsr: agent daemon: ${parsed}\n` });
         return request.finish(EXIT_USAGE);
+      }
+      const stale = current(parsed);
+      if (stale !== undefined) {
+        ended = true;
+        writeFrame(socket, { stale });
+        socket.end();
+        finished();
+        return;
       }
       const code = await run(parsed.argv, {
         env: parsed.env,
@@ -132,15 +165,27 @@ export async function serve(path: string, idleMs: number, run: RunRequest = main
   if ('problem' in place) throw new Error(place.problem);
   let active = 0;
   let timer: NodeJS.Timeout | undefined;
+  const build = buildId();
   let stopped: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (stopped = resolve));
   const server = createServer((socket) => {
     active++;
     clearTimeout(timer);
-    void handle(socket, dir, run, () => {
-      active--;
-      arm();
-    });
+    void handle(
+      socket,
+      dir,
+      run,
+      () => {
+        active--;
+        if (stopping && active === 0) stopped();
+        arm();
+      },
+      (request) => {
+        const why = staleness(build, request);
+        if (why !== undefined) stop(`stale: ${why}`);
+        return why;
+      },
+    );
   });
   const lock = `${path}.spawn`;
   try {
@@ -162,21 +207,22 @@ export async function serve(path: string, idleMs: number, run: RunRequest = main
   log(dir, `serving ${path} (idle exit after ${idleMs} ms)`);
 
   let stopping = false;
-  const stop = (why: string) => {
+  /** Takes no new work; the daemon exits at once (SIGTERM), or once the runs in flight are done. */
+  const stop = (why: string, drain = true) => {
     if (stopping) return;
     stopping = true;
     server.close();
     // only our own socket: a newer daemon may have replaced a file we took for stale
     if (statSync(path, { throwIfNoEntry: false })?.ino === ino) rmSync(path, { force: true });
     rmSync(`${path}.pid`, { force: true });
-    log(dir, `stopped: ${why}`);
-    stopped();
+    log(dir, `stopped: ${why}${drain && active > 0 ? ` (exits once its ${active} run(s) in flight are done)` : ''}`);
+    if (!drain || active === 0) stopped();
   };
   const arm = () => {
     clearTimeout(timer);
     if (active === 0 && !stopping) timer = setTimeout(() => stop(`idle for ${idleMs} ms`), idleMs);
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGTERM', () => stop('SIGTERM', false));
   isolateFaults(dir, stop);
   arm();
   return done;
