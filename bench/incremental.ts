@@ -41,7 +41,7 @@ export interface IncrementalResult {
   readonly backendRemove: Record<AgentPath, Stat>;
 }
 
-const PATHS: readonly AgentPath[] = ['cli', 'daemon'];
+const PATHS: readonly AgentPath[] = ['cli', 'daemon', 'perl'];
 
 const ssh = benchSsh;
 
@@ -111,7 +111,7 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
     const cold = await apply(dir, 'lb', balancerSpec(lab, vips));
     log(`incremental: balancer cold apply of ${vips} VIPs: ${(cold.ms / 1000).toFixed(1)} s`);
     await fillFlows(lb, flows, lab.hosts.be1.mac);
-    const weight: Record<AgentPath, number[]> = { cli: [], daemon: [] };
+    const weight: Record<AgentPath, number[]> = { cli: [], daemon: [], perl: [] };
     const noop: number[] = [];
     let detail = '';
     // the changed VIP sits in the middle of the table's order
@@ -139,8 +139,8 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
 
     const backendCold = await apply(dir, 'be1', backendSpec(lab, vips));
     log(`incremental: backend cold apply of ${vips} VIPs: ${(backendCold.ms / 1000).toFixed(1)} s`);
-    const add: Record<AgentPath, number[]> = { cli: [], daemon: [] };
-    const remove: Record<AgentPath, number[]> = { cli: [], daemon: [] };
+    const add: Record<AgentPath, number[]> = { cli: [], daemon: [], perl: [] };
+    const remove: Record<AgentPath, number[]> = { cli: [], daemon: [], perl: [] };
     for (let r = 0; r < runs; r++) {
       for (const path of PATHS) {
         for (const [count, into] of [
@@ -154,7 +154,7 @@ export async function measureIncremental(o: { vips?: number; flows?: number; run
         }
       }
     }
-    const stats = (by: Record<AgentPath, number[]>) => ({ cli: stat(by.cli), daemon: stat(by.daemon) });
+    const stats = (by: Record<AgentPath, number[]>) => ({ cli: stat(by.cli), daemon: stat(by.daemon), perl: stat(by.perl) });
     return {
       vips,
       flows,

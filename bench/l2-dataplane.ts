@@ -29,6 +29,7 @@ import { flushFlows, httpBurst, measureByteShare } from '../lab/l2/traffic';
 import { waitFor } from '../lab/exec';
 import type { Lab, LabHost } from '../lab/topology';
 import { Stat, stat } from './stats';
+import { PERL_LOADER } from '../constructs/host-resource';
 
 const REPO = resolve(__dirname, '..', '..');
 /** The `tula-dsr` bin: the agent CLI bundled into one file (scripts/bundle-agent.mjs). */
@@ -173,12 +174,13 @@ export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): 
 
 /** The agent CLI as a child process, killed after 300 s; its output and wall time. */
 /**
- * How a run reaches the agent: the CLI (`tula-dsr`, the whole agent in its process), or the small client that
- * Terraform's provisioners run, which hands the run to the per-user agent daemon (warm: modules loaded and compiled).
+ * How a run reaches the agent: the CLI (`tula-dsr`, the whole agent in its process), or a small client that hands
+ * the run to the per-user agent daemon (warm: modules loaded and compiled): node's (`daemon`), or the perl client
+ * that Terraform's provisioners run where perl is at hand (`perl`, through the provisioner's perl loader).
  */
-export type AgentPath = 'cli' | 'daemon';
+export type AgentPath = 'cli' | 'daemon' | 'perl';
 
-/** What Terraform's provisioner runs (see constructs/host-resource.ts), with `args` instead of its argv. */
+/** What Terraform's provisioner runs where perl is not at hand (see constructs/host-resource.ts), with `args` as its argv. */
 const DAEMON_CLIENT = `require(${JSON.stringify(join(REPO, 'dist', 'agent', 'entry.js'))}).main(process.argv.slice(1))`;
 
 export function runCli(args: string[], path: AgentPath = 'cli'): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
@@ -186,8 +188,11 @@ export function runCli(args: string[], path: AgentPath = 'cli'): Promise<{ code:
   return new Promise((done, fail) => {
     // TULA_BENCH_NODE_ARGS: extra node flags for the CLI runs (`--cpu-prof --cpu-prof-dir=DIR` profiles each run)
     const nodeArgs = (process.env.TULA_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-    const program = path === 'cli' ? [CLI] : ['-e', DAEMON_CLIENT];
-    const child = spawn(process.execPath, [...nodeArgs, ...program, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, argv] =
+      path === 'perl'
+        ? ['perl', ['-e', PERL_LOADER, REPO, ...args]]
+        : [process.execPath, [...nodeArgs, ...(path === 'cli' ? [CLI] : ['-e', DAEMON_CLIENT]), ...args]];
+    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

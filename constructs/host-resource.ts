@@ -113,17 +113,17 @@ const AGENT_LOADER = [
 export const PROVISIONER_HANDOVER_EXIT = 86;
 
 /**
- * The perl loader, run by `perl -e` with the same two arguments: it finds the same two places the node loader
+ * The perl loader, run by `perl -e` with the same arguments (the verb may have options after it): it finds the same two places the node loader
  * accepts (the project itself when it is tula-dsr, else the project's own node_modules/tula-dsr), never anything
  * above them, and runs that package's perl client. A node process costs each provisioner about 100 ms of CPU before
  * it does any work, perl about 20 ms; with a hundred hosts on two cores that is seconds (docs/decisions.md). Perl
  * without a single quote, `${` or `%{`, as above.
  */
-const PERL_LOADER = [
-  `use Cwd "abs_path";my($d,$v)=@ARGV;my$r=-d$d&&abs_path($d);exit ${PROVISIONER_HANDOVER_EXIT} unless$r;my$p;`,
+export const PERL_LOADER = [
+  `use Cwd "abs_path";my$d=shift;my$r=-d$d&&abs_path($d);exit ${PROVISIONER_HANDOVER_EXIT} unless$r;my$p;`,
   'if(open my$f,"<","$r/package.json"){local$/;$p=$r if<$f>=~/"name"\\s*:\\s*"tula-dsr"/}',
   `$p||=-d"$r/node_modules/tula-dsr"&&abs_path("$r/node_modules/tula-dsr");exit ${PROVISIONER_HANDOVER_EXIT} unless$p;`,
-  `my$c="$p/dist/agent/daemon/client.pl";exit ${PROVISIONER_HANDOVER_EXIT} unless-f$c;@ARGV=($p,$v);do$c;exit ${PROVISIONER_HANDOVER_EXIT}`,
+  `my$c="$p/dist/agent/daemon/client.pl";exit ${PROVISIONER_HANDOVER_EXIT} unless-f$c;@ARGV=($p,@ARGV);do$c;exit ${PROVISIONER_HANDOVER_EXIT}`,
 ].join('');
 
 /**

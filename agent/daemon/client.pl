@@ -5,14 +5,14 @@
 # code. Whatever it cannot do the usual way it leaves to the node loader, by exiting 86 before it has sent anything:
 # the daemon turned off, a runtime folder that is not private, no node on PATH, no daemon within 15 s.
 #
-#   perl client.pl PACKAGE VERB   (PACKAGE: the real path of the project's own tula-dsr, found by the loader)
+#   perl client.pl PACKAGE VERB [OPTION...]   (PACKAGE: the real path of the project's own tula-dsr, found by the loader)
 use strict;
 use warnings;
 use Socket qw(PF_UNIX SOCK_STREAM pack_sockaddr_un);
 use Fcntl qw(O_WRONLY O_CREAT O_EXCL O_APPEND);
 use Cwd qw(getcwd);
 
-my ($package, $verb) = @ARGV;
+my ($package, @argv) = @ARGV;
 my $HANDOVER = 86;
 my $START_WAIT_S = 15;
 my $STALE_LOCK_S = 10;
@@ -121,7 +121,7 @@ sub write_all {
 
 sub request_line {
   my $env = join ',', map { json_string($_) . ':' . json_string($ENV{$_}) } sort keys %ENV;
-  return '{"v":1,"argv":[' . json_string($verb) . '],"cwd":' . json_string(getcwd()) . ',"node":' . json_string($node) . ',"env":{' . $env . "}}\n";
+  return '{"v":1,"argv":[' . join(',', map { json_string($_) } @argv) . '],"cwd":' . json_string(getcwd()) . ',"node":' . json_string($node) . ',"env":{' . $env . "}}\n";
 }
 
 $SIG{PIPE} = 'IGNORE';
