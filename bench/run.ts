@@ -152,7 +152,7 @@ async function convergenceRuns(hosts: number): Promise<void> {
   notes.push('');
   if (r.cpu.cold.daemon.T)
     notes.push(
-      `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (node start-up and the small client that hands the run to the daemon). D is the whole agent in one process (node start-up and module loading included).`,
+      `Of T's cold CPU per host, the agent daemon (SSH, facts, apply) took ${fmt(r.cpu.cold.daemon.T, 'ms', 1)}; the rest is terraform and one provisioner process per host (the small client that hands the run to the daemon: perl's where perl is at hand, else node's). D is the whole agent in one process (node start-up and module loading included).`,
       '',
     );
   convergenceGoals(hosts, r);

@@ -72,11 +72,14 @@ sub spawn_daemon {
     open(STDERR, '>&', $log) or die;
     # and nothing else of the caller's: an inherited pipe it kept open would hold up whoever waits for that pipe's
     # end (Terraform passes on descriptors its own caller left open; Node's spawn does not)
-    if (opendir(my $fds, '/proc/self/fd')) {
-      my @inherited = grep { /^[0-9]+$/ && $_ > 2 } readdir $fds;
+    my @inherited = (3 .. 1023);
+    for my $listing ('/proc/self/fd', '/dev/fd') {
+      next unless opendir(my $fds, $listing);
+      @inherited = grep { /^[0-9]+$/ && $_ > 2 } readdir $fds;
       closedir $fds;
-      POSIX::close($_) for @inherited;
+      last;
     }
+    POSIX::close($_) for @inherited;
     chdir $dir or die;
     %ENV = (PATH => $ENV{PATH} // '/usr/sbin:/usr/bin:/sbin:/bin');
     exec { $node } 'node', "$package/dist/agent/daemon/server.js", $socket_path, $idle;
