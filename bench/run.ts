@@ -163,7 +163,7 @@ async function convergenceSection(): Promise<void> {
   const hosts = quick ? 4 : 20;
   const runs = quick ? 1 : 3;
   // Where T's cold time goes: the same stack with the provisioner command replaced, side by side with T
-  const variants = ['true', 'node', 'require', 'require-full', 'T', 'T-inproc'];
+  const variants = ['true', 'perl', 'node', 'require', 'require-full', 'T', 'T-inproc'];
   log(`convergence: T breakdown (${variants.join(', ')}), ${runs} rounds`);
   const b = await measureBreakdown(hosts, runs, variants);
   notes.push(
@@ -176,7 +176,7 @@ async function convergenceSection(): Promise<void> {
   const cold = (v: string) => b[v].cold.median;
   notes.push(
     '',
-    `So Terraform itself takes ${cold('true').toFixed(0)} ms, starting ${hosts} bare node processes adds ${(cold('node') - cold('true')).toFixed(0)} ms, loading the provisioner entry in each ${(cold('require') - cold('node')).toFixed(0)} ms, and the run in the daemon (its start-up, SSH, facts, apply) ${(cold('T') - cold('require')).toFixed(0)} ms. Terraform starts one provisioner process per host, all ${hosts} at once on ${cpus().length} cores, so CPU spent in each provisioner adds up: loading the whole agent in each would add ${(cold('require-full') - cold('node')).toFixed(0)} ms instead of ${(cold('require') - cold('node')).toFixed(0)}, and T with the daemon off takes ${cold('T-inproc').toFixed(0)} ms (${(cold('T-inproc') / cold('T')).toFixed(2)} × T).`,
+    `So Terraform itself takes ${cold('true').toFixed(0)} ms, starting ${hosts} bare perl processes (the provisioners' client) adds ${(cold('perl') - cold('true')).toFixed(0)} ms, and the run in the daemon (its start-up, SSH, facts, apply, and the client's own work) ${(cold('T') - cold('perl')).toFixed(0)} ms. Where perl is not at hand the node client runs instead: ${hosts} bare node processes add ${(cold('node') - cold('true')).toFixed(0)} ms, and its provisioner entry ${(cold('require') - cold('node')).toFixed(0)} ms more. Terraform starts one provisioner process per host, all ${hosts} at once on ${cpus().length} cores, so CPU spent in each provisioner adds up: loading the whole agent in each would add ${(cold('require-full') - cold('node')).toFixed(0)} ms instead of ${(cold('require') - cold('node')).toFixed(0)}, and T with the daemon off takes ${cold('T-inproc').toFixed(0)} ms (${(cold('T-inproc') / cold('T')).toFixed(2)} × T).`,
     '',
   );
 }

@@ -29,7 +29,8 @@ export interface Variant {
 export const VARIANTS: Record<string, Variant> = {
   T: {
     name: 'T',
-    description: "as shipped: the synthesized provisioner (the project's tula-dsr/agent) through the agent daemon, -parallelism=hosts",
+    description:
+      "as shipped: the synthesized provisioner (the project's perl client, node's where perl is not at hand) through the agent daemon, -parallelism=hosts",
     converges: true,
   },
   'T-inproc': {
@@ -43,12 +44,11 @@ export const VARIANTS: Record<string, Variant> = {
   'T-norefresh': { name: 'T-norefresh', description: 'as shipped, -refresh=false', args: ['-refresh=false'], converges: true },
   true: { name: 'true', description: 'provisioner `true` (terraform alone)', command: 'true', converges: false },
   node: { name: 'node', description: 'provisioner `node -e 0` (bare node start-up)', command: "node -e '0'", converges: false },
-  // what a provisioner client that is not a node process would start from: perl-base is Essential on Debian, and its
-  // IO::Socket::UNIX reaches the daemon's socket
+  // what the provisioners' perl client (agent/daemon/client.pl) starts from: perl and the modules it loads
   perl: {
     name: 'perl',
-    description: 'provisioner `perl -MIO::Socket::UNIX -e 0` (bare perl start-up with a Unix socket module)',
-    command: "perl -MIO::Socket::UNIX -e '0'",
+    description: 'provisioner `perl -MSocket -MFcntl -MCwd -e 0` (bare perl start-up with the perl client’s modules)',
+    command: "perl -MSocket -MFcntl -MCwd -e '0'",
     converges: false,
   },
   require: {

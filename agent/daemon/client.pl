@@ -16,6 +16,8 @@ my ($package, @argv) = @ARGV;
 my $HANDOVER = 86;
 my $START_WAIT_S = 15;
 my $STALE_LOCK_S = 10;
+# daemons answering "stale" replaced before the node loader takes over (STALE_ATTEMPTS in client.ts)
+my $STALE_ATTEMPTS = 3;
 
 exit $HANDOVER if ($ENV{TULA_DSR_DAEMON} // '') =~ /^(0|off|false|no)$/i;
 
@@ -131,7 +133,7 @@ $SIG{PIPE} = 'IGNORE';
 binmode STDOUT;
 binmode STDERR;
 my $request = request_line();
-for my $attempt (1 .. 3) {
+for (1 .. $STALE_ATTEMPTS) {
   my $s = reach_daemon() // exit $HANDOVER;
   binmode $s;
   # a daemon that refuses the request answers before it has read all of it: its answer is read all the same
