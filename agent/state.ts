@@ -123,7 +123,8 @@ export function journalDelta(state: HostState | null, next: HostState): HostStat
   };
   return {
     ...next,
-    addresses: missing(state.addresses, next.addresses, (a) => `${a.ip}/${a.prefix} ${a.dev}`),
+    // most runs keep every address: then no key per address is built (10,000 on a large balancer)
+    addresses: sameAddresses(state.addresses, next.addresses) ? [] : missing(state.addresses, next.addresses, (a) => `${a.ip}/${a.prefix} ${a.dev}`),
     tunnels: missing(state.tunnels, next.tunnels, (t) => t.name),
     files: missing(state.files, next.files),
     dirs: missing(state.dirs, next.dirs),
@@ -131,6 +132,12 @@ export function journalDelta(state: HostState | null, next: HostState): HostStat
     modules: missing(state.modules, next.modules),
     nft: Object.fromEntries(Object.entries(next.nft).filter(([k]) => !(k in state.nft))),
   };
+}
+
+function sameAddresses(a: readonly StateAddress[], b: readonly StateAddress[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i].ip !== b[i].ip || a[i].prefix !== b[i].prefix || a[i].dev !== b[i].dev) return false;
+  return true;
 }
 
 /** What a journal records for the nft tables a run loads: their earlier record, or "pending" (not loaded yet). */

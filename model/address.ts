@@ -23,6 +23,12 @@ const IPV6_TEXT = /^[0-9A-Fa-f:.]+$/;
 const parsedAddresses = new Map<string, IpAddress | null>();
 
 /**
+ * Whether a text can be an IPv6 address at all (parseIpAddress accepts none without a colon). The agent asks "is
+ * this IPv6" and "what is its canonical text" of every VIP several times a run; for IPv4 the answers need no parse.
+ */
+export const mayBeIpv6 = (text: string): boolean => text.includes(':');
+
+/**
  * Parses an address strictly: dotted-quad IPv4 (no leading zeros, no shorthand) or IPv6 without a zone id. Checks and
  * renders look up the same few backend addresses once per VIP: each text is parsed once (the results are frozen).
  */

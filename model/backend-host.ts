@@ -1,5 +1,5 @@
 import { DEFAULTS, type BackendHostSpec, type ServiceSpec } from './spec';
-import { compareAddresses, parseIpAddress } from './address';
+import { compareAddresses, mayBeIpv6, parseIpAddress } from './address';
 import { renderCommand } from './shell';
 
 /**
@@ -46,7 +46,7 @@ export interface HostAddress {
   readonly deprecated?: boolean;
 }
 
-export const isIpv6 = (ip: string): boolean => parseIpAddress(ip)?.family === 6;
+export const isIpv6 = (ip: string): boolean => mayBeIpv6(ip) && parseIpAddress(ip)?.family === 6;
 export const hostPrefix = (ip: string): 32 | 128 => (isIpv6(ip) ? 128 : 32);
 
 /** `ip addr replace|add|del` arguments for a host address, flags included. */

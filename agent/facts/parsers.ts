@@ -1,4 +1,4 @@
-import { parseIpAddress, type NftTableFacts } from '../../model';
+import { mayBeIpv6, parseIpAddress, type NftTableFacts } from '../../model';
 
 /** Pure parsers of the tools' outputs. Each tolerates junk (warnings, banners) around the part it needs. */
 
@@ -49,7 +49,7 @@ export interface LinkFacts {
 }
 
 /** An address in the one text the spec side compares (RFC 5952 for IPv6); anything else as it came. */
-export const canonicalIp = (ip: string): string => parseIpAddress(ip)?.text ?? ip;
+export const canonicalIp = (ip: string): string => (mayBeIpv6(ip) ? (parseIpAddress(ip)?.text ?? ip) : ip);
 
 /** Parses `ip -j -d link show` or `ip -j -d addr show` (one JSON array of interfaces, with addr_info for the latter). */
 export function parseIpAddrJson(text: string): IpAddrFacts {

@@ -3,6 +3,7 @@ import { KERNEL_MODULES, type FactsRequest, type HostFacts } from '../facts/gath
 import { StateAddress, statePath } from '../state';
 import {
   addressTasks,
+  addressSetOf,
   ancestorDirs,
   fileTask,
   hasAddress,
@@ -96,11 +97,11 @@ export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specTe
   tasks.push(...addressTasks(plan.addresses, facts));
 
   // Addresses of earlier generations retire first and go after the grace period.
-  const wantedKeysA = new Set(plan.addresses.map((a) => `${a.ip}/${a.prefix} ${a.dev}`));
+  const wantedAddresses = addressSetOf(plan.addresses);
   const retained: StateAddress[] = [];
   const expired: StateAddress[] = [];
   for (const a of state?.addresses ?? []) {
-    if (wantedKeysA.has(`${a.ip}/${a.prefix} ${a.dev}`) || !hasAddress(facts, a)) continue;
+    if (wantedAddresses.has(a) || !hasAddress(facts, a)) continue;
     const retiredAt = a.retiredAt ?? facts.now;
     if (facts.now - retiredAt >= RETIRE_GRACE_SEC) expired.push(a);
     else retained.push({ ...a, retiredAt });

@@ -1,4 +1,4 @@
-import { hex32, parseIpAddress } from '../address';
+import { hex32, mayBeIpv6, parseIpAddress } from '../address';
 import { LEAST_CONNECTIONS } from '../fields';
 import { vipBackendChecks } from '../probe-targets';
 import { DEFAULT_MAGLEV_SIZE, fnv1a32, maglevTable, slotCount, smoothWeightedSequence } from '../scheduling';
@@ -48,7 +48,7 @@ export interface PoolPolicy {
 }
 
 /** A VIP's address family (validation keeps its backends in it). */
-export const familyOf = (ip: string): 4 | 6 => (parseIpAddress(ip)?.family === 6 ? 6 : 4);
+export const familyOf = (ip: string): 4 | 6 => (mayBeIpv6(ip) && parseIpAddress(ip)?.family === 6 ? 6 : 4);
 
 function poolKey(vip: VipSpec): string {
   const checks = vipBackendChecks(vip);

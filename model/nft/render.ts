@@ -46,6 +46,15 @@ function mapBody(map: NftMap, indent: string, lines: string[] = []): string[] {
  * every map element and rule in a stable order. Values known only at apply time appear as commented defines.
  */
 export function renderNftDeclarative(table: NftTable): string {
+  // a balancer's run renders its table for the boot file and again for the comparison: once is enough (tables are
+  // not changed once built)
+  let text = declaratives.get(table);
+  if (text === undefined) declaratives.set(table, (text = renderDeclarative(table)));
+  return text;
+}
+const declaratives = new WeakMap<NftTable, string>();
+
+function renderDeclarative(table: NftTable): string {
   const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines), `table ${table.family} ${table.name} {`];
   for (const counter of table.counters) lines.push(`\tcounter ${counter} {`, '\t}');
   for (const map of table.maps) {
