@@ -153,6 +153,18 @@ describe('fastParse', () => {
     expect(refused).toBeGreaterThan(1000);
   });
 
+  test('GIVEN keys that name Object.prototype members or __proto__ WHEN parsed THEN the same answers as zod', () => {
+    const base = validSpecs()[0] as Record<string, unknown>;
+    const text = JSON.stringify(base);
+    // JSON.parse makes `__proto__` an own key; the others are inherited names (an unknown key either way)
+    for (const key of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const spec = JSON.parse(`{"${key}":{"x":1},${text.slice(1)}`) as Json;
+      expect(expectSame(StrictSpecSchemas.HostSpecSchema, spec, `with ${key}`)).toBe(false);
+    }
+    // inherited names read on an object that lacks them: the valid spec as it is, still accepted
+    expect(expectSame(StrictSpecSchemas.HostSpecSchema, JSON.parse(text) as Json, 'plain')).toBe(true);
+  });
+
   test('GIVEN schemas that accept Terraform tokens (as constructs build them) WHEN parsed THEN the same answers', () => {
     const TOKEN = '${TfToken[TOKEN.1]}';
     const schemas = createSpecSchemas((v) => v === TOKEN);
