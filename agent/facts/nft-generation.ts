@@ -37,9 +37,11 @@ export function nftGenerationFile(family: string, name: string): string {
 /**
  * Shell for an apply step: runs `load` (one `nft -f` transaction) and records the generation it created (see
  * nftGenerationFile), or no record when it cannot tell. The record goes first, so that a run killed in between
- * leaves none. Its exit status is the load's: recording never fails the step.
+ * leaves none. Its exit status is the load's: recording never fails the step. `from`: the load is right only for
+ * the ruleset of that generation; the step fails with `moved` on stderr before loading when the kernel reports
+ * another (the generation read before the load serves both, one process fewer).
  */
-export function recordedLoad(family: string, name: string, load: string, rulesetHash: string): string {
+export function recordedLoad(family: string, name: string, load: string, rulesetHash: string, from?: { generation: number; moved: string }): string {
   const file = nftGenerationFile(family, name);
   const tmp = `${file}.tula-tmp`;
   const record = [
@@ -48,7 +50,8 @@ export function recordedLoad(family: string, name: string, load: string, ruleset
     `printf '%s %s\\n' "$g1" ${renderCommand([rulesetHash])} > ${renderCommand([tmp])}`,
     cmd('mv', '-f', tmp, file),
   ].join(' && ');
-  return `${cmd('rm', '-f', file)} && { g0=$(${NFT_GENERATION_COMMAND}) || g0=''; } && ${load} && { ${record} || ${cmd('rm', '-f', tmp, file)}; :; }`;
+  const check = from ? ` && { [ "$g0" = ${renderCommand([String(from.generation)])} ] || { echo ${renderCommand([from.moved])} >&2; false; }; }` : '';
+  return `${cmd('rm', '-f', file)} && { g0=$(${NFT_GENERATION_COMMAND}) || g0=''; }${check} && ${load} && { ${record} || ${cmd('rm', '-f', tmp, file)}; :; }`;
 }
 
 const cmd = (...argv: string[]) => renderCommand(argv);

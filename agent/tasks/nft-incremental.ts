@@ -2,7 +2,7 @@ import { NftTable, NftTableFacts, renderNftDeclarative, sha256Hex } from '../../
 import { renderTableUpdate, tableFactsOf } from '../../model/nft/table-update';
 import { ensureDirCommand, renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
-import { NFT_GENERATION_COMMAND, recordedLoad } from '../facts/nft-generation';
+import { recordedLoad } from '../facts/nft-generation';
 import type { HostState } from '../state';
 import { STATE_DIR } from '../state';
 import { NftWant, STALE_LISTING, nftKey, nftScratchFiles, nftTableTask, nftTaskName } from './nft';
@@ -104,8 +104,7 @@ function incrementalTask(want: NftWant, label: string, generation: number, updat
     write(update.apply, files.update),
     write(update.undo, files.undo),
     // the update is only right for the table the facts saw
-    `{ [ "$(${NFT_GENERATION_COMMAND})" = ${renderCommand([String(generation)])} ] || { echo ${renderCommand([moved])} >&2; false; }; }`,
-    recordedLoad(want.family, want.name, cmd('nft', '-f', files.update), sha256Hex(want.desired)),
+    recordedLoad(want.family, want.name, cmd('nft', '-f', files.update), sha256Hex(want.desired), { generation, moved }),
   ].join(' && ');
   const undo = `${cmd('rm', '-f', files.generation)}; ${cmd('nft', '-f', files.undo)}`;
   const shown =
