@@ -155,6 +155,17 @@ function shapeOf(pool: Pool, modulus: number): Shape {
   return { chain, pool, modulus, algorithm };
 }
 
+/**
+ * The chain of flow rules that every scheduler chain of one kind jumps to first (the same mode, protocol, family,
+ * port kind, flow timeout and management: all its rules depend on). Shared, because the kernel walks a map's
+ * elements whenever a new rule looks it up: with 100,000 open flows each `map @flows_…` rule took ≈ 10 ms to add, so a
+ * scheduler chain of its own for a new slot count (a weight change) cost ≈ 80 ms, and ≈ 5 ms once it only jumps
+ * here (BENCHMARKS.md, "Issue 17k"). Named to sort before every scheduler chain, so that it is added first.
+ */
+function flowChainOf(pool: Pool): string {
+  return `flows_${pool.mode}_${pool.protocol}${FAMILY[pool.family].suffix}_${pool.any ? 'any' : 'port'}_t${pool.flowTimeoutSec}${managedSuffix(pool)}`;
+}
+
 /** The key that identifies a VIP on the packet path; the map names differ for single-port and all-port VIPs. */
 function vipKeyExpr(any: boolean, family: FamilyTerms = FAMILY[4]): string {
   return any ? `${family.daddr} . meta l4proto` : `${family.daddr} . meta l4proto . th dport`;
@@ -205,27 +216,31 @@ export const flowCopyMapsOf = (flows: string): FlowCopyMaps => ({ recent: flows.
 /** How often a live flow is copied again: a third of its timeout, so its copy on the peer never expires while it lives. */
 export const seenTimeoutSec = (flowTimeoutSec: number) => Math.max(1, Math.floor(flowTimeoutSec / 3));
 
-/**
- * The rules of a scheduler chain. The VIP's pool id is in `meta priority` (set by the ingress dispatch); the backend
- * goes into `ether daddr` (L2) or `meta mark` (L3, which picks the tunnel).
- */
-function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
-  const { pool, modulus } = shape;
-  const { flows, closing, slots, live } = maps;
-  const family = FAMILY[pool.family];
-  const key = family.flowKey;
-  const timeout = `timeout ${pool.flowTimeoutSec}s`;
-  const remember = `update @${flows} { ${key} ${timeout} : ${valueExpr} }`;
+/** How a scheduler chain records a flow: into the flow map, and on a pair member into the copy to its peer. */
+function recordFlow(pool: Pool, maps: SchedulerMaps, valueExpr: string): { remember: string; record: string } {
+  const key = FAMILY[pool.family].flowKey;
+  const remember = `update @${maps.flows} { ${key} timeout ${pool.flowTimeoutSec}s : ${valueExpr} }`;
   // a pair member also notes the flow for the copy to its peer: what `remember` records, the runtime sends
   const copy = maps.copy;
   const noteForPeer = copy
     ? ` add @${copy.seen} { ${key} timeout ${seenTimeoutSec(pool.flowTimeoutSec)}s } update @${copy.recent} { ${key} : ${valueExpr} }`
     : '';
-  const record = `${remember}${noteForPeer}`;
-  const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${slots}`;
-  const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
-  // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
-  const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
+  return { remember, record: `${remember}${noteForPeer}` };
+}
+
+/**
+ * The rules of a flow chain (see flowChainOf): the VIP's packets are counted, and a packet of a flow the balancer
+ * knows goes to its backend. The VIP's pool id is in `meta priority` (set by the ingress dispatch); the backend goes
+ * into `ether daddr` (L2) or `meta mark` (L3, which picks the tunnel). A packet it does not send on returns to the
+ * scheduler chain that jumped here.
+ */
+function flowRules(pool: Pool, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
+  const { flows, closing, live } = maps;
+  const family = FAMILY[pool.family];
+  const key = family.flowKey;
+  const timeout = `timeout ${pool.flowTimeoutSec}s`;
+  const { remember, record } = recordFlow(pool, maps, valueExpr);
+  const copy = maps.copy;
   const rules = [`${vipKeyExpr(pool.any, family)} @${vipMap('stats', pool.any, family)}`];
   const tcp = pool.protocol === 'tcp';
   const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
@@ -257,6 +272,24 @@ function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExp
   // A new connection also retires what a closed one on the same 4-tuple left: `update` never replaces the value of an
   // element that exists, so a stale closing entry would send the new connection's last packets to the old backend.
   if (tcp && closing) rules.push(`${newFlow}${valueExpr} set ${key} map @${closing} delete @${closing} { ${key} : ${valueExpr} }`);
+  return rules;
+}
+
+/**
+ * The rules of a scheduler chain: the flow chain of its kind first, then, for a packet that starts a flow or that
+ * the balancer does not know, the choice of a backend among the pool's `modulus` slots.
+ */
+function schedulerRules(shape: Shape, maps: SchedulerMaps, out: string, valueExpr: string): string[] {
+  const { pool, modulus } = shape;
+  const family = FAMILY[pool.family];
+  const { record } = recordFlow(pool, maps, valueExpr);
+  const pick = (chooser: string) => `${valueExpr} set meta priority . ${chooser} map @${maps.slots}`;
+  const countNew = `meta priority . ${valueExpr} @${maps.newCounter}`;
+  // The seed depends on the kind of scheduler only, so that a weight change (a new modulus) keeps it.
+  const seed = `0x${hex32(fnv1a32(`tula-dsr/${pool.mode}_${pool.protocol}_${shape.algorithm}`))}`;
+  const rules = [`jump ${flowChainOf(pool)}`];
+  const tcp = pool.protocol === 'tcp';
+  const newFlow = tcp ? 'tcp flags & (syn|ack) == syn ' : '';
   if (modulus === 0) return rules;
   // the hash of the whole 4-tuple, whatever the flow maps' key: a jhash input may be longer than 16 bytes
   const tuple = `${family.saddr} . th sport . ${family.daddr} . th dport`;
@@ -431,6 +464,8 @@ export function buildBalancerTable(
     }
     if (!chains.has(shape.chain)) {
       const out = l2 ? 'goto l2_out' : 'meta mark vmap @l3_backends';
+      const flowChain = flowChainOf(pool);
+      if (!chains.has(flowChain)) chains.set(flowChain, { name: flowChain, rules: flowRules(pool, roles, out, valueExpr) });
       chains.set(shape.chain, { name: shape.chain, rules: schedulerRules(shape, roles, out, valueExpr) });
     }
   }
