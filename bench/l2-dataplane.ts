@@ -256,9 +256,12 @@ export async function runWrk(client: LabHost, vip: string, mode: WrkMode, second
   return parseWrk(r.stdout);
 }
 
-async function vipPackets(lb: LabHost, name: string): Promise<number> {
-  const r = await lb.exec(['nft', 'list', 'counter', 'netdev', 'tula_dsr', `vip_${name}`]);
-  return Number(/packets (\d+)/.exec(r.stdout)?.[1] ?? NaN);
+/** What the VIP's element of the statistics set has counted (per-VIP counts are set elements, not named counters). */
+async function vipPackets(lb: LabHost, ip: string): Promise<number> {
+  const r = await lb.exec(['nft', 'list', 'set', 'netdev', 'tula_dsr', 'vip_stats_port']);
+  const counted = new RegExp(`(?:^|[\\s{,])${ip.replace(/\./g, '\\.')} \\. tcp \\. ${PORT} counter packets (\\d+)`).exec(r.stdout);
+  if (!counted) throw new Error(`vip_stats_port has no element for ${ip}:${PORT}: ${r.stderr || r.stdout.slice(0, 500)}`);
+  return Number(counted[1]);
 }
 
 export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2DataPlaneResult> {
@@ -336,9 +339,9 @@ export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2
       }
       for (const mode of ['keepalive', 'close'] as const) {
         await flushFlows(lb);
-        const before = await vipPackets(lb, vipName(tested));
+        const before = await vipPackets(lb, vipAddress(tested));
         const w = await runWrk(client, testedVip, mode, seconds, connections);
-        const after = await vipPackets(lb, vipName(tested));
+        const after = await vipPackets(lb, vipAddress(tested));
         if (w.errors > w.requests * 0.01 || w.non2xx > 0)
           throw new Error(`wrk (${mode}) to ${testedVip} (${n} VIPs): ${w.errors} socket errors, ${w.non2xx} non-2xx of ${w.requests}`);
         // every request's client packets cross the balancer: at least 1 per request on a kept-alive connection
