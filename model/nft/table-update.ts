@@ -121,7 +121,10 @@ export function renderTableUpdate(before: NftTable, after: NftTable): TableUpdat
   const addChains = (chains: readonly NftChain[]) =>
     chains.flatMap((c) => [`add chain ${id} ${c.name}`, ...c.rules.map((r) => `add rule ${id} ${c.name} ${r}`)]);
   // all emptied before any goes: a chain that another one jumps to cannot be deleted while that rule is there
-  const dropChains = (chains: readonly NftChain[]) => [...chains.map((c) => `flush chain ${id} ${c.name}`), ...chains.map((c) => `delete chain ${id} ${c.name}`)];
+  const dropChains = (chains: readonly NftChain[]) => [
+    ...chains.map((c) => `flush chain ${id} ${c.name}`),
+    ...chains.map((c) => `delete chain ${id} ${c.name}`),
+  ];
   // Counters and chains come before the elements that refer to them, and go after the elements that did.
   const transaction = (defines: NftTable['defines'], lines: string[]) => [...renderDefines(defines), ...lines].join('\n') + '\n';
   return {
