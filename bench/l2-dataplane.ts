@@ -23,7 +23,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { formatIpv4 } from '../model';
+import { formatIpv4, parseVipStatsSets, vipCounterName } from '../model';
 import { createL2Lab, L2Lab } from '../lab/l2/lab';
 import { flushFlows, httpBurst, measureByteShare } from '../lab/l2/traffic';
 import { waitFor } from '../lab/exec';
@@ -172,7 +172,6 @@ export function backendSpec(l2: L2Lab, h: LabHost, indexes: readonly number[]): 
   return JSON.stringify({ kind: 'backend', path: `bench/be/${h.name}`, name: h.name, ssh: benchSsh(l2.lab, h), address: h.ip, services });
 }
 
-/** The agent CLI as a child process, killed after 300 s; its output and wall time. */
 /**
  * How a run reaches the agent: the CLI (`tula-dsr`, the whole agent in its process), or a small client that hands
  * the run to the per-user agent daemon (warm: modules loaded and compiled): node's (`daemon`), or the perl client
@@ -183,6 +182,7 @@ export type AgentPath = 'cli' | 'daemon' | 'perl';
 /** What Terraform's provisioner runs where perl is not at hand (see constructs/host-resource.ts), with `args` as its argv. */
 const DAEMON_CLIENT = `require(${JSON.stringify(join(REPO, 'dist', 'agent', 'entry.js'))}).main(process.argv.slice(1))`;
 
+/** The agent CLI (or a client of the daemon) as a child process, killed after 300 s; its output and wall time. */
 export function runCli(args: string[], path: AgentPath = 'cli'): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
   return new Promise((done, fail) => {
@@ -256,12 +256,12 @@ export async function runWrk(client: LabHost, vip: string, mode: WrkMode, second
   return parseWrk(r.stdout);
 }
 
-/** What the VIP's element of the statistics set has counted (per-VIP counts are set elements, not named counters). */
+/** What the VIP's element of the statistics set has counted, read as `tula-dsr stats` reads it. */
 async function vipPackets(lb: LabHost, ip: string): Promise<number> {
   const r = await lb.exec(['nft', 'list', 'set', 'netdev', 'tula_dsr', 'vip_stats_port']);
-  const counted = new RegExp(`(?:^|[\\s{,])${ip.replace(/\./g, '\\.')} \\. tcp \\. ${PORT} counter packets (\\d+)`).exec(r.stdout);
+  const counted = parseVipStatsSets([r.stdout]).get(vipCounterName({ ip, protocol: 'tcp', port: PORT }));
   if (!counted) throw new Error(`vip_stats_port has no element for ${ip}:${PORT}: ${r.stderr || r.stdout.slice(0, 500)}`);
-  return Number(counted[1]);
+  return counted.packets;
 }
 
 export async function measureL2DataPlane(o: L2DataPlaneOptions = {}): Promise<L2DataPlaneResult> {

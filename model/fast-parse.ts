@@ -159,7 +159,13 @@ function objectParser(schema: Schema, def: Def, checks: NonNullable<Def['checks'
     const field = shape[key];
     return { key, parse: parserOf(field), optin: field._zod.optin, optionalOut: field._zod.optout === 'optional' };
   });
-  const walk = compileFields(fields, strict ? [...known] : null);
+  let walk: FieldWalk;
+  try {
+    walk = compileFields(fields, strict ? [...known] : null);
+  } catch {
+    // code generation turned off (node --disallow-code-generation-from-strings): zod itself, slower and as exact
+    return island(schema);
+  }
   return (value) => {
     if (!isObject(value)) return FAIL;
     let output = walk(value);

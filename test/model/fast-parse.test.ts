@@ -5,6 +5,8 @@
  */
 import { BALANCER_CASES, BACKEND_HOST_CASES, pairMember } from '../support/render-fixtures';
 import { RuntimeConfigSchema, StrictSpecSchemas, createSpecSchemas, checkSpec } from '../../model';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { fastParse } from '../../model/fast-parse';
 import { HostStateSchema } from '../../agent/state';
 
@@ -163,6 +165,26 @@ describe('fastParse', () => {
     }
     // inherited names read on an object that lacks them: the valid spec as it is, still accepted
     expect(expectSame(StrictSpecSchemas.HostSpecSchema, JSON.parse(text) as Json, 'plain')).toBe(true);
+  });
+
+  test('GIVEN node with code generation from strings turned off WHEN a spec is parsed THEN the fast path hands every object to zod, with the same answer', () => {
+    // the compiled code (npm test builds first): a child process is the only way to run without code generation
+    const dist = join(__dirname, '..', '..', 'dist', 'model');
+    const script = [
+      `const m = require(${JSON.stringify(join(dist, 'index.js'))});`,
+      `const { fastParse } = require(${JSON.stringify(join(dist, 'fast-parse.js'))});`,
+      "const spec = JSON.parse(require('fs').readFileSync(0, 'utf8'));",
+      "let generation = 'on'; try { new Function(''); } catch { generation = 'off'; }",
+      'const fast = fastParse(m.StrictSpecSchemas.HostSpecSchema, spec);',
+      'const zod = m.StrictSpecSchemas.HostSpecSchema.safeParse(spec);',
+      'process.stdout.write(JSON.stringify({ generation, fast: fast && fast.value, zod: zod.data }));',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['--disallow-code-generation-from-strings', '-e', script], { input: JSON.stringify(BALANCER_CASES[0].spec) });
+    expect(r.stderr.toString()).toBe('');
+    const out = JSON.parse(r.stdout.toString()) as { generation: string; fast?: unknown; zod?: unknown };
+    expect(out.generation).toBe('off');
+    expect(out.fast).toBeDefined();
+    expect(out.fast).toEqual(out.zod);
   });
 
   test('GIVEN schemas that accept Terraform tokens (as constructs build them) WHEN parsed THEN the same answers', () => {
