@@ -1,12 +1,13 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import {
   HostSpec,
   SPEC_ENV_PREFIX,
   SPEC_MAX_BYTES,
   SpecError,
   literalOfTemplate,
+  triggersFileOf,
   StrictSpecSchemas,
   checkBackendHostSpec,
   checkBalancerSpec,
@@ -69,11 +70,37 @@ export interface StackHost {
   readonly kind: 'balancer' | 'backend';
 }
 
+/** A host resource's triggers from the file beside cdk.tf.json that its attribute names (see triggersFileExpression). */
+function readTriggersFile(stackDir: string, relative: string, address: string): Record<string, string> {
+  const file = join(stackDir, relative);
+  try {
+    const triggers = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+    if (typeof triggers.spec === 'string') return triggers;
+  } catch (error) {
+    throw new SpecError([{ path: address, field: 'triggers', value: file, message: `cannot be read: ${(error as Error).message}; run \`cdktf synth\` again` }]);
+  }
+  throw new SpecError([{ path: address, field: 'triggers', value: file, message: 'has no spec; run `cdktf synth` again' }]);
+}
+
+/**
+ * A host resource's triggers as Terraform reads them, from its attribute in cdk.tf.json: a map of templates (each
+ * value's literal text, or null for one that holds a reference only Terraform resolves) or the file it names.
+ */
+export function synthesizedTriggers(stackDir: string, attribute: unknown, address: string): Record<string, string | null> | undefined {
+  const fromFile = triggersFileOf(attribute);
+  if (fromFile !== null) return readTriggersFile(stackDir, fromFile, address);
+  if (attribute === null || typeof attribute !== 'object') return undefined;
+  return Object.fromEntries(Object.entries(attribute as Record<string, string>).map(([key, template]) => [key, literalOfTemplate(template)]));
+}
+
 /** Reads every tula-dsr host of a synthesized stack (cdktf.out/stacks/NAME or its cdk.tf.json). */
 export function readStackHosts(path: string): StackHost[] {
   const file = path.endsWith('.json') ? path : join(path, 'cdk.tf.json');
   let json: {
-    resource?: Record<string, Record<string, { triggers?: Record<string, string>; triggers_replace?: Record<string, string>; provisioner?: unknown }>>;
+    resource?: Record<
+      string,
+      Record<string, { triggers?: Record<string, string> | string; triggers_replace?: Record<string, string> | string; provisioner?: unknown }>
+    >;
   };
   try {
     json = JSON.parse(readFileSync(file, 'utf8'));
@@ -92,10 +119,9 @@ export function readStackHosts(path: string): StackHost[] {
   const hosts: StackHost[] = [];
   for (const [type, resources] of Object.entries(json.resource ?? {})) {
     for (const [name, resource] of Object.entries(resources)) {
-      const triggers = resource.triggers ?? resource.triggers_replace;
-      if (!triggers?.spec || !JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
-      // Terraform reads the trigger as a template: its literal text is what the provisioner would hand over
-      const specText = literalOfTemplate(triggers.spec);
+      if (!JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
+      const specText = synthesizedTriggers(dirname(file), resource.triggers ?? resource.triggers_replace, `${type}.${name}`)?.spec;
+      if (specText === undefined) continue;
       if (specText === null) {
         throw new SpecError([
           {

@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import { RUNTIME_DIR_ENV } from '../agent/daemon/paths';
+import { readStackHosts } from '../agent/spec-input';
 import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
@@ -120,12 +121,9 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
     for (const h of hosts) dsr.addBackend(h.name, { host: new BackendHost(stack, h.name, { ssh: { host: h.ip, hostKey: h.hostKeyFingerprint, ...key } }) });
     app.synth();
     const stackDir = join(work, 'out', 'stacks', 'converge');
-    const synthesized = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as {
-      resource: { terraform_data: Record<string, { triggers_replace: { spec: string } }> };
-    };
-    const backendResources = Object.entries(synthesized.resource.terraform_data)
-      .filter(([, r]) => (JSON.parse(r.triggers_replace.spec) as { kind: string }).kind === 'backend')
-      .map(([name]) => `terraform_data.${name}`);
+    const backendResources = readStackHosts(stackDir)
+      .filter((h) => h.kind === 'backend')
+      .map((h) => h.address);
     const cli = join(work, 'terraform.tfrc');
     writeFileSync(cli, '');
     const daemonDir = agentRuntimeDir(work);

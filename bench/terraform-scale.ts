@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { Balancer, BackendHost, DsrVip } from '../constructs';
 import { formatIpv4 } from '../model';
+import { synthesizedTriggers } from '../agent/spec-input';
 import { timeMs } from './stats';
 
 const KEY = 'SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
@@ -44,10 +45,11 @@ export function synthBalancerStack(outdir: string, vips: number, changedWeight: 
 /** The balancer resource's trigger map: how many keys, how many bytes. */
 export function balancerTriggers(stackDir: string): { keys: number; bytes: number } {
   const json = JSON.parse(readFileSync(join(stackDir, 'cdk.tf.json'), 'utf8')) as {
-    resource: { terraform_data: Record<string, { triggers_replace: Record<string, string> }> };
+    resource: { terraform_data: Record<string, { triggers_replace: unknown }> };
   };
-  const lb = Object.entries(json.resource.terraform_data).find(([name]) => name.startsWith('lb'))?.[1].triggers_replace ?? {};
-  return { keys: Object.keys(lb).length, bytes: Object.values(lb).reduce((sum, v) => sum + Buffer.byteLength(v), 0) };
+  const [name, lb] = Object.entries(json.resource.terraform_data).find(([name]) => name.startsWith('lb')) ?? [];
+  const triggers = lb ? (synthesizedTriggers(stackDir, lb.triggers_replace, `terraform_data.${name}`) ?? {}) : {};
+  return { keys: Object.keys(triggers).length, bytes: Object.values(triggers).reduce((sum, v) => sum + Buffer.byteLength(v ?? ''), 0) };
 }
 
 function terraform(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ ms: number; out: string }> {

@@ -1,5 +1,4 @@
 import {
-  App,
   dependable,
   IResolvable,
   IResolveContext,
@@ -23,6 +22,7 @@ import { escapeTemplate } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
 import { reportIssues } from './issues';
 import { SpecTrigger, specTrigger } from './spec-trigger';
+import { stackDirOf, triggersAttribute, triggersInlineMaxBytes } from './trigger-file';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
 export const ENGINE_CONTEXT_KEY = 'tula-dsr:engine';
@@ -47,16 +47,22 @@ export function engineOf(scope: Construct): { engine: Engine; issue?: SpecIssue 
   };
 }
 
-const stacksWithEngineIssue = new WeakSet<TerraformStack>();
+const stacksWithIssue = new Map<string, WeakSet<TerraformStack>>();
+
+/** A problem of the stack's context, reported once per stack and context key whatever the number of hosts. */
+function reportOncePerStack(scope: Construct, issue: SpecIssue | undefined): void {
+  if (!issue) return;
+  const stack = TerraformStack.of(scope);
+  const reported = stacksWithIssue.get(issue.field) ?? stacksWithIssue.set(issue.field, new WeakSet()).get(issue.field)!;
+  if (reported.has(stack)) return;
+  reported.add(stack);
+  reportIssues(stack, () => [{ ...issue, path: stack.node.path }]);
+}
 
 /** The engine for a host construct's resources; an unknown engine becomes one problem of its stack. */
 function checkedEngine(scope: Construct): Engine {
   const { engine, issue } = engineOf(scope);
-  const stack = TerraformStack.of(scope);
-  if (issue && !stacksWithEngineIssue.has(stack)) {
-    stacksWithEngineIssue.add(stack);
-    reportIssues(stack, () => [{ ...issue, path: stack.node.path }]);
-  }
+  reportOncePerStack(scope, issue);
   return engine;
 }
 
@@ -68,7 +74,7 @@ class TerraformDataResource extends TerraformResource {
   constructor(
     scope: Construct,
     id: string,
-    private readonly triggersReplace: Record<string, string>,
+    private readonly triggersReplace: Record<string, string> | string,
   ) {
     super(scope, id, { terraformResourceType: 'terraform_data' });
   }
@@ -139,7 +145,7 @@ export function agentCommand(verb: 'apply' | 'remove', projectFromStack: string)
 
 /** Where the project folder is, seen from the folder cdktf writes this stack to (`<outdir>/stacks/<stack id>`). */
 export function projectFromStack(scope: Construct): string {
-  const stackDir = path.resolve(App.of(scope).outdir, 'stacks', TerraformStack.of(scope).node.id);
+  const stackDir = stackDirOf(scope);
   const root = path.resolve(scope.node.tryGetContext(PROJECT_ROOT_CONTEXT_KEY) ?? process.cwd());
   return path.relative(stackDir, root) || '.';
 }
@@ -184,12 +190,19 @@ class SpecLocal extends TerraformElement {
   }
 }
 
-/** All triggers of a host resource: `spec` and `hash`, and the review text, each read literally by Terraform. */
-function hostTriggers<S extends object>(options: HostResourceOptions<S>, spec: S, trigger: SpecTrigger): Record<string, string> {
-  const review =
-    trigger.template === undefined
-      ? options.review(spec)
-      : { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review! };
+/**
+ * All triggers of a host resource: `spec` and `hash`, and the review text, each read literally by Terraform. A spec
+ * without tokens may go to a file (triggersAttribute); one with tokens stays inline, as templates of the local.
+ */
+function hostTriggers<S extends object>(
+  options: HostResourceOptions<S>,
+  spec: S,
+  trigger: SpecTrigger,
+  file: { readonly scope: Construct; readonly resourceId: string; readonly maxBytes: number; readonly write: boolean },
+): Record<string, string> | string {
+  if (trigger.text !== undefined)
+    return triggersAttribute(file.scope, file.resourceId, { ...options.review(spec), spec: trigger.text, hash: trigger.hash }, file);
+  const review = { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review! };
   return { ...Object.fromEntries(Object.entries(review).map(([key, text]) => [key, escapeTemplate(text)])), spec: trigger.spec, hash: trigger.hash };
 }
 
@@ -241,10 +254,10 @@ export function emitRemovedHost(scope: Construct, id: string): void {
  * problem at its construct path. The final pass still refuses a host with problems (reachable only when
  * validations are skipped): a SpecError, with no creation stack to append.
  */
-function unlessProblems<T>(hasProblems: () => boolean, placeholder: T, produce: () => T): T {
+function unlessProblems<T>(hasProblems: () => boolean, placeholder: T, produce: (context: IResolveContext) => T): T {
   const token: IResolvable = {
     creationStack: [],
-    resolve: (context: IResolveContext) => (context.preparing && hasProblems() ? placeholder : produce()),
+    resolve: (context: IResolveContext) => (context.preparing && hasProblems() ? placeholder : produce(context)),
     toString: () => Token.asString(token),
   };
   return Token.asAny(token) as unknown as T;
@@ -253,19 +266,21 @@ function unlessProblems<T>(hasProblems: () => boolean, placeholder: T, produce: 
 /** One Terraform resource per host, replaced whenever its rendered configuration changes. */
 export function emitHostResource<S extends object>(scope: Construct, id: string, options: HostResourceOptions<S>): TerraformResource {
   const engine = checkedEngine(scope);
+  const inline = triggersInlineMaxBytes(scope);
+  reportOncePerStack(scope, inline.issue);
   let localName = '';
   // The resource resolves before the local that follows it (tree order): the local reuses what the resource's
   // resolution computed instead of building the spec again (each synth resolves twice, preparing and for real).
   let computed: SpecTrigger | undefined;
-  const triggers = unlessProblems<Record<string, string>>(options.hasProblems, {}, () => {
+  const triggers = unlessProblems<Record<string, string> | string>(options.hasProblems, {}, (context) => {
     const spec = options.spec();
     computed = specTrigger(scope, spec, localName);
-    return hostTriggers(options, spec, computed);
+    return hostTriggers(options, spec, computed, { scope, resourceId: resource.friendlyUniqueId, maxBytes: inline.bytes, write: !context.preparing });
   });
   let resource: TerraformResource;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);
-    resource = new NullResource(scope, id, { triggers });
+    resource = new NullResource(scope, id, { triggers: triggers as Record<string, string> });
   } else {
     resource = new TerraformDataResource(scope, id, triggers);
   }

@@ -13,6 +13,7 @@ export type { HealthCheck, HealthCheckTiming, NoHealthCheck, TcpHealthCheck, Htt
 export type { IBalancer, IDsrVip, IBackend, IBackendHost } from './interfaces';
 export { isBalancer, isDsrVip, isBackendHost } from './interfaces';
 export { ENGINE_CONTEXT_KEY, ENGINES, PROJECT_ROOT_CONTEXT_KEY } from './host-resource';
+export { DEFAULT_TRIGGERS_INLINE_MAX_BYTES, TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY } from './trigger-file';
 export type { Engine } from './host-resource';
 export { SpecError, formatIssues } from '../model/issues';
 export type { SpecIssue } from '../model/issues';

@@ -14,7 +14,10 @@ import { isUnresolved } from './issues';
  * from the same text; `review` shows the plan what synth knows, with each token named.
  */
 export interface SpecTrigger {
+  /** The `spec` trigger as a template: the text escaped, or a reference to the local. */
   readonly spec: string;
+  /** Without tokens: the spec's text itself, as Terraform reads the trigger back. */
+  readonly text?: string;
   readonly hash: string;
   /** With tokens: the spec as synth knows it, each token shown by `pendingValue`. */
   readonly review?: string;
@@ -74,7 +77,7 @@ export function specJson(value: unknown): string {
 export function specTrigger(scope: IConstruct, spec: object, localName: string): SpecTrigger {
   const tokens: unknown[] = [];
   const text = specJson(withPlaceholders(spec, tokens));
-  if (tokens.length === 0) return { spec: escapeTemplate(text), hash: sha256Hex(text) };
+  if (tokens.length === 0) return { spec: escapeTemplate(text), text, hash: sha256Hex(text) };
   const literal = escapeTemplate(text);
   // Fn.jsonencode gives a token that cdktf writes as `${jsonencode(<reference>)}`, an interpolation of the template
   const template = literal.replace(PLACEHOLDER_JSON, (_, i: string) => Fn.jsonencode(tokens[Number(i)]));

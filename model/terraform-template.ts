@@ -22,3 +22,24 @@ export function literalOfTemplate(template: string): string | null {
   });
   return literal ? text : null;
 }
+
+/**
+ * Where a stack keeps the trigger maps it does not inline, relative to its folder (one folder per resource). Terraform
+ * parses every string of a JSON configuration as a template, which costs it far more than reading the same text with
+ * `file()` (docs/decisions.md, "Large triggers are files Terraform reads").
+ */
+export const TRIGGER_FILES_DIR = 'tula-dsr-triggers';
+
+/** The value of a triggers attribute that Terraform reads from `relativePath` (from the stack folder), literally. */
+export function triggersFileExpression(relativePath: string): string {
+  return `\${jsondecode(file("\${path.module}/${relativePath}"))}`;
+}
+
+const TRIGGERS_FILE_EXPRESSION = /^\$\{jsondecode\(file\("\$\{path\.module\}\/([A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*)"\)\)\}$/;
+
+/** The file a triggers attribute written by triggersFileExpression reads, or null for anything else (or a path with `..`). */
+export function triggersFileOf(value: unknown): string | null {
+  if (typeof value !== 'string') return null;
+  const file = TRIGGERS_FILE_EXPRESSION.exec(value)?.[1];
+  return file === undefined || file.split('/').some((part) => part === '..' || part === '.') ? null : file;
+}

@@ -32,8 +32,8 @@ export async function tf(cwd: string, env: NodeJS.ProcessEnv, args: string[], ok
  * `${process.cwd()}/terraform.<stack>.tfstate` (the repository); a relative path keeps it in the temp tree. The
  * example stack sets its own (relative) backend.
  */
-export function synth(outdir: string, engine: Engine, build: (app: App) => TerraformStack): string {
-  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine } });
+export function synth(outdir: string, engine: Engine, build: (app: App) => TerraformStack, context: Record<string, unknown> = {}): string {
+  const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine, ...context } });
   const stack = build(app);
   if (!stack.node.tryFindChild('backend')) new LocalBackend(stack, { path: 'terraform.tfstate' });
   app.synth();

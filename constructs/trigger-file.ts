@@ -1,0 +1,64 @@
+import { App, TerraformStack } from 'cdktf';
+import { Construct } from 'constructs';
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { TRIGGER_FILES_DIR, escapeTemplate, sha256Hex, stableJson, triggersFileExpression } from '../model';
+import { SpecIssue } from '../model/issues';
+
+/**
+ * Context key: the largest trigger map (in bytes of text) a host resource writes into cdk.tf.json itself; a larger one
+ * is written to a file beside it that Terraform reads with `file()`. Terraform parses each string of its JSON
+ * configuration as a template, about ten times as slow as reading it from a file: the triggers of a balancer of 10,000
+ * VIPs (8.5 MB) inline took 37 s to plan, from files 5 s (BENCHMARKS.md, "Issue 17l").
+ * @default 65536
+ */
+export const TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY = 'tula-dsr:triggers-inline-max-bytes';
+export const DEFAULT_TRIGGERS_INLINE_MAX_BYTES = 65536;
+
+/** The inline limit the context sets; an invalid value is an issue of the stack, and the default applies until then. */
+export function triggersInlineMaxBytes(scope: Construct): { bytes: number; issue?: SpecIssue } {
+  const value = scope.node.tryGetContext(TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY) ?? DEFAULT_TRIGGERS_INLINE_MAX_BYTES;
+  if (Number.isSafeInteger(value) && value >= 0) return { bytes: value };
+  return {
+    bytes: DEFAULT_TRIGGERS_INLINE_MAX_BYTES,
+    issue: {
+      path: scope.node.path,
+      field: `context ${TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY}`,
+      value,
+      message: `${JSON.stringify(value)} is not a number of bytes; use a whole number ≥ 0 (default ${DEFAULT_TRIGGERS_INLINE_MAX_BYTES})`,
+    },
+  };
+}
+
+/** The folder cdktf writes this stack to (`<outdir>/stacks/<stack id>`), where Terraform runs. */
+export function stackDirOf(scope: Construct): string {
+  return path.resolve(App.of(scope).outdir, 'stacks', TerraformStack.of(scope).node.id);
+}
+
+/**
+ * A host resource's triggers as its attribute: the map itself, each value escaped so that Terraform reads it
+ * literally, while the text stays within `maxBytes`; else an expression that reads the map from
+ * `tula-dsr-triggers/<resource>/<sha256 prefix>.json` (content-addressed, so a changed map changes cdk.tf.json too).
+ * `write` is false in cdktf's preparing pass: the file is written once, by the pass whose output is kept, and
+ * replaces the resource's earlier ones.
+ */
+export function triggersAttribute(
+  scope: Construct,
+  resourceId: string,
+  triggers: Record<string, string>,
+  options: { readonly maxBytes: number; readonly write: boolean },
+): Record<string, string> | string {
+  let bytes = 0;
+  for (const key in triggers) bytes += triggers[key].length;
+  if (bytes <= options.maxBytes) return Object.fromEntries(Object.entries(triggers).map(([key, text]) => [key, escapeTemplate(text)]));
+  const text = stableJson(triggers, 0);
+  const relative = path.posix.join(TRIGGER_FILES_DIR, resourceId, `${sha256Hex(text).slice(0, 16)}.json`);
+  if (options.write) {
+    const folder = path.join(stackDirOf(scope), TRIGGER_FILES_DIR, resourceId);
+    mkdirSync(folder, { recursive: true });
+    const name = path.posix.basename(relative);
+    for (const old of readdirSync(folder)) if (old !== name) rmSync(path.join(folder, old), { force: true });
+    writeFileSync(path.join(folder, name), text);
+  }
+  return triggersFileExpression(relative);
+}
