@@ -54,19 +54,26 @@ function renderSection(table: NftTable, comment: string, groups: ElementGroups):
 
 const vipComment = (vip: VipSpec) => `VIP ${vip.name} (${vip.path}): ${vipKey(vip)}, ${vip.mode}, ${vip.algorithm}, flow timeout ${vip.flowTimeoutSec}s`;
 
-const poolComment = (pool: Pool) =>
-  `pool ${poolClassid(pool.id)} of ${pool.vips.join(', ')}: ${pool.algorithm} over ${pool.backends.map((b) => `${b.name} ${b.ip} ×${b.weight}`).join(', ')}`;
+/** The most VIPs a pool's comment names: each VIP's own section names its pool, so a large pool's comment stays one short line. */
+const POOL_COMMENT_VIPS = 5;
+
+function poolComment(pool: Pool): string {
+  const { vips } = pool;
+  const users =
+    vips.length <= POOL_COMMENT_VIPS ? vips.join(', ') : `${vips.length} VIPs (${vips.slice(0, POOL_COMMENT_VIPS - 1).join(', ')}, … ${vips[vips.length - 1]})`;
+  return `pool ${poolClassid(pool.id)} of ${users}: ${pool.algorithm} over ${pool.backends.map((b) => `${b.name} ${b.ip} ×${b.weight}`).join(', ')}`;
+}
 
 /**
- * A pool's section is named after the first of its VIPs, so that a weight change shows as a diff of that section
- * (its id, a hash of its content, changes with it).
+ * A pool's section is named after its id, which a weight change keeps (see groupPools): the change shows as a diff
+ * of that section, and a VIP that joins or leaves the pool changes its own section and this one's comment only.
  */
-export const poolSectionKey = (pool: Pool) => `${POOL_SECTION_PREFIX}${pool.vips[0]}`;
+export const poolSectionKey = (pool: Pool) => `${POOL_SECTION_PREFIX}${poolName(pool.id)}`;
 
 /**
  * A balancer's ruleset for review, split so that a plan shows only what changed: `ruleset` holds the table (chains,
  * rules, map declarations, shared elements), each `vip:<name>` entry holds that VIP's map elements and each
- * `pool:<first VIP>` entry its slot pool's elements (slots, live backends, dispatch) as `add element` statements.
+ * `pool:<pool id>` entry its slot pool's elements (slots, live backends, dispatch) as `add element` statements.
  * Terraform hides unchanged map entries, so a weight change shows one pool's slot lines, not the whole table.
  */
 export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = {}): ReviewText {

@@ -50,7 +50,8 @@ export interface PoolPolicy {
 /** A VIP's address family (validation keeps its backends in it). */
 export const familyOf = (ip: string): 4 | 6 => (mayBeIpv6(ip) && parseIpAddress(ip)?.family === 6 ? 6 : 4);
 
-function poolKey(vip: VipSpec): string {
+/** What makes two VIPs share a pool, as JSON; `weights: false` leaves the weights out (a pool's identity, see groupPools). */
+function poolKey(vip: VipSpec, weights = true): string {
   const checks = vipBackendChecks(vip);
   // keys in a fixed order: plain JSON is as stable as stableJson here, and several times faster on ten thousand VIPs
   return JSON.stringify({
@@ -64,7 +65,7 @@ function poolKey(vip: VipSpec): string {
     flowTimeoutSec: vip.flowTimeoutSec,
     // order matters: weighted round robin interleaves backends in the order they were added; the runtime rewrites a
     // pool when a backend's check changes state, so backends checked differently (another port, path, …) cannot share
-    backends: vip.backends.map((b, i) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: b.weight, check: checks[i]?.key })),
+    backends: vip.backends.map((b, i) => ({ name: b.name, ip: b.ip, mac: b.mac, weight: weights ? b.weight : undefined, check: checks[i]?.key })),
   });
 }
 
@@ -72,9 +73,13 @@ function poolKey(vip: VipSpec): string {
 const usableId = (id: number) => id !== 0 && id !== 0xffffffff;
 
 /**
- * The pools of a balancer, in id order. A pool's id is a hash of the name of its first VIP, not of its content: a
- * weight change then keeps the pool's id, its named counters and the slots that did not move, and shows in a plan
- * as the few slot lines that changed. (A collision moves the later pool, in first-VIP order, to the next free id.)
+ * The pools of a balancer, in id order. A pool's id depends on what it is, not on which VIPs use it, so that a VIP
+ * added, removed or moved to a pool of its own changes that VIP's element only: it is a hash of the pool's content
+ * without its weights. Pools that differ only by weights therefore want the same id: the one with the most VIPs (then
+ * the first VIP name) has it, the others take a hash of their whole content. So a weight change keeps a shared
+ * pool's id, its counters and the slots that did not move (a plan shows the few slot lines that changed), and one
+ * VIP given weights of its own leaves the shared pool where it is. (A true collision moves the later pool to the
+ * next free id.)
  */
 export function groupPools(vips: readonly VipSpec[]): Pool[] {
   // one run groups the same VIPs several times (the table, whether a runtime is needed, the facts it asks for):
@@ -146,20 +151,30 @@ function computePools(vips: readonly VipSpec[]): Pool[] {
     if (node.group) node.group.names.push(vip.name);
     else groups.push((node.group = { vip, names: [vip.name] }));
   }
-  const taken = new Set<number>();
-  const pools: Pool[] = [];
-  // each group's names in order, once (its first name names the pool)
+  // each group's names in order, once (its first name breaks ties between pools of the same size)
   const sorted = new Map(groups.map((g) => [g, [...g.names].sort()]));
   const firstName = (g: (typeof groups)[number]) => sorted.get(g)![0];
-  for (const group of groups.sort((a, b) => (firstName(a) < firstName(b) ? -1 : 1))) {
-    const { vip } = group;
-    const key = poolKey(vip);
-    let id = fnv1a32(`tula-dsr pool/${firstName(group)}`);
-    while (!usableId(id) || taken.has(id)) id = (id + 1) >>> 0;
+  const ordered = groups.sort((a, b) => b.names.length - a.names.length || (firstName(a) < firstName(b) ? -1 : 1));
+  const ids = new Map<(typeof groups)[number], number>();
+  const taken = new Set<number>();
+  for (const group of ordered) {
+    const id = fnv1a32(`tula-dsr pool/${poolKey(group.vip, false)}`);
+    if (!usableId(id) || taken.has(id)) continue;
+    ids.set(group, id);
     taken.add(id);
-    pools.push({
-      id,
-      key,
+  }
+  for (const group of ordered) {
+    if (ids.has(group)) continue;
+    let id = fnv1a32(`tula-dsr pool/${poolKey(group.vip)}`);
+    while (!usableId(id) || taken.has(id)) id = (id + 1) >>> 0;
+    ids.set(group, id);
+    taken.add(id);
+  }
+  const pools: Pool[] = ordered.map((group) => {
+    const { vip } = group;
+    return {
+      id: ids.get(group)!,
+      key: poolKey(vip),
       mode: vip.mode,
       protocol: vip.protocol,
       family: familyOf(vip.ip),
@@ -170,8 +185,8 @@ function computePools(vips: readonly VipSpec[]): Pool[] {
       backends: vip.backends,
       vips: sorted.get(group)!,
       managed: isManagedVip(vip),
-    });
-  }
+    };
+  });
   return pools.sort((a, b) => a.id - b.id);
 }
 

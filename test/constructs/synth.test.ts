@@ -10,7 +10,7 @@ import { App, TerraformStack, Testing } from 'cdktf';
 import { BackendHost, ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { HOST_KEY } from '../support/common';
 import { renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
-import { joinBalancerReview } from '../support/review';
+import { joinBalancerReview, poolSectionKeyOf } from '../support/review';
 import { ENGINE_LIST, MixedStack, exampleStack, mixedStack, scratchDir } from '../support/stacks';
 
 Testing.setupJest();
@@ -80,8 +80,9 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const lb1 = m.lb1.toSpec();
     const review = renderBalancerReview(lb1);
     const triggers = resourceOf(json, engine, 'lb1')[triggersKey(engine)];
-    // one section per VIP, and one per slot pool (named after its first VIP; here each VIP has a pool of its own)
-    const vipKeys = lb1.vips.flatMap((v) => [`vip:${v.name}`, `pool:${v.name}`]);
+    // one section per VIP, and one per slot pool (named after its id; here each VIP has a pool of its own)
+    const vipKeys = lb1.vips.flatMap((v) => [`vip:${v.name}`, poolSectionKeyOf(review, v.name)]);
+    expect(new Set(vipKeys).size).toBe(lb1.vips.length * 2);
     expect(Object.keys(triggers).sort()).toEqual([...BALANCER_TRIGGERS, ...vipKeys].sort());
     expect(triggers).toEqual({ ...review, spec: stableJson(lb1), hash: sha256Hex(stableJson(lb1)) });
     // Readable, multi-line text: the plan shows a line diff of it.
@@ -191,14 +192,16 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     const changedKeys = Object.keys(after)
       .filter((k) => after[k] !== before[k])
       .sort();
-    expect(changedKeys).toEqual(['hash', 'pool:web', 'ruleset', 'spec']);
+    const webPool = poolSectionKeyOf(after, 'web');
+    expect(webPool).toBe(poolSectionKeyOf(before, 'web'));
+    expect(changedKeys).toEqual(['hash', webPool, 'ruleset', 'spec'].sort());
     const lines = (s: string) => new Set(s.split('\n'));
     const diff = (key: string) => ({
       removed: [...lines(before[key])].filter((l) => !lines(after[key]).has(l)),
       added: [...lines(after[key])].filter((l) => !lines(before[key]).has(l)),
     });
     // Weights 2:1 → 3:1: the web VIP gets a 4th slot and a scheduler of modulus 4; nothing about other VIPs changes.
-    expect(diff('pool:web').added.some((l) => /^\t[0-9a-f]+:[0-9a-f]+ \. 3 : \$mac_0a00010b,?$/.test(l))).toBe(true);
+    expect(diff(webPool).added.some((l) => /^\t[0-9a-f]+:[0-9a-f]+ \. 3 : \$mac_0a00010b,?$/.test(l))).toBe(true);
     const table = diff('ruleset');
     expect([...table.removed, ...table.added].length).toBeGreaterThan(0);
     expect([...table.removed, ...table.added].every((l) => /_rr[34]_t300|mod [34] /.test(l))).toBe(true);

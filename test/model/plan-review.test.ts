@@ -3,7 +3,17 @@
  * runs it on real plans from the real terraform): what it refuses, what it recognises, the warnings, the size limit
  * and the Markdown's escaping.
  */
-import { BackendHostSpec, BalancerSpec, HostSpec, StrictSpecSchemas, renderBackendHostReview, renderBalancerReview, sha256Hex, stableJson } from '../../model';
+import {
+  BackendHostSpec,
+  BalancerSpec,
+  HostSpec,
+  POOL_SECTION_PREFIX,
+  StrictSpecSchemas,
+  renderBackendHostReview,
+  renderBalancerReview,
+  sha256Hex,
+  stableJson,
+} from '../../model';
 import { GITHUB_COMMENT_LIMIT, PlanReadError, renderPlanReview } from '../../model/plan-review';
 import { terraformReferences } from '../../model/plan-review/references';
 import { fieldChanges } from '../../model/plan-review/spec-diff';
@@ -173,7 +183,8 @@ describe('warnings', () => {
   test('GIVEN a sensitive trigger THEN its text is not shown', () => {
     const lb = balancer([web([backend('web1', '10.0.1.11')])]);
     const c = change('lb1', ['create', 'delete'], lb, balancer([web([backend('web1', '10.0.1.11', 2)])]));
-    (c.change as any).after_sensitive = { triggers_replace: { 'pool:web': true } };
+    const poolSection = Object.keys((c.change as any).after.triggers_replace).find((key) => key.startsWith(POOL_SECTION_PREFIX))!;
+    (c.change as any).after_sensitive = { triggers_replace: { [poolSection]: true } };
     const out = markdown(plan([c])).output;
     expect(out).toContain('-(sensitive value: not shown)\n+(sensitive value, changed: not shown)');
     expect(out).not.toContain('weighted-round-robin over web1 10.0.1.11 ×2');

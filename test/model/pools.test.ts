@@ -36,11 +36,65 @@ describe('grouping', () => {
     expect(pools.find((p) => p.vips.length === 1)!.vips).toEqual(['odd']);
   });
 
-  test('GIVEN a weight change WHEN grouped again THEN the pool keeps its id (it follows its first VIP)', () => {
+  test('GIVEN a weight change WHEN grouped again THEN the pool keeps its id (its id leaves the weights out)', () => {
     const before = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 3]) }]).vips);
     const after = groupPools(balancerSpec([{ name: 'web', ip: '10.0.1.100', port: 80, backends: backends([1, 2, 4]) }]).vips);
     expect(after[0].id).toBe(before[0].id);
     expect(after[0].key).not.toBe(before[0].key);
+  });
+
+  /** 100 VIPs a00…a99 over the same backends; `weightsOf` gives a VIP other weights, or null to leave it out. */
+  const shared = (weightsOf: (name: string) => number[] | undefined | null = () => undefined) =>
+    balancerSpec(
+      Array.from({ length: 100 }, (_, i) => {
+        const name = `a${String(i).padStart(2, '0')}`;
+        const weights = weightsOf(name);
+        return weights === null ? [] : [{ name, ip: `10.0.2.${i + 1}`, port: 80, backends: backends(weights) }];
+      }).flat(),
+    );
+
+  test.each([
+    ['the first VIP by name', 'a00'],
+    ['a VIP in the middle', 'a50'],
+  ])('GIVEN %s of a shared pool given weights of its own WHEN grouped again THEN the shared pool keeps its id and only that VIP points elsewhere', (_, odd) => {
+    const before = shared();
+    const after = shared((name) => (name === odd ? [5, 1, 1] : undefined));
+    const [pool] = groupPools(before.vips);
+    const big = groupPools(after.vips).find((p) => p.vips.length === 99)!;
+    const alone = groupPools(after.vips).find((p) => p.vips.length === 1)!;
+    expect(alone.vips).toEqual([odd]);
+    expect(big.id).toBe(pool.id);
+    expect(alone.id).not.toBe(pool.id);
+    // the table: only that VIP's own elements differ
+    const owned = (spec: typeof before) =>
+      new Map(
+        buildBalancerTable(spec, factsFor(spec)).maps.flatMap((m) =>
+          m.elements.filter((e) => e.vip !== undefined).map((e) => [`${m.name} ${e.text}`, e.vip!] as const),
+        ),
+      );
+    const [a, b] = [owned(before), owned(after)];
+    const changed = new Set([...a.keys()].filter((k) => !b.has(k)).map((k) => a.get(k)));
+    for (const k of b.keys()) if (!a.has(k)) changed.add(b.get(k));
+    expect([...changed]).toEqual([odd]);
+  });
+
+  test('GIVEN the first VIP by name removed from a shared pool WHEN grouped again THEN the pool keeps its id', () => {
+    const before = shared();
+    const after = shared((name) => (name === 'a00' ? null : undefined));
+    expect(after.vips).toHaveLength(99);
+    expect(groupPools(after.vips)[0].id).toBe(groupPools(before.vips)[0].id);
+  });
+
+  test('GIVEN pools that differ only by weights WHEN grouped THEN the one with the most VIPs has the id of their shared content, whichever VIP comes first, and the others another each', () => {
+    const base = groupPools(shared().vips)[0].id;
+    // a00…a39 weighted 2:1:1 (40 VIPs), the other 60 as before: the 60 keep the id
+    const split = groupPools(shared((name) => (name < 'a40' ? [2, 1, 1] : undefined)).vips);
+    expect(split.find((p) => p.vips.length === 60)!.id).toBe(base);
+    expect(split.find((p) => p.vips.length === 40)!.id).not.toBe(base);
+    // the other way round: the 60 weighted 2:1:1 now have it
+    const flipped = groupPools(shared((name) => (name < 'a60' ? [2, 1, 1] : undefined)).vips);
+    expect(flipped.find((p) => p.vips.length === 60)!.id).toBe(base);
+    expect(new Set(flipped.map((p) => p.id)).size).toBe(2);
   });
 });
 

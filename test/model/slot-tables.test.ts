@@ -19,6 +19,7 @@ import {
 } from '../../model';
 import { parseHostSpec } from '../../agent/spec-input';
 import { HOST_KEY } from '../support/common';
+import { poolSectionOf } from '../support/review';
 import { newApp, scratchDir } from '../support/stacks';
 import { FRESH, backends, balancerSpec, factsFor } from '../support/render-fixtures';
 
@@ -41,7 +42,7 @@ const NEAR_BOUND = (i: number) => 1000 - (i % 2);
 describe('weights reduced by their greatest common divisor', () => {
   test('GIVEN 99 backends at weight 1000 WHEN the balancer is rendered THEN the VIP has 99 slots, not 99,000', () => {
     const spec = balancerSpec([{ name: 'web', ip: '10.0.1.250', port: 80, backends: many(99, () => 1000) }]);
-    expect(slotLines(renderBalancerReview(spec, factsFor(spec))['pool:web'])).toHaveLength(99);
+    expect(slotLines(poolSectionOf(renderBalancerReview(spec, factsFor(spec)), 'web'))).toHaveLength(99);
   });
 
   test('GIVEN weights 200:400:600 WHEN sequenced THEN the cycle is the one of 1:2:3', () => {
@@ -81,7 +82,7 @@ describe('weights reduced by their greatest common divisor', () => {
     for (const b of many(130, () => 1000)) web.addBackend(b.name, { ip: b.ip, weight: 1000 });
     const json = JSON.parse(Testing.synth(stack, true));
     const [resource] = Object.values(json.resource.null_resource) as { triggers: Record<string, string> }[];
-    expect(slotLines(resource.triggers['pool:web'])).toHaveLength(130);
+    expect(slotLines(poolSectionOf(resource.triggers, 'web'))).toHaveLength(130);
   });
 });
 
@@ -129,6 +130,6 @@ describe('tables larger than a function call takes arguments', () => {
     const declarative = renderNftDeclarative(plan.table);
     expect(declarative.split('\n').filter((l) => /^\t\t\t[0-9a-f]+:[0-9a-f]+ \. \d+ : /.test(l))).toHaveLength(194902);
     expect(renderNftReload(plan.table, FRESH)).toContain(' . 64967 : $mac_');
-    expect(slotLines(renderBalancerReview(spec, factsFor(spec))['pool:vip100'])).toHaveLength(64968);
+    expect(slotLines(poolSectionOf(renderBalancerReview(spec, factsFor(spec)), 'vip100'))).toHaveLength(64968);
   });
 });

@@ -81,23 +81,23 @@ describe('renderPrometheus', () => {
     const text = renderPrometheus(statsSnapshot()).split('\n');
     expect(text).toEqual(
       expect.arrayContaining([
-        'tula_dsr_vip_info{vip="web",pool="f838ebdc",local_address="10.0.1.100",local_port="80",proto="TCP",mode="l2",algorithm="weighted-round-robin"} 1',
-        'tula_dsr_vip_packets_total{vip="web",pool="f838ebdc",local_address="10.0.1.100",local_port="80",proto="TCP"} 3600',
-        'tula_dsr_vip_bytes_total{vip="dns",pool="35c5e15d",local_address="10.0.1.102",local_port="53",proto="UDP"} 5400',
+        'tula_dsr_vip_info{vip="web",pool="be972db5",local_address="10.0.1.100",local_port="80",proto="TCP",mode="l2",algorithm="weighted-round-robin"} 1',
+        'tula_dsr_vip_packets_total{vip="web",pool="be972db5",local_address="10.0.1.100",local_port="80",proto="TCP"} 3600',
+        'tula_dsr_vip_bytes_total{vip="dns",pool="7ac6eb23",local_address="10.0.1.102",local_port="53",proto="UDP"} 5400',
         'tula_dsr_backend_bytes_total{backend="be3",remote_address="10.0.1.13"} 102000',
-        'tula_dsr_pool_backend_connections_total{pool="f838ebdc",backend="be2",remote_address="10.0.1.12",proto="TCP"} 200',
-        'tula_dsr_pool_backend_connections_ended_total{pool="f838ebdc",backend="be2",remote_address="10.0.1.12",proto="TCP"} 195',
-        'tula_dsr_pool_backend_connections_active{pool="f838ebdc",backend="be2",remote_address="10.0.1.12",proto="TCP",estimate="runtime"} 4',
-        'tula_dsr_pool_backend_connections_active{pool="d1e63cbe",backend="be1",remote_address="10.0.1.11",proto="TCP",estimate="upper_bound"} 10',
-        'tula_dsr_pool_backend_weight{pool="d1e63cbe",backend="be2",remote_address="10.0.1.12",proto="TCP"} 0',
-        'tula_dsr_pool_backend_up{pool="f838ebdc",backend="be2",remote_address="10.0.1.12",proto="TCP"} 0',
-        'tula_dsr_pool_backend_up{pool="f838ebdc",backend="be3",remote_address="10.0.1.13",proto="TCP"} 1',
-        'tula_dsr_pool_fail_open{pool="d1e63cbe",proto="TCP"} 1',
+        'tula_dsr_pool_backend_connections_total{pool="be972db5",backend="be2",remote_address="10.0.1.12",proto="TCP"} 200',
+        'tula_dsr_pool_backend_connections_ended_total{pool="be972db5",backend="be2",remote_address="10.0.1.12",proto="TCP"} 195',
+        'tula_dsr_pool_backend_connections_active{pool="be972db5",backend="be2",remote_address="10.0.1.12",proto="TCP",estimate="runtime"} 4',
+        'tula_dsr_pool_backend_connections_active{pool="33ebd77f",backend="be1",remote_address="10.0.1.11",proto="TCP",estimate="upper_bound"} 10',
+        'tula_dsr_pool_backend_weight{pool="33ebd77f",backend="be2",remote_address="10.0.1.12",proto="TCP"} 0',
+        'tula_dsr_pool_backend_up{pool="be972db5",backend="be2",remote_address="10.0.1.12",proto="TCP"} 0',
+        'tula_dsr_pool_backend_up{pool="be972db5",backend="be3",remote_address="10.0.1.13",proto="TCP"} 1',
+        'tula_dsr_pool_fail_open{pool="33ebd77f",proto="TCP"} 1',
         `tula_dsr_sample_timestamp_seconds ${SAMPLED_AT}`,
       ]),
     );
     // api and apitls share a pool: its flow series appear once, not once per VIP
-    expect(text.filter((l) => l.startsWith('tula_dsr_pool_backend_connections_total{pool="d1e63cbe"'))).toHaveLength(2);
+    expect(text.filter((l) => l.startsWith('tula_dsr_pool_backend_connections_total{pool="33ebd77f"'))).toHaveLength(2);
   });
 
   test('GIVEN no runtime state THEN no health, fail-open or runtime estimate is made up; UDP pools get no active gauge', () => {
@@ -164,8 +164,8 @@ describe('renderPrometheus', () => {
     test('GIVEN a pool shared by api and apitls WHEN the query filters vip="apitls" THEN it gives the pool\'s new flows per second per backend, labelled with the VIP', () => {
       // be1: 150 more new flows a minute, be2: 50 more
       const r = runQuery(query('{vip="apitls"}'), [
-        { labels: '{pool="d1e63cbe",backend="be1",remote_address="10.0.1.11",proto="TCP",vip="apitls"}', value: 2.5 },
-        { labels: '{pool="d1e63cbe",backend="be2",remote_address="10.0.1.12",proto="TCP",vip="apitls"}', value: 50 / 60 },
+        { labels: '{pool="33ebd77f",backend="be1",remote_address="10.0.1.11",proto="TCP",vip="apitls"}', value: 2.5 },
+        { labels: '{pool="33ebd77f",backend="be2",remote_address="10.0.1.12",proto="TCP",vip="apitls"}', value: 50 / 60 },
       ]);
       expect(r).toEqual({ status: 0, output: expect.stringContaining('SUCCESS') });
     });

@@ -122,9 +122,9 @@ describe('the snapshot', () => {
     expect(s.vips.find((v) => v.name === 'web')).toMatchObject({ packets: null, bytes: null, newFlows: null, active: null });
     const table = renderStatsTable(s);
     const web = table.split('\n').find((l) => l.startsWith('web '))!;
-    expect(web.split(/ +/)).toEqual(['web', '10.0.1.100:80/tcp', 'l2', 'weighted-round-robin', 'f838ebdc', '-', '-', '-', '-', '-']);
+    expect(web.split(/ +/)).toEqual(['web', '10.0.1.100:80/tcp', 'l2', 'weighted-round-robin', 'be972db5', '-', '-', '-', '-', '-']);
     expect(table.trimEnd().split('\n').pop()).toBe(
-      'WARNING: the balancer lacks 9 counter(s) this spec names (new_35c5e15d_0a00010b, new_35c5e15d_0a00010c, new_35c5e15d_0a00010d, …): ' +
+      'WARNING: the balancer lacks 9 counter(s) this spec names (new_33ebd77f_0a00010b, new_33ebd77f_0a00010c, new_7ac6eb23_0a00010b, …): ' +
         'it does not run this configuration; apply it, or give the spec it runs.',
     );
   });
@@ -135,7 +135,7 @@ describe('rates', () => {
     const rates = statsRates(statsSnapshot({ scale: 2 }), statsSnapshot({ sampledAt: SAMPLED_AT - 2 }))!;
     expect(rates.intervalSec).toBe(2);
     expect(rates.vips.get('web')).toEqual({ packetsPerSec: 1800, bytesPerSec: 126_000, newFlowsPerSec: 300 });
-    expect([...rates.pools.values()].flatMap((p) => [...p.values()]).map((r) => r.newFlowsPerSec)).toEqual([15, 15, 15, 75, 25, 50, 100, 150]);
+    expect([...rates.pools.values()].flatMap((p) => [...p.values()]).map((r) => r.newFlowsPerSec)).toEqual([75, 25, 15, 15, 15, 50, 100, 150]);
     expect(rates.backends.get('10.0.1.13')).toEqual({ packetsPerSec: 850, bytesPerSec: 51_000 });
   });
 
@@ -157,23 +157,23 @@ runtime: pid 4242, up 1h00m, state written 2s ago
 Packets and bytes are client→backend only: the replies of a DSR balancer bypass it.
 
 VIP     ADDRESS              MODE  ALGORITHM             POOL       PACKETS  BYTES      NEW FLOWS  ACTIVE  HEALTH
-api     10.0.1.101:8080/tcp  l2    round-robin           d1e63cbe*  700      41.0 KiB   200*       ≤10*    0/2 up, 1 drained, FAIL OPEN
-apitls  10.0.1.101:8443/tcp  l2    round-robin           d1e63cbe*  300      17.6 KiB   200*       ≤10*    0/2 up, 1 drained, FAIL OPEN
-dns     10.0.1.102:53/udp    l2    round-robin           35c5e15d   90       5.3 KiB    90         -       1/3 up
-web     10.0.1.100:80/tcp    l2    weighted-round-robin  f838ebdc   3600     246.1 KiB  600        5       1/3 up
+api     10.0.1.101:8080/tcp  l2    round-robin           33ebd77f*  700      41.0 KiB   200*       ≤10*    0/2 up, 1 drained, FAIL OPEN
+apitls  10.0.1.101:8443/tcp  l2    round-robin           33ebd77f*  300      17.6 KiB   200*       ≤10*    0/2 up, 1 drained, FAIL OPEN
+dns     10.0.1.102:53/udp    l2    round-robin           7ac6eb23   90       5.3 KiB    90         -       1/3 up
+web     10.0.1.100:80/tcp    l2    weighted-round-robin  be972db5   3600     246.1 KiB  600        5       1/3 up
 
-pool 35c5e15d · round-robin · l2/udp · VIP: dns · slots changed 5s ago
+pool 33ebd77f · round-robin · l2/tcp · VIPs: api, apitls · FAIL OPEN: every backend is down, all of them get new flows · slots changed 5s ago
+  BACKEND  ADDRESS    WEIGHT  NEW FLOWS  ENDED  ACTIVE  HEALTH                     SINCE
+  be1      10.0.1.11  1       150        140    ≤10     down (fail open)           5s (connection refused)
+  be2      10.0.1.12  0       50         50     ≤0      down (fail open), drained  42s (timed out after 1 s)
+
+pool 7ac6eb23 · round-robin · l2/udp · VIP: dns · slots changed 5s ago
   BACKEND  ADDRESS    WEIGHT  NEW FLOWS  ENDED  ACTIVE  HEALTH  SINCE
   be1      10.0.1.11  1       30         0      -       down    5s (connection refused)
   be2      10.0.1.12  1       30         0      -       down    42s (timed out after 1 s)
   be3      10.0.1.13  1       30         0      -       up      1h00m
 
-pool d1e63cbe · round-robin · l2/tcp · VIPs: api, apitls · FAIL OPEN: every backend is down, all of them get new flows · slots changed 5s ago
-  BACKEND  ADDRESS    WEIGHT  NEW FLOWS  ENDED  ACTIVE  HEALTH                     SINCE
-  be1      10.0.1.11  1       150        140    ≤10     down (fail open)           5s (connection refused)
-  be2      10.0.1.12  0       50         50     ≤0      down (fail open), drained  42s (timed out after 1 s)
-
-pool f838ebdc · weighted-round-robin · l2/tcp · VIP: web · slots changed 5s ago
+pool be972db5 · weighted-round-robin · l2/tcp · VIP: web · slots changed 5s ago
   BACKEND  ADDRESS    WEIGHT  NEW FLOWS  ENDED  ACTIVE  HEALTH  SINCE
   be1      10.0.1.11  1       100        98     1       down    5s (connection refused)
   be2      10.0.1.12  2       200        195    4       down    42s (timed out after 1 s)
@@ -199,7 +199,7 @@ UDP flows have no end signal (they end by timeout only): their active count show
       'VIP     ADDRESS              MODE  ALGORITHM             POOL       PACKETS  PKT/S  BYTES      BYTES/S      NEW FLOWS  NEW/S   ACTIVE  HEALTH',
     );
     expect(table).toContain(
-      'web     10.0.1.100:80/tcp    l2    weighted-round-robin  f838ebdc   7200     1800   492.2 KiB  123.0 KiB/s  1200       300.0   5       1/3 up',
+      'web     10.0.1.100:80/tcp    l2    weighted-round-robin  be972db5   7200     1800   492.2 KiB  123.0 KiB/s  1200       300.0   5       1/3 up',
     );
     expect(table).toContain('  be2      10.0.1.12  2       400        100.0  390    97.5     4       down    42s (timed out after 1 s)');
     expect(table).toContain('  be3      10.0.1.13  3400     850.0  199.2 KiB  49.8 KiB/s');

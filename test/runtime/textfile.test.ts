@@ -50,7 +50,7 @@ describe('writeStatsTextfile', () => {
     writeStatsTextfile(statsSnapshot({ scale: 2, sampledAt: SAMPLED_AT + 2 }), path);
     expect(statSync(path).ino).not.toBe(before);
     expect(readFileSync(path, 'utf8')).toContain(
-      'tula_dsr_vip_packets_total{vip="web",pool="f838ebdc",local_address="10.0.1.100",local_port="80",proto="TCP"} 7200',
+      'tula_dsr_vip_packets_total{vip="web",pool="be972db5",local_address="10.0.1.100",local_port="80",proto="TCP"} 7200',
     );
   });
 

@@ -7,3 +7,19 @@ export function joinBalancerReview(review: ReviewText): string {
     .sort();
   return [review.ruleset, ...sections.map((k) => review[k])].join('');
 }
+
+/** The review key of a pool, from its id as nft writes it (`major:minor`, a classid). */
+export function poolSectionKeyOfClassid(classid: string): string {
+  const [major, minor] = classid.split(':').map((part) => parseInt(part, 16));
+  return `${POOL_SECTION_PREFIX}${(((major << 16) | minor) >>> 0).toString(16).padStart(8, '0')}`;
+}
+
+/** The review key of the pool a VIP uses, read from the VIP's own section (its element in the `vip_pool` map). */
+export function poolSectionKeyOf(review: Readonly<Record<string, string>>, vip: string): string {
+  const classid = / : ([0-9a-f]{1,4}:[0-9a-f]{1,4})$/m.exec(review[`${VIP_SECTION_PREFIX}${vip}`] ?? '');
+  if (!classid) throw new Error(`no pool element in the review section of VIP ${vip}`);
+  return poolSectionKeyOfClassid(classid[1]);
+}
+
+/** The review section of the pool a VIP uses. */
+export const poolSectionOf = (review: Readonly<Record<string, string>>, vip: string): string => review[poolSectionKeyOf(review, vip)];

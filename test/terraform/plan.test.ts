@@ -14,6 +14,7 @@ import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
 import { HOST_KEY } from '../support/common';
 import { ENGINE_LIST } from '../support/stacks';
+import { poolSectionKeyOfClassid } from '../support/review';
 import { events, neutralise, synth, terraformEnv, tf } from '../support/terraform';
 
 jest.setTimeout(60_000);
@@ -59,7 +60,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(/^ *\+ "vip:web" += <<-EOT$/m);
     // the web VIP points at its slot pool (a pool of its own here), whose id the later steps follow
     WEB_POOL = /^ *\t10\.213\.1\.100 \. tcp \. 80 : ([0-9a-f]+:[0-9a-f]+)$/m.exec(plan)?.[1] ?? 'none';
-    expect(plan).toMatch(/^ *\+ "pool:web" += <<-EOT$/m);
+    expect(plan).toMatch(new RegExp(`^ *\\+ "${poolSectionKeyOfClassid(WEB_POOL)}" += <<-EOT$`, 'm'));
     expect(plan).toMatch(planLine('', `\t${WEB_POOL} . 5 : $mac_0ad5010d`));
     expect(plan).toMatch(
       planLine('', '\t\tmeta protocol ip meta priority set ip daddr . meta l4proto . th dport map @vip_pool_port meta priority vmap @pool_chain'),
@@ -91,7 +92,7 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(plan).toMatch(/~ "?ruleset"? += <<-EOT$/m);
     // 1:2:3 → 1:2:4: the web VIP's slot table grows from 6 to 7 slots and its chain from rr6 to rr7.
     // the web VIP's slot pool keeps its id: only the slots that moved, and its dispatch, show as changed
-    expect(plan).toMatch(/~ "?pool:web"? += <<-EOT$/m);
+    expect(plan).toMatch(new RegExp(`~ "${poolSectionKeyOfClassid(WEB_POOL)}" += <<-EOT$`, 'm'));
     expect(plan).toMatch(planLine('+', `\t${WEB_POOL} . 6 : $mac_0ad5010d`));
     expect(plan).toMatch(planLine('-', `\t${WEB_POOL} . 5 : $mac_0ad5010d`));
     expect(plan).toMatch(planLine('-', `\t${WEB_POOL} : goto l2_tcp_port_rr6_t300`));
