@@ -335,14 +335,11 @@ function dataPlaneSection(): void {
   });
 }
 
-/**
- * `--terraform-vips N[,N]` overrides the balancer sizes (300 and 1,000 VIPs; 100 with --quick). 10,000 is the
- * issue's size, but each plan of it still takes minutes (see the notes), so it is not in the default run.
- */
+/** `--terraform-vips N[,N]` overrides the balancer sizes (1,000 and the issue's 10,000 VIPs; 100 with --quick). */
 function terraformVipCounts(): number[] {
   const arg = process.argv.includes('--terraform-vips') ? process.argv[process.argv.indexOf('--terraform-vips') + 1] : undefined;
   if (arg) return arg.split(',').map(Number);
-  return quick ? [100] : [300, 1000];
+  return quick ? [100] : [1000, 10000];
 }
 
 async function terraformSection(): Promise<void> {
@@ -361,9 +358,10 @@ async function terraformSection(): Promise<void> {
     );
     rows.push({
       section: 'terraform',
-      goal: `${vips.toLocaleString('en')} VIPs, one weight changed: terraform apply ≤ 3 s (the issue's goal is at 10,000 VIPs)`,
-      measured: `${(r.applyMs / 1000).toFixed(1)} s (plan ${(r.planMs / 1000).toFixed(1)} s, synth ${(r.synthMs / 1000).toFixed(1)} s)`,
-      pass: r.applyMs <= 3000,
+      // `terraform apply` without a saved plan plans first: the goal counts both
+      goal: `${vips.toLocaleString('en')} VIPs, one weight changed: terraform plan + apply ≤ 3 s (the issue's goal is at 10,000 VIPs)`,
+      measured: `${((r.planMs + r.applyMs) / 1000).toFixed(1)} s (plan ${(r.planMs / 1000).toFixed(1)} s, apply ${(r.applyMs / 1000).toFixed(1)} s; synth ${(r.synthMs / 1000).toFixed(1)} s)`,
+      pass: r.planMs + r.applyMs <= 3000,
     });
   }
   notes.push('');

@@ -6,10 +6,10 @@ import { TRIGGER_FILES_DIR, escapeTemplate, sha256Hex, stableJson, triggersFileE
 import { SpecIssue } from '../model/issues';
 
 /**
- * Context key: the largest trigger map (in bytes of text) a host resource writes into cdk.tf.json itself; a larger one
- * is written to a file beside it that Terraform reads with `file()`. Terraform parses each string of its JSON
- * configuration as a template, about ten times as slow as reading it from a file: the triggers of a balancer of 10,000
- * VIPs (8.5 MB) inline took 37 s to plan, from files 5 s (BENCHMARKS.md, "Issue 17l").
+ * Context key: the largest trigger map (in bytes of UTF-8 text) a host resource writes into cdk.tf.json itself; a
+ * larger one is written to a file beside it that Terraform reads with `file()`. Terraform parses each string of its
+ * JSON configuration as a template, which costs it several times what reading the same text from a file does: one
+ * weight change of a 10,000-VIP balancer planned in 41 s inline and in 5.6 s from files (BENCHMARKS.md, "Issue 17l").
  * @default 65536
  */
 export const TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY = 'tula-dsr:triggers-inline-max-bytes';
@@ -49,7 +49,7 @@ export function triggersAttribute(
   options: { readonly maxBytes: number; readonly write: boolean },
 ): Record<string, string> | string {
   let bytes = 0;
-  for (const key in triggers) bytes += triggers[key].length;
+  for (const key in triggers) bytes += Buffer.byteLength(triggers[key]);
   if (bytes <= options.maxBytes) return Object.fromEntries(Object.entries(triggers).map(([key, text]) => [key, escapeTemplate(text)]));
   const text = stableJson(triggers, 0);
   const relative = path.posix.join(TRIGGER_FILES_DIR, resourceId, `${sha256Hex(text).slice(0, 16)}.json`);

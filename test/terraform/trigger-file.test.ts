@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
-import { synthesizedTriggers } from '../../agent/spec-input';
+import { readStackHosts, synthesizedTriggers } from '../../agent/spec-input';
 import { TRIGGER_FILES_DIR, triggersFileOf } from '../../model';
 import { ENGINE_LIST } from '../support/stacks';
 import { events, neutralise, synth, terraformEnv, tf } from '../support/terraform';
@@ -58,6 +58,9 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       expect(existsSync(path.join(fileDir, file!))).toBe(true);
     }
     expect(fromFiles.map((r) => [r.name, r.triggers])).toEqual(inline.map((r) => [r.name, r.triggers]));
+    // what `tula-dsr check|apply|stats STACK_DIR` reads
+    expect(readStackHosts(fileDir)).toEqual(readStackHosts(inlineDir));
+    expect(readStackHosts(fileDir).map((h) => h.kind)).toEqual(expect.arrayContaining(['balancer', 'backend']));
     // the ruleset holds nft's `${…}`-free text, but the spec trigger must survive any text: the file is not a template
     for (const stackDir of [inlineDir, fileDir]) {
       neutralise(stackDir);
