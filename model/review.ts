@@ -60,7 +60,9 @@ const POOL_COMMENT_VIPS = 5;
 function poolComment(pool: Pool): string {
   const { vips } = pool;
   const users =
-    vips.length <= POOL_COMMENT_VIPS ? vips.join(', ') : `${vips.length} VIPs (${vips.slice(0, POOL_COMMENT_VIPS - 1).join(', ')}, … ${vips[vips.length - 1]})`;
+    vips.length <= POOL_COMMENT_VIPS
+      ? vips.join(', ')
+      : `${vips.length.toLocaleString('en')} VIPs (${vips.slice(0, POOL_COMMENT_VIPS - 1).join(', ')}, … ${vips[vips.length - 1]})`;
   return `pool ${poolClassid(pool.id)} of ${users}: ${pool.algorithm} over ${pool.backends.map((b) => `${b.name} ${b.ip} ×${b.weight}`).join(', ')}`;
 }
 

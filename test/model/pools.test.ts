@@ -15,6 +15,7 @@ import {
   managedSlotCount,
   poolName,
   poolSequence,
+  renderBalancerReview,
   renderOwnedUpdate,
   vipBackendChecks,
 } from '../../model';
@@ -76,6 +77,13 @@ describe('grouping', () => {
     const changed = new Set([...a.keys()].filter((k) => !b.has(k)).map((k) => a.get(k)));
     for (const k of b.keys()) if (!a.has(k)) changed.add(b.get(k));
     expect([...changed]).toEqual([odd]);
+  });
+
+  test('GIVEN a pool of 100 VIPs WHEN reviewed THEN its section is keyed by its id and its comment counts the VIPs and names five', () => {
+    const spec = shared();
+    const [pool] = groupPools(spec.vips);
+    const section = renderBalancerReview(spec, factsFor(spec))[`pool:${poolName(pool.id)}`];
+    expect(section.split('\n')[0]).toMatch(/^# pool [0-9a-f]+:[0-9a-f]+ of 100 VIPs \(a00, a01, a02, a03, … a99\): weighted-round-robin over be1 /);
   });
 
   test('GIVEN the first VIP by name removed from a shared pool WHEN grouped again THEN the pool keeps its id', () => {
