@@ -18,7 +18,7 @@ import { Construct } from 'constructs';
 import * as path from 'node:path';
 import { SPEC_ENV_CHUNK, SPEC_ENV_PREFIX, SPEC_REVIEW_KEY } from '../model/agent-contract';
 import { renderCommand } from '../model/shell';
-import { escapeTemplate } from '../model/terraform-template';
+import { escapeTemplates } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
 import { reportIssues } from './issues';
 import { SpecTrigger, specTrigger } from './spec-trigger';
@@ -203,7 +203,7 @@ function hostTriggers<S extends object>(
   if (trigger.text !== undefined)
     return triggersAttribute(file.scope, file.resourceId, { ...options.review(spec), spec: trigger.text, hash: trigger.hash }, file);
   const review = { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review! };
-  return { ...Object.fromEntries(Object.entries(review).map(([key, text]) => [key, escapeTemplate(text)])), spec: trigger.spec, hash: trigger.hash };
+  return { ...escapeTemplates(review), spec: trigger.spec, hash: trigger.hash };
 }
 
 function ensureNullProvider(scope: Construct): void {

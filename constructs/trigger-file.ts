@@ -2,7 +2,7 @@ import { App, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { TRIGGER_FILES_DIR, escapeTemplate, sha256Hex, stableJson, triggersFileExpression } from '../model';
+import { TRIGGER_FILES_DIR, escapeTemplates, sha256Hex, stableJson, triggersFileExpression } from '../model';
 import { SpecIssue } from '../model/issues';
 
 /**
@@ -50,7 +50,7 @@ export function triggersAttribute(
 ): Record<string, string> | string {
   let bytes = 0;
   for (const key in triggers) bytes += Buffer.byteLength(triggers[key]);
-  if (bytes <= options.maxBytes) return Object.fromEntries(Object.entries(triggers).map(([key, text]) => [key, escapeTemplate(text)]));
+  if (bytes <= options.maxBytes) return escapeTemplates(triggers);
   const text = stableJson(triggers, 0);
   const relative = path.posix.join(TRIGGER_FILES_DIR, resourceId, `${sha256Hex(text).slice(0, 16)}.json`);
   if (options.write) {

@@ -1,7 +1,7 @@
 import { BALANCER_TABLE, backendId } from './nft/balancer';
 import { canonicalElementKey } from './nft/kept-elements';
 import { VipIdentity, nftVipKey } from './vip-key';
-import { Pool, groupPools, poolName } from './nft/pools';
+import { Pool, groupPools, poolIdOfClassid, poolName } from './nft/pools';
 import type { RuntimeState } from './runtime-state';
 import type { Algorithm, BalancerSpec, Mode, Protocol } from './spec';
 
@@ -119,7 +119,7 @@ export function parsePoolFlowSets(
   const counters = new Map<string, CounterValue>();
   for (const { role, text } of listings) {
     for (const m of text.matchAll(/([0-9a-f]+):([0-9a-f]+) \. (\S+) counter packets (\d+) bytes (\d+)/g)) {
-      const id = ((parseInt(m[1], 16) << 16) | parseInt(m[2], 16)) >>> 0;
+      const id = poolIdOfClassid(`${m[1]}:${m[2]}`);
       const backends = /^0x[0-9a-f]+$/.test(m[3]) ? [m[3].slice(2).padStart(8, '0')] : (macs.get(m[3]) ?? []);
       for (const backend of backends) counters.set(`${role}_${poolName(id)}_${backend}`, { packets: Number(m[4]), bytes: Number(m[5]) });
     }

@@ -9,6 +9,11 @@ export function escapeTemplate(text: string): string {
   return text.replace(/\$\{/g, () => '$${').replace(/%\{/g, () => '%%{');
 }
 
+/** Each text of a map escaped as escapeTemplate does. */
+export function escapeTemplates(texts: Readonly<Record<string, string>>): Record<string, string> {
+  return Object.fromEntries(Object.entries(texts).map(([key, text]) => [key, escapeTemplate(text)]));
+}
+
 /**
  * What Terraform makes of a template that holds no interpolation or directive, or null when it holds one (then
  * only Terraform can tell its value). Terraform reads left to right: `$${` is `${`, `%%{` is `%{`.

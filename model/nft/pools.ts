@@ -199,6 +199,12 @@ export function isManagedVip(vip: VipSpec): boolean {
   return LEAST_CONNECTIONS.includes(vip.algorithm) || vipBackendChecks(vip).some((c) => c !== null);
 }
 
+/** A pool id from a classid as nft writes it (`major:minor` in hex), the inverse of poolClassid. */
+export function poolIdOfClassid(classid: string): number {
+  const [major, minor] = classid.split(':');
+  return ((parseInt(major, 16) << 16) | parseInt(minor, 16)) >>> 0;
+}
+
 /** A pool id as nft writes a classid: `major:minor` in hex. */
 export function poolClassid(id: number): string {
   return `${(id >>> 16).toString(16)}:${(id & 0xffff).toString(16)}`;

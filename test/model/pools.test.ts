@@ -13,6 +13,8 @@ import {
   formatIpv4,
   groupPools,
   managedSlotCount,
+  poolClassid,
+  poolIdOfClassid,
   poolName,
   poolSequence,
   renderBalancerReview,
@@ -77,6 +79,10 @@ describe('grouping', () => {
     const changed = new Set([...a.keys()].filter((k) => !b.has(k)).map((k) => a.get(k)));
     for (const k of b.keys()) if (!a.has(k)) changed.add(b.get(k));
     expect([...changed]).toEqual([odd]);
+  });
+
+  test.each([0x42710900, 0x00010002, 0xfffffffe, 0x594bd9ef])('GIVEN pool id %i WHEN written as a classid and read back THEN it is the same id', (id) => {
+    expect(poolIdOfClassid(poolClassid(id))).toBe(id);
   });
 
   test('GIVEN a pool of 100 VIPs WHEN reviewed THEN its section is keyed by its id and its comment counts the VIPs and names five', () => {

@@ -1,4 +1,4 @@
-import { POOL_SECTION_PREFIX, ReviewText, VIP_SECTION_PREFIX } from '../../model';
+import { POOL_SECTION_PREFIX, ReviewText, VIP_SECTION_PREFIX, poolIdOfClassid, poolName } from '../../model';
 
 /** The whole ruleset from a balancer's review parts (the table, every VIP's and pool's elements): one loadable nft file. */
 export function joinBalancerReview(review: ReviewText): string {
@@ -9,10 +9,7 @@ export function joinBalancerReview(review: ReviewText): string {
 }
 
 /** The review key of a pool, from its id as nft writes it (`major:minor`, a classid). */
-export function poolSectionKeyOfClassid(classid: string): string {
-  const [major, minor] = classid.split(':').map((part) => parseInt(part, 16));
-  return `${POOL_SECTION_PREFIX}${(((major << 16) | minor) >>> 0).toString(16).padStart(8, '0')}`;
-}
+export const poolSectionKeyOfClassid = (classid: string): string => `${POOL_SECTION_PREFIX}${poolName(poolIdOfClassid(classid))}`;
 
 /** The review key of the pool a VIP uses, read from the VIP's own section (its element in the `vip_pool` map). */
 export function poolSectionKeyOf(review: Readonly<Record<string, string>>, vip: string): string {
