@@ -1,13 +1,14 @@
 import { readFileSync, readdirSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import {
   HostSpec,
   SPEC_ENV_PREFIX,
-  SPEC_MAX_BYTES,
   SpecError,
+  gunzipBase64,
+  specTextOfTrigger,
   literalOfTemplate,
   triggersFileOf,
+  type TriggerFiles,
   StrictSpecSchemas,
   checkBackendHostSpec,
   checkBalancerSpec,
@@ -23,15 +24,11 @@ export function readSpecFromEnv(env: NodeJS.ProcessEnv): string | null {
   const parts: string[] = [];
   for (let i = 0; env[`${SPEC_ENV_PREFIX}${i}`] !== undefined; i++) parts.push(env[`${SPEC_ENV_PREFIX}${i}`]!);
   if (parts.length) {
-    try {
-      return gunzipSync(Buffer.from(parts.join(''), 'base64'), { maxOutputLength: SPEC_MAX_BYTES }).toString('utf8');
-    } catch (error) {
-      const tooLarge = (error as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-      const message = tooLarge
-        ? `is larger than ${SPEC_MAX_BYTES / 1048576} MiB once decompressed, more than any balancer needs; it was not read`
-        : `cannot be decompressed: ${(error as Error).message}`;
-      throw new SpecError([{ path: '(spec)', field: `${SPEC_ENV_PREFIX}*`, message }]);
-    }
+    // the provisioner compresses `spec` as Terraform stores it, which for a large host is compressed already
+    const outer = gunzipBase64(parts.join(''));
+    const unpacked = 'problem' in outer ? outer : specTextOfTrigger(outer.text);
+    if ('problem' in unpacked) throw new SpecError([{ path: '(spec)', field: `${SPEC_ENV_PREFIX}*`, message: unpacked.problem }]);
+    return unpacked.text;
   }
   return env.TULA_DSR_SPEC ?? null;
 }
@@ -70,16 +67,29 @@ export interface StackHost {
   readonly kind: 'balancer' | 'backend';
 }
 
-/** A host resource's triggers from the file beside cdk.tf.json that its attribute names (see triggersFileExpression). */
-function readTriggersFile(stackDir: string, relative: string, address: string): Record<string, string> {
-  const file = join(stackDir, relative);
+/** A host resource's triggers from the files beside cdk.tf.json that its attribute names, the spec as JSON (see triggersFileExpression). */
+function readTriggerFiles(stackDir: string, files: TriggerFiles, address: string): Record<string, string> {
+  const read = (relative: string) => {
+    const file = join(stackDir, relative);
+    try {
+      return { file, text: readFileSync(file, 'utf8') };
+    } catch (error) {
+      throw new SpecError([
+        { path: address, field: 'triggers', value: file, message: `cannot be read: ${(error as Error).message}; run \`cdktf synth\` again` },
+      ]);
+    }
+  };
+  const map = read(files.triggers);
+  const spec = read(files.spec);
   try {
-    const triggers = JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
-    if (typeof triggers.spec === 'string') return triggers;
+    const triggers = JSON.parse(map.text) as unknown;
+    if (triggers !== null && typeof triggers === 'object' && !Array.isArray(triggers)) return { ...(triggers as Record<string, string>), spec: spec.text };
   } catch (error) {
-    throw new SpecError([{ path: address, field: 'triggers', value: file, message: `cannot be read: ${(error as Error).message}; run \`cdktf synth\` again` }]);
+    throw new SpecError([
+      { path: address, field: 'triggers', value: map.file, message: `is not JSON: ${(error as Error).message}; run \`cdktf synth\` again` },
+    ]);
   }
-  throw new SpecError([{ path: address, field: 'triggers', value: file, message: 'has no spec; run `cdktf synth` again' }]);
+  throw new SpecError([{ path: address, field: 'triggers', value: map.file, message: 'is not a map of triggers; run `cdktf synth` again' }]);
 }
 
 /**
@@ -88,7 +98,7 @@ function readTriggersFile(stackDir: string, relative: string, address: string): 
  */
 export function synthesizedTriggers(stackDir: string, attribute: unknown, address: string): Record<string, string | null> | undefined {
   const fromFile = triggersFileOf(attribute);
-  if (fromFile !== null) return readTriggersFile(stackDir, fromFile, address);
+  if (fromFile !== null) return readTriggerFiles(stackDir, fromFile, address);
   if (attribute === null || typeof attribute !== 'object') return undefined;
   return Object.fromEntries(Object.entries(attribute as Record<string, string>).map(([key, template]) => [key, literalOfTemplate(template)]));
 }

@@ -346,22 +346,21 @@ async function terraformSection(): Promise<void> {
   const counts = terraformVipCounts();
   log(`terraform: one balancer of ${counts.join(', ')} VIPs × 4 backends, one weight changed`);
   notes.push(
-    `Terraform at scale (one balancer of N VIPs × 4 backends, terraform_data engine, provisioner commands replaced with \`true\` so that the figures are Terraform's own; load averages ${loadAverages()} at the start): after a first apply, one weight changes; \`cdktf synth\` (in process), \`terraform plan -out\`, \`terraform apply\` of that plan:`,
+    `Terraform at scale (one balancer of N VIPs × 4 backends, terraform_data engine, provisioner commands replaced with \`true\` so that the figures are Terraform's own; load averages ${loadAverages()} at the start): after a first apply, one weight changes; \`cdktf synth\` (in process), \`terraform plan -out\` and \`terraform apply\` of that plan, as a pull request runs them; then the weight changes back through one \`terraform apply -auto-approve\` (it plans and applies), the issue's goal:`,
     '',
-    '| VIPs | balancer trigger keys | trigger MB | synth | plan | apply | plan shows the changed pool |',
-    '|---|---|---|---|---|---|---|',
+    '| VIPs | balancer trigger keys | trigger MB | state MB | synth | plan | apply of the plan | plan lines | terraform apply | plan shows the changed pool |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const vips of counts) {
     const r = await measureTerraformScale(vips, log);
     notes.push(
-      `| ${vips} | ${r.triggerKeys} | ${r.triggerMb.toFixed(2)} | ${r.synthMs.toFixed(0)} ms | ${r.planMs.toFixed(0)} ms | ${r.applyMs.toFixed(0)} ms | ${r.planShowsChange ? 'yes' : 'no'} |`,
+      `| ${vips} | ${r.triggerKeys} | ${r.triggerMb.toFixed(2)} | ${r.stateMb.toFixed(1)} | ${r.synthMs.toFixed(0)} ms | ${r.planMs.toFixed(0)} ms | ${r.applyMs.toFixed(0)} ms | ${r.planLines} | ${r.directApplyMs.toFixed(0)} ms | ${r.planShowsChange ? 'yes' : 'no'} |`,
     );
     rows.push({
       section: 'terraform',
-      // `terraform apply` without a saved plan plans first: the goal counts both
-      goal: `${vips.toLocaleString('en')} VIPs, one weight changed: terraform plan + apply ≤ 3 s (the issue's goal is at 10,000 VIPs)`,
-      measured: `${((r.planMs + r.applyMs) / 1000).toFixed(1)} s (plan ${(r.planMs / 1000).toFixed(1)} s, apply ${(r.applyMs / 1000).toFixed(1)} s; synth ${(r.synthMs / 1000).toFixed(1)} s)`,
-      pass: r.planMs + r.applyMs <= 3000,
+      goal: `${vips.toLocaleString('en')} VIPs, one weight changed: terraform apply ≤ 3 s (the issue's goal is at 10,000 VIPs)`,
+      measured: `${(r.directApplyMs / 1000).toFixed(1)} s (saved plan: plan ${(r.planMs / 1000).toFixed(1)} s + apply ${(r.applyMs / 1000).toFixed(1)} s; synth ${(r.synthMs / 1000).toFixed(1)} s)`,
+      pass: r.directApplyMs <= 3000,
     });
   }
   notes.push('');

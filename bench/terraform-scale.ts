@@ -1,13 +1,14 @@
 /**
  * Terraform at scale: one balancer of N VIPs × 4 backends (terraform_data engine), applied once, then one weight
- * changed: `cdktf synth` (in process) + `terraform plan`, and `terraform apply` of that change. The provisioners'
- * commands are replaced with `true`, so the figures are Terraform's own work on the triggers (the agent's run on
- * the balancer is measured in the L2 section).
+ * changed: `cdktf synth` (in process) + `terraform plan -out`, and `terraform apply` of that plan, as a pull-request
+ * flow runs them; then the weight changed back by one `terraform apply -auto-approve`, as the issue's goal counts it.
+ * The provisioners' commands are replaced with `true`, so the figures are Terraform's own work on the triggers (the
+ * agent's run on the balancer is measured in the L2 section).
  *
  *   node dist/bench/terraform-scale.js [VIPS,...]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
@@ -73,6 +74,12 @@ export interface TerraformScale {
   readonly synthMs: number;
   readonly planMs: number;
   readonly applyMs: number;
+  /** One `terraform apply -auto-approve` of a one-weight change (it plans, then applies). */
+  readonly directApplyMs: number;
+  /** The state's size after the change. */
+  readonly stateMb: number;
+  /** The lines of `terraform plan`'s output for the change. */
+  readonly planLines: number;
   /** The plan of the change names the changed VIP's pool, so that a reviewer sees the per-VIP change. */
   readonly planShowsChange: boolean;
 }
@@ -97,7 +104,14 @@ export async function measureTerraformScale(vips: number, log: (line: string) =>
       () => false,
     );
     if (!noop) throw new Error('the plan after applying the change is not empty');
-    log(`terraform scale ${vips} VIPs: synth ${synth.ms.toFixed(0)} ms, plan ${plan.ms.toFixed(0)} ms, apply ${apply.ms.toFixed(0)} ms`);
+    const stateMb = statSync(join(stackDir, 'terraform.tfstate')).size / 2 ** 20;
+    synthBalancerStack(out, vips, 1);
+    const direct = await terraform(['apply', '-auto-approve'], stackDir, env);
+    if (!/Resources: 1 added, 0 changed, 1 destroyed\./.test(direct.out))
+      throw new Error(`the direct apply did not replace the balancer alone:\n${direct.out.slice(-2000)}`);
+    log(
+      `terraform scale ${vips} VIPs: synth ${synth.ms.toFixed(0)} ms, plan ${plan.ms.toFixed(0)} ms, apply ${apply.ms.toFixed(0)} ms, direct apply ${direct.ms.toFixed(0)} ms`,
+    );
     return {
       vips,
       triggerKeys: triggers.keys,
@@ -105,6 +119,9 @@ export async function measureTerraformScale(vips: number, log: (line: string) =>
       synthMs: synth.ms,
       planMs: plan.ms,
       applyMs: apply.ms,
+      directApplyMs: direct.ms,
+      stateMb,
+      planLines: plan.out.split('\n').length,
       planShowsChange: /×3/.test(plan.out),
     };
   } finally {

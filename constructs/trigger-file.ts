@@ -38,27 +38,30 @@ export function stackDirOf(scope: Construct): string {
 /**
  * A host resource's triggers as its attribute: the map itself, each value escaped so that Terraform reads it
  * literally, while the text stays within `maxBytes`; else an expression that reads the map from
- * `tula-dsr-triggers/<resource>/<sha256 prefix>.json` (content-addressed, so a changed map changes cdk.tf.json too).
- * `write` is false in cdktf's preparing pass: the file is written once, by the pass whose output is kept, and
- * replaces the resource's earlier ones.
+ * `tula-dsr-triggers/<resource>/<sha256 prefix>.json` and the spec from `<same prefix>.spec.json` beside it
+ * (content-addressed, so a changed map changes cdk.tf.json too). `write` is false in cdktf's preparing pass: the files
+ * are written once, by the pass whose output is kept, and replace the resource's earlier ones.
  */
 export function triggersAttribute(
   scope: Construct,
   resourceId: string,
-  triggers: Record<string, string>,
+  triggers: Record<string, string> & { readonly spec: string },
   options: { readonly maxBytes: number; readonly write: boolean },
 ): Record<string, string> | string {
   let bytes = 0;
   for (const key in triggers) bytes += Buffer.byteLength(triggers[key]);
   if (bytes <= options.maxBytes) return escapeTemplates(triggers);
-  const text = stableJson(triggers, 0);
-  const relative = path.posix.join(TRIGGER_FILES_DIR, resourceId, `${sha256Hex(text).slice(0, 16)}.json`);
+  const { spec, ...rest } = triggers;
+  const map = stableJson(rest, 0);
+  const name = sha256Hex(`${map}\n${spec}`).slice(0, 16);
+  const files = { triggers: `${name}.json`, spec: `${name}.spec.json` };
   if (options.write) {
     const folder = path.join(stackDirOf(scope), TRIGGER_FILES_DIR, resourceId);
     mkdirSync(folder, { recursive: true });
-    const name = path.posix.basename(relative);
-    for (const old of readdirSync(folder)) if (old !== name) rmSync(path.join(folder, old), { force: true });
-    writeFileSync(path.join(folder, name), text);
+    for (const old of readdirSync(folder)) if (old !== files.triggers && old !== files.spec) rmSync(path.join(folder, old), { force: true });
+    writeFileSync(path.join(folder, files.triggers), map);
+    writeFileSync(path.join(folder, files.spec), spec);
   }
-  return triggersFileExpression(relative);
+  const relative = (file: string) => path.posix.join(TRIGGER_FILES_DIR, resourceId, file);
+  return triggersFileExpression({ triggers: relative(files.triggers), spec: relative(files.spec) });
 }

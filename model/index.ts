@@ -26,6 +26,7 @@ export * from './flow-copy';
 export * from './arrays';
 export * from './shell';
 export * from './terraform-template';
+export * from './spec-packing';
 export * from './stats';
 export * from './stats-format';
 export * from './stats-table';

@@ -7,6 +7,7 @@ import { renderNftDeclarative } from './nft/render';
 import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
 import { pushAll } from './arrays';
+import { fnv1a32 } from './scheduling';
 
 /**
  * The human-readable parts of each host's desired state, one multi-line string per concern. They go into the
@@ -18,6 +19,34 @@ export type ReviewText = Record<string, string>;
 /** Trigger keys of the per-VIP and per-pool sections of a balancer's ruleset. */
 export const VIP_SECTION_PREFIX = 'vip:';
 export const POOL_SECTION_PREFIX = 'pool:';
+/** Trigger keys of a large balancer's VIP sections, grouped (see vipSectionKey). */
+export const VIP_GROUP_PREFIX = 'vips:';
+
+/**
+ * The most VIPs whose sections each have a trigger key of their own. Terraform's time for a plan follows the number
+ * of keys in a map as much as its bytes: 10,000 per-VIP keys cost a one-weight change 3 of its 4.8 s, 1,024 groups of
+ * the same text 1.5 s (docs/decisions.md, "A large balancer's VIP sections are grouped").
+ */
+export const VIP_SECTIONS_KEYED_MAX = 1000;
+/** How many groups a larger balancer's VIP sections fall into, by a hash of the VIP's name: adding a VIP changes one group. */
+export const VIP_GROUPS = 1024;
+
+/** The trigger key of a VIP's section: its own (`vip:<name>`) or, for a balancer of more than VIP_SECTIONS_KEYED_MAX VIPs, its group's. */
+export function vipSectionKey(name: string, vipCount: number): string {
+  if (vipCount <= VIP_SECTIONS_KEYED_MAX) return `${VIP_SECTION_PREFIX}${name}`;
+  return `${VIP_GROUP_PREFIX}${(fnv1a32(name) % VIP_GROUPS).toString(16).padStart(3, '0')}`;
+}
+
+/** The sections of a group, by VIP name, each as it would stand under its own `vip:<name>` key. */
+export function splitVipGroup(text: string): Map<string, string> {
+  const sections = new Map<string, string>();
+  // each section opens with its comment line, `# VIP <name> (<path>): …` (renderSection, vipComment)
+  for (const section of text.split(/(?=^# VIP )/m)) {
+    const name = /^# VIP (\S+)/.exec(section)?.[1];
+    if (name !== undefined) sections.set(name, section);
+  }
+  return sections;
+}
 
 type ElementGroups = { map: NftMap; elements: string[] }[];
 
@@ -74,7 +103,8 @@ export const poolSectionKey = (pool: Pool) => `${POOL_SECTION_PREFIX}${poolName(
 
 /**
  * A balancer's ruleset for review, split so that a plan shows only what changed: `ruleset` holds the table (chains,
- * rules, map declarations, shared elements), each `vip:<name>` entry holds that VIP's map elements and each
+ * rules, map declarations, shared elements), each `vip:<name>` entry holds that VIP's map elements (a large
+ * balancer's are grouped, see vipSectionKey) and each
  * `pool:<pool id>` entry its slot pool's elements (slots, live backends, dispatch) as `add element` statements.
  * Terraform hides unchanged map entries, so a weight change shows one pool's slot lines, not the whole table.
  */
@@ -88,7 +118,10 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
     maps: plan.table.maps.map((m) => ({ ...m, elements: m.elements.filter((e) => e.vip === undefined && e.pool === undefined) })),
   };
   const sections: ReviewText = {};
-  for (const vip of vips) sections[`${VIP_SECTION_PREFIX}${vip.name}`] = renderSection(plan.table, vipComment(vip), byVip.get(vip.name) ?? []);
+  for (const vip of vips) {
+    const key = vipSectionKey(vip.name, vips.length);
+    sections[key] = (sections[key] ?? '') + renderSection(plan.table, vipComment(vip), byVip.get(vip.name) ?? []);
+  }
   for (const pool of groupPools(spec.vips)) sections[poolSectionKey(pool)] = renderSection(plan.table, poolComment(pool), byPool.get(poolName(pool.id)) ?? []);
   return {
     ruleset: renderNftDeclarative(skeleton),

@@ -35,16 +35,31 @@ export function literalOfTemplate(template: string): string | null {
  */
 export const TRIGGER_FILES_DIR = 'tula-dsr-triggers';
 
-/** The value of a triggers attribute that Terraform reads from `relativePath` (from the stack folder), literally. */
-export function triggersFileExpression(relativePath: string): string {
-  return `\${jsondecode(file("\${path.module}/${relativePath}"))}`;
+/** The files a host resource's triggers are read from, relative to the stack folder: the map without `spec`, and the spec's JSON. */
+export interface TriggerFiles {
+  readonly triggers: string;
+  readonly spec: string;
 }
 
-const TRIGGERS_FILE_EXPRESSION = /^\$\{jsondecode\(file\("\$\{path\.module\}\/([A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*)"\)\)\}$/;
+/**
+ * The value of a triggers attribute that Terraform reads from files: the map literally, and `spec` gzipped and
+ * base64-encoded (COMPRESSED_SPEC_PREFIX). Terraform's time for a stack follows the bytes of its state, and a large
+ * balancer's spec JSON shrinks about eighteen times (docs/decisions.md, "A large spec is stored compressed").
+ * Terraform's own gzip compresses, so every machine stores the same text; the spec has a file of its own so that
+ * Terraform never decodes it as JSON.
+ */
+export function triggersFileExpression(files: TriggerFiles): string {
+  return `\${merge(jsondecode(file("\${path.module}/${files.triggers}")), { spec = base64gzip(file("\${path.module}/${files.spec}")) })}`;
+}
 
-/** The file a triggers attribute written by triggersFileExpression reads, or null for anything else (or a path with `..`). */
-export function triggersFileOf(value: unknown): string | null {
+const FILE = /file\("\$\{path\.module\}\/([A-Za-z0-9_.-]+(?:\/[A-Za-z0-9_.-]+)*)"\)/.source;
+const TRIGGERS_FILE_EXPRESSION = new RegExp(`^\\$\\{merge\\(jsondecode\\(${FILE}\\), \\{ spec = base64gzip\\(${FILE}\\) \\}\\)\\}$`);
+
+const isPlainPath = (file: string) => !file.split('/').some((part) => part === '..' || part === '.');
+
+/** The files a triggers attribute written by triggersFileExpression reads, or null for anything else (or a path with `..`). */
+export function triggersFileOf(value: unknown): TriggerFiles | null {
   if (typeof value !== 'string') return null;
-  const file = TRIGGERS_FILE_EXPRESSION.exec(value)?.[1];
-  return file === undefined || file.split('/').some((part) => part === '..' || part === '.') ? null : file;
+  const [, triggers, spec] = TRIGGERS_FILE_EXPRESSION.exec(value) ?? [];
+  return triggers !== undefined && isPlainPath(triggers) && isPlainPath(spec) ? { triggers, spec } : null;
 }

@@ -113,6 +113,8 @@ export interface WorkspaceOptions {
   readonly engine?: Engine;
   /** Where to create the workspace (default: the OS temp dir). */
   readonly parent?: string;
+  /** More construct context for the in-process synth, e.g. `tula-dsr:triggers-inline-max-bytes` (default: none). */
+  readonly context?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -190,7 +192,7 @@ export async function createWorkspace(o: WorkspaceOptions): Promise<Workspace> {
       env,
       synth(options = {}) {
         // the workspace is the project: its node_modules/tula-dsr is what the provisioners may run
-        const app = new App({ outdir, context: { [ENGINE_CONTEXT_KEY]: engine, [PROJECT_ROOT_CONTEXT_KEY]: dir } });
+        const app = new App({ outdir, context: { ...o.context, [ENGINE_CONTEXT_KEY]: engine, [PROJECT_ROOT_CONTEXT_KEY]: dir } });
         // the stack keeps its state at ../../../terraform.dsr.tfstate from the stack folder: statePath
         new ExampleStack(app, STACK_NAME, o.inventory, options);
         app.synth();

@@ -3,6 +3,8 @@ import { fastParse } from '../fast-parse';
 import { configResources, type ConfigResource, type ResourceChange, type TerraformPlan } from './plan-json';
 import { terraformReferences } from './references';
 import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
+import { specTextOfTrigger } from '../spec-packing';
+import { VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, splitVipGroup } from '../review';
 
 /** What Terraform does to a resource, in the review's words; a replacement is create-then-delete or the reverse. */
 export type HostAction = 'create' | 'replace' | 'destroy' | 'update' | 'forget' | 'none' | 'other';
@@ -98,11 +100,13 @@ function triggersAttribute(change: ResourceChange, config: ConfigResource | unde
 
 function specSide(triggers: Record<string, unknown> | undefined, unknown: boolean): SpecSide {
   if (unknown) return { state: 'unknown' };
-  const text = triggers?.[SPEC_KEY];
-  if (typeof text !== 'string') return { state: 'absent' };
+  const trigger = triggers?.[SPEC_KEY];
+  if (typeof trigger !== 'string') return { state: 'absent' };
+  const unpacked = specTextOfTrigger(trigger);
+  if ('problem' in unpacked) return { state: 'unreadable', problem: `the compressed spec ${unpacked.problem}` };
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = JSON.parse(unpacked.text);
   } catch (error) {
     return { state: 'unreadable', problem: `the spec is not JSON (${(error as Error).message})` };
   }
@@ -131,13 +135,14 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
   const keys = [...new Set([...Object.keys(beforeTriggers ?? {}), ...Object.keys(afterTriggers ?? {}), ...unknownKeys])].filter(
     (k) => k !== SPEC_KEY && k !== HASH_KEY,
   );
-  const texts = keys.map((key) => ({
+  const keyTexts = keys.map((key) => ({
     key,
     before: typeof beforeTriggers?.[key] === 'string' ? (beforeTriggers[key] as string) : undefined,
     after: typeof afterTriggers?.[key] === 'string' ? (afterTriggers[key] as string) : undefined,
     afterUnknown: afterTriggers !== undefined && marked(after_unknown, attribute, key),
     sensitive: marked(before_sensitive, attribute, key) || marked(after_sensitive, attribute, key),
   }));
+  const texts = expandVipGroups(keyTexts);
   const known = [afterSide, beforeSide].find((s) => s.state === 'known');
   const spec = known?.state === 'known' ? known.spec : undefined;
   const specExpression = asRecord(asRecord(config?.expressions?.[attribute])?.constant_value)?.[SPEC_KEY];
@@ -155,6 +160,41 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
     texts,
     references: afterSide.state === 'unknown' ? pendingReferences(specExpression, afterTriggers?.[SPEC_REVIEW_KEY]) : [],
   };
+}
+
+/**
+ * A large balancer's grouped VIP sections (`vips:<group>`) as the per-VIP texts a smaller one has (`vip:<name>`), so
+ * that the review shows each VIP that changed, whatever the group it shares; a balancer that crosses the grouping
+ * limit has a VIP's section under its own key on one side and in a group on the other, and that is one text.
+ */
+function expandVipGroups(texts: readonly TriggerText[]): TriggerText[] {
+  const byKey = new Map<string, TriggerText>();
+  const add = (text: TriggerText) => {
+    const seen = byKey.get(text.key);
+    byKey.set(
+      text.key,
+      seen
+        ? {
+            ...seen,
+            before: seen.before ?? text.before,
+            after: seen.after ?? text.after,
+            afterUnknown: seen.afterUnknown || text.afterUnknown,
+            sensitive: seen.sensitive || text.sensitive,
+          }
+        : text,
+    );
+  };
+  for (const text of texts) {
+    if (!text.key.startsWith(VIP_GROUP_PREFIX)) add(text);
+    else {
+      const before = splitVipGroup(text.before ?? '');
+      const after = splitVipGroup(text.after ?? '');
+      const names = [...new Set([...before.keys(), ...after.keys()])].sort();
+      if (names.length === 0) add(text);
+      for (const name of names) add({ ...text, key: `${VIP_SECTION_PREFIX}${name}`, before: before.get(name), after: after.get(name) });
+    }
+  }
+  return [...byKey.values()];
 }
 
 /**

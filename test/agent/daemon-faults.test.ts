@@ -23,7 +23,7 @@ beforeAll(() => {
   dir = mkdtempSync(join(os.tmpdir(), 'tula-daemon-faults-'));
 });
 afterAll(async () => {
-  await stopAgentDaemons(join(dir, 'real'));
+  for (const runtime of readdirSync(dir).filter((n) => n.startsWith('real-'))) await stopAgentDaemons(join(dir, runtime));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -104,11 +104,14 @@ describe('a fault in one request', () => {
 });
 
 describe('a spec that decompresses to more than the agent reads', () => {
-  test('GIVEN 300 KB of gzip that expands to 300 MiB WHEN a provisioner runs it through the real daemon THEN it is refused at once, exit 1, and the daemon stays small', async () => {
-    const packed = gzipSync(Buffer.alloc(300 * 1048576, ' '), { level: 9 }).toString('base64');
-    const env: Record<string, string> = { TULA_DSR_RUNTIME_DIR: join(dir, 'real') };
+  const bomb = gzipSync(Buffer.alloc(300 * 1048576, ' '), { level: 9 }).toString('base64');
+  test.each([
+    ['300 KB of gzip that expands to 300 MiB', bomb],
+    // a large host's spec is stored compressed, and the provisioner compresses that text again
+    ['a stored compressed spec that expands to 300 MiB, compressed again as the provisioner does', gzipSync(bomb).toString('base64')],
+  ])('GIVEN %s WHEN a provisioner runs it through the real daemon THEN it is refused at once, exit 1, and the daemon stays small', async (_, packed) => {
+    const env: Record<string, string> = { TULA_DSR_RUNTIME_DIR: mkdtempSync(join(dir, 'real-')) };
     for (let i = 0; i * SPEC_ENV_CHUNK < packed.length; i++) env[`TULA_DSR_SPEC_GZ_${i}`] = packed.slice(i * SPEC_ENV_CHUNK, (i + 1) * SPEC_ENV_CHUNK);
-    mkdirSync(env.TULA_DSR_RUNTIME_DIR, { mode: 0o700 });
 
     const r = await execFile(['node', '-e', 'require("tula-dsr/agent").main(["apply"])'], { env, cwd: REPO, timeoutMs: 30_000 });
 

@@ -15,6 +15,8 @@ import { diffSnapshots, HostSnapshot, snapshotHost } from '../../lab/l2/snapshot
 import type { ExampleOptions } from '../../lab/example-stack';
 import type { LabHost } from '../../lab/topology';
 import { waitFor } from '../../lab/exec';
+import { TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY } from '../../constructs';
+import { COMPRESSED_SPEC_PREFIX, triggersFileOf } from '../../model';
 import { applyExample, expectOk } from '../support/lab-run';
 
 jest.setTimeout(120_000);
@@ -308,15 +310,28 @@ describe('L2 DSR lab, end to end', () => {
     expect(diffs).toEqual([]);
   });
 
-  test('9. GIVEN the terraform_data engine WHEN the stack is deployed and destroyed THEN traffic is balanced and every host is back to its pre-deploy state', async () => {
-    const data = await createWorkspace({ inventory: l2.inventory, inventoryPath: l2.inventoryPath, engine: 'terraform_data' });
+  test('9. GIVEN the terraform_data engine, with every trigger map in files and so every spec stored compressed, WHEN the stack is deployed and destroyed THEN traffic is balanced and every host is back to its pre-deploy state', async () => {
+    const data = await createWorkspace({
+      inventory: l2.inventory,
+      inventoryPath: l2.inventoryPath,
+      engine: 'terraform_data',
+      context: { [TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY]: 0 },
+    });
     try {
       data.synth(INITIAL);
-      expect(Object.keys(JSON.parse(readFileSync(`${data.stackDir}/cdk.tf.json`, 'utf8')).resource)).toEqual(['terraform_data']);
+      const resources = JSON.parse(readFileSync(`${data.stackDir}/cdk.tf.json`, 'utf8')).resource;
+      expect(Object.keys(resources)).toEqual(['terraform_data']);
+      for (const r of Object.values(resources.terraform_data) as { triggers_replace: unknown }[]) expect(triggersFileOf(r.triggers_replace)).not.toBeNull();
       expectOk('terraform init', await data.terraform(['init', '-input=false', '-no-color']));
       const applied = await data.terraform(['apply', '-auto-approve', '-input=false', '-no-color']);
       expectOk('terraform apply', applied);
       expect(applySummary(applied.stdout)).toBe('Apply complete! Resources: 4 added, 0 changed, 0 destroyed.');
+      // the agent got each spec compressed twice (as stored, then by the provisioner) and read it
+      const shown = await data.terraform(['show', '-json', '-no-color']);
+      expectOk('terraform show', shown);
+      const state = JSON.parse(shown.stdout) as { values: { root_module: { resources: { values: { triggers_replace: { spec: string } } }[] } } };
+      const specs = state.values.root_module.resources.map((r) => r.values.triggers_replace.spec.slice(0, 4));
+      expect(specs).toEqual(Array(4).fill(COMPRESSED_SPEC_PREFIX));
 
       await flushFlows(l2.lb);
       const burst = await httpBurst(l2.client, l2.python, { host: l2.vips.web, port: 80, count: 60 });

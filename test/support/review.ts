@@ -1,9 +1,9 @@
-import { POOL_SECTION_PREFIX, ReviewText, VIP_SECTION_PREFIX, poolIdOfClassid, poolName } from '../../model';
+import { POOL_SECTION_PREFIX, ReviewText, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, poolIdOfClassid, poolName } from '../../model';
 
 /** The whole ruleset from a balancer's review parts (the table, every VIP's and pool's elements): one loadable nft file. */
 export function joinBalancerReview(review: ReviewText): string {
   const sections = Object.keys(review)
-    .filter((k) => k.startsWith(VIP_SECTION_PREFIX) || k.startsWith(POOL_SECTION_PREFIX))
+    .filter((k) => [VIP_SECTION_PREFIX, VIP_GROUP_PREFIX, POOL_SECTION_PREFIX].some((prefix) => k.startsWith(prefix)))
     .sort();
   return [review.ruleset, ...sections.map((k) => review[k])].join('');
 }

@@ -54,7 +54,9 @@ export function neutralise(stackDir: string): void {
     for (const p of resource.provisioner ?? []) {
       const verb = p['local-exec'].when === 'destroy' ? 'remove' : 'apply';
       const spec = 'i=0; while eval "test -n \\"\\${TULA_DSR_SPEC_GZ_$i:-}\\""; do eval "printf %s \\"\\$TULA_DSR_SPEC_GZ_$i\\""; i=$((i+1)); done';
-      const shell = `echo "${verb} $( (${spec}) | base64 -d | gzip -dc | sha256sum | cut -c1-64)" >> '${log}'`;
+      // a large host's spec is stored compressed (COMPRESSED_SPEC_PREFIX): the provisioner then gets it compressed twice
+      const unpack = `t=$(mktemp); (${spec}) | base64 -d | gzip -dc > "$t"; if [ "$(head -c 4 "$t")" = H4sI ]; then base64 -d "$t" | gzip -dc; else cat "$t"; fi; rm -f "$t"`;
+      const shell = `echo "${verb} $( (${unpack}) | sha256sum | cut -c1-64)" >> '${log}'`;
       p['local-exec'].command = shell.replaceAll('${', () => '$${'); // a Terraform template: keep the shell's ${…}
     }
   }

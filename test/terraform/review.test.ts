@@ -13,6 +13,7 @@ import { execFile } from '../../lab/exec';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
 import { assertFreshBuild, repoRoot } from '../../lab/l2/deploy';
 import { GITHUB_COMMENT_LIMIT } from '../../model/plan-review';
+import { VIP_GROUP_PREFIX, VIP_SECTIONS_KEYED_MAX, vipSectionKey } from '../../model';
 import { HOST_KEY } from '../support/common';
 import { neutralise, synth, terraformEnv, tf } from '../support/terraform';
 
@@ -233,6 +234,54 @@ describe('engine terraform_data', () => {
     expect(r.text).not.toContain('not shown here');
     expect(r.text).toContain('  - VIP v999 (10.1.3.250 tcp/80, l2, weighted-round-robin, flow timeout 300s) with 1 backend: b');
     expect(r.markdown).toMatchSnapshot();
+  });
+
+  /** lb1 with `count` VIPs v0…, each on backends a and b; VIP `odd` gives a weight 3. */
+  const big =
+    (count: number, odd?: string): Build =>
+    (app) => {
+      const s = new TerraformStack(app, 'big');
+      const lb = new Balancer(s, 'lb1', { ssh: ssh('10.0.1.2'), interface: 'eth0' });
+      for (let i = 0; i < count; i++) {
+        const vip = new DsrVip(s, `v${i}`, { balancer: lb, ip: `10.1.${Math.floor(i / 250)}.${(i % 250) + 1}`, port: 80 });
+        vip.addBackend('a', { ip: '10.2.0.1', mac: '02:00:0a:02:00:01', weight: `v${i}` === odd ? 3 : 1 });
+        vip.addBackend('b', { ip: '10.2.0.2', mac: '02:00:0a:02:00:02' });
+      }
+      return s;
+    };
+
+  test('GIVEN an applied balancer of 1,001 VIPs, whose VIP sections are grouped, WHEN one VIP gets weights of its own THEN the plan marks its line in its group and the review shows that VIP alone', async () => {
+    const count = VIP_SECTIONS_KEYED_MAX + 1;
+    const r = await review(engine, big(count), big(count, 'v500'));
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe('');
+    // Terraform shows the group that changed; in it, the VIP's element is the one line removed and added
+    const group = vipSectionKey('v500', count);
+    expect(r.plan).toContain(`"${group}"`);
+    const changedElements = r.plan.split('\n').filter((l) => /^\s+[-+]\s+10\.1\.\d+\.\d+ \. tcp \. 80 : /.test(l));
+    expect(changedElements.map((l) => l.trim().slice(0, 1) + l.replace(/^\s+[-+]\s+/, ' ').split(' : ')[0])).toEqual([
+      '- 10.1.2.1 . tcp . 80',
+      '+ 10.1.2.1 . tcp . 80',
+    ]);
+    expectLines(r.markdown, [
+      '**1 host replaced.** Terraform: 1 to add, 0 to change, 1 to destroy.',
+      '| `lb1` | balancer | replace | VIP `v500`: backend `a`: weight 1 → 3 |',
+      expect.stringMatching(/^<details><summary>Exact diff of lb1: ruleset, vip:v500, pool:[0-9a-f]{8}, pool:[0-9a-f]{8} \(\+\d+ −\d+ lines\)<\/summary>$/),
+      '--- vip:v500 (before)',
+      expect.stringMatching(/^-\t10\.1\.2\.1 \. tcp \. 80 : [0-9a-f]+:[0-9a-f]+$/),
+      expect.stringMatching(/^\+\t10\.1\.2\.1 \. tcp \. 80 : [0-9a-f]+:[0-9a-f]+$/),
+    ]);
+    // no other VIP's section is in the diff
+    expect(r.markdown.match(/^--- vip:/gm)).toHaveLength(1);
+    expect(r.markdown).not.toContain(VIP_GROUP_PREFIX);
+  });
+
+  test('GIVEN an applied balancer of 1,000 VIPs, a key per VIP section, WHEN a VIP is added and the sections are grouped THEN the review shows the added VIP alone', async () => {
+    const r = await review(engine, big(VIP_SECTIONS_KEYED_MAX), big(VIP_SECTIONS_KEYED_MAX + 1));
+    expect(r.code).toBe(2);
+    expect(r.plan).toContain(`"${vipSectionKey('v1000', VIP_SECTIONS_KEYED_MAX + 1)}"`);
+    expectLines(r.markdown, ['| `lb1` | balancer | replace | VIP `v1000` added |', '--- vip:v1000 (before)']);
+    expect(r.markdown.match(/^--- vip:/gm)).toHaveLength(1);
   });
 
   test('GIVEN an applied stack WHEN planned again unchanged THEN the review says so and exits 0', async () => {

@@ -1,7 +1,8 @@
 /**
- * Large triggers as files: past the inline limit a host resource's triggers are a file beside cdk.tf.json that the
+ * Large triggers as files: past the inline limit a host resource's triggers are files beside cdk.tf.json that the
  * REAL terraform reads with `file()`. The values Terraform sees (plan, state, what the provisioners receive) are
- * those of the inline form, byte for byte, so a stack that crosses the limit plans no change.
+ * those of the inline form, byte for byte, but for the spec, which Terraform stores compressed: it decompresses to
+ * the same text, and the provisioners receive the same spec.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
@@ -10,7 +11,7 @@ import { TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY } from '../../constructs';
 import { ExampleStack } from '../../lab/example-stack';
 import { DEFAULT_INVENTORY } from '../../lab/inventory';
 import { readStackHosts, synthesizedTriggers } from '../../agent/spec-input';
-import { TRIGGER_FILES_DIR, triggersFileOf } from '../../model';
+import { COMPRESSED_SPEC_PREFIX, TRIGGER_FILES_DIR, specTextOfTrigger, triggersFileOf } from '../../model';
 import { ENGINE_LIST } from '../support/stacks';
 import { events, neutralise, synth, terraformEnv, tf } from '../support/terraform';
 
@@ -32,9 +33,19 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       triggers: synthesizedTriggers(stackDir, r[attribute], `${engine}.${name}`),
     }));
   };
-  const stateTriggers = async (stackDir: string) => {
+  const stateTriggers = async (stackDir: string): Promise<Record<string, Record<string, string>>> => {
     const state = JSON.parse((await tf(stackDir, env, ['show', '-json'])).stdout) as Json;
     return Object.fromEntries((state.values.root_module.resources as Json[]).map((r) => [r.address, r.values[attribute]]));
+  };
+  /** Triggers with the spec as its JSON, however Terraform stores it. */
+  const withSpecText = (triggers: Record<string, string>) => {
+    const spec = specTextOfTrigger(triggers.spec);
+    return { ...triggers, spec: 'text' in spec ? spec.text : spec.problem };
+  };
+  /** A resource's trigger files, sorted: the map and the spec, named after a hash of both. */
+  const filesOf = (r: { attribute: unknown }) => {
+    const files = triggersFileOf(r.attribute)!;
+    return [files.triggers, files.spec].map((f) => path.posix.basename(f)).sort();
   };
 
   // the example stack keeps its state beside its outdir: one folder per form
@@ -53,9 +64,14 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
     expect(inline.length).toBeGreaterThanOrEqual(4);
     for (const r of inline) expect(typeof r.attribute).toBe('object');
     for (const r of fromFiles) {
-      const file = triggersFileOf(r.attribute);
-      expect([r.name, file]).toEqual([r.name, expect.stringMatching(new RegExp(`^${TRIGGER_FILES_DIR}/${r.name}/[0-9a-f]{16}\\.json$`))]);
-      expect(existsSync(path.join(fileDir, file!))).toBe(true);
+      const files = triggersFileOf(r.attribute);
+      const name = `^${TRIGGER_FILES_DIR}/${r.name}/([0-9a-f]{16})`;
+      expect([r.name, files]).toEqual([
+        r.name,
+        { triggers: expect.stringMatching(new RegExp(`${name}\\.json$`)), spec: expect.stringMatching(new RegExp(`${name}\\.spec\\.json$`)) },
+      ]);
+      expect(files!.spec.replace('.spec', '')).toBe(files!.triggers);
+      for (const file of [files!.triggers, files!.spec]) expect(existsSync(path.join(fileDir, file))).toBe(true);
     }
     expect(fromFiles.map((r) => [r.name, r.triggers])).toEqual(inline.map((r) => [r.name, r.triggers]));
     // what `tula-dsr check|apply|stats STACK_DIR` reads
@@ -67,24 +83,47 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       await tf(stackDir, env, ['init', '-input=false']);
       await tf(stackDir, env, ['apply', '-auto-approve', '-input=false']);
     }
-    expect(await stateTriggers(fileDir)).toEqual(await stateTriggers(inlineDir));
+    const inlineState = await stateTriggers(inlineDir);
+    const fileState = await stateTriggers(fileDir);
+    // the state holds the spec compressed, much smaller than its JSON, and decompressed the same text
+    for (const [address, triggers] of Object.entries(fileState)) {
+      expect([address, triggers.spec.slice(0, 4)]).toEqual([address, COMPRESSED_SPEC_PREFIX]);
+      expect(triggers.spec.length).toBeLessThan(inlineState[address].spec.length);
+    }
+    expect(Object.values(inlineState).every((t) => t.spec.startsWith('{'))).toBe(true);
+    expect(Object.fromEntries(Object.entries(fileState).map(([a, t]) => [a, withSpecText(t)]))).toEqual(inlineState);
     expect((await events(fileDir)).sort()).toEqual((await events(inlineDir)).sort());
     expect((await events(fileDir)).length).toBe(inline.length);
   });
 
-  test('GIVEN an applied inline stack WHEN it is synthesized again with its triggers in files THEN terraform plans no change', async () => {
+  test('GIVEN an applied inline stack WHEN it is synthesized again with its triggers in files THEN terraform replaces each host once, for the spec stored compressed: same hash, same review, same spec text', async () => {
     const outdir = path.join(dir, 'inline', 'out');
     const stackDir = synth(outdir, engine, example(), files);
     for (const r of hostResources(stackDir)) expect(triggersFileOf(r.attribute)).not.toBeNull();
     neutralise(stackDir);
-    const plan = await tf(stackDir, env, ['plan', '-input=false', '-detailed-exitcode'], [0, 2]);
-    expect([plan.code, plan.stdout]).toEqual([0, expect.stringContaining('No changes.')]);
+    await tf(stackDir, env, ['plan', '-input=false', '-out=files.tfplan']);
+    const plan = JSON.parse((await tf(stackDir, env, ['show', '-json', 'files.tfplan'])).stdout) as Json;
+    const changes = (plan.resource_changes as Json[]).filter((c) => c.type === engine);
+    expect(changes.length).toBeGreaterThanOrEqual(4);
+    for (const change of changes) {
+      const [before, after] = [change.change.before[attribute], change.change.after[attribute]] as Record<string, string>[];
+      expect([change.address, after.spec.slice(0, 4)]).toEqual([change.address, COMPRESSED_SPEC_PREFIX]);
+      expect(withSpecText(after)).toEqual(before);
+    }
+    const applied = await events(stackDir);
+    expect(applied.filter((e) => e.startsWith('apply ')).length).toBe(changes.length);
+    await tf(stackDir, env, ['apply', '-input=false', 'files.tfplan']);
+    // the provisioners of the new objects got the same specs as those of the old ones (the events hash what they got)
+    const replaced = (await events(stackDir)).slice(applied.length);
+    expect(replaced.filter((e) => e.startsWith('apply ')).sort()).toEqual(applied.filter((e) => e.startsWith('apply ')).sort());
+    const again = await tf(stackDir, env, ['plan', '-input=false', '-detailed-exitcode'], [0, 2]);
+    expect([again.code, again.stdout]).toEqual([0, expect.stringContaining('No changes.')]);
   });
 
   test('GIVEN a weight change WHEN synthesized again in files THEN the balancer gets a new file, its old one is gone, and the plan shows the changed slot lines and replaces the balancer only', async () => {
     const stackDir = synth(path.join(dir, 'files', 'out'), engine, example([1, 2, 4]), files);
     const lb = hostResources(stackDir).find((r) => r.name.startsWith('lb1_host_'))!;
-    expect(readdirSync(path.join(stackDir, TRIGGER_FILES_DIR, lb.name))).toEqual([path.posix.basename(triggersFileOf(lb.attribute)!)]);
+    expect(readdirSync(path.join(stackDir, TRIGGER_FILES_DIR, lb.name)).sort()).toEqual(filesOf(lb));
     neutralise(stackDir);
     const plan = await tf(stackDir, env, ['plan', '-input=false', '-detailed-exitcode'], [2]);
     expect(plan.stdout).toMatch(new RegExp(`# ${engine}\\.lb1_host_[0-9A-F]{8} must be replaced`));
