@@ -44,7 +44,7 @@ export interface TriggerFiles {
 /**
  * The value of a triggers attribute that Terraform reads from files: the map literally, and `spec` gzipped and
  * base64-encoded (COMPRESSED_SPEC_PREFIX). Terraform's time for a stack follows the bytes of its state, and a large
- * balancer's spec JSON shrinks about eighteen times (docs/decisions.md, "A large spec is stored compressed").
+ * balancer's spec JSON shrinks about seventeen times (docs/decisions.md, "A large spec is stored compressed").
  * Terraform's own gzip compresses, so every machine stores the same text; the spec has a file of its own so that
  * Terraform never decodes it as JSON.
  */
