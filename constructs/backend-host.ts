@@ -52,6 +52,8 @@ export class BackendHost extends Construct implements IBackendHost {
   private readonly props: BackendHostProps;
   private readonly propIssues: SpecIssue[];
   private readonly backendList: IBackend[] = [];
+  /** The problems and the spec, built once per synth pass and more (hasProblems, validation, the spec itself). */
+  private cached?: { readonly issues: SpecIssue[]; spec?: BackendHostSpec };
 
   /**
    * Use in place of a deleted backend host construct (same scope and id) for one apply: Terraform then destroys its
@@ -87,6 +89,12 @@ export class BackendHost extends Construct implements IBackendHost {
   /** @internal */
   _register(backend: IBackend): void {
     this.backendList.push(backend);
+    this._invalidate();
+  }
+
+  /** @internal */
+  _invalidate(): void {
+    this.cached = undefined;
   }
 
   private services(): ServiceSpec[] {
@@ -123,14 +131,18 @@ export class BackendHost extends Construct implements IBackendHost {
   }
 
   private issues(): SpecIssue[] {
+    if (this.cached) return this.cached.issues;
     const parsed = parseCandidate(SynthSchemas.BackendHostSpecSchema, this.candidate(), this.node.path);
-    return [...this.propIssues, ...(parsed.value ? checkBackendHostSpec(parsed.value, { isUnresolved }) : parsed.issues)];
+    const issues = [...this.propIssues, ...(parsed.value ? checkBackendHostSpec(parsed.value, { isUnresolved }) : parsed.issues)];
+    this.cached = { issues };
+    return issues;
   }
 
   /** The validated spec the agent receives. Throws SpecError listing every problem. */
   toSpec(): BackendHostSpec {
     const issues = this.issues();
     if (issues.length) throw new SpecError(issues);
-    return SynthSchemas.BackendHostSpecSchema.parse(this.candidate());
+    this.cached!.spec ??= SynthSchemas.BackendHostSpecSchema.parse(this.candidate());
+    return this.cached!.spec;
   }
 }

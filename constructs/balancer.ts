@@ -82,6 +82,8 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
   private readonly propIssues: SpecIssue[];
   private readonly vipList: IDsrVip[] = [];
   private cachedIssues?: SpecIssue[];
+  /** The spec, built once for both synth passes (a full parse of every VIP). */
+  private cachedSpec?: BalancerSpec;
   private membership?: PairMembership;
 
   /**
@@ -126,6 +128,7 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
   /** @internal */
   _invalidate(): void {
     this.cachedIssues = undefined;
+    this.cachedSpec = undefined;
   }
 
   /** @internal The pair this balancer is a member of, if any. */
@@ -212,7 +215,7 @@ export class Balancer extends Construct implements IBalancer, IPairMember {
   toSpec(): BalancerSpec {
     const issues = this._issues();
     if (issues.length) throw new SpecError(issues);
-    const vips = this.vipList.map((v) => v._parse().value!);
-    return SynthSchemas.BalancerSpecSchema.parse(this.candidate(vips));
+    this.cachedSpec ??= SynthSchemas.BalancerSpecSchema.parse(this.candidate(this.vipList.map((v) => v._parse().value!)));
+    return this.cachedSpec;
   }
 }

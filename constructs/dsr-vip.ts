@@ -110,6 +110,8 @@ export class DsrVip extends Construct implements IDsrVip {
     this.backendList.push(backend);
     this.parsed = undefined;
     this.balancer._invalidate();
+    // a host's services come from this VIP's parse, which the new backend can change (see BackendHost.services)
+    for (const b of this.backendList) b.host?._invalidate();
   }
 
   /** @internal The VIP's own fields and its backends, parsed with the synth-time schemas. */

@@ -21,7 +21,7 @@ import { renderCommand } from '../model/shell';
 import { escapeTemplates } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
 import { reportIssues } from './issues';
-import { SpecTrigger, specTrigger } from './spec-trigger';
+import { SpecTrigger, specTemplate, specTrigger } from './spec-trigger';
 import { stackDirOf, triggersAttribute, triggersInlineMaxBytes } from './trigger-file';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
@@ -198,7 +198,7 @@ function hostTriggers<S extends object>(
   options: HostResourceOptions<S>,
   spec: S,
   trigger: SpecTrigger,
-  file: { readonly scope: Construct; readonly resourceId: string; readonly maxBytes: number; readonly write: boolean },
+  file: { readonly scope: Construct; readonly resourceId: string; readonly maxBytes: number },
 ): Record<string, string> | string {
   if (trigger.text !== undefined)
     return triggersAttribute(file.scope, file.resourceId, { ...options.review(spec), spec: trigger.text, hash: trigger.hash }, file);
@@ -248,16 +248,21 @@ export function emitRemovedHost(scope: Construct, id: string): void {
 }
 
 /**
- * A value produced at synth that gives way to a placeholder while the host has problems in cdktf's "preparing" pass:
- * cdktf resolves every value once before it runs the validations, and a problem thrown there would reach the user
- * wrapped in "Resolution error: …" with the token's creation stack, ahead of the validation that lists every
- * problem at its construct path. The final pass still refuses a host with problems (reachable only when
- * validations are skipped): a SpecError, with no creation stack to append.
+ * A value produced at synth only in cdktf's final pass. cdktf resolves every value once before ("preparing"), to find
+ * references across stacks, and throws that output away. The triggers never hold such a reference (a spec's tokens
+ * live in its local), so the preparing pass gets a placeholder: building a large balancer's triggers twice was half of
+ * its synth. It also keeps a host's problems out of that pass, where a throw would reach the user wrapped in
+ * "Resolution error: …" with the token's creation stack, ahead of the validation that lists every problem at its
+ * construct path. The final pass still refuses a host with problems (reachable only when validations are skipped): a
+ * SpecError, with no creation stack to append. `onPass` learns which pass resolved it.
  */
-function unlessProblems<T>(hasProblems: () => boolean, placeholder: T, produce: (context: IResolveContext) => T): T {
+function finalPassOnly<T>(placeholder: T, produce: (context: IResolveContext) => T, onPass: (preparing: boolean) => void): T {
   const token: IResolvable = {
     creationStack: [],
-    resolve: (context: IResolveContext) => (context.preparing && hasProblems() ? placeholder : produce(context)),
+    resolve: (context: IResolveContext) => {
+      onPass(context.preparing);
+      return context.preparing ? placeholder : produce(context);
+    },
     toString: () => Token.asString(token),
   };
   return Token.asAny(token) as unknown as T;
@@ -269,14 +274,19 @@ export function emitHostResource<S extends object>(scope: Construct, id: string,
   const inline = triggersInlineMaxBytes(scope);
   reportOncePerStack(scope, inline.issue);
   let localName = '';
-  // The resource resolves before the local that follows it (tree order): the local reuses what the resource's
-  // resolution computed instead of building the spec again (each synth resolves twice, preparing and for real).
+  // The resource resolves before the local that follows it (tree order), in each pass: the local learns the pass, and
+  // in the final one reuses what the resource's resolution computed instead of building the spec again.
   let computed: SpecTrigger | undefined;
-  const triggers = unlessProblems<Record<string, string> | string>(options.hasProblems, {}, (context) => {
-    const spec = options.spec();
-    computed = specTrigger(scope, spec, localName);
-    return hostTriggers(options, spec, computed, { scope, resourceId: resource.friendlyUniqueId, maxBytes: inline.bytes, write: !context.preparing });
-  });
+  let preparing = false;
+  const triggers = finalPassOnly<Record<string, string> | string>(
+    {},
+    () => {
+      const spec = options.spec();
+      computed = specTrigger(scope, spec, localName);
+      return hostTriggers(options, spec, computed, { scope, resourceId: resource.friendlyUniqueId, maxBytes: inline.bytes });
+    },
+    (pass) => (preparing = pass),
+  );
   let resource: TerraformResource;
   if (engine === 'null_resource') {
     ensureNullProvider(scope);
@@ -287,6 +297,8 @@ export function emitHostResource<S extends object>(scope: Construct, id: string,
   localName = `${resource.friendlyUniqueId}_spec`;
   new SpecLocal(scope, `${id}-spec`, localName, () => {
     if (options.hasProblems()) return undefined;
+    // preparing: only a spec with tokens has a local, whose tokens that pass is for
+    if (preparing) return specTemplate(scope, options.spec(), localName);
     const trigger = computed ?? specTrigger(scope, options.spec(), localName);
     computed = undefined;
     return trigger.template;

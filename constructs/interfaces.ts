@@ -65,6 +65,8 @@ export interface IBackendHost extends IConstruct {
   readonly ipv6Address?: string;
   /** @internal */
   _register(backend: IBackend): void;
+  /** @internal A VIP this host serves changed: its spec is built again. */
+  _invalidate(): void;
 }
 
 const BRANDS = {

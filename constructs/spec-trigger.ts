@@ -84,3 +84,10 @@ export function specTrigger(scope: IConstruct, spec: object, localName: string):
   const review = literal.replace(PLACEHOLDER_JSON, (_, i: string) => escapeTemplate(JSON.stringify(pendingValue(referenceOf(scope, tokens[Number(i)])))));
   return { spec: `\${local.${localName}}`, hash: `\${sha256(local.${localName})}`, review, template };
 }
+
+/** The template of the local for a spec with tokens, or undefined for a spec without (whose JSON is not built). */
+export function specTemplate(scope: IConstruct, spec: object, localName: string): string | undefined {
+  const tokens: unknown[] = [];
+  withPlaceholders(spec, tokens);
+  return tokens.length === 0 ? undefined : specTrigger(scope, spec, localName).template;
+}

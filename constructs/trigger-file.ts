@@ -39,14 +39,14 @@ export function stackDirOf(scope: Construct): string {
  * A host resource's triggers as its attribute: the map itself, each value escaped so that Terraform reads it
  * literally, while the text stays within `maxBytes`; else an expression that reads the map from
  * `tula-dsr-triggers/<resource>/<sha256 prefix>.json` and the spec from `<same prefix>.spec.json` beside it
- * (content-addressed, so a changed map changes cdk.tf.json too). `write` is false in cdktf's preparing pass: the files
- * are written once, by the pass whose output is kept, and replace the resource's earlier ones.
+ * (content-addressed, so a changed map changes cdk.tf.json too). Called in cdktf's final pass only (the one whose
+ * output is kept); the files replace the resource's earlier ones.
  */
 export function triggersAttribute(
   scope: Construct,
   resourceId: string,
   triggers: Record<string, string> & { readonly spec: string },
-  options: { readonly maxBytes: number; readonly write: boolean },
+  options: { readonly maxBytes: number },
 ): Record<string, string> | string {
   let bytes = 0;
   for (const key in triggers) bytes += Buffer.byteLength(triggers[key]);
@@ -55,13 +55,11 @@ export function triggersAttribute(
   const map = stableJson(rest, 0);
   const name = sha256Hex(`${map}\n${spec}`).slice(0, 16);
   const files = { triggers: `${name}.json`, spec: `${name}.spec.json` };
-  if (options.write) {
-    const folder = path.join(stackDirOf(scope), TRIGGER_FILES_DIR, resourceId);
-    mkdirSync(folder, { recursive: true });
-    for (const old of readdirSync(folder)) if (old !== files.triggers && old !== files.spec) rmSync(path.join(folder, old), { force: true });
-    writeFileSync(path.join(folder, files.triggers), map);
-    writeFileSync(path.join(folder, files.spec), spec);
-  }
+  const folder = path.join(stackDirOf(scope), TRIGGER_FILES_DIR, resourceId);
+  mkdirSync(folder, { recursive: true });
+  for (const old of readdirSync(folder)) if (old !== files.triggers && old !== files.spec) rmSync(path.join(folder, old), { force: true });
+  writeFileSync(path.join(folder, files.triggers), map);
+  writeFileSync(path.join(folder, files.spec), spec);
   const relative = (file: string) => path.posix.join(TRIGGER_FILES_DIR, resourceId, file);
   return triggersFileExpression({ triggers: relative(files.triggers), spec: relative(files.spec) });
 }

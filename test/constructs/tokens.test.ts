@@ -7,7 +7,7 @@ import 'cdktf/lib/testing/adapters/jest';
 import { TerraformResource, TerraformStack, Testing } from 'cdktf';
 import { Resource as NullResource } from '@cdktf/provider-null/lib/resource';
 import { BackendHost, Balancer, DsrVip, Engine } from '../../constructs';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseHostSpec, readStackHosts } from '../../agent/spec-input';
 import { HOST_KEY } from '../support/common';
@@ -134,4 +134,23 @@ describe.each(ENGINE_LIST)('engine %s', (engine) => {
       '[s/web/tok] weight: 1.5 is not allowed; use an integer from 0 to 1000 (0 drains the backend)',
     );
   });
+});
+
+test('GIVEN a backend IP taken from a resource of another stack WHEN the app is synthesized THEN cdktf wires the reference across stacks (an output there, remote state here) and the spec local reads it', () => {
+  const app = newApp(root(), 'terraform_data');
+  const infra = new TerraformStack(app, 'infra');
+  const ip = new TerraformResource(infra, 'backend_ip', { terraformResourceType: 'terraform_data' }).getStringAttribute('output');
+  const dsr = new TerraformStack(app, 'dsr');
+  const lb = new Balancer(dsr, 'lb1', { ssh: { host: '10.0.1.2', hostKey: HOST_KEY }, interface: 'eth0', subnet: '10.0.1.0/24' });
+  new DsrVip(dsr, 'web', { balancer: lb, ip: '10.0.1.100', port: 80 }).addBackend('far', { ip, mac: '02:00:0a:00:01:0b' });
+  app.synth();
+  const read = (stack: string) => JSON.parse(readFileSync(path.join(app.outdir, 'stacks', stack, 'cdk.tf.json'), 'utf8')) as Json;
+  const [infraJson, dsrJson] = [read('infra'), read('dsr')];
+  // the reference only becomes an output and a remote state if the local's template was resolved when cdktf looked
+  const [output] = Object.keys(infraJson.output ?? {});
+  expect(output).toMatch(/^cross-stack-output-terraform_databackend_ipoutput/);
+  const [remote] = Object.keys(dsrJson.data?.terraform_remote_state ?? {});
+  expect(remote).toBe('cross-stack-reference-input-infra');
+  const [local] = Object.values(dsrJson.locals as Record<string, string>);
+  expect(local).toContain(`\${jsonencode(data.terraform_remote_state.${remote}.outputs.${output})}`);
 });
