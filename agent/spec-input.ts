@@ -131,7 +131,12 @@ export function readStackHosts(path: string): StackHost[] {
     for (const [name, resource] of Object.entries(resources)) {
       if (!JSON.stringify(resource.provisioner ?? '').includes('tula-dsr/agent')) continue;
       const specText = synthesizedTriggers(dirname(file), resource.triggers ?? resource.triggers_replace, `${type}.${name}`)?.spec;
-      if (specText === undefined) continue;
+      if (specText === undefined) {
+        // a host resource whose triggers this version cannot read (synthesized by another one): never skipped silently
+        throw new SpecError([
+          { path: `${type}.${name}`, field: 'triggers', message: 'are in a form this version of tula-dsr does not read; run `cdktf synth` again' },
+        ]);
+      }
       if (specText === null) {
         throw new SpecError([
           {

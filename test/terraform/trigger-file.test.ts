@@ -4,7 +4,7 @@
  * those of the inline form, byte for byte, but for the spec, which Terraform stores compressed: it decompresses to
  * the same text, and the provisioners receive the same spec.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY } from '../../constructs';
@@ -137,6 +137,24 @@ test('GIVEN an inline limit that is not a number of bytes WHEN synthesized THEN 
   try {
     expect(() => synth(path.join(dir, 'out'), 'terraform_data', example(), { [TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY]: '64k' })).toThrow(
       /context tula-dsr:triggers-inline-max-bytes.*"64k" is not a number of bytes; use a whole number ≥ 0 \(default 65536\)/s,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('GIVEN a host resource whose triggers are an expression this version does not read WHEN the CLI reads the stack THEN it names the resource and says to synthesize again, instead of leaving the host out', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tula-dsr-tf-files-'));
+  try {
+    const stackDir = synth(path.join(dir, 'out'), 'terraform_data', example(), { [TRIGGERS_INLINE_MAX_BYTES_CONTEXT_KEY]: 0 });
+    const file = path.join(stackDir, 'cdk.tf.json');
+    const json = JSON.parse(readFileSync(file, 'utf8')) as Json;
+    const [name, lb] = Object.entries(json.resource.terraform_data as Record<string, Json>).find(([n]) => n.startsWith('lb1_host_'))!;
+    // the single-file form an earlier version wrote
+    lb.triggers_replace = `\${jsondecode(file("\${path.module}/${TRIGGER_FILES_DIR}/${name}/0123456789abcdef.json"))}`;
+    writeFileSync(file, JSON.stringify(json));
+    expect(() => readStackHosts(stackDir)).toThrow(
+      `terraform_data.${name}: triggers: are in a form this version of tula-dsr does not read; run \`cdktf synth\` again`,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });
