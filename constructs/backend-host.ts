@@ -52,7 +52,7 @@ export class BackendHost extends Construct implements IBackendHost {
   private readonly props: BackendHostProps;
   private readonly propIssues: SpecIssue[];
   private readonly backendList: IBackend[] = [];
-  /** The problems and the spec, built once per synth pass and more (hasProblems, validation, the spec itself). */
+  /** The problems and the spec, which both synth passes and the validation ask for: kept until a backend joins or a VIP changes. */
   private cached?: { readonly issues: SpecIssue[]; spec?: BackendHostSpec };
 
   /**
