@@ -21,7 +21,7 @@ import { renderCommand } from '../model/shell';
 import { escapeTemplates } from '../model/terraform-template';
 import { SpecIssue } from '../model/issues';
 import { reportIssues } from './issues';
-import { SpecTrigger, specTemplate, specTrigger } from './spec-trigger';
+import { SpecTrigger, specTemplate, specTrigger, templateOf } from './spec-trigger';
 import { stackDirOf, triggersAttribute, triggersInlineMaxBytes } from './trigger-file';
 
 /** Stack-wide construct context key that selects how host resources are emitted. */
@@ -200,9 +200,8 @@ function hostTriggers<S extends object>(
   trigger: SpecTrigger,
   file: { readonly scope: Construct; readonly resourceId: string; readonly maxBytes: number },
 ): Record<string, string> | string {
-  if (trigger.text !== undefined)
-    return triggersAttribute(file.scope, file.resourceId, { ...options.review(spec), spec: trigger.text, hash: trigger.hash }, file);
-  const review = { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review! };
+  if ('text' in trigger) return triggersAttribute(file.scope, file.resourceId, { ...options.review(spec), spec: trigger.text, hash: trigger.hash }, file);
+  const review = { ...Object.fromEntries(options.pendingKeys.map((key) => [key, PENDING])), [SPEC_REVIEW_KEY]: trigger.review };
   return { ...escapeTemplates(review), spec: trigger.spec, hash: trigger.hash };
 }
 
@@ -256,12 +255,12 @@ export function emitRemovedHost(scope: Construct, id: string): void {
  * construct path. The final pass still refuses a host with problems (reachable only when validations are skipped): a
  * SpecError, with no creation stack to append. `onPass` learns which pass resolved it.
  */
-function finalPassOnly<T>(placeholder: T, produce: (context: IResolveContext) => T, onPass: (preparing: boolean) => void): T {
+function finalPassOnly<T>(placeholder: T, produce: () => T, onPass: (preparing: boolean) => void): T {
   const token: IResolvable = {
     creationStack: [],
     resolve: (context: IResolveContext) => {
       onPass(context.preparing);
-      return context.preparing ? placeholder : produce(context);
+      return context.preparing ? placeholder : produce();
     },
     toString: () => Token.asString(token),
   };
@@ -301,7 +300,7 @@ export function emitHostResource<S extends object>(scope: Construct, id: string,
     if (preparing) return specTemplate(scope, options.spec(), localName);
     const trigger = computed ?? specTrigger(scope, options.spec(), localName);
     computed = undefined;
-    return trigger.template;
+    return templateOf(trigger);
   });
   const selfSpec = SELF_SPEC[engine];
   resource.lifecycle = { createBeforeDestroy: true };

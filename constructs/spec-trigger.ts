@@ -7,23 +7,27 @@ import { isUnresolved } from './issues';
  * How a host's spec reaches the agent through Terraform: the `spec` trigger, which the provisioner hands over, and
  * `hash`, the generation (sha256 of exactly that text).
  *
- * Without tokens the spec JSON is the trigger itself, escaped so that Terraform reads it literally. With tokens
- * (values Terraform resolves), the spec JSON is a template in which each token's value is written by Terraform's
- * own `jsonencode()`: whatever a value holds (quotes, backslashes, line breaks, `}`), it arrives as one JSON value
- * and can never add keys or objects to the spec. That template is a local, so that `spec` and `hash` are built
- * from the same text; `review` shows the plan what synth knows, with each token named.
+ * Without tokens the spec JSON is the trigger itself (escaped with the other triggers, or written to a file, see
+ * triggersAttribute). With tokens (values Terraform resolves), the spec JSON is a template in which each token's value
+ * is written by Terraform's own `jsonencode()`: whatever a value holds (quotes, backslashes, line breaks, `}`), it
+ * arrives as one JSON value and can never add keys or objects to the spec. That template is a local, so that `spec`
+ * and `hash` are built from the same text; `review` shows the plan what synth knows, with each token named.
  */
-export interface SpecTrigger {
-  /** The `spec` trigger as a template: the text escaped, or a reference to the local. */
-  readonly spec: string;
-  /** Without tokens: the spec's text itself, as Terraform reads the trigger back. */
-  readonly text?: string;
-  readonly hash: string;
-  /** With tokens: the spec as synth knows it, each token shown by `pendingValue`. */
-  readonly review?: string;
-  /** With tokens: the template of the local that `spec` and `hash` refer to. */
-  readonly template?: string;
-}
+export type SpecTrigger =
+  | {
+      /** The spec's JSON, as Terraform reads the trigger back. */
+      readonly text: string;
+      readonly hash: string;
+    }
+  | {
+      /** The `spec` trigger: a reference to the local. */
+      readonly spec: string;
+      readonly hash: string;
+      /** The spec as synth knows it, each token shown by `pendingValue`. */
+      readonly review: string;
+      /** The template of the local that `spec` and `hash` refer to. */
+      readonly template: string;
+    };
 
 /** A string no spec value can be (construct paths have no control characters; other fields have patterns). */
 const placeholder = (index: number) => `\u0000tula-token-${index}\u0000`;
@@ -77,7 +81,7 @@ export function specJson(value: unknown): string {
 export function specTrigger(scope: IConstruct, spec: object, localName: string): SpecTrigger {
   const tokens: unknown[] = [];
   const text = specJson(withPlaceholders(spec, tokens));
-  if (tokens.length === 0) return { spec: escapeTemplate(text), text, hash: sha256Hex(text) };
+  if (tokens.length === 0) return { text, hash: sha256Hex(text) };
   const literal = escapeTemplate(text);
   // Fn.jsonencode gives a token that cdktf writes as `${jsonencode(<reference>)}`, an interpolation of the template
   const template = literal.replace(PLACEHOLDER_JSON, (_, i: string) => Fn.jsonencode(tokens[Number(i)]));
@@ -89,5 +93,10 @@ export function specTrigger(scope: IConstruct, spec: object, localName: string):
 export function specTemplate(scope: IConstruct, spec: object, localName: string): string | undefined {
   const tokens: unknown[] = [];
   withPlaceholders(spec, tokens);
-  return tokens.length === 0 ? undefined : specTrigger(scope, spec, localName).template;
+  return tokens.length === 0 ? undefined : templateOf(specTrigger(scope, spec, localName));
+}
+
+/** The template of the local, for a spec with tokens. */
+export function templateOf(trigger: SpecTrigger): string | undefined {
+  return 'template' in trigger ? trigger.template : undefined;
 }

@@ -7,7 +7,7 @@ import { SpecIssue } from '../model/issues';
 
 /**
  * Context key: the largest trigger map (in bytes of UTF-8 text) a host resource writes into cdk.tf.json itself; a
- * larger one is written to a file beside it that Terraform reads with `file()`. Terraform parses each string of its
+ * larger one is written to files beside it that Terraform reads with `file()`. Terraform parses each string of its
  * JSON configuration as a template, which costs it several times what reading the same text from a file does: one
  * weight change of a 10,000-VIP balancer planned in 41 s inline and in 5.6 s from files (BENCHMARKS.md, "Issue 17l").
  * @default 65536

@@ -104,8 +104,8 @@ export const poolSectionKey = (pool: Pool) => `${POOL_SECTION_PREFIX}${poolName(
 /**
  * A balancer's ruleset for review, split so that a plan shows only what changed: `ruleset` holds the table (chains,
  * rules, map declarations, shared elements), each `vip:<name>` entry holds that VIP's map elements (a large
- * balancer's are grouped, see vipSectionKey) and each
- * `pool:<pool id>` entry its slot pool's elements (slots, live backends, dispatch) as `add element` statements.
+ * balancer's are grouped, see vipSectionKey) and each `pool:<pool id>` entry its slot pool's elements (slots, live
+ * backends, dispatch) as `add element` statements.
  * Terraform hides unchanged map entries, so a weight change shows one pool's slot lines, not the whole table.
  */
 export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = {}): ReviewText {

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
 import { ENGINE_CONTEXT_KEY, Engine } from '../../constructs';
 import { prepareTerraformEnv, runTerraform, TerraformResult } from '../../lab/terraform/env';
+import { COMPRESSED_SPEC_PREFIX } from '../../model';
 
 export const TERRAFORM = '/usr/local/bin/terraform';
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -55,7 +56,7 @@ export function neutralise(stackDir: string): void {
       const verb = p['local-exec'].when === 'destroy' ? 'remove' : 'apply';
       const spec = 'i=0; while eval "test -n \\"\\${TULA_DSR_SPEC_GZ_$i:-}\\""; do eval "printf %s \\"\\$TULA_DSR_SPEC_GZ_$i\\""; i=$((i+1)); done';
       // a large host's spec is stored compressed (COMPRESSED_SPEC_PREFIX): the provisioner then gets it compressed twice
-      const unpack = `t=$(mktemp); (${spec}) | base64 -d | gzip -dc > "$t"; if [ "$(head -c 4 "$t")" = H4sI ]; then base64 -d "$t" | gzip -dc; else cat "$t"; fi; rm -f "$t"`;
+      const unpack = `t=$(mktemp); (${spec}) | base64 -d | gzip -dc > "$t"; if [ "$(head -c 4 "$t")" = ${COMPRESSED_SPEC_PREFIX} ]; then base64 -d "$t" | gzip -dc; else cat "$t"; fi; rm -f "$t"`;
       const shell = `echo "${verb} $( (${unpack}) | sha256sum | cut -c1-64)" >> '${log}'`;
       p['local-exec'].command = shell.replaceAll('${', () => '$${'); // a Terraform template: keep the shell's ${…}
     }
