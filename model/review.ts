@@ -1,4 +1,12 @@
-import { planBackendHost, describeTunnel, BACKEND_BOOT_SCRIPT, BACKEND_UNIT_FILE } from './backend-host';
+import {
+  planBackendHost,
+  describeTunnel,
+  renderBackendBootScript,
+  addressRestoreLines,
+  BACKEND_BOOT_SCRIPT,
+  BACKEND_UNIT_FILE,
+  HostAddress,
+} from './backend-host';
 import { planBalancerHost } from './balancer-host';
 import { BalancerFacts } from './nft/balancer';
 import { NftElement, NftMap, NftTable } from './nft/objects';
@@ -8,6 +16,7 @@ import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
 import { vipKey } from './vip-key';
 import { pushAll } from './arrays';
 import { fnv1a32 } from './scheduling';
+import { sha256Hex } from './digest';
 
 /**
  * The human-readable parts of each host's desired state, one multi-line string per concern. They go into the
@@ -131,9 +140,29 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
   };
 }
 
+/**
+ * The most addresses whose boot script lines the review shows. A larger host's `boot_unit` shows one line in their
+ * place, with their count and hash: each is `addr replace` of a line of `addresses`, in its order, so the review
+ * still shows the file change and `addresses` shows which address it is. At 10,000 VIPs × 4 backends the lines
+ * were 1.5 of the state's 6 MB, which Terraform reads and writes whole for any change to the stack
+ * (docs/decisions.md, "Boot scripts restore addresses in one batch").
+ */
+export const BOOT_ADDRESS_LINES_SHOWN_MAX = 1000;
+
+/** The review's stand-in for a long list of boot script address lines. */
+function elidedAddressLines(addresses: readonly HostAddress[]): string[] {
+  const lines = addressRestoreLines(addresses);
+  if (lines.length <= BOOT_ADDRESS_LINES_SHOWN_MAX) return lines;
+  const digest = sha256Hex(lines.join('\n') + '\n');
+  return [`\t# ${lines.length} lines not shown: 'addr replace ADDRESS dev DEVICE' \\ for each address under "addresses", in its order (sha256 ${digest})`];
+}
+
 export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {
   const plan = planBackendHost(spec);
-  const fileText = (path: string) => plan.files.find((f) => f.path === path)?.content;
+  const fileText = (path: string) =>
+    path === BACKEND_BOOT_SCRIPT && plan.addresses.length > BOOT_ADDRESS_LINES_SHOWN_MAX
+      ? renderBackendBootScript(spec, plan, elidedAddressLines)
+      : plan.files.find((f) => f.path === path)?.content;
   const sysctls = plan.sysctls.map((s) => `${s.key} = ${s.value}`).join('\n') + '\n';
   return {
     sysctl_file: plan.files[0]?.content ?? `(persist = false: runtime only)\n${sysctls}`,

@@ -1,4 +1,4 @@
-import { HostFile, HostAddress, TUNNEL_MODULES, addressFlags, isIpv6, sha256Hex } from '../../model';
+import { HostFile, HostAddress, IpAddressLine, TUNNEL_MODULES, addressBatchLine, addressFlags, isIpv6, sha256Hex } from '../../model';
 import { renderDiff } from '../../model/text-diff';
 import { renderCommand } from '../../model/shell';
 import type { HostFacts } from '../facts/gather';
@@ -107,20 +107,12 @@ export const ADDRESS_BATCH = 32;
  * deletes those of the addresses that are present (awk keeps the lines naming one, from one listing of the host's
  * addresses); the undo of a delete uses `replace`, which adds an address or leaves it as it is.
  */
-type BatchAddress = { ip: string; prefix: number; dev: string; nodad?: boolean; deprecated?: boolean };
-
-function addressBatchStep(op: 'add' | 'del', written: readonly BatchAddress[]): Step {
+function addressBatchStep(op: 'add' | 'del', written: readonly IpAddressLine[]): Step {
   // the undo's awk matches `ip -o addr show`, which prints addresses in canonical form
   const list = written.map((a) => ({ ...a, ip: canonicalIp(a.ip) }));
-  const lines = (words: (a: BatchAddress) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
-  const flags = (a: BatchAddress) =>
-    op === 'add'
-      ? addressFlags(a)
-          .map((f) => ` ${f}`)
-          .join('')
-      : '';
-  const run = `printf '%s\\n' ${lines((a) => `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${flags(a)}`)} | ip -batch -`;
-  if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => `addr replace ${a.ip}/${a.prefix} dev ${a.dev}`)} | ip -batch -` };
+  const lines = (words: (a: IpAddressLine) => string) => list.map((a) => renderCommand([words(a)])).join(' ');
+  const run = `printf '%s\\n' ${lines((a) => addressBatchLine(op, a))} | ip -batch -`;
+  if (op === 'del') return { run, undo: `printf '%s\\n' ${lines((a) => addressBatchLine('replace', a))} | ip -batch -` };
   // both families: `ip -o addr show` prints IPv6 addresses in the same columns, in canonical form
   const present = `awk 'BEGIN { while (("ip -o addr show" | getline l) > 0) { split(l, f, " "); have[f[4] " dev " f[2]] = 1 } } ($0 in have) { print "addr del " $0 }'`;
   return { run, undo: `printf '%s\\n' ${lines((a) => `${a.ip}/${a.prefix} dev ${a.dev}`)} | ${present} | ip -batch -` };

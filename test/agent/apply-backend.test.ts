@@ -73,7 +73,9 @@ describe('backend host apply (real sshd, real kernel)', () => {
       expect((await sh(be, `stat -c '%a %U:%G' ${file.path}`)).trim()).toBe(`${file.mode.replace(/^0/, '')} root:root`);
     }
     expect(await sh(be, `cat ${BACKEND_SYSCTL_FILE}`)).toContain('net.ipv4.conf.all.arp_ignore = 1\nnet.ipv4.conf.all.arp_announce = 2\n');
-    expect(await sh(be, `cat ${BACKEND_BOOT_SCRIPT}`)).toContain(`ip addr replace ${VIP_A}/32 dev lo\nip addr replace ${VIP_B}/32 dev lo\n`);
+    expect(await sh(be, `cat ${BACKEND_BOOT_SCRIPT}`)).toContain(
+      `printf '%s\\n' \\\n\t'addr replace ${VIP_A}/32 dev lo' \\\n\t'addr replace ${VIP_B}/32 dev lo' \\\n\t| ip -batch -\n`,
+    );
     // systemd is absent: the unit file is written but not enabled anywhere
     expect(await sh(be, 'find /etc/systemd -name "tula-dsr*" | sort')).toBe(`${BACKEND_UNIT_FILE}\n`);
 

@@ -196,6 +196,15 @@ describe('a backend carrying many VIPs with the agent cache', () => {
       expect(runs[1].script.length).toBeLessThan(boot.length / 2);
       await expectInSync(backend(count));
     }
+    // a reboot loses the 600 addresses; the boot script puts them back in one `ip -batch` (a line per address)
+    await sh(be1, `ip -o addr show dev lo | awk '$4 ~ /^10\\.98\\./ { print "addr del " $4 " dev lo" }' | ip -batch -`);
+    expect(await sh(be1, 'ip -o addr show dev lo | grep -c " 10\\.98\\." || true')).toBe('0\n');
+    await sh(be1, `sh ${BACKEND_BOOT}`);
+    expect(await sh(be1, 'ip -o addr show dev lo | grep -c " 10\\.98\\." || true')).toBe('600\n');
+    // the host is as wanted: the next apply only records the host's new address listing in its state
+    const restored = await run(backend(600), 'apply', { cacheRoot: null });
+    expect(restored.tasks.filter((t) => t.status !== 'ok').map((t) => t.name)).toEqual(['state /var/lib/tula-dsr/backend.json']);
+    await expectInSync(backend(600));
     // a remove leaves none of the host's files, and the agent forgets its copies of them
     const hosts = () => readdirSync(cacheRoot).filter((d) => d.startsWith('host-')).length;
     const before = hosts();

@@ -210,6 +210,42 @@ EOF`,
     expect(await sh(l2.lb, 'ip -6 rule show; ip -6 route show table 61000; nft list tables')).not.toMatch(/61000|tula_dsr_probe/);
   });
 
+  test('GIVEN the balancer and a backend lose their VIP addresses (a reboot) WHEN their boot scripts run THEN one ip -batch puts every address back as the agent adds it: the IPv6 VIP nodad and deprecated on the balancer, on lo on the backend', async () => {
+    const lbVips = [`${vip4}/32`, `${vip6}/128`, `${dns6}/128`];
+    const [web1] = l2.backends;
+    const beVips = [`${vip4}/32`, `${vip6}/128`, `${dns6}/128`];
+    const vipLines = async (host: LabHost, dev: string) =>
+      (await sh(host, `ip -o addr show dev ${dev}`))
+        .split('\n')
+        .filter((l) => [vip4, vip6, dns6].some((ip) => l.includes(` ${ip}/`)))
+        .map((l) => l.replace(/^\d+: +/, '').replace(/\\ +valid_lft.*$/, ''));
+    const before = { lb: await vipLines(l2.lb, 'eth0'), web1: await vipLines(web1, 'lo') };
+    expect(before.lb).toHaveLength(3);
+    expect(before.web1).toHaveLength(3);
+    await sh(l2.lb, lbVips.map((a) => `ip addr del ${a} dev eth0`).join('; '));
+    await sh(web1, beVips.map((a) => `ip addr del ${a} dev lo`).join('; '));
+    expect([await vipLines(l2.lb, 'eth0'), await vipLines(web1, 'lo')]).toEqual([[], []]);
+
+    // the balancer's script also reloads its table, which would reset what the running runtime keeps there: only
+    // the address restore is under test, so its `nft` is a stand-in here
+    await sh(
+      l2.lb,
+      "d=$(mktemp -d) && printf '#!/bin/sh\\nexit 0\\n' > $d/nft && chmod +x $d/nft && PATH=$d:$PATH sh /etc/tula-dsr/balancer-up.sh; rc=$?; rm -rf $d; exit $rc",
+    );
+    await sh(web1, 'sh /etc/tula-dsr/backend-up.sh');
+    for (const script of ['/etc/tula-dsr/balancer-up.sh', '/etc/tula-dsr/backend-up.sh']) {
+      const host = script.includes('balancer') ? l2.lb : web1;
+      // one ip process for the addresses, none per address
+      expect((await sh(host, `grep -c -e '| ip -batch -$' -e '^ip addr' ${script} || true`)).trim()).toBe('1');
+    }
+    expect(await vipLines(l2.lb, 'eth0')).toEqual(before.lb);
+    expect(await vipLines(l2.lb, 'eth0')).toEqual(expect.arrayContaining([expect.stringMatching(new RegExp(`${vip6}/128 .*nodad.*deprecated`))]));
+    expect(await vipLines(web1, 'lo')).toEqual(before.web1);
+    // and the agent finds both hosts as it left them
+    expect((await applyOk(lbSpec([3, 2, 1], [1, 1, 1]))).filter((l) => !l.startsWith('ok: '))).toEqual([]);
+    expect((await applyOk(beSpec(web1))).filter((l) => !l.startsWith('ok: '))).toEqual([]);
+  });
+
   test('GIVEN the applied lab WHEN remove runs on the balancer and the backends THEN every IPv6 address tula-dsr added is gone and nothing of tula-dsr is left', async () => {
     const removed = await run(lbSpec([3, 2, 1], [1, 1, 1]), 'remove');
     expect(removed.error).toBeUndefined();

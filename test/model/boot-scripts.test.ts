@@ -17,7 +17,9 @@ beforeEach(() => {
     const stub = path.join(dir, tool);
     writeFileSync(
       stub,
-      `#!/bin/sh\nprintf '${tool}' >> "$LOG"; for a in "$@"; do printf ' [%s]' "$a" >> "$LOG"; done; echo >> "$LOG"\n[ "$1 $2" != 'link show' ]\n`,
+      `#!/bin/sh\nprintf '${tool}' >> "$LOG"; for a in "$@"; do printf ' [%s]' "$a" >> "$LOG"; done; echo >> "$LOG"\n` +
+        // `ip -batch -` reads its commands from stdin: each line is logged as ip receives it
+        `[ "$1" != -batch ] || while IFS= read -r l; do printf '< %s\\n' "$l" >> "$LOG"; done\n[ "$1 $2" != 'link show' ]\n`,
     );
     chmodSync(stub, 0o755);
   }
@@ -34,13 +36,19 @@ function runScript(script: string): string[] {
 
 const HOSTILE_DEV = '-x;touch pwned';
 const HOSTILE_IP = '$(touch pwned)';
+/** `ip -batch` lines are words without blanks, quotes or `#` (addressBatchLine refuses others), but shell syntax. */
+const HOSTILE_ADDRESS_DEV = '-x;touch${IFS}pwned`id`';
+const HOSTILE_ADDRESS_IP = '$(touch${IFS}pwned)';
 
 test('GIVEN a backend boot script with hostile tunnel, sysctl and address values WHEN sh runs it THEN each tool gets them as single arguments and nothing else runs', () => {
   const spec = { name: 'web1', path: 's/web1' } as BackendHostSpec;
   const script = renderBackendBootScript(spec, {
     sysctls: [{ key: `net.ipv4.conf.${HOSTILE_DEV}.rp_filter`, value: '2 `touch pwned`', device: HOSTILE_DEV }],
     tunnel: { name: HOSTILE_DEV, local: HOSTILE_IP },
-    addresses: [{ ip: HOSTILE_IP, prefix: 32, dev: HOSTILE_DEV }],
+    addresses: [
+      { ip: HOSTILE_ADDRESS_IP, prefix: 32, dev: HOSTILE_ADDRESS_DEV },
+      { ip: '10.0.0.1', prefix: 32, dev: 'lo' },
+    ],
     mssClamp: { file: '/etc/x y.nft', ruleset: '', tables: [] },
     tunnel6: null,
     modules: ['ipip;touch pwned'],
@@ -52,7 +60,9 @@ test('GIVEN a backend boot script with hostile tunnel, sysctl and address values
     'ip [link] [add] [-x;touch pwned] [type] [ipip] [local] [$(touch pwned)] [remote] [any]',
     'ip [link] [set] [-x;touch pwned] [up]',
     'sysctl [-q] [-w] [net.ipv4.conf.-x;touch pwned.rp_filter=2 `touch pwned`]',
-    'ip [addr] [replace] [$(touch pwned)/32] [dev] [-x;touch pwned]',
+    'ip [-batch] [-]',
+    '< addr replace $(touch${IFS}pwned)/32 dev -x;touch${IFS}pwned`id`',
+    '< addr replace 10.0.0.1/32 dev lo',
     'nft [-f] [/etc/x y.nft]',
   ]);
   expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
@@ -63,7 +73,7 @@ test('GIVEN a balancer boot script with hostile tunnel and address values WHEN s
   const script = renderBalancerBootScript(
     spec,
     [{ name: HOSTILE_DEV, local: HOSTILE_IP, remote: '10.0.2.1 && touch pwned' }],
-    [{ ip: HOSTILE_IP, prefix: 32, dev: 'eth 0' }],
+    [{ ip: HOSTILE_ADDRESS_IP, prefix: 128, dev: HOSTILE_ADDRESS_DEV, nodad: true, deprecated: true }],
     ['ipip'],
   );
   expect(runScript(script)).toEqual([
@@ -71,8 +81,21 @@ test('GIVEN a balancer boot script with hostile tunnel and address values WHEN s
     'ip [link] [show] [-x;touch pwned]',
     'ip [link] [add] [-x;touch pwned] [type] [ipip] [local] [$(touch pwned)] [remote] [10.0.2.1 && touch pwned]',
     'ip [link] [set] [-x;touch pwned] [up]',
-    'ip [addr] [replace] [$(touch pwned)/32] [dev] [eth 0]',
+    'ip [-batch] [-]',
+    '< addr replace $(touch${IFS}pwned)/128 dev -x;touch${IFS}pwned`id` nodad preferred_lft 0',
     'nft [-f] [/etc/tula-dsr/balancer.nft]',
   ]);
   expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
+});
+
+test.each([
+  ['a blank', { ip: '10.0.0.1', dev: 'eth 0' }, '"eth 0"'],
+  ['a new line', { ip: '10.0.0.1', dev: 'lo\naddr del 10.0.0.9/32 dev lo' }, '"lo\\naddr del 10.0.0.9/32 dev lo"'],
+  ['a quote', { ip: '10.0.0.1', dev: '"lo' }, '"\\"lo"'],
+  ['a comment', { ip: '10.0.0.1#', dev: 'lo' }, '"10.0.0.1#/32"'],
+  ['a backslash', { ip: '10.0.0.1', dev: 'lo\\' }, '"lo\\\\"'],
+])('GIVEN an address with %s WHEN a boot script would restore it THEN rendering refuses the value by name', (_, address, shown) => {
+  const spec = { name: 'web1', path: 's/web1' } as BackendHostSpec;
+  const plan = { sysctls: [], tunnel: null, tunnel6: null, mssClamp: null, modules: [], addresses: [{ ...address, prefix: 32 as const }] };
+  expect(() => renderBackendBootScript(spec, plan)).toThrow(`cannot put ${shown} on an ip -batch line`);
 });

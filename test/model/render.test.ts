@@ -142,7 +142,7 @@ describe('backend host file snapshots', () => {
       if (i < 0) throw new Error(`no line matches ${re}`);
       return i;
     };
-    const firstAddress = at(/^ip addr replace /);
+    const firstAddress = at(/^\t'addr replace /);
     expect(at(/^sysctl -q -p \/etc\/sysctl.d\/99-tula-dsr.conf$/)).toBeLessThan(firstAddress);
     expect(at(/^ip link show ipip0 .* \|\| ip link add ipip0 type ipip local 10\.0\.1\.11 remote any$/)).toBeLessThan(
       at(/^sysctl -q -w 'net.ipv4.conf.ipip0.rp_filter=2'$/),

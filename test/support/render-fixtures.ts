@@ -209,7 +209,7 @@ export const BALANCER_CASES: { readonly name: string; readonly spec: BalancerSpe
   },
 ];
 
-function backendHostSpec(name: string, services: BackendHostSpec['services'], persist = true): BackendHostSpec {
+export function backendHostSpec(name: string, services: BackendHostSpec['services'], persist = true): BackendHostSpec {
   const spec = StrictSpecSchemas.BackendHostSpecSchema.parse({
     kind: 'backend',
     path: `t/${name}`,
