@@ -57,6 +57,7 @@ export function addressArgs(a: IpAddressLine): string[] {
   return [`${a.ip}/${a.prefix}`, 'dev', a.dev, ...addressFlags(a)];
 }
 
+/** A value on an `ip -batch` line: one word, without what ip's own line parser reads (quotes, `#`, backslashes). */
 const BATCH_WORD = /^[^\s"'#\\]+$/;
 
 /**
@@ -64,12 +65,12 @@ const BATCH_WORD = /^[^\s"'#\\]+$/;
  * `replace` keep them, so that an address put back is put back as it was (nodad, deprecated).
  */
 export function addressBatchLine(op: 'add' | 'replace' | 'del', a: IpAddressLine): string {
-  const words = ['addr', op, ...(op === 'del' ? [`${a.ip}/${a.prefix}`, 'dev', a.dev] : addressArgs(a))];
-  // `ip -batch` splits its lines into words itself and reads quotes and `#`: validation already refuses such
-  // values, and this keeps a value that slipped through from becoming another word or another command
-  const bad = words.find((w) => !BATCH_WORD.test(w));
-  if (bad !== undefined) throw new Error(`cannot put ${JSON.stringify(bad)} on an ip -batch line: it must be one word without quotes, '#' or '\\'`);
-  return words.join(' ');
+  // validation already refuses such values; this keeps one that slipped through from becoming another word or
+  // another command of the batch (the address and the device are the line's only free words)
+  for (const value of [a.ip, a.dev])
+    if (!BATCH_WORD.test(value)) throw new Error(`cannot put ${JSON.stringify(value)} on an ip -batch line: it must be one word without quotes, '#' or '\\'`);
+  const flags = op !== 'del' && (a.nodad || a.deprecated) ? ` ${addressFlags(a).join(' ')}` : '';
+  return `addr ${op} ${a.ip}/${a.prefix} dev ${a.dev}${flags}`;
 }
 
 /**

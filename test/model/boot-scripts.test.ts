@@ -92,7 +92,7 @@ test.each([
   ['a blank', { ip: '10.0.0.1', dev: 'eth 0' }, '"eth 0"'],
   ['a new line', { ip: '10.0.0.1', dev: 'lo\naddr del 10.0.0.9/32 dev lo' }, '"lo\\naddr del 10.0.0.9/32 dev lo"'],
   ['a quote', { ip: '10.0.0.1', dev: '"lo' }, '"\\"lo"'],
-  ['a comment', { ip: '10.0.0.1#', dev: 'lo' }, '"10.0.0.1#/32"'],
+  ['a comment', { ip: '10.0.0.1#', dev: 'lo' }, '"10.0.0.1#"'],
   ['a backslash', { ip: '10.0.0.1', dev: 'lo\\' }, '"lo\\\\"'],
 ])('GIVEN an address with %s WHEN a boot script would restore it THEN rendering refuses the value by name', (_, address, shown) => {
   const spec = { name: 'web1', path: 's/web1' } as BackendHostSpec;
