@@ -84,12 +84,24 @@ export function addressHex(address: IpAddress): string {
 
 /** Orders address texts: IPv4 before IPv6, then numerically; texts that are not addresses (tokens) last, by text. */
 export function compareAddresses(a: string, b: string): number {
-  const pa = parseIpAddress(a);
-  const pb = parseIpAddress(b);
+  return compareParsed(a, parseIpAddress(a), b, parseIpAddress(b));
+}
+
+function compareParsed(a: string, pa: IpAddress | null, b: string, pb: IpAddress | null): number {
   if (!pa || !pb) return pa ? -1 : pb ? 1 : a < b ? -1 : a > b ? 1 : 0;
   if (pa.family !== pb.family) return pa.family - pb.family;
   for (let i = 0; i < pa.bytes.length; i++) if (pa.bytes[i] !== pb.bytes[i]) return pa.bytes[i] - pb.bytes[i];
   return 0;
+}
+
+/**
+ * Distinct address texts in compareAddresses order, each parsed once: a comparator parses both texts at every
+ * comparison, about 14 times per text for 10,000 VIPs in name order.
+ */
+export function sortedUniqueAddresses(texts: Iterable<string>): string[] {
+  const keyed = [...new Set(texts)].map((text) => ({ text, ip: parseIpAddress(text) }));
+  keyed.sort((x, y) => compareParsed(x.text, x.ip, y.text, y.ip));
+  return keyed.map((k) => k.text);
 }
 
 export interface Cidr {

@@ -1,5 +1,5 @@
 import { DEFAULTS, type BackendHostSpec, type ServiceSpec } from './spec';
-import { compareAddresses, mayBeIpv6, parseIpAddress } from './address';
+import { mayBeIpv6, parseIpAddress, sortedUniqueAddresses } from './address';
 import { renderCommand, shellQuote } from './shell';
 
 /**
@@ -120,8 +120,6 @@ export interface BackendHostPlan {
   readonly files: readonly HostFile[];
   readonly unit: string | null;
 }
-
-const unique = (values: string[]) => [...new Set(values)].sort(compareAddresses);
 
 export function backendSysctls(services: readonly ServiceSpec[]): Sysctl[] {
   const v4 = services.filter((s) => !isIpv6(s.ip));
@@ -282,7 +280,7 @@ function mssClamps(services: readonly ServiceSpec[], fallback: number): MssClamp
     set.add(s.ip);
     ips.set(mss, set);
   }
-  return new Map([...ips].map(([mss, set]) => [mss, [...set].sort(compareAddresses)]));
+  return new Map([...ips].map(([mss, set]) => [mss, sortedUniqueAddresses(set)]));
 }
 
 export function planBackendHost(spec: BackendHostSpec): BackendHostPlan {
@@ -293,8 +291,8 @@ export function planBackendHost(spec: BackendHostSpec): BackendHostPlan {
   const tunnel6 = l3v6.length ? { name: BACKEND_TUNNEL6, local: spec.ipv6Address! } : null;
   // an IPv6 VIP needs no address on the ip6tnl device: without rp_filter, lo is enough (measured in the VM lab)
   const addresses: HostAddress[] = [
-    ...unique(spec.services.map((s) => s.ip)).map((ip) => ({ ip, prefix: hostPrefix(ip), dev: 'lo' })),
-    ...unique(l3.map((s) => s.ip)).map((ip) => ({ ip, prefix: 32 as const, dev: BACKEND_TUNNEL })),
+    ...sortedUniqueAddresses(spec.services.map((s) => s.ip)).map((ip) => ({ ip, prefix: hostPrefix(ip), dev: 'lo' })),
+    ...sortedUniqueAddresses(l3.map((s) => s.ip)).map((ip) => ({ ip, prefix: 32 as const, dev: BACKEND_TUNNEL })),
   ];
   const tables: MssTable[] = [];
   if (l3.length) tables.push({ family: 'ip', name: MSS_TABLE, ruleset: renderMssClampRuleset(spec, mssClamps(l3, DEFAULTS.mssClamp)) });

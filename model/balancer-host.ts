@@ -1,7 +1,7 @@
 import { TUNNEL_MODULES, addressRestoreCommands, hostPrefix, isIpv6, renderBootUnit, tunnelUpCommands, HostAddress, HostFile } from './backend-host';
 import { pushAll } from './arrays';
 import { renderCommand } from './shell';
-import { compareAddresses } from './address';
+import { sortedUniqueAddresses } from './address';
 import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balancer';
 import { renderNftDeclarative } from './nft/render';
 import { NftTable } from './nft/objects';
@@ -36,7 +36,7 @@ export function balancerHeader(spec: BalancerSpec): string[] {
 /** A pair member owns no VIP address itself: keepalived adds them on the active member only. */
 export function balancerAddresses(spec: BalancerSpec): HostAddress[] {
   if (spec.pair) return [];
-  const vips = [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
+  const vips = sortedUniqueAddresses(spec.vips.map((v) => v.ip));
   return vips.map((ip) =>
     isIpv6(ip) ? { ip, prefix: hostPrefix(ip), dev: spec.interface, nodad: true, deprecated: true } : { ip, prefix: 32, dev: spec.interface },
   );

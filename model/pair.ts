@@ -1,4 +1,4 @@
-import { compareAddresses } from './address';
+import { sortedUniqueAddresses } from './address';
 import { familyOf } from './nft/pools';
 import { BALANCER_TABLE } from './nft/balancer';
 import type { PairSpec } from './pair-fields';
@@ -36,7 +36,7 @@ export const vrrpInstanceName = (pair: PairSpec) => `tula_dsr_${pair.name.replac
 
 /** The VIP addresses keepalived holds on the active member, sorted. */
 export function pairAddresses(spec: BalancerSpec): string[] {
-  return [...new Set(spec.vips.map((v) => v.ip))].sort(compareAddresses);
+  return sortedUniqueAddresses(spec.vips.map((v) => v.ip));
 }
 
 export function renderKeepalivedConfig(spec: BalancerSpec): string {
