@@ -28,13 +28,13 @@ export function bootRestoreScripts(count: number): { batch: string; perAddress: 
   };
 }
 
-/** Runs `script` in a fresh namespace; returns its wall time after checking every address is on lo. */
-function timeInNamespace(ns: string, script: string, count: number): number {
+/** Runs the script in a fresh namespace; returns its wall time after checking every address is on lo. */
+function timeInNamespace(ns: string, scriptFile: string, count: number): number {
   execFileSync('ip', ['netns', 'add', ns]);
   try {
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     const t0 = process.hrtime.bigint();
-    execFileSync('ip', ['netns', 'exec', ns, 'sh', '-c', script]);
+    execFileSync('ip', ['netns', 'exec', ns, 'sh', scriptFile]);
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     const present = execFileSync('ip', ['-n', ns, '-4', '-o', 'addr', 'show', 'dev', 'lo'], { encoding: 'utf8', maxBuffer: 1 << 26 })
       .split('\n')
@@ -53,8 +53,9 @@ export function measureBootRestore(count: number, rounds: number, log: (line: st
   const batch: number[] = [];
   const perAddress: number[] = [];
   try {
-    writeFileSync(join(dir, 'batch.sh'), scripts.batch);
-    writeFileSync(join(dir, 'per-address.sh'), scripts.perAddress);
+    const files = { batch: join(dir, 'batch.sh'), perAddress: join(dir, 'per-address.sh') };
+    writeFileSync(files.batch, scripts.batch);
+    writeFileSync(files.perAddress, scripts.perAddress);
     for (let r = 0; r < rounds; r++) {
       // alternate which form goes first, so that a machine that slows down does not favour one
       const order: ['batch' | 'perAddress', number[]][] =
@@ -68,7 +69,7 @@ export function measureBootRestore(count: number, rounds: number, log: (line: st
               ['batch', batch],
             ];
       for (const [form, into] of order) {
-        into.push(timeInNamespace(ns, scripts[form], count));
+        into.push(timeInNamespace(ns, files[form], count));
         log(`boot restore ${count} addresses, round ${r + 1}: ${form} ${into[into.length - 1].toFixed(0)} ms`);
       }
     }
