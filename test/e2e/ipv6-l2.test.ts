@@ -211,9 +211,8 @@ EOF`,
   });
 
   test('GIVEN the balancer and a backend lose their VIP addresses (a reboot) WHEN their boot scripts run THEN one ip -batch puts every address back as the agent adds it: the IPv6 VIP nodad and deprecated on the balancer, on lo on the backend', async () => {
-    const lbVips = [`${vip4}/32`, `${vip6}/128`, `${dns6}/128`];
+    const vips = [`${vip4}/32`, `${vip6}/128`, `${dns6}/128`];
     const [web1] = l2.backends;
-    const beVips = [`${vip4}/32`, `${vip6}/128`, `${dns6}/128`];
     const vipLines = async (host: LabHost, dev: string) =>
       (await sh(host, `ip -o addr show dev ${dev}`))
         .split('\n')
@@ -222,8 +221,8 @@ EOF`,
     const before = { lb: await vipLines(l2.lb, 'eth0'), web1: await vipLines(web1, 'lo') };
     expect(before.lb).toHaveLength(3);
     expect(before.web1).toHaveLength(3);
-    await sh(l2.lb, lbVips.map((a) => `ip addr del ${a} dev eth0`).join('; '));
-    await sh(web1, beVips.map((a) => `ip addr del ${a} dev lo`).join('; '));
+    await sh(l2.lb, vips.map((a) => `ip addr del ${a} dev eth0`).join('; '));
+    await sh(web1, vips.map((a) => `ip addr del ${a} dev lo`).join('; '));
     expect([await vipLines(l2.lb, 'eth0'), await vipLines(web1, 'lo')]).toEqual([[], []]);
 
     // the balancer's script also reloads its table, which would reset what the running runtime keeps there: only
@@ -233,8 +232,10 @@ EOF`,
       "d=$(mktemp -d) && printf '#!/bin/sh\\nexit 0\\n' > $d/nft && chmod +x $d/nft && PATH=$d:$PATH sh /etc/tula-dsr/balancer-up.sh; rc=$?; rm -rf $d; exit $rc",
     );
     await sh(web1, 'sh /etc/tula-dsr/backend-up.sh');
-    for (const script of ['/etc/tula-dsr/balancer-up.sh', '/etc/tula-dsr/backend-up.sh']) {
-      const host = script.includes('balancer') ? l2.lb : web1;
+    for (const [host, script] of [
+      [l2.lb, '/etc/tula-dsr/balancer-up.sh'],
+      [web1, '/etc/tula-dsr/backend-up.sh'],
+    ] as const) {
       // one ip process for the addresses, none per address
       expect((await sh(host, `grep -c -e '| ip -batch -$' -e '^ip addr' ${script} || true`)).trim()).toBe('1');
     }
