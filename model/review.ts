@@ -8,7 +8,7 @@ import {
   HostAddress,
 } from './backend-host';
 import { planBalancerHost } from './balancer-host';
-import { BalancerFacts } from './nft/balancer';
+import { BALANCER_TABLE, BalancerFacts } from './nft/balancer';
 import { NftElement, NftMap, NftTable } from './nft/objects';
 import { Pool, groupPools, poolClassid, poolName } from './nft/pools';
 import { renderNftDeclarative } from './nft/render';
@@ -46,15 +46,39 @@ export function vipSectionKey(name: string, vipCount: number): string {
   return `${VIP_GROUP_PREFIX}${(fnv1a32(name) % VIP_GROUPS).toString(16).padStart(3, '0')}`;
 }
 
-/** The sections of a group, by VIP name, each as it would stand under its own `vip:<name>` key. */
+/** The table whose elements a balancer's review lists. */
+const REVIEW_TABLE = `netdev ${BALANCER_TABLE}`;
+
+/**
+ * The sections of a group, by VIP name, each as it would stand under its own `vip:<name>` key: a group lists each
+ * element as one `MAP ELEMENT` line (see renderElementLines), which this turns back into the `add element`
+ * statements. A group written in statements (by an earlier version, still in a plan's prior state) stays as it is.
+ */
 export function splitVipGroup(text: string): Map<string, string> {
   const sections = new Map<string, string>();
-  // each section opens with its comment line, `# VIP <name> (<path>): …` (renderSection, vipComment)
+  // each section opens with its comment line, `# VIP <name> (<path>): …` (vipComment)
   for (const section of text.split(/(?=^# VIP )/m)) {
     const name = /^# VIP (\S+)/.exec(section)?.[1];
-    if (name !== undefined) sections.set(name, section);
+    if (name !== undefined) sections.set(name, elementStatements(section));
   }
   return sections;
+}
+
+/** One `MAP ELEMENT` line of a group: the map is an nft name, the element the rest of the line. */
+const ELEMENT_LINE = /^([a-z][a-z0-9_]*) (\S.*)$/;
+
+/** A section of `MAP ELEMENT` lines as `add element` statements, byte for byte what renderStatements gives. */
+function elementStatements(section: string): string {
+  const [comment, ...lines] = section.replace(/\n$/, '').split('\n');
+  const groups: { name: string; elements: string[] }[] = [];
+  for (const line of lines) {
+    const match = ELEMENT_LINE.exec(line);
+    if (!match || match[1] === 'add') return section;
+    const last = groups[groups.length - 1];
+    if (last?.name === match[1]) last.elements.push(match[2]);
+    else groups.push({ name: match[1], elements: [match[2]] });
+  }
+  return renderStatements(comment.slice(2), groups);
 }
 
 type ElementGroups = { map: NftMap; elements: string[] }[];
@@ -76,17 +100,33 @@ export function elementsByOwner(table: NftTable, ownerOf: (e: NftElement) => str
   return byOwner;
 }
 
-function renderSection(table: NftTable, comment: string, groups: ElementGroups): string {
-  const id = `${table.family} ${table.name}`;
+/** A section as `add element` statements, one per map, each element on a line of its own. */
+function renderStatements(comment: string, groups: readonly { name: string; elements: readonly string[] }[]): string {
   const lines = [`# ${comment}`];
-  for (const { map, elements } of groups) {
-    lines.push(`add element ${id} ${map.name} {`);
+  for (const { name, elements } of groups) {
+    lines.push(`add element ${REVIEW_TABLE} ${name} {`);
     pushAll(
       lines,
       elements.map((e, i) => `\t${e}${i < elements.length - 1 ? ',' : ''}`),
     );
     lines.push('}');
   }
+  return lines.join('\n') + '\n';
+}
+
+/** How a large balancer's review says what its `vips:` lines are: the last line of its `ruleset`. */
+export const GROUPED_ELEMENTS_NOTE = `# In the "${VIP_GROUP_PREFIX}" sections, each VIP's elements are lines MAP ELEMENT: add element ${REVIEW_TABLE} MAP { ELEMENT }\n`;
+
+const sectionGroups = (groups: ElementGroups) => groups.map(({ map, elements }) => ({ name: map.name, elements }));
+
+/**
+ * A section of a VIP group: each element as one `MAP ELEMENT` line. The statements' words (`add element netdev
+ * tula_dsr`, braces, tabs) were a third of a 10,000-VIP balancer's review, and Terraform's time for any change to
+ * the stack follows the bytes of the state (docs/decisions.md, "A large host's review is written compactly").
+ */
+function renderElementLines(comment: string, groups: ElementGroups): string {
+  const lines = [`# ${comment}`];
+  for (const { map, elements } of groups) for (const e of elements) lines.push(`${map.name} ${e}`);
   return lines.join('\n') + '\n';
 }
 
@@ -127,50 +167,62 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
     maps: plan.table.maps.map((m) => ({ ...m, elements: m.elements.filter((e) => e.vip === undefined && e.pool === undefined) })),
   };
   const sections: ReviewText = {};
+  const grouped = vips.length > VIP_SECTIONS_KEYED_MAX;
   for (const vip of vips) {
     const key = vipSectionKey(vip.name, vips.length);
-    sections[key] = (sections[key] ?? '') + renderSection(plan.table, vipComment(vip), byVip.get(vip.name) ?? []);
+    const groups = byVip.get(vip.name) ?? [];
+    const text = grouped ? renderElementLines(vipComment(vip), groups) : renderStatements(vipComment(vip), sectionGroups(groups));
+    sections[key] = (sections[key] ?? '') + text;
   }
-  for (const pool of groupPools(spec.vips)) sections[poolSectionKey(pool)] = renderSection(plan.table, poolComment(pool), byPool.get(poolName(pool.id)) ?? []);
+  for (const pool of groupPools(spec.vips))
+    sections[poolSectionKey(pool)] = renderStatements(poolComment(pool), sectionGroups(byPool.get(poolName(pool.id)) ?? []));
   return {
-    ruleset: renderNftDeclarative(skeleton),
+    ruleset: renderNftDeclarative(skeleton) + (grouped ? GROUPED_ELEMENTS_NOTE : ''),
     ...sections,
-    addresses: plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`).join('\n') + '\n',
+    addresses: reviewAddressLines(plan.addresses).join('\n') + '\n',
     tunnels: plan.tunnels.length ? plan.tunnels.map((t) => describeTunnel(t.name, t.local, t.remote)).join('\n') + '\n' : '(none)\n',
   };
 }
 
 /**
- * The most addresses whose boot script lines the review shows. A larger host's `boot_unit` shows one line in their
- * place, with their count and hash: each is `addr replace` of a line of `addresses`, in its order, so the review
- * still shows the file change and `addresses` shows which address it is. At 10,000 VIPs × 4 backends the lines
- * were 1.5 of the state's 6 MB, which Terraform reads and writes whole for any change to the stack
- * (docs/decisions.md, "Boot scripts restore addresses in one batch").
+ * The most addresses a host's review lists in full. Past it, `addresses` gives each as `ADDRESS DEVICE` (a VIP
+ * address is always a /32 or /128), and a backend's `boot_unit` shows its address lines as one line, with their
+ * count and hash: each is `addr replace` of a line of `addresses`, in its order, so the review still shows the file
+ * change and `addresses` shows which address it is. At 10,000 VIPs × 4 backends the boot script lines were 1.5 of
+ * the state's 6 MB, and the addresses' `/32 dev` another 0.4 MB; Terraform reads and writes the state whole for any
+ * change to the stack (docs/decisions.md, "Boot scripts restore addresses in one batch" and "A large host's review
+ * is written compactly").
  */
-export const BOOT_ADDRESS_LINES_SHOWN_MAX = 1000;
+export const REVIEW_ADDRESSES_IN_FULL_MAX = 1000;
+
+/** The `addresses` lines of a host's review. */
+function reviewAddressLines(addresses: readonly HostAddress[]): string[] {
+  if (addresses.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`);
+  return ['# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device', ...addresses.map((a) => `${a.ip} ${a.dev}`)];
+}
 
 /** The review's stand-in for a long list of boot script address lines. */
 function elidedAddressLines(addresses: readonly HostAddress[]): string[] {
   const lines = addressRestoreLines(addresses);
-  if (lines.length <= BOOT_ADDRESS_LINES_SHOWN_MAX) return lines;
+  if (lines.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return lines;
   const digest = sha256Hex(lines.join('\n') + '\n');
-  return [`\t# ${lines.length} lines not shown: 'addr replace ADDRESS dev DEVICE' \\ for each address under "addresses", in its order (sha256 ${digest})`];
+  return [
+    `\t# ${lines.length} lines not shown: 'addr replace ADDRESS/32 dev DEVICE' \\ (/128 for IPv6) for each line ADDRESS DEVICE under "addresses", in its order (sha256 ${digest})`,
+  ];
 }
 
 export function renderBackendHostReview(spec: BackendHostSpec): ReviewText {
   const plan = planBackendHost(spec);
   const fileText = (path: string) =>
-    path === BACKEND_BOOT_SCRIPT && plan.addresses.length > BOOT_ADDRESS_LINES_SHOWN_MAX
+    path === BACKEND_BOOT_SCRIPT && plan.addresses.length > REVIEW_ADDRESSES_IN_FULL_MAX
       ? renderBackendBootScript(spec, plan, elidedAddressLines)
       : plan.files.find((f) => f.path === path)?.content;
   const sysctls = plan.sysctls.map((s) => `${s.key} = ${s.value}`).join('\n') + '\n';
   return {
     sysctl_file: plan.files[0]?.content ?? `(persist = false: runtime only)\n${sysctls}`,
     addresses:
-      [
-        ...[plan.tunnel, plan.tunnel6].flatMap((t) => (t ? [describeTunnel(t.name, t.local, 'any')] : [])),
-        ...plan.addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`),
-      ].join('\n') + '\n',
+      [...[plan.tunnel, plan.tunnel6].flatMap((t) => (t ? [describeTunnel(t.name, t.local, 'any')] : [])), ...reviewAddressLines(plan.addresses)].join('\n') +
+      '\n',
     mss_clamp: plan.mssClamp?.ruleset ?? '(none: no L3 VIPs)\n',
     boot_unit: plan.unit
       ? `# ${BACKEND_UNIT_FILE}\n${fileText(BACKEND_UNIT_FILE)}\n# ${BACKEND_BOOT_SCRIPT}\n${fileText(BACKEND_BOOT_SCRIPT)}`

@@ -4,7 +4,7 @@ import { configResources, type ConfigResource, type ResourceChange, type Terrafo
 import { terraformReferences } from './references';
 import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
 import { specTextOfTrigger } from '../spec-packing';
-import { VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, splitVipGroup } from '../review';
+import { GROUPED_ELEMENTS_NOTE, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, splitVipGroup } from '../review';
 
 /** What Terraform does to a resource, in the review's words; a replacement is create-then-delete or the reverse. */
 export type HostAction = 'create' | 'replace' | 'destroy' | 'update' | 'forget' | 'none' | 'other';
@@ -165,7 +165,8 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
 /**
  * A large balancer's grouped VIP sections (`vips:<group>`) as the per-VIP texts a smaller one has (`vip:<name>`), so
  * that the review shows each VIP that changed, whatever the group it shares; a balancer that crosses the grouping
- * limit has a VIP's section under its own key on one side and in a group on the other, and that is one text.
+ * limit has a VIP's section under its own key on one side and in a group on the other, and that is one text. The
+ * table's note on how to read a group goes too: the review shows no group.
  */
 function expandVipGroups(texts: readonly TriggerText[]): TriggerText[] {
   const byKey = new Map<string, TriggerText>();
@@ -184,8 +185,10 @@ function expandVipGroups(texts: readonly TriggerText[]): TriggerText[] {
         : text,
     );
   };
+  const withoutNote = (ruleset?: string) => (ruleset?.endsWith(GROUPED_ELEMENTS_NOTE) ? ruleset.slice(0, -GROUPED_ELEMENTS_NOTE.length) : ruleset);
   for (const text of texts) {
-    if (!text.key.startsWith(VIP_GROUP_PREFIX)) add(text);
+    if (text.key === 'ruleset') add({ ...text, before: withoutNote(text.before), after: withoutNote(text.after) });
+    else if (!text.key.startsWith(VIP_GROUP_PREFIX)) add(text);
     else {
       const before = splitVipGroup(text.before ?? '');
       const after = splitVipGroup(text.after ?? '');

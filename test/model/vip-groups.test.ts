@@ -1,7 +1,8 @@
 /**
  * A large balancer's VIP sections in groups (model/review.ts): past VIP_SECTIONS_KEYED_MAX VIPs each `vips:<group>`
- * trigger holds the sections of the VIPs whose name hashes to it, each exactly as it would stand under its own
- * `vip:<name>` key, so that the plan review can show them one by one again.
+ * trigger holds the sections of the VIPs whose name hashes to it, each element as one `MAP ELEMENT` line; split, each
+ * section is exactly what it would be under its own `vip:<name>` key, so that the plan review can show them one by
+ * one again.
  */
 import {
   ReviewText,
@@ -56,13 +57,41 @@ describe('one VIP more', () => {
     expect(seen.sort()).toEqual(Array.from({ length: count }, (_, i) => `v${i}`).sort());
   });
 
-  test('GIVEN a grouped review WHEN its groups are split THEN each VIP section is byte for byte the one a smaller balancer gives it, and the groups are those sections joined', () => {
+  test('GIVEN a grouped review WHEN its groups are split THEN each VIP section is byte for byte the one a smaller balancer gives it, and the group lists the same elements one line each', () => {
     const keyed = review(VIP_SECTIONS_KEYED_MAX);
+    let compared = 0;
     for (const key of keysWith(grouped, VIP_GROUP_PREFIX)) {
       const sections = splitVipGroup(grouped[key]);
-      expect([...sections.values()].join('')).toBe(grouped[key]);
-      for (const [name, text] of sections) if (name !== `v${VIP_SECTIONS_KEYED_MAX}`) expect(text).toBe(keyed[`${VIP_SECTION_PREFIX}${name}`]);
+      for (const [name, text] of sections) {
+        if (name === `v${VIP_SECTIONS_KEYED_MAX}`) continue;
+        expect(text).toBe(keyed[`${VIP_SECTION_PREFIX}${name}`]);
+        compared++;
+      }
+      // the group's own lines: each section's comment, then `MAP ELEMENT` for each element of its statements
+      const lines = grouped[key].trimEnd().split('\n');
+      const fromStatements = [...sections.values()].flatMap((text) => {
+        const out: string[] = [];
+        let map = '';
+        for (const line of text.trimEnd().split('\n')) {
+          const opens = /^add element netdev tula_dsr (\S+) \{$/.exec(line);
+          if (line.startsWith('# ')) out.push(line);
+          else if (opens) map = opens[1];
+          else if (line.startsWith('\t')) out.push(`${map} ${line.slice(1).replace(/,$/, '')}`);
+        }
+        return out;
+      });
+      expect(lines).toEqual(fromStatements);
     }
+    expect(compared).toBe(VIP_SECTIONS_KEYED_MAX);
+  });
+
+  test('GIVEN a grouped review WHEN its size is compared with the statements it stands for THEN it is at least a quarter smaller, and the table says how to read it', () => {
+    const groups = keysWith(grouped, VIP_GROUP_PREFIX);
+    const compact = groups.reduce((n, key) => n + grouped[key].length, 0);
+    const statements = groups.reduce((n, key) => n + [...splitVipGroup(grouped[key]).values()].join('').length, 0);
+    expect(compact).toBeLessThan(statements * 0.75);
+    expect(grouped.ruleset).toContain('# In the "vips:" sections, each VIP\'s elements are lines MAP ELEMENT: add element netdev tula_dsr MAP { ELEMENT }\n');
+    expect(review(VIP_SECTIONS_KEYED_MAX).ruleset).not.toContain('MAP ELEMENT');
   });
 
   test('GIVEN one VIP given weights of its own WHEN reviewed again THEN of the VIP sections only its group changes, and in it only its section', () => {
@@ -73,6 +102,15 @@ describe('one VIP more', () => {
     const after = splitVipGroup(changed[vipSectionKey('v500', count)]);
     expect([...after.keys()]).toEqual([...before.keys()]);
     expect([...before.keys()].filter((name) => before.get(name) !== after.get(name))).toEqual(['v500']);
+  });
+});
+
+test('GIVEN a group written in statements, as an earlier version wrote it WHEN split THEN each section stays as it is', () => {
+  const statements = '# VIP a (t/a): x\nadd element netdev tula_dsr vip_pool_port {\n\t10.0.0.1 . tcp . 80 : 1:2\n}\n';
+  const lines = '# VIP b (t/b): y\nvip_pool_port 10.0.0.2 . tcp . 80 : 1:2\nvip_pool_port 10.0.0.3 . tcp . 80 : 1:2\nvip_stats_port 10.0.0.2 . tcp . 80\n';
+  expect(Object.fromEntries(splitVipGroup(statements + lines))).toEqual({
+    a: statements,
+    b: '# VIP b (t/b): y\nadd element netdev tula_dsr vip_pool_port {\n\t10.0.0.2 . tcp . 80 : 1:2,\n\t10.0.0.3 . tcp . 80 : 1:2\n}\nadd element netdev tula_dsr vip_stats_port {\n\t10.0.0.2 . tcp . 80\n}\n',
   });
 });
 

@@ -1,11 +1,14 @@
-import { POOL_SECTION_PREFIX, ReviewText, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, poolIdOfClassid, poolName } from '../../model';
+import { POOL_SECTION_PREFIX, ReviewText, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, poolIdOfClassid, poolName, splitVipGroup } from '../../model';
 
-/** The whole ruleset from a balancer's review parts (the table, every VIP's and pool's elements): one loadable nft file. */
+/**
+ * The whole ruleset from a balancer's review parts (the table, every VIP's and pool's elements): one loadable nft file.
+ * A group's `MAP ELEMENT` lines are read back as the statements they stand for.
+ */
 export function joinBalancerReview(review: ReviewText): string {
   const sections = Object.keys(review)
     .filter((k) => [VIP_SECTION_PREFIX, VIP_GROUP_PREFIX, POOL_SECTION_PREFIX].some((prefix) => k.startsWith(prefix)))
     .sort();
-  return [review.ruleset, ...sections.map((k) => review[k])].join('');
+  return [review.ruleset, ...sections.map((k) => (k.startsWith(VIP_GROUP_PREFIX) ? [...splitVipGroup(review[k]).values()].join('') : review[k]))].join('');
 }
 
 /** The review key of a pool, from its id as nft writes it (`major:minor`, a classid). */

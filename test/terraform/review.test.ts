@@ -258,10 +258,10 @@ describe('engine terraform_data', () => {
     // Terraform shows the group that changed; in it, the VIP's element is the one line removed and added
     const group = vipSectionKey('v500', count);
     expect(r.plan).toContain(`"${group}"`);
-    const changedElements = r.plan.split('\n').filter((l) => /^\s+[-+]\s+10\.1\.\d+\.\d+ \. tcp \. 80 : /.test(l));
+    const changedElements = r.plan.split('\n').filter((l) => /^\s+[-+]\s+vip_pool_port 10\.1\.\d+\.\d+ \. tcp \. 80 : /.test(l));
     expect(changedElements.map((l) => l.trim().slice(0, 1) + l.replace(/^\s+[-+]\s+/, ' ').split(' : ')[0])).toEqual([
-      '- 10.1.2.1 . tcp . 80',
-      '+ 10.1.2.1 . tcp . 80',
+      '- vip_pool_port 10.1.2.1 . tcp . 80',
+      '+ vip_pool_port 10.1.2.1 . tcp . 80',
     ]);
     expectLines(r.markdown, [
       '**1 host replaced.** Terraform: 1 to add, 0 to change, 1 to destroy.',
