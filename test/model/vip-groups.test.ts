@@ -5,6 +5,7 @@
  * one again.
  */
 import {
+  REVIEW_ADDRESSES_IN_FULL_MAX,
   ReviewText,
   VIP_GROUPS,
   VIP_GROUP_PREFIX,
@@ -92,6 +93,13 @@ describe('one VIP more', () => {
     expect(compact).toBeLessThan(statements * 0.75);
     expect(grouped.ruleset).toContain('# In the "vips:" sections, each VIP\'s elements are lines MAP ELEMENT: add element netdev tula_dsr MAP { ELEMENT }\n');
     expect(review(VIP_SECTIONS_KEYED_MAX).ruleset).not.toContain('MAP ELEMENT');
+  });
+
+  test('GIVEN one address more than the review lists in full WHEN reviewed THEN addresses gives each as ADDRESS DEVICE after a line that says so', () => {
+    const lines = grouped.addresses.trimEnd().split('\n');
+    expect(lines).toHaveLength(REVIEW_ADDRESSES_IN_FULL_MAX + 2);
+    expect(lines.slice(0, 3)).toEqual(['# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device', '10.0.2.1 eth0', '10.0.2.2 eth0']);
+    expect(review(VIP_SECTIONS_KEYED_MAX).addresses.split('\n')[0]).toBe('10.0.2.1/32 dev eth0');
   });
 
   test('GIVEN one VIP given weights of its own WHEN reviewed again THEN of the VIP sections only its group changes, and in it only its section', () => {
