@@ -195,10 +195,29 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
  */
 export const REVIEW_ADDRESSES_IN_FULL_MAX = 1000;
 
+/** The line before a large host's `ADDRESS DEVICE` lines in its `addresses`. */
+const COMPACT_ADDRESSES_NOTE = '# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device';
+
 /** The `addresses` lines of a host's review. */
 function reviewAddressLines(addresses: readonly HostAddress[]): string[] {
   if (addresses.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`);
-  return ['# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device', ...addresses.map((a) => `${a.ip} ${a.dev}`)];
+  return [COMPACT_ADDRESSES_NOTE, ...addresses.map((a) => `${a.ip} ${a.dev}`)];
+}
+
+/**
+ * A review's `addresses` as a host with few addresses has it: the `ADDRESS DEVICE` lines after the note back to
+ * `ADDRESS/PREFIX dev DEVICE`, so that `tula-dsr review` shows one form whatever the size (and a host that crosses
+ * the limit shows only the addresses that changed).
+ */
+export function fullAddressLines(text: string): string {
+  const lines = text.split('\n');
+  const at = lines.indexOf(COMPACT_ADDRESSES_NOTE);
+  if (at < 0) return text;
+  const full = lines.slice(at + 1).map((line) => {
+    const match = /^(\S+) (\S+)$/.exec(line);
+    return match ? `${match[1]}/${match[1].includes(':') ? 128 : 32} dev ${match[2]}` : line;
+  });
+  return [...lines.slice(0, at), ...full].join('\n');
 }
 
 /** The review's stand-in for a long list of boot script address lines. */

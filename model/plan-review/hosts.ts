@@ -4,7 +4,7 @@ import { configResources, type ConfigResource, type ResourceChange, type Terrafo
 import { terraformReferences } from './references';
 import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
 import { specTextOfTrigger } from '../spec-packing';
-import { GROUPED_ELEMENTS_NOTE, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, splitVipGroup } from '../review';
+import { GROUPED_ELEMENTS_NOTE, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, fullAddressLines, splitVipGroup } from '../review';
 
 /** What Terraform does to a resource, in the review's words; a replacement is create-then-delete or the reverse. */
 export type HostAction = 'create' | 'replace' | 'destroy' | 'update' | 'forget' | 'none' | 'other';
@@ -142,7 +142,7 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
     afterUnknown: afterTriggers !== undefined && marked(after_unknown, attribute, key),
     sensitive: marked(before_sensitive, attribute, key) || marked(after_sensitive, attribute, key),
   }));
-  const texts = expandVipGroups(keyTexts);
+  const texts = asSmallHostTexts(keyTexts);
   const known = [afterSide, beforeSide].find((s) => s.state === 'known');
   const spec = known?.state === 'known' ? known.spec : undefined;
   const specExpression = asRecord(asRecord(config?.expressions?.[attribute])?.constant_value)?.[SPEC_KEY];
@@ -166,9 +166,10 @@ function hostResource(change: ResourceChange, attribute: string, config: ConfigR
  * A large balancer's grouped VIP sections (`vips:<group>`) as the per-VIP texts a smaller one has (`vip:<name>`), so
  * that the review shows each VIP that changed, whatever the group it shares; a balancer that crosses the grouping
  * limit has a VIP's section under its own key on one side and in a group on the other, and that is one text. The
- * table's note on how to read a group goes too: the review shows no group.
+ * table's note on how to read a group goes too: the review shows no group. A large host's `ADDRESS DEVICE` lines are
+ * shown in the form a smaller host's are, for the same reasons.
  */
-function expandVipGroups(texts: readonly TriggerText[]): TriggerText[] {
+function asSmallHostTexts(texts: readonly TriggerText[]): TriggerText[] {
   const byKey = new Map<string, TriggerText>();
   const add = (text: TriggerText) => {
     const seen = byKey.get(text.key);
@@ -188,6 +189,8 @@ function expandVipGroups(texts: readonly TriggerText[]): TriggerText[] {
   const withoutNote = (ruleset?: string) => (ruleset?.endsWith(GROUPED_ELEMENTS_NOTE) ? ruleset.slice(0, -GROUPED_ELEMENTS_NOTE.length) : ruleset);
   for (const text of texts) {
     if (text.key === 'ruleset') add({ ...text, before: withoutNote(text.before), after: withoutNote(text.after) });
+    else if (text.key === 'addresses')
+      add({ ...text, before: text.before && fullAddressLines(text.before), after: text.after && fullAddressLines(text.after) });
     else if (!text.key.startsWith(VIP_GROUP_PREFIX)) add(text);
     else {
       const before = splitVipGroup(text.before ?? '');

@@ -6,6 +6,7 @@
  */
 import {
   REVIEW_ADDRESSES_IN_FULL_MAX,
+  fullAddressLines,
   ReviewText,
   VIP_GROUPS,
   VIP_GROUP_PREFIX,
@@ -100,6 +101,24 @@ describe('one VIP more', () => {
     expect(lines).toHaveLength(REVIEW_ADDRESSES_IN_FULL_MAX + 2);
     expect(lines.slice(0, 3)).toEqual(['# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device', '10.0.2.1 eth0', '10.0.2.2 eth0']);
     expect(review(VIP_SECTIONS_KEYED_MAX).addresses.split('\n')[0]).toBe('10.0.2.1/32 dev eth0');
+  });
+
+  test('GIVEN the ADDRESS DEVICE lines WHEN put back in full for the plan review THEN they are what a smaller host lists, and other texts stay as they are', () => {
+    const full = fullAddressLines(grouped.addresses);
+    expect(full.split('\n').slice(0, 2)).toEqual(['10.0.2.1/32 dev eth0', '10.0.2.2/32 dev eth0']);
+    expect(full.split('\n')).toHaveLength(REVIEW_ADDRESSES_IN_FULL_MAX + 2);
+    expect(full).toBe(
+      grouped.addresses
+        .split('\n')
+        .slice(1)
+        .map((l) => (l ? l.replace(' ', '/32 dev ') : l))
+        .join('\n'),
+    );
+    const small = review(VIP_SECTIONS_KEYED_MAX).addresses;
+    expect(fullAddressLines(small)).toBe(small);
+    const tunnelFirst =
+      'ipip0: ipip local 10.0.0.2 remote any\n# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device\n2001:db8::1 lo\n10.0.0.9 ipip0\n';
+    expect(fullAddressLines(tunnelFirst)).toBe('ipip0: ipip local 10.0.0.2 remote any\n2001:db8::1/128 dev lo\n10.0.0.9/32 dev ipip0\n');
   });
 
   test('GIVEN one VIP given weights of its own WHEN reviewed again THEN of the VIP sections only its group changes, and in it only its section', () => {

@@ -282,6 +282,9 @@ describe('engine terraform_data', () => {
     expect(r.plan).toContain(`"${vipSectionKey('v1000', VIP_SECTIONS_KEYED_MAX + 1)}"`);
     expectLines(r.markdown, ['| `lb1` | balancer | replace | VIP `v1000` added |', '--- vip:v1000 (before)']);
     expect(r.markdown.match(/^--- vip:/gm)).toHaveLength(1);
+    // the addresses, now ADDRESS DEVICE lines in the plan, show in the review as before: one line added
+    expect(r.plan).toContain('10.1.4.1 eth0');
+    expect(r.markdown.split('\n').filter((l) => /^[-+]10\.1\.\d+\.\d+/.test(l))).toEqual(['+10.1.4.1/32 dev eth0']);
   });
 
   test('GIVEN an applied stack WHEN planned again unchanged THEN the review says so and exits 0', async () => {
