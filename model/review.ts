@@ -115,7 +115,7 @@ function renderStatements(comment: string, groups: readonly { name: string; elem
 }
 
 /** How a large balancer's review says what its `vips:` lines are: the last line of its `ruleset`. */
-export const GROUPED_ELEMENTS_NOTE = `# In the "${VIP_GROUP_PREFIX}" sections, each VIP's elements are lines MAP ELEMENT: add element ${REVIEW_TABLE} MAP { ELEMENT }\n`;
+const GROUPED_ELEMENTS_NOTE = `# In the "${VIP_GROUP_PREFIX}" sections, each VIP's elements are lines MAP ELEMENT: add element ${REVIEW_TABLE} MAP { ELEMENT }\n`;
 
 const sectionGroups = (groups: ElementGroups) => groups.map(({ map, elements }) => ({ name: map.name, elements }));
 
@@ -203,6 +203,10 @@ function reviewAddressLines(addresses: readonly HostAddress[]): string[] {
   if (addresses.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`);
   return [COMPACT_ADDRESSES_NOTE, ...addresses.map((a) => `${a.ip} ${a.dev}`)];
 }
+
+/** A review's `ruleset` as a balancer of few VIPs has it: without the note on how to read the `vips:` groups. */
+export const rulesetWithoutGroupNote = (ruleset: string): string =>
+  ruleset.endsWith(GROUPED_ELEMENTS_NOTE) ? ruleset.slice(0, -GROUPED_ELEMENTS_NOTE.length) : ruleset;
 
 /**
  * A review's `addresses` as a host with few addresses has it: the `ADDRESS DEVICE` lines after the note back to

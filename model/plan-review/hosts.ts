@@ -4,7 +4,7 @@ import { configResources, type ConfigResource, type ResourceChange, type Terrafo
 import { terraformReferences } from './references';
 import { pendingExpressions, SPEC_REVIEW_KEY } from '../agent-contract';
 import { specTextOfTrigger } from '../spec-packing';
-import { GROUPED_ELEMENTS_NOTE, VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, fullAddressLines, splitVipGroup } from '../review';
+import { VIP_GROUP_PREFIX, VIP_SECTION_PREFIX, fullAddressLines, rulesetWithoutGroupNote, splitVipGroup } from '../review';
 
 /** What Terraform does to a resource, in the review's words; a replacement is create-then-delete or the reverse. */
 export type HostAction = 'create' | 'replace' | 'destroy' | 'update' | 'forget' | 'none' | 'other';
@@ -186,11 +186,14 @@ function asSmallHostTexts(texts: readonly TriggerText[]): TriggerText[] {
         : text,
     );
   };
-  const withoutNote = (ruleset?: string) => (ruleset?.endsWith(GROUPED_ELEMENTS_NOTE) ? ruleset.slice(0, -GROUPED_ELEMENTS_NOTE.length) : ruleset);
+  // each text as a small host's review has it (see rulesetWithoutGroupNote, fullAddressLines)
+  const inFull = new Map<string, (text: string) => string>([
+    ['ruleset', rulesetWithoutGroupNote],
+    ['addresses', fullAddressLines],
+  ]);
   for (const text of texts) {
-    if (text.key === 'ruleset') add({ ...text, before: withoutNote(text.before), after: withoutNote(text.after) });
-    else if (text.key === 'addresses')
-      add({ ...text, before: text.before && fullAddressLines(text.before), after: text.after && fullAddressLines(text.after) });
+    const full = inFull.get(text.key);
+    if (full) add({ ...text, before: text.before && full(text.before), after: text.after && full(text.after) });
     else if (!text.key.startsWith(VIP_GROUP_PREFIX)) add(text);
     else {
       const before = splitVipGroup(text.before ?? '');
