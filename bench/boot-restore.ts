@@ -58,19 +58,11 @@ export function measureBootRestore(count: number, rounds: number, log: (line: st
     writeFileSync(files.perAddress, scripts.perAddress);
     for (let r = 0; r < rounds; r++) {
       // alternate which form goes first, so that a machine that slows down does not favour one
-      const order: ['batch' | 'perAddress', number[]][] =
-        r % 2 === 0
-          ? [
-              ['batch', batch],
-              ['perAddress', perAddress],
-            ]
-          : [
-              ['perAddress', perAddress],
-              ['batch', batch],
-            ];
-      for (const [form, into] of order) {
-        into.push(timeInNamespace(ns, files[form], count));
-        log(`boot restore ${count} addresses, round ${r + 1}: ${form} ${into[into.length - 1].toFixed(0)} ms`);
+      const forms = r % 2 === 0 ? (['batch', 'perAddress'] as const) : (['perAddress', 'batch'] as const);
+      for (const form of forms) {
+        const ms = timeInNamespace(ns, files[form], count);
+        (form === 'batch' ? batch : perAddress).push(ms);
+        log(`boot restore ${count} addresses, round ${r + 1}: ${form} ${ms.toFixed(0)} ms`);
       }
     }
     return { addresses: count, batchMs: stat(batch), perAddressMs: stat(perAddress) };

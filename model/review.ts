@@ -6,10 +6,11 @@ import {
   BACKEND_BOOT_SCRIPT,
   BACKEND_UNIT_FILE,
   HostAddress,
+  hostPrefix,
 } from './backend-host';
 import { planBalancerHost } from './balancer-host';
 import { BALANCER_TABLE, BalancerFacts } from './nft/balancer';
-import { NftElement, NftMap, NftTable } from './nft/objects';
+import { NftElement, NftTable } from './nft/objects';
 import { Pool, groupPools, poolClassid, poolName } from './nft/pools';
 import { renderNftDeclarative } from './nft/render';
 import type { BackendHostSpec, BalancerSpec, VipSpec } from './spec';
@@ -70,7 +71,7 @@ const ELEMENT_LINE = /^([a-z][a-z0-9_]*) (\S.*)$/;
 /** A section of `MAP ELEMENT` lines as `add element` statements, byte for byte what renderStatements gives. */
 function elementStatements(section: string): string {
   const [comment, ...lines] = section.replace(/\n$/, '').split('\n');
-  const groups: { name: string; elements: string[] }[] = [];
+  const groups: ElementGroups = [];
   for (const line of lines) {
     const match = ELEMENT_LINE.exec(line);
     if (!match || match[1] === 'add') return section;
@@ -81,7 +82,8 @@ function elementStatements(section: string): string {
   return renderStatements(comment.slice(2), groups);
 }
 
-type ElementGroups = { map: NftMap; elements: string[] }[];
+/** A section's elements, map by map: each map's name and its elements' texts. */
+type ElementGroups = { name: string; elements: string[] }[];
 
 /** Elements grouped by their owner, map by map, in the table's order: one pass over the table. */
 export function elementsByOwner(table: NftTable, ownerOf: (e: NftElement) => string | undefined): Map<string, ElementGroups> {
@@ -93,15 +95,15 @@ export function elementsByOwner(table: NftTable, ownerOf: (e: NftElement) => str
       const groups = byOwner.get(owner) ?? [];
       if (!byOwner.has(owner)) byOwner.set(owner, groups);
       const last = groups[groups.length - 1];
-      if (last?.map === map) last.elements.push(element.text);
-      else groups.push({ map, elements: [element.text] });
+      if (last?.name === map.name) last.elements.push(element.text);
+      else groups.push({ name: map.name, elements: [element.text] });
     }
   }
   return byOwner;
 }
 
 /** A section as `add element` statements, one per map, each element on a line of its own. */
-function renderStatements(comment: string, groups: readonly { name: string; elements: readonly string[] }[]): string {
+function renderStatements(comment: string, groups: ElementGroups): string {
   const lines = [`# ${comment}`];
   for (const { name, elements } of groups) {
     lines.push(`add element ${REVIEW_TABLE} ${name} {`);
@@ -117,8 +119,6 @@ function renderStatements(comment: string, groups: readonly { name: string; elem
 /** How a large balancer's review says what its `vips:` lines are: the last line of its `ruleset`. */
 const GROUPED_ELEMENTS_NOTE = `# In the "${VIP_GROUP_PREFIX}" sections, each VIP's elements are lines MAP ELEMENT: add element ${REVIEW_TABLE} MAP { ELEMENT }\n`;
 
-const sectionGroups = (groups: ElementGroups) => groups.map(({ map, elements }) => ({ name: map.name, elements }));
-
 /**
  * A section of a VIP group: each element as one `MAP ELEMENT` line. The statements' words (`add element netdev
  * tula_dsr`, braces, tabs) were a third of a 10,000-VIP balancer's review, and Terraform's time for any change to
@@ -126,7 +126,7 @@ const sectionGroups = (groups: ElementGroups) => groups.map(({ map, elements }) 
  */
 function renderElementLines(comment: string, groups: ElementGroups): string {
   const lines = [`# ${comment}`];
-  for (const { map, elements } of groups) for (const e of elements) lines.push(`${map.name} ${e}`);
+  for (const { name, elements } of groups) for (const e of elements) lines.push(`${name} ${e}`);
   return lines.join('\n') + '\n';
 }
 
@@ -171,11 +171,10 @@ export function renderBalancerReview(spec: BalancerSpec, facts: BalancerFacts = 
   for (const vip of vips) {
     const key = vipSectionKey(vip.name, vips.length);
     const groups = byVip.get(vip.name) ?? [];
-    const text = grouped ? renderElementLines(vipComment(vip), groups) : renderStatements(vipComment(vip), sectionGroups(groups));
+    const text = grouped ? renderElementLines(vipComment(vip), groups) : renderStatements(vipComment(vip), groups);
     sections[key] = (sections[key] ?? '') + text;
   }
-  for (const pool of groupPools(spec.vips))
-    sections[poolSectionKey(pool)] = renderStatements(poolComment(pool), sectionGroups(byPool.get(poolName(pool.id)) ?? []));
+  for (const pool of groupPools(spec.vips)) sections[poolSectionKey(pool)] = renderStatements(poolComment(pool), byPool.get(poolName(pool.id)) ?? []);
   return {
     ruleset: renderNftDeclarative(skeleton) + (grouped ? GROUPED_ELEMENTS_NOTE : ''),
     ...sections,
@@ -198,9 +197,12 @@ export const REVIEW_ADDRESSES_IN_FULL_MAX = 1000;
 /** The line before a large host's `ADDRESS DEVICE` lines in its `addresses`. */
 const COMPACT_ADDRESSES_NOTE = '# ADDRESS DEVICE: each address is a /32 (IPv4) or /128 (IPv6) on that device';
 
+/** An address as a small host's review lists it. */
+const fullAddressLine = (ip: string, dev: string) => `${ip}/${hostPrefix(ip)} dev ${dev}`;
+
 /** The `addresses` lines of a host's review. */
 function reviewAddressLines(addresses: readonly HostAddress[]): string[] {
-  if (addresses.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return addresses.map((a) => `${a.ip}/${a.prefix} dev ${a.dev}`);
+  if (addresses.length <= REVIEW_ADDRESSES_IN_FULL_MAX) return addresses.map((a) => fullAddressLine(a.ip, a.dev));
   return [COMPACT_ADDRESSES_NOTE, ...addresses.map((a) => `${a.ip} ${a.dev}`)];
 }
 
@@ -219,7 +221,7 @@ export function fullAddressLines(text: string): string {
   if (at < 0) return text;
   const full = lines.slice(at + 1).map((line) => {
     const match = /^(\S+) (\S+)$/.exec(line);
-    return match ? `${match[1]}/${match[1].includes(':') ? 128 : 32} dev ${match[2]}` : line;
+    return match ? fullAddressLine(match[1], match[2]) : line;
   });
   return [...lines.slice(0, at), ...full].join('\n');
 }
