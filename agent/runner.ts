@@ -9,6 +9,7 @@ import { BACKEND_STATE, backendFactsRequest, planBackendTasks } from './tasks/ba
 import { BALANCER_STATE, LocalFacts, balancerFactsRequest, planBalancerTasks } from './tasks/balancer';
 import { peerHostKeys } from './tasks/flow-copy';
 import { planRemoveTasks } from './tasks/remove';
+import { PreparedPlan, prepareHostPlan } from './tasks/prepare';
 import { backupCleanupCommand, cmd, removeDirsCommands } from './tasks/steps';
 import { journalStep } from './tasks/state-file';
 import { hostFileCache } from './facts/file-cache';
@@ -136,6 +137,7 @@ function decide(
   specText: string,
   generation: string,
   local: LocalFacts = {},
+  prepared?: PreparedPlan,
 ): { tasks: Task[]; final: string[]; journal?: Task; relist?: string; texts?: HostPlanResult['texts'] } {
   const statePath = spec.kind === 'balancer' ? BALANCER_STATE : BACKEND_STATE;
   // every run that gets to its end has recorded what an interrupted run's journal held
@@ -144,7 +146,10 @@ function decide(
     const { tasks, removedFiles } = planRemoveTasks(facts, statePath, generation);
     return { tasks, final: [backupCleanupCommand(removedFiles), dropJournal, ...removeDirsCommands(facts.state?.dirs ?? [])] };
   }
-  const planned = spec.kind === 'balancer' ? planBalancerTasks(spec, facts, specText, generation, local) : planBackendTasks(spec, facts, specText, generation);
+  const planned =
+    spec.kind === 'balancer'
+      ? planBalancerTasks(spec, facts, specText, generation, local, prepared?.kind === 'balancer' ? prepared.balancer : undefined)
+      : planBackendTasks(spec, facts, specText, generation, prepared?.kind === 'backend' ? prepared.backend : undefined);
   const journal = planned.journal && {
     name: `journal ${journalPath(statePath)}`,
     status: 'changed' as const,
@@ -256,8 +261,18 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
     const cache = hostFileCache(options.cacheRoot ?? null, `${spec.kind} ${spec.name} ${target}`);
     const plain = factsRequest(spec);
     let request: FactsRequest = { ...plain, readOnly: mode === 'check', known: cache?.read([...plain.files, plain.statePath]) };
+    // made while the host runs the facts script, where the agent would only wait
+    let prepared: PreparedPlan | undefined;
+    const prepare = () => {
+      if (mode === 'remove' || prepared) return;
+      try {
+        prepared = prepareHostPlan(spec);
+      } catch {
+        // decide makes the plan without it, and reports the fault there
+      }
+    };
     for (let attempt = 1; ; attempt++) {
-      const factsRun = await connection.run(renderFactsScript(request));
+      const factsRun = await connection.run(renderFactsScript(request), { onWritten: prepare });
       const facts = parseHostFacts(factsRun.stdout, request);
       const fresh = [...Object.values(facts.files), ...(facts.stateFile ? [facts.stateFile] : [])].filter((f) => request.known?.[f.path] !== f);
       cache?.write(fresh);
@@ -266,7 +281,7 @@ export async function runHost(specText: string, mode: RunMode, options: RunOptio
         return { ...base, tasks: [], counts: count([]), error, roundTrips: connection.roundTrips - startTrips, durationMs: Date.now() - started };
       }
       const local: LocalFacts = spec.kind === 'balancer' && spec.pair ? { peerKeys: peerHostKeys(spec.pair.peerSsh, options.resolvePath) } : {};
-      const { tasks, final, journal, relist, texts } = decide(spec, facts, mode, specText, generation, local);
+      const { tasks, final, journal, relist, texts } = decide(spec, facts, mode, specText, generation, local, prepared);
       if (relist && request.nftTables.some((t) => t.generation)) {
         progress(`${host}: ${relist}: listing it`);
         request = { ...request, nftTables: request.nftTables.map((t) => ({ ...t, generation: false })) };

@@ -2,7 +2,7 @@ import { TUNNEL_MODULES, addressRestoreCommands, hostPrefix, isIpv6, renderBootU
 import { pushAll } from './arrays';
 import { renderCommand } from './shell';
 import { sortedUniqueAddresses } from './address';
-import { BalancerFacts, balancerTunnels, buildBalancerTable } from './nft/balancer';
+import { BalancerFacts, BalancerTableDraft, balancerTunnels, draftBalancerTable, withBalancerFacts } from './nft/balancer';
 import { renderNftDeclarative } from './nft/render';
 import { NftTable } from './nft/objects';
 import type { BalancerSpec } from './spec';
@@ -64,13 +64,27 @@ export function renderBalancerBootScript(
   return lines.join('\n') + '\n';
 }
 
-export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}): BalancerHostPlan {
-  const table = buildBalancerTable(spec, facts, balancerHeader(spec));
+/**
+ * What a balancer's plan holds that needs no facts from the host: all of it but the MACs. The agent makes it while
+ * the host runs the facts script (see planBalancerHost).
+ */
+export interface PreparedBalancerHost {
+  readonly draft: BalancerTableDraft;
+  readonly tunnels: readonly Tunnel[];
+  readonly addresses: readonly HostAddress[];
+  readonly modules: readonly string[];
+  /** The files but the ruleset's, which names the MACs. */
+  readonly otherFiles: readonly HostFile[];
+}
+
+export function prepareBalancerHost(spec: BalancerSpec): PreparedBalancerHost {
+  const draft = draftBalancerTable(spec, balancerHeader(spec));
+  // the table's text but its defines: the rest of the boot ruleset, shared with the table the facts complete
+  renderNftDeclarative(draft.table);
   const tunnels = balancerTunnels(spec);
   const addresses = balancerAddresses(spec);
   const modules = ([4, 6] as const).filter((family) => tunnels.some((t) => isIpv6(t.remote) === (family === 6))).map((family) => TUNNEL_MODULES[family]);
-  const files: HostFile[] = [
-    { path: BALANCER_RULESET_FILE, content: renderBalancerBootRuleset(table), mode: '0644' },
+  const otherFiles: HostFile[] = [
     { path: BALANCER_BOOT_SCRIPT, content: renderBalancerBootScript(spec, tunnels, addresses, modules), mode: '0755' },
     {
       path: BALANCER_UNIT_FILE,
@@ -84,5 +98,13 @@ export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}):
         ]
       : []),
   ];
+  return { draft, tunnels, addresses, modules, otherFiles };
+}
+
+/** `prepared`: prepareBalancerHost of the same spec, made earlier; it is the same plan either way. */
+export function planBalancerHost(spec: BalancerSpec, facts: BalancerFacts = {}, prepared = prepareBalancerHost(spec)): BalancerHostPlan {
+  const table = withBalancerFacts(prepared.draft, spec, facts);
+  const { tunnels, addresses, modules, otherFiles } = prepared;
+  const files = [{ path: BALANCER_RULESET_FILE, content: renderBalancerBootRuleset(table), mode: '0644' }, ...otherFiles];
   return { table, tunnels, addresses, modules, files, unit: BALANCER_UNIT };
 }

@@ -51,6 +51,11 @@ export interface RunOptions {
   readonly timeoutMs?: number;
   /** The run fails with `output-limit` (its channel closed) once the script wrote more than this. */
   readonly maxOutputBytes?: number;
+  /**
+   * Called once the script is on its way to the host, so that work done then overlaps the host's run of it (the
+   * output waits in the channel meanwhile). It must not throw.
+   */
+  readonly onWritten?: () => void;
 }
 
 export interface RunResult {
@@ -373,6 +378,7 @@ export class SshConnection {
             });
           },
         });
+        opts.onWritten?.();
       });
     });
   }

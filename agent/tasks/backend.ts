@@ -63,8 +63,8 @@ const ALL_BACKEND_FILES = planBackendHost({
   services: [{ path: 'x', ip: '10.0.0.2', port: 1, protocol: 'tcp', mode: 'l3', mssClamp: 1440 }],
 }).files.map((f) => f.path);
 
-export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specText: string, generation: string): HostPlanResult {
-  const plan = planBackendHost(spec);
+/** `plan`: planBackendHost of this spec, made while the facts came. */
+export function planBackendTasks(spec: BackendHostSpec, facts: HostFacts, specText: string, generation: string, plan = planBackendHost(spec)): HostPlanResult {
   const state = facts.state;
   const tasks: Task[] = [];
   const needed = ['ip', 'sysctl', 'flock', 'sha256sum', 'awk', 'sed', ...(plan.mssClamp ? ['nft'] : [])];

@@ -22,6 +22,7 @@ import {
   familyOf,
   NftTable,
   NftTableFacts,
+  PreparedBalancerHost,
 } from '../../model';
 import { KERNEL_MODULES, type FactsRequest, type HostFacts } from '../facts/gather';
 import { canonicalIp } from '../facts/parsers';
@@ -106,7 +107,15 @@ export interface LocalFacts {
   readonly peerKeys?: PeerKeys;
 }
 
-export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, specText: string, generation: string, local: LocalFacts = {}): HostPlanResult {
+/** `prepared`: what prepareBalancerHost made of this spec while the facts came, if it did. */
+export function planBalancerTasks(
+  spec: BalancerSpec,
+  hostFacts: HostFacts,
+  specText: string,
+  generation: string,
+  local: LocalFacts = {},
+  prepared?: PreparedBalancerHost,
+): HostPlanResult {
   let facts = hostFacts;
   const state = facts.state;
   const none = { writtenFiles: [] };
@@ -181,7 +190,7 @@ export function planBalancerTasks(spec: BalancerSpec, hostFacts: HostFacts, spec
   if (decisions.some((t) => t.status === 'failed')) return { tasks: decisions, ...none };
 
   const balancerFacts = { interfaceMac, backendMacs: macs };
-  const plan = planBalancerHost(spec, balancerFacts);
+  const plan = planBalancerHost(spec, balancerFacts, prepared);
   const needsRuntime = balancerNeedsRuntime(spec);
   const textfile = statsTextfileSettings(spec);
   const tasks: Task[] = [...decisions];

@@ -3,7 +3,7 @@ import { fnv1a32 } from '../scheduling';
 import type { BackendSpec, BalancerSpec, VipSpec } from '../spec';
 import { nftVipKey } from '../vip-key';
 import { NftChain, NftDefine, NftElement, NftMap, NftTable } from './objects';
-import { staticMapSize } from './render';
+import { staticMapSize, withDefines } from './render';
 import { DEFAULT_POLICY, Pool, PoolPolicy, familyOf, groupPools, poolClassid, poolName, poolSequence } from './pools';
 
 export const BALANCER_TABLE = 'tula_dsr';
@@ -368,9 +368,12 @@ export function buildBalancerTable(
   policy: PoolPolicy = DEFAULT_POLICY,
   options: BuildOptions = {},
 ): NftTable {
+  return buildTable(spec, facts, header, policy, options).table;
+}
+
+function buildTable(spec: BalancerSpec, facts: BalancerFacts, header: readonly string[], policy: PoolPolicy, options: BuildOptions): BalancerTableDraft {
   const managedOnly = options.managedOnly ?? false;
   const vips = managedOnly ? [] : vipsByName(spec.vips);
-  const defines: NftDefine[] = [];
   const counters = new Set<string>();
   const maps = new Map<string, MapDraft>();
   const chains = new Map<string, NftChain>();
@@ -471,23 +474,13 @@ export function buildBalancerTable(
   }
 
   const orderedIps = (m: Map<string, BackendSpec>) => [...m.keys()].sort(compareAddresses);
+  const macBackends: BackendSpec[] = [];
   if (l2Backends.size) {
-    const lbMac = spec.mac ?? facts.interfaceMac ?? null;
-    defines.push({
-      name: 'lb_mac',
-      value: lbMac,
-      comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
-    });
     // A dual-stack host has one MAC for its IPv4 and its IPv6 address: each family counts in a map of its own, so
     // that the MAC is a key once per map (IPv4 keeps the map and rules it had before IPv6 came)
     const ips = orderedIps(l2Backends);
     for (const ip of ips) {
-      const mac = l2Backends.get(ip)!.mac ?? facts.backendMacs?.[ip] ?? null;
-      defines.push({
-        name: macVar(ip),
-        value: mac,
-        comment: mac && l2Backends.get(ip)!.mac ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time`,
-      });
+      macBackends.push(l2Backends.get(ip)!);
       counters.add(`be_${backendId(ip)}`);
       const map = familyOf(ip) === 6 ? BACKEND_MAC_MAP6 : 'backend_counter_l2';
       mapOf(map, { type: 'ether_addr : counter' }).elements.push({ text: `$${macVar(ip)} : be_${backendId(ip)}` });
@@ -534,15 +527,60 @@ export function buildBalancerTable(
     .sort(([a], [b]) => (a < b ? -1 : 1))
     // a kept set declares no size: a new size would declare it afresh, and its counters would start from zero again
     .map(([name, m]) => ({ name, ...m, ...(m.dynamic || m.keepElements ? {} : { size: staticMapSize(m.elements.length) }) }));
-  return {
+  const table: NftTable = {
     family: 'netdev',
     name: BALANCER_TABLE,
     header,
-    defines,
+    defines: macDefines(spec, facts, macBackends),
     counters: [...counters].sort(),
     maps: sortedMaps,
     chains: sortedChains,
   };
+  return { table, macBackends };
+}
+
+/**
+ * The table's only values that come from the host: the MACs of the balancer's interface and of its L2 backends, as
+ * defines that the rules and elements name. None without L2 backends.
+ */
+function macDefines(spec: BalancerSpec, facts: BalancerFacts, backends: readonly BackendSpec[]): NftDefine[] {
+  if (!backends.length) return [];
+  const lbMac = spec.mac ?? facts.interfaceMac ?? null;
+  const defines: NftDefine[] = [
+    {
+      name: 'lb_mac',
+      value: lbMac,
+      comment: lbMac && spec.mac ? `${spec.interface}, as configured` : `MAC of ${spec.interface}, read on the balancer at apply time`,
+    },
+  ];
+  for (const { ip, mac: configured } of backends) {
+    const mac = configured ?? facts.backendMacs?.[ip] ?? null;
+    defines.push({
+      name: macVar(ip),
+      value: mac,
+      comment: mac && configured ? `${ip}, as configured` : `MAC of ${ip}, resolved on the balancer at apply time`,
+    });
+  }
+  return defines;
+}
+
+/**
+ * A balancer's table built before the host's facts are known: the agent builds it while the host runs the facts
+ * script, and gives it the MACs once they come (withBalancerFacts). Only the defines differ between the two.
+ */
+export interface BalancerTableDraft {
+  readonly table: NftTable;
+  /** The L2 backends whose MACs the defines name, in define order. */
+  readonly macBackends: readonly BackendSpec[];
+}
+
+export function draftBalancerTable(spec: BalancerSpec, header: readonly string[] = []): BalancerTableDraft {
+  return buildTable(spec, {}, header, DEFAULT_POLICY, {});
+}
+
+/** The draft's table with the MACs the facts give: what buildBalancerTable builds from the same spec and facts. */
+export function withBalancerFacts(draft: BalancerTableDraft, spec: BalancerSpec, facts: BalancerFacts): NftTable {
+  return withDefines(draft.table, macDefines(spec, facts, draft.macBackends));
 }
 
 /** The balancer's tunnels for L3 backends (IPIP to IPv4 ones, ip6tnl to IPv6 ones), in address order. */

@@ -49,13 +49,35 @@ export function renderNftDeclarative(table: NftTable): string {
   // a balancer's run renders its table for the boot file and again for the comparison: once is enough (tables are
   // not changed once built)
   let text = declaratives.get(table);
-  if (text === undefined) declaratives.set(table, (text = renderDeclarative(table)));
+  if (text === undefined) {
+    const head = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines)].map((line) => `${line}\n`).join('');
+    declaratives.set(table, (text = head + declarativeBody(table)));
+  }
   return text;
 }
 const declaratives = new WeakMap<NftTable, string>();
+/** `table … { … }`: what follows the header and the defines, shared by the tables withDefines makes of one table. */
+const bodies = new WeakMap<NftTable, string>();
 
-function renderDeclarative(table: NftTable): string {
-  const lines = [...table.header.map((h) => `# ${h}`), ...renderDefines(table.defines), `table ${table.family} ${table.name} {`];
+/**
+ * The same table with other defines. Its rendered body is the one table's, rendered once: the agent renders a
+ * balancer's table before the host's MACs are known and gives it them afterwards (withBalancerFacts).
+ */
+export function withDefines(table: NftTable, defines: readonly NftDefine[]): NftTable {
+  const next = { ...table, defines };
+  const body = bodies.get(table);
+  if (body !== undefined) bodies.set(next, body);
+  return next;
+}
+
+function declarativeBody(table: NftTable): string {
+  let body = bodies.get(table);
+  if (body === undefined) bodies.set(table, (body = renderBody(table)));
+  return body;
+}
+
+function renderBody(table: NftTable): string {
+  const lines = [`table ${table.family} ${table.name} {`];
   for (const counter of table.counters) lines.push(`\tcounter ${counter} {`, '\t}');
   for (const map of table.maps) {
     lines.push(`\t${kindOf(map)} ${map.name} {`);
