@@ -2,8 +2,9 @@
 // dist/agent/tula-dsr-agent.js, and installs the `tula-dsr` bin next to it (dist/agent/tula-dsr.js, from
 // scripts/agent-bin.js), which runs the bundle with V8's code cache. Loading forty-odd compiled modules and zod's
 // hundred cost about a quarter of a second per run; one file loads in a fraction of that. ssh2 stays a normal
-// dependency: its native crypto binding and WebAssembly poly1305 are found next to its own files. dist/agent/cli.js
-// and the rest stay as tsc emits them (the daemon and the tests import them).
+// dependency: its native crypto binding and WebAssembly poly1305 are found next to its own files. The agent daemon
+// runs the bundle too (agent/bundle-loader.ts); dist/agent/cli.js and the rest stay as tsc emits them (the provisioners'
+// client, the daemon's server and the tests import them).
 import { build } from 'esbuild';
 import { chmodSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

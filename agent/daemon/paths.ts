@@ -29,8 +29,9 @@ export function runtimeDir(env: NodeJS.ProcessEnv): { dir: string } | { problem:
 /**
  * The daemon's code as files that every build rewrites (tsc emits every output anew, and the bundle script runs
  * after it) and every install writes anew (npm extracts each file, so its inode changes): one of them stands for all.
+ * The bundle is what the daemon runs (see bundle-loader.ts), so a bundle made again on its own counts too.
  */
-const CODE_FILES = ['agent/daemon/server.js', 'agent/daemon/protocol.js', 'agent/cli.js', 'agent/runner.js', 'model/index.js'];
+const CODE_FILES = ['agent/daemon/server.js', 'agent/daemon/protocol.js', 'agent/tula-dsr-agent.js', 'agent/cli.js', 'agent/runner.js', 'model/index.js'];
 
 /**
  * Identifies the code a daemon runs: Node itself, the compiled agent and model, and the installed ssh2 and zod.

@@ -2,12 +2,10 @@ import { appendFileSync, chmodSync, realpathSync, rmSync, statSync, writeFileSyn
 import { connect, createServer, Server, Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { EXIT, main } from '../cli';
+import { loadAgentCli } from '../bundle-loader';
 import type { CliIo } from '../io';
 import { RUNTIME_DIR_ENV, buildId, runtimeDir } from './paths';
 import { DaemonRequest, parseRequest, readLines, writeFrame } from './protocol';
-
-const EXIT_USAGE = EXIT.usage;
 
 /**
  * The per-user agent daemon. Terraform starts one provisioner process per host, all at once; each would pay
@@ -61,6 +59,7 @@ async function handle(
   socket: Socket,
   dir: string,
   run: RunRequest,
+  usage: number,
   finished: () => void,
   current: (request: DaemonRequest) => string | undefined,
 ): Promise<void> {
@@ -92,11 +91,11 @@ async function handle(
         });
         socket.once('close', () => resolve(null));
       });
-      if (line === null) return request.finish(EXIT_USAGE);
+      if (line === null) return request.finish(usage);
       const parsed = parseRequest(line);
       if (typeof parsed === 'string') {
         writeFrame(socket, { err: `tula-dsr: agent daemon: ${parsed}\n` });
-        return request.finish(EXIT_USAGE);
+        return request.finish(usage);
       }
       const stale = current(parsed);
       if (stale !== undefined) {
@@ -158,8 +157,14 @@ function alive(path: string): Promise<boolean> {
   });
 }
 
-/** Serves on `path` until idle; resolves once the daemon has stopped (or found another one serving). */
-export async function serve(path: string, idleMs: number, run: RunRequest = main): Promise<void> {
+/**
+ * Serves on `path` until idle; resolves once the daemon has stopped (or found another one serving). Runs the CLI
+ * from its bundle, compiled with the code cache, as the `tula-dsr` bin does: a daemon starts when a provisioner
+ * finds none, which is at the first host of nearly every `terraform apply`.
+ */
+export async function serve(path: string, idleMs: number, run?: RunRequest): Promise<void> {
+  const cli = loadAgentCli();
+  const runRequest = run ?? cli.main;
   const dir = dirname(path);
   const place = runtimeDir({ [RUNTIME_DIR_ENV]: dir });
   if ('problem' in place) throw new Error(place.problem);
@@ -174,7 +179,8 @@ export async function serve(path: string, idleMs: number, run: RunRequest = main
     void handle(
       socket,
       dir,
-      run,
+      runRequest,
+      cli.EXIT.usage,
       () => {
         active--;
         if (stopping && active === 0) stopped();

@@ -77,3 +77,24 @@ test('GIVEN the bundle WHEN loaded THEN it reads no module of dist/ or zod besid
   const loaded = (JSON.parse(r.stdout) as string[]).filter((f) => f !== BUNDLE);
   expect(loaded.filter((f) => f.includes(`${path.sep}dist${path.sep}`) || f.includes(`${path.sep}zod${path.sep}`))).toEqual([]);
 });
+
+test('GIVEN the agent daemon WHEN it serves THEN the CLI it runs is the bundle, and no compiled CLI module or zod is loaded', async () => {
+  const runtime = mkdtempSync(path.join(dir, 'daemon-'));
+  const server = path.join(REPO, 'dist/agent/daemon/server.js');
+  // serves until idle for 100 ms, then lists the modules the process loaded
+  const script = [
+    `const { serve } = require(${JSON.stringify(server)});`,
+    `serve(${JSON.stringify(path.join(runtime, 'agent.sock'))}, 100).then(() => console.log(JSON.stringify(Object.keys(require.cache))));`,
+  ].join('\n');
+
+  const r = await execFile(['node', '-e', script], { env: { TMPDIR: dir } });
+
+  expect(r.code).toBe(0);
+  const loaded = JSON.parse(r.stdout) as string[];
+  // the CLI was loaded (its ssh2), from the bundle: not from the compiled modules
+  expect(loaded.some((f) => f.includes(`${path.sep}ssh2${path.sep}`))).toBe(true);
+  const compiled = ['agent/cli.js', 'agent/runner.js', 'model/index.js'].map((f) => path.join(REPO, 'dist', f));
+  expect(loaded.filter((f) => compiled.includes(f) || f.includes(`${path.sep}zod${path.sep}`))).toEqual([]);
+  // compiled with the code cache, which the daemon wrote as it exited
+  expect(readdirSync(path.join(dir, `tula-dsr-compile-cache-${process.getuid!()}`))).toContainEqual(expect.stringMatching(/^agent-[0-9a-f]{32}\.cache$/));
+});
