@@ -39,7 +39,14 @@ interface ModuleInternals {
   enableCompileCache?: (dir: string) => unknown;
 }
 
+let loaded: typeof Cli | undefined;
+
+/** The CLI module, loaded once per process. */
 export function loadAgentCli(): typeof Cli {
+  return (loaded ??= load());
+}
+
+function load(): typeof Cli {
   if (!existsSync(AGENT_BUNDLE)) return require('./cli') as typeof Cli;
   let dir: string | null;
   try {
