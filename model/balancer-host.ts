@@ -68,11 +68,8 @@ export function renderBalancerBootScript(
  * What a balancer's plan holds that needs no facts from the host: all of it but the MACs. The agent makes it while
  * the host runs the facts script (see planBalancerHost).
  */
-export interface PreparedBalancerHost {
+export interface PreparedBalancerHost extends Pick<BalancerHostPlan, 'tunnels' | 'addresses' | 'modules'> {
   readonly draft: BalancerTableDraft;
-  readonly tunnels: readonly Tunnel[];
-  readonly addresses: readonly HostAddress[];
-  readonly modules: readonly string[];
   /** The files but the ruleset's, which names the MACs. */
   readonly otherFiles: readonly HostFile[];
 }
