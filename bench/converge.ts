@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { App, LocalBackend, TerraformStack } from 'cdktf';
@@ -10,7 +10,7 @@ import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
-import { addCpu, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, runCounted } from './cpu';
+import { addCpu, childrenReaped, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, reapedChildrenCpu, runCounted } from './cpu';
 import { Stat, stat } from './stats';
 
 /**
@@ -38,6 +38,8 @@ interface RunOutcome {
   readonly cpu: Cpu;
   /** CPU the agent daemon spent meanwhile (T only: it is not a child of the run). */
   readonly daemonCpu: Cpu;
+  /** CPU the hosts spent meanwhile: their sshds' sessions (key exchange, the shell, the scripts' commands). */
+  readonly hostsCpu: Cpu;
 }
 
 function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; out: string }> {
@@ -50,12 +52,24 @@ function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {
   });
 }
 
-async function timed(daemonDir: string, fn: () => Promise<{ changed: number; cpu: Cpu }>): Promise<RunOutcome> {
-  const daemonBefore = daemonCpu(daemonDir);
+/**
+ * Times `fn` and reads what it cost. `settle` runs after the clock stops and before the hosts' CPU is read: what a
+ * method leaves running (Ansible's ssh control masters keep their connections for a minute) would otherwise be counted
+ * when its sessions end, in another method's run.
+ */
+async function timed(s: ConvergenceSetup, fn: () => Promise<{ changed: number; cpu: Cpu }>, settle?: () => void): Promise<RunOutcome> {
+  const sshds = s.hosts.map((h) => h.sshdPid()).filter((pid): pid is number => pid !== undefined);
+  const daemonBefore = daemonCpu(s.daemonDir);
+  const hostsBefore = reapedChildrenCpu(sshds);
   const start = process.hrtime.bigint();
   const { changed, cpu } = await fn();
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
-  return { ms, changed, cpu, daemonCpu: daemonCpuSince(daemonBefore, daemonCpu(daemonDir)) };
+  const daemon = daemonCpuSince(daemonBefore, daemonCpu(s.daemonDir));
+  settle?.();
+  await childrenReaped(sshds);
+  const hostsAfter = reapedChildrenCpu(sshds);
+  const hostsCpu = { userMs: hostsAfter.userMs - hostsBefore.userMs, systemMs: hostsAfter.systemMs - hostsBefore.systemMs };
+  return { ms, changed, cpu, daemonCpu: daemon, hostsCpu };
 }
 
 function floorScript(vip: string): string {
@@ -197,6 +211,17 @@ function changedIn(out: string): number {
   return [...out.matchAll(/changed=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
 }
 
+/** Ends the ssh control masters Ansible left behind in `controlDir` (`ssh -O exit` on each socket), and so their sessions on the hosts. */
+function stopControlMasters(controlDir: string): void {
+  let sockets: string[];
+  try {
+    sockets = readdirSync(controlDir);
+  } catch {
+    return;
+  }
+  for (const socket of sockets) spawnSync('ssh', ['-o', `ControlPath=${join(controlDir, socket)}`, '-O', 'exit', 'unused'], { stdio: 'ignore', timeout: 5000 });
+}
+
 export async function runMethod(s: ConvergenceSetup, method: Method): Promise<RunOutcome> {
   switch (method) {
     case 'A':
@@ -208,21 +233,26 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
           ANSIBLE_SSH_CONTROL_PATH_DIR: controlDir,
           ...(method === 'B' ? { ANSIBLE_PIPELINING: 'True', ANSIBLE_FORKS: String(s.hosts.length) } : {}),
         };
-        return await timed(s.daemonDir, async () => {
-          const r = await runCounted(
-            ['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')],
-            { env },
-          );
-          const recap = parseAnsibleRecap(r.out);
-          if (r.code !== 0 || recap.failed) throw new Error(`ansible (${method}) failed:\n${r.out.slice(-3000)}`);
-          return { changed: recap.changed, cpu: r.cpu };
-        });
+        return await timed(
+          s,
+          async () => {
+            const r = await runCounted(
+              ['ansible-playbook', '-i', join(s.work, 'inventory.ini'), join(s.work, method === 'A' ? 'play-defaults.yml' : 'play-tuned.yml')],
+              { env },
+            );
+            const recap = parseAnsibleRecap(r.out);
+            if (r.code !== 0 || recap.failed) throw new Error(`ansible (${method}) failed:\n${r.out.slice(-3000)}`);
+            return { changed: recap.changed, cpu: r.cpu };
+          },
+          () => stopControlMasters(controlDir),
+        );
       } finally {
+        stopControlMasters(controlDir);
         rmSync(controlDir, { recursive: true, force: true });
       }
     }
     case 'C':
-      return timed(s.daemonDir, async () => {
+      return timed(s, async () => {
         const results = await Promise.all(s.hosts.map((h) => runCounted([...h.sshArgv(), floorScript(s.vip)])));
         const bad = results.find((r) => r.code !== 0);
         if (bad) throw new Error(`ssh floor failed: ${bad.out}`);
@@ -232,7 +262,7 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
         };
       });
     case 'T':
-      return timed(s.daemonDir, async () => {
+      return timed(s, async () => {
         const targets = s.backendResources.flatMap((address) => ['-target', address]);
         const r = await runCounted(['terraform', 'apply', '-auto-approve', '-input=false', '-no-color', `-parallelism=${s.hosts.length}`, ...targets], {
           cwd: s.stackDir,
@@ -242,7 +272,7 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
         return { changed: changedIn(r.out), cpu: r.cpu };
       });
     case 'D':
-      return timed(s.daemonDir, async () => {
+      return timed(s, async () => {
         const r = await runCounted(['node', join(REPO, 'dist', 'agent', 'tula-dsr.js'), 'apply', s.stackDir, '--limit', 'backend']);
         if (r.code !== 0) throw new Error(`tula-dsr apply failed:\n${r.out.slice(-3000)}`);
         return { changed: changedIn(r.out), cpu: r.cpu };
@@ -250,10 +280,11 @@ export async function runMethod(s: ConvergenceSetup, method: Method): Promise<Ru
   }
 }
 
-/** CPU per host (ms), for each method: what its processes used, and (T) what the agent daemon used. */
+/** CPU per host (ms), for each method: what its processes used, (T) what the agent daemon used, and what the hosts used. */
 export interface CpuPerHost {
   readonly total: Record<Method, Stat>;
   readonly daemon: Record<Method, Stat>;
+  readonly hosts: Record<Method, Stat>;
 }
 
 export interface ConvergenceResult {
@@ -276,13 +307,14 @@ export async function measureConvergence(
   const s = await setupConvergence(count, cacheDir);
   const cold: Record<string, number[]> = {};
   const noop: Record<string, number[]> = {};
-  const cpu = { cold: { total: {}, daemon: {} }, noop: { total: {}, daemon: {} } } as Record<
+  const cpu = { cold: { total: {}, daemon: {}, hosts: {} }, noop: { total: {}, daemon: {}, hosts: {} } } as Record<
     'cold' | 'noop',
-    Record<'total' | 'daemon', Record<string, number[]>>
+    Record<keyof CpuPerHost, Record<string, number[]>>
   >;
   const perHost = (phase: 'cold' | 'noop', m: Method, r: RunOutcome) => {
     (cpu[phase].total[m] ??= []).push((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count);
     (cpu[phase].daemon[m] ??= []).push(cpuTotal(r.daemonCpu) / count);
+    (cpu[phase].hosts[m] ??= []).push(cpuTotal(r.hostsCpu) / count);
   };
   try {
     for (let round = 0; round < runs; round++) {
@@ -298,7 +330,8 @@ export async function measureConvergence(
         (noop[m] ??= []).push(second.ms);
         perHost('cold', m, first);
         perHost('noop', m, second);
-        const cpuNote = (r: RunOutcome) => `CPU ${((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count).toFixed(1)} ms/host`;
+        const cpuNote = (r: RunOutcome) =>
+          `CPU ${((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count).toFixed(1)} ms/host, the hosts ${(cpuTotal(r.hostsCpu) / count).toFixed(1)} ms/host`;
         process.stderr.write(
           `bench: convergence round ${round + 1} ${m}: cold ${first.ms.toFixed(0)} ms (${cpuNote(first)}), no-op ${second.ms.toFixed(0)} ms (${cpuNote(second)})\n`,
         );
@@ -308,7 +341,11 @@ export async function measureConvergence(
     await s.teardown();
   }
   const toStats = (x: Record<string, number[]>) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, stat(v)])) as Record<Method, Stat>;
-  const cpuStats = (x: Record<'total' | 'daemon', Record<string, number[]>>): CpuPerHost => ({ total: toStats(x.total), daemon: toStats(x.daemon) });
+  const cpuStats = (x: Record<keyof CpuPerHost, Record<string, number[]>>): CpuPerHost => ({
+    total: toStats(x.total),
+    daemon: toStats(x.daemon),
+    hosts: toStats(x.hosts),
+  });
   return {
     cold: toStats(cold),
     noop: toStats(noop),

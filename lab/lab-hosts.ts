@@ -166,6 +166,11 @@ function labHostHandle(ctx: HostContext, spec: LabHostSpec, ip: string, ip6: str
       await resources.sshds.get(spec.name)?.stop('SIGTERM', 1000);
     },
     sshdRunning: () => resources.sshds.get(spec.name)?.isRunning() ?? false,
+    // nsenter, setpriv and sshd exec each other: the process spawned is sshd itself
+    sshdPid: () => {
+      const p = resources.sshds.get(spec.name);
+      return p?.isRunning() ? p.pid : undefined;
+    },
     addUser: async (u) => {
       validateUserName(u.name, ctx.machineUsers);
       if (u.sudo) assertLabPrerequisites(true);
