@@ -10,7 +10,8 @@ import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
-import { addCpu, childrenReaped, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, reapedChildrenCpu, runCounted } from './cpu';
+import { CgroupCpu, cgroupCpu } from './cgroup-cpu';
+import { addCpu, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, runCounted } from './cpu';
 import { Stat, stat } from './stats';
 
 /**
@@ -38,8 +39,8 @@ interface RunOutcome {
   readonly cpu: Cpu;
   /** CPU the agent daemon spent meanwhile (T only: it is not a child of the run). */
   readonly daemonCpu: Cpu;
-  /** CPU the hosts spent meanwhile: their sshds' sessions (key exchange, the shell, the scripts' commands). */
-  readonly hostsCpu: Cpu;
+  /** CPU the hosts spent meanwhile: their sshds' sessions (key exchange, the shell, the scripts' commands); null where it cannot be counted. */
+  readonly hostsCpu: Cpu | null;
 }
 
 function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; out: string }> {
@@ -58,17 +59,20 @@ function run(argv: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {
  * when its sessions end, in another method's run.
  */
 async function timed(s: ConvergenceSetup, fn: () => Promise<{ changed: number; cpu: Cpu }>, settle?: () => void): Promise<RunOutcome> {
-  const sshds = s.hosts.map((h) => h.sshdPid()).filter((pid): pid is number => pid !== undefined);
+  const hosts = 'read' in s.hostsCpu ? s.hostsCpu : null;
   const daemonBefore = daemonCpu(s.daemonDir);
-  const hostsBefore = reapedChildrenCpu(sshds);
+  const hostsBefore = hosts?.read();
   const start = process.hrtime.bigint();
   const { changed, cpu } = await fn();
   const ms = Number(process.hrtime.bigint() - start) / 1e6;
   const daemon = daemonCpuSince(daemonBefore, daemonCpu(s.daemonDir));
   settle?.();
-  await childrenReaped(sshds);
-  const hostsAfter = reapedChildrenCpu(sshds);
-  const hostsCpu = { userMs: hostsAfter.userMs - hostsBefore.userMs, systemMs: hostsAfter.systemMs - hostsBefore.systemMs };
+  let hostsCpu: Cpu | null = null;
+  if (hosts && hostsBefore) {
+    await hosts.settled(s.sshdPids);
+    const after = hosts.read();
+    hostsCpu = { userMs: after.userMs - hostsBefore.userMs, systemMs: after.systemMs - hostsBefore.systemMs };
+  }
   return { ms, changed, cpu, daemonCpu: daemon, hostsCpu };
 }
 
@@ -98,6 +102,9 @@ export interface ConvergenceSetup {
   /** The agent daemon's folder for T (stopped before each cold run, so that T pays the daemon's start-up). */
   readonly daemonDir: string;
   readonly ansibleVersion: string;
+  /** The hosts' listening sshds, and the cgroup that counts the CPU of their sessions (or why there is none). */
+  readonly sshdPids: number[];
+  readonly hostsCpu: CgroupCpu | { problem: string };
   teardown(): Promise<void>;
 }
 
@@ -106,6 +113,10 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
   const names = Array.from({ length: count }, (_, i) => `be${String(i + 1).padStart(2, '0')}`);
   const lab = await createLab({ hosts: names.map((name) => ({ name })) });
   const work = mkdtempSync(join(tmpdir(), 'tula-converge-'));
+  const sshdPids = names.map((n) => lab.hosts[n].sshdPid()).filter((pid): pid is number => pid !== undefined);
+  const hostsCpu = cgroupCpu(`tula-bench-hosts-${process.pid}`, sshdPids);
+  if ('problem' in hostsCpu) process.stderr.write(`bench: the hosts' CPU is not counted: ${hostsCpu.problem}\n`);
+  const removeCgroup = () => ('remove' in hostsCpu ? hostsCpu.remove() : undefined);
   try {
     const hosts = names.map((n) => lab.hosts[n]);
     const vip = lab.subnet.replace(/\.0\/24$/, '.200');
@@ -163,14 +174,18 @@ export async function setupConvergence(count: number, cacheDir: string): Promise
       tfEnv,
       daemonDir,
       ansibleVersion: version,
+      sshdPids,
+      hostsCpu,
       teardown: async () => {
         await stopAgentDaemons(daemonDir);
         await lab.teardown();
+        removeCgroup();
         rmSync(work, { recursive: true, force: true });
       },
     };
   } catch (error) {
     await lab.teardown();
+    removeCgroup();
     rmSync(work, { recursive: true, force: true });
     throw error;
   }
@@ -314,7 +329,7 @@ export async function measureConvergence(
   const perHost = (phase: 'cold' | 'noop', m: Method, r: RunOutcome) => {
     (cpu[phase].total[m] ??= []).push((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count);
     (cpu[phase].daemon[m] ??= []).push(cpuTotal(r.daemonCpu) / count);
-    (cpu[phase].hosts[m] ??= []).push(cpuTotal(r.hostsCpu) / count);
+    if (r.hostsCpu) (cpu[phase].hosts[m] ??= []).push(cpuTotal(r.hostsCpu) / count);
   };
   try {
     for (let round = 0; round < runs; round++) {
@@ -331,7 +346,7 @@ export async function measureConvergence(
         perHost('cold', m, first);
         perHost('noop', m, second);
         const cpuNote = (r: RunOutcome) =>
-          `CPU ${((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count).toFixed(1)} ms/host, the hosts ${(cpuTotal(r.hostsCpu) / count).toFixed(1)} ms/host`;
+          `CPU ${((cpuTotal(r.cpu) + cpuTotal(r.daemonCpu)) / count).toFixed(1)} ms/host${r.hostsCpu ? `, the hosts ${(cpuTotal(r.hostsCpu) / count).toFixed(1)} ms/host` : ''}`;
         process.stderr.write(
           `bench: convergence round ${round + 1} ${m}: cold ${first.ms.toFixed(0)} ms (${cpuNote(first)}), no-op ${second.ms.toFixed(0)} ms (${cpuNote(second)})\n`,
         );

@@ -68,49 +68,15 @@ export function daemonCpu(dir: string): Map<number, Cpu> {
   for (const name of names) {
     try {
       const pid = Number(readFileSync(join(dir, name), 'utf8').trim());
-      // utime and stime are the 12th and 13th fields after the command name
-      const fields = statFields(pid);
-      if (fields) found.set(pid, { userMs: Number(fields[11]) * TICK_MS, systemMs: Number(fields[12]) * TICK_MS });
+      // fields after the command name (which may hold spaces): utime and stime are the 12th and 13th
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      found.set(pid, { userMs: Number(fields[11]) * TICK_MS, systemMs: Number(fields[12]) * TICK_MS });
     } catch {
       // gone meanwhile
     }
   }
   return found;
-}
-
-/** The fields of /proc/<pid>/stat after the command name (which may hold spaces), or null when the process is gone. */
-function statFields(pid: number): string[] | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  } catch {
-    return null;
-  }
-}
-
-/**
- * CPU of every process that `pids` (the lab hosts' listening sshds) have reaped so far: cutime and cstime, the 14th
- * and 15th fields. An sshd forks one process per connection and waits for it, and that process waits for the session's
- * shell and its commands, so this is what the hosts spent serving SSH: key exchange, the shell and the scripts.
- */
-export function reapedChildrenCpu(pids: readonly number[]): Cpu {
-  let sum = NO_CPU;
-  for (const pid of pids) {
-    const fields = statFields(pid);
-    if (fields) sum = addCpu(sum, { userMs: Number(fields[13]) * TICK_MS, systemMs: Number(fields[14]) * TICK_MS });
-  }
-  return sum;
-}
-
-/** Resolves once none of `pids` has a child left (a connection's sshd outlives its client by a moment), or after `maxMs`. */
-export async function childrenReaped(pids: readonly number[], maxMs = 2000): Promise<void> {
-  const parents = new Set(pids.map(String));
-  const deadline = Date.now() + maxMs;
-  while (Date.now() < deadline) {
-    const busy = readdirSync('/proc').some((name) => /^\d+$/.test(name) && parents.has(statFields(Number(name))?.[1] ?? ''));
-    if (!busy) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** What the daemons used between two readings (a daemon started meanwhile counts from zero). */

@@ -1,0 +1,38 @@
+/**
+ * The convergence bench counts the lab hosts' CPU with a cgroup around their sshds (bench/cgroup-cpu.ts), because an
+ * sshd's reaped children miss a session whose shell outlives it. A real cgroup, real processes: it needs root.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { CgroupCpu, cgroupCpu } from '../../bench/cgroup-cpu';
+import { cpuTotal } from '../../bench/cpu';
+
+const BURN = 'const u=()=>{const c=process.cpuUsage();return (c.user+c.system)/1000};while(u()<300);';
+
+test('GIVEN a process in the group that leaves an orphan burning CPU WHEN read THEN the orphan is counted, the group settles once it is gone, and is removed', async () => {
+  if (process.getuid?.() !== 0) throw new Error('this test needs root: it makes a cgroup');
+  // sh starts node in the background and exits at once: node is reparented away from sh, as an agent session's shell is
+  const parent = spawn('sh', ['-c', `read go; node -e "${BURN}" & exit 0`], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const keeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+  let group: CgroupCpu | undefined;
+  try {
+    const made = cgroupCpu(`tula-test-${process.pid}`, [parent.pid!, keeper.pid!]);
+    if ('problem' in made) throw new Error(`this test needs a cgroup with CPU accounting that root may write to: ${made.problem}`);
+    group = made;
+    const before = cpuTotal(group.read());
+    parent.stdin.write('go\n');
+    await new Promise((resolve) => parent.on('exit', resolve));
+    const started = Date.now();
+    await group.settled([keeper.pid!], 10_000);
+    // node ran for 300 ms of CPU after sh had exited: settling waited for it, and its CPU is the group's
+    expect(Date.now() - started).toBeGreaterThan(100);
+    expect(cpuTotal(group.read()) - before).toBeGreaterThanOrEqual(290);
+  } finally {
+    keeper.kill('SIGKILL');
+    await new Promise((resolve) => (keeper.exitCode !== null || keeper.signalCode !== null ? resolve(null) : keeper.on('exit', resolve)));
+    parent.kill('SIGKILL');
+    group?.remove();
+  }
+  for (const root of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified', '/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'])
+    expect(existsSync(`${root}/tula-test-${process.pid}`)).toBe(false);
+});
