@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cpu } from './cpu';
 
@@ -93,4 +93,26 @@ function removeGroup(dir: string, root: string): void {
   } catch {
     // never made, or already gone
   }
+}
+
+/**
+ * Removes the groups named `prefix<pid>` that a process no longer alive left behind (a bench killed outright), after
+ * moving back whatever they still hold. Returns their paths.
+ */
+export function reapStaleGroups(prefix: string): string[] {
+  const reaped: string[] = [];
+  for (const h of HIERARCHIES) {
+    let names: string[];
+    try {
+      names = readdirSync(h.root).filter((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length)));
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (existsSync(`/proc/${name.slice(prefix.length)}`)) continue;
+      removeGroup(join(h.root, name), h.root);
+      if (!existsSync(join(h.root, name))) reaped.push(join(h.root, name));
+    }
+  }
+  return reaped;
 }

@@ -10,7 +10,7 @@ import { stopAgentDaemons } from '../lab/agent-daemons';
 import { agentRuntimeDir } from '../lab/l2/deploy';
 import { createLab, Lab, LabHost } from '../lab/topology';
 import { ensureAnsible, parseAnsibleRecap, renderInventory, renderPlaybook } from './ansible';
-import { CgroupCpu, cgroupCpu } from './cgroup-cpu';
+import { CgroupCpu, cgroupCpu, reapStaleGroups } from './cgroup-cpu';
 import { addCpu, Cpu, cpuTotal, daemonCpu, daemonCpuSince, NO_CPU, runCounted } from './cpu';
 import { Stat, stat } from './stats';
 
@@ -108,13 +108,17 @@ export interface ConvergenceSetup {
   teardown(): Promise<void>;
 }
 
+/** The cgroup counting the lab hosts' CPU, then the bench's pid. */
+const HOSTS_CGROUP_PREFIX = 'tula-bench-hosts-';
+
 export async function setupConvergence(count: number, cacheDir: string): Promise<ConvergenceSetup> {
   const { collectionsPath, version } = ensureAnsible(cacheDir);
   const names = Array.from({ length: count }, (_, i) => `be${String(i + 1).padStart(2, '0')}`);
   const lab = await createLab({ hosts: names.map((name) => ({ name })) });
   const work = mkdtempSync(join(tmpdir(), 'tula-converge-'));
   const sshdPids = names.map((n) => lab.hosts[n].sshdPid()).filter((pid): pid is number => pid !== undefined);
-  const hostsCpu = cgroupCpu(`tula-bench-hosts-${process.pid}`, sshdPids);
+  reapStaleGroups(HOSTS_CGROUP_PREFIX);
+  const hostsCpu = cgroupCpu(`${HOSTS_CGROUP_PREFIX}${process.pid}`, sshdPids);
   if ('problem' in hostsCpu) process.stderr.write(`bench: the hosts' CPU is not counted: ${hostsCpu.problem}\n`);
   const removeCgroup = () => ('remove' in hostsCpu ? hostsCpu.remove() : undefined);
   try {

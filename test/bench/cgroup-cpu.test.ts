@@ -2,9 +2,9 @@
  * The convergence bench counts the lab hosts' CPU with a cgroup around their sshds (bench/cgroup-cpu.ts), because an
  * sshd's reaped children miss a session whose shell outlives it. A real cgroup, real processes: it needs root.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { CgroupCpu, cgroupCpu } from '../../bench/cgroup-cpu';
+import { CgroupCpu, cgroupCpu, reapStaleGroups } from '../../bench/cgroup-cpu';
 import { cpuTotal } from '../../bench/cpu';
 
 const BURN = 'const u=()=>{const c=process.cpuUsage();return (c.user+c.system)/1000};while(u()<300);';
@@ -35,4 +35,22 @@ test('GIVEN a process in the group that leaves an orphan burning CPU WHEN read T
   }
   for (const root of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified', '/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'])
     expect(existsSync(`${root}/tula-test-${process.pid}`)).toBe(false);
+});
+
+test('GIVEN a group left by a process that is gone and one of a live process WHEN stale groups are reaped THEN only the first is removed', () => {
+  if (process.getuid?.() !== 0) throw new Error('this test needs root: it makes cgroups');
+  const prefix = `tula-test-stale-${process.pid}-`;
+  const gone = spawnSync('true').pid;
+  const left = cgroupCpu(`${prefix}${gone}`, []);
+  const live = cgroupCpu(`${prefix}${process.pid}`, []);
+  try {
+    if ('problem' in left || 'problem' in live) throw new Error('this test needs a cgroup with CPU accounting that root may write to');
+    const reaped = reapStaleGroups(prefix);
+    expect(reaped).toHaveLength(1);
+    expect(reaped[0]).toMatch(new RegExp(`/${prefix}${gone}$`));
+    expect(existsSync(reaped[0])).toBe(false);
+    expect(reapStaleGroups(prefix)).toEqual([]);
+  } finally {
+    for (const g of [left, live]) if ('remove' in g) g.remove();
+  }
 });
