@@ -24,16 +24,21 @@ interface Hierarchy {
 
 const usecLine = (text: string, key: string) => Number(new RegExp(`^${key} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
 
-/** cgroup v2 (alone, or beside v1 as `unified`), then v1's cpuacct: the first this process can make a group in. */
+const V2_ROOTS = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'];
+const V1_ROOTS = ['/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'];
+/** Where a group may be made: cgroup v2 (alone, or beside v1 as `unified`), then v1's cpuacct. */
+export const CGROUP_ROOTS: readonly string[] = [...V2_ROOTS, ...V1_ROOTS];
+
+/** cgroup v2, then v1's cpuacct: the first this process can make a group in. */
 const HIERARCHIES: readonly Hierarchy[] = [
-  ...['/sys/fs/cgroup', '/sys/fs/cgroup/unified'].map((root) => ({
+  ...V2_ROOTS.map((root) => ({
     root,
     read: (dir: string) => {
       const stat = readFileSync(join(dir, 'cpu.stat'), 'utf8');
       return { userMs: usecLine(stat, 'user_usec') / 1000, systemMs: usecLine(stat, 'system_usec') / 1000 };
     },
   })),
-  ...['/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'].map((root) => ({
+  ...V1_ROOTS.map((root) => ({
     root,
     read: (dir: string) => ({
       userMs: Number(readFileSync(join(dir, 'cpuacct.usage_user'), 'utf8')) / 1e6,

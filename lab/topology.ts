@@ -76,7 +76,7 @@ export interface LabHost {
   stopSshd(): Promise<void>;
   startSshd(): Promise<void>;
   sshdRunning(): boolean;
-  /** PID of the host's listening sshd (undefined when it has none or it is stopped): its reaped children are the host's SSH sessions. */
+  /** PID of the host's listening sshd (undefined when it has none or it is stopped): the bench counts the CPU of its sessions from it. */
   sshdPid(): number | undefined;
   addUser(user: LabUserSpec): Promise<void>;
   /** An SSH target for this host with the lab's client key and the pinned host key. */

@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { CgroupCpu, cgroupCpu, reapStaleGroups } from '../../bench/cgroup-cpu';
+import { CGROUP_ROOTS, CgroupCpu, cgroupCpu, reapStaleGroups } from '../../bench/cgroup-cpu';
 import { cpuTotal } from '../../bench/cpu';
 
 const BURN = 'const u=()=>{const c=process.cpuUsage();return (c.user+c.system)/1000};while(u()<300);';
@@ -33,8 +33,7 @@ test('GIVEN a process in the group that leaves an orphan burning CPU WHEN read T
     parent.kill('SIGKILL');
     group?.remove();
   }
-  for (const root of ['/sys/fs/cgroup', '/sys/fs/cgroup/unified', '/sys/fs/cgroup/cpuacct', '/sys/fs/cgroup/cpu,cpuacct'])
-    expect(existsSync(`${root}/tula-test-${process.pid}`)).toBe(false);
+  for (const root of CGROUP_ROOTS) expect(existsSync(`${root}/tula-test-${process.pid}`)).toBe(false);
 });
 
 test('GIVEN a group left by a process that is gone and one of a live process WHEN stale groups are reaped THEN only the first is removed', () => {
@@ -49,6 +48,8 @@ test('GIVEN a group left by a process that is gone and one of a live process WHE
     expect(reaped).toHaveLength(1);
     expect(reaped[0]).toMatch(new RegExp(`/${prefix}${gone}$`));
     expect(existsSync(reaped[0])).toBe(false);
+    // the live process's group is still there, and a second pass finds nothing to reap
+    expect(CGROUP_ROOTS.some((root) => existsSync(`${root}/${prefix}${process.pid}`))).toBe(true);
     expect(reapStaleGroups(prefix)).toEqual([]);
   } finally {
     for (const g of [left, live]) if ('remove' in g) g.remove();
